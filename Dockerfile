@@ -1,0 +1,21 @@
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+RUN useradd --system --create-home --home-dir /home/portal portal
+COPY pyproject.toml README.md ./
+COPY portal ./portal
+COPY accounts ./accounts
+COPY studies ./studies
+COPY audit ./audit
+RUN pip install .
+COPY . .
+# collectstatic needs settings that import; the real key comes from the environment at run time.
+RUN SECRET_KEY=build-only DEBUG=false ALLOWED_HOSTS=build python manage.py collectstatic --noinput \
+    && mkdir -p /app/var && chown -R portal /app/var
+
+USER portal
+EXPOSE 8000
+# Settings in gunicorn.conf.py: sync workers, masked access log.
+CMD ["gunicorn"]

@@ -1,0 +1,44 @@
+# The two commands of the README: `make run` and `make test`. Both create .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# `make run` is the embedded demo: SQLite, Celery tasks in-process, files under var/, messages
+# to the console, whatever the shell's environment says.
+RUN_ENV := DEBUG=true DEMO_MODE=true DATABASE_URL=sqlite:///$(CURDIR)/var/portal.sqlite3 \
+	CELERY_BROKER_URL= CACHE_URL= EMAIL_HOST= PORTAL_VAR_DIR=$(CURDIR)/var
+
+.PHONY: run test install migrate demo lint format check bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	mkdir -p var
+	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
+	$(RUN_ENV) $(BIN)/python manage.py seed_demo
+	$(RUN_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
+
+test: $(STAMP)
+	$(BIN)/python manage.py makemigrations --check --dry-run --settings=tests.settings > /dev/null
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest bench -p no:randomly -o testpaths=bench
+
+clean:
+	rm -rf $(VENV) var .benchmarks

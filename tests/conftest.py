@@ -1,0 +1,167 @@
+"""Fixtures shared by the whole suite: one small world of organizations and users that the tests
+tell their stories with.
+
+- ``org``: St. Elsewhere Hospital, with location "Radiology" and group "Neuroradiology".
+- ``alice``: clinician of ``org``, works from the Radiology location (every share/link permission).
+- ``bob``: clinician of ``org`` in the Neuroradiology group only.
+- ``dana``: administrator of ``org`` (sees every study of it; staff in the Django admin).
+- ``carol``: clinician of ``other_org`` — the outsider for ``org``'s studies.
+"""
+
+import os
+import shutil
+
+import pytest
+
+from accounts.models import Group, Location, Membership, Organization, Role, User
+from accounts.permissions import ADMINISTRATOR, CLINICIAN
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def require_service(available: bool, reason: str) -> None:
+    """A test that needs a real service fails in CI when it is missing, and skips elsewhere."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"CI requires this service: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_storage(settings, tmp_path):
+    """Each test stores DICOM files and rendered frames in its own temporary folder."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "dicom": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "dicom")},
+        },
+    }
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"default-{tmp_path.name}",
+        },
+        "frames": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"frames-{tmp_path.name}",
+        },
+    }
+    from django.core.cache import caches
+    from django.core.files.storage import storages
+
+    # Django caches backend instances; make the overridden settings take effect.
+    storages._storages.pop("dicom", None)
+    for alias in ("default", "frames"):
+        caches[alias].clear()
+    yield
+    storages._storages.pop("dicom", None)
+
+
+@pytest.fixture
+def org(db):
+    return Organization.objects.create(name="St. Elsewhere Hospital")
+
+
+@pytest.fixture
+def other_org(db):
+    return Organization.objects.create(name="Riverside Clinic", kind="clinic")
+
+
+@pytest.fixture
+def clinician_role(db):
+    return Role.objects.create(name="Clinician", permissions=[p.value for p in CLINICIAN])
+
+
+@pytest.fixture
+def admin_role(db):
+    return Role.objects.create(name="Administrator", permissions=[p.value for p in ADMINISTRATOR])
+
+
+@pytest.fixture
+def location(org):
+    return Location.objects.create(organization=org, name="Radiology")
+
+
+@pytest.fixture
+def group(org):
+    return Group.objects.create(organization=org, name="Neuroradiology")
+
+
+def make_user(username: str, **extra) -> User:
+    user = User.objects.create_user(
+        username=username,
+        password="correct-horse-battery",
+        email=extra.pop("email", f"{username}@example.org"),
+        first_name=extra.pop("first_name", username.title()),
+        last_name=extra.pop("last_name", "Tester"),
+        **extra,
+    )
+    return user
+
+
+@pytest.fixture
+def alice(org, clinician_role, location):
+    user = make_user("alice", physician_number="RIZIV-1001")
+    membership = Membership.objects.create(user=user, organization=org, role=clinician_role)
+    membership.locations.add(location)
+    return user
+
+
+@pytest.fixture
+def bob(org, clinician_role, group):
+    user = make_user("bob", physician_number="RIZIV-1002")
+    membership = Membership.objects.create(user=user, organization=org, role=clinician_role)
+    membership.groups.add(group)
+    return user
+
+
+@pytest.fixture
+def dana(org, admin_role):
+    user = make_user("dana", is_staff=True)
+    Membership.objects.create(user=user, organization=org, role=admin_role)
+    return user
+
+
+@pytest.fixture
+def carol(other_org, clinician_role):
+    user = make_user("carol")
+    location = Location.objects.create(organization=other_org, name="Imaging")
+    membership = Membership.objects.create(user=user, organization=other_org, role=clinician_role)
+    membership.locations.add(location)
+    return user
+
+
+@pytest.fixture
+def require_postgres():
+    from django.db import connection
+
+    require_service(
+        connection.vendor == "postgresql",
+        "set DATABASE_URL=postgres://postgres@127.0.0.1:5432/portal to run PostgreSQL tests",
+    )
+
+
+@pytest.fixture
+def require_redis():
+    import redis
+
+    url = os.environ.get("CELERY_BROKER_URL") or "redis://127.0.0.1:6379/0"
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        available = True
+    except redis.RedisError:
+        available = False
+    require_service(available, f"Redis is not reachable at {url}")
+    return url
+
+
+@pytest.fixture
+def require_chromium():
+    path = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+    require_service(
+        os.path.exists(path) or shutil.which("chromium") is not None,
+        "Chromium is not installed (apt-get install chromium) for browser tests",
+    )
+    return path if os.path.exists(path) else shutil.which("chromium")

@@ -1,0 +1,20 @@
+"""The real settings, with a fixed non-secret key and a fast password hasher for the tests.
+
+Everything else comes from portal.settings and the environment (DATABASE_URL selects
+PostgreSQL in CI), so the suite exercises the configuration an installation runs.
+"""
+
+import os
+
+os.environ.setdefault("SECRET_KEY", "tests-only-key-not-used-anywhere-else-0123456789abcdef")
+
+from portal.settings import *  # noqa: F403
+
+# Argon2 at production cost would make each of hundreds of test logins take ~130 ms.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# The manifest storage of DEBUG-off needs collectstatic first; tests render pages without it.
+STORAGES = {
+    **STORAGES,  # noqa: F405
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}

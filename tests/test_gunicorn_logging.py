@@ -1,0 +1,40 @@
+from datetime import timedelta
+
+from gunicorn.config import Config
+
+from portal.gunicorn_logging import MaskingLogger
+
+
+class _Response:
+    status = "200 OK"
+    sent = 512
+    headers = ()
+
+
+class _Request:
+    headers = ()
+    method = "GET"
+    path = "/l/SeCrEtToKeN"
+    query = "q=Dubois"
+    uri = "/l/SeCrEtToKeN?q=Dubois"
+    version = (1, 1)
+
+
+def test_access_log_masks_link_tokens_and_search_terms():
+    config = Config()
+    config.set("accesslog", "-")
+    logger = MaskingLogger(config)
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": "/l/SeCrEtToKeN?q=Dubois",
+        "PATH_INFO": "/l/SeCrEtToKeN",
+        "QUERY_STRING": "q=Dubois",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_REFERER": "https://portal/l/SeCrEtToKeN",
+    }
+    atoms = logger.atoms(_Response(), _Request(), environ, timedelta(seconds=0.01))
+    line = config.access_log_format % atoms
+    assert "SeCrEtToKeN" not in line
+    assert "Dubois" not in line
+    assert "Dubois" not in atoms["q"]
