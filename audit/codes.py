@@ -1,0 +1,36 @@
+"""Audit actions mapped to DICOM PS3.15 (Annex A.5) event IDs and event type codes, so the trail
+can be exported to an Audit Record Repository in its own vocabulary."""
+
+from audit.models import Action
+
+# (EventID code, EventTypeCode) in DCM coding scheme.
+EVENT_CODES: dict[str, tuple[str, str]] = {
+    Action.LOGIN: ("110114", "110122"),  # User Authentication / Login
+    Action.LOGIN_FAILED: ("110114", "110122"),
+    # Security Alert / Use of Restricted Function: repeated failures from one account or address.
+    Action.LOGIN_THROTTLED: ("110113", "110132"),
+    Action.LOGOUT: ("110114", "110123"),  # User Authentication / Logout
+    # Security Alert / User Security Attributes Changed
+    Action.PASSWORD_CHANGED: ("110113", "110137"),
+    Action.TWO_FACTOR_ENABLED: ("110113", "110137"),
+    Action.TWO_FACTOR_FAILED: ("110114", "110122"),
+    Action.TWO_FACTOR_DISABLED: ("110113", "110137"),
+    Action.SESSION_EXPIRED: ("110114", "110123"),
+    Action.TOKEN_ISSUED: ("110114", "110122"),
+    Action.STUDY_VIEWED: ("110103", ""),  # DICOM Instances Accessed
+    Action.FRAMES_RENDERED: ("110103", ""),
+    Action.STUDY_DOWNLOADED: ("110106", ""),  # Export
+    Action.STUDY_UPLOADED: ("110107", ""),  # Import
+    Action.UPLOAD_REJECTED: ("110107", ""),
+    Action.REPORT_CHANGED: ("110103", ""),  # Instances Accessed (update)
+    Action.AUDIT_READ: ("110101", ""),  # Audit Log Used
+    Action.ACCESS_DENIED: ("110113", "110132"),  # Security Alert / Use of restricted function
+    Action.AUDIT_VERIFIED: ("110101", ""),
+}
+
+
+def codes_for(action: str) -> tuple[str, str]:
+    try:
+        return EVENT_CODES[action]
+    except KeyError as exc:
+        raise ValueError(f"Audit action {action!r} has no DICOM event code") from exc

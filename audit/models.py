@@ -1,0 +1,115 @@
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Outcome(models.TextChoices):
+    """DICOM PS3.15 EventOutcomeIndicator."""
+
+    SUCCESS = "0", _("Success")
+    MINOR_FAILURE = "4", _("Minor failure")
+    SERIOUS_FAILURE = "8", _("Serious failure")
+    MAJOR_FAILURE = "12", _("Major failure")
+
+
+class Action(models.TextChoices):
+    """What happened. Each maps to a DICOM PS3.15 audit event in ``audit.codes``."""
+
+    LOGIN = "login", _("Login")
+    LOGIN_FAILED = "login_failed", _("Failed login")
+    LOGIN_THROTTLED = "login_throttled", _("Login throttled")
+    LOGOUT = "logout", _("Logout")
+    PASSWORD_CHANGED = "password_changed", _("Password changed")
+    TWO_FACTOR_ENABLED = "two_factor_enabled", _("Two-factor enabled")
+    TWO_FACTOR_FAILED = "two_factor_failed", _("Wrong two-factor code")
+    TWO_FACTOR_DISABLED = "two_factor_disabled", _("Two-factor removed")
+    SESSION_EXPIRED = "session_expired", _("Session expired")
+    TOKEN_ISSUED = "token_issued", _("API token issued")
+    STUDY_VIEWED = "study_viewed", _("Study viewed")
+    FRAMES_RENDERED = "frames_rendered", _("Frames rendered")
+    STUDY_DOWNLOADED = "study_downloaded", _("Study downloaded")
+    STUDY_UPLOADED = "study_uploaded", _("Instances uploaded")
+    UPLOAD_REJECTED = "upload_rejected", _("Upload rejected")
+    REPORT_CHANGED = "report_changed", _("Report changed")
+    AUDIT_READ = "audit_read", _("Audit trail read")
+    ACCESS_DENIED = "access_denied", _("Access denied")
+    AUDIT_VERIFIED = "audit_verified", _("Audit chain verified")
+
+
+class AuditEventQuerySet(models.QuerySet):
+    """Bulk writes are refused like single ones: ``update()`` and ``delete()`` would rewrite or
+    remove history without going through the hash chain. (The database triggers installed by
+    migration 0002 refuse the same statements from any other client.)"""
+
+    def update(self, **kwargs):
+        raise PermissionError("Audit events are append-only.")
+
+    update.alters_data = True
+
+    def delete(self):
+        raise PermissionError("Audit events are append-only.")
+
+    delete.alters_data = True
+    delete.queryset_only = True
+
+
+class AuditEvent(models.Model):
+    """One line of the audit trail. Append-only: each event stores the previous event's hash and
+    its own, computed over its content, so any change or deletion breaks the chain
+    (``manage.py verify_audit``). Saving an existing event or deleting one raises."""
+
+    at = models.DateTimeField(db_index=True)
+    # DO_NOTHING, not SET_NULL: deleting a user must not rewrite the trail (the database refuses
+    # the UPDATE, and actor_id is hashed). The id stays as recorded; actor_label names the person.
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
+    )
+    # Who acted, as text that outlives the user row: a username or "anonymous recipient".
+    actor_label = models.CharField(max_length=150)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    action = models.CharField(max_length=40, choices=Action.choices, db_index=True)
+    event_code = models.CharField(max_length=16)
+    event_type_code = models.CharField(max_length=16, blank=True)
+    outcome = models.CharField(max_length=2, choices=Outcome.choices, default=Outcome.SUCCESS)
+    organization_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    target_type = models.CharField(max_length=40, blank=True)
+    target_id = models.CharField(max_length=128, blank=True)
+    study_uid = models.CharField(max_length=64, blank=True, db_index=True)
+    patient_id = models.CharField(max_length=64, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    objects = AuditEventQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["organization_id", "-id"], name="audit_org_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise PermissionError("Audit events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("Audit events are append-only.")
+
+
+class ChainHead(models.Model):
+    """The single row holding the newest event's hash. Locking it serializes appends, so two
+    transactions can never chain onto the same predecessor."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    last_hash = models.CharField(max_length=64)
+    count = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.count} events, last {self.last_hash[:12]}"

@@ -1,0 +1,192 @@
+"""Appending to the audit trail.
+
+``record`` runs inside the caller's transaction: the event commits with the action it describes,
+or neither does. If the event cannot be written the exception propagates and the action fails
+(fail closed).
+"""
+
+import hashlib
+import ipaddress
+import json
+from datetime import UTC
+from typing import Any
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from audit.codes import codes_for
+from audit.models import AuditEvent, ChainHead, Outcome
+
+GENESIS_HASH = "0" * 64
+ANONYMOUS_RECIPIENT = "anonymous recipient"
+_SECRET_WORDS = ("password", "token", "code", "otp", "secret", "passcode", "pin")
+
+
+def redact(details: Any) -> Any:
+    """Replace the value of every key that names a secret, at any depth."""
+    if isinstance(details, dict):
+        return {
+            key: "[redacted]"
+            if any(word in str(key).lower() for word in _SECRET_WORDS)
+            else redact(value)
+            for key, value in details.items()
+        }
+    if isinstance(details, list | tuple):
+        return [redact(item) for item in details]
+    return details
+
+
+def canonical_ip(value: str | None) -> str | None:
+    """One spelling per address, whatever the database gives back: PostgreSQL's ``inet`` rewrites
+    ``2001:0DB8::0001`` as ``2001:db8::1`` and prints IPv4-mapped addresses differently from
+    Python. An IPv4-mapped address is the IPv4 client it stands for; a zone index (``%eth0``) is
+    dropped because ``inet`` cannot store it. Anything unparsable is no address (None)."""
+    if not value:
+        return None
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Address(int(address)))
+    return str(address)
+
+
+def client_ip(request: HttpRequest | None) -> str | None:
+    """The client's address as the web server saw it. Behind a proxy, configure the proxy to set
+    REMOTE_ADDR (gunicorn's --forwarded-allow-ips) rather than trusting X-Forwarded-For here."""
+    if request is None:
+        return None
+    return canonical_ip(request.META.get("REMOTE_ADDR"))
+
+
+def storable_details(details: dict[str, Any] | None) -> dict[str, Any]:
+    """The details exactly as the JSON column will give them back: non-string keys become strings,
+    tuples lists, dates and UUIDs ISO strings, secrets masked. Hashing this form (not the caller's
+    objects) is what lets the hash be recomputed from the stored row. NaN and infinities are
+    refused: PostgreSQL's jsonb cannot store them, so they must not work on SQLite either."""
+    encoded = json.dumps(details or {}, cls=DjangoJSONEncoder, allow_nan=False)
+    return redact(json.loads(encoded))
+
+
+# Python writes floats of 1e16 and beyond in exponent form; PostgreSQL's jsonb stores them as
+# numerics and gives back integers ({"n": 1e16} returns as {"n": 10000000000000000}), and turns
+# -0.0 into 0.0. Hashing every number that large as a float, and zero as 0.0, makes both
+# spellings hash alike.
+_EXACT_INTEGER_LIMIT = 10**16
+
+
+def _canonical_numbers(value: Any) -> Any:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        if abs(value) >= _EXACT_INTEGER_LIMIT:
+            try:
+                return float(value)
+            except OverflowError:
+                return value
+        return value
+    if isinstance(value, float):
+        return 0.0 if value == 0 else value
+    if isinstance(value, dict):
+        return {key: _canonical_numbers(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical_numbers(item) for item in value]
+    return value
+
+
+def event_digest(fields: dict[str, Any], prev_hash: str) -> str:
+    canonical = json.dumps(
+        _canonical_numbers({**fields, "prev_hash": prev_hash}),
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def hashed_fields(event: AuditEvent) -> dict[str, Any]:
+    """The content an event's hash covers; verify_audit recomputes it from stored rows, so every
+    value is taken in a form that reads back identically from SQLite and PostgreSQL."""
+    at = event.at.astimezone(UTC).replace(tzinfo=None)
+    return {
+        "at": at.isoformat(timespec="microseconds"),
+        "actor_id": event.actor_id,
+        "actor_label": event.actor_label,
+        "ip": canonical_ip(event.ip),
+        "action": event.action,
+        "event_code": event.event_code,
+        "event_type_code": event.event_type_code,
+        "outcome": str(event.outcome),
+        "organization_id": event.organization_id,
+        "target_type": event.target_type,
+        "target_id": event.target_id,
+        "study_uid": event.study_uid,
+        "patient_id": event.patient_id,
+        "details": event.details,
+    }
+
+
+def record(
+    *,
+    action: str,
+    actor=None,
+    actor_label: str | None = None,
+    request: HttpRequest | None = None,
+    outcome: str = Outcome.SUCCESS,
+    organization_id: int | None = None,
+    target_type: str = "",
+    target_id: str | int = "",
+    study=None,
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event. ``actor`` defaults to the request's user; with neither, the event is
+    by an anonymous recipient. ``study`` fills the study UID, patient ID and organization."""
+    if actor is None and request is not None and request.user.is_authenticated:
+        actor = request.user
+    if actor_label is None:
+        actor_label = actor.get_username() if actor is not None else ANONYMOUS_RECIPIENT
+    event_code, event_type_code = codes_for(action)
+    study_uid = patient_id = ""
+    if study is not None:
+        study_uid = study.study_uid
+        patient_id = study.patient.patient_id
+        organization_id = organization_id or study.organization_id
+        target_type = target_type or "study"
+        target_id = target_id or study.study_uid
+    if organization_id is not None:
+        # Hashed as given and read back as an integer: "5" and 5 must not hash differently.
+        organization_id = int(organization_id)
+    event = AuditEvent(
+        actor=actor,
+        actor_label=actor_label,
+        ip=client_ip(request),
+        action=action,
+        event_code=event_code,
+        event_type_code=event_type_code,
+        outcome=outcome,
+        organization_id=organization_id,
+        target_type=target_type,
+        target_id=str(target_id),
+        study_uid=study_uid,
+        patient_id=patient_id,
+        details=storable_details(details),
+    )
+    with transaction.atomic():
+        head = ChainHead.objects.select_for_update().filter(pk=1).first()
+        if head is None:
+            ChainHead.objects.get_or_create(pk=1, defaults={"last_hash": GENESIS_HASH})
+            head = ChainHead.objects.select_for_update().get(pk=1)
+        # Timestamped under the lock, so that times never go backwards along the chain.
+        event.at = timezone.now()
+        event.prev_hash = head.last_hash
+        event.hash = event_digest(hashed_fields(event), event.prev_hash)
+        event.save(force_insert=True)
+        head.last_hash = event.hash
+        head.count += 1
+        head.save(update_fields=["last_hash", "count"])
+    return event
