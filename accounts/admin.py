@@ -1,0 +1,476 @@
+"""The Django admin for accounts and organizations, and the admin site's own rules: it admits
+only staff whose session was verified with a one-time code, and it logs in and out through the
+portal's pages so that both are throttled and audited the same way."""
+
+from django import forms
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.auth import REDIRECT_FIELD_NAME
+from django.contrib.auth import forms as auth_forms
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.models import Group as AuthGroup
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.utils.decorators import method_decorator
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.utils.text import format_lazy
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_protect
+from django_otp.admin import OTPAdminSite
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts import services
+from accounts.models import ApiToken, Group, Location, Membership, Organization, Role, User
+from accounts.permissions import Perm
+from accounts.validators import normalize_mobile
+from audit.models import Action
+from audit.services import record
+
+# --- The admin site -------------------------------------------------------------------------
+
+
+class PortalAdminSite(OTPAdminSite):
+    """django-otp's admin site (staff must be verified by a device), whose login is the
+    portal's: the password page, then the code page or the two-factor set-up."""
+
+    @method_decorator(never_cache)
+    def login(self, request, extra_context=None):
+        index_path = reverse("admin:index", current_app=self.name)
+        next_url = request.GET.get(REDIRECT_FIELD_NAME, "")
+        if not url_has_allowed_host_and_scheme(
+            next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            next_url = index_path
+        user = request.user
+        if not user.is_authenticated:
+            return redirect_to_login(next_url, reverse("accounts:login"))
+        if not (user.is_active and user.is_staff):
+            raise PermissionDenied
+        if user.is_verified():
+            return HttpResponseRedirect(next_url)
+        query = urlencode({REDIRECT_FIELD_NAME: next_url})
+        if services.has_two_factor(user):
+            return redirect(f"{reverse('accounts:two_factor_verify')}?{query}")
+        messages.warning(
+            request,
+            gettext(
+                "The administration manages accounts, sharing policies and the audit trail, so "
+                "it requires two-factor authentication. Set up an authenticator app here; you "
+                "will then be taken back to the administration."
+            ),
+        )
+        return redirect(f"{reverse('accounts:two_factor')}?{query}")
+
+    def password_change(self, request, extra_context=None):
+        # One password page for everyone: the portal's checks the current password behind the
+        # login throttle and writes the audit event.
+        return redirect("accounts:password_change")
+
+    def password_change_done(self, request, extra_context=None):
+        return redirect("accounts:password_change_done")
+
+    @method_decorator(csrf_protect)
+    def logout(self, request, extra_context=None):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        services.log_out(request=request)
+        messages.info(request, gettext("You are logged out."))
+        return redirect(settings.LOGOUT_REDIRECT_URL)
+
+
+# Changing the class of the existing instance (rather than replacing admin.site) keeps every
+# registration made before or after this module, and the "admin" URL namespace.
+admin.site.__class__ = PortalAdminSite
+admin.site.site_header = format_lazy(_("{site} administration"), site=settings.SITE_NAME)
+admin.site.site_title = settings.SITE_NAME
+admin.site.index_title = _("Organizations, users and audit")
+
+# The portal's groups are accounts.Group; Django's permission groups would only confuse.
+if admin.site.is_registered(AuthGroup):
+    admin.site.unregister(AuthGroup)
+
+
+# --- Users ----------------------------------------------------------------------------------
+
+
+class UserChangeForm(auth_forms.UserChangeForm):
+    class Meta(auth_forms.UserChangeForm.Meta):
+        model = User
+
+    def clean_mobile(self) -> str:
+        # Stored in E.164 whatever way the administrator typed it; SMS delivery relies on it.
+        return normalize_mobile(self.cleaned_data.get("mobile", ""))
+
+
+class UserCreationForm(auth_forms.AdminUserCreationForm):
+    class Meta(auth_forms.AdminUserCreationForm.Meta):
+        model = User
+        fields = ("username", "first_name", "last_name", "email")
+
+
+class MembershipForm(forms.ModelForm):
+    """Locations, groups and role are offered from the membership's organization only, and
+    checked against it whichever organization is picked."""
+
+    class Meta:
+        model = Membership
+        fields = ["organization", "role", "locations", "groups", "is_active"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        organization_id = self.instance.organization_id if self.instance.pk else None
+        if organization_id is None:
+            return
+        for name in ("locations", "groups"):
+            if name in self.fields:
+                field = self.fields[name]
+                field.queryset = field.queryset.filter(organization_id=organization_id)
+        if "role" in self.fields:
+            field = self.fields["role"]
+            field.queryset = field.queryset.filter(
+                Q(organization__isnull=True) | Q(organization_id=organization_id)
+            )
+
+    def clean(self):
+        cleaned = super().clean()
+        organization = cleaned.get("organization")
+        if organization is None:
+            return cleaned
+        for name in ("locations", "groups"):
+            chosen = cleaned.get(name) or []
+            foreign = [item for item in chosen if item.organization_id != organization.pk]
+            if foreign:
+                message = _("%(items)s belong to another organization than %(organization)s.")
+                items = ", ".join(str(item) for item in foreign)
+                self.add_error(name, message % {"items": items, "organization": organization})
+        role = cleaned.get("role")
+        if role is not None and role.organization_id not in (None, organization.pk):
+            self.add_error("role", _("This role belongs to another organization."))
+        return cleaned
+
+
+class MembershipInline(admin.StackedInline):
+    model = Membership
+    form = MembershipForm
+    fk_name = "user"
+    extra = 0
+    filter_horizontal = ["locations", "groups"]
+    verbose_name = _("membership")
+    verbose_name_plural = _("memberships (organization, role, locations and groups)")
+
+
+@admin.register(User)
+class UserAdmin(DjangoUserAdmin):
+    form = UserChangeForm
+    add_form = UserCreationForm
+    inlines = [MembershipInline]
+    fieldsets = (
+        (None, {"fields": ("username", "password")}),
+        (
+            _("Personal info"),
+            {
+                "fields": (
+                    "first_name",
+                    "last_name",
+                    "email",
+                    "mobile",
+                    "physician_number",
+                    "language",
+                )
+            },
+        ),
+        (
+            _("Shown in other users' recipient search"),
+            {
+                "fields": ("email_public", "mobile_public"),
+                "description": _("Name and physician number are always shown."),
+            },
+        ),
+        (
+            _("Administration rights"),
+            {
+                "fields": ("is_active", "is_staff", "is_superuser", "user_permissions"),
+                "description": _(
+                    "Staff may open this administration (with two-factor authentication). "
+                    "What a user may do in the portal comes from the role of each membership."
+                ),
+            },
+        ),
+        (_("Important dates"), {"fields": ("last_login", "date_joined")}),
+    )
+    add_fieldsets = (
+        (
+            None,
+            {
+                "classes": ("wide",),
+                "fields": (
+                    "username",
+                    "first_name",
+                    "last_name",
+                    "email",
+                    "usable_password",
+                    "password1",
+                    "password2",
+                ),
+            },
+        ),
+    )
+    list_display = (
+        "username",
+        "first_name",
+        "last_name",
+        "email",
+        "physician_number",
+        "is_staff",
+        "is_active",
+        "two_factor",
+    )
+    list_filter = ("is_staff", "is_superuser", "is_active", "memberships__organization")
+    search_fields = ("username", "first_name", "last_name", "email", "physician_number")
+    filter_horizontal = ("user_permissions",)
+
+    def get_queryset(self, request):
+        devices = TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)
+        return super().get_queryset(request).annotate(has_two_factor=Exists(devices))
+
+    def user_change_password(self, request, id, form_url=""):
+        # An administrator setting someone's password is a security event like any other.
+        with transaction.atomic():
+            response = super().user_change_password(request, id, form_url)
+            if request.method == "POST" and response.status_code == 302:
+                record(
+                    action=Action.PASSWORD_CHANGED,
+                    request=request,
+                    target_type="user",
+                    target_id=id,
+                    details={"set_by_administrator": True},
+                )
+        return response
+
+    @admin.display(boolean=True, description=_("two-factor"), ordering="has_two_factor")
+    def two_factor(self, user: User) -> bool:
+        return user.has_two_factor
+
+
+# --- Organizations and their parts ----------------------------------------------------------
+
+
+def administered_organization_ids(request) -> set[int]:
+    """The organizations whose administrator role the user holds (Perm.ADMINISTER through an
+    active membership). Computed once per request: the admin asks for every permission."""
+    if not hasattr(request, "_administered_organization_ids"):
+        user = request.user
+        ids = set()
+        if user.is_active and user.is_staff:
+            memberships = Membership.objects.filter(user=user, is_active=True).select_related(
+                "role"
+            )
+            ids = {m.organization_id for m in memberships if m.role.grants(Perm.ADMINISTER)}
+        request._administered_organization_ids = ids
+    return request._administered_organization_ids
+
+
+def _administers(request, organization) -> bool:
+    ids = administered_organization_ids(request)
+    return bool(ids) if organization is None else organization.pk in ids
+
+
+class OrganizationPartInline(admin.TabularInline):
+    """Locations and groups: an organization's administrator adds and renames them; deleting
+    one (which removes its worklist) stays with the installation's superusers."""
+
+    extra = 0
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) or _administers(request, obj)
+
+    def has_add_permission(self, request, obj=None):
+        return super().has_add_permission(request, obj) or (
+            obj is not None and _administers(request, obj)
+        )
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) or (
+            obj is not None and _administers(request, obj)
+        )
+
+
+class LocationInline(OrganizationPartInline):
+    model = Location
+
+
+class GroupInline(OrganizationPartInline):
+    model = Group
+
+
+@admin.register(Organization)
+class OrganizationAdmin(admin.ModelAdmin):
+    """Superusers manage every organization; an organization's administrator (a staff member
+    whose role there grants "Organization: administer") sets its own sharing policy."""
+
+    list_display = ("name", "kind", "searchable")
+    list_filter = ("kind", "searchable")
+    search_fields = ("name",)
+    inlines = [LocationInline, GroupInline]
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if request.user.has_perm("accounts.view_organization"):
+            return queryset
+        return queryset.filter(pk__in=administered_organization_ids(request))
+
+    def get_readonly_fields(self, request, obj=None):
+        if request.user.has_perm("accounts.change_organization"):
+            return ()
+        # Name and kind identify the organization to everyone else: not its own to change.
+        return ("name", "kind")
+
+    def has_module_permission(self, request):
+        return super().has_module_permission(request) or _administers(request, None)
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) or _administers(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) or _administers(request, obj)
+
+    fieldsets = (
+        (None, {"fields": ("name", "kind", "searchable")}),
+        (
+            _("Share options"),
+            {
+                "description": _("What users of this organization may offer when they share."),
+                "fields": (
+                    "allow_share_users",
+                    "allow_share_groups",
+                    "allow_share_locations",
+                    "allow_share_codes",
+                    "allow_share_email",
+                    "allow_share_two_factor",
+                    "allow_share_anonymize",
+                    "allow_further_sharing",
+                ),
+            },
+        ),
+        (
+            _("Link options"),
+            {
+                "description": _("What users of this organization may set on a guest link."),
+                "fields": (
+                    "allow_link_email",
+                    "allow_link_sms",
+                    "allow_link_max_uses",
+                    "allow_link_expiry",
+                    "allow_link_login_required",
+                    "allow_link_password",
+                    "allow_link_birth_date_password",
+                    "allow_link_email_confirmation",
+                    "allow_link_priors",
+                ),
+            },
+        ),
+        (
+            _("Validity"),
+            {
+                "description": _("How long shares and guest links last by default, at most."),
+                "fields": (
+                    "default_share_validity_days",
+                    "max_share_validity_days",
+                    "allow_unlimited_validity",
+                    "default_link_validity_hours",
+                    "max_link_validity_days",
+                ),
+            },
+        ),
+    )
+
+
+@admin.register(Location)
+class LocationAdmin(admin.ModelAdmin):
+    list_display = ("name", "organization")
+    list_filter = ("organization",)
+    search_fields = ("name", "organization__name")
+    list_select_related = ("organization",)
+
+
+@admin.register(Group)
+class GroupAdmin(admin.ModelAdmin):
+    list_display = ("name", "organization", "searchable")
+    list_filter = ("organization", "searchable")
+    search_fields = ("name", "organization__name")
+    list_select_related = ("organization",)
+
+
+class RoleForm(forms.ModelForm):
+    """The role editor: one checkbox per permission, labelled as in the manuals; stores the
+    list of permission codes."""
+
+    permissions = forms.MultipleChoiceField(
+        label=_("Permissions"),
+        choices=Perm.choices,
+        widget=forms.CheckboxSelectMultiple,
+        required=False,
+    )
+
+    class Meta:
+        model = Role
+        fields = ["name", "organization", "permissions"]
+
+    def clean_permissions(self) -> list[str]:
+        chosen = set(self.cleaned_data["permissions"])
+        # Kept in the order of Perm, so equal roles store equal lists.
+        return [perm.value for perm in Perm if perm.value in chosen]
+
+
+@admin.register(Role)
+class RoleAdmin(admin.ModelAdmin):
+    form = RoleForm
+    list_display = ("name", "organization", "permission_count")
+    list_filter = ("organization",)
+    search_fields = ("name",)
+
+    @admin.display(description=_("permissions"))
+    def permission_count(self, role: Role) -> int:
+        return len(role.permissions or [])
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    form = MembershipForm
+    fields = ("user", "organization", "role", "locations", "groups", "is_active")
+    list_display = ("user", "organization", "role", "is_active")
+    list_filter = ("organization", "role", "is_active")
+    search_fields = ("user__username", "user__first_name", "user__last_name", "organization__name")
+    list_select_related = ("user", "organization", "role")
+    autocomplete_fields = ("user",)
+    filter_horizontal = ("locations", "groups")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    """Tokens can be looked at and deleted (which stops them at once), never created or
+    edited here: the secret exists only in the hands of whoever requested it."""
+
+    list_display = ("prefix_display", "user", "created_at", "last_used_at")
+    list_filter = ("created_at", "last_used_at")
+    search_fields = ("user__username", "prefix")
+    list_select_related = ("user",)
+    fields = ("user", "prefix_display", "created_at", "last_used_at")
+    readonly_fields = fields
+
+    @admin.display(description=_("token"), ordering="prefix")
+    def prefix_display(self, token: ApiToken) -> str:
+        return f"{token.prefix}…"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

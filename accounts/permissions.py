@@ -1,0 +1,37 @@
+"""The permissions a Role bundles. Their labels are the names users know from the manuals and
+appear in the role editor exactly so."""
+
+from django.db import models
+
+
+class Perm(models.TextChoices):
+    VIEW_STUDIES = "studies.view", "Studies: view and search studies list"
+    VIEW_ALL_STUDIES = "studies.view_all", "Studies: view every study of the organization"
+    UPLOAD_STUDIES = "studies.upload", "Studies: upload studies"
+    WRITE_REPORTS = "studies.write_report", "Studies: write reports"
+    SHARE_STUDY = "studies.share", "Studies: share a study"
+    SHARE_EMAIL = "studies.share_email", "Studies: share study via email"
+    SHARE_GROUPS = "studies.share_groups", "Studies: share study with groups"
+    SHARE_LOCATIONS = "studies.share_locations", "Studies: share study with locations"
+    SHARE_USERS = "studies.share_users", "Studies: share study with users"
+    CREATE_LINKS = "links.create", "Study links: create guest links"
+    VIEW_LINKS = "links.view", "Study links: view guest links"
+    DELETE_LINKS = "links.delete", "Study links: delete guest links"
+    REVOKE_ANY_LINK = "links.revoke_any", "Study links: revoke any link (administrators)"
+    ADMINISTER = "org.administer", "Organization: administer (audit trail, unblock shares)"
+
+
+CLINICIAN = [
+    Perm.VIEW_STUDIES,
+    Perm.UPLOAD_STUDIES,
+    Perm.WRITE_REPORTS,
+    Perm.SHARE_STUDY,
+    Perm.SHARE_EMAIL,
+    Perm.SHARE_GROUPS,
+    Perm.SHARE_LOCATIONS,
+    Perm.SHARE_USERS,
+    Perm.CREATE_LINKS,
+    Perm.VIEW_LINKS,
+    Perm.DELETE_LINKS,
+]
+ADMINISTRATOR = [*CLINICIAN, Perm.VIEW_ALL_STUDIES, Perm.REVOKE_ANY_LINK, Perm.ADMINISTER]

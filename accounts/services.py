@@ -1,0 +1,541 @@
+"""Authentication use cases: logging in (with or without a second step), logging out, changing
+the password, managing the two-factor device, and issuing API tokens.
+
+Every guess at a secret (password at login, at password change or two-factor removal, a one-time
+code, the credentials behind an API token) goes through one throttle: a failure counter per
+account and one per client address, kept in Django's cache. Once either counter reaches
+``LOGIN_FAILURE_LIMIT`` within ``LOGIN_FAILURE_WINDOW`` seconds, attempts are refused before the
+password hasher or the code check runs, until the window that began with the first failure ends.
+Django's cache must be shared by all web processes (Redis through CACHE_URL) for the limits to
+hold across them.
+
+Each function writes its audit events in the same transaction as the change it makes. Domain
+errors carry a message that is safe to show to the person who tried.
+"""
+
+import contextlib
+import hashlib
+import math
+import time
+from base64 import b32encode
+from binascii import unhexlify
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import django_otp
+from django.conf import settings
+from django.contrib.auth import authenticate, update_session_auth_hash
+from django.contrib.auth import login as auth_login
+from django.contrib.auth import logout as auth_logout
+from django.core.cache import cache
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
+from django.utils.formats import time_format
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+from django_otp import DEVICE_ID_SESSION_KEY, devices_for_user
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
+from django_otp.util import random_hex
+
+from accounts.authentication import TOKEN_PURPOSE
+from accounts.middleware import LAST_SEEN_KEY, SESSION_STARTED_KEY
+from accounts.models import ApiToken, User
+from accounts.tokens import secret_digest
+from audit.models import Action, Outcome
+from audit.services import client_ip, record
+
+# Between the password and the code, the session names the user without logging them in. The
+# code must follow within a few minutes, or the password is asked again.
+PENDING_LOGIN_KEY = "accounts_pending_login"
+PENDING_LOGIN_SECONDS = 5 * 60
+# The secret of a device being set up lives in the session until a code proves the app has it,
+# so abandoned set-ups leave no half-made device in the database.
+ENROLMENT_KEY = "accounts_totp_enrolment"
+TOTP_DEVICE_NAME = "Authenticator app"
+UNKNOWN_USER_LABEL = "unknown user"
+
+
+class AuthenticationRefused(Exception):
+    """A refused login, code or password check. ``message`` is safe to show."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidCredentials(AuthenticationRefused):
+    pass
+
+
+class InvalidCode(AuthenticationRefused):
+    pass
+
+
+class TwoFactorRequired(AuthenticationRefused):
+    pass
+
+
+class PendingLoginExpired(AuthenticationRefused):
+    pass
+
+
+class Throttled(AuthenticationRefused):
+    """Too many failures for the account or the address; ``retry_at`` says until when."""
+
+    def __init__(self, retry_at: datetime):
+        self.retry_at = retry_at
+        minutes = math.ceil(self.retry_after / 60)
+        message = ngettext(
+            "Too many failed attempts for this account or from this network. "
+            "Try again in %(minutes)d minute (after %(time)s).",
+            "Too many failed attempts for this account or from this network. "
+            "Try again in %(minutes)d minutes (after %(time)s).",
+            minutes,
+        ) % {"minutes": minutes, "time": time_format(timezone.localtime(retry_at), "H:i")}
+        super().__init__(message)
+
+    @property
+    def retry_after(self) -> int:
+        """Whole seconds until attempts are accepted again (for a Retry-After header)."""
+        return max(1, math.ceil((self.retry_at - timezone.now()).total_seconds()))
+
+
+# --- The throttle -------------------------------------------------------------------------
+
+
+def _throttle_limits(*, username: str, ip: str | None) -> dict[str, int]:
+    """The counters an attempt is charged to, each with its own limit.
+
+    The account's limit is tight. The address's is wider: a hospital's staff often share one
+    NAT address, and five typos by anyone there must not lock out everyone else."""
+    # Hashed so any username is a valid cache key, and folded so "Alice" and "alice" share one
+    # counter: the backend matches usernames exactly, but an attacker must not get a fresh
+    # allowance per spelling.
+    account = hashlib.sha256(username.strip().casefold().encode()).hexdigest()
+    return {
+        f"auth-failures:account:{account}": settings.LOGIN_FAILURE_LIMIT,
+        f"auth-failures:address:{ip or 'unknown'}": settings.LOGIN_FAILURE_LIMIT_PER_ADDRESS,
+    }
+
+
+def _throttle_keys(*, username: str, ip: str | None) -> list[str]:
+    return list(_throttle_limits(username=username, ip=ip))
+
+
+def reserve_attempt(*, username: str, ip: str | None) -> datetime | None:
+    """Count this attempt against the account and the address before the secret is checked.
+    Returns None if it may go ahead, or until when attempts are refused.
+
+    Counting first, with the cache's atomic ``incr``, is what makes the limit hold when many
+    guesses arrive at once: each gets its own count, so no more than LOGIN_FAILURE_LIMIT of
+    them ever reach the hasher, where a check made before counting would let all of them by.
+    An attempt that turns out not to be a failure is handed back with ``release_attempt``."""
+    limits = _throttle_limits(username=username, ip=ip)
+    over = [key for key, limit in limits.items() if _increment(key) > limit]
+    if not over:
+        return None
+    # A refused attempt is not a failure: it neither lengthens the lock nor counts elsewhere.
+    release_attempt(username=username, ip=ip)
+    untils = cache.get_many([f"{key}:until" for key in over]).values()
+    latest = max(untils, default=time.time() + settings.LOGIN_FAILURE_WINDOW)
+    return datetime.fromtimestamp(latest, tz=UTC)
+
+
+def _increment(key: str) -> int:
+    window = settings.LOGIN_FAILURE_WINDOW
+    cache.add(key, 0, timeout=window)
+    try:
+        count = cache.incr(key)
+    except ValueError:
+        # The window ended between add() and incr().
+        cache.set(key, 1, timeout=window)
+        count = 1
+    if count == 1:
+        # The first attempt since the counter was last at zero opens a new window.
+        cache.touch(key, window)
+        cache.set(f"{key}:until", int(time.time()) + window, timeout=window)
+    return count
+
+
+def release_attempt(*, username: str, ip: str | None) -> None:
+    """Hand back an attempt that was not a failed guess (right password or code)."""
+    for key in _throttle_keys(username=username, ip=ip):
+        # ValueError: its window has ended meanwhile, so there is nothing to hand back.
+        with contextlib.suppress(ValueError):
+            cache.decr(key)
+
+
+def _clear_account_failures(username: str) -> None:
+    # Only the account's counter: a success must not wipe the failures other accounts
+    # accumulated from the same address.
+    key = _throttle_keys(username=username, ip=None)[0]
+    cache.delete_many([key, f"{key}:until"])
+
+
+def _reserve_or_refuse(
+    *, request: HttpRequest, username: str, step: str, user: User | None = None
+) -> None:
+    retry_at = reserve_attempt(username=username, ip=client_ip(request))
+    if retry_at is None:
+        return
+    if user is None:
+        user = _known_user(username)
+    with transaction.atomic():
+        record(
+            action=Action.LOGIN_THROTTLED,
+            actor=user,
+            actor_label=None if user is not None else UNKNOWN_USER_LABEL,
+            request=request,
+            outcome=Outcome.MINOR_FAILURE,
+            details={"username": username[:150], "step": step, "until": retry_at.isoformat()},
+        )
+    raise Throttled(retry_at)
+
+
+def _known_user(username: str) -> User | None:
+    # Only to name the actor in the audit trail; runs for known and unknown names alike.
+    return User._default_manager.filter(username=username).first()
+
+
+# --- Logging in -----------------------------------------------------------------------------
+
+
+def check_credentials(*, request: HttpRequest, username: str, password: str) -> User:
+    """The user these credentials belong to, or a refusal (throttled or wrong). Unknown
+    usernames take the same path as wrong passwords: Django's ModelBackend runs the hasher for
+    them too, so the answer time does not tell which usernames exist."""
+    _reserve_or_refuse(request=request, username=username, step="password")
+    user = authenticate(request, username=username, password=password)
+    if user is None:
+        # The reserved attempt stays counted: it was a failure.
+        actor = _known_user(username)
+        with transaction.atomic():
+            record(
+                action=Action.LOGIN_FAILED,
+                actor=actor,
+                actor_label=None if actor is not None else UNKNOWN_USER_LABEL,
+                request=request,
+                outcome=Outcome.MINOR_FAILURE,
+                details={"username": username[:150], "step": "password"},
+            )
+        raise InvalidCredentials(_("Wrong username or password."))
+    release_attempt(username=username, ip=client_ip(request))
+    return user
+
+
+def has_two_factor(user: User) -> bool:
+    return TOTPDevice.objects.devices_for_user(user, confirmed=True).exists()
+
+
+def check_two_factor_code(*, request: HttpRequest, user: User, token: str) -> TOTPDevice:
+    """The user's device that accepts this code, or a refusal. Wrong codes count against the
+    same throttle as wrong passwords; django-otp adds its own growing delay per device."""
+    username = user.get_username()
+    ip = client_ip(request)
+    _reserve_or_refuse(request=request, username=username, user=user, step="two-factor")
+    devices = list(TOTPDevice.objects.devices_for_user(user, confirmed=True))
+    if not devices:
+        release_attempt(username=username, ip=ip)
+        raise InvalidCode(_("This account has no two-factor device."))
+    for device in devices:
+        allowed, info = device.verify_is_allowed()
+        if not allowed:
+            # Refused by the device before the code was looked at: not a guess.
+            release_attempt(username=username, ip=ip)
+            locked_until = (info or {}).get("locked_until")
+            wait = (
+                max(1, int((locked_until - timezone.now()).total_seconds()) + 1)
+                if locked_until
+                else 1
+            )
+            raise InvalidCode(
+                ngettext(
+                    "Wait %(seconds)d second before entering another code.",
+                    "Wait %(seconds)d seconds before entering another code.",
+                    wait,
+                )
+                % {"seconds": wait}
+            )
+        verified = django_otp.verify_token(user, device.persistent_id, token)
+        if verified is not None:
+            release_attempt(username=username, ip=ip)
+            return verified
+    with transaction.atomic():
+        record(
+            action=Action.TWO_FACTOR_FAILED,
+            actor=user,
+            request=request,
+            outcome=Outcome.MINOR_FAILURE,
+            details={"username": username},
+        )
+    raise InvalidCode(
+        _("That code is not right. Enter the current code from your authenticator app.")
+    )
+
+
+def complete_login(
+    *, request: HttpRequest, user: User, device: TOTPDevice | None = None, backend: str | None
+) -> None:
+    """Log the user in: a new session key (so a key planted before login is worthless), the
+    device that verified them, and the LOGIN event."""
+    with transaction.atomic():
+        auth_login(request, user, backend=backend)
+        if device is not None:
+            django_otp.login(request, device)
+        # Both session clocks (accounts.middleware) start at the login itself, not at the
+        # first request after the redirect.
+        now = int(time.time())
+        request.session[SESSION_STARTED_KEY] = now
+        request.session[LAST_SEEN_KEY] = now
+        _clear_account_failures(user.get_username())
+        record(
+            action=Action.LOGIN,
+            actor=user,
+            request=request,
+            details={"two_factor": device is not None},
+        )
+
+
+def log_in_with_password(
+    *, request: HttpRequest, username: str, password: str, next_url: str
+) -> bool:
+    """First (or only) login step. True when the user is logged in; False when the account
+    uses two-factor and the session now waits for the code (see ``log_in_with_code``)."""
+    user = check_credentials(request=request, username=username, password=password)
+    if not has_two_factor(user):
+        complete_login(request=request, user=user, backend=user.backend)
+        return True
+    # A fresh key before the session starts naming a user, as login() does after the code.
+    request.session.cycle_key()
+    request.session[PENDING_LOGIN_KEY] = {
+        "user_id": user.pk,
+        "backend": user.backend,
+        # Binds the pending step to the password just checked: changing it voids the step.
+        "auth_hash": user.get_session_auth_hash(),
+        "started": int(time.time()),
+        "next": next_url,
+    }
+    return False
+
+
+def pending_login_user(request: HttpRequest) -> User | None:
+    """The user waiting for the second login step in this session, if it has not expired."""
+    pending = request.session.get(PENDING_LOGIN_KEY)
+    if not pending:
+        return None
+    if time.time() - pending.get("started", 0) > PENDING_LOGIN_SECONDS:
+        del request.session[PENDING_LOGIN_KEY]
+        return None
+    user = User._default_manager.filter(pk=pending.get("user_id"), is_active=True).first()
+    if user is None or not constant_time_compare(
+        pending.get("auth_hash", ""), user.get_session_auth_hash()
+    ):
+        del request.session[PENDING_LOGIN_KEY]
+        return None
+    return user
+
+
+def pending_login_next(request: HttpRequest) -> str:
+    return (request.session.get(PENDING_LOGIN_KEY) or {}).get("next", "")
+
+
+def log_in_with_code(*, request: HttpRequest, token: str) -> str:
+    """Second login step: check the code for the pending user and log them in. Returns where
+    the first step asked to go next."""
+    user = pending_login_user(request)
+    if user is None:
+        raise PendingLoginExpired(
+            _("Your login took too long. Enter your username and password again.")
+        )
+    device = check_two_factor_code(request=request, user=user, token=token)
+    pending = request.session.pop(PENDING_LOGIN_KEY)
+    complete_login(request=request, user=user, device=device, backend=pending["backend"])
+    return pending["next"]
+
+
+def verify_session(*, request: HttpRequest, token: str) -> None:
+    """Raise an already logged-in session to two-factor verified (the administration asks for
+    it when the session began before the device was set up)."""
+    user = request.user
+    device = check_two_factor_code(request=request, user=user, token=token)
+    with transaction.atomic():
+        # The session gains privileges: give it a key nobody saw before.
+        request.session.cycle_key()
+        django_otp.login(request, device)
+        _clear_account_failures(user.get_username())
+        record(
+            action=Action.LOGIN,
+            actor=user,
+            request=request,
+            details={"two_factor": True, "step": "session verification"},
+        )
+
+
+def log_out(*, request: HttpRequest) -> None:
+    with transaction.atomic():
+        if request.user.is_authenticated:
+            record(action=Action.LOGOUT, request=request)
+        auth_logout(request)
+
+
+# --- Password -------------------------------------------------------------------------------
+
+
+def _check_current_password(*, request: HttpRequest, user: User, password: str, step: str):
+    username = user.get_username()
+    _reserve_or_refuse(request=request, username=username, user=user, step=step)
+    if user.check_password(password):
+        release_attempt(username=username, ip=client_ip(request))
+        return
+    with transaction.atomic():
+        record(
+            action=Action.LOGIN_FAILED,
+            actor=user,
+            request=request,
+            outcome=Outcome.MINOR_FAILURE,
+            details={"username": username, "step": step},
+        )
+    raise InvalidCredentials(_("Your current password is not right."))
+
+
+def change_password(
+    *, request: HttpRequest, user: User, old_password: str, new_password: str
+) -> None:
+    """Set a new password after checking the current one. This session stays logged in; every
+    other session of the user ends, because their stored password hash no longer matches."""
+    _check_current_password(
+        request=request, user=user, password=old_password, step="password change"
+    )
+    with transaction.atomic():
+        user.set_password(new_password)
+        user.save(update_fields=["password"])
+        update_session_auth_hash(request, user)
+        record(action=Action.PASSWORD_CHANGED, actor=user, request=request)
+
+
+# --- Two-factor device ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """A device being set up: shown as a QR code and as text, not saved yet."""
+
+    device: TOTPDevice
+
+    @property
+    def config_url(self) -> str:
+        return self.device.config_url
+
+    @property
+    def secret(self) -> str:
+        # Base32 in groups of four, as authenticator apps accept it typed by hand.
+        text = b32encode(self.device.bin_key).decode()
+        return " ".join(text[i : i + 4] for i in range(0, len(text), 4))
+
+
+def start_enrolment(*, request: HttpRequest) -> Enrolment:
+    """The device the user is setting up in this session (the same one on every reload, so a
+    QR code already scanned stays valid until confirmed)."""
+    key = request.session.get(ENROLMENT_KEY)
+    if not key:
+        key = random_hex(20)
+        request.session[ENROLMENT_KEY] = key
+    return Enrolment(TOTPDevice(user=request.user, name=TOTP_DEVICE_NAME, key=key))
+
+
+def confirm_enrolment(*, request: HttpRequest, token: str) -> TOTPDevice:
+    """Save the device being set up once the app shows it holds the secret, and count this
+    session as verified by it."""
+    user = request.user
+    key = request.session.get(ENROLMENT_KEY)
+    if not key:
+        raise InvalidCode(_("Start the set-up again: scan the new QR code, then enter its code."))
+    if has_two_factor(user):
+        raise AuthenticationRefused(_("Two-factor authentication is already on."))
+    totp = TOTP(unhexlify(key.encode()), step=30, t0=0, digits=6, drift=0)
+    totp.time = time.time()
+    if not token.isdigit() or not totp.verify(int(token), tolerance=1):
+        raise InvalidCode(
+            _("That code is not right. Check the clock of your phone and enter the current code.")
+        )
+    with transaction.atomic():
+        # last_t records the code just used, so it cannot be replayed at the next login.
+        device = TOTPDevice.objects.create(
+            user=user,
+            name=TOTP_DEVICE_NAME,
+            key=key,
+            confirmed=True,
+            last_t=totp.t(),
+            drift=totp.drift,
+        )
+        request.session.pop(ENROLMENT_KEY, None)
+        request.session.cycle_key()
+        django_otp.login(request, device)
+        record(
+            action=Action.TWO_FACTOR_ENABLED,
+            actor=user,
+            request=request,
+            target_type="otp_device",
+            target_id=device.pk,
+        )
+    return device
+
+
+def remove_two_factor(*, request: HttpRequest, password: str) -> None:
+    """Delete every one-time-code device of the user after the password is entered again."""
+    user = request.user
+    _check_current_password(
+        request=request, user=user, password=password, step="two-factor removal"
+    )
+    with transaction.atomic():
+        devices = list(devices_for_user(user, confirmed=None))
+        for device in devices:
+            device.delete()
+        request.session.pop(DEVICE_ID_SESSION_KEY, None)
+        record(
+            action=Action.TWO_FACTOR_DISABLED,
+            actor=user,
+            request=request,
+            details={"devices_removed": len(devices)},
+        )
+
+
+# --- API tokens -----------------------------------------------------------------------------
+
+
+def issue_api_token(
+    *, request: HttpRequest, username: str, password: str, otp_token: str = ""
+) -> tuple[ApiToken, str]:
+    """A new API token for these credentials, and its secret, which is shown this once: only
+    its keyed digest is stored. Accounts with two-factor must give a current code."""
+    user = check_credentials(request=request, username=username, password=password)
+    device = None
+    if has_two_factor(user):
+        if not otp_token:
+            raise TwoFactorRequired(
+                _(
+                    "This account uses two-factor authentication: "
+                    "give the current code as otp_token."
+                )
+            )
+        device = check_two_factor_code(request=request, user=user, token=otp_token)
+    secret = ApiToken.new_secret()
+    with transaction.atomic():
+        token = ApiToken.objects.create(
+            user=user,
+            digest=secret_digest(secret, purpose=TOKEN_PURPOSE),
+            prefix=secret[:8],
+        )
+        _clear_account_failures(user.get_username())
+        record(
+            action=Action.TOKEN_ISSUED,
+            actor=user,
+            request=request,
+            target_type="api_token",
+            target_id=token.pk,
+            details={"two_factor": device is not None},
+        )
+    return token, secret

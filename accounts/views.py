@@ -1,0 +1,243 @@
+"""Login (password, then a one-time code where the account has a device), logout, password
+change and the two-factor page. Each view validates its form, calls one service from
+``accounts.services`` and turns a refusal into a form error."""
+
+import qrcode
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render, resolve_url
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_protect
+from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.http import require_http_methods, require_POST
+from qrcode.image.svg import SvgPathImage
+
+from accounts import services
+from accounts.forms import CodeForm, LoginForm, PasswordChangeForm, PasswordConfirmForm
+
+# Refused attempts that hit the throttle answer 429, which monitoring can count apart from
+# ordinary typing mistakes.
+_TOO_MANY_REQUESTS = 429
+
+
+def _safe_next(request: HttpRequest) -> str:
+    """The ``next`` parameter if it points into this site, else an empty string."""
+    candidate = request.POST.get("next") or request.GET.get("next") or ""
+    if candidate and url_has_allowed_host_and_scheme(
+        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return candidate
+    return ""
+
+
+def _qr_svg(data: str) -> str:
+    # Rendered here, from our own otpauth URL, as inline SVG: no image request carries the
+    # secret, and the CSP needs no exception.
+    image = qrcode.make(data, image_factory=SvgPathImage, border=2)
+    return mark_safe(image.to_string(encoding="unicode"))  # noqa: S308
+
+
+@sensitive_post_parameters("password")
+@csrf_protect
+@never_cache
+@require_http_methods(["GET", "POST"])
+def login_view(request: HttpRequest) -> HttpResponse:
+    next_url = _safe_next(request)
+    success_url = next_url or resolve_url(settings.LOGIN_REDIRECT_URL)
+    if request.method == "GET" and request.user.is_authenticated:
+        return redirect(success_url)
+    form = LoginForm(request.POST or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        try:
+            logged_in = services.log_in_with_password(
+                request=request,
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password"],
+                next_url=success_url,
+            )
+        except services.Throttled as exc:
+            form.add_error(None, exc.message)
+            status = _TOO_MANY_REQUESTS
+        except services.AuthenticationRefused as exc:
+            form.add_error(None, exc.message)
+        else:
+            if logged_in:
+                return redirect(success_url)
+            return redirect("accounts:two_factor_verify")
+    return render(
+        request,
+        "accounts/login.html",
+        {"form": form, "next": next_url, "demo_accounts": _demo_accounts()},
+        status=status,
+    )
+
+
+def _demo_accounts() -> list[dict[str, str]]:
+    if not settings.DEMO_MODE:
+        return []
+    return [
+        {"username": "alice", "role": _("Clinician, first organization")},
+        {"username": "bob", "role": _("Clinician, first organization")},
+        {
+            "username": "dana",
+            "role": _(
+                "Administrator of the first organization; the administration asks her to set "
+                "up two-factor authentication first"
+            ),
+        },
+        {"username": "carol", "role": _("Clinician, second organization")},
+    ]
+
+
+@sensitive_post_parameters("otp_token")
+@csrf_protect
+@never_cache
+@require_http_methods(["GET", "POST"])
+def two_factor_verify(request: HttpRequest) -> HttpResponse:
+    """The second login step; also raises a logged-in session that began without the code to a
+    verified one (the administration requires it)."""
+    if request.user.is_authenticated:
+        next_url = _safe_next(request) or resolve_url(settings.LOGIN_REDIRECT_URL)
+        if request.user.is_verified():
+            return redirect(next_url)
+        if not services.has_two_factor(request.user):
+            return redirect("accounts:two_factor")
+        pending_user = None
+    else:
+        pending_user = services.pending_login_user(request)
+        if pending_user is None:
+            messages.warning(
+                request, _("Your login took too long. Enter your username and password again.")
+            )
+            return redirect("accounts:login")
+        next_url = ""
+    form = CodeForm(request.POST or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        token = form.cleaned_data["otp_token"]
+        try:
+            if pending_user is not None:
+                next_url = services.log_in_with_code(request=request, token=token)
+            else:
+                services.verify_session(request=request, token=token)
+        except services.PendingLoginExpired as exc:
+            messages.warning(request, exc.message)
+            return redirect("accounts:login")
+        except services.Throttled as exc:
+            form.add_error(None, exc.message)
+            status = _TOO_MANY_REQUESTS
+        except services.AuthenticationRefused as exc:
+            form.add_error("otp_token", exc.message)
+        else:
+            return redirect(next_url)
+    return render(
+        request,
+        "accounts/two_factor_verify.html",
+        {
+            "form": form,
+            "next": next_url if pending_user is None else "",
+            "session_verification": pending_user is None,
+        },
+        status=status,
+    )
+
+
+@require_POST
+@csrf_protect
+def logout_view(request: HttpRequest) -> HttpResponse:
+    services.log_out(request=request)
+    messages.info(request, _("You are logged out."))
+    return redirect(settings.LOGOUT_REDIRECT_URL)
+
+
+@login_required
+@sensitive_post_parameters("old_password", "new_password1", "new_password2")
+@csrf_protect
+@never_cache
+@require_http_methods(["GET", "POST"])
+def password_change(request: HttpRequest) -> HttpResponse:
+    form = PasswordChangeForm(request.user, request.POST or None)
+    status = 200
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.change_password(
+                request=request,
+                user=request.user,
+                old_password=form.cleaned_data["old_password"],
+                new_password=form.cleaned_data["new_password1"],
+            )
+        except services.Throttled as exc:
+            form.add_error(None, exc.message)
+            status = _TOO_MANY_REQUESTS
+        except services.AuthenticationRefused as exc:
+            form.add_error("old_password", exc.message)
+        else:
+            return redirect("accounts:password_change_done")
+    return render(request, "accounts/password_change.html", {"form": form}, status=status)
+
+
+@login_required
+@never_cache
+def password_change_done(request: HttpRequest) -> HttpResponse:
+    return render(request, "accounts/password_change_done.html")
+
+
+@login_required
+@sensitive_post_parameters("password", "otp_token")
+@csrf_protect
+@never_cache
+@require_http_methods(["GET", "POST"])
+def two_factor(request: HttpRequest) -> HttpResponse:
+    """Set up an authenticator app (QR code, secret as text, confirmation code), or remove it
+    after entering the password again."""
+    next_url = _safe_next(request)
+    enabled = services.has_two_factor(request.user)
+    status = 200
+    context = {"enabled": enabled, "next": next_url}
+    if enabled:
+        form = PasswordConfirmForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.remove_two_factor(request=request, password=form.cleaned_data["password"])
+            except services.Throttled as exc:
+                form.add_error(None, exc.message)
+                status = _TOO_MANY_REQUESTS
+            except services.AuthenticationRefused as exc:
+                form.add_error("password", exc.message)
+            else:
+                messages.success(
+                    request,
+                    _("Two-factor authentication is off. Logins now ask only for your password."),
+                )
+                return redirect("accounts:two_factor")
+        context["remove_form"] = form
+    else:
+        form = CodeForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.confirm_enrolment(request=request, token=form.cleaned_data["otp_token"])
+            except services.AuthenticationRefused as exc:
+                form.add_error("otp_token", exc.message)
+            else:
+                messages.success(
+                    request,
+                    _(
+                        "Two-factor authentication is on. Each login now asks for a code "
+                        "from your authenticator app."
+                    ),
+                )
+                return redirect(next_url or "accounts:two_factor")
+        enrolment = services.start_enrolment(request=request)
+        context.update(
+            confirm_form=form,
+            qr_svg=_qr_svg(enrolment.config_url),
+            secret=enrolment.secret,
+            issuer=settings.OTP_TOTP_ISSUER,
+        )
+    return render(request, "accounts/two_factor.html", context, status=status)

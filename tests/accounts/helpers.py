@@ -1,0 +1,68 @@
+"""Clients and two-factor helpers for the accounts and portal tests."""
+
+import time
+
+from django.test import Client
+from django_otp import DEVICE_ID_SESSION_KEY
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
+from rest_framework.test import APIClient
+
+PASSWORD = "correct-horse-battery"  # what tests.conftest.make_user gives every user
+
+
+class HttpsClient(Client):
+    """The portal redirects plain HTTP to HTTPS (SECURE_SSL_REDIRECT, as in production), so
+    the tests' browser speaks HTTPS, as a real one does."""
+
+    def generic(
+        self, method, path, data="", content_type="application/octet-stream", secure=True, **extra
+    ):
+        return super().generic(method, path, data, content_type, secure=True, **extra)
+
+
+class HttpsAPIClient(APIClient):
+    def generic(
+        self, method, path, data="", content_type="application/octet-stream", secure=True, **extra
+    ):
+        return super().generic(method, path, data, content_type, secure=True, **extra)
+
+
+def make_device(user) -> TOTPDevice:
+    return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
+
+
+def code_for(device_or_key, *, offset_steps: int = 0) -> str:
+    """The code an authenticator app shows now for this device (or hex key)."""
+    key = (
+        device_or_key.bin_key
+        if isinstance(device_or_key, TOTPDevice)
+        else bytes.fromhex(device_or_key)
+    )
+    totp = TOTP(key, step=30, t0=0, digits=6, drift=0)
+    totp.time = time.time() + offset_steps * 30
+    return f"{totp.token():06d}"
+
+
+def wrong_code_for(device: TOTPDevice) -> str:
+    # Not the code of this, the previous or the next step (all three are accepted).
+    accepted = {code_for(device, offset_steps=step) for step in (-1, 0, 1)}
+    return next(c for c in ("000000", "111111", "222222", "333333") if c not in accepted)
+
+
+def verified_login(client: Client, user, device: TOTPDevice) -> None:
+    """A session that passed the password and the code, for tests about what comes after.
+    The login flow itself is tested through the pages."""
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+
+
+def plain_static_storage(settings) -> None:
+    """With DEBUG off the settings pick the manifest storage, whose manifest only exists after
+    collectstatic; pages rendered in tests link to the unhashed files instead."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }

@@ -1,0 +1,84 @@
+"""The production configuration: Django's deployment checks pass with the variables an
+installation sets, passwords are hashed with Argon2, and demo mode cannot run in production."""
+
+import importlib
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+from django.contrib.auth.hashers import Argon2PasswordHasher
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def production_env(tmp_path, **extra) -> dict[str, str]:
+    # A clean environment: only what an installation sets, nothing from the developer's shell.
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(45)[:60],
+        "ALLOWED_HOSTS": "portal.example.org",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3",
+        # Not contacted by the checks; production needs a cache every web process shares.
+        "CACHE_URL": "redis://127.0.0.1:6379/1",
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "PORTAL_VAR_DIR": str(tmp_path / "var"),
+        **extra,
+    }
+
+
+def manage(*args, env) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def test_deployment_checks_find_no_issues_at_all(tmp_path):
+    result = manage("check", "--deploy", "--fail-level", "DEBUG", env=production_env(tmp_path))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_deployment_checks_warn_when_throttles_would_be_per_process(tmp_path):
+    env = production_env(tmp_path)
+    del env["CACHE_URL"]
+
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+
+    assert result.returncode != 0
+    assert "portal.W001" in result.stderr + result.stdout
+
+
+def test_demo_mode_refuses_to_start_without_debug(tmp_path):
+    result = manage("check", env=production_env(tmp_path, DEMO_MODE="true"))
+
+    assert result.returncode != 0
+    assert "DEMO_MODE publishes demo passwords" in result.stderr
+
+
+def test_production_refuses_to_start_without_a_secret_key(tmp_path):
+    env = production_env(tmp_path)
+    del env["SECRET_KEY"]
+
+    result = manage("check", env=env)
+
+    assert result.returncode != 0
+    assert "Set SECRET_KEY" in result.stderr
+
+
+def test_passwords_are_hashed_with_argon2_first():
+    # The test settings swap in a fast hasher; the installation's own settings module decides.
+    production = importlib.import_module("portal.settings")
+
+    assert production.PASSWORD_HASHERS[0] == "django.contrib.auth.hashers.Argon2PasswordHasher"
+    # argon2-cffi is installed: the hasher can actually hash.
+    assert Argon2PasswordHasher().encode("correct-horse", "saltsaltsalt").startswith("argon2$")
