@@ -1,0 +1,350 @@
+// The study viewer: one frame at a time from the DICOMweb rendered-frame endpoint.
+//
+// Frames: mouse wheel, arrow keys, Page Up/Down (a tenth of the series), Home/End, the slider
+// and the step buttons. Window/level: the preset menu, or dragging with the left button
+// (left-right changes the width, up-down the center); the image is re-requested with
+// ?window=center,width at most every 120 ms while dragging. Neighbouring frames are preloaded.
+// The page gives everything in the "viewer-data" JSON island: the frame URL template and, per
+// series, its frames as [instance_uid, frame_number] in display order.
+
+import { openCopyLinkDialog } from "./dialog.js";
+
+const WINDOW_DEBOUNCE_MS = 120;
+const PRELOAD_AHEAD = 3;
+const PRELOAD_BEHIND = 1;
+const CACHE_LIMIT = 120;
+const WHEEL_PIXELS_PER_STEP = 40;
+const WHEEL_NOTCH_PIXELS = 50;
+
+const island = document.getElementById("viewer-data");
+const data = island ? JSON.parse(island.textContent) : { series: [] };
+const text = data.text || {};
+
+const canvas = document.querySelector("[data-canvas]");
+const image = document.querySelector("[data-frame]");
+const counter = document.querySelector("[data-counter]");
+const slider = document.querySelector("[data-slider]");
+const statusLine = document.querySelector("[data-status]");
+const readout = document.querySelector("[data-window-readout]");
+const presetSelect = document.querySelector("[data-window-preset]");
+const resetButton = document.querySelector("[data-window-reset]");
+const seriesTitle = document.querySelector("[data-series-title]");
+const thumbs = [...document.querySelectorAll("[data-series-index]")];
+
+const state = {
+  series: 0,
+  frame: 0,
+  window: null, // {center, width} or null for the image's own window
+  loadingTimer: null,
+  windowTimer: null,
+};
+const cache = new Map();
+
+function currentSeries() {
+  return data.series[state.series];
+}
+
+function formatNumber(value) {
+  return String(Math.round(value));
+}
+
+function frameUrl(series, index, win = state.window) {
+  const [instance, number] = series.frames[index];
+  let url = data.frameUrl
+    .replace("{series}", encodeURIComponent(series.series_uid))
+    .replace("{instance}", encodeURIComponent(instance))
+    .replace("{frame}", String(number));
+  if (win) url += `?window=${formatNumber(win.center)},${formatNumber(win.width)}`;
+  return url;
+}
+
+function preload(url) {
+  if (cache.has(url)) {
+    // Refresh its place in the least-recently-used order.
+    const kept = cache.get(url);
+    cache.delete(url);
+    cache.set(url, kept);
+    return;
+  }
+  const img = new Image();
+  img.decoding = "async";
+  img.src = url;
+  cache.set(url, img);
+  while (cache.size > CACHE_LIMIT) cache.delete(cache.keys().next().value);
+}
+
+function preloadNeighbours() {
+  const series = currentSeries();
+  const last = series.frames.length - 1;
+  for (let offset = 1; offset <= PRELOAD_AHEAD; offset += 1) {
+    if (state.frame + offset <= last) preload(frameUrl(series, state.frame + offset));
+  }
+  for (let offset = 1; offset <= PRELOAD_BEHIND; offset += 1) {
+    if (state.frame - offset >= 0) preload(frameUrl(series, state.frame - offset));
+  }
+}
+
+function setStatus(message) {
+  if (statusLine) statusLine.textContent = message || "";
+}
+
+function showImage(url) {
+  if (image.getAttribute("src") === url) return;
+  window.clearTimeout(state.loadingTimer);
+  // Say "Loading…" only when a frame takes long enough to notice.
+  state.loadingTimer = window.setTimeout(() => setStatus(text.loading), 250);
+  image.src = url;
+  preload(url);
+}
+
+function updateReadout() {
+  if (!readout) return;
+  const own = currentSeries().window;
+  if (state.window) {
+    readout.textContent = `C ${formatNumber(state.window.center)}  W ${formatNumber(state.window.width)}`;
+  } else if (own) {
+    readout.textContent = `C ${formatNumber(own[0])}  W ${formatNumber(own[1])} · ${text.default || "Default"}`;
+  } else {
+    readout.textContent = text.default || "Default";
+  }
+}
+
+function render() {
+  const series = currentSeries();
+  const total = series.frames.length;
+  showImage(frameUrl(series, state.frame));
+  if (counter) counter.textContent = `${state.frame + 1} / ${total}`;
+  if (slider) {
+    slider.max = String(total);
+    slider.value = String(state.frame + 1);
+    slider.disabled = total < 2;
+    slider.setAttribute("aria-valuetext", `${state.frame + 1} / ${total}`);
+  }
+  updateReadout();
+  preloadNeighbours();
+}
+
+function goTo(index) {
+  const total = currentSeries().frames.length;
+  const next = Math.max(0, Math.min(total - 1, index));
+  if (next === state.frame) return;
+  state.frame = next;
+  render();
+}
+
+function step(delta) {
+  goTo(state.frame + delta);
+}
+
+function pageSize() {
+  return Math.max(1, Math.round(currentSeries().frames.length / 10));
+}
+
+function fillPresets(series) {
+  if (!presetSelect) return;
+  presetSelect.replaceChildren();
+  const own = document.createElement("option");
+  own.value = "";
+  own.textContent = text.default || "Default";
+  presetSelect.append(own);
+  for (const [label, center, width] of series.presets || []) {
+    const option = document.createElement("option");
+    option.value = `${center},${width}`;
+    option.textContent = `${label} (${formatNumber(center)}/${formatNumber(width)})`;
+    presetSelect.append(option);
+  }
+  presetSelect.value = "";
+}
+
+function syncPresetSelect() {
+  if (!presetSelect) return;
+  const value = state.window ? `${state.window.center},${state.window.width}` : "";
+  const match = [...presetSelect.options].some((option) => option.value === value);
+  let custom = presetSelect.querySelector("option[data-custom]");
+  if (!match) {
+    if (!custom) {
+      custom = document.createElement("option");
+      custom.dataset.custom = "1";
+      presetSelect.append(custom);
+    }
+    custom.value = value;
+    custom.textContent = `${formatNumber(state.window.center)}/${formatNumber(state.window.width)}`;
+  } else if (custom) {
+    custom.remove();
+  }
+  presetSelect.value = value;
+}
+
+function selectSeries(index) {
+  if (index < 0 || index >= data.series.length) return;
+  state.series = index;
+  state.frame = 0;
+  state.window = null;
+  const series = currentSeries();
+  thumbs.forEach((thumb, i) => {
+    thumb.classList.toggle("active", i === index);
+    thumb.setAttribute("aria-pressed", i === index ? "true" : "false");
+  });
+  if (seriesTitle) seriesTitle.textContent = series.description || series.modality || "";
+  fillPresets(series);
+  render();
+}
+
+function applyWindow(win, { immediate = false } = {}) {
+  state.window = win;
+  updateReadout();
+  syncPresetSelect();
+  window.clearTimeout(state.windowTimer);
+  const update = () => {
+    render();
+  };
+  if (immediate) update();
+  else state.windowTimer = window.setTimeout(update, WINDOW_DEBOUNCE_MS);
+}
+
+function startingWindow() {
+  if (state.window) return { ...state.window };
+  const own = currentSeries().window;
+  if (own) return { center: own[0], width: own[1] };
+  const modality = (currentSeries().modality || "").toUpperCase();
+  // Without a window in the header, start from typical values for the modality.
+  return modality === "CT" ? { center: 40, width: 400 } : { center: 2048, width: 4096 };
+}
+
+function isTyping(element) {
+  return (
+    element instanceof HTMLElement &&
+    (element.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(element.tagName)) &&
+    element !== slider
+  );
+}
+
+function onKey(event) {
+  if (event.defaultPrevented || event.altKey || event.ctrlKey || event.metaKey) return;
+  if (isTyping(event.target) || document.querySelector("dialog[open]")) return;
+  const total = currentSeries().frames.length;
+  switch (event.key) {
+    case "ArrowDown":
+    case "ArrowRight":
+      step(1);
+      break;
+    case "ArrowUp":
+    case "ArrowLeft":
+      step(-1);
+      break;
+    case "PageDown":
+      step(pageSize());
+      break;
+    case "PageUp":
+      step(-pageSize());
+      break;
+    case "Home":
+      goTo(0);
+      break;
+    case "End":
+      goTo(total - 1);
+      break;
+    default:
+      return;
+  }
+  event.preventDefault();
+}
+
+function initViewer() {
+  if (!canvas || !image || !data.series.length) return;
+  let wheelRemainder = 0;
+
+  image.addEventListener("load", () => {
+    window.clearTimeout(state.loadingTimer);
+    setStatus("");
+  });
+  image.addEventListener("error", () => {
+    window.clearTimeout(state.loadingTimer);
+    setStatus(text.failed);
+  });
+
+  canvas.addEventListener(
+    "wheel",
+    (event) => {
+      event.preventDefault();
+      if (event.deltaY === 0) return;
+      // A mouse wheel notch (lines, or a large pixel delta) is one frame; touchpads send many
+      // small deltas, which add up to a frame every WHEEL_PIXELS_PER_STEP pixels.
+      if (event.deltaMode !== 0 || Math.abs(event.deltaY) >= WHEEL_NOTCH_PIXELS) {
+        wheelRemainder = 0;
+        step(Math.sign(event.deltaY));
+        return;
+      }
+      wheelRemainder += event.deltaY;
+      if (Math.abs(wheelRemainder) >= WHEEL_PIXELS_PER_STEP) {
+        step(Math.sign(wheelRemainder));
+        wheelRemainder = 0;
+      }
+    },
+    { passive: false },
+  );
+
+  let drag = null;
+  canvas.addEventListener("pointerdown", (event) => {
+    if (event.button !== 0) return;
+    canvas.focus({ preventScroll: true });
+    drag = { x: event.clientX, y: event.clientY, start: startingWindow(), pointer: event.pointerId };
+    canvas.setPointerCapture(event.pointerId);
+    canvas.classList.add("dragging");
+    event.preventDefault();
+  });
+  canvas.addEventListener("pointermove", (event) => {
+    if (!drag || event.pointerId !== drag.pointer) return;
+    const dx = event.clientX - drag.x;
+    const dy = event.clientY - drag.y;
+    if (Math.abs(dx) + Math.abs(dy) < 2) return;
+    // Sensitivity follows the window's own scale, so narrow brain windows and wide bone or
+    // MR windows both take a comfortable drag.
+    const factor = Math.max(0.25, drag.start.width / 256);
+    applyWindow({
+      center: drag.start.center + dy * factor,
+      width: Math.max(1, drag.start.width + dx * factor),
+    });
+  });
+  const endDrag = (event) => {
+    if (!drag || event.pointerId !== drag.pointer) return;
+    drag = null;
+    canvas.classList.remove("dragging");
+    if (state.window) applyWindow(state.window, { immediate: true });
+  };
+  canvas.addEventListener("pointerup", endDrag);
+  canvas.addEventListener("pointercancel", endDrag);
+
+  document.addEventListener("keydown", onKey);
+
+  if (slider) slider.addEventListener("input", () => goTo(Number(slider.value) - 1));
+  document.querySelectorAll("[data-step]").forEach((button) => {
+    button.addEventListener("click", () => step(Number(button.dataset.step)));
+  });
+  thumbs.forEach((thumb) => {
+    thumb.addEventListener("click", () => selectSeries(Number(thumb.dataset.seriesIndex)));
+  });
+  if (presetSelect) {
+    presetSelect.addEventListener("change", () => {
+      const value = presetSelect.value;
+      if (!value) {
+        applyWindow(null, { immediate: true });
+        return;
+      }
+      const [center, width] = value.split(",").map(Number);
+      applyWindow({ center, width }, { immediate: true });
+    });
+  }
+  if (resetButton) resetButton.addEventListener("click", () => applyWindow(null, { immediate: true }));
+
+  fillPresets(currentSeries());
+  render();
+}
+
+document.querySelectorAll("[data-copy-link]").forEach((button) => {
+  button.addEventListener("click", () =>
+    openCopyLinkDialog({ url: button.dataset.copyLink, subject: button.dataset.copyLabel || "", opener: button }),
+  );
+});
+
+initViewer();

@@ -1,0 +1,212 @@
+"""The one authority on who may see or do what with a study.
+
+Views, the REST API, DICOMweb frames and downloads all ask here; none re-implements a rule.
+A principal reaches a study through:
+
+- its organization, when the member's role may view every study of the organization;
+- an active entry in one of the principal's worklists: the personal worklist, and the worklists
+  of the groups and locations of its memberships (entries made by shares carry the share's terms);
+- a guest-link grant held in the browser session (sources registered by other apps through
+  :func:`register_grant_source`, so this module imports no feature app).
+
+An entry is active while it is not removed, not blocked and not past ``valid_until``; this is
+checked at every request, so removing or expiring a share needs no job to run.
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.http import Http404, HttpRequest
+from django.utils import timezone
+
+from accounts.models import Membership, Organization, User
+from accounts.permissions import Perm
+from studies.models import ACCESS_RANK, AccessLevel, Entry, EntryOrigin, Study, Worklist
+
+
+@dataclass(frozen=True)
+class StudyAccess:
+    """What one principal may do with one study."""
+
+    level: AccessLevel
+    anonymized: bool = False
+    can_share: bool = False
+    until: datetime | None = None
+    two_factor_required: bool = False
+    via: str = "worklist"
+
+    @property
+    def can_read_report(self) -> bool:
+        # An anonymized study's report is never accessible, whatever level was granted.
+        return not self.anonymized and self.level != AccessLevel.IMAGES
+
+    @property
+    def can_write_report(self) -> bool:
+        return not self.anonymized and self.level == AccessLevel.REPORT_WRITE
+
+    def as_api(self) -> dict:
+        return {
+            "level": self.level.value if hasattr(self.level, "value") else self.level,
+            "anonymized": self.anonymized,
+            "can_share": self.can_share,
+            "until": self.until.isoformat() if self.until else None,
+        }
+
+
+GrantSource = Callable[[HttpRequest, Study], StudyAccess | None]
+_grant_sources: list[GrantSource] = []
+
+
+def register_grant_source(source: GrantSource) -> None:
+    """Let another app (guest links) admit session-held grants. Called from AppConfig.ready."""
+    if source not in _grant_sources:
+        _grant_sources.append(source)
+
+
+# --- Memberships and permissions -----------------------------------------------------------
+
+
+def active_memberships(user: User) -> QuerySet[Membership]:
+    if not user.is_authenticated or not user.is_active:
+        return Membership.objects.none()
+    return Membership.objects.filter(user=user, is_active=True).select_related(
+        "role", "organization"
+    )
+
+
+def has_perm(user: User, perm: Perm, organization: Organization | None = None) -> bool:
+    """Whether one of the user's active memberships (in ``organization``, if given) grants it."""
+    return any(
+        m.role.grants(perm)
+        for m in active_memberships(user)
+        if organization is None or m.organization_id == organization.pk
+    )
+
+
+def organizations_with(user: User, perm: Perm) -> list[int]:
+    return [m.organization_id for m in active_memberships(user) if m.role.grants(perm)]
+
+
+# --- Worklists -----------------------------------------------------------------------------
+
+
+def visible_worklists(user: User) -> QuerySet[Worklist]:
+    """The personal worklist, and the group and location worklists of memberships whose role
+    may view studies (organization-wide viewers see all their organization's worklists)."""
+    if not user.is_authenticated or not user.is_active:
+        return Worklist.objects.none()
+    memberships = [m for m in active_memberships(user) if m.role.grants(Perm.VIEW_STUDIES)]
+    condition = Q(owner=user)
+    for membership in memberships:
+        if membership.role.grants(Perm.VIEW_ALL_STUDIES):
+            condition |= Q(organization_id=membership.organization_id) & ~Q(kind="personal")
+        else:
+            condition |= Q(location__memberships=membership) | Q(group__memberships=membership)
+    return Worklist.objects.filter(condition).distinct()
+
+
+def active_entries(now: datetime | None = None) -> QuerySet[Entry]:
+    now = now or timezone.now()
+    return Entry.objects.filter(removed_at__isnull=True, blocked_at__isnull=True).filter(
+        Q(valid_until__isnull=True) | Q(valid_until__gt=now)
+    )
+
+
+# --- Studies -------------------------------------------------------------------------------
+
+
+def visible_studies(user: User) -> QuerySet[Study]:
+    """Every study the user may find in the directory or the API (never ``objects.all()``)."""
+    if not user.is_authenticated or not user.is_active:
+        return Study.objects.none()
+    org_wide = organizations_with(user, Perm.VIEW_ALL_STUDIES)
+    worklist_ids = list(visible_worklists(user).values_list("pk", flat=True))
+    through_entry = Exists(
+        active_entries().filter(study=OuterRef("pk"), worklist_id__in=worklist_ids)
+    )
+    return Study.objects.filter(Q(organization_id__in=org_wide) | through_entry)
+
+
+def _role_access(user: User, study: Study, via: str) -> StudyAccess | None:
+    for membership in active_memberships(user):
+        if membership.organization_id == study.organization_id:
+            role = membership.role
+            return StudyAccess(
+                level=(
+                    AccessLevel.REPORT_WRITE
+                    if role.grants(Perm.WRITE_REPORTS)
+                    else AccessLevel.REPORT_READ
+                ),
+                can_share=role.grants(Perm.SHARE_STUDY),
+                via=via,
+            )
+    return None
+
+
+def _entry_access(user: User, entry: Entry, study: Study) -> StudyAccess | None:
+    if entry.origin == EntryOrigin.SHARE:
+        return StudyAccess(
+            level=AccessLevel(entry.level),
+            anonymized=entry.anonymized,
+            can_share=entry.can_share,
+            until=entry.valid_until,
+            two_factor_required=entry.two_factor_required,
+            via="share",
+        )
+    # A received or filed entry: the member's own role in the owning organization decides.
+    return _role_access(user, study, via="worklist")
+
+
+def _best(candidates: Iterable[StudyAccess | None]) -> StudyAccess | None:
+    """The single most useful access; never a blend, so no combination widens any one grant."""
+    found = [c for c in candidates if c is not None]
+    if not found:
+        return None
+    return max(
+        found,
+        key=lambda a: (
+            not a.two_factor_required,
+            not a.anonymized,
+            ACCESS_RANK[AccessLevel(a.level)],
+            a.can_share,
+            a.until is None,
+            a.until or timezone.now(),
+        ),
+    )
+
+
+def user_study_access(user: User, study: Study) -> StudyAccess | None:
+    if not user.is_authenticated or not user.is_active:
+        return None
+    candidates: list[StudyAccess | None] = []
+    if study.organization_id in organizations_with(user, Perm.VIEW_ALL_STUDIES):
+        candidates.append(_role_access(user, study, via="organization"))
+    worklist_ids = visible_worklists(user).values_list("pk", flat=True)
+    for entry in active_entries().filter(study=study, worklist_id__in=worklist_ids):
+        candidates.append(_entry_access(user, entry, study))
+    return _best(candidates)
+
+
+def study_access(request: HttpRequest, study: Study) -> StudyAccess | None:
+    """The access of whoever makes this request: a logged-in user, or a guest-link grant."""
+    candidates = [user_study_access(request.user, study)]
+    candidates.extend(source(request, study) for source in _grant_sources)
+    return _best(candidates)
+
+
+def get_study_for(request: HttpRequest, study_uid: str) -> tuple[Study, StudyAccess]:
+    """The study and the caller's access to it, or 404: a study the caller may not see answers
+    exactly like one that does not exist."""
+    study = (
+        Study.objects.select_related("patient", "organization").filter(study_uid=study_uid).first()
+    )
+    access = study_access(request, study) if study is not None else None
+    if study is None or access is None:
+        raise Http404("No such study.")
+    return study, access
+
+
+def may_upload_to(user: User, organization: Organization) -> bool:
+    return has_perm(user, Perm.UPLOAD_STUDIES, organization)

@@ -1,0 +1,317 @@
+"""REST API: studies and worklists (API.md, "Studies").
+
+Every queryset starts from ``studies.access``; a study the caller may not see answers 404 like
+one that does not exist. Patient fields follow the caller's access: an anonymized study shows the
+pseudonym, no birth date and no accession.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from studies.access import get_study_for, visible_worklists
+from studies.anonymize import patient_display
+from studies.models import Folder, Report, WorklistKind
+from studies.selectors import (
+    MAX_ID,
+    InvalidCursor,
+    SearchCriteria,
+    Sort,
+    StudyRow,
+    search_page,
+    study_rows,
+    study_series,
+)
+from studies.services.reports import record_study_view
+
+# --- Serializers (validate the query, shape the output, decide nothing) ------------------------
+
+
+class StudyQuerySerializer(serializers.Serializer):
+    q = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    patient_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    accession = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    modality = serializers.CharField(required=False, allow_blank=True, max_length=16)
+    date_from = serializers.DateField(required=False, allow_null=True)
+    date_to = serializers.DateField(required=False, allow_null=True)
+    worklist = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    folder = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    sort = serializers.ChoiceField(
+        required=False,
+        choices=[
+            "date",
+            "-date",
+            "name",
+            "-name",
+            "modality",
+            "-modality",
+            "description",
+            "-description",
+        ],
+    )
+    cursor = serializers.CharField(required=False, allow_blank=True, max_length=200)
+
+    def validate(self, attrs):
+        start, end = attrs.get("date_from"), attrs.get("date_to")
+        if start and end and start > end:
+            raise ValidationError({"date_to": [_("The end date is before the start date.")]})
+        return attrs
+
+
+class StudySerializer(serializers.Serializer):
+    study_uid = serializers.CharField()
+    patient_name = serializers.CharField()
+    patient_id = serializers.CharField()
+    birth_date = serializers.DateField(allow_null=True)
+    sex = serializers.CharField()
+    anonymized = serializers.BooleanField()
+    study_date = serializers.DateField(allow_null=True)
+    description = serializers.CharField()
+    accession = serializers.CharField()
+    modalities = serializers.ListField(child=serializers.CharField())
+    series_count = serializers.IntegerField()
+    instance_count = serializers.IntegerField()
+    worklists = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="Ids of the caller's worklists that hold the study.",
+    )
+
+
+class StudyListSerializer(serializers.Serializer):
+    results = StudySerializer(many=True)
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+
+
+class InstanceSerializer(serializers.Serializer):
+    sop_instance_uid = serializers.CharField()
+    number = serializers.IntegerField(allow_null=True)
+    frames = serializers.IntegerField()
+    has_pixels = serializers.BooleanField()
+
+
+class SeriesSerializer(serializers.Serializer):
+    series_uid = serializers.CharField()
+    number = serializers.IntegerField(allow_null=True)
+    modality = serializers.CharField()
+    description = serializers.CharField()
+    instances = InstanceSerializer(many=True)
+
+
+class AccessSerializer(serializers.Serializer):
+    level = serializers.ChoiceField(choices=["images", "report_read", "report_write"])
+    anonymized = serializers.BooleanField()
+    can_share = serializers.BooleanField()
+    until = serializers.DateTimeField(allow_null=True)
+
+
+class ReportSerializer(serializers.Serializer):
+    text = serializers.CharField()
+    updated_at = serializers.DateTimeField()
+
+
+class StudyDetailSerializer(StudySerializer):
+    series = SeriesSerializer(many=True)
+    access = AccessSerializer()
+    report = ReportSerializer(
+        allow_null=True, help_text="Null when the caller's access does not include the report."
+    )
+
+
+class FolderSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    parent = serializers.IntegerField(allow_null=True)
+
+
+class WorklistSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    kind = serializers.ChoiceField(choices=WorklistKind.values)
+    name = serializers.CharField()
+    share_code = serializers.CharField()
+    folders = FolderSerializer(many=True)
+
+
+def _study_fields(row: StudyRow) -> dict:
+    study, patient = row.study, row.patient
+    return {
+        "study_uid": study.study_uid,
+        "patient_name": patient.name,
+        "patient_id": patient.patient_id,
+        "birth_date": patient.birth_date,
+        "sex": patient.sex,
+        "anonymized": patient.anonymized,
+        "study_date": study.study_date,
+        "description": study.description,
+        "accession": row.accession,
+        "modalities": row.modalities,
+        "series_count": study.series_count,
+        "instance_count": study.instance_count,
+        "worklists": row.worklist_ids,
+    }
+
+
+# --- Views -------------------------------------------------------------------------------------
+
+_ERROR = inline_serializer("Error", fields={"detail": serializers.CharField()})
+
+
+class StudyListView(APIView):
+    """Search the studies the caller may see, newest first, 50 per page."""
+
+    @extend_schema(
+        operation_id="studies_list",
+        parameters=[
+            OpenApiParameter(
+                "q",
+                OpenApiTypes.STR,
+                description="Patient name words (accent- and case-insensitive).",
+            ),
+            OpenApiParameter("patient_id", OpenApiTypes.STR, description="Exact or prefix."),
+            OpenApiParameter("accession", OpenApiTypes.STR, description="Exact."),
+            OpenApiParameter("modality", OpenApiTypes.STR, description="e.g. CT, MR."),
+            OpenApiParameter("date_from", OpenApiTypes.DATE),
+            OpenApiParameter("date_to", OpenApiTypes.DATE),
+            OpenApiParameter("worklist", OpenApiTypes.INT, description="One of your worklists."),
+            OpenApiParameter("folder", OpenApiTypes.INT, description="One of your folders."),
+            OpenApiParameter(
+                "sort",
+                OpenApiTypes.STR,
+                enum=[
+                    "date",
+                    "-date",
+                    "name",
+                    "-name",
+                    "modality",
+                    "-modality",
+                    "description",
+                    "-description",
+                ],
+                description="Default -date (newest first).",
+            ),
+            OpenApiParameter("cursor", OpenApiTypes.STR, description="From `next`/`previous`."),
+        ],
+        responses={200: StudyListSerializer, 400: OpenApiTypes.OBJECT},
+    )
+    def get(self, request: Request) -> Response:
+        query = StudyQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        criteria = SearchCriteria(
+            q=params.get("q", ""),
+            patient_id=params.get("patient_id", ""),
+            accession=params.get("accession", ""),
+            modality=params.get("modality", ""),
+            date_from=params.get("date_from"),
+            date_to=params.get("date_to"),
+            worklist_id=params.get("worklist"),
+            folder_id=params.get("folder"),
+        )
+        sort = Sort.parse(params.get("sort"))
+        try:
+            page = search_page(
+                request.user,
+                criteria,
+                sort=sort,
+                cursor=params.get("cursor") or None,
+                page_size=settings.DIRECTORY_PAGE_SIZE,
+            )
+        except InvalidCursor as exc:
+            raise ValidationError({"cursor": [_("Invalid or expired cursor.")]}) from exc
+        rows = study_rows(request.user, page.studies)
+        return Response(
+            {
+                "results": [_study_fields(row) for row in rows],
+                "next": self._page_url(request, page.next_cursor),
+                "previous": self._page_url(request, page.previous_cursor),
+            }
+        )
+
+    @staticmethod
+    def _page_url(request: Request, cursor: str | None) -> str | None:
+        if not cursor:
+            return None
+        query = request.query_params.copy()
+        query["cursor"] = cursor
+        return request.build_absolute_uri(f"{request.path}?{query.urlencode()}")
+
+
+class StudyDetailView(APIView):
+    """One study with its series and instances, and what the caller may do with it."""
+
+    @extend_schema(
+        operation_id="studies_retrieve",
+        responses={200: StudyDetailSerializer, 404: _ERROR},
+    )
+    def get(self, request: Request, study_uid: str) -> Response:
+        study, access = get_study_for(request, study_uid)
+        record_study_view(request=request, study=study, access=access, mark_opened=False)
+        row = StudyRow(
+            study=study,
+            access=access,
+            patient=patient_display(study, anonymized=access.anonymized),
+        )
+        if request.user.is_authenticated:
+            row.worklist_ids = study_rows(request.user, [study])[0].worklist_ids
+        report = None
+        if access.can_read_report:
+            found = Report.objects.filter(study=study).first()
+            if found is not None:
+                report = {"text": found.text, "updated_at": found.updated_at}
+        body = {
+            **_study_fields(row),
+            "series": [
+                {
+                    "series_uid": item.series.series_uid,
+                    "number": item.series.number,
+                    "modality": item.series.modality,
+                    "description": item.series.description,
+                    "instances": [
+                        {
+                            "sop_instance_uid": instance.sop_instance_uid,
+                            "number": instance.number,
+                            "frames": instance.frames,
+                            "has_pixels": instance.has_pixels,
+                        }
+                        for instance in item.instances
+                    ],
+                }
+                for item in study_series(study)
+            ],
+            "access": access.as_api(),
+            "report": report,
+        }
+        return Response(body)
+
+
+class WorklistListView(APIView):
+    """The caller's worklists (location, group, personal) and their folders."""
+
+    @extend_schema(operation_id="worklists_list", responses={200: WorklistSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        worklists = list(visible_worklists(request.user).order_by("kind", "name", "pk"))
+        folders: dict[int, list[dict]] = {w.pk: [] for w in worklists}
+        for folder in Folder.objects.filter(worklist_id__in=folders).order_by("name", "pk"):
+            folders[folder.worklist_id].append(
+                {"id": folder.pk, "name": folder.name, "parent": folder.parent_id}
+            )
+        return Response(
+            [
+                {
+                    "id": w.pk,
+                    "kind": w.kind,
+                    "name": w.name,
+                    "share_code": w.share_code,
+                    "folders": folders[w.pk],
+                }
+                for w in worklists
+            ]
+        )

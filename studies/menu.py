@@ -1,0 +1,138 @@
+"""The context menu of the Patient Study Directory, as a registry other apps add items to.
+
+Right-clicking (or touching and holding) a study, a worklist or a folder opens a menu built from
+the items registered here for that kind of target, filtered by the user's permissions. This app
+registers **Open** and **Copy Link**; sharing and guest links add theirs from their
+``AppConfig.ready()``::
+
+    from accounts.permissions import Perm
+    from studies.menu import MenuItem, register_menu_item
+
+    register_menu_item(MenuItem(
+        key="send_link", label=_("Send Link"), applies_to={"study", "worklist", "folder"},
+        url_name="guestlinks:dialog", permission=Perm.CREATE_LINKS, kind="dialog", order=30,
+    ))
+
+Kinds of item:
+
+- ``"link"``: the browser goes to the item's URL.
+- ``"dialog"``: the menu fetches the item's URL (GET) and shows the returned HTML fragment in a
+  ``<dialog>``. Forms in the fragment are submitted by ``static/js/dialog.js`` with ``fetch``
+  and the response fragment replaces the dialog's content, so a view re-renders its form with
+  errors or shows its confirmation just as a page would. A response with the header
+  ``X-Dialog-Redirect: <url>`` makes the browser go there; an element with
+  ``data-dialog-close`` closes the dialog; ``data-copy-from="#input-id"`` buttons copy a text
+  box (``static/js/clipboard.js``). Fragments carry no scripts (CSP): behaviour is delegated.
+- ``"copy"``: the Copy Link dialog shows the target's own absolute URL with a Copy button.
+
+The target reaches the item's view in the query string: ``?study=<study_uid>`` (repeated when
+the item has ``multiple=True`` and several studies are selected), ``?worklist=<id>`` or
+``?folder=<id>``. The view must check access itself (``studies.access``); the menu only hides
+items a user's role can never use. Items with ``url_name=None`` act on the target's own page
+(the viewer for a study, the directory filtered to a worklist or folder).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import User
+from accounts.permissions import Perm
+from studies.access import has_perm
+
+TARGET_KINDS = frozenset({"study", "worklist", "folder"})
+ITEM_KINDS = frozenset({"link", "dialog", "copy"})
+
+
+@dataclass(frozen=True)
+class MenuItem:
+    key: str
+    label: Any
+    applies_to: frozenset[str] | set[str]
+    url_name: str | None = None
+    permission: Perm | None = None
+    kind: str = "link"
+    order: int = 100
+    # Whether a dialog or link item accepts several selected studies at once.
+    multiple: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "applies_to", frozenset(self.applies_to))
+        unknown = self.applies_to - TARGET_KINDS
+        if not self.applies_to or unknown:
+            raise ValueError(f"Menu item {self.key!r}: applies_to must be within {TARGET_KINDS}")
+        if self.kind not in ITEM_KINDS:
+            raise ValueError(f"Menu item {self.key!r}: kind must be one of {ITEM_KINDS}")
+        if self.kind == "dialog" and not self.url_name:
+            raise ValueError(
+                f"Menu item {self.key!r}: a dialog item needs the url_name of its view"
+            )
+
+    def allowed(self, user: User) -> bool:
+        return self.permission is None or has_perm(user, self.permission)
+
+    def as_client(self) -> dict[str, Any]:
+        """What ``static/js/contextmenu.js`` needs: the URL is the view's own path, the target
+        is added as query parameters by the browser."""
+        return {
+            "key": self.key,
+            "label": str(self.label),
+            "kind": self.kind,
+            "url": reverse(self.url_name) if self.url_name else None,
+            "multiple": self.multiple,
+        }
+
+
+_registry: dict[str, MenuItem] = {}
+
+
+def register_menu_item(item: MenuItem) -> None:
+    """Add (or replace, by key) an item. Call it from ``AppConfig.ready()``."""
+    _registry[item.key] = item
+
+
+def unregister_menu_item(key: str) -> None:
+    _registry.pop(key, None)
+
+
+def items_for(user: User, target_kind: str) -> list[MenuItem]:
+    """The items a user's menu shows for a kind of target, in order."""
+    if target_kind not in TARGET_KINDS:
+        raise ValueError(f"Unknown menu target kind {target_kind!r}")
+    return sorted(
+        (
+            item
+            for item in _registry.values()
+            if target_kind in item.applies_to and item.allowed(user)
+        ),
+        key=lambda item: (item.order, item.key),
+    )
+
+
+def menu_for_client(user: User) -> dict[str, list[dict[str, Any]]]:
+    """Every kind's items for the page's JSON data island."""
+    return {
+        kind: [item.as_client() for item in items_for(user, kind)] for kind in sorted(TARGET_KINDS)
+    }
+
+
+OPEN = MenuItem(
+    key="open",
+    label=_("Open"),
+    applies_to={"study", "worklist", "folder"},
+    kind="link",
+    order=0,
+)
+COPY_LINK = MenuItem(
+    key="copy_link",
+    label=_("Copy Link"),
+    applies_to={"study", "worklist", "folder"},
+    kind="copy",
+    order=50,
+)
+register_menu_item(OPEN)
+register_menu_item(COPY_LINK)

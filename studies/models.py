@@ -1,0 +1,272 @@
+import secrets
+
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import Group, Location, Organization
+
+
+class AccessLevel(models.TextChoices):
+    """What a principal may do with a study, from least to most."""
+
+    IMAGES = "images", _("Images only")
+    REPORT_READ = "report_read", _("Images and read access to the report")
+    REPORT_WRITE = "report_write", _("Images and write access to the report")
+
+
+ACCESS_RANK = {AccessLevel.IMAGES: 0, AccessLevel.REPORT_READ: 1, AccessLevel.REPORT_WRITE: 2}
+
+
+class Patient(models.Model):
+    organization = models.ForeignKey(
+        Organization, on_delete=models.PROTECT, related_name="patients"
+    )
+    patient_id = models.CharField(_("patient ID"), max_length=64)
+    issuer = models.CharField(_("issuer of patient ID"), max_length=64, blank=True)
+    name = models.CharField(_("name"), max_length=200, blank=True, help_text="DICOM PN value")
+    family_name = models.CharField(max_length=100, blank=True)
+    given_name = models.CharField(max_length=100, blank=True)
+    # Lower-case, accent-free copy of the name so search is accent- and case-insensitive on
+    # every database with a plain index-friendly LIKE.
+    name_search = models.CharField(max_length=200, blank=True, db_index=True)
+    birth_date = models.DateField(_("date of birth"), null=True, blank=True)
+    sex = models.CharField(_("sex"), max_length=1, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "patient_id", "issuer"], name="patient_unique_id"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.display_name} ({self.patient_id})"
+
+    @property
+    def display_name(self) -> str:
+        return " ".join(part for part in (self.given_name, self.family_name) if part) or self.name
+
+
+class Study(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="studies")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="studies")
+    study_uid = models.CharField(_("study instance UID"), max_length=64, unique=True)
+    study_date = models.DateField(_("study date"), null=True, blank=True)
+    study_time = models.TimeField(_("study time"), null=True, blank=True)
+    description = models.CharField(_("description"), max_length=200, blank=True)
+    accession = models.CharField(_("accession number"), max_length=64, blank=True)
+    referring_physician = models.CharField(max_length=200, blank=True)
+    institution = models.CharField(max_length=200, blank=True)
+    # Space-separated, e.g. "CT SR", kept up to date by ingestion for listing and filtering.
+    modalities = models.CharField(_("modalities"), max_length=100, blank=True)
+    series_count = models.PositiveIntegerField(default=0)
+    instance_count = models.PositiveIntegerField(default=0)
+    received_at = models.DateTimeField(auto_now_add=True)
+    received_location = models.ForeignKey(
+        Location, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        verbose_name_plural = "studies"
+        indexes = [
+            models.Index(fields=["organization", "-study_date", "-id"], name="study_org_date"),
+            models.Index(fields=["accession"], name="study_accession"),
+            models.Index(fields=["-study_date", "-id"], name="study_date"),
+        ]
+
+    def __str__(self) -> str:
+        # Never a patient name: this string reaches logs and admin breadcrumbs.
+        return f"Study {self.study_uid}"
+
+
+class Series(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="series")
+    series_uid = models.CharField(_("series instance UID"), max_length=64, unique=True)
+    modality = models.CharField(max_length=16, blank=True)
+    number = models.IntegerField(null=True, blank=True)
+    description = models.CharField(max_length=200, blank=True)
+    body_part = models.CharField(max_length=64, blank=True)
+    instance_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "series"
+        ordering = ["number", "id"]
+
+    def __str__(self) -> str:
+        return f"Series {self.series_uid}"
+
+
+class Instance(models.Model):
+    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="instances")
+    sop_instance_uid = models.CharField(_("SOP instance UID"), max_length=64, unique=True)
+    sop_class_uid = models.CharField(max_length=64, blank=True)
+    number = models.IntegerField(null=True, blank=True)
+    transfer_syntax = models.CharField(max_length=64, blank=True)
+    frames = models.PositiveIntegerField(default=1)
+    rows = models.PositiveIntegerField(null=True, blank=True)
+    columns = models.PositiveIntegerField(null=True, blank=True)
+    has_pixels = models.BooleanField(default=True)
+    # Name in the "dicom" storage, derived from the content (sha256), so the same bytes are
+    # stored once and nothing refers to a local path.
+    file = models.CharField(max_length=200)
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveBigIntegerField(default=0)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["number", "id"]
+
+    def __str__(self) -> str:
+        return f"Instance {self.sop_instance_uid}"
+
+
+class Report(models.Model):
+    study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="report")
+    text = models.TextField(blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    def __str__(self) -> str:
+        return f"Report of {self.study}"
+
+
+class WorklistKind(models.TextChoices):
+    LOCATION = "location", _("Location")
+    GROUP = "group", _("Group")
+    PERSONAL = "personal", _("Personal")
+
+
+def new_share_code() -> str:
+    # Readable by phone: no 0/O/1/I.
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    return "".join(secrets.choice(alphabet) for _ in range(10))
+
+
+class Worklist(models.Model):
+    """The list a location, a group or one user works from. Entries are shortcuts to studies."""
+
+    kind = models.CharField(max_length=10, choices=WorklistKind.choices)
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="worklists", null=True, blank=True
+    )
+    location = models.OneToOneField(
+        Location, on_delete=models.CASCADE, null=True, blank=True, related_name="worklist"
+    )
+    group = models.OneToOneField(
+        Group, on_delete=models.CASCADE, null=True, blank=True, related_name="worklist"
+    )
+    owner = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="personal_worklist",
+    )
+    name = models.CharField(max_length=200)
+    share_code = models.CharField(max_length=16, unique=True, default=new_share_code)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(
+                        kind="location",
+                        location__isnull=False,
+                        group__isnull=True,
+                        owner__isnull=True,
+                    )
+                    | models.Q(
+                        kind="group", group__isnull=False, location__isnull=True, owner__isnull=True
+                    )
+                    | models.Q(
+                        kind="personal",
+                        owner__isnull=False,
+                        location__isnull=True,
+                        group__isnull=True,
+                    )
+                ),
+                name="worklist_one_holder",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Folder(models.Model):
+    worklist = models.ForeignKey(Worklist, on_delete=models.CASCADE, related_name="folders")
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
+    )
+    name = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["worklist", "parent", "name"], name="folder_unique_name"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EntryOrigin(models.TextChoices):
+    INGESTION = "ingestion", _("Received")
+    SHARE = "share", _("Shared")
+    MANUAL = "manual", _("Added")
+
+
+class Entry(models.Model):
+    """A study's place in a worklist (optionally in one of its folders): a shortcut, never a copy.
+
+    An entry made by a share carries that share's terms (level, anonymization, further sharing,
+    validity), so the access authority can answer from entries alone; removing, blocking or
+    expiring the share ends the entry's access with no job to run.
+    """
+
+    worklist = models.ForeignKey(Worklist, on_delete=models.CASCADE, related_name="entries")
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="entries")
+    folder = models.ForeignKey(
+        Folder, on_delete=models.SET_NULL, null=True, blank=True, related_name="entries"
+    )
+    origin = models.CharField(max_length=10, choices=EntryOrigin.choices)
+    added_at = models.DateTimeField(auto_now_add=True)
+    added_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # Terms of a shared entry; for received entries the member's role decides instead.
+    level = models.CharField(
+        max_length=12, choices=AccessLevel.choices, default=AccessLevel.REPORT_WRITE
+    )
+    anonymized = models.BooleanField(default=False)
+    can_share = models.BooleanField(default=True)
+    two_factor_required = models.BooleanField(default=False)
+    valid_until = models.DateTimeField(null=True, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+    blocked_at = models.DateTimeField(null=True, blank=True)
+    label = models.CharField(max_length=100, blank=True)
+    message = models.TextField(blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "entries"
+        indexes = [
+            models.Index(fields=["worklist", "study"], name="entry_worklist_study"),
+            models.Index(fields=["study", "worklist"], name="entry_study_worklist"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.study} in {self.worklist}"

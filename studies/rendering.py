@@ -1,0 +1,435 @@
+"""Server-side rendering of single DICOM frames to PNG/JPEG.
+
+This module is deliberately pure: it knows nothing about Django models or the
+database, so views, Celery thumbnail tasks and tests can all call it with a
+path, an open file or an in-memory :class:`pydicom.Dataset`.
+
+The display pipeline follows DICOM PS3.3 C.11 / PS3.4 N.2 for greyscale images:
+
+    stored values -> Modality LUT (rescale) -> VOI (window or VOI LUT)
+    -> polarity (MONOCHROME1 / INVERSE) -> 8-bit grey
+
+Colour images (RGB, YCbCr, PALETTE COLOR) skip the greyscale steps because the
+standard does not apply VOI to colour data; they are only brought to 8 bits.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import numbers
+import os
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import numpy as np
+import pydicom
+from django.utils.translation import gettext_lazy as _
+from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, get_decoder, pixel_array
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+
+__all__ = [
+    "RenderError",
+    "Source",
+    "Window",
+    "default_window",
+    "frame_count",
+    "render_frame",
+    "window_presets",
+]
+
+Source = str | os.PathLike[str] | BinaryIO | Dataset
+
+JPEG_QUALITY = 90
+
+# Photometric interpretations whose decoded output pydicom 3 hands back as RGB:
+# YBR_FULL / YBR_FULL_422 are converted by pydicom itself (``as_rgb`` defaults to
+# True), YBR_ICT / YBR_RCT are undone by the JPEG 2000 codec's inverse MCT.
+_RGB_AFTER_DECODE = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT"})
+_MONOCHROME = frozenset({"MONOCHROME1", "MONOCHROME2"})
+_IMAGE_FORMATS = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG"}
+# The three pixel data elements pydicom can decode (Pixel, Float, Double Float).
+_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+
+
+class RenderError(Exception):
+    """A frame cannot be rendered; the message says why, in words a user understands."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """A VOI window (DICOM Window Center / Window Width), in modality units (e.g. HU)."""
+
+    center: float
+    width: float
+
+    def __post_init__(self) -> None:
+        # Validate here so that every Window in the system is usable: a zero or
+        # negative width would divide by zero in the VOI formulas.
+        if not (math.isfinite(self.center) and math.isfinite(self.width)):
+            raise ValueError("window center and width must be finite numbers")
+        if self.width <= 0:
+            raise ValueError(f"window width must be greater than 0, got {self.width:g}")
+
+    @classmethod
+    def parse(cls, text: str) -> Window:
+        """Parse ``"center,width"`` (as used in query strings), e.g. ``"40,400"``."""
+        parts = [part.strip() for part in str(text).split(",")]
+        if len(parts) != 2 or not all(parts):
+            raise ValueError(f"window must look like 'center,width' (e.g. '40,400'), got {text!r}")
+        try:
+            center, width = float(parts[0]), float(parts[1])
+        except ValueError:
+            raise ValueError(f"window center and width must be numbers, got {text!r}") from None
+        return cls(center, width)
+
+
+# Standard CT windows (centre, width in HU) as commonly used by radiologists.
+_CT_PRESETS = (
+    (_("Soft tissue"), Window(40, 400)),
+    (_("Lung"), Window(-600, 1500)),
+    (_("Bone"), Window(300, 1500)),
+    (_("Brain"), Window(40, 80)),
+    (_("Abdomen"), Window(60, 400)),
+    (_("Liver"), Window(30, 150)),
+    (_("Mediastinum"), Window(50, 350)),
+)
+
+
+def window_presets(modality: str) -> list[tuple[Any, Window]]:
+    """Named window presets for the viewer's dropdown.
+
+    Only CT has presets: Hounsfield units are absolute, so a "lung window" means
+    the same on every scanner. MR, US, XA... signal values are arbitrary, so a
+    fixed preset would be meaningless and the image's own window is used instead.
+    Names are lazy translation strings (evaluate them inside a request).
+    """
+    if (modality or "").strip().upper() == "CT":
+        return list(_CT_PRESETS)
+    return []
+
+
+def frame_count(ds: Dataset) -> int:
+    """Number of frames in ``ds``: NumberOfFrames, or 1 when absent or unusable."""
+    try:
+        count = int(ds.get("NumberOfFrames") or 1)
+    except (TypeError, ValueError):
+        # Malformed IS values (e.g. "1A") exist in the wild; one frame is the
+        # only safe assumption for navigation. Decoding will report the error.
+        return 1
+    return max(count, 1)
+
+
+def default_window(ds: Dataset, *, frame: int = 1) -> Window | None:
+    """The dataset's own window for ``frame`` (1-based), or None if it has none.
+
+    Enhanced (multi-frame) objects keep the window in the per-frame or shared
+    functional groups (Frame VOI LUT Sequence), so those are checked first.
+    Multi-valued windows offer alternatives; the first is the primary one.
+    """
+    source = _functional_group_item(ds, frame - 1, "FrameVOILUTSequence") or ds
+    center, width = source.get("WindowCenter"), source.get("WindowWidth")
+    if center is None or width is None or center == "" or width == "":
+        return None
+    try:
+        return Window(float(_first(center)), float(_first(width)))
+    except (TypeError, ValueError, IndexError):
+        return None  # unusable window (e.g. width 0): fall back to other VOI
+
+
+def render_frame(
+    source: Source,
+    *,
+    frame: int,
+    window: Window | None = None,
+    image_format: str = "png",
+    max_size: int | None = None,
+) -> bytes:
+    """Render one frame (1-based, DICOMweb numbering) as PNG or JPEG bytes.
+
+    ``window`` overrides the dataset's own VOI (ignored for colour images).
+    ``max_size`` shrinks the image to fit a ``max_size`` square, keeping aspect
+    ratio (thumbnails); images are never enlarged.
+    Raises RenderError when the frame cannot be rendered, ValueError for bad arguments.
+    """
+    pil_format = _IMAGE_FORMATS.get(image_format.lower())
+    if pil_format is None:
+        raise ValueError(f"image_format must be 'png' or 'jpeg', got {image_format!r}")
+    if max_size is not None and max_size < 1:
+        raise ValueError(f"max_size must be a positive number of pixels, got {max_size}")
+
+    ds, pixels = _load_frame(source, frame)
+    image = Image.fromarray(_to_display(pixels, ds, frame - 1, window))
+    if max_size is not None:
+        image.thumbnail((max_size, max_size), Image.Resampling.LANCZOS)
+    return _encode(image, pil_format)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _load_frame(source: Source, frame: int) -> tuple[Dataset, np.ndarray]:
+    """Return (metadata dataset, decoded pixels of the single requested frame)."""
+    if isinstance(source, Dataset):
+        _check_renderable(source, frame)
+        if not any(keyword in source for keyword in _PIXEL_KEYWORDS):
+            raise RenderError(
+                "the dataset has no pixel data element, so there is nothing to render"
+            )
+        return source, _decode(source, source, frame)
+
+    header = _read_header(source)
+    _check_renderable(header, frame)
+    if header.file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian:
+        # The frame-level reader below seeks into the raw file, which is
+        # zlib-compressed for this syntax, so read it fully (inflated) instead.
+        return header, _decode(header, _rewind_and_read(source), frame)
+    return header, _decode(header, source, frame)
+
+
+def _read_header(source: str | os.PathLike[str] | BinaryIO) -> Dataset:
+    """Read everything except the pixel data.
+
+    Pixel data is then decoded one frame at a time straight from the file by
+    ``pixel_array(path, index=...)``, so a 1 GB cine never sits in memory.
+    ``defer_size`` additionally skips loading large non-pixel values we rarely
+    need (overlays, private blobs, ICC profiles); it is safe here because the
+    header never outlives this call, so the file is still there (and any open
+    file object still open) if a deferred LUT has to be read back.
+    """
+    _rewind(source)
+    try:
+        return pydicom.dcmread(source, stop_before_pixels=True, defer_size="1 KB")
+    except FileNotFoundError:
+        raise
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError) as exc:
+        raise RenderError(f"not a readable DICOM Part-10 file: {exc}") from exc
+
+
+def _rewind_and_read(source: str | os.PathLike[str] | BinaryIO) -> Dataset:
+    _rewind(source)
+    return pydicom.dcmread(source)
+
+
+def _rewind(source: object) -> None:
+    # dcmread reads from the current position; pixel_array() always seeks to 0,
+    # so both must agree that the Part-10 stream starts at offset 0.
+    seek = getattr(source, "seek", None)
+    if seek is not None:
+        seek(0)
+
+
+def _check_renderable(ds: Dataset, frame: int) -> None:
+    """Fail early, with a clear message, before spending time on decoding."""
+    if "Rows" not in ds or "Columns" not in ds:
+        sop = ds.get("SOPClassUID")
+        what = f"{UID(sop).name} is not an image" if sop else "it has no Rows/Columns"
+        raise RenderError(f"the dataset has no pixel data ({what})")
+    count = frame_count(ds)
+    is_integer = isinstance(frame, numbers.Integral) and not isinstance(frame, bool)
+    if not is_integer or not 1 <= frame <= count:
+        raise RenderError(f"frame {frame} is out of range: the image has {count} frame(s)")
+    syntax = _transfer_syntax(ds)
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        raise RenderError(
+            f"transfer syntax {syntax} ({syntax.name}) cannot be decoded here: "
+            "no decoder exists for it (video and JPIP syntaxes are not supported)"
+        ) from None
+    if not decoder.is_available:
+        missing = "; ".join(
+            f"{plugin}: {', '.join(deps)}" for plugin, deps in decoder.missing_dependencies
+        )
+        raise RenderError(
+            f"transfer syntax {syntax} ({syntax.name}) cannot be decoded here: "
+            f"the decoding libraries are not installed ({missing})"
+        )
+
+
+def _transfer_syntax(ds: Dataset) -> UID:
+    syntax = getattr(ds, "file_meta", Dataset()).get("TransferSyntaxUID")
+    if not syntax:
+        raise RenderError(
+            "the dataset has no Transfer Syntax UID (missing File Meta Information), "
+            "so its pixel data cannot be interpreted"
+        )
+    return UID(syntax)
+
+
+def _decode(header: Dataset, pixel_source: Source, frame: int) -> np.ndarray:
+    """Decode only ``frame`` (index-based API: other frames are never decompressed)."""
+    syntax = _transfer_syntax(header)
+    try:
+        return pixel_array(pixel_source, index=frame - 1)
+    except (AttributeError, KeyError) as exc:
+        raise RenderError(f"the pixel data cannot be read: {exc}") from exc
+    except Exception as exc:  # decoders raise RuntimeError/ValueError/codec errors alike
+        raise RenderError(
+            f"frame {frame} could not be decoded (transfer syntax {syntax}, {syntax.name}): "
+            f"{str(exc).strip()}"
+        ) from exc
+
+
+# --------------------------------------------------------------------------- display
+
+
+def _to_display(pixels: np.ndarray, ds: Dataset, index: int, window: Window | None) -> np.ndarray:
+    """Turn a decoded frame into a uint8 (rows, cols) or (rows, cols, 3) array."""
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    samples = int(ds.get("SamplesPerPixel", 1))
+    if samples == 1 and photometric == "PALETTE COLOR":
+        return _palette_to_rgb(pixels, ds)
+    if samples == 3:
+        if photometric not in _RGB_AFTER_DECODE:
+            raise RenderError(f"photometric interpretation {photometric} is not supported")
+        return _colour_to_8bit(pixels, ds)
+    if samples != 1:
+        raise RenderError(f"images with {samples} samples per pixel are not supported")
+    if photometric not in _MONOCHROME:
+        raise RenderError(f"photometric interpretation {photometric} is not supported")
+    return _greyscale(pixels, ds, index, window, invert=_is_inverted(ds, photometric))
+
+
+def _greyscale(
+    pixels: np.ndarray, ds: Dataset, index: int, window: Window | None, *, invert: bool
+) -> np.ndarray:
+    values = _modality_lut(pixels, ds, index)
+    chosen = window or default_window(ds, frame=index + 1)
+    if chosen is not None:
+        unit = _apply_window(values, chosen, _voi_function(ds, index))
+    elif ds.get("VOILUTSequence"):
+        unit = _apply_voi_lut_sequence(values, ds)
+    else:
+        unit = _apply_window(values, _data_window(values, pixels, ds), "LINEAR_EXACT")
+    if invert:
+        unit = 1.0 - unit
+    return np.rint(unit * 255.0).astype(np.uint8)
+
+
+def _is_inverted(ds: Dataset, photometric: str) -> bool:
+    # MONOCHROME1 means "minimum is white". A Presentation LUT Shape of INVERSE
+    # says the same thing (and is mandated for MONOCHROME1), so it must not
+    # invert a second time.
+    return photometric == "MONOCHROME1" or ds.get("PresentationLUTShape") == "INVERSE"
+
+
+def _modality_lut(pixels: np.ndarray, ds: Dataset, index: int) -> np.ndarray:
+    """Stored values -> modality values (e.g. HU) as float64."""
+    # Enhanced CT/MR/PET keep Rescale Slope/Intercept in functional groups,
+    # possibly different per frame; the top-level ones don't exist there.
+    item = _functional_group_item(ds, index, "PixelValueTransformationSequence")
+    if item is not None and "RescaleSlope" in item and "RescaleIntercept" in item:
+        slope, intercept = float(item.RescaleSlope), float(item.RescaleIntercept)
+        return pixels.astype(np.float64) * slope + intercept
+    return np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
+
+
+def _voi_function(ds: Dataset, index: int) -> str:
+    item = _functional_group_item(ds, index, "FrameVOILUTSequence") or ds
+    return str(item.get("VOILUTFunction") or "LINEAR").strip().upper()
+
+
+def _apply_window(values: np.ndarray, window: Window, function: str) -> np.ndarray:
+    """VOI window -> float64 in [0, 1], per PS3.3 C.11.2.1.2 (LINEAR, LINEAR_EXACT, SIGMOID)."""
+    center, width = window.center, window.width
+    if function == "SIGMOID":
+        return 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
+    if function == "LINEAR_EXACT":
+        return np.clip((values - center) / width + 0.5, 0.0, 1.0)
+    # LINEAR (the default) is defined with the odd "-0.5" and "width-1" terms
+    # so that integer data maps exactly as the standard's reference viewers do.
+    if width <= 1:
+        return (values > center - 0.5).astype(np.float64)
+    return np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
+
+
+def _apply_voi_lut_sequence(values: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Apply the first VOI LUT and scale its output range to [0, 1]."""
+    mapped = apply_voi(np.rint(values).astype(np.int64), ds).astype(np.float64)
+    # LUT output bit depth is often declared as 16 while only 12 bits are used,
+    # so normalise to the LUT's actual output range rather than 2**bits - 1.
+    entries, first_mapped = (int(v) for v in ds.VOILUTSequence[0].LUTDescriptor[:2])
+    every_input = np.arange(first_mapped, first_mapped + (entries or 2**16))
+    lut = apply_voi(every_input, ds).astype(np.float64)
+    low, high = float(lut.min()), float(lut.max())
+    if high <= low:
+        return np.zeros_like(mapped)
+    return np.clip((mapped - low) / (high - low), 0.0, 1.0)
+
+
+def _data_window(values: np.ndarray, pixels: np.ndarray, ds: Dataset) -> Window:
+    """Min/max window of this frame, ignoring Pixel Padding Value (the area outside a CT's FOV)."""
+    considered = values
+    padding = ds.get("PixelPaddingValue")
+    if isinstance(padding, int):
+        kept = values[pixels != padding]
+        considered = kept if kept.size else values
+    finite = considered[np.isfinite(considered)]
+    if finite.size == 0:
+        return Window(0.0, 1.0)
+    low, high = float(finite.min()), float(finite.max())
+    # A constant image gets a unit-wide window so it renders (black) rather than fails.
+    return Window((low + high) / 2.0, max(high - low, 1e-6))
+
+
+def _colour_to_8bit(pixels: np.ndarray, ds: Dataset) -> np.ndarray:
+    """RGB with 8/16/32 bits per sample -> uint8, scaling by Bits Stored."""
+    if pixels.dtype == np.uint8:
+        return np.ascontiguousarray(pixels)
+    bits = int(ds.get("BitsStored") or pixels.dtype.itemsize * 8)
+    scale = 255.0 / float(2**bits - 1)
+    return np.rint(np.clip(pixels.astype(np.float64) * scale, 0, 255)).astype(np.uint8)
+
+
+def _palette_to_rgb(pixels: np.ndarray, ds: Dataset) -> np.ndarray:
+    try:
+        rgb = apply_color_lut(pixels, ds)
+    except (AttributeError, ValueError, KeyError) as exc:
+        raise RenderError(f"the palette colour lookup table is unusable: {exc}") from exc
+    rgb = rgb[..., :3]  # drop an alpha palette if present
+    if rgb.dtype == np.uint16:
+        # 16-bit palette entries: keep the most significant byte.
+        rgb = (rgb >> 8).astype(np.uint8)
+    return np.ascontiguousarray(rgb, dtype=np.uint8)
+
+
+def _encode(image: Image.Image, pil_format: str) -> bytes:
+    buffer = io.BytesIO()
+    if pil_format == "JPEG":
+        image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    else:
+        image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _functional_group_item(ds: Dataset, index: int, keyword: str) -> Dataset | None:
+    """First item of ``keyword`` in the per-frame, else shared, functional groups."""
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    groups = []
+    if per_frame is not None and 0 <= index < len(per_frame):
+        groups.append(per_frame[index])
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    if shared:
+        groups.append(shared[0])
+    for group in groups:
+        sequence = group.get(keyword)
+        if sequence:
+            return sequence[0]
+    return None
+
+
+def _first(value: Any) -> Any:
+    """First value of a possibly multi-valued element (Window Center can hold alternatives)."""
+    if isinstance(value, str | bytes):
+        return value
+    try:
+        return value[0]
+    except TypeError:
+        return value

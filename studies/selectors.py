@@ -1,0 +1,680 @@
+"""Reads of the studies app: the directory's search and its worklist tree, the rows a page shows,
+a study's series and priors.
+
+Everything starts from :mod:`studies.access` (``visible_studies``, ``visible_worklists``,
+``user_study_access``): this module narrows and orders what the authority allows and never
+decides on its own who may see a study.
+
+Pagination is keyset (cursor) pagination on ``(sort key, id)``: each page is one indexed range
+query whatever the size of the directory, and nothing counts the whole result set. A cursor is
+an opaque base64 token that holds the id of the row to continue from, never a sort value, so no
+patient name travels in a URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from django.core.cache import cache
+from django.core.files.storage import storages
+from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
+from django.db.models.functions import Lower
+from django.utils.translation import gettext_lazy as _
+
+from accounts.models import User
+from accounts.permissions import Perm
+from studies.access import (
+    StudyAccess,
+    active_entries,
+    active_memberships,
+    has_perm,
+    organizations_with,
+    user_study_access,
+    visible_studies,
+    visible_worklists,
+)
+from studies.anonymize import PatientDisplay, patient_display
+from studies.models import Entry, EntryOrigin, Folder, Instance, Series, Study, Worklist
+
+# The one normalization of names: stored by ingestion, applied to queries here.
+from studies.services.ingestion import normalize_name
+
+logger = logging.getLogger(__name__)
+
+# The modalities offered in the directory's filter, in the order radiology staff expect them.
+MODALITIES: list[tuple[str, Any]] = [
+    ("CT", _("CT (computed tomography)")),
+    ("MR", _("MR (magnetic resonance)")),
+    ("CR", _("CR (computed radiography)")),
+    ("DX", _("DX (digital radiography)")),
+    ("MG", _("MG (mammography)")),
+    ("US", _("US (ultrasound)")),
+    ("XA", _("XA (X-ray angiography)")),
+    ("RF", _("RF (fluoroscopy)")),
+    ("NM", _("NM (nuclear medicine)")),
+    ("PT", _("PT (PET)")),
+    ("OP", _("OP (ophthalmic photography)")),
+    ("OPT", _("OPT (ophthalmic tomography)")),
+    ("IO", _("IO (intra-oral radiography)")),
+    ("PX", _("PX (panoramic X-ray)")),
+    ("ES", _("ES (endoscopy)")),
+    ("XC", _("XC (external camera photography)")),
+    ("SM", _("SM (slide microscopy)")),
+    ("ECG", _("ECG (electrocardiography)")),
+    ("SC", _("SC (secondary capture)")),
+    ("SR", _("SR (structured report)")),
+    ("DOC", _("DOC (document)")),
+    ("OT", _("OT (other)")),
+]
+MODALITY_CODES = frozenset(code for code, _label in MODALITIES)
+
+
+# --- Search criteria ---------------------------------------------------------------------------
+
+
+@dataclass
+class SearchCriteria:
+    """What the user searches for. Name, patient ID and accession are PHI: the directory keeps
+    them in the session (see ``studies.views.directory``), never in a URL."""
+
+    q: str = ""
+    patient_id: str = ""
+    accession: str = ""
+    modality: str = ""
+    date_from: date | None = None
+    date_to: date | None = None
+    worklist_id: int | None = None
+    folder_id: int | None = None
+
+    @property
+    def identifying(self) -> bool:
+        """Whether the criteria match on patient identity (name, ID, accession)."""
+        return bool(self.q.strip() or self.patient_id.strip() or self.accession.strip())
+
+    @property
+    def has_search(self) -> bool:
+        """Whether anything beyond the worklist or folder narrows the list."""
+        return bool(self.identifying or self.modality or self.date_from or self.date_to)
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.has_search or self.worklist_id or self.folder_id)
+
+    def to_session(self) -> dict[str, Any]:
+        """A JSON-serializable copy for the session (without worklist and folder, which are
+        ids and travel in the URL)."""
+        return {
+            "q": self.q,
+            "patient_id": self.patient_id,
+            "accession": self.accession,
+            "modality": self.modality,
+            "date_from": self.date_from.isoformat() if self.date_from else None,
+            "date_to": self.date_to.isoformat() if self.date_to else None,
+        }
+
+    @classmethod
+    def from_session(cls, data: dict[str, Any] | None) -> SearchCriteria:
+        data = data or {}
+
+        def _date(value: Any) -> date | None:
+            try:
+                return date.fromisoformat(value) if value else None
+            except (TypeError, ValueError):
+                return None
+
+        return cls(
+            q=str(data.get("q") or ""),
+            patient_id=str(data.get("patient_id") or ""),
+            accession=str(data.get("accession") or ""),
+            modality=str(data.get("modality") or ""),
+            date_from=_date(data.get("date_from")),
+            date_to=_date(data.get("date_to")),
+        )
+
+
+# --- Sorting and cursors -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sort:
+    """A directory sort order: a key from :data:`SORT_KEYS` and a direction."""
+
+    key: str = "date"
+    descending: bool = True
+
+    @classmethod
+    def parse(cls, text: str | None) -> Sort:
+        """``"-date"``, ``"name"``...; anything unknown gives the default (newest first)."""
+        text = (text or "").strip()
+        descending = text.startswith("-")
+        key = text.lstrip("-")
+        if key not in SORT_KEYS:
+            return DEFAULT_SORT
+        return cls(key=key, descending=descending)
+
+    @property
+    def param(self) -> str:
+        return f"-{self.key}" if self.descending else self.key
+
+    def toggled(self, key: str) -> Sort:
+        """The order a column header links to: the other direction of the current key, or the
+        new key's natural direction (dates newest first, text A to Z)."""
+        if key == self.key:
+            return Sort(key=key, descending=not self.descending)
+        return Sort(key=key, descending=key == "date")
+
+
+# Sort key -> (field or annotation, nullable). Text fields are never NULL (blank is "").
+SORT_KEYS: dict[str, tuple[str, bool]] = {
+    "date": ("study_date", True),
+    "name": ("sort_name", False),
+    "modality": ("modalities", False),
+    "description": ("description", False),
+}
+DEFAULT_SORT = Sort()
+
+
+# The largest primary key a database accepts (64-bit); anything above is not an id.
+MAX_ID = 2**63 - 1
+
+
+class InvalidCursor(ValueError):
+    """The cursor is malformed, belongs to another sort, or its row is no longer visible."""
+
+
+@dataclass(frozen=True)
+class Cursor:
+    pk: int
+    backward: bool
+    sort: str
+
+    def encode(self) -> str:
+        raw = json.dumps(
+            {"i": self.pk, "b": int(self.backward), "s": self.sort}, separators=(",", ":")
+        )
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, token: str) -> Cursor:
+        try:
+            padded = token + "=" * (-len(token) % 4)
+            data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+            cursor = cls(pk=int(data["i"]), backward=bool(data["b"]), sort=str(data["s"]))
+        except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+            raise InvalidCursor("Malformed cursor.") from exc
+        if not 0 < cursor.pk <= MAX_ID:
+            raise InvalidCursor("Malformed cursor.")
+        return cursor
+
+
+@dataclass
+class StudyPage:
+    studies: list[Study]
+    next_cursor: str | None = None
+    previous_cursor: str | None = None
+
+
+def _beyond(name: str, value: Any, pk: int, *, larger: bool, nullable: bool) -> Q:
+    """Rows strictly after ``(value, pk)`` walking towards larger (or smaller) keys, with NULL
+    ordered as the largest value (PostgreSQL's own rule, so its indexes serve both ways)."""
+    op = "gt" if larger else "lt"
+    if value is None:
+        after_nulls = Q(**{f"{name}__isnull": True, f"pk__{op}": pk})
+        return after_nulls if larger else after_nulls | Q(**{f"{name}__isnull": False})
+    condition = Q(**{f"{name}__{op}": value}) | Q(**{name: value, f"pk__{op}": pk})
+    if nullable and larger:
+        condition |= Q(**{f"{name}__isnull": True})
+    return condition
+
+
+def _ordering(name: str, *, larger: bool) -> list:
+    if larger:
+        return [F(name).asc(nulls_last=True), "pk"]
+    return [F(name).desc(nulls_first=True), "-pk"]
+
+
+def paginate(
+    queryset: QuerySet[Study],
+    *,
+    sort: Sort,
+    cursor: str | None,
+    page_size: int,
+    lookup: QuerySet[Study] | None = None,
+) -> StudyPage:
+    """One page of ``queryset`` in ``sort`` order, after or before the cursor's row.
+
+    ``lookup`` is where the cursor's row is looked up for its sort value (by default the
+    queryset itself); it must be restricted to what the caller may see.
+    """
+    name, nullable = SORT_KEYS[sort.key]
+    forward_larger = not sort.descending
+    position = None
+    if cursor:
+        position = Cursor.decode(cursor)
+        if position.sort != sort.param:
+            raise InvalidCursor("The cursor belongs to another sort order.")
+        source = lookup if lookup is not None else queryset
+        values = list(source.filter(pk=position.pk).values_list(name, flat=True)[:1])
+        if not values:
+            raise InvalidCursor("The cursor's study is no longer listed.")
+        value = values[0]
+
+    if position is not None and position.backward:
+        larger = not forward_larger
+        rows = list(
+            queryset.filter(
+                _beyond(name, value, position.pk, larger=larger, nullable=nullable)
+            ).order_by(*_ordering(name, larger=larger))[: page_size + 1]
+        )
+        more_before = len(rows) > page_size
+        page = list(reversed(rows[:page_size]))
+        return StudyPage(
+            studies=page,
+            next_cursor=Cursor(page[-1].pk, False, sort.param).encode() if page else None,
+            previous_cursor=(
+                Cursor(page[0].pk, True, sort.param).encode() if page and more_before else None
+            ),
+        )
+
+    filtered = queryset
+    if position is not None:
+        filtered = queryset.filter(
+            _beyond(name, value, position.pk, larger=forward_larger, nullable=nullable)
+        )
+    rows = list(filtered.order_by(*_ordering(name, larger=forward_larger))[: page_size + 1])
+    page = rows[:page_size]
+    return StudyPage(
+        studies=page,
+        next_cursor=(
+            Cursor(page[-1].pk, False, sort.param).encode() if len(rows) > page_size else None
+        ),
+        previous_cursor=(
+            Cursor(page[0].pk, True, sort.param).encode() if position is not None and page else None
+        ),
+    )
+
+
+# --- The directory's search --------------------------------------------------------------------
+
+
+# Query words: letters and digits (any script), keeping in-name hyphens and apostrophes.
+_WORD = re.compile(r"[\w'-]+")
+
+
+def _visible_worklist_ids(user: User) -> list[int]:
+    return list(visible_worklists(user).values_list("pk", flat=True))
+
+
+def _identified_condition(user: User, worklist_ids: list[int]) -> Q:
+    """Rows the user may see with the patient's identity, i.e. through something other than an
+    anonymized share: the organization-wide role, a received or filed entry of an organization
+    the user is a member of, or a share entry that is not anonymized (as ``access._best``
+    prefers any non-anonymized grant)."""
+    org_wide = organizations_with(user, Perm.VIEW_ALL_STUDIES)
+    member_orgs = [m.organization_id for m in active_memberships(user)]
+    entries = active_entries().filter(study=OuterRef("pk"), worklist_id__in=worklist_ids)
+    own_entries = Exists(entries.exclude(origin=EntryOrigin.SHARE))
+    clear_shares = Exists(entries.filter(origin=EntryOrigin.SHARE, anonymized=False))
+    return (
+        Q(organization_id__in=org_wide)
+        | (Q(organization_id__in=member_orgs) & own_entries)
+        | clear_shares
+    )
+
+
+def _has_anonymized_entries(worklist_ids: list[int]) -> bool:
+    return (
+        active_entries()
+        .filter(worklist_id__in=worklist_ids, origin=EntryOrigin.SHARE, anonymized=True)
+        .exists()
+    )
+
+
+def _folder_and_descendants(folder: Folder) -> list[int]:
+    children: dict[int | None, list[int]] = defaultdict(list)
+    for pk, parent_id in Folder.objects.filter(worklist_id=folder.worklist_id).values_list(
+        "pk", "parent_id"
+    ):
+        children[parent_id].append(pk)
+    found, stack = [], [folder.pk]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        stack.extend(children[current])
+    return found
+
+
+@dataclass
+class SearchScope:
+    """What a search runs over: the user's visible studies (annotated for sorting) and the
+    filtered result. ``visible`` is where cursors are looked up."""
+
+    visible: QuerySet[Study]
+    results: QuerySet[Study]
+
+
+def search_scope(user: User, criteria: SearchCriteria) -> SearchScope:
+    worklist_ids = _visible_worklist_ids(user)
+    visible = visible_studies(user).select_related("patient")
+    anonymized_possible = _has_anonymized_entries(worklist_ids)
+    identified = _identified_condition(user, worklist_ids) if anonymized_possible else None
+    if identified is not None:
+        # Sorting by name must not place an anonymized study by its real name: that order would
+        # give the name away. Those rows sort as if nameless.
+        visible = visible.annotate(
+            sort_name=Case(When(identified, then=Lower("patient__name")), default=Value(""))
+        )
+    else:
+        # The DICOM name ("Family^Given") lower-cased: family name first, as lists are read.
+        visible = visible.annotate(sort_name=Lower("patient__name"))
+
+    results = visible
+    if criteria.identifying and identified is not None:
+        # Nor may a search by name, patient ID or accession find a study the user only sees
+        # anonymized: the match itself would reveal who it is.
+        results = results.filter(identified)
+    for word in _WORD.findall(normalize_name(criteria.q)):
+        results = results.filter(patient__name_search__contains=word)
+    patient_id = criteria.patient_id.strip()
+    if patient_id:
+        results = results.filter(patient__patient_id__startswith=patient_id)
+    accession = criteria.accession.strip()
+    if accession:
+        results = results.filter(accession=accession)
+    modality = criteria.modality.strip().upper()
+    if modality:
+        results = results.filter(
+            Q(modalities=modality)
+            | Q(modalities__startswith=f"{modality} ")
+            | Q(modalities__endswith=f" {modality}")
+            | Q(modalities__contains=f" {modality} ")
+        )
+    if criteria.date_from:
+        results = results.filter(study_date__gte=criteria.date_from)
+    if criteria.date_to:
+        results = results.filter(study_date__lte=criteria.date_to)
+    if criteria.worklist_id is not None:
+        if criteria.worklist_id not in worklist_ids:
+            results = results.none()
+        else:
+            results = results.filter(
+                Exists(
+                    active_entries().filter(study=OuterRef("pk"), worklist_id=criteria.worklist_id)
+                )
+            )
+    if criteria.folder_id is not None:
+        folder = Folder.objects.filter(pk=criteria.folder_id, worklist_id__in=worklist_ids).first()
+        if folder is None:
+            results = results.none()
+        else:
+            results = results.filter(
+                Exists(
+                    active_entries().filter(
+                        study=OuterRef("pk"),
+                        worklist_id=folder.worklist_id,
+                        folder_id__in=_folder_and_descendants(folder),
+                    )
+                )
+            )
+    return SearchScope(visible=visible, results=results)
+
+
+def search_studies(user: User, criteria: SearchCriteria, *, sort: Sort | str = DEFAULT_SORT):
+    """The studies ``user`` may see that match ``criteria``, in ``sort`` order (ties by id)."""
+    sort = Sort.parse(sort) if isinstance(sort, str) else sort
+    name, _nullable = SORT_KEYS[sort.key]
+    return search_scope(user, criteria).results.order_by(
+        *_ordering(name, larger=not sort.descending)
+    )
+
+
+def search_page(
+    user: User,
+    criteria: SearchCriteria,
+    *,
+    sort: Sort,
+    cursor: str | None = None,
+    page_size: int = 50,
+) -> StudyPage:
+    """One page of :func:`search_studies`. Raises :class:`InvalidCursor`."""
+    scope = search_scope(user, criteria)
+    return paginate(
+        scope.results, sort=sort, cursor=cursor, page_size=page_size, lookup=scope.visible
+    )
+
+
+# --- What a listed row shows -------------------------------------------------------------------
+
+
+@dataclass
+class StudyRow:
+    """One study as the directory and the API list it for one user."""
+
+    study: Study
+    access: StudyAccess | None
+    patient: PatientDisplay
+    worklist_ids: list[int] = field(default_factory=list)
+    shared_entries: list[Entry] = field(default_factory=list)
+
+    @property
+    def anonymized(self) -> bool:
+        return self.patient.anonymized
+
+    @property
+    def accession(self) -> str:
+        return "" if self.anonymized else self.study.accession
+
+    @property
+    def modalities(self) -> list[str]:
+        return self.study.modalities.split()
+
+    @property
+    def messages(self) -> list[Entry]:
+        return [entry for entry in self.shared_entries if entry.message]
+
+    @property
+    def labels(self) -> list[str]:
+        return sorted({entry.label for entry in self.shared_entries if entry.label})
+
+
+def study_rows(user: User, studies: list[Study]) -> list[StudyRow]:
+    """Rows for a page of studies: the patient as this user may see it, the user's worklists
+    holding each study, and the shared entries (messages, labels) it was reached through.
+
+    Only studies reached through an anonymized share can be shown anonymized; for those the
+    authority (``user_study_access``) decides, per row, and anything it does not admit is shown
+    anonymized. ``StudyRow.access`` is filled for those rows only.
+    """
+    worklist_ids = _visible_worklist_ids(user)
+    entries = (
+        active_entries()
+        .filter(study__in=[s.pk for s in studies], worklist_id__in=worklist_ids)
+        .select_related("added_by")
+        .order_by("-added_at", "-pk")
+    )
+    by_study: dict[int, list[Entry]] = defaultdict(list)
+    for entry in entries:
+        by_study[entry.study_id].append(entry)
+    rows = []
+    for study in studies:
+        held = by_study.get(study.pk, [])
+        shared = [e for e in held if e.origin == EntryOrigin.SHARE]
+        # Without an anonymized grant among the candidates the best one is not anonymized
+        # either: only those rows need the authority's full answer.
+        access, anonymized = None, False
+        if any(e.anonymized for e in shared):
+            access = user_study_access(user, study)
+            anonymized = access is None or access.anonymized
+        rows.append(
+            StudyRow(
+                study=study,
+                access=access,
+                patient=patient_display(study, anonymized=anonymized),
+                worklist_ids=sorted({e.worklist_id for e in held}),
+                shared_entries=shared,
+            )
+        )
+    return rows
+
+
+# --- Worklists ---------------------------------------------------------------------------------
+
+_KIND_ORDER = {"location": 0, "group": 1, "personal": 2}
+
+
+@dataclass
+class FolderNode:
+    folder: Folder
+    children: list[FolderNode] = field(default_factory=list)
+
+
+@dataclass
+class WorklistNode:
+    worklist: Worklist
+    folders: list[FolderNode] = field(default_factory=list)
+
+
+def worklist_tree(user: User) -> list[WorklistNode]:
+    """The user's worklists (locations, groups, personal) with their folders as a tree."""
+    worklists = sorted(
+        visible_worklists(user).select_related("organization"),
+        key=lambda w: (_KIND_ORDER.get(w.kind, 9), w.name.casefold(), w.pk),
+    )
+    nodes = {w.pk: WorklistNode(worklist=w) for w in worklists}
+    folders = Folder.objects.filter(worklist_id__in=nodes).order_by("name", "pk")
+    folder_nodes = {f.pk: FolderNode(folder=f) for f in folders}
+    for node in folder_nodes.values():
+        parent = node.folder.parent_id
+        if parent is not None and parent in folder_nodes:
+            folder_nodes[parent].children.append(node)
+        else:
+            nodes[node.folder.worklist_id].folders.append(node)
+    return list(nodes.values())
+
+
+def visible_folder(user: User, folder_id: int) -> Folder | None:
+    return (
+        Folder.objects.select_related("worklist")
+        .filter(pk=folder_id, worklist__in=visible_worklists(user))
+        .first()
+    )
+
+
+def visible_worklist(user: User, worklist_id: int) -> Worklist | None:
+    return visible_worklists(user).filter(pk=worklist_id).first()
+
+
+def can_use_directory(user: User) -> bool:
+    """Members whose role may view studies, and anyone with something in a personal worklist
+    (e.g. a user outside any organization that studies were shared with)."""
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if has_perm(user, Perm.VIEW_STUDIES):
+        return True
+    return active_entries().filter(worklist__owner=user).exists()
+
+
+# --- A study's content, messages and priors ----------------------------------------------------
+
+
+@dataclass
+class SeriesFrames:
+    series: Series
+    instances: list[Instance]
+
+    @property
+    def frames(self) -> list[tuple[str, int]]:
+        """``(sop_instance_uid, frame number)`` in display order: instance number, then frame."""
+        return [
+            (instance.sop_instance_uid, n)
+            for instance in self.instances
+            for n in range(1, max(instance.frames, 1) + 1)
+        ]
+
+
+def study_series(study: Study, *, images_only: bool = False) -> list[SeriesFrames]:
+    """The study's series in series-number order, each with its instances in instance-number
+    order. With ``images_only``, series and instances without pixel data are left out."""
+    instances = Instance.objects.filter(series__study=study).order_by("number", "pk")
+    if images_only:
+        instances = instances.filter(has_pixels=True)
+    by_series: dict[int, list[Instance]] = defaultdict(list)
+    for instance in instances:
+        by_series[instance.series_id].append(instance)
+    result = []
+    for series in Series.objects.filter(study=study).order_by(
+        F("number").asc(nulls_last=True), "pk"
+    ):
+        held = by_series.get(series.pk, [])
+        if images_only and not held:
+            continue
+        result.append(SeriesFrames(series=series, instances=held))
+    return result
+
+
+def default_window(instance: Instance) -> tuple[float, float] | None:
+    """The instance's own window (center, width) from its DICOM header, or None. Cached by
+    content digest: stored files never change."""
+    if not instance.file or not instance.has_pixels:
+        return None
+    key = f"window:{instance.sha256 or instance.file}"
+    cached = cache.get(key)
+    if cached is not None:
+        return tuple(cached) if cached else None
+    window = None
+    try:
+        import pydicom
+
+        from studies.rendering import default_window as dataset_window
+
+        with storages["dicom"].open(instance.file, "rb") as handle:
+            ds = pydicom.dcmread(handle, stop_before_pixels=True)
+        found = dataset_window(ds)
+        if found is not None:
+            window = (found.center, found.width)
+    except Exception:  # a header we cannot read only costs the viewer its initial C/W
+        logger.warning("No window read for instance %s", instance.pk, exc_info=True)
+    cache.set(key, list(window) if window else [], 24 * 3600)
+    return window
+
+
+def reached_through(user: User, study: Study) -> list[Entry]:
+    """The user's active shared entries for ``study`` (the ones that may carry a message)."""
+    if not user.is_authenticated:
+        return []
+    return list(
+        active_entries()
+        .filter(
+            study=study,
+            origin=EntryOrigin.SHARE,
+            worklist_id__in=_visible_worklist_ids(user),
+        )
+        .select_related("added_by", "worklist")
+        .order_by("-added_at", "-pk")
+    )
+
+
+def priors_for(user: User, study: Study, access: StudyAccess, *, limit: int = 50) -> list[Study]:
+    """Other studies of the same patient that the user sees with the patient's identity.
+
+    None for an anonymized view: listing them would tie the anonymized study to a named
+    patient. Studies the user sees only anonymized are left out for the same reason.
+    """
+    if access.anonymized or not user.is_authenticated:
+        return []
+    worklist_ids = _visible_worklist_ids(user)
+    return list(
+        visible_studies(user)
+        .filter(patient_id=study.patient_id)
+        .filter(_identified_condition(user, worklist_ids))
+        .exclude(pk=study.pk)
+        .order_by(F("study_date").desc(nulls_first=True), "-pk")[:limit]
+    )

@@ -1,0 +1,297 @@
+"""The Patient Study Directory: worklist tree, search panel and study table.
+
+Search criteria that identify a patient (name, ID, accession) never appear in a URL: the search
+form POSTs to :func:`search`, which keeps the criteria in the session under a short random key
+and redirects to the directory with ``?s=<key>``. Worklist and folder ids, the sort order and
+the page cursor are not PHI and stay in the query string, so those views can be linked.
+"""
+
+from __future__ import annotations
+
+import secrets
+from urllib.parse import urlencode
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.http import require_GET, require_POST
+
+from studies import menu
+from studies.selectors import (
+    MAX_ID,
+    MODALITIES,
+    InvalidCursor,
+    SearchCriteria,
+    Sort,
+    can_use_directory,
+    search_page,
+    study_rows,
+    visible_folder,
+    visible_worklist,
+    worklist_tree,
+)
+
+SEARCHES_SESSION_KEY = "directory_searches"
+MAX_SAVED_SEARCHES = 20
+
+TREE_GROUPS = {
+    "location": gettext_lazy("Locations"),
+    "group": gettext_lazy("Groups"),
+    "personal": gettext_lazy("Personal"),
+}
+
+COLUMNS = [
+    # (sort key or None, label)
+    ("name", gettext_lazy("Patient")),
+    (None, gettext_lazy("Patient ID")),
+    (None, gettext_lazy("Birth date")),
+    ("date", gettext_lazy("Study date")),
+    ("modality", gettext_lazy("Modality")),
+    ("description", gettext_lazy("Description")),
+    (None, gettext_lazy("Accession")),
+    (None, gettext_lazy("Series / images")),
+]
+
+
+class SearchForm(forms.Form):
+    q = forms.CharField(label=gettext_lazy("Patient name"), max_length=200, required=False)
+    patient_id = forms.CharField(label=gettext_lazy("Patient ID"), max_length=64, required=False)
+    accession = forms.CharField(
+        label=gettext_lazy("Accession number"), max_length=64, required=False
+    )
+    modality = forms.ChoiceField(
+        label=gettext_lazy("Modality"),
+        choices=[("", gettext_lazy("All modalities")), *MODALITIES],
+        required=False,
+    )
+    date_from = forms.DateField(
+        label=gettext_lazy("Study date from"),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
+    date_to = forms.DateField(
+        label=gettext_lazy("to"),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+    )
+    worklist = forms.IntegerField(
+        required=False, widget=forms.HiddenInput, min_value=1, max_value=MAX_ID
+    )
+    folder = forms.IntegerField(
+        required=False, widget=forms.HiddenInput, min_value=1, max_value=MAX_ID
+    )
+    sort = forms.CharField(required=False, widget=forms.HiddenInput, max_length=20)
+
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("date_from"), data.get("date_to")
+        if start and end and start > end:
+            self.add_error("date_to", _("The end date is before the start date."))
+        return data
+
+    def criteria(self) -> SearchCriteria:
+        data = self.cleaned_data
+        return SearchCriteria(
+            q=data["q"].strip(),
+            patient_id=data["patient_id"].strip(),
+            accession=data["accession"].strip(),
+            modality=data["modality"],
+            date_from=data["date_from"],
+            date_to=data["date_to"],
+        )
+
+
+def _int_param(value: str | None) -> int | None:
+    try:
+        number = int(value) if value else None
+    except ValueError:
+        return None
+    return number if number is not None and 0 < number <= MAX_ID else None
+
+
+def _directory_url(**params) -> str:
+    query = {key: value for key, value in params.items() if value not in (None, "")}
+    url = reverse("studies:directory")
+    return f"{url}?{urlencode(query)}" if query else url
+
+
+def _saved_criteria(request: HttpRequest, key: str | None) -> SearchCriteria | None:
+    if not key:
+        return SearchCriteria()
+    saved = request.session.get(SEARCHES_SESSION_KEY, {})
+    if key not in saved:
+        return None
+    return SearchCriteria.from_session(saved[key])
+
+
+def _save_criteria(request: HttpRequest, criteria: SearchCriteria) -> str:
+    saved = dict(request.session.get(SEARCHES_SESSION_KEY, {}))
+    key = secrets.token_urlsafe(6)
+    saved[key] = criteria.to_session()
+    # Dicts keep insertion order: drop the oldest searches beyond the limit.
+    while len(saved) > MAX_SAVED_SEARCHES:
+        saved.pop(next(iter(saved)))
+    request.session[SEARCHES_SESSION_KEY] = saved
+    return key
+
+
+def _require_directory(request: HttpRequest) -> None:
+    if not can_use_directory(request.user):
+        raise PermissionDenied(
+            _("Your account has no access to the study directory. Ask your administrator.")
+        )
+
+
+@login_required
+@require_GET
+def directory(request: HttpRequest) -> HttpResponse:
+    _require_directory(request)
+    key = request.GET.get("s") or None
+    criteria = _saved_criteria(request, key)
+    if criteria is None:
+        messages.info(request, _("That search has expired. Please search again."))
+        criteria, key = SearchCriteria(), None
+    return _render_directory(request, criteria=criteria, search_key=key, form=None)
+
+
+@login_required
+@require_POST
+def search(request: HttpRequest) -> HttpResponse:
+    _require_directory(request)
+    form = SearchForm(request.POST)
+    if not form.is_valid():
+        # Re-render with the errors, keeping the worklist, folder and sort the form carried.
+        return _render_directory(
+            request,
+            criteria=SearchCriteria(),
+            search_key=None,
+            form=form,
+            params=request.POST,
+            status=400,
+        )
+    criteria = form.criteria()
+    sort = Sort.parse(form.cleaned_data.get("sort"))
+    key = None if criteria.is_empty else _save_criteria(request, criteria)
+    return redirect(
+        _directory_url(
+            s=key,
+            worklist=form.cleaned_data.get("worklist"),
+            folder=form.cleaned_data.get("folder"),
+            sort=None if sort == Sort() else sort.param,
+        )
+    )
+
+
+def _render_directory(
+    request: HttpRequest,
+    *,
+    criteria: SearchCriteria,
+    search_key: str | None,
+    form: SearchForm | None,
+    params=None,
+    status: int = 200,
+) -> HttpResponse:
+    user = request.user
+    params = request.GET if params is None else params
+    sort = Sort.parse(params.get("sort"))
+    worklist_id = _int_param(params.get("worklist"))
+    folder_id = _int_param(params.get("folder"))
+    selected_worklist = visible_worklist(user, worklist_id) if worklist_id else None
+    selected_folder = visible_folder(user, folder_id) if folder_id else None
+    criteria.worklist_id = worklist_id
+    criteria.folder_id = folder_id
+
+    def url(**changes) -> str:
+        params = {
+            "s": search_key,
+            "worklist": worklist_id,
+            "folder": folder_id,
+            "sort": None if sort == Sort() else sort.param,
+        }
+        params.update(changes)
+        return _directory_url(**params)
+
+    cursor = params.get("cursor") or None
+    page_size = settings.DIRECTORY_PAGE_SIZE
+    try:
+        page = search_page(user, criteria, sort=sort, cursor=cursor, page_size=page_size)
+    except InvalidCursor:
+        return redirect(url())
+
+    rows = study_rows(user, page.studies)
+    for row in rows:
+        row.href = reverse("studies:study", args=[row.study.study_uid])
+        row.link = request.build_absolute_uri(row.href)
+
+    if form is None:
+        form = SearchForm(
+            initial={
+                **criteria.to_session(),
+                "worklist": worklist_id,
+                "folder": folder_id,
+                "sort": sort.param,
+            }
+        )
+
+    columns = []
+    for key, label in COLUMNS:
+        column = {"label": label, "key": key, "sorted": None, "url": None}
+        if key:
+            column["url"] = url(sort=sort.toggled(key).param, cursor=None)
+            if sort.key == key:
+                column["sorted"] = "descending" if sort.descending else "ascending"
+        columns.append(column)
+
+    tree = worklist_tree(user)
+    for node in tree:
+        node.group_label = TREE_GROUPS.get(node.worklist.kind, node.worklist.kind)
+        node.href = _directory_url(worklist=node.worklist.pk)
+        node.link = request.build_absolute_uri(node.href)
+        node.filter_url = url(worklist=node.worklist.pk, folder=None, cursor=None)
+        _annotate_folders(request, node.folders, url)
+
+    scope_name = None
+    if selected_folder is not None:
+        scope_name = f"{selected_folder.worklist.name} / {selected_folder.name}"
+    elif selected_worklist is not None:
+        scope_name = selected_worklist.name
+    elif worklist_id or folder_id:
+        # An id the user may not see: the list is empty, and its name stays unknown.
+        scope_name = _("Unknown worklist")
+
+    context = {
+        "form": form,
+        "criteria": criteria,
+        "search_key": search_key,
+        "searching": criteria.has_search,
+        "rows": rows,
+        "columns": columns,
+        "sort": sort,
+        "tree": tree,
+        "selected_worklist_id": worklist_id if folder_id is None else None,
+        "selected_folder_id": folder_id,
+        "scope_name": scope_name,
+        "all_studies_url": url(worklist=None, folder=None, cursor=None),
+        "clear_search_url": url(s=None, cursor=None),
+        "first_page_url": url(cursor=None) if cursor else None,
+        "next_url": url(cursor=page.next_cursor) if page.next_cursor else None,
+        "previous_url": url(cursor=page.previous_cursor) if page.previous_cursor else None,
+        "page_size": page_size,
+        "menu_data": {"items": menu.menu_for_client(user)},
+    }
+    return render(request, "studies/directory.html", context, status=status)
+
+
+def _annotate_folders(request: HttpRequest, folders, url) -> None:
+    for node in folders:
+        node.href = _directory_url(folder=node.folder.pk)
+        node.link = request.build_absolute_uri(node.href)
+        node.filter_url = url(folder=node.folder.pk, worklist=None, cursor=None)
+        _annotate_folders(request, node.children, url)

@@ -1,0 +1,86 @@
+"""Playwright (sync API) against pytest-django's live server, in headless Chromium.
+
+Playwright's sync API runs an event loop in the test's thread; Django refuses database access
+from a thread with a running loop unless told it is safe, which it is here (one test thread).
+The live server speaks plain HTTP on localhost, so the tests turn off what production needs
+HTTPS for (the redirect and secure-only cookies).
+"""
+
+import contextlib
+import os
+
+import pytest
+from playwright.sync_api import Error as PlaywrightError
+
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def plain_http():
+    """Session-wide, because the live server builds its middleware (which reads the HTTPS
+    redirect setting) once, when it starts. Pages link to unhashed static files, which the live
+    server serves itself (no collectstatic in tests)."""
+    from django.conf import settings
+    from django.test.utils import override_settings
+
+    override = override_settings(
+        SECURE_SSL_REDIRECT=False,
+        SESSION_COOKIE_SECURE=False,
+        CSRF_COOKIE_SECURE=False,
+        SECURE_HSTS_SECONDS=0,
+        STORAGES={
+            **settings.STORAGES,
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        },
+    )
+    override.enable()
+    yield
+    override.disable()
+
+
+@pytest.fixture
+def chromium(require_chromium):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=require_chromium, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page_on(chromium, live_server):
+    """A fresh browser context and page on the live server (clipboard allowed where the browser
+    lets us), with console errors collected for the test to check."""
+    context = chromium.new_context(
+        base_url=live_server.url, viewport={"width": 1440, "height": 900}, locale="en-GB"
+    )
+    # A browser that does not know these permissions still copies through the fallback.
+    with contextlib.suppress(PlaywrightError):
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_server.url)
+    page = context.new_page()
+    page.console_errors = []
+    page.on(
+        "console", lambda msg: page.console_errors.append(msg.text) if msg.type == "error" else None
+    )
+    page.on("pageerror", lambda exc: page.console_errors.append(str(exc)))
+    page.set_default_timeout(15_000)
+    try:
+        yield page
+    finally:
+        context.close()
