@@ -42,10 +42,10 @@ from studies.access import (
     visible_worklists,
 )
 from studies.anonymize import PatientDisplay, patient_display
-from studies.models import Entry, EntryOrigin, Folder, Instance, Series, Study, Worklist
 
 # The one normalization of names: stored by ingestion, applied to queries here.
-from studies.services.ingestion import normalize_name
+from studies.dicom_header import normalize_name
+from studies.models import Entry, EntryOrigin, Folder, Instance, Series, Study, Worklist
 
 logger = logging.getLogger(__name__)
 

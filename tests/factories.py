@@ -4,6 +4,7 @@ import itertools
 from datetime import date
 
 from accounts.models import Location, Organization
+from studies.dicom_header import normalize_name
 from studies.models import Instance, Patient, Series, Study
 from studies.services.worklists import file_received_study
 
@@ -32,7 +33,7 @@ def make_study(
             "name": f"{family_name}^{given_name}",
             "family_name": family_name,
             "given_name": given_name,
-            "name_search": f"{given_name} {family_name}".lower(),
+            "name_search": normalize_name(f"{given_name} {family_name}"),
             "birth_date": birth_date,
             "sex": "F",
         },

@@ -30,7 +30,7 @@ from studies.selectors import (
     study_rows,
     study_series,
 )
-from studies.services.reports import record_study_view
+from studies.services.viewing import record_study_view
 
 # --- Serializers (validate the query, shape the output, decide nothing) ------------------------
 

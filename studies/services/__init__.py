@@ -1,2 +1,3 @@
 """State changes of the studies app, one module per domain: ``ingestion`` (DICOM in),
-``reports`` (report text), ``worklists`` (worklists, folders and entries)."""
+``reports`` (report text), ``viewing`` (opening a study), ``worklists`` (worklists, folders and
+entries)."""

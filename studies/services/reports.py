@@ -6,13 +6,12 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import HttpRequest
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import User
 from audit.models import Action
 from audit.services import record
-from studies.access import StudyAccess, active_entries, visible_worklists
+from studies.access import StudyAccess
 from studies.models import Report, Study
 
 MAX_REPORT_LENGTH = 100_000
@@ -80,24 +79,3 @@ def update_report(
         details={"length_before": len(before), "length_after": len(text)},
     )
     return report
-
-
-@transaction.atomic
-def record_study_view(
-    *, request: HttpRequest, study: Study, access: StudyAccess, mark_opened: bool = True
-) -> None:
-    """A study was opened: audit it (STUDY_VIEWED) and, for the viewer, mark the user's shared
-    entries of it as opened (their "Message" badge turns from unread to read)."""
-    user = request.user if request.user.is_authenticated else None
-    if mark_opened and user is not None:
-        active_entries().filter(
-            study=study,
-            worklist__in=visible_worklists(user),
-            opened_at__isnull=True,
-        ).update(opened_at=timezone.now())
-    record(
-        action=Action.STUDY_VIEWED,
-        request=request,
-        study=study,
-        details={"via": access.via, "anonymized": access.anonymized},
-    )

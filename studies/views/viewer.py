@@ -32,10 +32,10 @@ from studies.selectors import (
 from studies.services.reports import (
     MAX_REPORT_LENGTH,
     ReportConflict,
-    record_study_view,
     report_version,
     update_report,
 )
+from studies.services.viewing import record_study_view
 
 # Placeholders reversed into the frame URL and replaced by static/js/viewer.js. UIDs are digits
 # and dots, so these can never collide with a real one.

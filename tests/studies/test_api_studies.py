@@ -12,8 +12,8 @@ from accounts.authentication import TOKEN_PURPOSE
 from accounts.models import ApiToken
 from accounts.tokens import secret_digest
 from audit.models import Action, AuditEvent
+from studies.dicom_header import normalize_name
 from studies.models import AccessLevel, Entry, EntryOrigin, Folder, Patient, Report
-from studies.services.ingestion import normalize_name
 from studies.services.worklists import location_worklist, personal_worklist
 from tests.accounts.helpers import HttpsAPIClient
 from tests.factories import make_study

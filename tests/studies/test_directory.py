@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from accounts.models import Membership, Role
 from accounts.permissions import Perm
+from studies.dicom_header import normalize_name
 from studies.models import AccessLevel, Entry, EntryOrigin, Folder, Patient, Study
 from studies.selectors import (
     InvalidCursor,
@@ -24,7 +25,7 @@ from studies.selectors import (
     search_page,
     search_studies,
 )
-from studies.services.ingestion import ingest_files, normalize_name
+from studies.services.ingestion import ingest_files
 from studies.services.worklists import location_worklist, personal_worklist
 from studies.synthetic import make_series, to_bytes
 from tests.accounts.helpers import HttpsClient, plain_static_storage

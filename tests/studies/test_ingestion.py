@@ -13,13 +13,9 @@ from django.core.files.storage import storages
 from pydicom.uid import generate_uid
 
 from audit.models import Action, AuditEvent, Outcome
+from studies.dicom_header import normalize_name
 from studies.models import Entry, EntryOrigin, Instance, Patient, Series, Study
-from studies.services.ingestion import (
-    IngestResult,
-    ingest_files,
-    normalize_name,
-    storage_name,
-)
+from studies.services.ingestion import IngestResult, ingest_files, storage_name
 from studies.services.worklists import location_worklist
 from studies.synthetic import BUNDLED_RENDERABLE, bundled_test_file, make_series, to_bytes
 
@@ -454,9 +450,9 @@ def test_progress_callback_sees_every_file(org, location):
 
 
 def test_parser_crash_on_one_file_rejects_that_file_only(org, location, monkeypatch):
-    from studies.services import ingestion
+    from studies import dicom_header
 
-    real = ingestion.read_partial
+    real = dicom_header.read_partial
     calls = []
 
     def flaky(fileobj, **kwargs):
@@ -465,7 +461,7 @@ def test_parser_crash_on_one_file_rejects_that_file_only(org, location, monkeypa
             raise IndexError("pydicom tripped over something")
         return real(fileobj, **kwargs)
 
-    monkeypatch.setattr(ingestion, "read_partial", flaky)
+    monkeypatch.setattr(dicom_header, "read_partial", flaky)
 
     result = upload(org, location, named(ct_series(slices=3)))
 
