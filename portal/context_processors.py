@@ -1,5 +1,17 @@
 from django.conf import settings
+from django.utils.functional import SimpleLazyObject
+
+from accounts.permissions import Perm
+from studies.access import has_perm
 
 
 def portal(request):
-    return {"SITE_NAME": settings.SITE_NAME, "DEMO_MODE": settings.DEMO_MODE}
+    user = getattr(request, "user", None)
+    return {
+        "SITE_NAME": settings.SITE_NAME,
+        "DEMO_MODE": settings.DEMO_MODE,
+        # Lazy: only pages that show the navigation pay for the membership lookup.
+        "can_upload": SimpleLazyObject(
+            lambda: bool(user and user.is_authenticated and has_perm(user, Perm.UPLOAD_STUDIES))
+        ),
+    }

@@ -333,3 +333,13 @@ def test_api_requires_authentication():
     response = APIClient().post("/api/v1/studies/upload/", {}, format="multipart")
 
     assert response.status_code in (401, 403)
+
+
+def test_upload_link_is_shown_only_to_users_who_may_upload(alice, viewer_only):
+    upload_url = reverse("studies:upload")
+
+    for user, shown in ((alice, True), (viewer_only, False)):
+        client = Client()
+        client.force_login(user)
+        page = client.get(reverse("studies:directory")).content.decode()
+        assert (f'href="{upload_url}"' in page) is shown, user.username
