@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "django_otp.plugins.otp_static",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "portal",
     "audit",
     "accounts",
@@ -263,6 +264,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "REST API for studies, uploads, worklists, rendered frames and the audit trail.",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # Swagger UI served from our own static files: no CDN, and the CSP needs no exception.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # --- Logging: no secrets and no link tokens in logs (portal.logging masks them) -------------
