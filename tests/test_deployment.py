@@ -48,9 +48,15 @@ def test_compose_web_environment_passes_deploy_checks(tmp_path):
         key: interpolate(str(value), env_values)
         for key, value in compose()["services"]["web"]["environment"].items()
     }
-    # The database host "db" only resolves inside Compose; check --deploy does not connect.
-    process_env = {**os.environ, **web_env, "DJANGO_SETTINGS_MODULE": "portal.settings"}
-    process_env.pop("CI", None)
+    # Only what the container would have: nothing from the test process leaks in. The database
+    # host "db" only resolves inside Compose; check --deploy does not connect to it.
+    process_env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(tmp_path),
+        "PORTAL_VAR_DIR": str(tmp_path / "var"),
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        **web_env,
+    }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,

@@ -143,8 +143,13 @@ def test_simultaneous_guesses_get_no_more_tries_than_the_limit(db):
     for thread in threads:
         thread.join()
 
-    assert sum(outcome is None for outcome in outcomes) == 5
-    assert all(outcome is not None for outcome in outcomes if outcome is not None)
+    allowed = [outcome for outcome in outcomes if outcome is None]
+    refused = [outcome for outcome in outcomes if outcome is not None]
+    assert len(allowed) == 5
+    # Each refusal says until when, and that moment lies in the future.
+    now = datetime.now(tz=UTC)
+    assert len(refused) == 15
+    assert all(now < retry_at <= now + timedelta(minutes=16) for retry_at in refused)
     # Refused attempts are handed back: the counters show the five that went ahead.
     keys = services._throttle_keys(username="alice", ip="203.0.113.9")
     assert [cache.get(key) for key in keys] == [5, 5]

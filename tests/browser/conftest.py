@@ -7,12 +7,18 @@ HTTPS for (the redirect and secure-only cookies).
 """
 
 import contextlib
-import os
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
 
-os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+@pytest.fixture(autouse=True)
+def _allow_orm_beside_playwrights_event_loop(monkeypatch):
+    """Playwright's sync API keeps an event loop running in this thread, and Django refuses ORM
+    calls from such a thread. Allowed for browser tests only: set process-wide it would leak
+    into every later test and subprocess (check --deploy rightly refuses it)."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -84,3 +90,20 @@ def page_on(chromium, live_server):
         yield page
     finally:
         context.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _end_live_server_connections(django_db_setup, django_db_blocker):
+    """The live server is session-scoped and may be torn down after the test database: on
+    PostgreSQL its request threads' connections would then keep the database from being
+    dropped. End them first (set up after django_db_setup, so torn down before it)."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
