@@ -1,0 +1,101 @@
+"""`make bench` runs pytest over this folder: each benchmark script here is one pytest item that
+runs the script in a subprocess and prints its Markdown report at the end of the session.
+
+The scripts stay plain scripts (``python bench/directory_bench.py --help``); pytest is only the
+runner `make bench` calls. Sizes and databases come from the environment:
+
+- ``BENCH_STUDIES`` (default 100000), ``BENCH_QUERIES`` (default 200);
+- ``BENCH_DATABASES`` (default ``sqlite,postgres`` when PostgreSQL answers at
+  ``BENCH_POSTGRES_URL``, else ``sqlite`` alone).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+BENCHMARKS = {"directory_bench.py"}
+DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432"
+_REPORTS = pytest.StashKey[list[tuple[str, str]]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_REPORTS] = []
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    if file_path.name in BENCHMARKS and file_path.parent == HERE and _named(parent.config):
+        return BenchmarkScript.from_parent(parent, path=file_path)
+    return None
+
+
+def _named(config: pytest.Config) -> bool:
+    """Whether this folder (or a file in it) was asked for by name: a plain ``pytest .`` must
+    not start a benchmark that runs for many minutes."""
+    start = config.invocation_params.dir
+    for arg in config.args:
+        target = (start / arg.split("::")[0]).resolve()
+        if target == HERE or HERE in target.parents:
+            return True
+    return False
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    for name, report in config.stash.get(_REPORTS, []):
+        terminalreporter.write_sep("=", name)
+        terminalreporter.write_line(report)
+
+
+def _postgres_answers(url: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(f"{url.rstrip('/')}/postgres", connect_timeout=2):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+def _databases() -> str:
+    chosen = os.environ.get("BENCH_DATABASES", "").strip()
+    if chosen:
+        return chosen
+    url = os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES)
+    return "sqlite,postgres" if _postgres_answers(url) else "sqlite"
+
+
+class BenchmarkScript(pytest.File):
+    def collect(self):
+        yield BenchmarkRun.from_parent(self, name=self.path.stem)
+
+
+class BenchmarkRun(pytest.Item):
+    def runtest(self) -> None:
+        command = [
+            sys.executable,
+            str(self.path),
+            "--studies",
+            os.environ.get("BENCH_STUDIES", "100000"),
+            "--queries",
+            os.environ.get("BENCH_QUERIES", "200"),
+            "--databases",
+            _databases(),
+        ]
+        # stderr (the script's progress) goes to pytest's capture: shown if the run fails.
+        completed = subprocess.run(
+            command, stdout=subprocess.PIPE, text=True, cwd=self.path.parent.parent, check=False
+        )
+        if completed.returncode != 0:
+            raise AssertionError(
+                f"{self.path.name} exited with status {completed.returncode}; its log is in "
+                "the captured stderr."
+            )
+        self.config.stash[_REPORTS].append((self.path.name, completed.stdout))
+
+    def reportinfo(self):
+        return self.path, None, f"benchmark {self.path.name}"
