@@ -62,6 +62,9 @@ class Study(models.Model):
     modalities = models.CharField(_("modalities"), max_length=100, blank=True)
     series_count = models.PositiveIntegerField(default=0)
     instance_count = models.PositiveIntegerField(default=0)
+    # The patient's name normalized (family name first), kept on the study so the directory can
+    # sort and page by name with an index instead of sorting a join of every visible study.
+    patient_sort_name = models.CharField(max_length=200, blank=True, default="")
     received_at = models.DateTimeField(auto_now_add=True)
     received_location = models.ForeignKey(
         Location, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -73,6 +76,9 @@ class Study(models.Model):
             models.Index(fields=["organization", "-study_date", "-id"], name="study_org_date"),
             models.Index(fields=["accession"], name="study_accession"),
             models.Index(fields=["-study_date", "-id"], name="study_date"),
+            models.Index(fields=["patient_sort_name", "id"], name="study_patient_sort"),
+            models.Index(fields=["description", "id"], name="study_description"),
+            models.Index(fields=["modalities", "id"], name="study_modalities"),
         ]
 
     def __str__(self) -> str:
@@ -266,6 +272,12 @@ class Entry(models.Model):
         indexes = [
             models.Index(fields=["worklist", "study"], name="entry_worklist_study"),
             models.Index(fields=["study", "worklist"], name="entry_study_worklist"),
+            # Every search asks whether the user holds any anonymized share at all.
+            models.Index(
+                fields=["worklist"],
+                condition=models.Q(origin="share", anonymized=True),
+                name="entry_anonymized_share",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -41,6 +41,7 @@ def make_study(
     study = Study.objects.create(
         organization=organization,
         patient=patient,
+        patient_sort_name=normalize_name(patient.name),
         study_uid=f"1.2.826.0.1.3680043.10.1000.{n}",
         study_date=study_date,
         description=description,

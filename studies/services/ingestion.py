@@ -34,7 +34,7 @@ from accounts.permissions import Perm
 from audit.models import Action, Outcome
 from audit.services import record
 from studies.access import active_memberships, may_upload_to
-from studies.dicom_header import DicomHeader, FileRejected, read_header
+from studies.dicom_header import DicomHeader, FileRejected, normalize_name, read_header
 from studies.models import Instance, Patient, Series, Study
 from studies.services.worklists import file_received_study
 
@@ -253,7 +253,17 @@ def _patient_for(header: DicomHeader, organization: Organization) -> Patient:
                 changed.append(attr)
         if changed:
             patient.save(update_fields=changed)
+            if "name" in changed:
+                Study.objects.filter(patient=patient).update(
+                    patient_sort_name=patient_sort_name(patient)
+                )
     return patient
+
+
+def patient_sort_name(patient: Patient) -> str:
+    """The directory's sort key for the patient's studies: the DICOM name ("Family^Given")
+    normalized, so family names sort first and accents do not scatter them."""
+    return normalize_name(patient.name)[:200]
 
 
 def _locked_study(
@@ -271,6 +281,7 @@ def _locked_study(
             defaults={
                 "organization": organization,
                 "patient": patient,
+                "patient_sort_name": patient_sort_name(patient),
                 "study_date": header.study_date,
                 "study_time": header.study_time,
                 "description": header.description,
