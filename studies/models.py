@@ -45,7 +45,9 @@ class Patient(models.Model):
 
     @property
     def display_name(self) -> str:
-        return " ".join(part for part in (self.given_name, self.family_name) if part) or self.name
+        parts = (self.given_name, self.family_name)
+        # A PN of only separators ("^^^^") is no name at all: show nothing rather than carets.
+        return " ".join(part for part in parts if part) or " ".join(self.name.split("^")).strip()
 
 
 class Study(models.Model):

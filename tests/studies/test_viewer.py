@@ -299,3 +299,15 @@ def test_expired_share_gives_a_404(client, carol, ct):
     )
     client.force_login(carol)
     assert client.get(reverse("studies:study", args=[ct.study_uid])).status_code == 404
+
+
+def test_a_name_made_only_of_dicom_separators_is_shown_as_no_name(org, location):
+    from studies.models import Patient
+
+    patient = Patient(organization=org, patient_id="X1", name="^^^^")
+    named = Patient(
+        organization=org, patient_id="X2", name="Doe^Jane^^^", given_name="Jane", family_name="Doe"
+    )
+
+    assert patient.display_name == ""
+    assert named.display_name == "Jane Doe"
