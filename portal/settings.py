@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "portal",
     "audit",
+    "notifications",
     "accounts",
     "studies",
 ]
@@ -244,6 +245,43 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+
+# --- Notifications --------------------------------------------------------------------------
+# The outbox (notifications.delivery): a message is tried at most NOTIFICATIONS_MAX_ATTEMPTS
+# times, waiting BACKOFF_BASE * 2**(n-1) seconds after the n-th failure (at most BACKOFF_CEILING,
+# times a random 0.5-1.5) before it is marked dead and shown in the admin. With the defaults the
+# eight tries span about an hour.
+NOTIFICATIONS_MAX_ATTEMPTS = env_int("NOTIFICATIONS_MAX_ATTEMPTS", 8)
+NOTIFICATIONS_BACKOFF_BASE = env_int("NOTIFICATIONS_BACKOFF_BASE", 30)
+NOTIFICATIONS_BACKOFF_CEILING = env_int("NOTIFICATIONS_BACKOFF_CEILING", 3600)
+# A worker holds a message this long while sending; past it the worker is presumed dead and the
+# message is handed to another. Keep it well above EMAIL_TIMEOUT and TWILIO_TIMEOUT.
+NOTIFICATIONS_LEASE_SECONDS = env_int("NOTIFICATIONS_LEASE_SECONDS", 300)
+# A new message is published when its transaction commits; the re-queue leaves it alone this long.
+NOTIFICATIONS_QUEUED_GRACE = env_int("NOTIFICATIONS_QUEUED_GRACE", 30)
+NOTIFICATIONS_REQUEUE_BATCH = env_int("NOTIFICATIONS_REQUEUE_BATCH", 500)
+# Sent bodies hold the only plain copy of links and codes; they are blanked after this many days
+# (0 keeps them).
+NOTIFICATIONS_BODY_RETENTION_DAYS = env_int("NOTIFICATIONS_BODY_RETENTION_DAYS", 7)
+SMS_BACKEND = env_str(
+    "SMS_BACKEND",
+    "notifications.backends.TwilioSmsBackend"
+    if TWILIO_ACCOUNT_SID
+    else "notifications.backends.ConsoleSmsBackend",
+)
+# Seconds to wait for Twilio's API; TWILIO_HTTP_CLIENT may name another twilio.http.HttpClient.
+TWILIO_TIMEOUT = env_int("TWILIO_TIMEOUT", 30)
+TWILIO_HTTP_CLIENT = env_str("TWILIO_HTTP_CLIENT", "") or None
+CELERY_BEAT_SCHEDULE = {
+    "notifications-requeue-undelivered": {
+        "task": "notifications.requeue_undelivered",
+        "schedule": 60.0,
+    },
+    "notifications-erase-sent-bodies": {
+        "task": "notifications.erase_sent_bodies",
+        "schedule": 3600.0,
+    },
+}
 
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -11,6 +11,7 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("studies/", include("studies.urls")),
     path("dicomweb/", include("studies.dicomweb_urls")),
+    path("outbox/", include("notifications.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("portal.api_urls")),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -1,0 +1,181 @@
+"""The outbox in the Django admin: what was sent, what is waiting, what failed and why.
+
+Rows are read-only (they are a record of what left the portal). Staff allowed to change messages
+may queue failed or dead ones again. Bodies carry links and one-time codes: the list never shows
+them in clear, and the detail page shows them in clear to superusers only.
+"""
+
+import json
+
+from django.contrib import admin, messages
+from django.utils.html import format_html
+from django.utils.text import Truncator
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from notifications.backends import mask_codes_and_links
+from notifications.models import Channel, Message
+from notifications.services import retry_messages
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "channel",
+        "template",
+        "recipient",
+        "summary",
+        "status",
+        "attempts",
+        "short_error",
+        "sent_at",
+    )
+    list_filter = ("status", "channel", "template")
+    search_fields = ("recipient",)
+    search_help_text = _("Email address or mobile number (or part of it).")
+    date_hierarchy = "created_at"
+    list_per_page = 100
+    show_full_result_count = False
+    actions = ["retry"]
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "channel",
+                    "recipient",
+                    "language",
+                    "template",
+                    "concerning_type",
+                    "concerning_id",
+                    "status",
+                    "attempts",
+                    "last_error",
+                    "provider_id",
+                )
+            },
+        ),
+        (
+            _("Times"),
+            {"fields": ("created_at", "next_attempt_at", "lease_until", "sent_at", "updated_at")},
+        ),
+        (_("Content"), {"fields": ("subject", "body_masked", "context_pretty")}),
+    )
+    readonly_fields = (
+        "channel",
+        "recipient",
+        "language",
+        "template",
+        "concerning_type",
+        "concerning_id",
+        "status",
+        "attempts",
+        "last_error",
+        "provider_id",
+        "created_at",
+        "next_attempt_at",
+        "lease_until",
+        "sent_at",
+        "updated_at",
+        "subject",
+        "body_masked",
+        "body_clear",
+        "context_pretty",
+    )
+
+    # --- A record, not an editable table -------------------------------------------------
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_retry_permission(self, request):
+        return request.user.has_perm("notifications.change_message")
+
+    # --- Columns and fields --------------------------------------------------------------
+
+    @admin.display(description=_("summary"))
+    def summary(self, obj):
+        # SMS have no subject; their text is shown masked, for superusers too: list pages end
+        # up on screens and in screenshots.
+        if obj.channel == Channel.SMS:
+            return Truncator(mask_codes_and_links(obj.body_text)).chars(80)
+        return obj.subject
+
+    @admin.display(description=_("last error"))
+    def short_error(self, obj):
+        return Truncator(obj.last_error).chars(80)
+
+    @admin.display(description=_("text"))
+    def body_masked(self, obj):
+        return self._body(obj, mask_codes_and_links)
+
+    @admin.display(description=_("text"))
+    def body_clear(self, obj):
+        return self._body(obj, str)
+
+    def _body(self, obj, show):
+        if not obj.body_text:
+            return _("(erased after delivery)") if obj.sent_at else ""
+        return format_html("<pre>{}</pre>", show(obj.body_text))
+
+    @admin.display(description=_("context"))
+    def context_pretty(self, obj):
+        return format_html(
+            "<pre>{}</pre>", json.dumps(obj.context, indent=2, sort_keys=True, ensure_ascii=False)
+        )
+
+    def get_fieldsets(self, request, obj=None):
+        if not request.user.is_superuser:
+            return self.fieldsets
+        return tuple(
+            (
+                name,
+                {
+                    **options,
+                    "fields": tuple(
+                        "body_clear" if field == "body_masked" else field
+                        for field in options["fields"]
+                    ),
+                },
+            )
+            for name, options in self.fieldsets
+        )
+
+    # --- Retry ---------------------------------------------------------------------------
+
+    @admin.action(description=_("Retry delivery"), permissions=["retry"])
+    def retry(self, request, queryset):
+        selected = list(queryset.values_list("pk", flat=True))
+        retried = retry_messages(message_ids=selected, actor=request.user, request=request)
+        if retried:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d message queued again.",
+                    "%(count)d messages queued again.",
+                    len(retried),
+                )
+                % {"count": len(retried)},
+                messages.SUCCESS,
+            )
+        skipped = len(selected) - len(retried)
+        if skipped:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d message was left alone: only failed or undeliverable messages "
+                    "can be retried.",
+                    "%(count)d messages were left alone: only failed or undeliverable messages "
+                    "can be retried.",
+                    skipped,
+                )
+                % {"count": skipped},
+                messages.WARNING,
+            )

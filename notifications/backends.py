@@ -1,0 +1,242 @@
+"""How a Message leaves the portal: email through Django's email backend (SMTP in production),
+SMS through Twilio, or to the console / the outbox page in development.
+
+A backend's ``send(message)`` returns the provider's id for the message, or raises
+``DeliveryError`` (worth trying again later: the server is down, busy or slow) or
+``PermanentDeliveryError`` (trying again cannot help: the address or number is refused). Error
+texts end up in the admin and the audit trail, so they never include the message body.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import sys
+from email.utils import make_msgid
+from typing import TYPE_CHECKING, Protocol
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.message import DNS_NAME
+from django.utils.module_loading import import_string
+from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
+from twilio.http import HttpClient
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from notifications.models import Channel
+
+if TYPE_CHECKING:
+    from notifications.models import Message
+
+logger = logging.getLogger(__name__)
+
+
+class DeliveryError(Exception):
+    """The message could not be sent now; it is tried again after a pause."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """The message can never be sent as it is (refused recipient, invalid number)."""
+
+
+class Backend(Protocol):
+    def send(self, message: Message) -> str: ...
+
+
+# --- Email ----------------------------------------------------------------------------------
+
+
+class EmailBackend:
+    """Sends through ``settings.EMAIL_BACKEND``. The Message-ID is set here, so that the id kept
+    as ``provider_id`` is the one in the recipient's mail headers and the mail server's logs."""
+
+    def send(self, message: Message) -> str:
+        message_id = make_msgid(idstring=f"message-{message.pk}", domain=DNS_NAME)
+        email = EmailMultiAlternatives(
+            subject=message.subject,
+            body=message.body_text,
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            to=[message.recipient],
+            headers={
+                "Message-ID": message_id,
+                "Content-Language": message.language,
+                # RFC 3834: vacation responders and ticket systems should not answer.
+                "Auto-Submitted": "auto-generated",
+            },
+            connection=get_connection(fail_silently=False),
+        )
+        if message.body_html:
+            email.attach_alternative(message.body_html, "text/html")
+        try:
+            sent = email.send()
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _text in exc.recipients.values()]
+            reason = "; ".join(f"{code} {_decode(text)}" for code, text in exc.recipients.values())
+            # 4xx is "not now" (greylisting, full mailbox); 5xx is "never".
+            if codes and all(400 <= code < 500 for code in codes):
+                raise DeliveryError(f"Recipient temporarily refused: {reason}") from exc
+            raise PermanentDeliveryError(f"Recipient refused: {reason}") from exc
+        except (smtplib.SMTPAuthenticationError, smtplib.SMTPSenderRefused) as exc:
+            # The portal's credentials or sender address are wrong: an administrator can fix
+            # that, after which the message should still go out.
+            reason = f"{exc.smtp_code} {_decode(exc.smtp_error)}"
+            raise DeliveryError(f"Mail server refused the portal's account: {reason}") from exc
+        except smtplib.SMTPResponseException as exc:
+            text = f"Mail server answered {exc.smtp_code} {_decode(exc.smtp_error)}"
+            if 500 <= exc.smtp_code < 600:
+                raise PermanentDeliveryError(text) from exc
+            raise DeliveryError(text) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            # Connection refused or lost, DNS failure, TLS failure, timeout.
+            raise DeliveryError(f"Mail server unreachable: {_describe(exc)}") from exc
+        if not sent:
+            raise DeliveryError("The email backend accepted nothing.")
+        return message_id
+
+
+def _decode(text: bytes | str) -> str:
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+
+
+def _describe(exc: BaseException) -> str:
+    detail = str(exc)
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+
+
+# --- SMS ------------------------------------------------------------------------------------
+
+# Twilio error codes that no retry can fix: the number itself is the problem.
+# https://www.twilio.com/docs/api/errors
+TWILIO_PERMANENT_CODES = {
+    21211: "invalid 'To' number",
+    21214: "'To' number cannot be reached",
+    21408: "sending to this region is not enabled",
+    21610: "the recipient has unsubscribed (replied STOP)",
+    21612: "Twilio cannot route to this number",
+    21614: "'To' number is not a mobile number",
+    21617: "message body too long",
+}
+# Credentials or account set-up: an administrator can fix these, and the message should then go.
+_TWILIO_CONFIGURATION_STATUSES = {401, 403, 404}
+_PHONE_NUMBER = re.compile(r"\+?\d[\d \-]{6,}\d")
+
+
+def _twilio_http_client() -> HttpClient:
+    """``settings.TWILIO_HTTP_CLIENT`` (an HttpClient, or the dotted path of a class or factory
+    making one), else Twilio's own client with a timeout: without one a stalled connection would
+    hold the message past its lease."""
+    configured = getattr(settings, "TWILIO_HTTP_CLIENT", None)
+    if isinstance(configured, str) and configured:
+        configured = import_string(configured)
+    if configured is None or configured == "":
+        return TwilioHttpClient(timeout=getattr(settings, "TWILIO_TIMEOUT", 30))
+    if isinstance(configured, HttpClient):
+        return configured
+    return configured()
+
+
+class TwilioSmsBackend:
+    def __init__(self, http_client: HttpClient | None = None):
+        self.http_client = http_client if http_client is not None else _twilio_http_client()
+
+    def send(self, message: Message) -> str:
+        account_sid = settings.TWILIO_ACCOUNT_SID
+        auth_token = settings.TWILIO_AUTH_TOKEN
+        if not (account_sid and auth_token):
+            raise DeliveryError("Twilio is not configured: set TWILIO_ACCOUNT_SID and _AUTH_TOKEN.")
+        sender: dict[str, str] = {}
+        if settings.TWILIO_FROM_NUMBER:
+            sender["from_"] = settings.TWILIO_FROM_NUMBER
+        elif settings.TWILIO_MESSAGING_SERVICE_SID:
+            sender["messaging_service_sid"] = settings.TWILIO_MESSAGING_SERVICE_SID
+        else:
+            raise DeliveryError(
+                "Twilio has no sender: set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID."
+            )
+        client = Client(account_sid, auth_token, http_client=self.http_client)
+        try:
+            created = client.messages.create(to=message.recipient, body=message.body_text, **sender)
+        except (TwilioRestException, TwilioServiceException) as exc:
+            raise _classify_twilio_error(exc) from exc
+        except OSError as exc:
+            # requests' errors (connection, timeout) are OSErrors.
+            raise DeliveryError(f"Twilio unreachable: {_describe(exc)}") from exc
+        except TwilioException as exc:
+            raise DeliveryError(f"Twilio client error: {type(exc).__name__}") from exc
+        return created.sid
+
+
+def _classify_twilio_error(exc: TwilioRestException | TwilioServiceException) -> DeliveryError:
+    status = int(exc.status or 0)
+    code = exc.code
+    detail = getattr(exc, "msg", None) or getattr(exc, "detail", None) or ""
+    # Twilio's texts repeat the number; the recipient is on the message row already.
+    detail = _PHONE_NUMBER.sub("[number]", str(detail))
+    known = TWILIO_PERMANENT_CODES.get(code) if isinstance(code, int) else None
+    text = f"Twilio answered {status}, error {code}: {known or detail}".rstrip(": ")
+    if status == 429 or status >= 500:
+        return DeliveryError(text)
+    if known:
+        return PermanentDeliveryError(text)
+    if status in _TWILIO_CONFIGURATION_STATUSES:
+        return DeliveryError(f"{text} (check the Twilio account settings)")
+    if 400 <= status < 500:
+        return PermanentDeliveryError(text)
+    return DeliveryError(text)
+
+
+class ConsoleSmsBackend:
+    """Prints each SMS to standard output, as Django's console email backend does for email: the
+    embedded set-up has no SMS provider, and the person trying it reads the code there.
+
+    With DEBUG off, standard output is a server log, where one-time codes and link tokens must
+    never appear: the text is then printed with its codes and links masked, and a warning says
+    that no SMS provider is configured."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+
+    def send(self, message: Message) -> str:
+        text = message.body_text
+        if not settings.DEBUG:
+            text = mask_codes_and_links(text)
+            logger.warning(
+                "SMS message %s was only printed: no SMS provider is configured "
+                "(set TWILIO_ACCOUNT_SID or SMS_BACKEND)",
+                message.pk,
+            )
+        rule = "-" * 72
+        self.stream.write(
+            f"{rule}\nSMS to {message.recipient} (message {message.pk}, {message.template}, "
+            f"{message.language})\n{rule}\n{text}\n{rule}\n"
+        )
+        self.stream.flush()
+        return f"console-{message.pk}"
+
+
+_URL = re.compile(r"https?://\S+")
+_CODE = re.compile(r"\d{4,}")
+MASK = "••••••"
+
+
+def mask_codes_and_links(text: str) -> str:
+    """``text`` with links and one-time codes hidden: enough to tell what a message was."""
+    return _CODE.sub(MASK, _URL.sub("[link]", text))
+
+
+class OutboxSmsBackend:
+    """Sends nothing: the message row is the SMS, read on the outbox page (demo installations)."""
+
+    def send(self, message: Message) -> str:
+        return f"outbox-{message.pk}"
+
+
+def get_backend(channel: str) -> Backend:
+    """A backend for ``channel``, built from the settings as they are now (tests override them)."""
+    if channel == Channel.EMAIL:
+        return EmailBackend()
+    if channel == Channel.SMS:
+        return import_string(settings.SMS_BACKEND)()
+    raise ValueError(f"No backend for channel {channel!r}")

@@ -1,0 +1,198 @@
+"""Sending one message: claim it, send it, record what happened.
+
+Workers never lock a row across the network call. Instead each step is one conditional UPDATE:
+
+1. *Claim*: QUEUED or FAILED and due, or SENDING with an expired lease (its worker died) ->
+   SENDING, attempts + 1, leased for ``NOTIFICATIONS_LEASE_SECONDS``. Of two workers handed the
+   same message, the database lets exactly one UPDATE match; the other sends nothing.
+2. *Send* through the channel's backend.
+3. *Record*: SENT, FAILED (due again after an exponential, jittered back-off) or DEAD, only where
+   the row is still SENDING with our attempt number, so a worker whose lease ran out and was
+   taken over cannot overwrite the newer attempt's outcome.
+
+A worker killed between 1 and 3 leaves the row SENDING; after the lease the periodic re-queue
+hands it to another worker. The message may then go out twice, which is the price of never
+losing one: a mail server or Twilio cannot take part in our transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from audit.models import Action, Outcome
+from audit.services import record
+from notifications.backends import DeliveryError, PermanentDeliveryError, get_backend
+from notifications.models import Message, MessageStatus
+from portal.logging import mask_secrets
+
+logger = logging.getLogger(__name__)
+
+ERROR_MAX_LENGTH = 1000
+SYSTEM_ACTOR = "system"
+
+
+class DeliveryResult(str):
+    """The status a delivery left the message in, as a plain string ("sent", "failed", ...).
+
+    It also says whether this call claimed the message (``claimed``) and, after a retryable
+    failure, in how many seconds the next attempt is due (``retry_in``), so that the Celery task
+    schedules exactly one follow-up per failure, and only the worker that failed does."""
+
+    claimed: bool
+    retry_in: float | None
+
+    def __new__(cls, status: str, *, claimed: bool, retry_in: float | None = None):
+        result = super().__new__(cls, status)
+        result.claimed = claimed
+        result.retry_in = retry_in
+        return result
+
+
+def backoff_seconds(attempts: int) -> float:
+    """Wait before attempt ``attempts + 1``: base * 2**(attempts-1), at most the ceiling, times a
+    random factor in [0.5, 1.5] so that messages failed together (a mail server outage) are not
+    all retried in the same second."""
+    base = settings.NOTIFICATIONS_BACKOFF_BASE
+    ceiling = settings.NOTIFICATIONS_BACKOFF_CEILING
+    exponent = min(max(attempts - 1, 0), 32)  # 2**32 * base is past any ceiling already
+    return min(ceiling, base * 2**exponent) * random.uniform(0.5, 1.5)
+
+
+def deliver(message_id: int) -> str:
+    """Try to send message ``message_id`` once. Returns the status it is left in; when this call
+    could not claim the message (another worker has it, it is not due, or it is already sent or
+    dead), nothing is sent and the current status is returned ("" if there is no such message).
+    """
+    now = timezone.now()
+    claimable = Q(status__in=[MessageStatus.QUEUED, MessageStatus.FAILED], next_attempt_at__lte=now)
+    claimable |= Q(status=MessageStatus.SENDING, lease_until__lt=now)
+    claimed = Message.objects.filter(claimable, pk=message_id).update(
+        status=MessageStatus.SENDING,
+        lease_until=now + timedelta(seconds=settings.NOTIFICATIONS_LEASE_SECONDS),
+        attempts=F("attempts") + 1,
+        updated_at=now,
+    )
+    if not claimed:
+        current = Message.objects.filter(pk=message_id).values_list("status", flat=True).first()
+        return DeliveryResult(current or "", claimed=False)
+
+    message = Message.objects.get(pk=message_id)
+    attempts = message.attempts
+    max_attempts = settings.NOTIFICATIONS_MAX_ATTEMPTS
+    if attempts > max_attempts:
+        # Only reachable through expired leases: a message whose sender dies every time (a crash
+        # in the backend, an out-of-memory kill) must not be picked up forever.
+        return _give_up(
+            message,
+            attempts,
+            f"Gave up after {attempts - 1} attempts; the last sender stopped responding.",
+        )
+
+    try:
+        provider_id = get_backend(message.channel).send(message)
+    except PermanentDeliveryError as exc:
+        return _give_up(message, attempts, _error_text(message, exc))
+    except Exception as exc:
+        # DeliveryError is the expected case; anything else (a misconfigured backend, a bug) is
+        # retried too, so that fixing the configuration lets the message go out.
+        if not isinstance(exc, DeliveryError):
+            logger.exception(
+                "Message %s: unexpected error in the %s backend", message_id, message.channel
+            )
+        error = _error_text(message, exc)
+        if attempts >= max_attempts:
+            return _give_up(message, attempts, f"Gave up after {attempts} attempts: {error}")
+        return _retry_later(message, attempts, error)
+    return _mark_sent(message, attempts, str(provider_id or ""))
+
+
+def _still_ours(message: Message, attempts: int):
+    return Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING, attempts=attempts)
+
+
+def _lost_lease(message: Message, attempts: int) -> DeliveryResult:
+    current = Message.objects.filter(pk=message.pk).values_list("status", flat=True).first()
+    logger.warning(
+        "Message %s: attempt %s outlived its lease and another worker took over; "
+        "the recipient may receive it twice",
+        message.pk,
+        attempts,
+    )
+    return DeliveryResult(current or "", claimed=True)
+
+
+def _mark_sent(message: Message, attempts: int, provider_id: str) -> DeliveryResult:
+    now = timezone.now()
+    updated = _still_ours(message, attempts).update(
+        status=MessageStatus.SENT,
+        sent_at=now,
+        provider_id=provider_id[:255],
+        lease_until=None,
+        last_error="",
+        updated_at=now,
+    )
+    if not updated:
+        return _lost_lease(message, attempts)
+    logger.info("Message %s sent by %s (attempt %s)", message.pk, message.channel, attempts)
+    return DeliveryResult(MessageStatus.SENT, claimed=True)
+
+
+def _retry_later(message: Message, attempts: int, error: str) -> DeliveryResult:
+    now = timezone.now()
+    delay = backoff_seconds(attempts)
+    updated = _still_ours(message, attempts).update(
+        status=MessageStatus.FAILED,
+        next_attempt_at=now + timedelta(seconds=delay),
+        lease_until=None,
+        last_error=error,
+        updated_at=now,
+    )
+    if not updated:
+        return _lost_lease(message, attempts)
+    logger.warning(
+        "Message %s: attempt %s failed, next in %.0f s: %s", message.pk, attempts, delay, error
+    )
+    return DeliveryResult(MessageStatus.FAILED, claimed=True, retry_in=delay)
+
+
+def _give_up(message: Message, attempts: int, reason: str) -> DeliveryResult:
+    now = timezone.now()
+    with transaction.atomic():
+        updated = _still_ours(message, attempts).update(
+            status=MessageStatus.DEAD, lease_until=None, last_error=reason, updated_at=now
+        )
+        if updated:
+            record(
+                action=Action.MESSAGE_DEAD,
+                actor_label=SYSTEM_ACTOR,
+                outcome=Outcome.SERIOUS_FAILURE,
+                target_type="message",
+                target_id=message.pk,
+                details={
+                    "channel": message.channel,
+                    "template": message.template,
+                    "attempts": attempts,
+                    "error": reason,
+                },
+            )
+    if not updated:
+        return _lost_lease(message, attempts)
+    logger.error("Message %s is undeliverable after %s attempts: %s", message.pk, attempts, reason)
+    return DeliveryResult(MessageStatus.DEAD, claimed=True)
+
+
+def _error_text(message: Message, exc: BaseException) -> str:
+    """What went wrong, for the admin, the log and the audit trail: never the body, and without
+    the recipient's address (the row names it; the trail and the log need not)."""
+    text = str(exc) or type(exc).__name__
+    if message.recipient:
+        text = text.replace(message.recipient, "[recipient]")
+    text = mask_secrets(text)
+    return text[:ERROR_MAX_LENGTH]

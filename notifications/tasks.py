@@ -1,0 +1,90 @@
+"""Celery tasks. They carry message ids only, never addresses or bodies.
+
+``deliver_message`` acknowledges its broker message only after it ran (``acks_late``) and gives it
+back if the worker process dies (``reject_on_worker_lost``); running it twice is harmless, since
+``deliver`` claims the row with a conditional UPDATE. ``requeue_undelivered`` runs every minute
+(``CELERY_BEAT_SCHEDULE``) and hands out again whatever is due and not moving: messages whose
+publish failed (broker down), whose retry task was lost, or whose worker died while sending.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from celery import shared_task
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from notifications import delivery
+from notifications.models import Message, MessageStatus
+from notifications.services import erase_sent_bodies, publish
+
+logger = logging.getLogger(__name__)
+
+# Longer waits are left to the periodic re-queue, which runs every minute anyway: Redis gives an
+# unacknowledged task with a far ETA to another worker after its visibility timeout (one hour),
+# and each waiting task sits in a worker's memory.
+MAX_COUNTDOWN = 600
+
+
+@shared_task(
+    name="notifications.deliver_message",
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+)
+def deliver_message(self, message_id: int) -> str:
+    result = delivery.deliver(message_id)
+    retry_in = getattr(result, "retry_in", None)
+    # In-process (eager) runs cannot wait: a countdown would run the task at once, too early.
+    if (
+        result == MessageStatus.FAILED
+        and retry_in is not None
+        and retry_in <= MAX_COUNTDOWN
+        and not self.request.is_eager
+    ):
+        try:
+            deliver_message.apply_async((message_id,), countdown=retry_in)
+        except Exception as exc:
+            logger.warning(
+                "Message %s: retry not scheduled (%s); the periodic re-queue will send it",
+                message_id,
+                f"{type(exc).__name__}: {exc}",
+            )
+    return str(result)
+
+
+def undelivered_ids(*, limit: int) -> list[int]:
+    """Ids of messages due for an attempt that no worker is on: QUEUED past the grace period
+    (younger ones are being published after their commit), FAILED whose retry time has come,
+    and SENDING whose lease has run out. Oldest due first."""
+    now = timezone.now()
+    grace = now - timedelta(seconds=settings.NOTIFICATIONS_QUEUED_GRACE)
+    due = (
+        Q(status=MessageStatus.QUEUED, next_attempt_at__lte=now, created_at__lte=grace)
+        | Q(status=MessageStatus.FAILED, next_attempt_at__lte=now)
+        | Q(status=MessageStatus.SENDING, lease_until__lt=now)
+    )
+    return list(
+        Message.objects.filter(due)
+        .order_by("next_attempt_at", "id")
+        .values_list("id", flat=True)[:limit]
+    )
+
+
+@shared_task(name="notifications.requeue_undelivered", ignore_result=True)
+def requeue_undelivered() -> int:
+    ids = undelivered_ids(limit=settings.NOTIFICATIONS_REQUEUE_BATCH)
+    for message_id in ids:
+        publish(message_id)
+    if ids:
+        logger.info("Re-queued %s undelivered messages", len(ids))
+    return len(ids)
+
+
+@shared_task(name="notifications.erase_sent_bodies", ignore_result=True)
+def erase_old_bodies() -> int:
+    return erase_sent_bodies(older_than_days=settings.NOTIFICATIONS_BODY_RETENTION_DAYS)
