@@ -341,6 +341,11 @@ class OrganizationAdmin(admin.ModelAdmin):
     def has_change_permission(self, request, obj=None):
         return super().has_change_permission(request, obj) or _administers(request, obj)
 
+    def save_model(self, request, obj, form, change):
+        services.save_organization(
+            request=request, organization=obj, changed_fields=form.changed_data if change else []
+        )
+
     fieldsets = (
         (None, {"fields": ("name", "kind", "searchable")}),
         (
@@ -474,3 +479,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def delete_model(self, request, obj):
+        services.revoke_api_tokens(request=request, tokens=[obj])
+
+    def delete_queryset(self, request, queryset):
+        services.revoke_api_tokens(request=request, tokens=queryset.select_related("user"))

@@ -19,6 +19,7 @@ import math
 import time
 from base64 import b32encode
 from binascii import unhexlify
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -42,7 +43,7 @@ from django_otp.util import random_hex
 
 from accounts.authentication import TOKEN_PURPOSE
 from accounts.middleware import LAST_SEEN_KEY, SESSION_STARTED_KEY
-from accounts.models import ApiToken, User
+from accounts.models import ApiToken, Organization, User
 from accounts.tokens import secret_digest
 from audit.models import Action, Outcome
 from audit.services import client_ip, record
@@ -539,3 +540,49 @@ def issue_api_token(
             details={"two_factor": device is not None},
         )
     return token, secret
+
+
+# --- Administration ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def save_organization(
+    *, request: HttpRequest, organization: Organization, changed_fields: list[str]
+) -> None:
+    """Save an organization edited by an administrator; a change to its sharing policy decides
+    what every one of its users may offer, so it goes into the audit trail with the new values."""
+    organization.save()
+    if not changed_fields:
+        return
+    record(
+        action=Action.POLICY_CHANGED,
+        request=request,
+        organization_id=organization.pk,
+        target_type="organization",
+        target_id=organization.pk,
+        # A list of pairs, not a dict: field names such as "allow_link_password" would read as
+        # secrets to the audit trail's redaction, which masks values under such keys.
+        details={
+            "changes": [
+                {"field": name, "value": getattr(organization, name)}
+                for name in sorted(changed_fields)
+            ]
+        },
+    )
+
+
+@transaction.atomic
+def revoke_api_tokens(*, request: HttpRequest, tokens: Iterable[ApiToken]) -> int:
+    """Delete API tokens (they stop working at once), each revocation audited."""
+    revoked = 0
+    for token in tokens:
+        record(
+            action=Action.TOKEN_REVOKED,
+            request=request,
+            target_type="api_token",
+            target_id=token.pk,
+            details={"owner": token.user.get_username(), "prefix": token.prefix},
+        )
+        token.delete()
+        revoked += 1
+    return revoked

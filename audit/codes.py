@@ -26,6 +26,8 @@ EVENT_CODES: dict[str, tuple[str, str]] = {
     Action.AUDIT_READ: ("110101", ""),  # Audit Log Used
     Action.ACCESS_DENIED: ("110113", "110132"),  # Security Alert / Use of restricted function
     Action.AUDIT_VERIFIED: ("110101", ""),
+    Action.POLICY_CHANGED: ("110113", "110129"),  # Security Alert / Security Configuration
+    Action.TOKEN_REVOKED: ("110113", "110137"),  # Security Alert / User Security Attributes Changed
     # Application Activity: the outbox gave up on an email or SMS, or an administrator sent one
     # again. DICOM has no event for messaging; these are the application's own doings.
     Action.MESSAGE_DEAD: ("110100", ""),

@@ -34,6 +34,8 @@ class Action(models.TextChoices):
     AUDIT_READ = "audit_read", _("Audit trail read")
     ACCESS_DENIED = "access_denied", _("Access denied")
     AUDIT_VERIFIED = "audit_verified", _("Audit chain verified")
+    POLICY_CHANGED = "policy_changed", _("Sharing policy changed")
+    TOKEN_REVOKED = "token_revoked", _("API token revoked")
     MESSAGE_DEAD = "message_dead", _("Message undeliverable")
     MESSAGE_RETRIED = "message_retried", _("Message delivery retried")
 

@@ -408,3 +408,35 @@ def test_the_admins_own_password_page_is_the_portals(root_client):
 
     assert response.status_code == 302
     assert response.url == reverse("accounts:password_change")
+
+
+def test_a_policy_change_is_in_the_audit_trail_with_its_new_values(dana_client, dana, org):
+    url = reverse("admin:accounts_organization_change", args=[org.pk])
+    data = policy_form(org, max_share_validity_days="90")
+    del data["allow_link_password"]
+
+    dana_client.post(url, data)
+
+    event = AuditEvent.objects.get(action=Action.POLICY_CHANGED)
+    assert event.actor == dana
+    assert event.organization_id == org.pk
+    assert event.event_type_code == "110129"
+    assert {"field": "max_share_validity_days", "value": 90} in event.details["changes"]
+    assert {"field": "allow_link_password", "value": False} in event.details["changes"]
+
+
+def test_saving_an_unchanged_policy_records_nothing(dana_client, org):
+    dana_client.post(reverse("admin:accounts_organization_change", args=[org.pk]), policy_form(org))
+
+    assert not AuditEvent.objects.filter(action=Action.POLICY_CHANGED).exists()
+
+
+def test_deleting_a_token_in_the_admin_is_an_audited_revocation(root_client, root, alice_token):
+    root_client.post(
+        reverse("admin:accounts_apitoken_delete", args=[alice_token.pk]), {"post": "yes"}
+    )
+
+    event = AuditEvent.objects.get(action=Action.TOKEN_REVOKED)
+    assert event.actor == root
+    assert event.details == {"owner": "alice", "prefix": alice_token.prefix}
+    assert not ApiToken.objects.filter(pk=alice_token.pk).exists()
