@@ -4,7 +4,8 @@ runs the script in a subprocess and prints its Markdown report at the end of the
 The scripts stay plain scripts (``python bench/directory_bench.py --help``); pytest is only the
 runner `make bench` calls. Sizes and databases come from the environment:
 
-- ``BENCH_STUDIES`` (default 100000), ``BENCH_QUERIES`` (default 200);
+- ``BENCH_STUDIES`` (default 100000), ``BENCH_QUERIES`` (default 200) for the directory;
+- ``BENCH_MESSAGES`` (default 1000) for the outbox;
 - ``BENCH_DATABASES`` (default ``sqlite,postgres`` when PostgreSQL answers at
   ``BENCH_POSTGRES_URL``, else ``sqlite`` alone).
 """
@@ -19,7 +20,6 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = {"directory_bench.py"}
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432"
 _REPORTS = pytest.StashKey[list[tuple[str, str]]]()
 
@@ -76,16 +76,7 @@ class BenchmarkScript(pytest.File):
 
 class BenchmarkRun(pytest.Item):
     def runtest(self) -> None:
-        command = [
-            sys.executable,
-            str(self.path),
-            "--studies",
-            os.environ.get("BENCH_STUDIES", "100000"),
-            "--queries",
-            os.environ.get("BENCH_QUERIES", "200"),
-            "--databases",
-            _databases(),
-        ]
+        command = [sys.executable, str(self.path), *BENCHMARKS[self.path.name]()]
         # stderr (the script's progress) goes to pytest's capture: shown if the run fails.
         completed = subprocess.run(
             command, stdout=subprocess.PIPE, text=True, cwd=self.path.parent.parent, check=False
@@ -99,3 +90,26 @@ class BenchmarkRun(pytest.Item):
 
     def reportinfo(self):
         return self.path, None, f"benchmark {self.path.name}"
+
+
+def _directory_arguments() -> list[str]:
+    return [
+        "--studies",
+        os.environ.get("BENCH_STUDIES", "100000"),
+        "--queries",
+        os.environ.get("BENCH_QUERIES", "200"),
+        "--databases",
+        _databases(),
+    ]
+
+
+def _outbox_arguments() -> list[str]:
+    database = "postgres" if "postgres" in _databases() else "sqlite"
+    return ["--messages", os.environ.get("BENCH_MESSAGES", "1000"), "--database", database]
+
+
+# Each benchmark script and the arguments `make bench` runs it with.
+BENCHMARKS = {
+    "directory_bench.py": _directory_arguments,
+    "outbox_bench.py": _outbox_arguments,
+}

@@ -78,11 +78,16 @@ def undelivered_ids(*, limit: int) -> list[int]:
 @shared_task(name="notifications.requeue_undelivered", ignore_result=True)
 def requeue_undelivered() -> int:
     ids = undelivered_ids(limit=settings.NOTIFICATIONS_REQUEUE_BATCH)
+    published = 0
     for message_id in ids:
-        publish(message_id)
+        if not publish(message_id):
+            # The broker is down: the rest would fail the same way. They stay due for the next
+            # run, a minute from now.
+            break
+        published += 1
     if ids:
-        logger.info("Re-queued %s undelivered messages", len(ids))
-    return len(ids)
+        logger.info("Re-queued %s of %s undelivered messages", published, len(ids))
+    return published
 
 
 @shared_task(name="notifications.erase_sent_bodies", ignore_result=True)

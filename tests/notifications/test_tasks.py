@@ -28,7 +28,12 @@ def scheduled(monkeypatch) -> list[dict]:
 @pytest.fixture
 def published(monkeypatch) -> list[int]:
     ids: list[int] = []
-    monkeypatch.setattr(tasks, "publish", ids.append)
+
+    def publish(message_id: int) -> bool:
+        ids.append(message_id)
+        return True
+
+    monkeypatch.setattr(tasks, "publish", publish)
     return ids
 
 
@@ -191,3 +196,24 @@ def test_retention_of_zero_keeps_every_body(queue, settings):
     assert erase_old_bodies() == 0
     message.refresh_from_db()
     assert message.body_text
+
+
+def test_requeue_stops_at_the_first_broker_error_and_leaves_the_rest_due(
+    queue, monkeypatch, settings
+):
+    settings.NOTIFICATIONS_QUEUED_GRACE = 0
+    messages = [queue(f"r{n}@example.org") for n in range(5)]
+    for message in messages:
+        age(message, created_at=timezone.now() - timedelta(minutes=5))
+    attempted: list[int] = []
+
+    def broker_down(message_id: int) -> bool:
+        attempted.append(message_id)
+        return False
+
+    monkeypatch.setattr(tasks, "publish", broker_down)
+
+    assert tasks.requeue_undelivered() == 0
+    # One failed publish is enough to know the broker is down: the others wait for the next run.
+    assert len(attempted) == 1
+    assert all(Message.objects.get(pk=m.pk).status == MessageStatus.QUEUED for m in messages)
