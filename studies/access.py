@@ -65,6 +65,25 @@ def register_grant_source(source: GrantSource) -> None:
         _grant_sources.append(source)
 
 
+GrantedStudies = Callable[[HttpRequest], set[int]]
+_granted_study_sources: list[GrantedStudies] = []
+
+
+def register_granted_studies(source: GrantedStudies) -> None:
+    """Let another app (guest links) list the studies its session-held grants admit, so the
+    viewer can offer them as priors. Called from AppConfig.ready."""
+    if source not in _granted_study_sources:
+        _granted_study_sources.append(source)
+
+
+def granted_study_ids(request: HttpRequest) -> set[int]:
+    """Every study the request's session-held grants admit (no organization or worklist rule)."""
+    ids: set[int] = set()
+    for source in _granted_study_sources:
+        ids |= source(request)
+    return ids
+
+
 # --- Memberships and permissions -----------------------------------------------------------
 
 

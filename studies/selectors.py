@@ -26,6 +26,7 @@ from typing import Any
 from django.core.cache import cache
 from django.core.files.storage import storages
 from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
+from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
@@ -34,6 +35,7 @@ from studies.access import (
     StudyAccess,
     active_entries,
     active_memberships,
+    granted_study_ids,
     has_perm,
     organizations_with,
     user_study_access,
@@ -692,19 +694,39 @@ def reached_through(user: User, study: Study) -> list[Entry]:
     )
 
 
-def priors_for(user: User, study: Study, access: StudyAccess, *, limit: int = 50) -> list[Study]:
-    """Other studies of the same patient that the user sees with the patient's identity.
+def priors_for(
+    user: User,
+    study: Study,
+    access: StudyAccess,
+    *,
+    request: HttpRequest | None = None,
+    limit: int = 50,
+) -> list[Study]:
+    """Other studies of the same patient that the user sees with the patient's identity, and
+    those the request's guest-link grants admit (a guest has no user; grants are never
+    anonymized).
 
     None for an anonymized view: listing them would tie the anonymized study to a named
     patient. Studies the user sees only anonymized are left out for the same reason.
     """
-    if access.anonymized or not user.is_authenticated:
+    if access.anonymized:
         return []
-    worklist_ids = _visible_worklist_ids(user)
-    return list(
-        visible_studies(user)
-        .filter(patient_id=study.patient_id)
-        .filter(_identified_condition(user, worklist_ids))
-        .exclude(pk=study.pk)
-        .order_by(F("study_date").desc(nulls_first=True), "-pk")[:limit]
-    )
+    priors: list[Study] = []
+    if user.is_authenticated:
+        worklist_ids = _visible_worklist_ids(user)
+        priors = list(
+            visible_studies(user)
+            .filter(patient_id=study.patient_id)
+            .filter(_identified_condition(user, worklist_ids))
+            .exclude(pk=study.pk)
+            .order_by(F("study_date").desc(nulls_first=True), "-pk")[:limit]
+        )
+    granted = granted_study_ids(request) if request is not None else set()
+    granted -= {study.pk, *(prior.pk for prior in priors)}
+    if granted:
+        priors.extend(Study.objects.filter(pk__in=granted, patient_id=study.patient_id))
+        # The database's order: undated first, then newest first.
+        priors.sort(
+            key=lambda s: (s.study_date is None, s.study_date or date.min, s.pk), reverse=True
+        )
+    return priors[:limit]

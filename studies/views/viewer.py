@@ -36,6 +36,7 @@ from studies.services.reports import (
     update_report,
 )
 from studies.services.viewing import record_study_view
+from studies.viewer_extensions import extensions_context
 
 # Placeholders reversed into the frame URL and replaced by static/js/viewer.js. UIDs are digits
 # and dots, so these can never collide with a real one.
@@ -146,7 +147,7 @@ def _viewer_context(
         "first_frame_url": first_frame_url,
         "report": report,
         "report_form": report_form if access.can_write_report else None,
-        "priors": priors_for(request.user, study, access),
+        "priors": priors_for(request.user, study, access, request=request),
         "shared_messages": [entry for entry in shared_entries if entry.message],
         "labels": sorted({entry.label for entry in shared_entries if entry.label}),
         "study_link": request.build_absolute_uri(href),
@@ -160,6 +161,8 @@ def _viewer_context(
                 "frame": _("Image"),
             },
         },
+        # What other apps add to the study page (guest links...), registered by them.
+        **extensions_context(request, study, access),
     }
 
 

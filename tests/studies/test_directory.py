@@ -584,7 +584,7 @@ def test_directory_requires_login(client):
     assert response.status_code == 302 and "/accounts/login" in response.url
 
 
-def test_context_menu_items_come_from_the_registry(client, alice, muller):
+def test_context_menu_items_come_from_the_registry(client, alice, muller, studies_menu_only):
     client.force_login(alice)
     response = client.get(reverse("studies:directory"))
     html = response.content.decode()
@@ -625,7 +625,21 @@ def test_absurd_ids_and_cursors_do_not_break_the_page(client, alice, muller):
 
 
 @pytest.fixture
-def send_link_item():
+def studies_menu_only():
+    """The registry as the studies app alone fills it: these tests are about the mechanism,
+    not about which other apps (guest links, shares) plug items in."""
+    from studies import menu
+
+    saved = dict(menu._registry)
+    menu._registry.clear()
+    menu._registry.update({key: saved[key] for key in ("open", "copy_link")})
+    yield
+    menu._registry.clear()
+    menu._registry.update(saved)
+
+
+@pytest.fixture
+def send_link_item(studies_menu_only):
     from studies.menu import MenuItem, register_menu_item, unregister_menu_item
 
     item = MenuItem(
