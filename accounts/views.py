@@ -19,6 +19,7 @@ from qrcode.image.svg import SvgPathImage
 
 from accounts import services
 from accounts.forms import CodeForm, LoginForm, PasswordChangeForm, PasswordConfirmForm
+from portal.csrf import accepts_opaque_origin
 
 # Refused attempts that hit the throttle answer 429, which monitoring can count apart from
 # ordinary typing mistakes.
@@ -148,8 +149,10 @@ def two_factor_verify(request: HttpRequest) -> HttpResponse:
     )
 
 
+# The link page offers "log out" to a recipient logged in as the wrong account, and posts it
+# from a no-referrer page; the project-wide CSRF middleware still checks the token.
+@accepts_opaque_origin
 @require_POST
-@csrf_protect
 def logout_view(request: HttpRequest) -> HttpResponse:
     services.log_out(request=request)
     messages.info(request, _("You are logged out."))

@@ -28,6 +28,20 @@ EVENT_CODES: dict[str, tuple[str, str]] = {
     Action.AUDIT_VERIFIED: ("110101", ""),
     Action.POLICY_CHANGED: ("110113", "110129"),  # Security Alert / Security Configuration
     Action.TOKEN_REVOKED: ("110113", "110137"),  # Security Alert / User Security Attributes Changed
+    # Guest links: granting or ending access changes an object's security attributes (110135);
+    # passing or failing a gate is an authentication (110114/110122); a refused or probing
+    # request is a security alert (110132); sending is application activity (110100).
+    Action.LINK_CREATED: ("110113", "110135"),
+    Action.LINK_EMAILED: ("110100", ""),
+    Action.LINK_CODE_SENT: ("110100", ""),
+    Action.LINK_CONFIRMED: ("110114", "110122"),
+    Action.LINK_OPENED: ("110114", "110122"),
+    Action.LINK_USED: ("110114", "110122"),
+    Action.LINK_WRONG_PASSWORD: ("110114", "110122"),
+    Action.LINK_WRONG_CODE: ("110114", "110122"),
+    Action.LINK_REFUSED: ("110113", "110132"),
+    Action.LINK_DELETED: ("110113", "110135"),
+    Action.LINK_REVOKED: ("110113", "110135"),
     # Application Activity: the outbox gave up on an email or SMS, or an administrator sent one
     # again. DICOM has no event for messaging; these are the application's own doings.
     Action.MESSAGE_DEAD: ("110100", ""),

@@ -5,7 +5,8 @@ The scripts stay plain scripts (``python bench/directory_bench.py --help``); pyt
 runner `make bench` calls. Sizes and databases come from the environment:
 
 - ``BENCH_STUDIES`` (default 100000), ``BENCH_QUERIES`` (default 200) for the directory;
-- ``BENCH_MESSAGES`` (default 1000) for the outbox;
+- ``BENCH_MESSAGES`` (default 1000) for the outbox; ``BENCH_LINK_SECONDS`` (default 5) for
+  each measurement of guest-link opens;
 - ``BENCH_DATABASES`` (default ``sqlite,postgres`` when PostgreSQL answers at
   ``BENCH_POSTGRES_URL``, else ``sqlite`` alone).
 """
@@ -108,8 +109,14 @@ def _outbox_arguments() -> list[str]:
     return ["--messages", os.environ.get("BENCH_MESSAGES", "1000"), "--database", database]
 
 
+def _link_arguments() -> list[str]:
+    database = "postgres" if "postgres" in _databases() else "sqlite"
+    return ["--database", database, "--duration", os.environ.get("BENCH_LINK_SECONDS", "5")]
+
+
 # Each benchmark script and the arguments `make bench` runs it with.
 BENCHMARKS = {
     "directory_bench.py": _directory_arguments,
     "outbox_bench.py": _outbox_arguments,
+    "link_bench.py": _link_arguments,
 }

@@ -4,4 +4,5 @@ urlpatterns = [
     path("", include("accounts.api_urls")),
     path("", include("studies.api_urls")),
     path("", include("audit.api_urls")),
+    path("", include("guestlinks.api_urls")),
 ]

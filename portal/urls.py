@@ -11,6 +11,8 @@ urlpatterns = [
     path("accounts/", include("accounts.urls")),
     path("studies/", include("studies.urls")),
     path("dicomweb/", include("studies.dicomweb_urls")),
+    path("l/", include("guestlinks.urls_recipient")),
+    path("links/", include("guestlinks.urls")),
     path("outbox/", include("notifications.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("portal.api_urls")),

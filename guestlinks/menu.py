@@ -1,0 +1,29 @@
+"""The guest-link entries of the Patient Study Directory's context menu.
+
+``GuestLinksConfig.ready()`` calls :func:`register`: right-clicking a study, a worklist or a
+folder then offers **Send Link** to users whose role may create guest links. The item opens the
+Send Link dialog (``guestlinks:dialog``), which checks the target's organization and the user's
+access itself.
+"""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+
+from accounts.permissions import Perm
+from studies.menu import MenuItem, register_menu_item
+
+SEND_LINK = MenuItem(
+    key="send_link",
+    label=_("Send Link"),
+    applies_to={"study", "worklist", "folder"},
+    url_name="guestlinks:dialog",
+    permission=Perm.CREATE_LINKS,
+    kind="dialog",
+    order=60,
+)
+
+
+def register() -> None:
+    """Add the Send Link item to the context menu (idempotent: items are keyed)."""
+    register_menu_item(SEND_LINK)

@@ -1,0 +1,918 @@
+"""The recipient's side of a guest link: the link page, its gates, the grant, the two-step email
+confirmation and the SMS codes.
+
+What a stranger holding a token learns: nothing. An unknown token, and a link that is expired,
+revoked, deleted, used up or locked, all raise the same :class:`LinkUnavailable`, which the page
+answers with one text and one status. Tokens that find no open link are counted against the
+client address *before* the lookup (the cache's atomic ``incr``, as
+``accounts.services.reserve_attempt``), so an address that keeps guessing is turned away before
+any query runs; only a token that finds an open link hands its count back.
+
+A GET never spends a link (mail scanners and chat previews fetch links): :func:`show_link` only
+counts ``opens`` and audits the visit. :func:`open_link` is the POST: the gates in the order of
+ARCHITECTURE.md (active -> email confirmation -> login -> password -> SMS code), then ONE use,
+counted by a conditional UPDATE on the rules of ``state.openable`` so that N concurrent openings
+of a link with K uses left admit exactly K, then the grant goes into a new session key.
+
+Password and code guesses are throttled per link and per address before they reach the hasher,
+and each is counted as a failure *before* it is checked, by a conditional UPDATE that stops at
+the link's lock (``max_password_attempts``, ``MAX_CODE_FAILURES``): concurrent guesses never pass
+the limit, and a right answer is forgiven afterwards. Every event is audited with the link's id
+and never with its token, a password or a code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from accounts.tokens import candidate_digests as secret_candidate_digests
+from accounts.tokens import secret_digest
+from audit.models import Action, Outcome
+from audit.services import client_ip, record
+from guestlinks.access import GRANTS_SESSION_KEY, forget_memo
+from guestlinks.models import ConfirmationToken, GuestLink, SmsCode, TargetKind
+from guestlinks.passwords import check_link_password
+from guestlinks.services.state import LinkStatus, link_status, openable
+from guestlinks.tokens import candidate_digests, recover_token
+from notifications.models import Channel
+from notifications.services import queue_message
+from studies.access import active_entries
+from studies.models import Folder, Study
+
+# Tokens are 32 bytes of URL-safe base64 without padding (guestlinks.tokens and
+# secrets.token_urlsafe(32)): anything else is not looked up, only counted.
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
+CONFIRM_PURPOSE = "guestlink-confirm"
+SMS_CODE_DIGITS = 6
+MESSAGE_CONCERNING = "guest_link"
+
+
+def _setting(name: str, default: int) -> int:
+    return int(getattr(settings, name, default))
+
+
+def probe_limit() -> int:
+    """Requests with tokens that open nothing, per address and window."""
+    return _setting("GUESTLINK_PROBE_LIMIT", 20)
+
+
+def guess_limits() -> tuple[int, int]:
+    """Password and code guesses per link, and per address, in a window."""
+    return _setting("GUESTLINK_GUESSES_PER_LINK", 10), _setting("GUESTLINK_GUESSES_PER_ADDRESS", 20)
+
+
+def throttle_window() -> int:
+    return _setting("GUESTLINK_THROTTLE_WINDOW", 10 * 60)
+
+
+def sms_code_validity() -> timedelta:
+    return timedelta(minutes=_setting("GUESTLINK_SMS_CODE_MINUTES", 10))
+
+
+def sms_resend_cooldown() -> int:
+    return _setting("GUESTLINK_SMS_RESEND_SECONDS", 60)
+
+
+def max_sms_codes() -> int:
+    return _setting("GUESTLINK_MAX_SMS_CODES", 5)
+
+
+# An open page is audited at most once per link and address in this many seconds: scanners,
+# previews and reloads would otherwise bury the trail.
+OPENED_AUDIT_SECONDS = 10 * 60
+
+
+# --- Refusals ----------------------------------------------------------------------------------
+
+
+class LinkError(Exception):
+    """A refusal whose ``message`` is safe to show to whoever holds the link."""
+
+    status = 400
+    default_message = ""
+
+    def __init__(self, message: str = ""):
+        self.message = message or str(self.default_message)
+        super().__init__(self.message)
+
+
+class LinkUnavailable(LinkError):
+    """Unknown, expired, revoked, deleted, used up or locked: one answer for all."""
+
+    status = 404
+
+    def __init__(self, message: str = ""):
+        super().__init__(message or unavailable_message())
+
+
+class LinkThrottled(LinkUnavailable):
+    """Too many tokens that open nothing from this address. Same text, status 429."""
+
+    status = 429
+
+
+class ConfirmationPending(LinkError):
+    """The link waits for its recipient to confirm their email address."""
+
+    status = 403
+
+
+class LoginRequired(LinkError):
+    """The link is for a logged-in user; the view sends the visitor to the login page."""
+
+    status = 403
+
+
+class WrongAccount(LinkError):
+    """The link names an email address that is not the logged-in account's."""
+
+    status = 403
+
+
+class GateFailed(LinkError):
+    """A missing or wrong password or code. ``field`` names the form field to mark."""
+
+    status = 403
+
+    def __init__(self, message: str, *, field: str | None = None, locked: bool = False):
+        super().__init__(message)
+        self.field = field
+        self.locked = locked
+
+
+class TooManyGuesses(LinkError):
+    """Guesses refused before the check; ``retry_after`` in seconds."""
+
+    status = 429
+
+    def __init__(self, retry_after: int):
+        self.retry_after = retry_after
+        minutes = max(1, -(-retry_after // 60))
+        super().__init__(
+            ngettext(
+                "Too many attempts for this link or from your network. "
+                "Try again in %(minutes)d minute.",
+                "Too many attempts for this link or from your network. "
+                "Try again in %(minutes)d minutes.",
+                minutes,
+            )
+            % {"minutes": minutes}
+        )
+
+
+class CodeNotSent(LinkError):
+    """A code request that is refused (too soon after the last one, or too many codes)."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def unavailable_message() -> str:
+    return _(
+        "This link is not valid. It may have expired, been used up or been withdrawn. "
+        "Ask the sender for a new link."
+    )
+
+
+# --- Counters in the cache ---------------------------------------------------------------------
+
+
+def _count(key: str, window: int) -> int:
+    """Add one to a counter that lives ``window`` seconds from its first count; the new value.
+    ``incr`` is atomic, so concurrent requests each get their own number."""
+    cache.add(key, 0, timeout=window)
+    try:
+        count = cache.incr(key)
+    except ValueError:
+        # The window ended between add() and incr().
+        cache.set(key, 1, timeout=window)
+        count = 1
+    if count == 1:
+        cache.touch(key, window)
+        cache.set(f"{key}:until", int(time.time()) + window, timeout=window)
+    return count
+
+
+def _hand_back(*keys: str) -> None:
+    for key in keys:
+        # ValueError: the window has ended meanwhile; nothing to hand back.
+        with contextlib.suppress(ValueError):
+            cache.decr(key)
+
+
+def _retry_after(keys: list[str], window: int) -> int:
+    untils = cache.get_many([f"{key}:until" for key in keys]).values()
+    latest = max(untils, default=int(time.time()) + window)
+    return max(1, int(latest - time.time()))
+
+
+def _address(request: HttpRequest | None) -> str:
+    return client_ip(request) or "unknown"
+
+
+def _probe_key(request: HttpRequest) -> str:
+    return f"guestlink-probe:{_address(request)}"
+
+
+def _reserve_probe(request: HttpRequest) -> str:
+    """Count this token against the address before looking it up; LinkThrottled when the
+    address has used its allowance. Returns the key, to hand the count back for an open link."""
+    key = _probe_key(request)
+    window = throttle_window()
+    if _count(key, window) > probe_limit():
+        _hand_back(key)
+        if cache.add(f"{key}:alerted", True, timeout=window):
+            with transaction.atomic():
+                record(
+                    action=Action.LINK_REFUSED,
+                    request=request,
+                    outcome=Outcome.MINOR_FAILURE,
+                    target_type="guest_link",
+                    details={"reason": "too_many_unknown_links", "limit": probe_limit()},
+                )
+        raise LinkThrottled()
+    return key
+
+
+def _reserve_guess(link: GuestLink, request: HttpRequest) -> list[str]:
+    """Count a password or code guess against the link and the address before it is checked;
+    TooManyGuesses when either allowance is used up. Returns the keys (handed back on success:
+    a right answer is not a guess that should count)."""
+    per_link, per_address = guess_limits()
+    window = throttle_window()
+    limits = {
+        f"guestlink-guesses:link:{link.pk}": per_link,
+        f"guestlink-guesses:address:{_address(request)}": per_address,
+    }
+    over = [key for key, limit in limits.items() if _count(key, window) > limit]
+    if not over:
+        return list(limits)
+    _hand_back(*limits)
+    if cache.add(f"guestlink-guesses-alerted:{link.pk}:{_address(request)}", True, window):
+        _audit(link, Action.LINK_REFUSED, request, failed=True, reason="too_many_guesses")
+    raise TooManyGuesses(_retry_after(over, window))
+
+
+# --- Audit -------------------------------------------------------------------------------------
+
+
+def _audit(
+    link: GuestLink,
+    action: str,
+    request: HttpRequest | None,
+    *,
+    failed: bool = False,
+    actor=None,
+    **details: Any,
+) -> None:
+    """One event about ``link``: its id, never its token. (Detail keys avoid the words the
+    audit trail redacts: password, code, token.)"""
+    record(
+        action=action,
+        actor=actor,
+        request=request,
+        outcome=Outcome.MINOR_FAILURE if failed else Outcome.SUCCESS,
+        organization_id=link.organization_id,
+        target_type="guest_link",
+        target_id=link.pk,
+        study=link.study if link.target_kind == TargetKind.STUDY else None,
+        details={"link": link.pk, **details},
+    )
+
+
+def _refuse(link: GuestLink, request: HttpRequest, status: LinkStatus, *, once: bool) -> None:
+    """Audit a refusal of a link that no longer opens and raise the one answer for all.
+    ``once``: at most one event per link and address per window (for GETs, which anyone's
+    scanner may repeat)."""
+    key = f"guestlink-refused:{link.pk}:{_address(request)}"
+    if not once or cache.add(key, True, timeout=OPENED_AUDIT_SECONDS):
+        with transaction.atomic():
+            _audit(link, Action.LINK_REFUSED, request, failed=True, reason=status.state)
+    raise LinkUnavailable()
+
+
+# --- Finding a link ----------------------------------------------------------------------------
+
+
+def find_link(*, token: str, request: HttpRequest) -> GuestLink:
+    """The link this token names, whatever its state (the caller refuses a closed one), or
+    LinkUnavailable / LinkThrottled. The lookup is by keyed digest: no comparison of tokens,
+    so its time says nothing about how close a guess was."""
+    key = _reserve_probe(request)
+    link = None
+    if _TOKEN_SHAPE.fullmatch(token or ""):
+        link = (
+            GuestLink.objects.select_related("organization", "created_by", "study__patient")
+            .filter(token_digest__in=candidate_digests(token))
+            .first()
+        )
+    if link is None:
+        raise LinkUnavailable()
+    if link_status(link).is_open:
+        _hand_back(key)
+    return link
+
+
+# --- The link page (GET) -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LinkPage:
+    """What the neutral link page shows: who shares, and the gates to pass. Nothing about the
+    study, the patient or the sender's message: those wait until the gates are passed."""
+
+    link: GuestLink
+    organization_name: str
+    confirmation_pending: bool
+    needs_login: bool
+    wrong_account: bool
+    password_required: bool
+    birth_date_password: bool
+    code_required: bool
+    code_active: bool
+    mobile_hint: str
+    attempts_left: int | None
+
+
+def describe_link(link: GuestLink, request: HttpRequest) -> LinkPage:
+    """The page's content for this visitor, without side effects."""
+    user = request.user
+    logged_in = user.is_authenticated
+    wrong_account = bool(
+        link.login_required and logged_in and link.email and not _same_email(user.email, link)
+    )
+    attempts_left = None
+    if link.password_hash and link.max_password_attempts is not None:
+        attempts_left = max(0, link.max_password_attempts - link.password_failures)
+    # Fail closed: a link that asks for a code opens only with one, even if (against the
+    # sender's checks) it has no number to send it to.
+    code_required = link.sms_code_required
+    return LinkPage(
+        link=link,
+        organization_name=link.organization.name,
+        confirmation_pending=link.require_email_confirmation and link.confirmed_at is None,
+        needs_login=link.login_required and not logged_in,
+        wrong_account=wrong_account,
+        password_required=bool(link.password_hash),
+        birth_date_password=link.password_is_birth_date,
+        code_required=code_required,
+        code_active=code_required and _current_code(link, timezone.now()) is not None,
+        # The last two digits only: enough for the recipient to recognize their phone.
+        mobile_hint=link.mobile[-2:] if code_required and link.mobile else "",
+        attempts_left=attempts_left,
+    )
+
+
+def show_link(*, link: GuestLink, request: HttpRequest) -> LinkPage:
+    """The GET of the link page: refuse a closed link; else count the view and audit it (once
+    per link and address per ten minutes). Never spends a use."""
+    status = link_status(link)
+    if not status.is_open:
+        _refuse(link, request, status, once=True)
+    GuestLink.objects.filter(pk=link.pk).update(opens=F("opens") + 1)
+    if cache.add(
+        f"guestlink-opened:{link.pk}:{_address(request)}", True, timeout=OPENED_AUDIT_SECONDS
+    ):
+        with transaction.atomic():
+            _audit(link, Action.LINK_OPENED, request)
+    return describe_link(link, request)
+
+
+# --- The gates and the grant (POST) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What passing the gates gave: the link and the studies now held in the session."""
+
+    link: GuestLink
+    study_ids: list[int]
+
+    @property
+    def destination(self) -> str:
+        return destination_for(self.link)
+
+
+def destination_for(link: GuestLink) -> str:
+    """Where a grant of this link leads, without the token: the viewer for a study link, the
+    guest's list of studies for a worklist or folder link -- and for a study link that carries
+    a message, since the viewer shows only the messages of shares and the sender's message is
+    due once the gates are passed."""
+    if link.target_kind == TargetKind.STUDY and not link.message:
+        return reverse("studies:study", args=[link.study.study_uid])
+    return reverse("guest:studies")
+
+
+def _same_email(address: str, link: GuestLink) -> bool:
+    return bool(address) and address.strip().casefold() == link.email.strip().casefold()
+
+
+def _check_open(link: GuestLink, request: HttpRequest) -> None:
+    status = link_status(link)
+    if not status.is_open:
+        _refuse(link, request, status, once=False)
+
+
+def _check_confirmed(link: GuestLink) -> None:
+    if link.require_email_confirmation and link.confirmed_at is None:
+        raise ConfirmationPending(
+            _(
+                "Check your email: we sent a confirmation link. Open it to receive the link "
+                "to the study."
+            )
+        )
+
+
+def _check_account(link: GuestLink, request: HttpRequest) -> None:
+    if not link.login_required:
+        return
+    user = request.user
+    if not user.is_authenticated:
+        raise LoginRequired(_("Log in to continue."))
+    if link.email and not _same_email(user.email, link):
+        with transaction.atomic():
+            _audit(link, Action.LINK_REFUSED, request, failed=True, reason="other_account")
+        raise WrongAccount(
+            _(
+                "This link was sent to another account. Log out and log in with the account "
+                "it was sent to, or ask the sender to send it to you."
+            )
+        )
+
+
+_BIRTH_DATE = re.compile(r"(\d{4})[-./ ]?(\d{2})[-./ ]?(\d{2})")
+
+
+def _as_birth_date(text: str) -> str:
+    """YYYYMMDD from what a recipient types for a birth date ("1970-01-31", "1970 01 31"); only
+    year-first spellings, so that no day and month are ever swapped."""
+    found = _BIRTH_DATE.fullmatch(text.strip())
+    return "".join(found.groups()) if found else text
+
+
+def _reserve_failure(link: GuestLink, request: HttpRequest, counter: str, keys: list[str]) -> None:
+    """Count a guess as a failure BEFORE checking it, and only while the link still opens.
+
+    Counting afterwards would let concurrent guesses all reach the check once the limit is
+    near: with a lock at three, ten guesses arriving together would all be checked, and a right
+    one among them would show itself (different answer) though the link locked meanwhile -- for
+    a birth-date password, that is the patient's date of birth. Counted first by a conditional
+    UPDATE, no more guesses than the limit are ever checked. A right answer is forgiven
+    afterwards (:func:`_forgive_failure`); for those few milliseconds the link may look locked
+    to a concurrent request, which then fails closed."""
+    now = timezone.now()
+    reserved = GuestLink.objects.filter(openable(now=now), pk=link.pk).update(
+        **{counter: F(counter) + 1}
+    )
+    if not reserved:
+        _hand_back(*keys)
+        link.refresh_from_db()
+        _refuse(link, request, link_status(link, now=now), once=False)
+
+
+def _forgive_failure(link: GuestLink, counter: str, keys: list[str]) -> None:
+    GuestLink.objects.filter(pk=link.pk).update(**{counter: F(counter) - 1})
+    _hand_back(*keys)
+
+
+def _check_password(link: GuestLink, request: HttpRequest, password: str) -> None:
+    if not password:
+        missing = (
+            _("Enter the date of birth.")
+            if link.password_is_birth_date
+            else _("Enter the password.")
+        )
+        raise GateFailed(missing, field="password")
+    if link.password_is_birth_date:
+        password = _as_birth_date(password)
+    keys = _reserve_guess(link, request)
+    _reserve_failure(link, request, "password_failures", keys)
+    if check_link_password(password, link.password_hash):
+        _forgive_failure(link, "password_failures", keys)
+        return
+    with transaction.atomic():
+        link.refresh_from_db(fields=["password_failures"])
+        limit = link.max_password_attempts
+        locked = limit is not None and link.password_failures >= limit
+        _audit(
+            link,
+            Action.LINK_WRONG_PASSWORD,
+            request,
+            failed=True,
+            failures=link.password_failures,
+            locked=locked,
+        )
+    if locked:
+        raise GateFailed(
+            _(
+                "Wrong password. The maximum number of attempts is reached and the link no "
+                "longer opens. Ask the sender for a new link."
+            ),
+            field="password",
+            locked=True,
+        )
+    if limit is not None:
+        left = limit - link.password_failures
+        raise GateFailed(
+            ngettext(
+                "Wrong password. %(left)d attempt left before the link locks.",
+                "Wrong password. %(left)d attempts left before the link locks.",
+                left,
+            )
+            % {"left": left},
+            field="password",
+        )
+    raise GateFailed(_("Wrong password. Check it and try again."), field="password")
+
+
+def _code_digest(link: GuestLink, code: str) -> str:
+    # An HMAC, not argon2: a six-digit code lives ten minutes behind a five-failure lock and a
+    # guess throttle, so online guessing is what matters and the lock stops it. Offline, a dump
+    # without SECRET_KEY cannot test codes at all; with the key, argon2 would only slow a search
+    # of a million codes that expire within minutes anyway. Bound to the link, so a code is
+    # worth nothing elsewhere.
+    return secret_digest(code, purpose=f"guestlink-sms:{link.pk}")
+
+
+def _current_code(link: GuestLink, now: datetime) -> SmsCode | None:
+    """The newest code that may still be entered (unused, not replaced, not expired)."""
+    return (
+        SmsCode.objects.filter(
+            link=link, used_at__isnull=True, replaced_at__isnull=True, expires_at__gt=now
+        )
+        .order_by("-created_at", "-pk")
+        .first()
+    )
+
+
+def _check_code(link: GuestLink, request: HttpRequest, code: str) -> SmsCode:
+    if not code:
+        raise GateFailed(
+            _("Enter the code we sent you by SMS. No code yet? Select Send code."), field="code"
+        )
+    current = _current_code(link, timezone.now())
+    if current is None:
+        # Nothing to guess against: not a failure, but nothing opens either.
+        raise GateFailed(
+            _("This code has expired or was already used. Select Send code for a new one."),
+            field="code",
+        )
+    keys = _reserve_guess(link, request)
+    _reserve_failure(link, request, "code_failures", keys)
+    if constant_time_compare(_code_digest(link, code), current.code_hash):
+        _forgive_failure(link, "code_failures", keys)
+        return current
+    with transaction.atomic():
+        link.refresh_from_db(fields=["code_failures"])
+        locked = link_status(link).state == "locked"
+        _audit(
+            link,
+            Action.LINK_WRONG_CODE,
+            request,
+            failed=True,
+            failures=link.code_failures,
+            locked=locked,
+        )
+    if locked:
+        raise GateFailed(
+            _(
+                "Wrong code. Too many wrong codes were entered and the link no longer opens. "
+                "Ask the sender for a new link."
+            ),
+            field="code",
+            locked=True,
+        )
+    raise GateFailed(
+        _("Wrong code. Check the newest SMS we sent and try again."),
+        field="code",
+    )
+
+
+def _folder_ids(folder: Folder) -> list[int]:
+    """The folder and its subfolders, as the directory shows them."""
+    children: dict[int | None, list[int]] = {}
+    for pk, parent_id in Folder.objects.filter(worklist_id=folder.worklist_id).values_list(
+        "pk", "parent_id"
+    ):
+        children.setdefault(parent_id, []).append(pk)
+    found, pending = [], deque([folder.pk])
+    while pending:
+        current = pending.popleft()
+        found.append(current)
+        pending.extend(children.get(current, []))
+    return found
+
+
+def granted_studies(link: GuestLink, *, now: datetime | None = None) -> list[int]:
+    """The studies a grant of ``link`` holds, as they are now (the grant keeps this list).
+
+    A study link: the study, and with ``include_priors`` the patient's other studies that have
+    an active entry in a worklist holding the linked study. A worklist or folder link: the
+    studies of its active entries (a folder's subfolders included)."""
+    now = now or timezone.now()
+    entries = active_entries(now)
+    if link.target_kind == TargetKind.STUDY:
+        ids = [link.study_id]
+        if link.include_priors:
+            holding = entries.filter(study_id=link.study_id).values("worklist_id")
+            priors = (
+                Study.objects.filter(patient_id=link.study.patient_id)
+                .exclude(pk=link.study_id)
+                .filter(Exists(entries.filter(study=OuterRef("pk"), worklist_id__in=holding)))
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
+            ids.extend(priors)
+        return ids
+    if link.target_kind == TargetKind.WORKLIST:
+        held = entries.filter(worklist_id=link.worklist_id)
+    else:
+        held = entries.filter(folder_id__in=_folder_ids(link.folder))
+    return sorted(set(held.values_list("study_id", flat=True)))
+
+
+def _store_grant(
+    request: HttpRequest, link: GuestLink, study_ids: list[int], now: datetime
+) -> None:
+    """Into a new session key (the old one may have been seen before the gates were passed), as
+    Django's login does; a grant of the same link made earlier is replaced."""
+    grants = [
+        grant
+        for grant in request.session.get(GRANTS_SESSION_KEY) or []
+        if isinstance(grant, dict) and grant.get("link") != link.pk
+    ]
+    request.session.cycle_key()
+    grants.append({"link": link.pk, "studies": study_ids, "at": now.isoformat()})
+    request.session[GRANTS_SESSION_KEY] = grants
+    forget_memo(request)
+
+
+def check_entry_gates(*, link: GuestLink, request: HttpRequest) -> None:
+    """The gates that ask nothing of the visitor: open, confirmed, logged in as the right
+    account. Raises the first refusal."""
+    _check_open(link, request)
+    _check_confirmed(link)
+    _check_account(link, request)
+
+
+def open_link(
+    *, link: GuestLink, request: HttpRequest, password: str = "", code: str = ""
+) -> Grant:
+    """Pass the gates and count one use; the grant goes into the session. Raises a LinkError
+    subclass at the first gate that refuses."""
+    check_entry_gates(link=link, request=request)
+    if link.password_hash:
+        _check_password(link, request, password)
+    sms_code = None
+    if link.sms_code_required:
+        sms_code = _check_code(link, request, code)
+    now = timezone.now()
+    study_ids: list[int] = []
+    with transaction.atomic():
+        if sms_code is not None:
+            spent = SmsCode.objects.filter(pk=sms_code.pk, used_at__isnull=True).update(used_at=now)
+            if not spent:
+                # Another request used the same code a moment ago.
+                raise GateFailed(
+                    _("This code was already used. Select Send code for a new one."),
+                    field="code",
+                )
+        counted = GuestLink.objects.filter(openable(now=now), pk=link.pk).update(uses=F("uses") + 1)
+        if counted:
+            study_ids = granted_studies(link, now=now)
+            _audit(
+                link,
+                Action.LINK_USED,
+                request,
+                target_kind=link.target_kind,
+                studies=len(study_ids),
+            )
+    if not counted:
+        # It closed between the first gate and now (the last use went to someone else, or it
+        # was revoked meanwhile).
+        link.refresh_from_db()
+        _refuse(link, request, link_status(link, now=now), once=False)
+    link.refresh_from_db(fields=["uses"])
+    _store_grant(request, link, study_ids, now)
+    return Grant(link=link, study_ids=study_ids)
+
+
+# --- SMS codes ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SentCode:
+    expires_at: datetime
+    mobile_hint: str
+
+
+def send_code(*, link: GuestLink, request: HttpRequest) -> SentCode:
+    """Text a new code for this link (the "Send code" button), replacing any earlier one.
+
+    The link must be open, confirmed, and the visitor logged in with the right account if the
+    link asks for it: a code is a gate after those. Refused within the cooldown after the last
+    code, and once the link's codes are used up. A new code never resets the failure count."""
+    check_entry_gates(link=link, request=request)
+    if not link.sms_code_required:
+        raise LinkError(_("This link does not use SMS codes."))
+    if not link.mobile:
+        raise CodeNotSent(
+            _("No mobile number was given for this link. Ask the sender for a new link.")
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        # The row lock serializes concurrent requests for one link, so the cooldown and the cap
+        # hold (SQLite serializes whole write transactions anyway).
+        locked = GuestLink.objects.select_for_update().get(pk=link.pk)
+        last = SmsCode.objects.filter(link=link).order_by("-created_at", "-pk").first()
+        if last is not None:
+            waited = (now - last.created_at).total_seconds()
+            if waited < sms_resend_cooldown():
+                wait = max(1, int(sms_resend_cooldown() - waited + 0.999))
+                raise CodeNotSent(
+                    ngettext(
+                        "We just sent a code. Wait %(seconds)d second before asking for a new one.",
+                        "We just sent a code. Wait %(seconds)d seconds before asking for "
+                        "a new one.",
+                        wait,
+                    )
+                    % {"seconds": wait},
+                    retry_after=wait,
+                )
+        if locked.codes_sent >= max_sms_codes():
+            raise CodeNotSent(
+                _(
+                    "No more codes can be sent for this link. Contact the sender of the link "
+                    "for help."
+                )
+            )
+        SmsCode.objects.filter(link=link, used_at__isnull=True, replaced_at__isnull=True).update(
+            replaced_at=now
+        )
+        code = f"{secrets.randbelow(10**SMS_CODE_DIGITS):0{SMS_CODE_DIGITS}d}"
+        expires_at = now + sms_code_validity()
+        SmsCode.objects.create(link=link, code_hash=_code_digest(link, code), expires_at=expires_at)
+        GuestLink.objects.filter(pk=link.pk).update(codes_sent=F("codes_sent") + 1)
+        queue_message(
+            channel=Channel.SMS,
+            to=link.mobile,
+            template="sms_code",
+            context={"code": code, "minutes": int(sms_code_validity().total_seconds() // 60)},
+            language=link.language,
+            concerning=(MESSAGE_CONCERNING, link.pk),
+        )
+        _audit(link, Action.LINK_CODE_SENT, request, sent=locked.codes_sent + 1)
+    return SentCode(expires_at=expires_at, mobile_hint=link.mobile[-2:])
+
+
+# --- Two-step email confirmation ---------------------------------------------------------------
+
+
+def sender_name(link: GuestLink) -> str:
+    sender = link.created_by
+    if sender is None:
+        return link.organization.name
+    return sender.get_full_name() or sender.get_username()
+
+
+def link_url(link: GuestLink) -> str | None:
+    """The link's absolute address, made again from its salt; None if no key still held
+    made it."""
+    token = recover_token(link.token_salt, link.token_digest)
+    if token is None:
+        return None
+    return f"{settings.SITE_URL}{reverse('guest:link', args=[token])}"
+
+
+def start_confirmation(link: GuestLink, *, request: HttpRequest | None = None) -> str:
+    """The first of the two emails: ask ``link.email`` to confirm it is the intended recipient.
+    Stores only the keyed digest of a new confirmation token, queues the ``email_confirmation``
+    message in the caller's transaction and returns the confirmation address."""
+    if not link.email:
+        raise ValueError("A link confirmed by email needs an email address.")
+    token = secrets.token_urlsafe(32)
+    url = f"{settings.SITE_URL}{reverse('guest:confirm', args=[token])}"
+    actor = None
+    if request is None or not request.user.is_authenticated:
+        actor = link.created_by
+    with transaction.atomic():
+        ConfirmationToken.objects.create(
+            link=link, digest=secret_digest(token, purpose=CONFIRM_PURPOSE)
+        )
+        queue_message(
+            channel=Channel.EMAIL,
+            to=link.email,
+            template="email_confirmation",
+            context={"sender_name": sender_name(link), "link": url, "expires_at": link.expires_at},
+            language=link.language,
+            concerning=(MESSAGE_CONCERNING, link.pk),
+        )
+        _audit(
+            link,
+            Action.LINK_EMAILED,
+            request,
+            actor=actor,
+            channel="email",
+            step="confirmation",
+            language=link.language,
+        )
+    return url
+
+
+def find_confirmation(*, token: str, request: HttpRequest) -> ConfirmationToken:
+    """The confirmation this token names, if its link still opens; else LinkUnavailable (or
+    LinkThrottled), exactly as for link tokens."""
+    key = _reserve_probe(request)
+    confirmation = None
+    if _TOKEN_SHAPE.fullmatch(token or ""):
+        confirmation = (
+            ConfirmationToken.objects.select_related(
+                "link__organization", "link__created_by", "link__study__patient"
+            )
+            .filter(digest__in=secret_candidate_digests(token, purpose=CONFIRM_PURPOSE))
+            .first()
+        )
+    if confirmation is None:
+        raise LinkUnavailable()
+    status = link_status(confirmation.link)
+    if not status.is_open:
+        _refuse(confirmation.link, request, status, once=True)
+    _hand_back(key)
+    return confirmation
+
+
+def confirm_email(*, confirmation: ConfirmationToken, request: HttpRequest) -> bool:
+    """The POST of the confirmation page: mark the token used and the link confirmed (once), and
+    queue the second email, with the link itself. Returns False if the link was already
+    confirmed (nothing is sent again)."""
+    link = confirmation.link
+    _check_open(link, request)
+    now = timezone.now()
+    with transaction.atomic():
+        spent = ConfirmationToken.objects.filter(pk=confirmation.pk, used_at__isnull=True).update(
+            used_at=now
+        )
+        confirmed = spent and GuestLink.objects.filter(
+            pk=link.pk, confirmed_at__isnull=True
+        ).update(confirmed_at=now)
+        if not confirmed:
+            return False
+        url = link_url(link)
+        if url is None:
+            # The key that made this link has been retired: it cannot be sent again (raising
+            # here rolls the confirmation back).
+            raise LinkUnavailable()
+        link.confirmed_at = now
+        queue_message(
+            channel=Channel.EMAIL,
+            to=link.email,
+            template="guest_link",
+            context={
+                "sender_name": sender_name(link),
+                "link": url,
+                "message": link.message,
+                "expires_at": link.expires_at,
+                "max_uses": link.max_uses,
+                "password_required": bool(link.password_hash),
+                "login_required": link.login_required,
+            },
+            language=link.language,
+            concerning=(MESSAGE_CONCERNING, link.pk),
+        )
+        _audit(link, Action.LINK_CONFIRMED, request, confirmation=confirmation.pk)
+        _audit(
+            link,
+            Action.LINK_EMAILED,
+            request,
+            channel="email",
+            step="link",
+            language=link.language,
+        )
+    return True
+
+
+def masked_email(address: str) -> str:
+    """``j•••@example.org``: enough for the recipient to recognize their address."""
+    local, _sep, domain = address.partition("@")
+    return f"{local[:1]}•••@{domain}" if domain else "•••"

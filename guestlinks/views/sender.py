@@ -1,0 +1,228 @@
+"""The sender's pages: the Send Link dialog (context menu and study page), the study's list of
+guest links, and the trash can.
+
+Dialog views answer HTML fragments that ``static/js/dialog.js`` puts into the remote dialog; a
+form with errors comes back with status 400, the Get Link result with 200. A target the user may
+not see answers 404 like one that does not exist; a visible target whose organization does not
+let the user send links answers 403 with an explanation.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from guestlinks.forms import SendLinkForm
+from guestlinks.models import GuestLink
+from guestlinks.presentation import mailto_for, options_summary, qr_svg
+from guestlinks.services.creation import (
+    CreatedLink,
+    LinkTarget,
+    create_link,
+    delete_link,
+    links_for_study,
+    may_create_links,
+    may_delete_link,
+    sees_target,
+    study_link_permissions,
+    target_organization,
+    visible_target,
+)
+from guestlinks.services.state import link_status
+from notifications.languages import language_of
+from studies.access import user_study_access
+from studies.anonymize import patient_display
+from studies.models import Study
+from studies.selectors import MAX_ID
+
+
+def _is_fragment_request(request: HttpRequest) -> bool:
+    return request.headers.get("X-Requested-With") == "XMLHttpRequest"
+
+
+def _int_param(value: str | None) -> int | None:
+    try:
+        number = int(value or "")
+    except ValueError:
+        return None
+    return number if 0 < number <= MAX_ID else None
+
+
+def _target_from(request: HttpRequest) -> LinkTarget:
+    data = request.POST if request.method == "POST" else request.GET
+    target = visible_target(
+        request.user,
+        study_uid=(data.get("study") or "").strip()[:64] or None,
+        worklist_id=_int_param(data.get("worklist")),
+        folder_id=_int_param(data.get("folder")),
+    )
+    if target is None:
+        raise Http404("No such study, worklist or folder.")
+    return target
+
+
+def _patient_name(user, target: LinkTarget) -> str:
+    """Whose study is about to be sent, so the sender can check it is the right patient (the
+    sender's own screen; titles and URLs never carry it)."""
+    if target.study is None:
+        return ""
+    access = user_study_access(user, target.study)
+    return patient_display(target.study, anonymized=bool(access and access.anonymized)).name
+
+
+def _subject(target: LinkTarget) -> str:
+    """What the dialog says it sends."""
+    if target.study is not None:
+        return target.study.description or _("Study")
+    if target.worklist is not None:
+        return _("Worklist “%(name)s”") % {"name": target.worklist.name}
+    return _("Folder “%(name)s”") % {"name": target.folder.name}
+
+
+def _result_context(created: CreatedLink) -> dict:
+    link = created.link
+    mailto = mailto_for(email=link.email, url=created.url, language=link.language)
+    return {
+        "link": link,
+        "url": created.url,
+        "mailto": mailto,
+        # Our own SVG (paths only, from the qrcode library), so it is safe to inline.
+        "qr_svg": mark_safe(qr_svg(mailto, label=_("QR code of an email with the link")))  # noqa: S308
+        if link.email
+        else "",
+        "status": link_status(link),
+        "summary": options_summary(link),
+    }
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def send_link_dialog(request: HttpRequest) -> HttpResponse:
+    """GET: the Send Link form for ``?study=`` / ``?worklist=`` / ``?folder=``. POST: create the
+    link and answer the Get Link result, or the form again with its errors."""
+    target = _target_from(request)
+    organization = target_organization(target)
+    context = {
+        "target": target,
+        "subject": _subject(target),
+        "patient_name": _patient_name(request.user, target),
+    }
+    if organization is None or not may_create_links(request.user, target):
+        return render(request, "guestlinks/_send_link_refused.html", context, status=403)
+    form = SendLinkForm(
+        request.POST if request.method == "POST" else None,
+        organization=organization,
+        target=target,
+        language=language_of(request.user),
+    )
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                created = create_link(
+                    sender=request.user,
+                    target=target,
+                    options=form.options(),
+                    acknowledged=form.cleaned_data["acknowledged"],
+                    request=request,
+                )
+            except ValidationError as exc:
+                form.add_service_errors(exc)
+            except PermissionDenied:
+                return render(request, "guestlinks/_send_link_refused.html", context, status=403)
+            else:
+                context.update(_result_context(created))
+                return render(request, "guestlinks/_get_link.html", context)
+        status = 400
+    context.update({"form": form, "organization": organization})
+    return render(request, "guestlinks/_send_link_form.html", context, status=status)
+
+
+# --- The study page ----------------------------------------------------------------------------
+
+
+def study_links_context(request: HttpRequest, study: Study) -> dict:
+    """What the viewer's Guest links button and dialog need (``studies/views/viewer.py`` adds it
+    to the page). Empty for guests and for users who may neither create nor view links."""
+    permissions = study_link_permissions(request.user, study)
+    if not (permissions.can_create or permissions.can_view):
+        return {}
+    rows = _rows(request, study, permissions) if permissions.can_view else []
+    return {
+        "guest_links": {
+            "study": study,
+            "can_create": permissions.can_create,
+            "can_view": permissions.can_view,
+            "rows": rows,
+            "open_count": sum(1 for item in rows if item["status"].is_open),
+        }
+    }
+
+
+def _rows(request: HttpRequest, study: Study, permissions=None) -> list[dict]:
+    return [
+        {
+            "link": row.link,
+            "status": row.status,
+            "url": row.url,
+            "summary": options_summary(row.link),
+            "can_delete": row.can_delete,
+        }
+        for row in links_for_study(request.user, study, permissions=permissions)
+    ]
+
+
+def _visible_study(request: HttpRequest, study_uid: str) -> Study:
+    target = visible_target(request.user, study_uid=study_uid[:64])
+    if target is None:
+        raise Http404("No such study.")
+    return target.study
+
+
+def _list_response(request: HttpRequest, study: Study, *, status: int = 200) -> HttpResponse:
+    permissions = study_link_permissions(request.user, study)
+    if not permissions.can_view:
+        raise PermissionDenied
+    context = {"study": study, "rows": _rows(request, study, permissions)}
+    return render(request, "guestlinks/_study_links_list.html", context, status=status)
+
+
+@login_required
+@require_GET
+def study_links(request: HttpRequest, study_uid: str) -> HttpResponse:
+    """The study's list of guest links, as a fragment (refreshed after a link is made)."""
+    return _list_response(request, _visible_study(request, study_uid))
+
+
+@login_required
+@require_POST
+def delete(request: HttpRequest, pk: int) -> HttpResponse:
+    """The trash can: the link stops opening at once. From the study page's script the answer is
+    the refreshed list; without scripts, the study page again."""
+    link = (
+        GuestLink.objects.select_related("study__organization", "worklist", "folder__worklist")
+        .filter(pk=pk)
+        .first()
+    )
+    target = (
+        LinkTarget(study=link.study, worklist=link.worklist, folder=link.folder) if link else None
+    )
+    if link is None or not sees_target(request.user, target):
+        raise Http404("No such link.")
+    if not may_delete_link(request.user, link):
+        raise PermissionDenied
+    delete_link(user=request.user, link=link, request=request)
+    if link.study is None:
+        messages.success(request, _("The guest link was deleted. It no longer opens."))
+        return redirect("studies:directory")
+    if _is_fragment_request(request):
+        return _list_response(request, link.study)
+    messages.success(request, _("The guest link was deleted. It no longer opens."))
+    return redirect(reverse("studies:study", args=[link.study.study_uid]) + "#guest-links")
