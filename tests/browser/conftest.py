@@ -7,9 +7,13 @@ HTTPS for (the redirect and secure-only cookies).
 """
 
 import contextlib
+import io
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
+
+from studies.services.ingestion import ingest_files
+from studies.synthetic import make_series, to_bytes
 
 
 @pytest.fixture(autouse=True)
@@ -107,3 +111,33 @@ def _end_live_server_connections(django_db_setup, django_db_blocker):
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+def ingest_ct_study(
+    org, location, *, study_uid: str, patient_id: str, accession: str, slices: int
+) -> str:
+    """A small real CT study (Hans Müller's chest), ingested as an upload would be."""
+    datasets = make_series(
+        patient_name="Müller^Hans",
+        patient_id=patient_id,
+        birth_date="19580412",
+        sex="M",
+        study_uid=study_uid,
+        study_date="20240517",
+        study_description="CT Thorax",
+        accession=accession,
+        modality="CT",
+        series_number=1,
+        series_description="Axial 5mm",
+        slices=slices,
+        rows=64,
+        columns=64,
+        body_part="CHEST",
+    )
+    result = ingest_files(
+        files=[(f"{i}.dcm", io.BytesIO(to_bytes(ds))) for i, ds in enumerate(datasets)],
+        organization=org,
+        location=location,
+    )
+    assert len(result.stored) == slices
+    return study_uid

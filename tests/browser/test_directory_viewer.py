@@ -10,6 +10,7 @@ import pytest
 
 from studies.services.ingestion import ingest_files
 from studies.synthetic import make_series, to_bytes
+from tests.browser.conftest import ingest_ct_study
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -24,30 +25,9 @@ SCREENSHOTS = {
 
 @pytest.fixture
 def ct_study(org, location):
-    datasets = make_series(
-        patient_name="Müller^Hans",
-        patient_id="PID-4711",
-        birth_date="19580412",
-        sex="M",
-        study_uid=STUDY_UID,
-        study_date="20240517",
-        study_description="CT Thorax",
-        accession="ACC-4242",
-        modality="CT",
-        series_number=1,
-        series_description="Axial 5mm",
-        slices=8,
-        rows=64,
-        columns=64,
-        body_part="CHEST",
+    return ingest_ct_study(
+        org, location, study_uid=STUDY_UID, patient_id="PID-4711", accession="ACC-4242", slices=8
     )
-    result = ingest_files(
-        files=[(f"{i}.dcm", io.BytesIO(to_bytes(ds))) for i, ds in enumerate(datasets)],
-        organization=org,
-        location=location,
-    )
-    assert len(result.stored) == 8
-    return STUDY_UID
 
 
 @pytest.fixture

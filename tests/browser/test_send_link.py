@@ -4,14 +4,12 @@ images; a third is refused. Then alice deletes a link from the study page's Gues
 
 from __future__ import annotations
 
-import io
 import re
 
 import pytest
 
 from guestlinks.models import GuestLink, LinkState
-from studies.services.ingestion import ingest_files
-from studies.synthetic import make_series, to_bytes
+from tests.browser.conftest import ingest_ct_study
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -35,30 +33,9 @@ SCREENSHOTS = {
 
 @pytest.fixture
 def ct_study(org, location):
-    datasets = make_series(
-        patient_name="Müller^Hans",
-        patient_id="PID-4712",
-        birth_date="19580412",
-        sex="M",
-        study_uid=STUDY_UID,
-        study_date="20240517",
-        study_description="CT Thorax",
-        accession="ACC-4343",
-        modality="CT",
-        series_number=1,
-        series_description="Axial 5mm",
-        slices=6,
-        rows=64,
-        columns=64,
-        body_part="CHEST",
+    return ingest_ct_study(
+        org, location, study_uid=STUDY_UID, patient_id="PID-4712", accession="ACC-4343", slices=6
     )
-    result = ingest_files(
-        files=[(f"{i}.dcm", io.BytesIO(to_bytes(ds))) for i, ds in enumerate(datasets)],
-        organization=org,
-        location=location,
-    )
-    assert len(result.stored) == 6
-    return STUDY_UID
 
 
 @pytest.fixture(autouse=True)

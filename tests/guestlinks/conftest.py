@@ -20,6 +20,8 @@ from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
+from accounts.models import Membership, Role
+from accounts.permissions import Perm
 from guestlinks.models import GuestLink, TargetKind
 from guestlinks.passwords import hash_link_password
 from guestlinks.tokens import digest_for, new_salt, token_for
@@ -29,6 +31,7 @@ from studies.models import Folder, Instance, Study, Worklist
 from studies.services.ingestion import ingest_files
 from studies.synthetic import make_series, to_bytes
 from tests.accounts.helpers import HttpsClient, plain_static_storage
+from tests.conftest import make_user
 from tests.factories import make_study
 
 CT_UID = "1.2.826.0.1.3680043.8.498.7401"
@@ -168,3 +171,24 @@ def sms_codes_sent(link: GuestLink) -> list[str]:
         channel=Channel.SMS, template="sms_code", concerning_id=str(link.pk)
     ).order_by("pk")
     return [_SMS_CODE.search(message.body_text).group(1) for message in bodies]
+
+
+def member(username, org, location, perms):
+    """A member of ``org`` working from ``location`` whose role grants exactly ``perms``."""
+    role = Role.objects.create(name=f"Role of {username}", permissions=[p.value for p in perms])
+    user = make_user(username)
+    membership = Membership.objects.create(user=user, organization=org, role=role)
+    membership.locations.add(location)
+    return user
+
+
+@pytest.fixture
+def viewer_only(org, location):
+    """Sees the study and its links, may neither create nor delete links."""
+    return member("vera", org, location, [Perm.VIEW_STUDIES, Perm.VIEW_LINKS])
+
+
+@pytest.fixture
+def no_links(org, location):
+    """Sees the study, nothing about links."""
+    return member("nils", org, location, [Perm.VIEW_STUDIES])

@@ -51,27 +51,6 @@ def errors_of(excinfo) -> dict[str, list[str]]:
     return excinfo.value.message_dict
 
 
-def member(username, org, location, perms):
-    """A member of ``org`` working from ``location`` whose role grants exactly ``perms``."""
-    role = Role.objects.create(name=f"Role of {username}", permissions=[p.value for p in perms])
-    user = make_user(username)
-    membership = Membership.objects.create(user=user, organization=org, role=role)
-    membership.locations.add(location)
-    return user
-
-
-@pytest.fixture
-def viewer_only(org, location):
-    """Sees the study and its links, may neither create nor delete links."""
-    return member("vera", org, location, [Perm.VIEW_STUDIES, Perm.VIEW_LINKS])
-
-
-@pytest.fixture
-def no_links(org, location):
-    """Sees the study, nothing about links."""
-    return member("nils", org, location, [Perm.VIEW_STUDIES])
-
-
 def audit_text() -> str:
     return json.dumps(list(AuditEvent.objects.values("details", "target_id", "study_uid")))
 

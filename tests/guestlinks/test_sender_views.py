@@ -10,8 +10,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 from django.urls import reverse
 
-from accounts.models import Membership, Role
-from accounts.permissions import Perm
 from audit.models import Action, AuditEvent
 from guestlinks.models import GuestLink, LinkState, TargetKind
 from guestlinks.passwords import check_link_password
@@ -20,31 +18,12 @@ from notifications.models import Channel, Message
 from studies.models import Folder
 from studies.services.worklists import location_worklist
 from tests.accounts.helpers import HttpsClient
-from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
 
 DIALOG = reverse("guestlinks:dialog")
 FRAGMENT_HEADERS = {"HTTP_X_REQUESTED_WITH": "XMLHttpRequest"}
 ACK = "I understand that authorization cannot be removed once the secure link is sent."
-
-
-def member(username, org, location, perms):
-    role = Role.objects.create(name=f"Role of {username}", permissions=[p.value for p in perms])
-    user = make_user(username)
-    membership = Membership.objects.create(user=user, organization=org, role=role)
-    membership.locations.add(location)
-    return user
-
-
-@pytest.fixture
-def viewer_only(org, location):
-    return member("vera", org, location, [Perm.VIEW_STUDIES, Perm.VIEW_LINKS])
-
-
-@pytest.fixture
-def no_links(org, location):
-    return member("nils", org, location, [Perm.VIEW_STUDIES])
 
 
 def client_for(user) -> HttpsClient:
