@@ -288,6 +288,20 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# --- Guest links ----------------------------------------------------------------------------
+# Requests with tokens that open nothing, per client address and window, before 429.
+GUESTLINK_PROBE_LIMIT = env_int("GUESTLINK_PROBE_LIMIT", 20)
+# Password and SMS-code guesses per link and per address in a window, turned away before the
+# hasher; a link's own max password attempts and the code lock below are separate, permanent.
+GUESTLINK_GUESSES_PER_LINK = env_int("GUESTLINK_GUESSES_PER_LINK", 10)
+GUESTLINK_GUESSES_PER_ADDRESS = env_int("GUESTLINK_GUESSES_PER_ADDRESS", 20)
+GUESTLINK_THROTTLE_WINDOW = env_int("GUESTLINK_THROTTLE_WINDOW", 10 * 60)
+# SMS codes: valid minutes, seconds between sends, codes per link, wrong codes that lock it.
+GUESTLINK_SMS_CODE_MINUTES = env_int("GUESTLINK_SMS_CODE_MINUTES", 10)
+GUESTLINK_SMS_RESEND_SECONDS = env_int("GUESTLINK_SMS_RESEND_SECONDS", 60)
+GUESTLINK_MAX_SMS_CODES = env_int("GUESTLINK_MAX_SMS_CODES", 5)
+GUESTLINK_MAX_CODE_FAILURES = env_int("GUESTLINK_MAX_CODE_FAILURES", 5)
+
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

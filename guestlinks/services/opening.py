@@ -16,9 +16,9 @@ of a link with K uses left admit exactly K, then the grant goes into a new sessi
 
 Password and code guesses are throttled per link and per address before they reach the hasher,
 and each is counted as a failure *before* it is checked, by a conditional UPDATE that stops at
-the link's lock (``max_password_attempts``, ``MAX_CODE_FAILURES``): concurrent guesses never pass
-the limit, and a right answer is forgiven afterwards. Every event is audited with the link's id
-and never with its token, a password or a code.
+the link's lock (``max_password_attempts``, ``GUESTLINK_MAX_CODE_FAILURES``): concurrent
+guesses never pass the limit, and a right answer is forgiven afterwards. Every event is audited
+with the link's id and never with its token, a password or a code.
 """
 
 from __future__ import annotations
@@ -65,34 +65,35 @@ SMS_CODE_DIGITS = 6
 MESSAGE_CONCERNING = "guest_link"
 
 
-def _setting(name: str, default: int) -> int:
-    return int(getattr(settings, name, default))
+def _setting(name: str) -> int:
+    # Read at call time, so a changed setting (and the tests' settings fixture) takes effect.
+    return int(getattr(settings, name))
 
 
 def probe_limit() -> int:
     """Requests with tokens that open nothing, per address and window."""
-    return _setting("GUESTLINK_PROBE_LIMIT", 20)
+    return _setting("GUESTLINK_PROBE_LIMIT")
 
 
 def guess_limits() -> tuple[int, int]:
     """Password and code guesses per link, and per address, in a window."""
-    return _setting("GUESTLINK_GUESSES_PER_LINK", 10), _setting("GUESTLINK_GUESSES_PER_ADDRESS", 20)
+    return _setting("GUESTLINK_GUESSES_PER_LINK"), _setting("GUESTLINK_GUESSES_PER_ADDRESS")
 
 
 def throttle_window() -> int:
-    return _setting("GUESTLINK_THROTTLE_WINDOW", 10 * 60)
+    return _setting("GUESTLINK_THROTTLE_WINDOW")
 
 
 def sms_code_validity() -> timedelta:
-    return timedelta(minutes=_setting("GUESTLINK_SMS_CODE_MINUTES", 10))
+    return timedelta(minutes=_setting("GUESTLINK_SMS_CODE_MINUTES"))
 
 
 def sms_resend_cooldown() -> int:
-    return _setting("GUESTLINK_SMS_RESEND_SECONDS", 60)
+    return _setting("GUESTLINK_SMS_RESEND_SECONDS")
 
 
 def max_sms_codes() -> int:
-    return _setting("GUESTLINK_MAX_SMS_CODES", 5)
+    return _setting("GUESTLINK_MAX_SMS_CODES")
 
 
 # An open page is audited at most once per link and address in this many seconds: scanners,

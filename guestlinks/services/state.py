@@ -15,9 +15,6 @@ from django.utils.translation import gettext_lazy as _
 
 from guestlinks.models import GuestLink, LinkState
 
-# Five wrong SMS codes lock a link (the manuals' rule for codes).
-MAX_CODE_FAILURES = 5
-
 STATUS_LABELS = {
     "active": _("Active"),
     "expired": _("Expired"),
@@ -43,7 +40,7 @@ class LinkStatus:
 
 
 def max_code_failures() -> int:
-    return getattr(settings, "GUESTLINK_MAX_CODE_FAILURES", MAX_CODE_FAILURES)
+    return settings.GUESTLINK_MAX_CODE_FAILURES
 
 
 def link_status(link: GuestLink, *, now: datetime | None = None) -> LinkStatus:
