@@ -42,6 +42,9 @@ EVENT_CODES: dict[str, tuple[str, str]] = {
     Action.LINK_REFUSED: ("110113", "110132"),
     Action.LINK_DELETED: ("110113", "110135"),
     Action.LINK_REVOKED: ("110113", "110135"),
+    # Shares grant or end access: Security Alert / Object Security Attributes Changed.
+    Action.SHARE_CREATED: ("110113", "110135"),
+    Action.SHARE_REMOVED: ("110113", "110135"),
     # Application Activity: the outbox gave up on an email or SMS, or an administrator sent one
     # again. DICOM has no event for messaging; these are the application's own doings.
     Action.MESSAGE_DEAD: ("110100", ""),

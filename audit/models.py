@@ -47,6 +47,8 @@ class Action(models.TextChoices):
     LINK_REFUSED = "link_refused", _("Guest link refused (expired, used up, ended or locked)")
     LINK_DELETED = "link_deleted", _("Guest link deleted")
     LINK_REVOKED = "link_revoked", _("Guest link revoked")
+    SHARE_CREATED = "share_created", _("Share created")
+    SHARE_REMOVED = "share_removed", _("Share removed")
     MESSAGE_DEAD = "message_dead", _("Message undeliverable")
     MESSAGE_RETRIED = "message_retried", _("Message delivery retried")
 

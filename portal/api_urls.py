@@ -5,4 +5,5 @@ urlpatterns = [
     path("", include("studies.api_urls")),
     path("", include("audit.api_urls")),
     path("", include("guestlinks.api_urls")),
+    path("", include("sharing.api_urls")),
 ]

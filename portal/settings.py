@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "accounts",
     "studies",
     "guestlinks",
+    "sharing",
 ]
 
 MIDDLEWARE = [
@@ -325,6 +326,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The message language of guest links and shares (plain codes) is one enum in the schema.
+    "ENUM_NAME_OVERRIDES": {"MessageLanguageEnum": [code for code, _name in LANGUAGES]},
 }
 
 # --- Logging: no secrets and no link tokens in logs (portal.logging masks them) -------------

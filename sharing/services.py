@@ -1,0 +1,605 @@
+"""Share studies with users, groups, locations, worklist share codes and email addresses, and
+remove a share (PACSonWEB "Sharing studies with a user", CIMAR "Sharing a Study").
+
+``share_studies`` checks everything first (permissions per recipient kind, the owning
+organization's policy, the sender's own access to each study), then in one transaction writes
+the Share, one Entry per study and recipient worklist (carrying the share's terms, so access
+ends with the share and needs no job), its audit events and its queued emails. Either all of it
+happens or none of it does. Further sharing never widens access: a sender who holds a study
+through a share passes on at most what they hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from accounts.models import Group, Location, Organization, User
+from accounts.permissions import Perm
+from audit.models import Action
+from audit.services import record
+from notifications.languages import choose_language, supported_language
+from notifications.models import Channel
+from notifications.services import queue_message, queue_messages, validate_recipient
+from sharing.models import RecipientKind, Share, ShareRecipient
+from studies.access import (
+    StudyAccess,
+    active_memberships,
+    has_perm,
+    user_study_access,
+)
+from studies.models import ACCESS_RANK, AccessLevel, Entry, EntryOrigin, Study, Worklist
+from studies.services.worklists import group_worklist, location_worklist, personal_worklist
+
+MAX_REASON_LENGTH = 1_000
+MAX_MESSAGE_LENGTH = 2_000
+MAX_LABEL_LENGTH = 100
+MAX_RECIPIENTS = 100
+
+SHARE_TEMPLATE = "share_notification"
+INVITATION_TEMPLATE = "registration_invitation"
+
+# The permission and the policy flag each recipient kind needs (besides SHARE_STUDY).
+KIND_RULES: dict[str, tuple[Perm | None, str]] = {
+    RecipientKind.USER: (Perm.SHARE_USERS, "allow_share_users"),
+    RecipientKind.GROUP: (Perm.SHARE_GROUPS, "allow_share_groups"),
+    RecipientKind.LOCATION: (Perm.SHARE_LOCATIONS, "allow_share_locations"),
+    RecipientKind.SHARE_CODE: (None, "allow_share_codes"),
+    RecipientKind.EMAIL: (Perm.SHARE_EMAIL, "allow_share_email"),
+}
+
+
+# --- Inputs ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One recipient as named by the sender: a user, group or location id, a worklist share
+    code, or an email address."""
+
+    kind: str
+    value: int | str
+
+
+@dataclass(frozen=True)
+class ShareOptions:
+    access: str = AccessLevel.REPORT_READ
+    reason: str = ""
+    patient_agreed: bool = False
+    valid_until: date | None = None
+    unlimited: bool = False
+    language: str | None = None
+    label: str = ""
+    urgent: bool = False
+    anonymize: bool = False
+    allow_further_sharing: bool = False
+    message: str = ""
+    two_factor: bool = False
+    send_mail: bool = False
+
+
+@dataclass
+class _Resolved:
+    recipient: Recipient
+    worklist: Worklist | None
+    user: User | None = None
+    group: Group | None = None
+    location: Location | None = None
+    email: str = ""
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.by_field: dict[str, list[str]] = {}
+
+    def add(self, name: str, message: str) -> None:
+        self.by_field.setdefault(name, []).append(message)
+
+    def raise_if_any(self) -> None:
+        if self.by_field:
+            raise ValidationError(self.by_field)
+
+
+# --- Rules -------------------------------------------------------------------------------------
+
+
+def end_of_day(day: date) -> datetime:
+    """Access lasts through the whole of the "valid till" day, in the portal's time zone."""
+    return timezone.make_aware(datetime.combine(day, time.max))
+
+
+def _sender_org_ids(sender: User) -> set[int]:
+    return {m.organization_id for m in active_memberships(sender)}
+
+
+def _reachable_org(organization_id: int, sender_orgs: set[int]) -> bool:
+    """Recipients are in the sender's organizations, or in an organization open to others."""
+    if organization_id in sender_orgs:
+        return True
+    return Organization.objects.filter(pk=organization_id, searchable=True).exists()
+
+
+def _may(sender: User, perm: Perm, organization: Organization) -> bool:
+    """The sender's permission in the owning organization, or, for a recipient of another
+    organization sharing further, in their own memberships."""
+    if organization.pk in _sender_org_ids(sender):
+        return has_perm(sender, perm, organization)
+    return has_perm(sender, perm)
+
+
+def _resolve(recipient: Recipient, *, sender_orgs: set[int], errors: _Errors) -> _Resolved | None:
+    unknown = _("No such recipient: %(kind)s %(value)s.") % {
+        "kind": recipient.kind,
+        "value": recipient.value,
+    }
+    kind, value = recipient.kind, recipient.value
+    if kind == RecipientKind.USER:
+        user = User.objects.filter(pk=value, is_active=True).first()
+        if user is None or not any(
+            _reachable_org(m.organization_id, sender_orgs) for m in active_memberships(user)
+        ):
+            errors.add("recipients", unknown)
+            return None
+        return _Resolved(recipient, personal_worklist(user), user=user)
+    if kind == RecipientKind.GROUP:
+        group = Group.objects.filter(pk=value).first()
+        if group is None or not (
+            group.organization_id in sender_orgs
+            or (group.searchable and _reachable_org(group.organization_id, sender_orgs))
+        ):
+            errors.add("recipients", unknown)
+            return None
+        return _Resolved(recipient, group_worklist(group), group=group)
+    if kind == RecipientKind.LOCATION:
+        location = Location.objects.filter(pk=value).first()
+        if location is None or not _reachable_org(location.organization_id, sender_orgs):
+            errors.add("recipients", unknown)
+            return None
+        return _Resolved(recipient, location_worklist(location), location=location)
+    if kind == RecipientKind.SHARE_CODE:
+        # Any worklist of any organization: knowing the code is what the sender brings.
+        code = str(value).strip().upper()
+        worklist = Worklist.objects.filter(share_code=code).first() if code else None
+        if worklist is None:
+            errors.add("recipients", _("No worklist has the share code %(code)s.") % {"code": code})
+            return None
+        return _Resolved(recipient, worklist)
+    if kind == RecipientKind.EMAIL:
+        try:
+            email = validate_recipient(Channel.EMAIL, str(value))
+        except ValidationError as exc:
+            for message in exc.messages:
+                errors.add("recipients", message)
+            return None
+        user = User.objects.filter(email__iexact=email, is_active=True).first()
+        if user is None:
+            return _Resolved(recipient, None, email=email)
+        return _Resolved(recipient, personal_worklist(user), user=user, email=email)
+    errors.add("recipients", _("Unknown recipient kind %(kind)s.") % {"kind": kind})
+    return None
+
+
+def _validity(
+    options: ShareOptions,
+    organization: Organization,
+    held: list[StudyAccess],
+    errors: _Errors,
+    today: date,
+) -> date | None:
+    """The last day of access (None: unlimited), within the policy and the sender's own."""
+    # The earliest end of the sender's shared access bounds what they pass on.
+    held_until = min(
+        (timezone.localdate(a.until) for a in held if a.until is not None), default=None
+    )
+    if options.unlimited:
+        if not organization.allow_unlimited_validity:
+            errors.add(
+                "unlimited", _("Your organization's policy does not allow unlimited access.")
+            )
+        elif held_until is not None:
+            errors.add(
+                "unlimited",
+                _("Your own access ends on %(day)s: you cannot share it for longer.")
+                % {"day": held_until.isoformat()},
+            )
+        return None
+    maximum = (
+        today + timedelta(days=organization.max_share_validity_days)
+        if organization.max_share_validity_days
+        else None
+    )
+    if options.valid_until is None:
+        day = today + timedelta(days=organization.default_share_validity_days)
+        for bound in (maximum, held_until):
+            if bound is not None:
+                day = min(day, bound)
+        return day
+    day = options.valid_until
+    if day < today:
+        errors.add("valid_until", _("Choose today or a later day."))
+    elif maximum is not None and day > maximum:
+        errors.add(
+            "valid_until",
+            _("Your organization allows shares valid for at most %(days)s days.")
+            % {"days": organization.max_share_validity_days},
+        )
+    elif held_until is not None and day > held_until:
+        errors.add(
+            "valid_until",
+            _("Your own access ends on %(day)s: you cannot share it for longer.")
+            % {"day": held_until.isoformat()},
+        )
+    return day
+
+
+def _initials(study: Study, anonymized: bool) -> str:
+    """Initials only, never a name (subjects are logged by mail servers); none if anonymized."""
+    if anonymized:
+        return ""
+    patient = study.patient
+    parts = [patient.given_name, patient.family_name]
+    if not any(parts):
+        parts = [part for part in reversed(patient.name.split("^")[:2])]
+    return "".join(f"{part.strip()[0].upper()}." for part in parts if part and part.strip())
+
+
+def _study_items(studies: Sequence[Study], anonymized: bool) -> list[dict]:
+    return [
+        {
+            "patient_initials": _initials(study, anonymized),
+            "study_description": study.description,
+            "study_date": study.study_date,
+        }
+        for study in studies
+    ]
+
+
+def _viewer_link(studies: Sequence[Study]) -> str:
+    if len(studies) == 1:
+        return f"{settings.SITE_URL}{reverse('studies:study', args=[studies[0].study_uid])}"
+    return f"{settings.SITE_URL}{reverse('studies:directory')}"
+
+
+def _message_context(*, share: Share, sender: User, studies: Sequence[Study], link: str) -> dict:
+    items = _study_items(studies, share.anonymize)
+    context = {
+        "sender_name": sender.get_full_name() or sender.get_username(),
+        "link": link,
+        "message": share.message,
+        "urgent": share.urgent,
+        "expires_at": share.valid_until,
+    }
+    if len(items) == 1:
+        context.update(items[0])
+    else:
+        context["studies"] = items
+    return context
+
+
+def summary_of(share: Share) -> str:
+    counts: dict[str, int] = {}
+    for recipient in share.recipients.all():
+        counts[recipient.kind] = counts.get(recipient.kind, 0) + 1
+    who = ", ".join(f"{count} {kind}" for kind, count in counts.items())
+    until = share.valid_until.isoformat() if share.valid_until else _("unlimited")
+    count = share.studies.count()
+    text = ngettext(
+        "%(count)s study shared with %(who)s (%(level)s) until %(until)s",
+        "%(count)s studies shared with %(who)s (%(level)s) until %(until)s",
+        count,
+    )
+    return text % {
+        "count": count,
+        "who": who,
+        "level": share.level,
+        "until": until,
+    }
+
+
+# --- Sharing -----------------------------------------------------------------------------------
+
+
+def share_studies(
+    *,
+    sender: User,
+    studies: Sequence[Study],
+    recipients: Sequence[Recipient],
+    options: ShareOptions,
+    request=None,
+) -> Share:
+    """Share ``studies`` with ``recipients`` on the terms of ``options``.
+
+    Raises PermissionDenied when the sender may not share at all or lacks re-sharable access to
+    a study, and ValidationError({field: [message]}) for every other broken rule; nothing is
+    shared then.
+    """
+    studies = list(dict.fromkeys(studies))
+    if not studies:
+        raise ValidationError({"studies": [_("Choose at least one study.")]})
+    if len({study.organization_id for study in studies}) > 1:
+        raise ValidationError({"studies": [_("Share studies of one organization at a time.")]})
+    organization = Organization.objects.get(pk=studies[0].organization_id)
+    if not (sender.is_authenticated and sender.is_active) or not _may(
+        sender, Perm.SHARE_STUDY, organization
+    ):
+        raise PermissionDenied(_("You may not share studies."))
+    held: list[StudyAccess] = []
+    for study in studies:
+        access = user_study_access(sender, study)
+        if access is None or not access.can_share:
+            raise PermissionDenied(_("You may not share this study."))
+        if access.via == "share":
+            held.append(access)
+
+    errors = _Errors()
+    try:
+        level = AccessLevel(options.access)
+    except ValueError:
+        errors.add("access", _("Choose images, report_read or report_write."))
+        level = None
+    reason = (options.reason or "").strip()
+    if not reason:
+        errors.add("reason", _("Register a reason for sharing: it is mandatory."))
+    elif len(reason) > MAX_REASON_LENGTH:
+        errors.add(
+            "reason", _("Keep the reason under %(n)s characters.") % {"n": MAX_REASON_LENGTH}
+        )
+    if not options.patient_agreed:
+        errors.add(
+            "patient_agreed", _("Without the patient's consent the study may not be shared.")
+        )
+    if len(options.message or "") > MAX_MESSAGE_LENGTH:
+        errors.add(
+            "message", _("Keep the message under %(n)s characters.") % {"n": MAX_MESSAGE_LENGTH}
+        )
+    if len(options.label or "") > MAX_LABEL_LENGTH:
+        errors.add("label", _("Keep the label under %(n)s characters.") % {"n": MAX_LABEL_LENGTH})
+    language = None
+    if options.language:
+        language = supported_language(options.language)
+        if language is None:
+            errors.add("language", _("Choose one of the portal's languages."))
+
+    # Options the owning organization's policy may disable.
+    if options.anonymize and not organization.allow_share_anonymize:
+        errors.add("anonymize", _("Your organization's policy does not allow anonymized shares."))
+    if options.two_factor and not organization.allow_share_two_factor:
+        errors.add("two_factor", _("Your organization's policy does not allow SMS two-factor."))
+    elif options.two_factor:
+        # Refused rather than accepted and not enforced: until the SMS code gate of shares
+        # exists, a share promising it would open without it.
+        errors.add(
+            "two_factor",
+            _(
+                "SMS two-factor for shares is not available yet. Share without it, or send a "
+                "guest link with an SMS code instead."
+            ),
+        )
+    if options.allow_further_sharing and not organization.allow_further_sharing:
+        errors.add(
+            "allow_further_sharing",
+            _("Your organization's policy does not allow recipients to share further."),
+        )
+
+    # Further sharing never widens access.
+    if level is not None and any(ACCESS_RANK[level] > ACCESS_RANK[a.level] for a in held):
+        errors.add("access", _("You cannot give more access than you were given."))
+    anonymize = options.anonymize or any(a.anonymized for a in held)
+    two_factor = options.two_factor or any(a.two_factor_required for a in held)
+    today = timezone.localdate()
+    valid_until = _validity(options, organization, held, errors, today)
+
+    # Recipients: each kind needs its permission and the policy's consent.
+    if not recipients:
+        errors.add("recipients", _("Choose at least one recipient."))
+    elif len(recipients) > MAX_RECIPIENTS:
+        errors.add("recipients", _("Choose at most %(n)s recipients.") % {"n": MAX_RECIPIENTS})
+    refused_kinds: set[str] = set()
+    for recipient in recipients:
+        if recipient.kind not in KIND_RULES or recipient.kind in refused_kinds:
+            continue
+        perm, flag = KIND_RULES[recipient.kind]
+        label = RecipientKind(recipient.kind).label
+        if not getattr(organization, flag):
+            errors.add(
+                "recipients",
+                _("Your organization's policy does not allow sharing with: %(kind)s.")
+                % {"kind": label},
+            )
+            refused_kinds.add(recipient.kind)
+        elif perm is not None and not _may(sender, perm, organization):
+            errors.add(
+                "recipients",
+                _("Your role does not allow sharing with: %(kind)s.") % {"kind": label},
+            )
+            refused_kinds.add(recipient.kind)
+    if level == AccessLevel.IMAGES and any(
+        r.kind in (RecipientKind.USER, RecipientKind.EMAIL) for r in recipients
+    ):
+        errors.add("access", _("“Images only” is not available when sharing with a user."))
+    errors.raise_if_any()
+
+    with transaction.atomic():
+        sender_orgs = _sender_org_ids(sender)
+        resolved = [_resolve(r, sender_orgs=sender_orgs, errors=errors) for r in recipients]
+        # Raising inside the block rolls back any worklist made while resolving.
+        errors.raise_if_any()
+        recipient_users = [r.user for r in resolved if r.user is not None]
+        language = language or choose_language([u.language for u in recipient_users])
+        share = Share.objects.create(
+            organization=organization,
+            sender=sender,
+            level=level,
+            reason=reason,
+            patient_agreed=True,
+            valid_until=valid_until,
+            language=language,
+            label=(options.label or "").strip(),
+            urgent=options.urgent,
+            anonymize=anonymize,
+            allow_further_sharing=options.allow_further_sharing,
+            message=(options.message or "").strip(),
+            two_factor=two_factor,
+            send_mail=options.send_mail,
+        )
+        share.studies.set(studies)
+        until = end_of_day(valid_until) if valid_until is not None else None
+        seen: set[tuple[int, int]] = set()
+        audit_recipients = []
+        for item in resolved:
+            row = ShareRecipient.objects.create(
+                share=share,
+                kind=item.recipient.kind,
+                user=item.user,
+                group=item.group,
+                location=item.location,
+                worklist=item.worklist,
+                email=item.email,
+            )
+            # The user, group or location id; a share code's worklist id; None while pending.
+            target = item.user or item.group or item.location or item.worklist
+            audit_recipients.append(
+                {
+                    "kind": row.kind,
+                    "id": target.pk if target is not None else None,
+                    "pending": row.pending,
+                }
+            )
+            if item.worklist is None:
+                continue
+            entries = []
+            for study in studies:
+                if (study.pk, item.worklist.pk) in seen:
+                    continue
+                seen.add((study.pk, item.worklist.pk))
+                entries.append(
+                    Entry.objects.create(
+                        worklist=item.worklist,
+                        study=study,
+                        origin=EntryOrigin.SHARE,
+                        added_by=sender,
+                        level=level,
+                        anonymized=anonymize,
+                        can_share=options.allow_further_sharing,
+                        two_factor_required=two_factor,
+                        valid_until=until,
+                        label=share.label,
+                        message=share.message,
+                    )
+                )
+            row.entries.set(entries)
+        for study in studies:
+            record(
+                action=Action.SHARE_CREATED,
+                actor=sender,
+                request=request,
+                organization_id=organization.pk,
+                target_type="share",
+                target_id=share.pk,
+                study=study,
+                details={
+                    "recipients": audit_recipients,
+                    "level": level,
+                    "valid_until": valid_until,
+                    "anonymize": anonymize,
+                    "two_factor": two_factor,
+                    "further_sharing": share.allow_further_sharing,
+                    "urgent": share.urgent,
+                    "send_mail": share.send_mail,
+                    "reason": reason,
+                },
+            )
+        _queue_messages(share=share, sender=sender, studies=studies, resolved=resolved)
+    return share
+
+
+def _queue_messages(
+    *, share: Share, sender: User, studies: Sequence[Study], resolved: list[_Resolved]
+) -> None:
+    if share.send_mail:
+        addresses = list(
+            dict.fromkeys(r.user.email for r in resolved if r.user is not None and r.user.email)
+        )
+        if addresses:
+            queue_messages(
+                channel=Channel.EMAIL,
+                recipients=addresses,
+                template=SHARE_TEMPLATE,
+                context=_message_context(
+                    share=share, sender=sender, studies=studies, link=_viewer_link(studies)
+                ),
+                language=share.language,
+                concerning=("share", share.pk),
+            )
+    # An address without an account must register before it sees anything: always told.
+    register_link = f"{settings.SITE_URL}{reverse('accounts:login')}"
+    for item in resolved:
+        if item.worklist is None and item.email:
+            context = _message_context(
+                share=share, sender=sender, studies=studies, link=register_link
+            )
+            context["email"] = item.email
+            queue_message(
+                channel=Channel.EMAIL,
+                to=item.email,
+                template=INVITATION_TEMPLATE,
+                context=context,
+                language=share.language,
+                concerning=("share", share.pk),
+            )
+
+
+# --- Removing ----------------------------------------------------------------------------------
+
+
+def may_remove_share(user: User, share: Share) -> bool:
+    if not (user.is_authenticated and user.is_active):
+        return False
+    return (
+        user.is_superuser
+        or share.sender_id == user.pk
+        or has_perm(user, Perm.ADMINISTER, Organization(pk=share.organization_id))
+    )
+
+
+def remove_share(*, user: User, share: Share, request=None) -> bool:
+    """End a share at once: the share and every entry it made. Returns whether this call ended
+    it (False: it had already been removed)."""
+    if not may_remove_share(user, share):
+        raise PermissionDenied(_("You may not remove this share."))
+    with transaction.atomic():
+        current = Share.objects.select_for_update().get(pk=share.pk)
+        if current.removed_at is not None:
+            share.removed_at, share.removed_by_id = current.removed_at, current.removed_by_id
+            return False
+        now = timezone.now()
+        current.removed_at, current.removed_by = now, user
+        current.save(update_fields=["removed_at", "removed_by"])
+        Entry.objects.filter(
+            pk__in=ShareRecipient.entries.through.objects.filter(
+                sharerecipient__share=current
+            ).values("entry_id"),
+            removed_at__isnull=True,
+        ).update(removed_at=now)
+        for study in current.studies.select_related("patient"):
+            record(
+                action=Action.SHARE_REMOVED,
+                actor=user,
+                request=request,
+                organization_id=current.organization_id,
+                target_type="share",
+                target_id=current.pk,
+                study=study,
+                details={"sender": current.sender_id},
+            )
+    share.removed_at, share.removed_by = now, user
+    return True
