@@ -165,6 +165,9 @@ def _role_access(user: User, study: Study, via: str) -> StudyAccess | None:
 
 
 def _entry_access(user: User, entry: Entry, study: Study) -> StudyAccess | None:
+    if entry.two_factor_required:
+        # Fail closed: no gate verifies a share's SMS code yet, so such an entry opens nothing.
+        return None
     if entry.origin == EntryOrigin.SHARE:
         return StudyAccess(
             level=AccessLevel(entry.level),
