@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import flatten_fieldsets
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponseRedirect
@@ -124,33 +125,9 @@ class GuestLinkAdmin(admin.ModelAdmin):
         ),
         (_("End"), {"fields": ("ended_at", "ended_by", "end_reason")}),
     )
-    readonly_fields = (
-        "organization",
-        "target",
-        "created_by",
-        "created_at",
-        "status",
-        "uses_of_max",
-        "opens",
-        "expires_at",
-        "email",
-        "mobile",
-        "language",
-        "message",
-        "login_required",
-        "password",
-        "max_password_attempts",
-        "require_email_confirmation",
-        "sms_code_required",
-        "include_priors",
-        "password_failures",
-        "code_failures",
-        "codes_sent",
-        "confirmed_at",
-        "ended_at",
-        "ended_by",
-        "end_reason",
-    )
+    # Every field shown is read-only: options are the sender's, counters the gates'; links end
+    # through revocation, never by editing.
+    readonly_fields = flatten_fieldsets(fieldsets)
     change_form_template = "guestlinks/admin/change_form.html"
 
     # --- Columns -----------------------------------------------------------------------------
