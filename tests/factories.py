@@ -5,8 +5,8 @@ from datetime import date
 
 from accounts.models import Location, Organization
 from studies.dicom_header import normalize_name
-from studies.models import Instance, Patient, Series, Study
-from studies.services.worklists import file_received_study
+from studies.models import Entry, EntryOrigin, Instance, Patient, Series, Study
+from studies.services.worklists import file_received_study, personal_worklist
 
 _counter = itertools.count(1)
 
@@ -69,3 +69,11 @@ def make_study(
     )
     file_received_study(study=study, location=location)
     return study
+
+
+def share_entry(user, study: Study, **terms) -> Entry:
+    """A share's entry of ``study`` in ``user``'s personal worklist, with the share's terms
+    (level, anonymized, valid_until...), as the sharing app would make it."""
+    return Entry.objects.create(
+        worklist=personal_worklist(user), study=study, origin=EntryOrigin.SHARE, **terms
+    )

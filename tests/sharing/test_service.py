@@ -16,7 +16,7 @@ from sharing.services import end_of_day, remove_share
 from studies.access import user_study_access
 from studies.models import AccessLevel, Entry, EntryOrigin
 from studies.services.worklists import location_worklist
-from tests.factories import make_study
+from tests.factories import make_study, share_entry
 from tests.sharing.conftest import member, share
 
 pytestmark = pytest.mark.django_db
@@ -399,14 +399,9 @@ def test_sms_two_factor_is_refused_until_its_gate_exists(org, study, alice, bob)
 
 
 def test_an_entry_requiring_two_factor_opens_nothing_yet(org, study, bob):
-    from studies.access import user_study_access
-    from studies.models import Entry, EntryOrigin
-    from studies.services.worklists import personal_worklist
-
-    Entry.objects.create(
-        worklist=personal_worklist(bob),
-        study=study,
-        origin=EntryOrigin.SHARE,
+    share_entry(
+        bob,
+        study,
         level="report_read",
         two_factor_required=True,
     )

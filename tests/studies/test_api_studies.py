@@ -13,10 +13,10 @@ from accounts.models import ApiToken
 from accounts.tokens import secret_digest
 from audit.models import Action, AuditEvent
 from studies.dicom_header import normalize_name
-from studies.models import AccessLevel, Entry, EntryOrigin, Folder, Patient, Report
+from studies.models import AccessLevel, Entry, Folder, Patient, Report
 from studies.services.worklists import location_worklist, personal_worklist
 from tests.accounts.helpers import HttpsAPIClient
-from tests.factories import make_study
+from tests.factories import make_study, share_entry
 
 pytestmark = pytest.mark.django_db
 
@@ -153,10 +153,9 @@ def test_bad_parameters_answer_field_errors(api, alice, muller):
 
 
 def test_anonymized_rows_follow_the_callers_access(api, carol, muller):
-    Entry.objects.create(
-        worklist=personal_worklist(carol),
-        study=muller,
-        origin=EntryOrigin.SHARE,
+    share_entry(
+        carol,
+        muller,
         level=AccessLevel.REPORT_READ,
         anonymized=True,
     )
@@ -217,10 +216,9 @@ def test_detail_of_an_unseen_study_is_a_plain_404(api, carol, muller):
 
 
 def test_share_level_shows_in_access(api, carol, muller):
-    Entry.objects.create(
-        worklist=personal_worklist(carol),
-        study=muller,
-        origin=EntryOrigin.SHARE,
+    share_entry(
+        carol,
+        muller,
         level=AccessLevel.IMAGES,
         can_share=False,
     )

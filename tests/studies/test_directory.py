@@ -30,7 +30,7 @@ from studies.services.worklists import location_worklist, personal_worklist
 from studies.synthetic import make_series, to_bytes
 from tests.accounts.helpers import HttpsClient, plain_static_storage
 from tests.conftest import make_user
-from tests.factories import make_study
+from tests.factories import make_study, share_entry
 
 pytestmark = pytest.mark.django_db
 
@@ -177,10 +177,9 @@ def test_search_never_leaves_what_the_user_may_see(alice, bob, muller):
 
 def test_name_search_does_not_find_a_study_seen_only_anonymized(carol, muller):
     # Finding it by the real name would reveal who the anonymized patient is.
-    Entry.objects.create(
-        worklist=personal_worklist(carol),
-        study=muller,
-        origin=EntryOrigin.SHARE,
+    share_entry(
+        carol,
+        muller,
         level=AccessLevel.REPORT_READ,
         anonymized=True,
     )
@@ -511,10 +510,9 @@ def test_filter_by_a_worklist_the_user_may_not_see_is_empty(client, alice, bob, 
 
 
 def test_rows_show_the_study_and_shared_badges(client, carol, muller):
-    Entry.objects.create(
-        worklist=personal_worklist(carol),
-        study=muller,
-        origin=EntryOrigin.SHARE,
+    share_entry(
+        carol,
+        muller,
         level=AccessLevel.REPORT_READ,
         message="Please review",
         label="Second opinion",
@@ -528,10 +526,9 @@ def test_rows_show_the_study_and_shared_badges(client, carol, muller):
 
 
 def test_read_message_badge_turns_green_after_opening(client, carol, muller):
-    Entry.objects.create(
-        worklist=personal_worklist(carol),
-        study=muller,
-        origin=EntryOrigin.SHARE,
+    share_entry(
+        carol,
+        muller,
         level=AccessLevel.REPORT_READ,
         message="Please review",
         opened_at=timezone.now(),
@@ -542,10 +539,9 @@ def test_read_message_badge_turns_green_after_opening(client, carol, muller):
 
 
 def test_anonymized_rows_show_the_pseudonym_only(client, carol, muller):
-    Entry.objects.create(
-        worklist=personal_worklist(carol),
-        study=muller,
-        origin=EntryOrigin.SHARE,
+    share_entry(
+        carol,
+        muller,
         level=AccessLevel.REPORT_READ,
         anonymized=True,
     )
@@ -567,10 +563,9 @@ def test_directory_requires_a_role_that_may_view_studies(client, org, muller):
 
 def test_user_outside_any_organization_with_a_shared_study_may_use_it(client, muller):
     guest = make_user("external")
-    Entry.objects.create(
-        worklist=personal_worklist(guest),
-        study=muller,
-        origin=EntryOrigin.SHARE,
+    share_entry(
+        guest,
+        muller,
         level=AccessLevel.REPORT_READ,
     )
     client.force_login(guest)

@@ -13,12 +13,11 @@ from django.urls import reverse
 
 from audit.models import Action, AuditEvent
 from studies.anonymize import pseudonym
-from studies.models import Entry, EntryOrigin, Study
+from studies.models import Study
 from studies.services.ingestion import ingest_files
-from studies.services.worklists import personal_worklist
 from studies.synthetic import make_multiframe, make_series, to_bytes
 from tests.accounts.helpers import HttpsClient, plain_static_storage
-from tests.factories import make_study
+from tests.factories import make_study, share_entry
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.5001"
 
@@ -112,10 +111,9 @@ def test_post_streams_a_zip_of_the_studys_files(study, alice):
 
 
 def test_anonymized_recipient_downloads_de_identified_files(study, carol):
-    Entry.objects.create(
-        worklist=personal_worklist(carol),
-        study=study,
-        origin=EntryOrigin.SHARE,
+    share_entry(
+        carol,
+        study,
         level="images",
         anonymized=True,
     )

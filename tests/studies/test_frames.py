@@ -19,13 +19,13 @@ from accounts.authentication import TOKEN_PURPOSE
 from accounts.models import ApiToken
 from accounts.tokens import secret_digest
 from audit.models import Action, AuditEvent
-from studies.models import Entry, EntryOrigin, Instance
+from studies.models import Instance
 from studies.rendering import Window
 from studies.services.ingestion import ingest_files
-from studies.services.worklists import personal_worklist
 from studies.synthetic import BUNDLED_RENDERABLE, bundled_test_file, make_series, to_bytes
 from studies.views.frames import frame_cache_key, negotiate_format
 from tests.accounts.helpers import HttpsClient, plain_static_storage
+from tests.factories import share_entry
 
 STUDY_UID = "1.2.826.0.1.3680043.8.498.6001"
 
@@ -220,10 +220,9 @@ def test_anonymous_visitor_gets_404(ct):
 
 
 def test_anonymized_share_recipient_sees_frames(ct, carol):
-    Entry.objects.create(
-        worklist=personal_worklist(carol),
-        study=ct[0].series.study,
-        origin=EntryOrigin.SHARE,
+    share_entry(
+        carol,
+        ct[0].series.study,
         level="images",
         anonymized=True,
     )
@@ -237,10 +236,9 @@ def test_anonymized_share_recipient_sees_frames(ct, carol):
 
 
 def test_expired_share_gives_404(ct, carol):
-    Entry.objects.create(
-        worklist=personal_worklist(carol),
-        study=ct[0].series.study,
-        origin=EntryOrigin.SHARE,
+    share_entry(
+        carol,
+        ct[0].series.study,
         level="images",
         valid_until=timezone.now() - timedelta(minutes=1),
     )

@@ -10,11 +10,10 @@ from django.urls import reverse
 
 from audit.models import Action, AuditEvent
 from studies.access import StudyAccess, user_study_access
-from studies.models import AccessLevel, Entry, EntryOrigin, Report
+from studies.models import AccessLevel, Report
 from studies.services.reports import ReportConflict, report_version, update_report
-from studies.services.worklists import personal_worklist
 from tests.accounts.helpers import HttpsClient, plain_static_storage
-from tests.factories import make_study
+from tests.factories import make_study, share_entry
 
 pytestmark = pytest.mark.django_db
 
@@ -135,10 +134,9 @@ def test_conflict_keeps_the_editors_text_on_the_page(client, alice, bob, study):
 
 
 def test_read_only_share_cannot_post_a_report(client, carol, study):
-    Entry.objects.create(
-        worklist=personal_worklist(carol),
-        study=study,
-        origin=EntryOrigin.SHARE,
+    share_entry(
+        carol,
+        study,
         level=AccessLevel.REPORT_READ,
     )
     client.force_login(carol)
@@ -167,10 +165,9 @@ def test_report_url_refuses_get(client, alice, study):
 
 
 def test_write_share_on_another_organizations_study(client, carol, study):
-    Entry.objects.create(
-        worklist=personal_worklist(carol),
-        study=study,
-        origin=EntryOrigin.SHARE,
+    share_entry(
+        carol,
+        study,
         level=AccessLevel.REPORT_WRITE,
     )
     client.force_login(carol)

@@ -12,12 +12,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from audit.models import Action, AuditEvent
-from studies.models import AccessLevel, Entry, EntryOrigin, Report, Study
+from studies.models import AccessLevel, Entry, Report, Study
 from studies.services.ingestion import ingest_files
-from studies.services.worklists import personal_worklist
 from studies.synthetic import make_series, to_bytes
 from tests.accounts.helpers import HttpsClient, plain_static_storage
-from tests.factories import make_study
+from tests.factories import make_study, share_entry
 
 pytestmark = pytest.mark.django_db
 
@@ -70,12 +69,6 @@ def viewer_data(response) -> dict:
     )
     assert found, "viewer-data island missing"
     return json.loads(found.group(1))
-
-
-def share_with(user, study, **terms) -> Entry:
-    return Entry.objects.create(
-        worklist=personal_worklist(user), study=study, origin=EntryOrigin.SHARE, **terms
-    )
 
 
 def test_viewer_shows_the_study_header(client, alice, ct):
@@ -192,7 +185,7 @@ def test_logged_out_visitor_is_sent_to_log_in_whether_or_not_the_study_exists(cl
 
 def test_anonymized_access_never_shows_the_patient(client, carol, ct):
     Report.objects.create(study=ct, text="Nodule in the left upper lobe.")
-    share_with(carol, ct, level=AccessLevel.REPORT_WRITE, anonymized=True)
+    share_entry(carol, ct, level=AccessLevel.REPORT_WRITE, anonymized=True)
     client.force_login(carol)
     response = client.get(reverse("studies:study", args=[ct.study_uid]))
     assert response.status_code == 200
@@ -205,7 +198,7 @@ def test_anonymized_access_never_shows_the_patient(client, carol, ct):
 
 def test_report_panel_follows_the_access_level(client, carol, ct):
     Report.objects.create(study=ct, text="No acute findings.")
-    entry = share_with(carol, ct, level=AccessLevel.IMAGES)
+    entry = share_entry(carol, ct, level=AccessLevel.IMAGES)
     client.force_login(carol)
     url = reverse("studies:study", args=[ct.study_uid])
 
@@ -250,8 +243,8 @@ def test_priors_list_the_patients_other_visible_studies(client, alice, org, loca
 
 def test_no_priors_for_an_anonymized_view(client, carol, org, location, ct):
     older = make_study(org, location=location, patient_id="PID-4711", description="CT Prior")
-    share_with(carol, ct, level=AccessLevel.REPORT_READ, anonymized=True)
-    share_with(carol, older, level=AccessLevel.REPORT_READ)
+    share_entry(carol, ct, level=AccessLevel.REPORT_READ, anonymized=True)
+    share_entry(carol, older, level=AccessLevel.REPORT_READ)
     client.force_login(carol)
     html = client.get(reverse("studies:study", args=[ct.study_uid])).content.decode()
     assert older.study_uid not in html
@@ -259,7 +252,7 @@ def test_no_priors_for_an_anonymized_view(client, carol, org, location, ct):
 
 
 def test_message_of_the_share_is_shown_and_marked_read(client, alice, carol, ct):
-    entry = share_with(
+    entry = share_entry(
         carol,
         ct,
         level=AccessLevel.REPORT_READ,
@@ -291,7 +284,7 @@ def test_viewer_page_is_not_cached(client, alice, ct):
 
 
 def test_expired_share_gives_a_404(client, carol, ct):
-    share_with(
+    share_entry(
         carol,
         ct,
         level=AccessLevel.REPORT_READ,
