@@ -45,6 +45,14 @@ EVENT_CODES: dict[str, tuple[str, str]] = {
     # Shares grant or end access: Security Alert / Object Security Attributes Changed.
     Action.SHARE_CREATED: ("110113", "110135"),
     Action.SHARE_REMOVED: ("110113", "110135"),
+    Action.SHARE_CODE_SENT: ("110100", ""),
+    Action.SHARE_CODE_VERIFIED: ("110114", "110122"),
+    Action.SHARE_WRONG_CODE: ("110114", "110122"),
+    Action.SHARE_BLOCKED: ("110113", "110135"),
+    Action.SHARE_UNBLOCKED: ("110113", "110135"),
+    Action.SHARE_ACTIVATED: ("110113", "110135"),
+    # A new account: Security Alert / User Security Attributes Changed.
+    Action.USER_REGISTERED: ("110113", "110137"),
     # Application Activity: the outbox gave up on an email or SMS, or an administrator sent one
     # again. DICOM has no event for messaging; these are the application's own doings.
     Action.MESSAGE_DEAD: ("110100", ""),

@@ -49,6 +49,13 @@ class Action(models.TextChoices):
     LINK_REVOKED = "link_revoked", _("Guest link revoked")
     SHARE_CREATED = "share_created", _("Share created")
     SHARE_REMOVED = "share_removed", _("Share removed")
+    SHARE_CODE_SENT = "share_code_sent", _("Share code sent by SMS")
+    SHARE_CODE_VERIFIED = "share_code_verified", _("Share opened with its SMS code")
+    SHARE_WRONG_CODE = "share_wrong_code", _("Share: wrong SMS code")
+    SHARE_BLOCKED = "share_blocked", _("Share blocked after wrong SMS codes")
+    SHARE_UNBLOCKED = "share_unblocked", _("Share unblocked")
+    SHARE_ACTIVATED = "share_activated", _("Email share activated on registration")
+    USER_REGISTERED = "user_registered", _("User registered from an invitation")
     MESSAGE_DEAD = "message_dead", _("Message undeliverable")
     MESSAGE_RETRIED = "message_retried", _("Message delivery retried")
 

@@ -303,6 +303,16 @@ GUESTLINK_SMS_RESEND_SECONDS = env_int("GUESTLINK_SMS_RESEND_SECONDS", 60)
 GUESTLINK_MAX_SMS_CODES = env_int("GUESTLINK_MAX_SMS_CODES", 5)
 GUESTLINK_MAX_CODE_FAILURES = env_int("GUESTLINK_MAX_CODE_FAILURES", 5)
 
+# --- Shares ---------------------------------------------------------------------------------
+# SMS two-factor on shares: valid minutes, seconds between sends, codes per recipient, and the
+# wrong codes in a row that block the recipient's share until an administrator unblocks it.
+SHARE_SMS_CODE_MINUTES = env_int("SHARE_SMS_CODE_MINUTES", 10)
+SHARE_SMS_RESEND_SECONDS = env_int("SHARE_SMS_RESEND_SECONDS", 60)
+SHARE_MAX_SMS_CODES = env_int("SHARE_MAX_SMS_CODES", 10)
+SHARE_MAX_CODE_FAILURES = env_int("SHARE_MAX_CODE_FAILURES", 5)
+# Days an email share's registration invitation can be accepted (never past the share itself).
+SHARE_INVITATION_DAYS = env_int("SHARE_INVITATION_DAYS", 30)
+
 # --- REST API -------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

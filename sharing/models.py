@@ -92,6 +92,15 @@ class ShareRecipient(models.Model):
     )
     email = models.EmailField(blank=True)
     entries = models.ManyToManyField(Entry, blank=True, related_name="+")
+    # An email recipient without an account: the invitation's token, stored as its digest
+    # (accounts.tokens.secret_digest), and when registering with the address activated it.
+    invitation_digest = models.CharField(max_length=64, blank=True, db_index=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    # SMS two-factor ("bucket"): wrong codes in a row, codes sent, and the lock after the
+    # organization's limit; only an administrator of the sending organization lifts it.
+    code_failures = models.PositiveSmallIntegerField(default=0)
+    codes_sent = models.PositiveSmallIntegerField(default=0)
+    blocked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -102,3 +111,118 @@ class ShareRecipient(models.Model):
     @property
     def pending(self) -> bool:
         return self.worklist_id is None
+
+
+class ShareCode(models.Model):
+    """A six-digit SMS code that opens a share asking for two-factor, for one recipient user;
+    stored as a keyed digest, single use, valid ten minutes. A resend replaces the previous
+    code (``replaced_at``) and never resets the recipient's failure count."""
+
+    recipient = models.ForeignKey(ShareRecipient, on_delete=models.CASCADE, related_name="codes")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    code_hash = models.CharField(max_length=128)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    replaced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["recipient", "user", "-created_at"], name="sharecode_recent")
+        ]
+
+    def __str__(self) -> str:
+        return f"SMS code {self.pk} of share recipient {self.recipient_id}"
+
+
+class FavoriteKind(models.TextChoices):
+    USER = "user", _("User")
+    GROUP = "group", _("Group")
+    LOCATION = "location", _("Location")
+
+
+class Favorite(models.Model):
+    """A recipient the owner starred in the Share dialog (added once the share is done)."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="share_favorites"
+    )
+    kind = models.CharField(max_length=10, choices=FavoriteKind.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    group = models.ForeignKey(
+        Group, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    location = models.ForeignKey(
+        Location, on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(
+                    models.Q(
+                        kind="user",
+                        user__isnull=False,
+                        group__isnull=True,
+                        location__isnull=True,
+                    )
+                    | models.Q(
+                        kind="group",
+                        user__isnull=True,
+                        group__isnull=False,
+                        location__isnull=True,
+                    )
+                    | models.Q(
+                        kind="location",
+                        user__isnull=True,
+                        group__isnull=True,
+                        location__isnull=False,
+                    )
+                ),
+                name="favorite_one_target",
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "user"], condition=models.Q(kind="user"), name="favorite_user"
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "group"], condition=models.Q(kind="group"), name="favorite_group"
+            ),
+            models.UniqueConstraint(
+                fields=["owner", "location"],
+                condition=models.Q(kind="location"),
+                name="favorite_location",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Favorite {self.get_kind_display()} of {self.owner_id}"
+
+    @property
+    def target(self):
+        return self.user or self.group or self.location
+
+
+class SenderDefaults(models.Model):
+    """The two-factor and send-mail choices of a user's last share with a user, offered again
+    in their next Share dialog (PACSonWEB's tip)."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="share_defaults",
+    )
+    two_factor = models.BooleanField(default=False)
+    send_mail = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"Share defaults of {self.user_id}"
