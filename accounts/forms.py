@@ -7,6 +7,9 @@ from django import forms
 from django.contrib.auth import password_validation
 from django.utils.translation import gettext_lazy as _
 
+from accounts.models import Language, User
+from accounts.validators import normalize_mobile
+
 _CODE_SPACING = re.compile(r"[\s-]+")
 
 
@@ -105,4 +108,89 @@ class PasswordChangeForm(forms.Form):
                     password_validation.validate_password(new1, self.user)
                 except forms.ValidationError as exc:
                     self.add_error("new_password1", exc)
+        return cleaned
+
+
+class RegistrationForm(forms.Form):
+    """A new account for an address that was invited (the address itself is fixed by the
+    invitation and not part of the form). The mobile number is optional and accepted as people
+    type it; it is stored in E.164 form."""
+
+    first_name = forms.CharField(
+        label=_("First name"),
+        max_length=150,
+        widget=forms.TextInput(attrs={"autocomplete": "given-name", "autofocus": True}),
+    )
+    last_name = forms.CharField(
+        label=_("Last name"),
+        max_length=150,
+        widget=forms.TextInput(attrs={"autocomplete": "family-name"}),
+    )
+    password1 = forms.CharField(
+        label=_("Password"),
+        strip=False,
+        max_length=4096,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+    password2 = forms.CharField(
+        label=_("Password again"),
+        strip=False,
+        max_length=4096,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+    mobile = forms.CharField(
+        label=_("Mobile phone (optional)"),
+        max_length=30,
+        required=False,
+        help_text=_(
+            "Needed only for studies shared with an SMS code. With its country code, "
+            "e.g. +32 470 12 34 56."
+        ),
+        widget=forms.TextInput(attrs={"autocomplete": "tel", "inputmode": "tel"}),
+    )
+    physician_number = forms.CharField(
+        label=_("Physician number (optional)"),
+        max_length=40,
+        required=False,
+        help_text=_("RIZIV, BIG, INSEE, HIN, UCGN, PNB..."),
+    )
+    language = forms.ChoiceField(label=_("Language"), choices=Language.choices)
+
+    def __init__(self, *args, email: str, mobile_required: bool = False, **kwargs):
+        self.email = email
+        super().__init__(*args, **kwargs)
+        if mobile_required:
+            mobile = self.fields["mobile"]
+            mobile.required = True
+            mobile.label = _("Mobile phone")
+            mobile.help_text = _(
+                "Required: a study was shared with you with SMS codes, sent to this number. "
+                "With its country code, e.g. +32 470 12 34 56."
+            )
+        # Built per form, not at import, so it is in the language of the request.
+        self.fields[
+            "password1"
+        ].help_text = password_validation.password_validators_help_text_html()
+
+    def clean_mobile(self) -> str:
+        return normalize_mobile(self.cleaned_data["mobile"])
+
+    def clean(self):
+        cleaned = super().clean()
+        password1, password2 = cleaned.get("password1"), cleaned.get("password2")
+        if password1 and password2:
+            if password1 != password2:
+                self.add_error("password2", _("The two passwords differ."))
+            else:
+                # Judged against the person's own name and address, as the account will hold them.
+                person = User(
+                    username=self.email,
+                    email=self.email,
+                    first_name=cleaned.get("first_name", ""),
+                    last_name=cleaned.get("last_name", ""),
+                )
+                try:
+                    password_validation.validate_password(password1, person)
+                except forms.ValidationError as exc:
+                    self.add_error("password1", exc)
         return cleaned

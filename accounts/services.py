@@ -1,5 +1,5 @@
 """Authentication use cases: logging in (with or without a second step), logging out, changing
-the password, managing the two-factor device, and issuing API tokens.
+the password, managing the two-factor device, issuing API tokens, and registering an account.
 
 Every guess at a secret (password at login, at password change or two-factor removal, a one-time
 code, the credentials behind an API token) goes through one throttle: a failure counter per
@@ -25,11 +25,12 @@ from datetime import UTC, datetime
 
 import django_otp
 from django.conf import settings
-from django.contrib.auth import authenticate, update_session_auth_hash
+from django.contrib.auth import authenticate, password_validation, update_session_auth_hash
 from django.contrib.auth import login as auth_login
 from django.contrib.auth import logout as auth_logout
 from django.core.cache import cache
-from django.db import transaction
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
@@ -45,6 +46,7 @@ from accounts.authentication import TOKEN_PURPOSE
 from accounts.middleware import LAST_SEEN_KEY, SESSION_STARTED_KEY
 from accounts.models import ApiToken, Organization, User
 from accounts.tokens import secret_digest
+from accounts.validators import normalize_mobile
 from audit.models import Action, Outcome
 from audit.services import client_ip, record
 
@@ -586,3 +588,101 @@ def revoke_api_tokens(*, request: HttpRequest, tokens: Iterable[ApiToken]) -> in
         token.delete()
         revoked += 1
     return revoked
+
+
+# --- Registration ------------------------------------------------------------------------------
+
+
+class RegistrationRefused(Exception):
+    """An account cannot be made; ``message`` is safe to show to the person registering."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class AccountExists(RegistrationRefused):
+    pass
+
+
+def _free_username(email: str) -> str:
+    """The address as username (lowercase, as people type it), or, where another account already
+    uses that name without the address, the first free variant of it."""
+    base = email.strip().lower()[:140]
+    candidate, n = base, 1
+    # Case-insensitively free: "GP@x" and "gp@x" must never name two people at the login page.
+    while User._default_manager.filter(username__iexact=candidate).exists():
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+def register_user(
+    *,
+    email: str,
+    first_name: str,
+    last_name: str,
+    password: str,
+    language: str,
+    mobile: str = "",
+    physician_number: str = "",
+    request: HttpRequest | None = None,
+    organization_id: int | None = None,
+    audit_details: dict | None = None,
+) -> User:
+    """Create the account of someone who proved they receive mail at ``email`` (an invitation's
+    link reached them there). The account belongs to no organization: it sees what was shared
+    with it, in its personal worklist. Its username is the address.
+
+    Raises AccountExists when an account already has the address (case-insensitively; also when
+    a concurrent registration wins the race), and ValidationError ({field: [messages]}) for a
+    password Django's validators refuse, a mobile number that is not one, or another bad field.
+    Runs in the caller's transaction, where it writes USER_REGISTERED (``organization_id`` and
+    ``audit_details`` say, for the trail, who invited them)."""
+    email = email.strip()
+    if User._default_manager.filter(email__iexact=email).exists():
+        raise AccountExists(_("An account with this email address already exists."))
+    user = User(
+        username=_free_username(email),
+        email=email,
+        first_name=first_name.strip(),
+        last_name=last_name.strip(),
+        physician_number=physician_number.strip(),
+        language=language,
+    )
+    errors: dict[str, list] = {}
+    try:
+        user.mobile = normalize_mobile(mobile)
+    except ValidationError as exc:
+        errors["mobile"] = exc.messages
+    try:
+        password_validation.validate_password(password, user)
+    except ValidationError as exc:
+        errors["password"] = exc.messages
+    try:
+        # Email form, name lengths, language choice. Not the username: addresses may hold
+        # characters Django's username validator refuses, and the login page matches any text.
+        user.full_clean(exclude=["password", "username"], validate_constraints=False)
+    except ValidationError as exc:
+        for field, messages in exc.message_dict.items():
+            errors.setdefault(field, []).extend(messages)
+    if errors:
+        raise ValidationError(errors)
+    user.set_password(password)
+    try:
+        # A savepoint: a registration that lost the race to the same address fails alone,
+        # leaving the caller's transaction usable to report it.
+        with transaction.atomic():
+            user.save(force_insert=True)
+    except IntegrityError as exc:
+        raise AccountExists(_("An account with this email address already exists.")) from exc
+    record(
+        action=Action.USER_REGISTERED,
+        actor=user,
+        request=request,
+        organization_id=organization_id,
+        target_type="user",
+        target_id=user.pk,
+        details={"email": user.email, **(audit_details or {})},
+    )
+    return user

@@ -14,4 +14,12 @@ def portal(request):
         "can_upload": SimpleLazyObject(
             lambda: bool(user and user.is_authenticated and has_perm(user, Perm.UPLOAD_STUDIES))
         ),
+        # Organization administrators (and the service desk) unblock shares: the nav links them.
+        "can_administer": SimpleLazyObject(
+            lambda: bool(
+                user
+                and user.is_authenticated
+                and (user.is_superuser or has_perm(user, Perm.ADMINISTER))
+            )
+        ),
     }

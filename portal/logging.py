@@ -1,9 +1,10 @@
 import logging
 import re
 
-# Guest-link tokens travel in the path /l/<token>. Secrets, and the patient data an API client
-# may search by (the REST contract puts it in the query string), travel as query parameters.
-_LINK_TOKEN = re.compile(r"(/l/)[A-Za-z0-9_\-]+")
+# Guest-link tokens travel in the path /l/<token>, share invitations' in
+# /shares/invitation/<token>/. Secrets, and the patient data an API client may search by (the
+# REST contract puts it in the query string), travel as query parameters.
+_LINK_TOKEN = re.compile(r"(/l/|/shares/invitation/)[A-Za-z0-9_\-]+")
 _SECRET_PARAM = re.compile(
     r"((?:^|[?&])(?:token|password|code|otp|q|patient_id|patient_name|accession|birth_date)=)"
     r"[^&\s\"]+",

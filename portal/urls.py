@@ -13,6 +13,7 @@ urlpatterns = [
     path("dicomweb/", include("studies.dicomweb_urls")),
     path("l/", include("guestlinks.urls_recipient")),
     path("links/", include("guestlinks.urls")),
+    path("shares/", include("sharing.urls")),
     path("outbox/", include("notifications.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("portal.api_urls")),

@@ -1,6 +1,7 @@
-"""REST API: shares (API.md, "Shares").
+"""REST API: shares, recipients and favorites (API.md, "Shares").
 
-The same service as the Share dialog: the serializers parse and shape, the service decides.
+The same services and selectors as the Share dialog: the serializers parse and shape, the
+services decide.
 Rules broken answer 400 naming the field and nothing is shared. A study the caller may not see
 answers 400 on "studies" with the same words as one that does not exist; a share the caller may
 neither see nor remove answers 404.
@@ -22,7 +23,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from sharing.models import RecipientKind, Share
+from sharing.models import Favorite, FavoriteKind, RecipientKind, Share
+from sharing.selectors import (
+    MAX_QUERY_LENGTH,
+    MIN_QUERY_LENGTH,
+    SEARCH_KINDS,
+    FavoriteItem,
+    RecipientQuery,
+    favorites_of,
+    search_recipients,
+)
 from sharing.services import (
     MAX_LABEL_LENGTH,
     MAX_MESSAGE_LENGTH,
@@ -35,6 +45,7 @@ from sharing.services import (
     share_studies,
     summary_of,
 )
+from sharing.services.favorites import add_favorite, remove_favorite
 from studies.access import user_study_access, visible_worklists
 from studies.models import AccessLevel, Study
 from studies.selectors import MAX_ID
@@ -242,4 +253,151 @@ class ShareDetailView(APIView):
         if share is None or not may_remove_share(request.user, share):
             raise Http404(_("No such share."))
         remove_share(user=request.user, share=share, request=request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- Recipients and favorites ------------------------------------------------------------------
+
+
+class RecipientSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=[kind.value for kind in SEARCH_KINDS])
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    organization = serializers.CharField()
+    physician_number = serializers.CharField(required=False, help_text="Users only.")
+    email = serializers.CharField(required=False, help_text="Users who made it public only.")
+    mobile = serializers.CharField(required=False, help_text="Users who made it public only.")
+
+
+class RecipientQuerySerializer(serializers.Serializer):
+    q = serializers.CharField(required=False, allow_blank=True, max_length=MAX_QUERY_LENGTH)
+    kind = serializers.ChoiceField(
+        choices=[kind.value for kind in SEARCH_KINDS], required=False, allow_blank=True
+    )
+    name = serializers.CharField(required=False, allow_blank=True, max_length=MAX_QUERY_LENGTH)
+    physician_number = serializers.CharField(required=False, allow_blank=True, max_length=40)
+    organization = serializers.CharField(
+        required=False, allow_blank=True, max_length=MAX_QUERY_LENGTH
+    )
+
+    def query(self) -> RecipientQuery:
+        data = self.validated_data
+        query = RecipientQuery(
+            text=data.get("q", ""),
+            kind=data.get("kind") or None,
+            name=data.get("name", ""),
+            physician_number=data.get("physician_number", ""),
+            organization=data.get("organization", ""),
+        )
+        if query.is_empty:
+            raise ValidationError(
+                {"q": [_("Type at least %(n)s characters.") % {"n": MIN_QUERY_LENGTH}]}
+            )
+        return query
+
+
+class RecipientSearchView(APIView):
+    """Find the users, groups and locations the caller could share with."""
+
+    @extend_schema(
+        operation_id="recipients_list",
+        parameters=[
+            OpenApiParameter(
+                "q",
+                str,
+                description=(
+                    "Words over first name, last name, physician number, and mobile number and "
+                    "email address where the user made them public; group, location and "
+                    f"organization names. At least {MIN_QUERY_LENGTH} characters."
+                ),
+            ),
+            OpenApiParameter("kind", str, enum=[kind.value for kind in SEARCH_KINDS]),
+            OpenApiParameter("name", str, description="Detailed search: the name."),
+            OpenApiParameter(
+                "physician_number", str, description="Detailed search: users' physician number."
+            ),
+            OpenApiParameter(
+                "organization", str, description="Detailed search: the organization's name."
+            ),
+        ],
+        responses={200: RecipientSerializer(many=True), 400: OpenApiTypes.OBJECT},
+    )
+    def get(self, request: Request) -> Response:
+        params = RecipientQuerySerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        results = search_recipients(request.user, params.query())
+        return Response([result.as_api() for result in results])
+
+
+class FavoriteSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    # The same as recipient.kind; plain text so that the schema has one enum of these kinds.
+    kind = serializers.CharField(help_text="user, group or location.")
+    recipient = RecipientSerializer()
+    created_at = serializers.DateTimeField()
+
+
+class FavoriteInputSerializer(serializers.Serializer):
+    user = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    group = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    location = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+
+    def to_internal_value(self, data):
+        if (
+            not isinstance(data, dict)
+            or len(data) != 1
+            or set(data) - {kind.value for kind in FavoriteKind}
+        ):
+            raise serializers.ValidationError(
+                {"non_field_errors": [_("Name exactly one of “user”, “group” or “location”.")]}
+            )
+        return super().to_internal_value(data)
+
+
+def _favorite_data(item: FavoriteItem) -> dict[str, Any]:
+    return {
+        "id": item.favorite.pk,
+        "kind": item.favorite.kind,
+        "recipient": item.recipient.as_api(),
+        "created_at": item.favorite.created_at,
+    }
+
+
+class FavoriteListCreateView(APIView):
+    """The caller's favorite recipients (the star of the Share dialog)."""
+
+    @extend_schema(operation_id="favorites_list", responses={200: FavoriteSerializer(many=True)})
+    def get(self, request: Request) -> Response:
+        return Response([_favorite_data(item) for item in favorites_of(request.user)])
+
+    @extend_schema(
+        operation_id="favorites_create",
+        request=FavoriteInputSerializer,
+        responses={
+            201: FavoriteSerializer,
+            200: FavoriteSerializer,
+            400: OpenApiTypes.OBJECT,
+            403: _ERROR,
+        },
+    )
+    def post(self, request: Request) -> Response:
+        serializer = FavoriteInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        ((kind, target_id),) = serializer.validated_data.items()
+        favorite, created = add_favorite(owner=request.user, kind=kind, target_id=target_id)
+        item = next(i for i in favorites_of(request.user) if i.favorite.pk == favorite.pk)
+        return Response(
+            _favorite_data(item), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+class FavoriteDetailView(APIView):
+    @extend_schema(operation_id="favorites_destroy", responses={204: None, 404: _ERROR})
+    def delete(self, request: Request, pk: int) -> Response:
+        favorite = (
+            Favorite.objects.filter(pk=pk, owner=request.user).first() if pk <= MAX_ID else None
+        )
+        if favorite is None:
+            raise Http404(_("No such favorite."))
+        remove_favorite(owner=request.user, favorite=favorite)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -6,8 +6,13 @@ A principal reaches a study through:
 - its organization, when the member's role may view every study of the organization;
 - an active entry in one of the principal's worklists: the personal worklist, and the worklists
   of the groups and locations of its memberships (entries made by shares carry the share's terms);
-- a guest-link grant held in the browser session (sources registered by other apps through
-  :func:`register_grant_source`, so this module imports no feature app).
+- a grant held in the browser session (sources registered by other apps through
+  :func:`register_grant_source`, so this module imports no feature app): a guest link's, or a
+  share's SMS code verified in this session.
+
+A caller who may not open a study *yet* (a share that asks for an SMS code first) is told where
+to earn access by the challenges other apps register (:func:`register_access_challenge`); the
+study page follows them, every other door (frames, downloads, the API) stays shut.
 
 An entry is active while it is not removed, not blocked and not past ``valid_until``; this is
 checked at every request, so removing or expiring a share needs no job to run.
@@ -82,6 +87,35 @@ def granted_study_ids(request: HttpRequest) -> set[int]:
     for source in _granted_study_sources:
         ids |= source(request)
     return ids
+
+
+AccessChallenge = Callable[[HttpRequest, Study], str | None]
+_access_challenges: list[AccessChallenge] = []
+
+
+def register_access_challenge(challenge: AccessChallenge) -> None:
+    """Let another app (sharing) say where a caller who may not open a study yet can earn access
+    (the page asking for a share's SMS code): ``challenge(request, study)`` returns that page's
+    URL or None. Called from AppConfig.ready."""
+    if challenge not in _access_challenges:
+        _access_challenges.append(challenge)
+
+
+def access_challenge(request: HttpRequest, study_uid: str) -> str | None:
+    """Where the request's logged-in user can earn access to a study they may not open now, or
+    None. Only for a user who already holds an entry of the study that asks for more (so the
+    answer reveals nothing the worklist does not show); the caller asks only after
+    :func:`get_study_for` refused."""
+    if not request.user.is_authenticated or not _access_challenges:
+        return None
+    study = Study.objects.filter(study_uid=study_uid).first()
+    if study is None:
+        return None
+    for challenge in _access_challenges:
+        url = challenge(request, study)
+        if url:
+            return url
+    return None
 
 
 # --- Memberships and permissions -----------------------------------------------------------
@@ -166,7 +200,10 @@ def _role_access(user: User, study: Study, via: str) -> StudyAccess | None:
 
 def _entry_access(user: User, entry: Entry, study: Study) -> StudyAccess | None:
     if entry.two_factor_required:
-        # Fail closed: no gate verifies a share's SMS code yet, so such an entry opens nothing.
+        # Fail closed: a share that asks for an SMS code opens only in the browser session where
+        # the code was entered (sharing.access registers that grant source, which needs the
+        # request). Without a request (API tokens, services) nothing proves the code was given, so
+        # the entry opens nothing here.
         return None
     if entry.origin == EntryOrigin.SHARE:
         return StudyAccess(

@@ -38,3 +38,28 @@ def test_access_log_masks_link_tokens_and_search_terms():
     assert "SeCrEtToKeN" not in line
     assert "Dubois" not in line
     assert "Dubois" not in atoms["q"]
+
+
+class _InvitationRequest(_Request):
+    path = "/shares/invitation/InViTaTiOnToKeN/"
+    query = ""
+    uri = "/shares/invitation/InViTaTiOnToKeN/"
+
+
+def test_access_log_masks_share_invitation_tokens_in_the_url_and_the_referer():
+    config = Config()
+    config.set("accesslog", "-")
+    logger = MaskingLogger(config)
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "RAW_URI": "/shares/invitation/InViTaTiOnToKeN/",
+        "PATH_INFO": "/shares/invitation/InViTaTiOnToKeN/",
+        "QUERY_STRING": "",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_REFERER": "https://portal/shares/invitation/InViTaTiOnToKeN/",
+    }
+    atoms = logger.atoms(_Response(), _InvitationRequest(), environ, timedelta(seconds=0.01))
+    line = config.access_log_format % atoms
+    assert "InViTaTiOnToKeN" not in line
+    assert "/shares/invitation/[masked]/" in atoms["U"]

@@ -25,3 +25,14 @@ def test_filter_masks_arguments_of_django_request_lines():
     MaskSecretsFilter().filter(record)
     assert "hunter2" not in record.getMessage()
     assert "x=1" in record.getMessage()
+
+
+def test_share_invitation_tokens_are_masked_in_the_path_and_in_a_login_next():
+    token = "Qm9vb29vb29vb29vb29vb29vb29vb29vb29vb29vb2"
+    for line in (
+        f'"GET /shares/invitation/{token}/ HTTP/1.1" 404',
+        f'"GET /accounts/login/?next=/shares/invitation/{token}/ HTTP/1.1" 200',
+    ):
+        masked = mask_secrets(line)
+        assert token not in masked
+        assert "/shares/invitation/[masked]/" in masked

@@ -16,10 +16,12 @@ from sharing.services.shares import (
     MAX_RECIPIENTS,
     Recipient,
     ShareOptions,
+    ShareTerms,
     end_of_day,
     may_remove_share,
     remove_share,
     share_studies,
+    share_terms,
     summary_of,
 )
 
@@ -30,9 +32,11 @@ __all__ = [
     "MAX_RECIPIENTS",
     "Recipient",
     "ShareOptions",
+    "ShareTerms",
     "end_of_day",
     "may_remove_share",
     "remove_share",
     "share_studies",
+    "share_terms",
     "summary_of",
 ]

@@ -29,12 +29,16 @@ from audit.models import Action
 from audit.services import record
 from notifications.languages import choose_language, supported_language
 from notifications.models import Channel
-from notifications.services import queue_message, queue_messages, validate_recipient
-from sharing.models import RecipientKind, Share, ShareRecipient
+from notifications.services import queue_messages, validate_recipient
+from sharing.models import RecipientKind, SenderDefaults, Share, ShareRecipient
+from sharing.services.favorites import star_targets
+from sharing.services.invitations import invite
+from sharing.services.two_factor import recipients_without_mobile
 from studies.access import (
     StudyAccess,
     active_memberships,
     has_perm,
+    study_access,
     user_study_access,
 )
 from studies.models import ACCESS_RANK, AccessLevel, Entry, EntryOrigin, Study, Worklist
@@ -46,7 +50,9 @@ MAX_LABEL_LENGTH = 100
 MAX_RECIPIENTS = 100
 
 SHARE_TEMPLATE = "share_notification"
-INVITATION_TEMPLATE = "registration_invitation"
+
+# The recipients a sender may star as favorites.
+STARRABLE_KINDS = frozenset({RecipientKind.USER, RecipientKind.GROUP, RecipientKind.LOCATION})
 
 # The permission and the policy flag each recipient kind needs (besides SHARE_STUDY).
 KIND_RULES: dict[str, tuple[Perm | None, str]] = {
@@ -85,6 +91,23 @@ class ShareOptions:
     message: str = ""
     two_factor: bool = False
     send_mail: bool = False
+
+
+@dataclass(frozen=True)
+class ShareTerms:
+    """What a sender may choose when sharing some studies, for the Share dialog to offer only
+    that (``share_studies`` still enforces every rule on what is posted)."""
+
+    organization: Organization
+    # The recipient kinds the owning organization's policy and the sender's role allow.
+    recipient_kinds: tuple[str, ...]
+    default_valid_until: date
+    # The last day a share may last (the policy's maximum, the sender's own access); None: none.
+    latest_valid_until: date | None
+    unlimited_allowed: bool
+    # Held through an anonymized or two-factor share: passed on whatever the sender ticks.
+    anonymized: bool
+    two_factor_required: bool
 
 
 @dataclass
@@ -188,6 +211,25 @@ def _resolve(recipient: Recipient, *, sender_orgs: set[int], errors: _Errors) ->
     return None
 
 
+def _held_until(held: list[StudyAccess]) -> date | None:
+    """The earliest end of the sender's shared access: it bounds what they pass on."""
+    return min((timezone.localdate(a.until) for a in held if a.until is not None), default=None)
+
+
+def _policy_maximum(organization: Organization, today: date) -> date | None:
+    if not organization.max_share_validity_days:
+        return None
+    return today + timedelta(days=organization.max_share_validity_days)
+
+
+def _default_day(organization: Organization, held_until: date | None, today: date) -> date:
+    day = today + timedelta(days=organization.default_share_validity_days)
+    for bound in (_policy_maximum(organization, today), held_until):
+        if bound is not None:
+            day = min(day, bound)
+    return day
+
+
 def _validity(
     options: ShareOptions,
     organization: Organization,
@@ -196,10 +238,7 @@ def _validity(
     today: date,
 ) -> date | None:
     """The last day of access (None: unlimited), within the policy and the sender's own."""
-    # The earliest end of the sender's shared access bounds what they pass on.
-    held_until = min(
-        (timezone.localdate(a.until) for a in held if a.until is not None), default=None
-    )
+    held_until = _held_until(held)
     if options.unlimited:
         if not organization.allow_unlimited_validity:
             errors.add(
@@ -212,17 +251,9 @@ def _validity(
                 % {"day": held_until.isoformat()},
             )
         return None
-    maximum = (
-        today + timedelta(days=organization.max_share_validity_days)
-        if organization.max_share_validity_days
-        else None
-    )
+    maximum = _policy_maximum(organization, today)
     if options.valid_until is None:
-        day = today + timedelta(days=organization.default_share_validity_days)
-        for bound in (maximum, held_until):
-            if bound is not None:
-                day = min(day, bound)
-        return day
+        return _default_day(organization, held_until, today)
     day = options.valid_until
     if day < today:
         errors.add("valid_until", _("Choose today or a later day."))
@@ -252,7 +283,7 @@ def _initials(study: Study, anonymized: bool) -> str:
     return "".join(f"{part.strip()[0].upper()}." for part in parts if part and part.strip())
 
 
-def _study_items(studies: Sequence[Study], anonymized: bool) -> list[dict]:
+def study_items(studies: Sequence[Study], anonymized: bool) -> list[dict]:
     return [
         {
             "patient_initials": _initials(study, anonymized),
@@ -270,7 +301,7 @@ def _viewer_link(studies: Sequence[Study]) -> str:
 
 
 def _message_context(*, share: Share, sender: User, studies: Sequence[Study], link: str) -> dict:
-    items = _study_items(studies, share.anonymize)
+    items = study_items(studies, share.anonymize)
     context = {
         "sender_name": sender.get_full_name() or sender.get_username(),
         "link": link,
@@ -308,21 +339,54 @@ def summary_of(share: Share) -> str:
 # --- Sharing -----------------------------------------------------------------------------------
 
 
-def share_studies(
-    *,
-    sender: User,
-    studies: Sequence[Study],
-    recipients: Sequence[Recipient],
-    options: ShareOptions,
-    request=None,
-) -> Share:
-    """Share ``studies`` with ``recipients`` on the terms of ``options``.
+def grant_entries(
+    recipient: ShareRecipient, studies: Sequence[Study], *, seen: set[tuple[int, int]] | None = None
+) -> list[Entry]:
+    """Put the studies in the recipient's worklist as entries carrying the share's terms, and
+    link them to the recipient (so removing the share ends exactly these). ``seen`` skips a
+    study already granted to the same worklist by another recipient of the same share."""
+    share = recipient.share
+    seen = set() if seen is None else seen
+    until = end_of_day(share.valid_until) if share.valid_until is not None else None
+    entries = []
+    for study in studies:
+        if (study.pk, recipient.worklist_id) in seen:
+            continue
+        seen.add((study.pk, recipient.worklist_id))
+        entries.append(
+            Entry(
+                worklist_id=recipient.worklist_id,
+                study=study,
+                origin=EntryOrigin.SHARE,
+                added_by_id=share.sender_id,
+                level=share.level,
+                anonymized=share.anonymize,
+                can_share=share.allow_further_sharing,
+                two_factor_required=share.two_factor,
+                valid_until=until,
+                label=share.label,
+                message=share.message,
+            )
+        )
+    created = Entry.objects.bulk_create(entries)
+    recipient.entries.add(*created)
+    return created
 
-    Raises PermissionDenied when the sender may not share at all or lacks re-sharable access to
-    a study, and ValidationError({field: [message]}) for every other broken rule; nothing is
-    shared then.
-    """
-    studies = list(dict.fromkeys(studies))
+
+def sender_access(sender: User, study: Study, request=None) -> StudyAccess | None:
+    """The sender's access to a study. With the sender's own request, grants held in the
+    session count too: a share whose SMS code was entered in this session can be shared further
+    (its terms, two-factor included, pass on). Without one, only what the account holds."""
+    if request is not None and getattr(request.user, "pk", None) == sender.pk:
+        return study_access(request, study)
+    return user_study_access(sender, study)
+
+
+def _check_sender(
+    sender: User, studies: Sequence[Study], request=None
+) -> tuple[Organization, list[StudyAccess]]:
+    """The owning organization, and the sender's access to studies they hold through a share.
+    Raises as ``share_studies`` documents when the sender may not share these studies."""
     if not studies:
         raise ValidationError({"studies": [_("Choose at least one study.")]})
     if len({study.organization_id for study in studies}) > 1:
@@ -334,11 +398,60 @@ def share_studies(
         raise PermissionDenied(_("You may not share studies."))
     held: list[StudyAccess] = []
     for study in studies:
-        access = user_study_access(sender, study)
+        access = sender_access(sender, study, request)
         if access is None or not access.can_share:
             raise PermissionDenied(_("You may not share this study."))
         if access.via == "share":
             held.append(access)
+    return organization, held
+
+
+def share_terms(*, sender: User, studies: Sequence[Study], request=None) -> ShareTerms:
+    """What the Share dialog offers for these studies. Raises PermissionDenied or
+    ValidationError on "studies" exactly as ``share_studies`` would."""
+    studies = list(dict.fromkeys(studies))
+    organization, held = _check_sender(sender, studies, request)
+    today = timezone.localdate()
+    held_until = _held_until(held)
+    bounds = [b for b in (_policy_maximum(organization, today), held_until) if b is not None]
+    kinds = tuple(
+        kind
+        for kind, (perm, flag) in KIND_RULES.items()
+        if getattr(organization, flag) and (perm is None or _may(sender, perm, organization))
+    )
+    return ShareTerms(
+        organization=organization,
+        recipient_kinds=kinds,
+        default_valid_until=_default_day(organization, held_until, today),
+        latest_valid_until=min(bounds, default=None),
+        unlimited_allowed=organization.allow_unlimited_validity and held_until is None,
+        anonymized=any(a.anonymized for a in held),
+        two_factor_required=any(a.two_factor_required for a in held),
+    )
+
+
+def share_studies(
+    *,
+    sender: User,
+    studies: Sequence[Study],
+    recipients: Sequence[Recipient],
+    options: ShareOptions,
+    star: Sequence[Recipient] = (),
+    request=None,
+) -> Share:
+    """Share ``studies`` with ``recipients`` on the terms of ``options``.
+
+    ``star``: recipients (among ``recipients``; users, groups or locations) the sender starred
+    in the dialog; they become the sender's favorites in the same transaction, so only once the
+    share is done. A share with a user remembers the sender's two-factor and send-mail choices
+    for their next dialog (``SenderDefaults``).
+
+    Raises PermissionDenied when the sender may not share at all or lacks re-sharable access to
+    a study, and ValidationError({field: [message]}) for every other broken rule; nothing is
+    shared then.
+    """
+    studies = list(dict.fromkeys(studies))
+    organization, held = _check_sender(sender, studies, request)
 
     errors = _Errors()
     try:
@@ -374,16 +487,6 @@ def share_studies(
         errors.add("anonymize", _("Your organization's policy does not allow anonymized shares."))
     if options.two_factor and not organization.allow_share_two_factor:
         errors.add("two_factor", _("Your organization's policy does not allow SMS two-factor."))
-    elif options.two_factor:
-        # Refused rather than accepted and not enforced: until the SMS code gate of shares
-        # exists, a share promising it would open without it.
-        errors.add(
-            "two_factor",
-            _(
-                "SMS two-factor for shares is not available yet. Share without it, or send a "
-                "guest link with an SMS code instead."
-            ),
-        )
     if options.allow_further_sharing and not organization.allow_further_sharing:
         errors.add(
             "allow_further_sharing",
@@ -426,11 +529,25 @@ def share_studies(
         r.kind in (RecipientKind.USER, RecipientKind.EMAIL) for r in recipients
     ):
         errors.add("access", _("“Images only” is not available when sharing with a user."))
+    if any(s not in recipients or s.kind not in STARRABLE_KINDS for s in star):
+        errors.add("star", _("Star a user, group or location you share with."))
     errors.raise_if_any()
 
     with transaction.atomic():
         sender_orgs = _sender_org_ids(sender)
         resolved = [_resolve(r, sender_orgs=sender_orgs, errors=errors) for r in recipients]
+        if two_factor:
+            # A user without a registered mobile could never receive the code to open it.
+            unreachable = recipients_without_mobile(r.user for r in resolved)
+            if unreachable:
+                errors.add(
+                    "two_factor",
+                    _(
+                        "SMS two-factor needs a registered mobile number, and %(names)s has "
+                        "none. Share without two-factor, or ask them to add their number."
+                    )
+                    % {"names": ", ".join(str(user) for user in unreachable)},
+                )
         # Raising inside the block rolls back any worklist made while resolving.
         errors.raise_if_any()
         recipient_users = [r.user for r in resolved if r.user is not None]
@@ -452,7 +569,6 @@ def share_studies(
             send_mail=options.send_mail,
         )
         share.studies.set(studies)
-        until = end_of_day(valid_until) if valid_until is not None else None
         seen: set[tuple[int, int]] = set()
         audit_recipients = []
         for item in resolved:
@@ -474,29 +590,8 @@ def share_studies(
                     "pending": row.pending,
                 }
             )
-            if item.worklist is None:
-                continue
-            entries = []
-            for study in studies:
-                if (study.pk, item.worklist.pk) in seen:
-                    continue
-                seen.add((study.pk, item.worklist.pk))
-                entries.append(
-                    Entry.objects.create(
-                        worklist=item.worklist,
-                        study=study,
-                        origin=EntryOrigin.SHARE,
-                        added_by=sender,
-                        level=level,
-                        anonymized=anonymize,
-                        can_share=options.allow_further_sharing,
-                        two_factor_required=two_factor,
-                        valid_until=until,
-                        label=share.label,
-                        message=share.message,
-                    )
-                )
-            row.entries.set(entries)
+            if item.worklist is not None:
+                grant_entries(row, studies, seen=seen)
         for study in studies:
             record(
                 action=Action.SHARE_CREATED,
@@ -519,6 +614,17 @@ def share_studies(
                 },
             )
         _queue_messages(share=share, sender=sender, studies=studies, resolved=resolved)
+        starred = set(star)
+        star_targets(
+            owner=sender,
+            targets=[r.user or r.group or r.location for r in resolved if r.recipient in starred],
+        )
+        if any(r.user is not None for r in resolved):
+            # The sender's own choices, not what a held two-factor share forced on this one.
+            SenderDefaults.objects.update_or_create(
+                user=sender,
+                defaults={"two_factor": options.two_factor, "send_mail": options.send_mail},
+            )
     return share
 
 
@@ -541,21 +647,11 @@ def _queue_messages(
                 concerning=("share", share.pk),
             )
     # An address without an account must register before it sees anything: always told.
-    register_link = f"{settings.SITE_URL}{reverse('accounts:login')}"
-    for item in resolved:
-        if item.worklist is None and item.email:
-            context = _message_context(
-                share=share, sender=sender, studies=studies, link=register_link
-            )
-            context["email"] = item.email
-            queue_message(
-                channel=Channel.EMAIL,
-                to=item.email,
-                template=INVITATION_TEMPLATE,
-                context=context,
-                language=share.language,
-                concerning=("share", share.pk),
-            )
+    for row in share.recipients.filter(kind=RecipientKind.EMAIL, worklist__isnull=True):
+        invite(
+            recipient=row,
+            context=_message_context(share=share, sender=sender, studies=studies, link=""),
+        )
 
 
 # --- Removing ----------------------------------------------------------------------------------

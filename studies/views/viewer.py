@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
-from studies.access import StudyAccess, get_study_for
+from studies.access import StudyAccess, access_challenge, get_study_for
 from studies.anonymize import patient_display
 from studies.models import Report, Study
 from studies.rendering import window_presets
@@ -172,6 +172,13 @@ def study(request: HttpRequest, study_uid: str) -> HttpResponse:
         study, access = _study_or_login(request, study_uid)
     except _LoginRequired:
         return redirect_to_login(request.get_full_path())
+    except Http404:
+        # A study the user holds only through a share asking for an SMS code: to its code page.
+        # Only this page asks; frames, downloads and the API just answer 404.
+        challenge = access_challenge(request, study_uid)
+        if challenge is None:
+            raise
+        return redirect(challenge)
     record_study_view(request=request, study=study, access=access)
     return render(request, "studies/viewer.html", _viewer_context(request, study, access))
 

@@ -100,7 +100,7 @@ def test_find_copy_link_and_view_a_study(page_on, live_server, alice, ct_study, 
     menu = page.get_by_role("menu")
     menu.wait_for()
     items = menu.get_by_role("menuitem")
-    assert items.all_inner_texts()[:2] == ["Open", "Copy Link"]
+    assert items.all_inner_texts()[:3] == ["Open", "Share", "Copy Link"]
     assert row.get_attribute("aria-selected") == "true"
     box = menu.bounding_box()
     assert box["x"] >= 0 and box["y"] >= 0
@@ -109,7 +109,7 @@ def test_find_copy_link_and_view_a_study(page_on, live_server, alice, ct_study, 
     # Keyboard: the menu has focus, arrows move, Escape closes and gives focus back.
     assert page.evaluate("document.activeElement.textContent") == "Open"
     page.keyboard.press("ArrowDown")
-    assert page.evaluate("document.activeElement.textContent") == "Copy Link"
+    assert page.evaluate("document.activeElement.textContent") == "Share"
     page.keyboard.press("Escape")
     assert page.get_by_role("menu").count() == 0
 

@@ -388,22 +388,42 @@ def test_no_mail_unless_asked(study, alice, bob):
     assert not Message.objects.exists()
 
 
-def test_sms_two_factor_is_refused_until_its_gate_exists(org, study, alice, bob):
-    # Accepting it without the SMS code gate would open the study without the code.
+def test_sms_two_factor_share_opens_only_with_its_code(org, study, alice, bob):
     assert org.allow_share_two_factor
-    with pytest.raises(ValidationError) as excinfo:
-        share(alice, study, ("user", bob.pk), two_factor=True)
+    bob.mobile = "+32470123456"
+    bob.save(update_fields=["mobile"])
+    made = share(alice, study, ("user", bob.pk), two_factor=True)
 
-    assert "two_factor" in excinfo.value.message_dict
-    assert_nothing_shared()
+    assert made.two_factor
+    entry = shared_entries().get()
+    assert entry.two_factor_required
+    recipient = made.recipients.get()
+    assert (recipient.code_failures, recipient.blocked_at) == (0, None)
+    # Listed in bob's worklist, but the authority opens it only in a session where the SMS code
+    # was entered (tests/sharing/test_two_factor.py): without a request, never.
+    assert user_study_access(bob, study) is None
+    assert AuditEvent.objects.get(action=Action.SHARE_CREATED).details["two_factor"] is True
 
 
-def test_an_entry_requiring_two_factor_opens_nothing_yet(org, study, bob):
-    share_entry(
+def test_an_entry_requiring_two_factor_opens_nothing_without_a_verified_session(org, study, bob):
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.test import RequestFactory
+
+    from sharing.access import VERIFIED_SESSION_KEY
+    from studies.access import study_access
+
+    entry = share_entry(
         bob,
         study,
         level="report_read",
         two_factor_required=True,
     )
+    request = RequestFactory().get("/")
+    request.user, request.session = bob, SessionStore()
+    # A verification naming no share recipient of this entry (none made it) admits nothing.
+    request.session[VERIFIED_SESSION_KEY] = [
+        {"recipient": entry.pk, "user": bob.pk, "at": timezone.now().isoformat()}
+    ]
 
     assert user_study_access(bob, study) is None
+    assert study_access(request, study) is None

@@ -1,0 +1,31 @@
+"""The Share entry of the Patient Study Directory's context menu.
+
+``SharingConfig.ready()`` calls :func:`register`: right-clicking one or several selected studies
+(or a selected row's Actions button) then offers **Share** to users whose role may share
+studies. The item opens the Share dialog (``sharing:dialog``) for every selected study; the
+dialog checks the user's access to each study itself.
+"""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+
+from accounts.permissions import Perm
+from studies.menu import MenuItem, register_menu_item
+
+SHARE = MenuItem(
+    key="share",
+    label=_("Share"),
+    applies_to={"study"},
+    url_name="sharing:dialog",
+    permission=Perm.SHARE_STUDY,
+    kind="dialog",
+    # After Open, before Copy Link (50) and Send Link (60).
+    order=40,
+    multiple=True,
+)
+
+
+def register() -> None:
+    """Add the Share item to the context menu (idempotent: items are keyed)."""
+    register_menu_item(SHARE)

@@ -1,0 +1,364 @@
+"""Reads for the Share dialog and the REST API: finding recipients and listing favorites.
+
+A sender finds the users, groups and locations ("radiology departments") they could share with,
+and nothing else: the reachability rules are those ``sharing.services.shares`` applies when it
+resolves a recipient (its ``_resolve``):
+
+- users with an active membership in one of the sender's organizations or in a searchable
+  organization (only those memberships are named; a non-searchable organization's users are
+  never listed through it);
+- groups of the sender's organizations, and searchable groups of searchable organizations;
+- locations of the sender's organizations and of searchable organizations.
+
+Users are found by first name, last name and physician number, and by mobile number and email
+address only where they made them public; a result never carries a mobile number or an email
+address that is not public.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+
+from accounts.models import Group, Location, Membership, User
+from accounts.permissions import Perm
+from sharing.models import Favorite, RecipientKind
+from studies.access import active_memberships, has_perm
+
+SEARCH_KINDS = (RecipientKind.USER, RecipientKind.GROUP, RecipientKind.LOCATION)
+# The permission each searchable kind needs (besides SHARE_STUDY), as in shares.KIND_RULES.
+KIND_PERMS = {
+    RecipientKind.USER: Perm.SHARE_USERS,
+    RecipientKind.GROUP: Perm.SHARE_GROUPS,
+    RecipientKind.LOCATION: Perm.SHARE_LOCATIONS,
+}
+MIN_QUERY_LENGTH = 2
+MAX_QUERY_LENGTH = 100
+MAX_RESULTS = 20
+_PHONE_SEPARATORS = re.compile(r"[\s().\-/]")
+
+
+@dataclass(frozen=True)
+class RecipientResult:
+    """One user, group or location as a search result or a favorite shows it."""
+
+    kind: str
+    id: int
+    name: str
+    organization: str
+    physician_number: str = ""
+    # Only where the user made them public.
+    email: str = ""
+    mobile: str = ""
+
+    @property
+    def kind_label(self) -> str:
+        return str(RecipientKind(self.kind).label)
+
+    @property
+    def key(self) -> str:
+        """``kind:id``, what the dialog's buttons post to choose this recipient."""
+        return f"{self.kind}:{self.id}"
+
+    def as_api(self) -> dict:
+        data = {
+            "kind": self.kind,
+            "id": self.id,
+            "name": self.name,
+            "organization": self.organization,
+        }
+        if self.kind == RecipientKind.USER:
+            data["physician_number"] = self.physician_number
+            for name in ("email", "mobile"):
+                if getattr(self, name):
+                    data[name] = getattr(self, name)
+        return data
+
+
+@dataclass(frozen=True)
+class RecipientQuery:
+    """A quick search (``text`` over every field) or a detailed one (``name``,
+    ``physician_number``, ``organization``), optionally for one kind."""
+
+    text: str = ""
+    kind: str | None = None
+    name: str = ""
+    physician_number: str = ""
+    organization: str = ""
+
+    @property
+    def is_empty(self) -> bool:
+        return not any(
+            len(value.strip()) >= MIN_QUERY_LENGTH
+            for value in (self.text, self.name, self.physician_number, self.organization)
+        )
+
+
+@dataclass
+class FavoriteItem:
+    favorite: Favorite
+    recipient: RecipientResult = field(repr=False)
+
+
+# --- Reachability ------------------------------------------------------------------------------
+
+
+def _sender_org_ids(sender: User) -> list[int]:
+    return [m.organization_id for m in active_memberships(sender)]
+
+
+def _reachable_memberships(sender_orgs: list[int]) -> Q:
+    return Q(is_active=True) & (
+        Q(organization_id__in=sender_orgs) | Q(organization__searchable=True)
+    )
+
+
+def reachable_users(sender: User) -> QuerySet[User]:
+    sender_orgs = _sender_org_ids(sender)
+    memberships = Membership.objects.filter(_reachable_memberships(sender_orgs))
+    return (
+        User.objects.filter(is_active=True)
+        .filter(Exists(memberships.filter(user=OuterRef("pk"))))
+        .exclude(pk=sender.pk)
+        .prefetch_related(
+            Prefetch(
+                "memberships",
+                queryset=memberships.select_related("organization").order_by("organization__name"),
+                to_attr="reachable_memberships",
+            )
+        )
+    )
+
+
+def reachable_groups(sender: User) -> QuerySet[Group]:
+    sender_orgs = _sender_org_ids(sender)
+    return Group.objects.filter(
+        Q(organization_id__in=sender_orgs) | Q(searchable=True, organization__searchable=True)
+    ).select_related("organization")
+
+
+def reachable_locations(sender: User) -> QuerySet[Location]:
+    sender_orgs = _sender_org_ids(sender)
+    return Location.objects.filter(
+        Q(organization_id__in=sender_orgs) | Q(organization__searchable=True)
+    ).select_related("organization")
+
+
+def searchable_kinds(sender: User) -> list[str]:
+    """The kinds this sender may look for: none without the share permission, and each kind
+    behind its own permission (in any of the sender's organizations: the owning organization
+    of the studies decides again when the share is made)."""
+    if not has_perm(sender, Perm.SHARE_STUDY):
+        return []
+    return [kind for kind in SEARCH_KINDS if has_perm(sender, KIND_PERMS[kind])]
+
+
+# --- Results -----------------------------------------------------------------------------------
+
+
+def _user_result(user: User) -> RecipientResult:
+    memberships = getattr(user, "reachable_memberships", None)
+    if memberships is None:
+        memberships = []
+    return RecipientResult(
+        kind=RecipientKind.USER,
+        id=user.pk,
+        name=user.get_full_name() or user.get_username(),
+        organization=", ".join(m.organization.name for m in memberships),
+        physician_number=user.physician_number,
+        email=user.email if user.email_public else "",
+        mobile=user.mobile if user.mobile_public else "",
+    )
+
+
+def _group_result(group: Group) -> RecipientResult:
+    return RecipientResult(
+        kind=RecipientKind.GROUP,
+        id=group.pk,
+        name=group.name,
+        organization=group.organization.name,
+    )
+
+
+def _location_result(location: Location) -> RecipientResult:
+    return RecipientResult(
+        kind=RecipientKind.LOCATION,
+        id=location.pk,
+        name=location.name,
+        organization=location.organization.name,
+    )
+
+
+def _words(text: str) -> list[str]:
+    return [word for word in text[:MAX_QUERY_LENGTH].split() if word][:6]
+
+
+def _phone_digits(text: str) -> str:
+    """A typed phone number's significant digits ("+32 470 12 34 56" and "0470 123456" both
+    end up inside the stored "+32470123456"); empty unless it looks like a phone number."""
+    compact = _PHONE_SEPARATORS.sub("", text.strip())
+    if not re.fullmatch(r"\+?\d{6,15}", compact):
+        return ""
+    digits = compact.lstrip("+")
+    # A national number's trunk prefix is not part of the international form.
+    return digits[1:] if not compact.startswith("+") and digits.startswith("0") else digits
+
+
+def _user_text_condition(text: str) -> Q:
+    condition = Q()
+    for word in _words(text):
+        condition &= (
+            Q(first_name__icontains=word)
+            | Q(last_name__icontains=word)
+            | Q(physician_number__icontains=word)
+            | Q(email_public=True, email__icontains=word)
+        )
+    digits = _phone_digits(text)
+    if digits:
+        condition |= Q(mobile_public=True, mobile__contains=digits)
+    return condition
+
+
+def _name_condition(text: str, *fields: str) -> Q:
+    condition = Q()
+    for word in _words(text):
+        any_field = Q()
+        for name in fields:
+            any_field |= Q(**{f"{name}__icontains": word})
+        condition &= any_field
+    return condition
+
+
+def _users(sender: User, query: RecipientQuery) -> list[RecipientResult]:
+    users = reachable_users(sender)
+    if query.text.strip():
+        users = users.filter(_user_text_condition(query.text))
+    if query.name.strip():
+        users = users.filter(_name_condition(query.name, "first_name", "last_name"))
+    if query.physician_number.strip():
+        users = users.filter(physician_number__icontains=query.physician_number.strip()[:40])
+    if query.organization.strip():
+        # Only the organizations through which the user is reachable may match.
+        sender_orgs = _sender_org_ids(sender)
+        memberships = Membership.objects.filter(_reachable_memberships(sender_orgs)).filter(
+            _name_condition(query.organization, "organization__name")
+        )
+        users = users.filter(Exists(memberships.filter(user=OuterRef("pk"))))
+    users = users.order_by("last_name", "first_name", "pk")[:MAX_RESULTS]
+    return [_user_result(user) for user in users]
+
+
+def _groups(sender: User, query: RecipientQuery) -> list[RecipientResult]:
+    groups = reachable_groups(sender)
+    if query.text.strip():
+        groups = groups.filter(_name_condition(query.text, "name", "organization__name"))
+    if query.name.strip():
+        groups = groups.filter(_name_condition(query.name, "name"))
+    if query.organization.strip():
+        groups = groups.filter(_name_condition(query.organization, "organization__name"))
+    if query.physician_number.strip():
+        return []
+    groups = groups.order_by("name", "organization__name", "pk")[:MAX_RESULTS]
+    return [_group_result(group) for group in groups]
+
+
+def _locations(sender: User, query: RecipientQuery) -> list[RecipientResult]:
+    locations = reachable_locations(sender)
+    if query.text.strip():
+        locations = locations.filter(_name_condition(query.text, "name", "organization__name"))
+    if query.name.strip():
+        locations = locations.filter(_name_condition(query.name, "name"))
+    if query.organization.strip():
+        locations = locations.filter(_name_condition(query.organization, "organization__name"))
+    if query.physician_number.strip():
+        return []
+    locations = locations.order_by("name", "organization__name", "pk")[:MAX_RESULTS]
+    return [_location_result(location) for location in locations]
+
+
+_SEARCHES = {
+    RecipientKind.USER: _users,
+    RecipientKind.GROUP: _groups,
+    RecipientKind.LOCATION: _locations,
+}
+
+
+def search_recipients(
+    sender: User, query: RecipientQuery, *, kinds: list[str] | tuple[str, ...] | None = None
+) -> list[RecipientResult]:
+    """The recipients matching ``query`` that ``sender`` could share with, users first, at most
+    ``MAX_RESULTS`` of each kind. ``kinds`` narrows further (the dialog passes the kinds the
+    owning organization allows); an empty or too short query finds nothing."""
+    if query.is_empty:
+        return []
+    allowed = searchable_kinds(sender)
+    if kinds is not None:
+        allowed = [kind for kind in allowed if kind in kinds]
+    if query.kind:
+        allowed = [kind for kind in allowed if kind == query.kind]
+    results: list[RecipientResult] = []
+    for kind in allowed:
+        results.extend(_SEARCHES[kind](sender, query))
+    return results
+
+
+def recipient_by_id(sender: User, kind: str, pk: int) -> RecipientResult | None:
+    """One user, group or location the sender could share with, or None (unknown and
+    unreachable alike)."""
+    if kind == RecipientKind.USER:
+        user = reachable_users(sender).filter(pk=pk).first()
+        return _user_result(user) if user else None
+    if kind == RecipientKind.GROUP:
+        group = reachable_groups(sender).filter(pk=pk).first()
+        return _group_result(group) if group else None
+    if kind == RecipientKind.LOCATION:
+        location = reachable_locations(sender).filter(pk=pk).first()
+        return _location_result(location) if location else None
+    return None
+
+
+def result_for(sender: User, target: User | Group | Location) -> RecipientResult | None:
+    kind = (
+        RecipientKind.USER
+        if isinstance(target, User)
+        else RecipientKind.GROUP
+        if isinstance(target, Group)
+        else RecipientKind.LOCATION
+    )
+    return recipient_by_id(sender, kind, target.pk)
+
+
+# --- Favorites ---------------------------------------------------------------------------------
+
+
+def favorites_of(
+    owner: User, *, kinds: list[str] | tuple[str, ...] | None = None
+) -> list[FavoriteItem]:
+    """The owner's favorites they could still share with (an organization that stopped being
+    searchable hides its users, groups and locations here too), in the order starred."""
+    favorites = Favorite.objects.filter(owner=owner)
+    if kinds is not None:
+        favorites = favorites.filter(kind__in=kinds)
+    wanted = {kind: [] for kind in SEARCH_KINDS}
+    rows = list(favorites)
+    for favorite in rows:
+        wanted[favorite.kind].append(favorite.user_id or favorite.group_id or favorite.location_id)
+    found: dict[tuple[str, int], RecipientResult] = {}
+    if wanted[RecipientKind.USER]:
+        for user in reachable_users(owner).filter(pk__in=wanted[RecipientKind.USER]):
+            found[(RecipientKind.USER, user.pk)] = _user_result(user)
+    if wanted[RecipientKind.GROUP]:
+        for group in reachable_groups(owner).filter(pk__in=wanted[RecipientKind.GROUP]):
+            found[(RecipientKind.GROUP, group.pk)] = _group_result(group)
+    if wanted[RecipientKind.LOCATION]:
+        for location in reachable_locations(owner).filter(pk__in=wanted[RecipientKind.LOCATION]):
+            found[(RecipientKind.LOCATION, location.pk)] = _location_result(location)
+    items = []
+    for favorite in rows:
+        target_id = favorite.user_id or favorite.group_id or favorite.location_id
+        result = found.get((favorite.kind, target_id))
+        if result is not None:
+            items.append(FavoriteItem(favorite=favorite, recipient=result))
+    return items
