@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 from pydicom import Dataset
 
 from studies.models import Study
@@ -94,6 +95,13 @@ class PatientDisplay:
     birth_date: date | None
     sex: str
     anonymized: bool
+    # Held only through a share that asks for an SMS code not entered in this session: nothing
+    # identifying is shown until it is.
+    withheld: bool = False
+
+
+def withheld_patient() -> PatientDisplay:
+    return PatientDisplay(_("Protected by SMS code"), "", None, "", False, withheld=True)
 
 
 def patient_display(study: Study, *, anonymized: bool) -> PatientDisplay:

@@ -38,11 +38,12 @@ from studies.access import (
     granted_study_ids,
     has_perm,
     organizations_with,
+    study_access,
     user_study_access,
     visible_studies,
     visible_worklists,
 )
-from studies.anonymize import PatientDisplay, patient_display
+from studies.anonymize import PatientDisplay, patient_display, withheld_patient
 
 # The one normalization of names: stored by ingestion, applied to queries here.
 from studies.dicom_header import normalize_name
@@ -316,14 +317,17 @@ def _visible_worklist_ids(user: User) -> list[int]:
 
 def _identified_condition(user: User, worklist_ids: list[int]) -> Q:
     """Rows the user may see with the patient's identity, i.e. through something other than an
-    anonymized share: the organization-wide role, a received or filed entry of an organization
-    the user is a member of, or a share entry that is not anonymized (as ``access._best``
-    prefers any non-anonymized grant)."""
+    anonymized share or a share asking for an SMS code: the organization-wide role, a received
+    or filed entry of an organization the user is a member of, or a share entry that is neither
+    (as ``access._best`` prefers such a grant). A two-factor share counts as masked even once
+    its code was entered: searching has no session, and the match would name the patient."""
     org_wide = organizations_with(user, Perm.VIEW_ALL_STUDIES)
     member_orgs = [m.organization_id for m in active_memberships(user)]
     entries = active_entries().filter(study=OuterRef("pk"), worklist_id__in=worklist_ids)
     own_entries = Exists(entries.exclude(origin=EntryOrigin.SHARE))
-    clear_shares = Exists(entries.filter(origin=EntryOrigin.SHARE, anonymized=False))
+    clear_shares = Exists(
+        entries.filter(origin=EntryOrigin.SHARE, anonymized=False, two_factor_required=False)
+    )
     return (
         Q(organization_id__in=org_wide)
         | (Q(organization_id__in=member_orgs) & own_entries)
@@ -331,10 +335,12 @@ def _identified_condition(user: User, worklist_ids: list[int]) -> Q:
     )
 
 
-def _has_anonymized_entries(worklist_ids: list[int]) -> bool:
+def _has_masked_entries(worklist_ids: list[int]) -> bool:
+    """Whether any study is held through an anonymized or two-factor share."""
     return (
         active_entries()
-        .filter(worklist_id__in=worklist_ids, origin=EntryOrigin.SHARE, anonymized=True)
+        .filter(worklist_id__in=worklist_ids, origin=EntryOrigin.SHARE)
+        .filter(Q(anonymized=True) | Q(two_factor_required=True))
         .exists()
     )
 
@@ -398,11 +404,11 @@ class SearchScope:
 def search_scope(user: User, criteria: SearchCriteria) -> SearchScope:
     worklist_ids = _visible_worklist_ids(user)
     visible = visible_studies(user).select_related("patient")
-    anonymized_possible = _has_anonymized_entries(worklist_ids)
-    identified = _identified_condition(user, worklist_ids) if anonymized_possible else None
+    masked_possible = _has_masked_entries(worklist_ids)
+    identified = _identified_condition(user, worklist_ids) if masked_possible else None
     if identified is not None:
-        # Sorting by name must not place an anonymized study by its real name: that order would
-        # give the name away. Those rows sort as if nameless.
+        # Sorting by name must not place an anonymized or withheld study by its real name: that
+        # order would give the name away. Those rows sort as if nameless.
         visible = visible.annotate(
             sort_name=Case(When(identified, then=F("patient_sort_name")), default=Value(""))
         )
@@ -413,7 +419,7 @@ def search_scope(user: User, criteria: SearchCriteria) -> SearchScope:
     results = visible
     if criteria.identifying and identified is not None:
         # Nor may a search by name, patient ID or accession find a study the user only sees
-        # anonymized: the match itself would reveal who it is.
+        # anonymized or withheld: the match itself would reveal who it is.
         results = results.filter(identified)
     results = results.filter(
         _patient_condition(_WORD.findall(normalize_name(criteria.q)), criteria.patient_id.strip())
@@ -501,8 +507,12 @@ class StudyRow:
         return self.patient.anonymized
 
     @property
+    def withheld(self) -> bool:
+        return self.patient.withheld
+
+    @property
     def accession(self) -> str:
-        return "" if self.anonymized else self.study.accession
+        return "" if self.anonymized or self.withheld else self.study.accession
 
     @property
     def modalities(self) -> list[str]:
@@ -517,13 +527,17 @@ class StudyRow:
         return sorted({entry.label for entry in self.shared_entries if entry.label})
 
 
-def study_rows(user: User, studies: list[Study]) -> list[StudyRow]:
+def study_rows(
+    user: User, studies: list[Study], request: HttpRequest | None = None
+) -> list[StudyRow]:
     """Rows for a page of studies: the patient as this user may see it, the user's worklists
     holding each study, and the shared entries (messages, labels) it was reached through.
 
-    Only studies reached through an anonymized share can be shown anonymized; for those the
-    authority (``user_study_access``) decides, per row, and anything it does not admit is shown
-    anonymized. ``StudyRow.access`` is filled for those rows only.
+    Only studies reached through an anonymized share, or a share asking for an SMS code, can be
+    shown otherwise than plainly; for those the authority decides, per row (with ``request``,
+    grants held in its session count: a code entered there). A row it does not admit at all is
+    withheld when a two-factor share holds it, anonymized otherwise. ``StudyRow.access`` is
+    filled for those rows only.
     """
     worklist_ids = _visible_worklist_ids(user)
     entries = (
@@ -539,17 +553,24 @@ def study_rows(user: User, studies: list[Study]) -> list[StudyRow]:
     for study in studies:
         held = by_study.get(study.pk, [])
         shared = [e for e in held if e.origin == EntryOrigin.SHARE]
-        # Without an anonymized grant among the candidates the best one is not anonymized
-        # either: only those rows need the authority's full answer.
-        access, anonymized = None, False
-        if any(e.anonymized for e in shared):
-            access = user_study_access(user, study)
-            anonymized = access is None or access.anonymized
+        # Without an anonymized or two-factor grant among the candidates the best one is plain:
+        # only those rows need the authority's full answer.
+        access, patient = None, None
+        if any(e.anonymized or e.two_factor_required for e in shared):
+            access = (
+                study_access(request, study)
+                if request is not None
+                else user_study_access(user, study)
+            )
+            if access is None and any(e.two_factor_required for e in shared):
+                patient = withheld_patient()
+            else:
+                patient = patient_display(study, anonymized=access is None or access.anonymized)
         rows.append(
             StudyRow(
                 study=study,
                 access=access,
-                patient=patient_display(study, anonymized=anonymized),
+                patient=patient or patient_display(study, anonymized=False),
                 worklist_ids=sorted({e.worklist_id for e in held}),
                 shared_entries=shared,
             )

@@ -73,6 +73,9 @@ class StudySerializer(serializers.Serializer):
     birth_date = serializers.DateField(allow_null=True)
     sex = serializers.CharField()
     anonymized = serializers.BooleanField()
+    withheld = serializers.BooleanField(
+        help_text="Held only through a share asking for an SMS code: no patient data shown."
+    )
     study_date = serializers.DateField(allow_null=True)
     description = serializers.CharField()
     accession = serializers.CharField()
@@ -149,6 +152,8 @@ def _study_fields(row: StudyRow) -> dict:
         "birth_date": patient.birth_date,
         "sex": patient.sex,
         "anonymized": patient.anonymized,
+        # Held through a share asking for an SMS code not entered in this session.
+        "withheld": patient.withheld,
         "study_date": study.study_date,
         "description": study.description,
         "accession": row.accession,
@@ -226,7 +231,7 @@ class StudyListView(APIView):
             )
         except InvalidCursor as exc:
             raise ValidationError({"cursor": [_("Invalid or expired cursor.")]}) from exc
-        rows = study_rows(request.user, page.studies)
+        rows = study_rows(request.user, page.studies, request)
         return Response(
             {
                 "results": [_study_fields(row) for row in rows],

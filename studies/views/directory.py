@@ -225,7 +225,7 @@ def _render_directory(
     except InvalidCursor:
         return redirect(url())
 
-    rows = study_rows(user, page.studies)
+    rows = study_rows(user, page.studies, request)
     for row in rows:
         row.href = reverse("studies:study", args=[row.study.study_uid])
         row.link = request.build_absolute_uri(row.href)

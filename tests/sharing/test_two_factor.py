@@ -481,6 +481,37 @@ def test_the_study_stays_listed_in_the_recipients_worklist(guarded, bob, study):
     assert list(visible_studies(bob)) == [study]
 
 
+def test_the_listed_row_shows_nothing_identifying_until_the_code_is_entered(guarded, bob, study):
+    patient = study.patient
+    identifying = (patient.family_name, patient.given_name, patient.patient_id, study.accession)
+    assert all(identifying)
+    client = logged_in(bob)
+    directory = client.get(reverse("studies:directory"))
+    row = re.search(r'<tr class="study-row.*?</tr>', directory.content.decode(), re.S).group(0)
+    assert "Protected by SMS code" in row
+    assert not [value for value in identifying if value in row]
+    listed = client.get("/api/v1/studies/").json()["results"]
+    assert [(item["withheld"], item["patient_name"], item["patient_id"]) for item in listed] == [
+        (True, "Protected by SMS code", "")
+    ]
+    assert listed[0]["birth_date"] is None and listed[0]["accession"] == ""
+
+    client.post(code_url(guarded), {"action": "send_code"})
+    (code,) = codes_texted(guarded)
+    client.post(code_url(guarded), {"action": "verify", "code": code})
+    row = client.get(reverse("studies:directory")).content.decode()
+    assert patient.family_name in row and "Protected by SMS code" not in row
+    assert client.get("/api/v1/studies/").json()["results"][0]["withheld"] is False
+    # A search by name finds nothing the row would not show (searching has no session).
+    searched = client.post(reverse("studies:search"), {"q": patient.family_name}, follow=True)
+    assert searched.status_code == 200 and "filtered by your search" in searched.content.decode()
+    assert 'data-menu-target="study"' not in searched.content.decode()
+    assert client.get("/api/v1/studies/", {"q": patient.family_name}).json()["results"] == []
+    # Another session of the same user still sees it withheld.
+    other = logged_in(bob).get("/api/v1/studies/").json()["results"][0]
+    assert other["withheld"] is True and other["patient_name"] == "Protected by SMS code"
+
+
 def test_outsiders_get_404_for_the_code_page(guarded, carol, alice, study):
     for outsider in (carol, alice):
         client = logged_in(outsider)

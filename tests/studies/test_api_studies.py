@@ -69,6 +69,7 @@ def test_list_shape(api, alice, location, muller):
         "birth_date": "1970-01-31",
         "sex": "F",
         "anonymized": False,
+        "withheld": False,
         "study_date": "2024-03-01",
         "description": "CT Thorax",
         "accession": "ACC-1",
