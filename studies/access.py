@@ -167,6 +167,35 @@ def active_entries(now: datetime | None = None) -> QuerySet[Entry]:
     )
 
 
+def passes_on_in_full(access: StudyAccess | None) -> bool:
+    """Whether this access may be handed on whole, identified and with the report (a guest
+    link's grant): held through the organization or a worklist entry, or through a share that
+    allows further sharing and is neither anonymized, images only nor behind an SMS code. A
+    guest link is further sharing, and must never widen what a share gave."""
+    if access is None:
+        return False
+    if access.via != "share":
+        return True
+    return (
+        access.can_share
+        and not access.anonymized
+        and not access.two_factor_required
+        and access.level != AccessLevel.IMAGES
+    )
+
+
+def entries_passed_on_in_full(now: datetime | None = None) -> QuerySet[Entry]:
+    """Active entries whose study may be handed on whole (see :func:`passes_on_in_full`): a
+    worklist's or folder's guest link grants only these."""
+    narrowed = (
+        Q(can_share=False)
+        | Q(anonymized=True)
+        | Q(two_factor_required=True)
+        | Q(level=AccessLevel.IMAGES)
+    )
+    return active_entries(now).exclude(Q(origin=EntryOrigin.SHARE) & narrowed)
+
+
 # --- Studies -------------------------------------------------------------------------------
 
 

@@ -32,7 +32,13 @@ from guestlinks.tokens import digest_for, new_salt, recover_token, token_for
 from notifications.languages import language_of, supported_language
 from notifications.models import Channel
 from notifications.services import queue_message, validate_recipient
-from studies.access import active_memberships, has_perm, user_study_access, visible_worklists
+from studies.access import (
+    active_memberships,
+    has_perm,
+    passes_on_in_full,
+    user_study_access,
+    visible_worklists,
+)
 from studies.models import Folder, Study, Worklist
 
 # Bounds a form or a script may not exceed, whatever the organization's policy.
@@ -178,12 +184,37 @@ def target_organization(target: LinkTarget) -> Organization | None:
 
 
 def may_create_links(user: User, target: LinkTarget) -> bool:
+    """The role's permission in the owning organization, and a target the user may hand on: a
+    study held only through a narrower share (anonymized, images only, SMS code, no further
+    sharing) cannot be sent by link, since the link would give more than the share did."""
     organization_id = target.organization_id
-    return (
-        organization_id is not None
-        and has_perm(user, Perm.CREATE_LINKS, Organization(pk=organization_id))
-        and sees_target(user, target)
-    )
+    if organization_id is None or not has_perm(
+        user, Perm.CREATE_LINKS, Organization(pk=organization_id)
+    ):
+        return False
+    if target.study is not None:
+        return passes_on_in_full(user_study_access(user, target.study))
+    return sees_target(user, target)
+
+
+def refusal_reason(user: User, target: LinkTarget) -> str:
+    """Why :func:`may_create_links` said no, for the dialog to explain: "role" (no permission
+    in the owning organization) or "share" (the study is held through a narrower share)."""
+    organization_id = target.organization_id
+    if organization_id is not None and has_perm(
+        user, Perm.CREATE_LINKS, Organization(pk=organization_id)
+    ):
+        return "share"
+    return "role"
+
+
+def _held_until(sender: User, target: LinkTarget) -> datetime | None:
+    """When the sender's own access to a study link's study ends (a share's validity), if ever:
+    a link never outlasts it."""
+    if target.study is None:
+        return None
+    access = user_study_access(sender, target.study)
+    return access.until if access is not None else None
 
 
 def link_url(token: str) -> str:
@@ -338,6 +369,20 @@ def _check(
             )
 
     expires_at = _expiry(options, organization, errors, now)
+    held_until = _held_until(sender, target)
+    if held_until is not None:
+        if options.expires_in_days is None and options.expires_in_hours is None:
+            # The default expiry shortened to the sender's own access.
+            expires_at = min(expires_at, held_until) if expires_at else held_until
+        elif expires_at is not None and expires_at > held_until:
+            errors.add(
+                "expires_in_hours" if options.expires_in_hours else "expires_in_days",
+                _(
+                    "Your own access to this study ends on %(day)s: the link cannot stay "
+                    "valid longer."
+                )
+                % {"day": timezone.localtime(held_until).strftime("%d/%m/%Y %H:%M")},
+            )
 
     if options.login_required and not organization.allow_link_login_required:
         _not_allowed(errors, "login_required", _("requiring the recipient to log in"))
@@ -714,9 +759,10 @@ def study_link_permissions(user: User, study: Study) -> StudyLinkPermissions:
         for perm in (Perm.CREATE_LINKS, Perm.VIEW_LINKS, Perm.DELETE_LINKS)
         if membership.role.grants(perm)
     }
-    sees = bool(granted) and user_study_access(user, study) is not None
+    access = user_study_access(user, study) if granted else None
+    sees = access is not None
     return StudyLinkPermissions(
-        can_create=sees and Perm.CREATE_LINKS in granted,
+        can_create=sees and Perm.CREATE_LINKS in granted and passes_on_in_full(access),
         can_view=sees and Perm.VIEW_LINKS in granted,
         can_delete=sees and Perm.DELETE_LINKS in granted,
     )

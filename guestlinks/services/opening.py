@@ -54,7 +54,7 @@ from guestlinks.services.state import LinkStatus, link_status, openable
 from guestlinks.tokens import candidate_digests, recover_token
 from notifications.models import Channel
 from notifications.services import queue_message
-from studies.access import active_entries
+from studies.access import entries_passed_on_in_full
 from studies.models import Folder, Study
 
 # Tokens are 32 bytes of URL-safe base64 without padding (guestlinks.tokens and
@@ -630,9 +630,11 @@ def granted_studies(link: GuestLink, *, now: datetime | None = None) -> list[int
 
     A study link: the study, and with ``include_priors`` the patient's other studies that have
     an active entry in a worklist holding the linked study. A worklist or folder link: the
-    studies of its active entries (a folder's subfolders included)."""
+    studies of its active entries (a folder's subfolders included). Entries of shares that may
+    not be passed on whole (anonymized, images only, SMS code, no further sharing) never count:
+    a link must not widen a share."""
     now = now or timezone.now()
-    entries = active_entries(now)
+    entries = entries_passed_on_in_full(now)
     if link.target_kind == TargetKind.STUDY:
         ids = [link.study_id]
         if link.include_priors:

@@ -30,6 +30,7 @@ from guestlinks.services.creation import (
     links_for_study,
     may_create_links,
     may_delete_link,
+    refusal_reason,
     sees_target,
     study_link_permissions,
     target_organization,
@@ -115,6 +116,7 @@ def send_link_dialog(request: HttpRequest) -> HttpResponse:
         "patient_name": _patient_name(request.user, target),
     }
     if organization is None or not may_create_links(request.user, target):
+        context["refusal"] = refusal_reason(request.user, target)
         return render(request, "guestlinks/_send_link_refused.html", context, status=403)
     form = SendLinkForm(
         request.POST if request.method == "POST" else None,
