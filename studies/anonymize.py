@@ -13,6 +13,7 @@ from datetime import date
 from django.conf import settings
 from django.utils.translation import gettext as _
 from pydicom import Dataset
+from pydicom.datadict import tag_for_keyword
 
 from studies.models import Study
 
@@ -117,11 +118,22 @@ def patient_display(study: Study, *, anonymized: bool) -> PatientDisplay:
 def deidentify_dataset(ds: Dataset, study: Study) -> Dataset:
     """Rewrite a dataset in place for an anonymized recipient and return it."""
     alias = pseudonym(study)
+    removed_tags = {tag_for_keyword(keyword) for keyword in _REMOVE_KEYWORDS}
+    patient_tags = {tag_for_keyword("PatientName"), tag_for_keyword("PatientID")}
+
+    def scrub(dataset: Dataset, element) -> None:
+        # Nested sequences (a structured report's content tree, request attributes) carry names
+        # and identifiers as well: every person name goes, and every listed attribute.
+        if (
+            element.tag in removed_tags
+            or (element.VR == "PN" and element.tag not in patient_tags)
+            or (element.tag in patient_tags and dataset is not ds)
+        ):
+            del dataset[element.tag]
+
+    ds.walk(scrub)
     ds.PatientName = alias.dicom_name
     ds.PatientID = alias.patient_id
-    for keyword in _REMOVE_KEYWORDS:
-        if keyword in ds:
-            delattr(ds, keyword)
     ds.remove_private_tags()
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = "Study portal anonymized share"

@@ -21,7 +21,6 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.storage import storages
-from django.db.models import Sum
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils.http import content_disposition_header
@@ -165,15 +164,18 @@ def upload_files(request: HttpRequest) -> HttpResponse:
 # --- Download ---------------------------------------------------------------------------------
 
 
-def _archive_members(study: Study) -> list[tuple[str, Instance]]:
+def _archive_members(study: Study, *, images_only: bool) -> list[tuple[str, Instance]]:
     """``SERIESNUMBER/INSTANCENUMBER.dcm`` for each stored file, unique within the archive.
-    Numbers only: file names never carry patient data."""
+    Numbers only: file names never carry patient data. ``images_only`` (access without the
+    report) leaves out objects without pixel data: a structured report is a report."""
     instances = (
         Instance.objects.filter(series__study=study)
         .exclude(file="")
         .select_related("series")
         .order_by("series__number", "series__id", "number", "id")
     )
+    if images_only:
+        instances = instances.filter(has_pixels=True)
     members: list[tuple[str, Instance]] = []
     used: set[str] = set()
     series_index: dict[int, int] = {}
@@ -266,14 +268,10 @@ def download_study(request: HttpRequest, study_uid: str) -> HttpResponse:
             # The same answer whether or not the study exists: log in first.
             return redirect_to_login(request.get_full_path())
         raise
-    members = _archive_members(study)
+    members = _archive_members(study, images_only=not access.can_read_report)
 
     if request.method == "GET":
-        total = (
-            Instance.objects.filter(series__study=study)
-            .exclude(file="")
-            .aggregate(total=Sum("size"))["total"]
-        )
+        total = sum(instance.size for _name, instance in members)
         return render(
             request,
             "studies/download.html",

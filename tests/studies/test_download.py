@@ -10,9 +10,11 @@ import zipfile
 import pydicom
 import pytest
 from django.urls import reverse
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from audit.models import Action, AuditEvent
-from studies.anonymize import pseudonym
+from studies.anonymize import deidentify_dataset, pseudonym
 from studies.models import Study
 from studies.services.ingestion import ingest_files
 from studies.synthetic import make_multiframe, make_series, to_bytes
@@ -182,3 +184,81 @@ def test_study_without_stored_files_has_nothing_to_download(org, location, alice
     assert "no stored DICOM files" in page.content.decode()
     assert post.status_code == 404
     assert not AuditEvent.objects.filter(action=Action.STUDY_DOWNLOADED).exists()
+
+
+def _structured_report(study: Study) -> bytes:
+    """A Basic Text SR of the study: no pixel data; the findings, the verifying radiologist and
+    the patient's name sit in nested sequences."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.88.11"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.StudyInstanceUID = study.study_uid
+    ds.SeriesInstanceUID = generate_uid()
+    ds.Modality = "SR"
+    ds.SeriesNumber = 90
+    ds.InstanceNumber = 1
+    ds.PatientName = "Vermeulen^Els"
+    ds.PatientID = "PAT-5001"
+    ds.PatientBirthDate = "19700707"
+    ds.AccessionNumber = "ACC5001"
+    observer = Dataset()
+    observer.VerifyingObserverName = "Radiologist^Hanne"
+    observer.VerifyingOrganization = "St. Elsewhere"
+    ds.VerifyingObserverSequence = [observer]
+    finding = Dataset()
+    finding.ValueType = "TEXT"
+    finding.TextValue = "Cardiomegaly. Findings discussed with the patient."
+    person = Dataset()
+    person.ValueType = "PNAME"
+    person.PersonName = "Vermeulen^Els"
+    ds.ContentSequence = [finding, person]
+    ds.ValueType = "CONTAINER"
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def study_with_sr(study, org, location) -> Study:
+    result = ingest_files(
+        files=[("sr", io.BytesIO(_structured_report(study)))], organization=org, location=location
+    )
+    assert len(result.stored) == 1
+    return study
+
+
+def test_an_images_only_recipient_gets_no_structured_report(study_with_sr, carol):
+    share_entry(carol, study_with_sr, level="images")
+    archive = zip_of(login(carol).post(download_url(study_with_sr)))
+    assert len(archive.namelist()) == 5
+    assert all(b"Cardiomegaly" not in archive.read(name) for name in archive.namelist())
+
+
+def test_an_anonymized_reader_gets_the_report_scrubbed_of_nested_names(study_with_sr, carol):
+    share_entry(carol, study_with_sr, level="report_read", anonymized=True)
+    archive = zip_of(login(carol).post(download_url(study_with_sr)))
+    # The authority never gives an anonymized recipient the report: no SR either.
+    assert len(archive.namelist()) == 5
+    assert all(b"Cardiomegaly" not in archive.read(name) for name in archive.namelist())
+
+
+def test_de_identification_reaches_nested_sequences(study_with_sr):
+    ds = pydicom.dcmread(io.BytesIO(_structured_report(study_with_sr)))
+    deidentify_dataset(ds, study_with_sr)
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    raw = buffer.getvalue()
+    assert b"Vermeulen" not in raw and b"Radiologist" not in raw and b"19700707" not in raw
+    assert ds.PatientName == pseudonym(study_with_sr).dicom_name
+    assert "PersonName" not in ds.ContentSequence[1]
+
+
+def test_the_owner_downloads_the_report_too(study_with_sr, alice):
+    archive = zip_of(login(alice).post(download_url(study_with_sr)))
+    assert len(archive.namelist()) == 6
+    assert any(b"Cardiomegaly" in archive.read(name) for name in archive.namelist())
