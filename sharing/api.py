@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q
 from django.http import Http404
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -209,10 +210,15 @@ class ShareListCreateView(APIView):
             shares = Share.objects.filter(sender=request.user)
         elif direction == "received":
             worklists = visible_worklists(request.user).values("pk")
-            shares = Share.objects.filter(
-                Q(recipients__worklist__in=worklists) | Q(recipients__user=request.user),
-                removed_at__isnull=True,
-            ).distinct()
+            # Running shares only: an expired one gives nothing any more.
+            shares = (
+                Share.objects.filter(
+                    Q(recipients__worklist__in=worklists) | Q(recipients__user=request.user),
+                    removed_at__isnull=True,
+                )
+                .filter(Q(valid_until__isnull=True) | Q(valid_until__gte=timezone.localdate()))
+                .distinct()
+            )
         else:
             raise ValidationError({"direction": [_("Choose “sent” or “received”.")]})
         shares = shares.select_related("sender")[:200]

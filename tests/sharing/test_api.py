@@ -1,6 +1,10 @@
 """POST/GET/DELETE /api/v1/shares/ (API.md, "Shares")."""
 
+from datetime import timedelta
+
 import pytest
+import time_machine
+from django.utils import timezone
 
 from audit.models import Action, AuditEvent
 from sharing.models import Share
@@ -106,6 +110,17 @@ def test_list_sent_and_received(study, alice, bob, carol):
     assert client_for(bob).get(URL).json() == []
     assert client_for(carol).get(URL, {"direction": "received"}).json() == []
     assert client_for(alice).get(URL, {"direction": "sideways"}).status_code == 400
+
+
+def test_an_expired_share_is_no_longer_listed_as_received(study, alice, bob):
+    today = timezone.localdate()
+    with time_machine.travel(timezone.now() - timedelta(days=5)):
+        share(alice, study, ("user", bob.pk), valid_until=today - timedelta(days=1))
+    running = share(alice, study, ("user", bob.pk), valid_until=today)
+    received = client_for(bob).get(URL, {"direction": "received"}).json()
+    assert [s["id"] for s in received] == [running.pk]
+    # The sender still sees both among the shares they sent.
+    assert len(client_for(alice).get(URL, {"direction": "sent"}).json()) == 2
 
 
 def test_delete_answers_204_and_access_ends(study, alice, bob):
