@@ -5,6 +5,8 @@ The scripts stay plain scripts (``python bench/directory_bench.py --help``); pyt
 runner `make bench` calls. Sizes and databases come from the environment:
 
 - ``BENCH_STUDIES`` (default 100000), ``BENCH_QUERIES`` (default 200) for the directory;
+- ``BENCH_SHARE_ENTRIES`` (default 10000): the studies a recipient holds through shares, for
+  the sharing benchmark;
 - ``BENCH_MESSAGES`` (default 1000) for the outbox; ``BENCH_LINK_SECONDS`` (default 5) for
   each measurement of guest-link opens;
 - ``BENCH_DATABASES`` (default ``sqlite,postgres`` when PostgreSQL answers at
@@ -104,6 +106,15 @@ def _directory_arguments() -> list[str]:
     ]
 
 
+def _share_arguments() -> list[str]:
+    return [
+        "--entries",
+        os.environ.get("BENCH_SHARE_ENTRIES", "10000"),
+        "--databases",
+        _databases(),
+    ]
+
+
 def _outbox_arguments() -> list[str]:
     database = "postgres" if "postgres" in _databases() else "sqlite"
     return ["--messages", os.environ.get("BENCH_MESSAGES", "1000"), "--database", database]
@@ -119,4 +130,5 @@ BENCHMARKS = {
     "directory_bench.py": _directory_arguments,
     "outbox_bench.py": _outbox_arguments,
     "link_bench.py": _link_arguments,
+    "share_bench.py": _share_arguments,
 }
