@@ -14,6 +14,9 @@ def portal(request):
         "can_upload": SimpleLazyObject(
             lambda: bool(user and user.is_authenticated and has_perm(user, Perm.UPLOAD_STUDIES))
         ),
+        "can_share": SimpleLazyObject(
+            lambda: bool(user and user.is_authenticated and has_perm(user, Perm.SHARE_STUDY))
+        ),
         # Organization administrators (and the service desk) unblock shares: the nav links them.
         "can_administer": SimpleLazyObject(
             lambda: bool(

@@ -24,7 +24,7 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from accounts.models import Group, Location, Membership, User
 from accounts.permissions import Perm
-from sharing.models import Favorite, RecipientKind
+from sharing.models import Favorite, RecipientKind, Share
 from studies.access import active_memberships, has_perm
 
 SEARCH_KINDS = (RecipientKind.USER, RecipientKind.GROUP, RecipientKind.LOCATION)
@@ -362,3 +362,49 @@ def favorites_of(
         if result is not None:
             items.append(FavoriteItem(favorite=favorite, recipient=result))
     return items
+
+
+# --- Shares a user may manage ------------------------------------------------------------------
+
+
+def recipient_name(recipient) -> str:
+    """Who a share was for, as its sender or an administrator knows them."""
+    target = recipient.user or recipient.group or recipient.location
+    if target is not None:
+        return str(target)
+    if recipient.worklist_id:
+        return recipient.worklist.name
+    return recipient.email
+
+
+def study_summaries(share, limit: int = 5) -> tuple[list[str], int]:
+    """The first studies of a share as "description · date" (never the patient: these lists are
+    screens an office shares), and how many more there are."""
+    studies = list(share.studies.order_by("pk")[: limit + 1])
+    lines = [
+        " · ".join(
+            part
+            for part in (
+                study.description or study.modalities,
+                study.study_date.isoformat() if study.study_date else "",
+            )
+            if part
+        )
+        for study in studies[:limit]
+    ]
+    more = share.studies.count() - limit if len(studies) > limit else 0
+    return lines, more
+
+
+def manageable_shares(user: User) -> QuerySet[Share]:
+    """The shares a user may remove, newest first: those they sent, and those of the
+    organizations they administer (every share for a superuser)."""
+    if not (user.is_authenticated and user.is_active):
+        return Share.objects.none()
+    shares = Share.objects.select_related("sender", "organization")
+    if user.is_superuser:
+        return shares
+    administered = [
+        m.organization_id for m in active_memberships(user) if m.role.grants(Perm.ADMINISTER)
+    ]
+    return shares.filter(Q(sender=user) | Q(organization_id__in=administered))

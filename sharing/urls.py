@@ -1,7 +1,8 @@
 """The sharing app's pages: the Share dialog, the SMS two-factor gate of shares, the invitation
-to register from an email share, and the organization administrators' blocked-shares page."""
+to register from an email share, the organization administrators' blocked-shares page, and
+the Shares page where senders and administrators remove shares."""
 
-from sharing.views import dialog, invitation, status, two_factor
+from sharing.views import dialog, invitation, sent, status, two_factor
 
 app_name = "sharing"
 
@@ -10,4 +11,5 @@ urlpatterns = [
     *two_factor.urlpatterns,
     *invitation.urlpatterns,
     *status.urlpatterns,
+    *sent.urlpatterns,
 ]

@@ -19,18 +19,8 @@ from django.urls import path
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
-from sharing.models import ShareRecipient
+from sharing.selectors import recipient_name, study_summaries
 from sharing.services import two_factor
-
-
-def recipient_name(recipient: ShareRecipient) -> str:
-    """Who the share was for, as the administrator knows them."""
-    target = recipient.user or recipient.group or recipient.location
-    if target is not None:
-        return str(target)
-    if recipient.worklist_id:
-        return recipient.worklist.name
-    return recipient.email
 
 
 def _may_use_page(user) -> bool:
@@ -47,6 +37,7 @@ def blocked_shares(request: HttpRequest) -> HttpResponse:
     rows = []
     for recipient in recipients:
         share = recipient.share
+        studies, more_studies = study_summaries(share)
         rows.append(
             {
                 "recipient": recipient,
@@ -54,18 +45,8 @@ def blocked_shares(request: HttpRequest) -> HttpResponse:
                 "who": recipient_name(recipient),
                 "kind": recipient.get_kind_display(),
                 "sender": share.sender.get_full_name() or share.sender.get_username(),
-                "studies": [
-                    " · ".join(
-                        part
-                        for part in (
-                            study.description or study.modalities,
-                            study.study_date.isoformat() if study.study_date else "",
-                        )
-                        if part
-                    )
-                    for study in share.studies.order_by("pk")[:5]
-                ],
-                "more_studies": max(0, share.studies.count() - 5),
+                "studies": studies,
+                "more_studies": more_studies,
             }
         )
     return render(request, "sharing/status/blocked.html", {"rows": rows})
