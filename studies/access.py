@@ -211,8 +211,10 @@ def visible_studies(user: User) -> QuerySet[Study]:
     return Study.objects.filter(Q(organization_id__in=org_wide) | through_entry)
 
 
-def _role_access(user: User, study: Study, via: str) -> StudyAccess | None:
-    for membership in active_memberships(user):
+def _role_access(
+    user: User, study: Study, via: str, memberships: list[Membership] | None = None
+) -> StudyAccess | None:
+    for membership in memberships if memberships is not None else active_memberships(user):
         if membership.organization_id == study.organization_id:
             role = membership.role
             return StudyAccess(
@@ -227,7 +229,9 @@ def _role_access(user: User, study: Study, via: str) -> StudyAccess | None:
     return None
 
 
-def _entry_access(user: User, entry: Entry, study: Study) -> StudyAccess | None:
+def _entry_access(
+    user: User, entry: Entry, study: Study, memberships: list[Membership] | None = None
+) -> StudyAccess | None:
     if entry.two_factor_required:
         # Fail closed: a share that asks for an SMS code opens only in the browser session where
         # the code was entered (sharing.access registers that grant source, which needs the
@@ -244,7 +248,7 @@ def _entry_access(user: User, entry: Entry, study: Study) -> StudyAccess | None:
             via="share",
         )
     # A received or filed entry: the member's own role in the owning organization decides.
-    return _role_access(user, study, via="worklist")
+    return _role_access(user, study, via="worklist", memberships=memberships)
 
 
 def _best(candidates: Iterable[StudyAccess | None]) -> StudyAccess | None:
@@ -266,22 +270,46 @@ def _best(candidates: Iterable[StudyAccess | None]) -> StudyAccess | None:
 
 
 def user_study_access(user: User, study: Study) -> StudyAccess | None:
-    if not user.is_authenticated or not user.is_active:
-        return None
-    candidates: list[StudyAccess | None] = []
-    if study.organization_id in organizations_with(user, Perm.VIEW_ALL_STUDIES):
-        candidates.append(_role_access(user, study, via="organization"))
+    return user_studies_access(user, [study])[study.pk]
+
+
+def user_studies_access(user: User, studies: Iterable[Study]) -> dict[int, StudyAccess | None]:
+    """The user's access to each study (by primary key), reading memberships, worklists and
+    entries once for all of them."""
+    studies = list(studies)
+    found: dict[int, StudyAccess | None] = {study.pk: None for study in studies}
+    if not user.is_authenticated or not user.is_active or not studies:
+        return found
+    memberships = list(active_memberships(user))
+    org_wide = {m.organization_id for m in memberships if m.role.grants(Perm.VIEW_ALL_STUDIES)}
     worklist_ids = visible_worklists(user).values_list("pk", flat=True)
-    for entry in active_entries().filter(study=study, worklist_id__in=worklist_ids):
-        candidates.append(_entry_access(user, entry, study))
-    return _best(candidates)
+    entries: dict[int, list[Entry]] = {}
+    for entry in active_entries().filter(study__in=list(found), worklist_id__in=worklist_ids):
+        entries.setdefault(entry.study_id, []).append(entry)
+    for study in studies:
+        candidates: list[StudyAccess | None] = []
+        if study.organization_id in org_wide:
+            candidates.append(_role_access(user, study, "organization", memberships))
+        for entry in entries.get(study.pk, []):
+            candidates.append(_entry_access(user, entry, study, memberships))
+        found[study.pk] = _best(candidates)
+    return found
 
 
 def study_access(request: HttpRequest, study: Study) -> StudyAccess | None:
     """The access of whoever makes this request: a logged-in user, or a guest-link grant."""
-    candidates = [user_study_access(request.user, study)]
-    candidates.extend(source(request, study) for source in _grant_sources)
-    return _best(candidates)
+    return studies_access(request, [study])[study.pk]
+
+
+def studies_access(request: HttpRequest, studies: Iterable[Study]) -> dict[int, StudyAccess | None]:
+    """:func:`study_access` for several studies, the user's part read once."""
+    studies = list(studies)
+    found = user_studies_access(request.user, studies)
+    for study in studies:
+        candidates = [found[study.pk]]
+        candidates.extend(source(request, study) for source in _grant_sources)
+        found[study.pk] = _best(candidates)
+    return found
 
 
 def get_study_for(request: HttpRequest, study_uid: str) -> tuple[Study, StudyAccess]:

@@ -38,8 +38,8 @@ from studies.access import (
     granted_study_ids,
     has_perm,
     organizations_with,
-    study_access,
-    user_study_access,
+    studies_access,
+    user_studies_access,
     visible_studies,
     visible_worklists,
 )
@@ -549,19 +549,29 @@ def study_rows(
     by_study: dict[int, list[Entry]] = defaultdict(list)
     for entry in entries:
         by_study[entry.study_id].append(entry)
+    # Without an anonymized or two-factor grant among the candidates the best one is plain:
+    # only those rows need the authority's full answer, asked once for all of them.
+    masked = [
+        study
+        for study in studies
+        if any(
+            e.origin == EntryOrigin.SHARE and (e.anonymized or e.two_factor_required)
+            for e in by_study.get(study.pk, [])
+        )
+    ]
+    if not masked:
+        answers = {}
+    elif request is not None:
+        answers = studies_access(request, masked)
+    else:
+        answers = user_studies_access(user, masked)
     rows = []
     for study in studies:
         held = by_study.get(study.pk, [])
         shared = [e for e in held if e.origin == EntryOrigin.SHARE]
-        # Without an anonymized or two-factor grant among the candidates the best one is plain:
-        # only those rows need the authority's full answer.
         access, patient = None, None
-        if any(e.anonymized or e.two_factor_required for e in shared):
-            access = (
-                study_access(request, study)
-                if request is not None
-                else user_study_access(user, study)
-            )
+        if study.pk in answers:
+            access = answers[study.pk]
             if access is None and any(e.two_factor_required for e in shared):
                 patient = withheld_patient()
             else:

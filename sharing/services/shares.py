@@ -38,8 +38,8 @@ from studies.access import (
     StudyAccess,
     active_memberships,
     has_perm,
-    study_access,
-    user_study_access,
+    studies_access,
+    user_studies_access,
 )
 from studies.models import ACCESS_RANK, AccessLevel, Entry, EntryOrigin, Study, Worklist
 from studies.services.worklists import group_worklist, location_worklist, personal_worklist
@@ -374,12 +374,19 @@ def grant_entries(
 
 
 def sender_access(sender: User, study: Study, request=None) -> StudyAccess | None:
-    """The sender's access to a study. With the sender's own request, grants held in the
+    """The sender's access to a study (see :func:`senders_access`)."""
+    return senders_access(sender, [study], request)[study.pk]
+
+
+def senders_access(
+    sender: User, studies: Sequence[Study], request=None
+) -> dict[int, StudyAccess | None]:
+    """The sender's access to each study. With the sender's own request, grants held in the
     session count too: a share whose SMS code was entered in this session can be shared further
     (its terms, two-factor included, pass on). Without one, only what the account holds."""
     if request is not None and getattr(request.user, "pk", None) == sender.pk:
-        return study_access(request, study)
-    return user_study_access(sender, study)
+        return studies_access(request, studies)
+    return user_studies_access(sender, studies)
 
 
 def _check_sender(
@@ -397,8 +404,9 @@ def _check_sender(
     ):
         raise PermissionDenied(_("You may not share studies."))
     held: list[StudyAccess] = []
+    accesses = senders_access(sender, studies, request)
     for study in studies:
-        access = sender_access(sender, study, request)
+        access = accesses[study.pk]
         if access is None or not access.can_share:
             raise PermissionDenied(_("You may not share this study."))
         if access.via == "share":
