@@ -245,22 +245,17 @@ def _admin_connection(server_url: str) -> psycopg.Connection:
     return psycopg.connect(f"{server_url.rstrip('/')}/postgres", autocommit=True)
 
 
-def recreate_postgres(server_url: str) -> None:
+def recreate_postgres(server_url: str, database: str = BENCH_DATABASE) -> None:
+    """A new, empty throwaway database (share_bench.py uses it with its own name)."""
+    drop_postgres(server_url, database)
     with _admin_connection(server_url) as connection:
-        connection.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(BENCH_DATABASE)
-            )
-        )
-        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DATABASE)))
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
 
 
-def drop_postgres(server_url: str) -> None:
+def drop_postgres(server_url: str, database: str = BENCH_DATABASE) -> None:
     with _admin_connection(server_url) as connection:
         connection.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(BENCH_DATABASE)
-            )
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
         )
 
 

@@ -49,7 +49,6 @@ from datetime import time as clock
 from pathlib import Path
 
 import psycopg
-from psycopg import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASES = ("sqlite", "postgres")
@@ -83,19 +82,24 @@ MESSAGE = "Please compare with the previous study; the patient is seen on Thursd
 LABEL = "Tumour board"
 
 
-def generators():
-    """``directory_bench.py``, whose name, date and modality generators the seeding shares: a
-    sibling script, not a package, so found through this folder whoever imports this file."""
+def directory_bench():
+    """``directory_bench.py``, a sibling script (not a package) whose generators and harness
+    (names, dates, modalities; the throwaway PostgreSQL database, statistics, version, progress)
+    this one shares: found through this folder whoever imports this file."""
     folder = str(Path(__file__).resolve().parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
-    import directory_bench
+    import directory_bench as sibling
 
-    return directory_bench
+    return sibling
 
 
 def say(message: str) -> None:
-    print(f"   {message}", file=sys.stderr, flush=True)
+    directory_bench().say(message)
+
+
+def stats(samples: list[float]) -> tuple[float, float]:
+    return directory_bench().stats(samples)
 
 
 # --- The parent: one subprocess per database -------------------------------------------------
@@ -241,7 +245,7 @@ def run_database(database: str, args: argparse.Namespace) -> dict:
             url = f"sqlite:///{Path(folder) / 'bench.sqlite3'}"
         else:
             url = f"{args.postgres_url.rstrip('/')}/{BENCH_DATABASE}"
-            recreate_postgres(args.postgres_url)
+            directory_bench().recreate_postgres(args.postgres_url, BENCH_DATABASE)
         output = Path(folder) / "result.json"
         env = {
             **os.environ,
@@ -289,22 +293,7 @@ def run_database(database: str, args: argparse.Namespace) -> dict:
             return json.loads(output.read_text(encoding="utf-8"))
         finally:
             if database == "postgres":
-                drop_postgres(args.postgres_url)
-
-
-def _drop_statement() -> sql.Composed:
-    return sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(BENCH_DATABASE))
-
-
-def recreate_postgres(server_url: str) -> None:
-    with psycopg.connect(f"{server_url.rstrip('/')}/postgres", autocommit=True) as connection:
-        connection.execute(_drop_statement())
-        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DATABASE)))
-
-
-def drop_postgres(server_url: str) -> None:
-    with psycopg.connect(f"{server_url.rstrip('/')}/postgres", autocommit=True) as connection:
-        connection.execute(_drop_statement())
+                directory_bench().drop_postgres(args.postgres_url, BENCH_DATABASE)
 
 
 # --- The worker: seed and measure one database -----------------------------------------------
@@ -371,7 +360,7 @@ def worker(args: argparse.Namespace) -> int:
 
     result = {
         "database": database,
-        "vendor_version": vendor_version(),
+        "vendor_version": directory_bench().vendor_version(),
         "migrate_seconds": round(migrate_seconds, 2),
         "seed_seconds": round(seed_seconds, 2),
         "analyze_seconds": round(analyze_seconds, 2),
@@ -384,17 +373,6 @@ def worker(args: argparse.Namespace) -> int:
     result["load_after"] = load_average()
     Path(args.worker_output).write_text(json.dumps(result), encoding="utf-8")
     return 0
-
-
-def vendor_version() -> str:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            cursor.execute("SHOW server_version")
-            return f"PostgreSQL {cursor.fetchone()[0]}"
-        cursor.execute("SELECT sqlite_version()")
-        return f"SQLite {cursor.fetchone()[0]}"
 
 
 # --- Seeding -----------------------------------------------------------------------------------
@@ -540,7 +518,7 @@ def make_studies(rng, organization, location, worklist, count: int, uid_part: st
     from studies.dicom_header import normalize_name, split_person_name
     from studies.models import Entry, EntryOrigin, Patient, Study
 
-    names = generators()
+    names = directory_bench()
     n_patients = max(1, round(count * 0.3))
     weights = [1 / (rank + 1) ** 0.9 for rank in range(len(names.FAMILY_NAMES))]
     families = rng.choices(names.FAMILY_NAMES, weights=weights, k=n_patients)
@@ -1199,12 +1177,6 @@ def _count_warnings(logger_name: str) -> _WarningCounter:
     counter = _WarningCounter()
     logging.getLogger(logger_name).addHandler(counter)
     return counter
-
-
-def stats(samples: list[float]) -> tuple[float, float]:
-    ordered = sorted(samples)
-    p95 = ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered)) - 1))]
-    return round(statistics.median(ordered), 2), round(p95, 2)
 
 
 # --- Reporting -------------------------------------------------------------------------------
