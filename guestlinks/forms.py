@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from django import forms
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -24,6 +23,7 @@ from guestlinks.services.creation import (
     LinkTarget,
     default_validity_hours,
 )
+from portal.forms import PolicyOptionsForm
 
 # Form fields and the organization policy flag that offers each.
 POLICY_OF_FIELD = {
@@ -46,7 +46,7 @@ def _number(attrs: dict | None = None) -> forms.NumberInput:
     return forms.NumberInput(attrs={"inputmode": "numeric", "class": "short", **(attrs or {})})
 
 
-class SendLinkForm(forms.Form):
+class SendLinkForm(PolicyOptionsForm):
     acknowledged = forms.BooleanField(
         label=_("I understand that authorization cannot be removed once the secure link is sent."),
         required=False,
@@ -187,17 +187,6 @@ class SendLinkForm(forms.Form):
             )
         )
 
-    @property
-    def hidden_errors(self) -> list[str]:
-        """Errors of fields the template does not show (an option refused by policy)."""
-        allowed = self.allowed
-        return [
-            str(message)
-            for name, errors in self.errors.items()
-            if name in allowed and not allowed[name]
-            for message in errors
-        ]
-
     # --- Into the service ------------------------------------------------------------------
 
     def options(self) -> LinkOptions:
@@ -218,14 +207,6 @@ class SendLinkForm(forms.Form):
             message=data["message"],
             language=data["language"] or None,
         )
-
-    def add_service_errors(self, exc: ValidationError) -> None:
-        """Put the service's field errors on their fields (non-field for any other name)."""
-        if not hasattr(exc, "error_dict"):
-            self.add_error(None, exc)
-            return
-        for name, errors in exc.error_dict.items():
-            self.add_error(name if name in self.fields else None, errors)
 
 
 class RevokeForm(forms.Form):

@@ -26,6 +26,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
+from portal.forms import PolicyOptionsForm
 from sharing.models import RecipientKind
 from sharing.selectors import (
     MAX_QUERY_LENGTH,
@@ -99,7 +100,7 @@ class DatePickerInput(forms.DateInput):
         return super().format_value(value)
 
 
-class ShareForm(forms.Form):
+class ShareForm(PolicyOptionsForm):
     access = forms.ChoiceField(
         label=_("Access"),
         choices=ACCESS_CHOICES,
@@ -227,17 +228,6 @@ class ShareForm(forms.Form):
         allowed["unlimited"] = self.terms.unlimited_allowed
         return allowed
 
-    @property
-    def hidden_errors(self) -> list[str]:
-        """Errors of fields the template does not show (an option refused by policy)."""
-        allowed = self.allowed
-        return [
-            str(message)
-            for name, errors in self.errors.items()
-            if name in allowed and not allowed[name]
-            for message in errors
-        ]
-
     # --- Into the service ------------------------------------------------------------------
 
     def options(self) -> ShareOptions:
@@ -258,17 +248,12 @@ class ShareForm(forms.Form):
             send_mail=data["send_mail"],
         )
 
-    def add_service_errors(self, exc: ValidationError) -> None:
-        """Put the service's field errors on their fields; recipients' errors beside the
-        recipients; any other name above the form."""
-        if not hasattr(exc, "error_dict"):
-            self.add_error(None, exc)
-            return
-        for name, errors in exc.error_dict.items():
-            if name in ("recipients", "star"):
-                self.recipient_errors.extend(message for error in errors for message in error)
-            else:
-                self.add_error(name if name in self.fields else None, errors)
+    def add_service_error(self, name: str, errors: list[ValidationError]) -> None:
+        """Recipients' errors beside the recipients; the rest as every option form does."""
+        if name in ("recipients", "star"):
+            self.recipient_errors.extend(message for error in errors for message in error)
+        else:
+            super().add_service_error(name, errors)
 
 
 # --- Recipient rows ----------------------------------------------------------------------------
