@@ -18,11 +18,11 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import path
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
 from sharing.forms import ACCESS_CHOICES, DetailedSearchForm, RecipientRows, ShareForm
 from sharing.models import RecipientKind, SenderDefaults, Share
@@ -30,6 +30,7 @@ from sharing.selectors import favorites_of, search_recipients
 from sharing.services.shares import sender_access, share_studies, share_terms
 from studies.anonymize import patient_display
 from studies.models import Study
+from studies.selectors import MAX_ID
 
 MAX_STUDIES = 500
 
@@ -192,12 +193,36 @@ def share_dialog(request: HttpRequest) -> HttpResponse:
         except PermissionDenied as exc:
             return _refused(request, context, exc)
         else:
-            context.update(_done_context(share, context["studies"]))
-            context["text"] = render_to_string(DONE_TEXT_TEMPLATE, context, request=request)
-            return _respond(request, DONE_TEMPLATE, context)
+            if not _is_fragment_request(request):
+                # A whole page: to the confirmation's own address, so that reloading it never
+                # posts the share again.
+                return redirect("sharing:done", pk=share.pk)
+            return _confirmation(request, share, context)
     return _render_form(
         request, context, form=form, rows=rows, finder=finder, favorites=favorites, status=400
     )
+
+
+def _confirmation(request: HttpRequest, share: Share, context: dict) -> HttpResponse:
+    context.update(_done_context(share, context["studies"]))
+    context["text"] = render_to_string(DONE_TEXT_TEMPLATE, context, request=request)
+    return _respond(request, DONE_TEMPLATE, context)
+
+
+@login_required
+@require_GET
+def share_done(request: HttpRequest, pk: int) -> HttpResponse:
+    """The confirmation of a share, for its sender (the page a browser without scripts lands
+    on after sharing; "Share again" works from it as from the dialog)."""
+    share = Share.objects.filter(pk=pk, sender=request.user).first() if pk <= MAX_ID else None
+    if share is None:
+        raise Http404("No such share.")
+    studies = list(share.studies.select_related("patient", "organization").order_by("pk"))
+    selected = [(study, sender_access(request.user, study, request)) for study in studies]
+    if any(access is None for _study, access in selected):
+        # The sender no longer holds one of them: nothing to confirm or share again.
+        raise Http404("No such share.")
+    return _confirmation(request, share, _study_context(selected))
 
 
 def _refused(request, context, exc: PermissionDenied) -> HttpResponse:
@@ -255,4 +280,5 @@ def _done_context(share: Share, studies: list[Study]) -> dict:
 
 urlpatterns = [
     path("dialog/", share_dialog, name="dialog"),
+    path("<int:pk>/done/", share_done, name="done"),
 ]

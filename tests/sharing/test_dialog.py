@@ -212,6 +212,22 @@ def test_without_scripts_the_dialog_is_a_page(alice, study):
     assert "<title>Share ·" in html and "Doe" not in html.split("</title>")[0]
 
 
+def test_without_scripts_sharing_lands_on_the_confirmations_own_page(alice, bob, carol, study):
+    client = client_for(alice)
+    response = client.post(DIALOG, share_body(study, to=("user", bob.pk)))
+    share = Share.objects.get()
+    done = reverse("sharing:done", args=[share.pk])
+    assert response.status_code == 302 and response.url == done
+    page = client.get(done)
+    html = text_of(page)
+    assert page.status_code == 200 and "<html" in html and "Bob Tester" in html
+    # Reloading it shares nothing again; nobody but the sender sees it.
+    client.get(done)
+    assert Share.objects.count() == 1
+    assert client_for(bob).get(done).status_code == 404
+    assert client_for(carol).get(done).status_code == 404
+
+
 # --- Every parameter through the view ----------------------------------------------------------
 
 
