@@ -403,7 +403,17 @@ class SearchScope:
 
 def search_scope(user: User, criteria: SearchCriteria) -> SearchScope:
     worklist_ids = _visible_worklist_ids(user)
-    visible = visible_studies(user).select_related("patient")
+    in_worklist = criteria.worklist_id is not None and criteria.worklist_id in worklist_ids
+    if in_worklist:
+        # An active entry in one of the user's worklists is what makes a study visible, so the
+        # chosen worklist's condition alone says both; stated twice (visible anywhere, and in
+        # this worklist) it misleads PostgreSQL's row estimate into scanning the whole table.
+        base = Study.objects.filter(
+            Exists(active_entries().filter(study=OuterRef("pk"), worklist_id=criteria.worklist_id))
+        )
+    else:
+        base = visible_studies(user)
+    visible = base.select_related("patient")
     masked_possible = _has_masked_entries(worklist_ids)
     identified = _identified_condition(user, worklist_ids) if masked_possible else None
     if identified is not None:
@@ -439,15 +449,8 @@ def search_scope(user: User, criteria: SearchCriteria) -> SearchScope:
         results = results.filter(study_date__gte=criteria.date_from)
     if criteria.date_to:
         results = results.filter(study_date__lte=criteria.date_to)
-    if criteria.worklist_id is not None:
-        if criteria.worklist_id not in worklist_ids:
-            results = results.none()
-        else:
-            results = results.filter(
-                Exists(
-                    active_entries().filter(study=OuterRef("pk"), worklist_id=criteria.worklist_id)
-                )
-            )
+    if criteria.worklist_id is not None and not in_worklist:
+        results = results.none()
     if criteria.folder_id is not None:
         folder = Folder.objects.filter(pk=criteria.folder_id, worklist_id__in=worklist_ids).first()
         if folder is None:
