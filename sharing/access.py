@@ -35,11 +35,13 @@ from sharing.models import ShareRecipient
 from studies.access import (
     StudyAccess,
     active_entries,
+    best_access,
     register_access_challenge,
     register_grant_source,
+    shared_entry_access,
     visible_worklists,
 )
-from studies.models import ACCESS_RANK, AccessLevel, Entry, EntryOrigin, Study
+from studies.models import Entry, EntryOrigin, Study
 
 # The session key of the verifications: a list, since one user may hold several such shares.
 VERIFIED_SESSION_KEY = "sharing_verified"
@@ -134,17 +136,6 @@ def recipients_of(entries: QuerySet[Entry]) -> QuerySet[ShareRecipient]:
     )
 
 
-def _rank(access: StudyAccess) -> tuple:
-    # The most useful of several verified entries, as studies.access chooses among sources.
-    return (
-        not access.anonymized,
-        ACCESS_RANK[AccessLevel(access.level)],
-        access.can_share,
-        access.until is None,
-        access.until or timezone.now(),
-    )
-
-
 def verified_share_access(request: HttpRequest, study: Study) -> StudyAccess | None:
     """The access a share verified in this session gives to ``study``, or None. No query when
     the session holds no verification (most requests)."""
@@ -157,18 +148,8 @@ def verified_share_access(request: HttpRequest, study: Study) -> StudyAccess | N
         sharerecipient__share__removed_at__isnull=True,
     ).values("entry_id")
     entries = two_factor_entries(request.user, study).filter(pk__in=opened_by_verified)
-    candidates = [
-        StudyAccess(
-            level=AccessLevel(entry.level),
-            anonymized=entry.anonymized,
-            can_share=entry.can_share,
-            until=entry.valid_until,
-            two_factor_required=True,
-            via="share",
-        )
-        for entry in entries
-    ]
-    return max(candidates, key=_rank, default=None)
+    # The entries' own terms, two-factor kept, so that sharing further keeps asking for codes.
+    return best_access(shared_entry_access(entry) for entry in entries)
 
 
 def code_page_for(request: HttpRequest, study: Study) -> str | None:

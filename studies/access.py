@@ -239,19 +239,24 @@ def _entry_access(
         # the entry opens nothing here.
         return None
     if entry.origin == EntryOrigin.SHARE:
-        return StudyAccess(
-            level=AccessLevel(entry.level),
-            anonymized=entry.anonymized,
-            can_share=entry.can_share,
-            until=entry.valid_until,
-            two_factor_required=entry.two_factor_required,
-            via="share",
-        )
+        return shared_entry_access(entry)
     # A received or filed entry: the member's own role in the owning organization decides.
     return _role_access(user, study, via="worklist", memberships=memberships)
 
 
-def _best(candidates: Iterable[StudyAccess | None]) -> StudyAccess | None:
+def shared_entry_access(entry: Entry) -> StudyAccess:
+    """The terms a share's entry carries (once any SMS code it asks for was given)."""
+    return StudyAccess(
+        level=AccessLevel(entry.level),
+        anonymized=entry.anonymized,
+        can_share=entry.can_share,
+        until=entry.valid_until,
+        two_factor_required=entry.two_factor_required,
+        via="share",
+    )
+
+
+def best_access(candidates: Iterable[StudyAccess | None]) -> StudyAccess | None:
     """The single most useful access; never a blend, so no combination widens any one grant."""
     found = [c for c in candidates if c is not None]
     if not found:
@@ -292,7 +297,7 @@ def user_studies_access(user: User, studies: Iterable[Study]) -> dict[int, Study
             candidates.append(_role_access(user, study, "organization", memberships))
         for entry in entries.get(study.pk, []):
             candidates.append(_entry_access(user, entry, study, memberships))
-        found[study.pk] = _best(candidates)
+        found[study.pk] = best_access(candidates)
     return found
 
 
@@ -308,7 +313,7 @@ def studies_access(request: HttpRequest, studies: Iterable[Study]) -> dict[int, 
     for study in studies:
         candidates = [found[study.pk]]
         candidates.extend(source(request, study) for source in _grant_sources)
-        found[study.pk] = _best(candidates)
+        found[study.pk] = best_access(candidates)
     return found
 
 

@@ -319,7 +319,7 @@ def _identified_condition(user: User, worklist_ids: list[int]) -> Q:
     """Rows the user may see with the patient's identity, i.e. through something other than an
     anonymized share or a share asking for an SMS code: the organization-wide role, a received
     or filed entry of an organization the user is a member of, or a share entry that is neither
-    (as ``access._best`` prefers such a grant). A two-factor share counts as masked even once
+    (as ``access.best_access`` prefers such a grant). A two-factor share counts as masked even once
     its code was entered: searching has no session, and the match would name the patient."""
     org_wide = organizations_with(user, Perm.VIEW_ALL_STUDIES)
     member_orgs = [m.organization_id for m in active_memberships(user)]
