@@ -32,6 +32,7 @@ from guestlinks.tokens import digest_for, new_salt, recover_token, token_for
 from notifications.languages import language_of, supported_language
 from notifications.models import Channel
 from notifications.services import queue_message, validate_recipient
+from portal.validation import FieldErrors
 from studies.access import (
     active_memberships,
     has_perm,
@@ -229,21 +230,7 @@ def _link_target(link: GuestLink) -> LinkTarget:
 # --- Validation --------------------------------------------------------------------------------
 
 
-class _Errors:
-    """Field errors collected over the whole form, so the sender fixes them in one pass."""
-
-    def __init__(self) -> None:
-        self.by_field: dict[str, list[str]] = {}
-
-    def add(self, name: str, message: str) -> None:
-        self.by_field.setdefault(name, []).append(message)
-
-    def raise_if_any(self) -> None:
-        if self.by_field:
-            raise ValidationError(self.by_field)
-
-
-def _not_allowed(errors: _Errors, name: str, what: str) -> None:
+def _not_allowed(errors: FieldErrors, name: str, what: str) -> None:
     errors.add(
         name,
         _("Your organization's policy does not allow %(option)s on guest links.")
@@ -270,7 +257,7 @@ def default_validity_hours(organization: Organization) -> int:
 
 
 def _expiry(
-    options: LinkOptions, organization: Organization, errors: _Errors, now: datetime
+    options: LinkOptions, organization: Organization, errors: FieldErrors, now: datetime
 ) -> datetime | None:
     days, hours = options.expires_in_days, options.expires_in_hours
     max_hours = organization.max_link_validity_days * 24
@@ -324,7 +311,7 @@ def _check(
     acknowledged: bool,
     now: datetime,
 ) -> _Checked:
-    errors = _Errors()
+    errors = FieldErrors()
     if not acknowledged:
         errors.add(
             "acknowledged",

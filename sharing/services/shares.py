@@ -30,6 +30,7 @@ from audit.services import record
 from notifications.languages import choose_language, supported_language
 from notifications.models import Channel
 from notifications.services import queue_messages, validate_recipient
+from portal.validation import FieldErrors
 from sharing.models import RecipientKind, SenderDefaults, Share, ShareRecipient
 from sharing.services.favorites import star_targets
 from sharing.services.invitations import invite
@@ -120,18 +121,6 @@ class _Resolved:
     email: str = ""
 
 
-class _Errors:
-    def __init__(self) -> None:
-        self.by_field: dict[str, list[str]] = {}
-
-    def add(self, name: str, message: str) -> None:
-        self.by_field.setdefault(name, []).append(message)
-
-    def raise_if_any(self) -> None:
-        if self.by_field:
-            raise ValidationError(self.by_field)
-
-
 # --- Rules -------------------------------------------------------------------------------------
 
 
@@ -159,7 +148,9 @@ def _may(sender: User, perm: Perm, organization: Organization) -> bool:
     return has_perm(sender, perm)
 
 
-def _resolve(recipient: Recipient, *, sender_orgs: set[int], errors: _Errors) -> _Resolved | None:
+def _resolve(
+    recipient: Recipient, *, sender_orgs: set[int], errors: FieldErrors
+) -> _Resolved | None:
     unknown = _("No such recipient: %(kind)s %(value)s.") % {
         "kind": recipient.kind,
         "value": recipient.value,
@@ -234,7 +225,7 @@ def _validity(
     options: ShareOptions,
     organization: Organization,
     held: list[StudyAccess],
-    errors: _Errors,
+    errors: FieldErrors,
     today: date,
 ) -> date | None:
     """The last day of access (None: unlimited), within the policy and the sender's own."""
@@ -461,7 +452,7 @@ def share_studies(
     studies = list(dict.fromkeys(studies))
     organization, held = _check_sender(sender, studies, request)
 
-    errors = _Errors()
+    errors = FieldErrors()
     try:
         level = AccessLevel(options.access)
     except ValueError:
