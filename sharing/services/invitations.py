@@ -48,6 +48,7 @@ from sharing.models import RecipientKind, Share, ShareRecipient
 # ``shares`` imports ``invite`` from here while it loads; importing the module (not names from
 # it) lets either module load first, and its functions are looked up when called.
 from sharing.services import shares
+from sharing.services.trail import record_share_event
 from studies.services.worklists import personal_worklist
 
 INVITATION_TEMPLATE = "registration_invitation"
@@ -375,17 +376,14 @@ def _activate(
         share = recipient.share
         studies = list(share.studies.select_related("patient").order_by("pk"))
         shares.grant_entries(recipient, studies, seen=seen.setdefault(share.pk, set()))
-        for study in studies:
-            record(
-                action=Action.SHARE_ACTIVATED,
-                actor=user,
-                request=request,
-                organization_id=share.organization_id,
-                target_type="share",
-                target_id=share.pk,
-                study=study,
-                details={"recipient": recipient.pk, "sender": share.sender_id},
-            )
+        record_share_event(
+            share,
+            Action.SHARE_ACTIVATED,
+            actor=user,
+            request=request,
+            studies=studies,
+            details={"recipient": recipient.pk, "sender": share.sender_id},
+        )
         activated.append(recipient)
     return activated
 

@@ -26,7 +26,6 @@ from django.utils.translation import ngettext
 from accounts.models import Group, Location, Organization, User
 from accounts.permissions import Perm
 from audit.models import Action
-from audit.services import record
 from notifications.languages import choose_language, supported_language
 from notifications.models import Channel
 from notifications.services import queue_messages, validate_recipient
@@ -34,6 +33,7 @@ from portal.validation import FieldErrors
 from sharing.models import RecipientKind, SenderDefaults, Share, ShareRecipient
 from sharing.services.favorites import star_targets
 from sharing.services.invitations import invite
+from sharing.services.trail import record_share_event
 from sharing.services.two_factor import recipients_without_mobile
 from studies.access import (
     StudyAccess,
@@ -591,27 +591,24 @@ def share_studies(
             )
             if item.worklist is not None:
                 grant_entries(row, studies, seen=seen)
-        for study in studies:
-            record(
-                action=Action.SHARE_CREATED,
-                actor=sender,
-                request=request,
-                organization_id=organization.pk,
-                target_type="share",
-                target_id=share.pk,
-                study=study,
-                details={
-                    "recipients": audit_recipients,
-                    "level": level,
-                    "valid_until": valid_until,
-                    "anonymize": anonymize,
-                    "two_factor": two_factor,
-                    "further_sharing": share.allow_further_sharing,
-                    "urgent": share.urgent,
-                    "send_mail": share.send_mail,
-                    "reason": reason,
-                },
-            )
+        record_share_event(
+            share,
+            Action.SHARE_CREATED,
+            actor=sender,
+            request=request,
+            studies=studies,
+            details={
+                "recipients": audit_recipients,
+                "level": level,
+                "valid_until": valid_until,
+                "anonymize": anonymize,
+                "two_factor": two_factor,
+                "further_sharing": share.allow_further_sharing,
+                "urgent": share.urgent,
+                "send_mail": share.send_mail,
+                "reason": reason,
+            },
+        )
         _queue_messages(share=share, sender=sender, studies=studies, resolved=resolved)
         starred = set(star)
         star_targets(
@@ -685,16 +682,12 @@ def remove_share(*, user: User, share: Share, request=None) -> bool:
             ).values("entry_id"),
             removed_at__isnull=True,
         ).update(removed_at=now)
-        for study in current.studies.select_related("patient"):
-            record(
-                action=Action.SHARE_REMOVED,
-                actor=user,
-                request=request,
-                organization_id=current.organization_id,
-                target_type="share",
-                target_id=current.pk,
-                study=study,
-                details={"sender": current.sender_id},
-            )
+        record_share_event(
+            current,
+            Action.SHARE_REMOVED,
+            actor=user,
+            request=request,
+            details={"sender": current.sender_id},
+        )
     share.removed_at, share.removed_by = now, user
     return True

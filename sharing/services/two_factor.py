@@ -43,12 +43,12 @@ from django.utils.translation import ngettext
 from accounts.models import Organization, User
 from accounts.permissions import Perm
 from accounts.tokens import secret_digest
-from audit.models import Action, Outcome
-from audit.services import record
+from audit.models import Action
 from notifications.models import Channel
 from notifications.services import queue_message
 from sharing.access import recipients_of, remember_verification, two_factor_entries
 from sharing.models import ShareCode, ShareRecipient
+from sharing.services.trail import record_share_event
 from studies.access import has_perm, organizations_with
 
 SMS_CODE_DIGITS = 6
@@ -223,19 +223,14 @@ def _audit(
     failed: bool = False,
     **details: Any,
 ) -> None:
-    share = recipient.share
-    for study in share.studies.select_related("patient").order_by("pk"):
-        record(
-            action=action,
-            actor=actor,
-            request=request,
-            outcome=Outcome.MINOR_FAILURE if failed else Outcome.SUCCESS,
-            organization_id=share.organization_id,
-            target_type="share",
-            target_id=share.pk,
-            study=study,
-            details={"recipient": recipient.pk, **details},
-        )
+    record_share_event(
+        recipient.share,
+        action,
+        actor=actor,
+        request=request,
+        failed=failed,
+        details={"recipient": recipient.pk, **details},
+    )
 
 
 # --- Codes -------------------------------------------------------------------------------------
