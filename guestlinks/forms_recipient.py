@@ -4,14 +4,11 @@ throttle."""
 
 from __future__ import annotations
 
-import re
-
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
-from guestlinks.services.opening import SMS_CODE_DIGITS, LinkPage
-
-_CODE_SPACING = re.compile(r"[\s-]+")
+from guestlinks.services.opening import LinkPage
+from notifications.codes import is_code_shaped, normalize_code
 
 
 class OpenLinkForm(forms.Form):
@@ -54,7 +51,7 @@ class OpenLinkForm(forms.Form):
             )
 
     def clean_code(self) -> str:
-        code = _CODE_SPACING.sub("", self.cleaned_data["code"])
-        if not code.isdigit() or len(code) != SMS_CODE_DIGITS:
+        code = normalize_code(self.cleaned_data["code"])
+        if not is_code_shaped(code):
             raise forms.ValidationError(_("Enter the six digits of the code we sent by SMS."))
         return code

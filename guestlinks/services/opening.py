@@ -52,6 +52,7 @@ from guestlinks.models import ConfirmationToken, GuestLink, SmsCode, TargetKind
 from guestlinks.passwords import check_link_password
 from guestlinks.services.state import LinkStatus, link_status, openable
 from guestlinks.tokens import candidate_digests, recover_token
+from notifications.codes import new_code, resend_wait, resend_wait_message
 from notifications.models import Channel
 from notifications.services import queue_message
 from studies.access import entries_passed_on_in_full
@@ -61,7 +62,6 @@ from studies.models import Folder, Study
 # secrets.token_urlsafe(32)): anything else is not looked up, only counted.
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
 CONFIRM_PURPOSE = "guestlink-confirm"
-SMS_CODE_DIGITS = 6
 MESSAGE_CONCERNING = "guest_link"
 
 
@@ -749,20 +749,9 @@ def send_code(*, link: GuestLink, request: HttpRequest) -> SentCode:
         # hold (SQLite serializes whole write transactions anyway).
         locked = GuestLink.objects.select_for_update().get(pk=link.pk)
         last = SmsCode.objects.filter(link=link).order_by("-created_at", "-pk").first()
-        if last is not None:
-            waited = (now - last.created_at).total_seconds()
-            if waited < sms_resend_cooldown():
-                wait = max(1, int(sms_resend_cooldown() - waited + 0.999))
-                raise CodeNotSent(
-                    ngettext(
-                        "We just sent a code. Wait %(seconds)d second before asking for a new one.",
-                        "We just sent a code. Wait %(seconds)d seconds before asking for "
-                        "a new one.",
-                        wait,
-                    )
-                    % {"seconds": wait},
-                    retry_after=wait,
-                )
+        wait = resend_wait(last.created_at if last else None, sms_resend_cooldown(), now)
+        if wait:
+            raise CodeNotSent(resend_wait_message(wait), retry_after=wait)
         if locked.codes_sent >= max_sms_codes():
             raise CodeNotSent(
                 _(
@@ -773,7 +762,7 @@ def send_code(*, link: GuestLink, request: HttpRequest) -> SentCode:
         SmsCode.objects.filter(link=link, used_at__isnull=True, replaced_at__isnull=True).update(
             replaced_at=now
         )
-        code = f"{secrets.randbelow(10**SMS_CODE_DIGITS):0{SMS_CODE_DIGITS}d}"
+        code = new_code()
         expires_at = now + sms_code_validity()
         SmsCode.objects.create(link=link, code_hash=_code_digest(link, code), expires_at=expires_at)
         GuestLink.objects.filter(pk=link.pk).update(codes_sent=F("codes_sent") + 1)

@@ -23,8 +23,6 @@ keys avoid the words the audit trail redacts: password, code, token.)
 
 from __future__ import annotations
 
-import re
-import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -44,6 +42,13 @@ from accounts.models import Organization, User
 from accounts.permissions import Perm
 from accounts.tokens import secret_digest
 from audit.models import Action
+from notifications.codes import (
+    is_code_shaped,
+    new_code,
+    normalize_code,
+    resend_wait,
+    resend_wait_message,
+)
 from notifications.models import Channel
 from notifications.services import queue_message
 from sharing.access import recipients_of, remember_verification, two_factor_entries
@@ -51,12 +56,10 @@ from sharing.models import ShareCode, ShareRecipient
 from sharing.services.trail import record_share_event
 from studies.access import has_perm, organizations_with
 
-SMS_CODE_DIGITS = 6
 SMS_TEMPLATE = "sms_code"
 # The cap on codes counts the codes sent to one user for one share in this window: enough for
 # any real use, too few to flood a phone, and it frees itself without an administrator.
 CODE_CAP_WINDOW = timedelta(hours=24)
-_CODE_SPACING = re.compile(r"[\s-]+")
 
 
 def _setting(name: str) -> int:
@@ -258,11 +261,6 @@ def _current_code(recipient: ShareRecipient, user: User, now: datetime) -> Share
     )
 
 
-def normalize_code(text: str) -> str:
-    """What the user typed, without spaces or dashes ("123 456")."""
-    return _CODE_SPACING.sub("", text or "")
-
-
 @dataclass(frozen=True)
 class SentCode:
     expires_at: datetime
@@ -289,20 +287,9 @@ def send_code(*, user: User, recipient: ShareRecipient, request: HttpRequest) ->
             raise ShareBlocked(blocked_message(locked))
         mine = ShareCode.objects.filter(recipient=locked, user=user)
         last = mine.order_by("-created_at", "-pk").first()
-        if last is not None:
-            waited = (now - last.created_at).total_seconds()
-            if waited < resend_cooldown():
-                wait = max(1, int(resend_cooldown() - waited + 0.999))
-                raise CodeNotSent(
-                    ngettext(
-                        "We just sent a code. Wait %(seconds)d second before asking for a new one.",
-                        "We just sent a code. Wait %(seconds)d seconds before asking for "
-                        "a new one.",
-                        wait,
-                    )
-                    % {"seconds": wait},
-                    retry_after=wait,
-                )
+        wait = resend_wait(last.created_at if last else None, resend_cooldown(), now)
+        if wait:
+            raise CodeNotSent(resend_wait_message(wait), retry_after=wait)
         if mine.filter(created_at__gt=now - CODE_CAP_WINDOW).count() >= max_codes():
             raise CodeNotSent(
                 _(
@@ -312,7 +299,7 @@ def send_code(*, user: User, recipient: ShareRecipient, request: HttpRequest) ->
                 % {"organization": locked.share.organization.name}
             )
         mine.filter(used_at__isnull=True, replaced_at__isnull=True).update(replaced_at=now)
-        code = f"{secrets.randbelow(10**SMS_CODE_DIGITS):0{SMS_CODE_DIGITS}d}"
+        code = new_code()
         expires_at = now + code_validity()
         ShareCode.objects.create(
             recipient=locked,
@@ -350,7 +337,7 @@ def verify_code(*, user: User, recipient: ShareRecipient, code: str, request: Ht
     code = normalize_code(code)
     if not code:
         raise CodeRefused(_("Enter the code we sent you by SMS. No code yet? Select Send code."))
-    if not code.isdigit() or len(code) != SMS_CODE_DIGITS:
+    if not is_code_shaped(code):
         # Not a guess at all: nothing is counted.
         raise CodeRefused(_("Enter the six digits of the code we sent by SMS."))
     now = timezone.now()

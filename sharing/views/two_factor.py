@@ -21,6 +21,7 @@ from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
+from notifications.codes import is_code_shaped, normalize_code
 from sharing.access import verified_recipient_ids
 from sharing.models import ShareRecipient
 from sharing.services import two_factor
@@ -57,8 +58,8 @@ class CodeForm(forms.Form):
     )
 
     def clean_code(self) -> str:
-        code = two_factor.normalize_code(self.cleaned_data["code"])
-        if not code.isdigit() or len(code) != two_factor.SMS_CODE_DIGITS:
+        code = normalize_code(self.cleaned_data["code"])
+        if not is_code_shaped(code):
             raise forms.ValidationError(
                 gettext_lazy("Enter the six digits of the code we sent by SMS.")
             )

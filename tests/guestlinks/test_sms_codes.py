@@ -13,6 +13,7 @@ from audit.models import Action, AuditEvent
 from guestlinks.models import SmsCode
 from guestlinks.services import opening
 from guestlinks.services.state import link_status
+from notifications import codes as codes_module
 from notifications.models import Channel, Message, MessageStatus
 from tests.accounts.helpers import HttpsClient
 from tests.guestlinks.conftest import link_path, service_request, sms_codes_sent
@@ -116,7 +117,7 @@ def test_a_code_expires_after_ten_minutes(guest, coded):
 def test_a_resend_replaces_the_code_and_keeps_the_failures(guest, coded, monkeypatch):
     link, token = coded
     codes = iter([123456, 654321])
-    monkeypatch.setattr(opening.secrets, "randbelow", lambda _limit: next(codes))
+    monkeypatch.setattr(codes_module.secrets, "randbelow", lambda _limit: next(codes))
     start = timezone.now()
     with time_machine.travel(start, tick=False):
         send_code(guest, token)

@@ -25,6 +25,7 @@ from accounts.models import ApiToken, Membership, User
 from accounts.permissions import Perm
 from accounts.tokens import secret_digest
 from audit.models import Action, AuditEvent, Outcome
+from notifications import codes as codes_module
 from notifications.models import Channel, Message
 from sharing.access import VERIFIED_SESSION_KEY
 from sharing.models import ShareCode, ShareRecipient
@@ -213,7 +214,7 @@ def test_no_more_codes_than_the_cap_in_a_day(guarded, bob, settings):
 
 def test_a_resend_replaces_the_code_and_keeps_the_failures(guarded, bob, monkeypatch):
     codes = iter([123456, 654321])
-    monkeypatch.setattr(tf.secrets, "randbelow", lambda _limit: next(codes))
+    monkeypatch.setattr(codes_module.secrets, "randbelow", lambda _limit: next(codes))
     request = service_request(bob)
     start = timezone.now()
     with time_machine.travel(start, tick=False):
