@@ -111,11 +111,29 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         return worker(args)
+    return run_each_database(
+        args,
+        heading=f"{args.studies:,} studies",
+        run_database=run_database,
+        report=markdown,
+        parameters=parameters,
+    )
 
+
+def run_each_database(
+    args: argparse.Namespace,
+    *,
+    heading: str,
+    run_database: Callable[[str, argparse.Namespace], dict],
+    report: Callable[[dict[str, dict], argparse.Namespace], str],
+    parameters: Callable[[argparse.Namespace], dict],
+) -> int:
+    """Run a benchmark's worker on each database of ``args.databases`` in turn, print the
+    Markdown report and write the JSON (share_bench.py runs through this too)."""
     results: dict[str, dict] = {}
     failed = []
     for database in args.databases:
-        print(f"== {database}: {args.studies:,} studies", file=sys.stderr, flush=True)
+        print(f"== {database}: {heading}", file=sys.stderr, flush=True)
         try:
             results[database] = run_database(database, args)
         except subprocess.CalledProcessError:
@@ -130,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             failed.append(database)
 
     if results:
-        print(markdown(results, args))
+        print(report(results, args))
     if args.json:
         payload = {"parameters": parameters(args), "results": results, "failed": failed}
         Path(args.json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
@@ -193,13 +211,41 @@ def parameters(args: argparse.Namespace) -> dict:
 
 
 def run_database(database: str, args: argparse.Namespace) -> dict:
-    """Make the throwaway database, run the worker against it, and always clean up."""
+    return run_worker_on_throwaway(
+        database,
+        script=Path(__file__).resolve(),
+        postgres_url=args.postgres_url,
+        database_name=BENCH_DATABASE,
+        worker_args=[
+            "--studies",
+            str(args.studies),
+            "--queries",
+            str(args.queries),
+            "--budget",
+            str(args.budget),
+            *(["--explain"] if args.explain else []),
+        ],
+    )
+
+
+def run_worker_on_throwaway(
+    database: str,
+    *,
+    script: Path,
+    postgres_url: str,
+    database_name: str,
+    worker_args: list[str],
+    environment: dict[str, str] | None = None,
+) -> dict:
+    """Make a throwaway database, run ``script --worker`` against it under the portal's own
+    settings, and always clean up; the worker's JSON result. ``environment`` overrides the
+    embedded set-up below (share_bench.py gives the outbox a broker)."""
     with tempfile.TemporaryDirectory(prefix="portal-bench-") as folder:
         if database == "sqlite":
             url = f"sqlite:///{Path(folder) / 'bench.sqlite3'}"
         else:
-            url = f"{args.postgres_url.rstrip('/')}/{BENCH_DATABASE}"
-            recreate_postgres(args.postgres_url)
+            url = f"{postgres_url.rstrip('/')}/{database_name}"
+            recreate_postgres(postgres_url, database_name)
         output = Path(folder) / "result.json"
         env = {
             **os.environ,
@@ -216,29 +262,24 @@ def run_database(database: str, args: argparse.Namespace) -> dict:
             "EMAIL_HOST": "",
             "ALLOWED_HOSTS": "testserver",
             "LOG_LEVEL": "WARNING",
+            **(environment or {}),
         }
         command = [
             sys.executable,
-            str(Path(__file__).resolve()),
+            str(script),
             "--worker",
             "--worker-output",
             str(output),
-            "--studies",
-            str(args.studies),
-            "--queries",
-            str(args.queries),
-            "--budget",
-            str(args.budget),
             "--databases",
             database,
-            *(["--explain"] if args.explain else []),
+            *worker_args,
         ]
         try:
             subprocess.run(command, env=env, cwd=ROOT, check=True)
             return json.loads(output.read_text(encoding="utf-8"))
         finally:
             if database == "postgres":
-                drop_postgres(args.postgres_url)
+                drop_postgres(postgres_url, database_name)
 
 
 def _admin_connection(server_url: str) -> psycopg.Connection:

@@ -35,11 +35,8 @@ import logging
 import os
 import random
 import re
-import secrets
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -47,8 +44,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
-
-import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASES = ("sqlite", "postgres")
@@ -109,35 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         return worker(args)
-
-    results: dict[str, dict] = {}
-    failed = []
-    for database in args.databases:
-        print(
-            f"== {database}: share {args.share_studies} x {args.recipients}, page with "
-            f"{args.entries:,} shared entries",
-            file=sys.stderr,
-            flush=True,
-        )
-        try:
-            results[database] = run_database(database, args)
-        except subprocess.CalledProcessError:
-            # Keep going: the other database's numbers are still worth reporting.
-            print(f"The {database} benchmark failed (see above).", file=sys.stderr)
-            failed.append(database)
-        except psycopg.Error as exc:
-            print(
-                f"PostgreSQL at {args.postgres_url} cannot host the benchmark database: {exc}",
-                file=sys.stderr,
-            )
-            failed.append(database)
-
-    if results:
-        print(markdown(results, args))
-    if args.json:
-        payload = {"parameters": parameters(args), "results": results, "failed": failed}
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    return 1 if failed else 0
+    return directory_bench().run_each_database(
+        args,
+        heading=(
+            f"share {args.share_studies} x {args.recipients}, page with "
+            f"{args.entries:,} shared entries"
+        ),
+        run_database=run_database,
+        report=markdown,
+        parameters=parameters,
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -239,39 +215,12 @@ def parameters(args: argparse.Namespace) -> dict:
 
 
 def run_database(database: str, args: argparse.Namespace) -> dict:
-    """Make the throwaway database, run the worker against it, and always clean up."""
-    with tempfile.TemporaryDirectory(prefix="portal-share-bench-") as folder:
-        if database == "sqlite":
-            url = f"sqlite:///{Path(folder) / 'bench.sqlite3'}"
-        else:
-            url = f"{args.postgres_url.rstrip('/')}/{BENCH_DATABASE}"
-            directory_bench().recreate_postgres(args.postgres_url, BENCH_DATABASE)
-        output = Path(folder) / "result.json"
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "portal.settings",
-            "DEBUG": "true",
-            "DEMO_MODE": "false",
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "DATABASE_URL": url,
-            "PORTAL_VAR_DIR": folder,
-            "CACHE_URL": "",
-            # A broker that only holds the published tasks in this process: the outbox rows are
-            # written and published on commit, as with Redis, and nothing is delivered (with no
-            # broker at all the embedded set-up would send each email during the commit).
-            "CELERY_BROKER_URL": "memory://",
-            "EMAIL_HOST": "",
-            "ALLOWED_HOSTS": "testserver",
-            "LOG_LEVEL": "WARNING",
-        }
-        command = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--worker",
-            "--worker-output",
-            str(output),
-            "--databases",
-            database,
+    return directory_bench().run_worker_on_throwaway(
+        database,
+        script=Path(__file__).resolve(),
+        postgres_url=args.postgres_url,
+        database_name=BENCH_DATABASE,
+        worker_args=[
             "--entries",
             str(args.entries),
             "--other-studies",
@@ -287,13 +236,12 @@ def run_database(database: str, args: argparse.Namespace) -> dict:
             "--budget",
             str(args.budget),
             *(["--explain"] if args.explain else []),
-        ]
-        try:
-            subprocess.run(command, env=env, cwd=ROOT, check=True)
-            return json.loads(output.read_text(encoding="utf-8"))
-        finally:
-            if database == "postgres":
-                directory_bench().drop_postgres(args.postgres_url, BENCH_DATABASE)
+        ],
+        # A broker that only holds the published tasks in this process: the outbox rows are
+        # written and published on commit, as with Redis, and nothing is delivered (with no
+        # broker at all the embedded set-up would send each email during the commit).
+        environment={"CELERY_BROKER_URL": "memory://"},
+    )
 
 
 # --- The worker: seed and measure one database -----------------------------------------------
@@ -351,11 +299,7 @@ def worker(args: argparse.Namespace) -> int:
     say(f"seeded in {seed_seconds:.1f} s: {world.counts}")
 
     started = time.perf_counter()
-    if connection.vendor == "postgresql":
-        # Autovacuum analyzes a freshly loaded table shortly; do not measure the minutes before.
-        # SQLite gathers no statistics unless told, and an installation does not tell it.
-        with connection.cursor() as cursor:
-            cursor.execute("ANALYZE")
+    directory_bench().analyze()
     analyze_seconds = time.perf_counter() - started
 
     result = {
