@@ -364,11 +364,6 @@ def grant_entries(
     return created
 
 
-def sender_access(sender: User, study: Study, request=None) -> StudyAccess | None:
-    """The sender's access to a study (see :func:`senders_access`)."""
-    return senders_access(sender, [study], request)[study.pk]
-
-
 def senders_access(
     sender: User, studies: Sequence[Study], request=None
 ) -> dict[int, StudyAccess | None]:

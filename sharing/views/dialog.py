@@ -27,7 +27,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from sharing.forms import ACCESS_CHOICES, DetailedSearchForm, RecipientRows, ShareForm
 from sharing.models import RecipientKind, SenderDefaults, Share
 from sharing.selectors import favorites_of, search_recipients
-from sharing.services.shares import sender_access, share_studies, share_terms
+from sharing.services.shares import senders_access, share_studies, share_terms
 from studies.anonymize import patient_display
 from studies.models import Study
 from studies.selectors import MAX_ID
@@ -66,14 +66,13 @@ def _selected_studies(request: HttpRequest) -> list[tuple[Study, object]]:
             study_uid__in=uids
         )
     }
-    selected = []
-    for uid in uids:
-        study = studies.get(uid)
-        access = sender_access(request.user, study, request) if study is not None else None
-        if access is None:
-            raise Http404("No such study.")
-        selected.append((study, access))
-    return selected
+    if len(studies) != len(uids):
+        raise Http404("No such study.")
+    ordered = [studies[uid] for uid in uids]
+    accesses = senders_access(request.user, ordered, request)
+    if any(access is None for access in accesses.values()):
+        raise Http404("No such study.")
+    return [(study, accesses[study.pk]) for study in ordered]
 
 
 def _study_context(selected) -> dict:
@@ -218,7 +217,8 @@ def share_done(request: HttpRequest, pk: int) -> HttpResponse:
     if share is None:
         raise Http404("No such share.")
     studies = list(share.studies.select_related("patient", "organization").order_by("pk"))
-    selected = [(study, sender_access(request.user, study, request)) for study in studies]
+    accesses = senders_access(request.user, studies, request)
+    selected = [(study, accesses[study.pk]) for study in studies]
     if any(access is None for _study, access in selected):
         # The sender no longer holds one of them: nothing to confirm or share again.
         raise Http404("No such share.")
