@@ -14,6 +14,20 @@ from functools import wraps
 _OPAQUE = "null"
 
 
+def no_referrer(view):
+    """Pages whose address holds a token tell no other page where they came from
+    (``Referrer-Policy: no-referrer``); their forms then post with ``Origin: null``, so such
+    views are marked with :func:`accepts_opaque_origin` too."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
+    return wrapper
+
+
 def accepts_opaque_origin(view):
     """Mark a view whose forms are posted from a no-referrer page."""
 

@@ -11,11 +11,9 @@ an address without the token.
 
 from __future__ import annotations
 
-from functools import wraps
-
 from django.contrib.auth.views import redirect_to_login
 from django.db.models import F
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -27,30 +25,12 @@ from guestlinks.access import grant_for_link, live_grants
 from guestlinks.forms_recipient import OpenLinkForm
 from guestlinks.models import GuestLink
 from guestlinks.services import opening
-from portal.csrf import accepts_opaque_origin
+from portal.csrf import accepts_opaque_origin, no_referrer
+from portal.http import SeeOther
 from studies.models import Study
 
 _LINK_PAGE = "guestlinks/recipient/link.html"
 _UNAVAILABLE_PAGE = "guestlinks/recipient/unavailable.html"
-
-
-class SeeOther(HttpResponseRedirect):
-    """303: after a POST the browser follows with a GET."""
-
-    status_code = 303
-
-
-def no_referrer(view):
-    """Pages reached through a token tell no other page where they came from. Their forms then
-    post with ``Origin: null``, which these views accept (portal.csrf)."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        response = view(request, *args, **kwargs)
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
-
-    return wrapper
 
 
 def _unavailable(request: HttpRequest, *, status: int = 404, message: str = "") -> HttpResponse:

@@ -12,11 +12,9 @@ nothing: mail scanners open links too.
 
 from __future__ import annotations
 
-from functools import wraps
-
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils.translation import get_language, ngettext
@@ -26,29 +24,12 @@ from django.views.decorators.http import require_http_methods
 
 from accounts.forms import RegistrationForm
 from notifications.languages import supported_language
-from portal.csrf import accepts_opaque_origin
+from portal.csrf import accepts_opaque_origin, no_referrer
+from portal.http import SeeOther
 from sharing.services import invitations
 
 _PAGE = "sharing/invitation/page.html"
 _UNAVAILABLE = "sharing/invitation/unavailable.html"
-
-
-class SeeOther(HttpResponseRedirect):
-    """303: after a POST the browser follows with a GET."""
-
-    status_code = 303
-
-
-def no_referrer(view):
-    """The page's address holds the token: no request from it may name it in a Referer."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        response = view(request, *args, **kwargs)
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
-
-    return wrapper
 
 
 def _unavailable(request: HttpRequest, refusal: invitations.InvitationError) -> HttpResponse:

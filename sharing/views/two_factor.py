@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -22,18 +22,13 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
 from notifications.codes import is_code_shaped, normalize_code
+from portal.http import SeeOther
 from sharing.access import verified_recipient_ids
 from sharing.models import ShareRecipient
 from sharing.services import two_factor
 
 _CODE_PAGE = "sharing/two_factor/code.html"
 _BLOCKED_PAGE = "sharing/two_factor/blocked.html"
-
-
-class SeeOther(HttpResponseRedirect):
-    """303: after a POST the browser follows with a GET."""
-
-    status_code = 303
 
 
 class CodeForm(forms.Form):
