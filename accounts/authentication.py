@@ -38,3 +38,10 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return self.keyword
+
+
+class BearerTokenAuthentication(ApiTokenAuthentication):
+    """The same API tokens sent as ``Authorization: Bearer <secret>``, as DICOMweb viewers
+    (OHIF) send the token they are given."""
+
+    keyword = "Bearer"

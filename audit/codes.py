@@ -22,6 +22,12 @@ EVENT_CODES: dict[str, tuple[str, str]] = {
     Action.STUDY_DOWNLOADED: ("110106", ""),  # Export
     Action.STUDY_UPLOADED: ("110107", ""),  # Import
     Action.UPLOAD_REJECTED: ("110107", ""),
+    # Received from a PACS or modality (C-STORE) or pushed by STOW-RS: DICOM Instances Transferred.
+    Action.INSTANCES_RECEIVED: ("110104", ""),
+    Action.DICOMWEB_QUERY: ("110112", ""),  # Query
+    Action.INSTANCES_RETRIEVED: ("110103", ""),  # DICOM Instances Accessed
+    # Security Alert / Node Authentication: an unknown peer or a called AE title not ours.
+    Action.ASSOCIATION_REFUSED: ("110113", "110126"),
     Action.REPORT_CHANGED: ("110103", ""),  # Instances Accessed (update)
     Action.AUDIT_READ: ("110101", ""),  # Audit Log Used
     Action.ACCESS_DENIED: ("110113", "110132"),  # Security Alert / Use of restricted function

@@ -55,6 +55,8 @@ INSTALLED_APPS = [
     "studies",
     "guestlinks",
     "sharing",
+    "dicomweb",
+    "dimse",
 ]
 
 MIDDLEWARE = [
@@ -363,3 +365,13 @@ LOGGING = {
 # --- Portal ---------------------------------------------------------------------------------
 DIRECTORY_PAGE_SIZE = 50
 UPLOAD_MAX_FILE_SIZE = env_int("UPLOAD_MAX_FILE_SIZE", 2 * 1024 * 1024 * 1024)
+
+# --- DICOM networking: the DIMSE listener and DICOMweb --------------------------------------
+# The portal's own AE title: a peer calling any other title is refused.
+DICOM_AE_TITLE = env_str("DICOM_AE_TITLE", "PORTAL")
+DICOM_LISTENER_HOST = env_str("DICOM_LISTENER_HOST", "127.0.0.1")
+DICOM_LISTENER_PORT = env_int("DICOM_LISTENER_PORT", 11112)
+# Origins (scheme://host[:port]) whose pages may call /dicomweb/ with a token; none by default.
+DICOMWEB_CORS_ALLOWED_ORIGINS = env_list("DICOMWEB_CORS_ALLOWED_ORIGINS")
+# The most results one QIDO-RS answer holds; a larger limit is cut, with a Warning header.
+DICOMWEB_QIDO_MAX_LIMIT = env_int("DICOMWEB_QIDO_MAX_LIMIT", 1000)

@@ -10,7 +10,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("accounts/", include("accounts.urls")),
     path("studies/", include("studies.urls")),
-    path("dicomweb/", include("studies.dicomweb_urls")),
+    path("dicomweb/", include("dicomweb.urls")),
     path("l/", include("guestlinks.urls_recipient")),
     path("links/", include("guestlinks.urls")),
     path("shares/", include("sharing.urls")),

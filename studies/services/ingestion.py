@@ -114,6 +114,19 @@ class IngestResult:
         return 400
 
 
+@dataclass(frozen=True)
+class Transfer:
+    """Instances sent to the portal over the network rather than uploaded by a person: a PACS or
+    modality's C-STORE, or an integrator's STOW-RS. Audited as DICOM Instances Transferred
+    (INSTANCES_RECEIVED) with where they came from; ``details`` never holds patient data."""
+
+    protocol: str  # "DIMSE" or "STOW-RS"
+    details: dict = field(default_factory=dict)
+
+    def audit_details(self) -> dict:
+        return {"protocol": self.protocol, **self.details}
+
+
 @dataclass
 class _StudyTally:
     study: Study
@@ -463,6 +476,7 @@ def ingest_files(
     request: HttpRequest | None = None,
     actor_label: str | None = None,
     on_file: Callable[[FileOutcome], None] | None = None,
+    transfer: Transfer | None = None,
 ) -> IngestResult:
     """Store DICOM files for ``organization``, as received at ``location``.
 
@@ -472,6 +486,8 @@ def ingest_files(
     touched and one UPLOAD_REJECTED per rejected file. ``uploaded_by`` (when given) must be
     allowed to upload into the organization; ``None`` is a system import (management command,
     named by ``actor_label``). ``on_file`` is called after each file, for progress displays.
+    ``transfer`` says the files came over the network (C-STORE, STOW-RS): the per-study events
+    are then INSTANCES_RECEIVED with the sender's details.
     """
     if uploaded_by is not None and not may_upload_to(uploaded_by, organization):
         raise PermissionDenied(_("Your account may not upload studies to this organization."))
@@ -517,6 +533,7 @@ def ingest_files(
             uploaded_by=uploaded_by,
             request=request,
             actor_label=actor_label,
+            transfer=transfer,
         )
     return result
 
@@ -602,6 +619,7 @@ def _audit(
     uploaded_by: User | None,
     request: HttpRequest | None,
     actor_label: str | None,
+    transfer: Transfer | None = None,
 ) -> None:
     """One event per study touched and one per rejected file, written once the batch is done.
 
@@ -612,9 +630,11 @@ def _audit(
     location_details = (
         {"location": location.name, "location_id": location.pk} if location is not None else {}
     )
+    if transfer is not None:
+        location_details.update(transfer.audit_details())
     for tally in tallies.values():
         record(
-            action=Action.STUDY_UPLOADED,
+            action=Action.INSTANCES_RECEIVED if transfer is not None else Action.STUDY_UPLOADED,
             actor=uploaded_by,
             actor_label=label,
             request=request,

@@ -1,0 +1,43 @@
+"""DICOMweb's audit events: one per query or retrieve request, never one per frame or part.
+
+A query's keys may hold a patient's name; the trail keeps which keys were used and how many
+studies answered, not their values.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest
+
+from audit.models import Action
+from audit.services import record
+from studies.access import StudyAccess
+from studies.models import Study
+
+
+def record_query(request: HttpRequest, *, level: str, keys: list[str], results: int) -> None:
+    """A QIDO-RS search was answered (DICOM "Query")."""
+    record(
+        action=Action.DICOMWEB_QUERY,
+        request=request,
+        target_type="dicomweb",
+        target_id=level,
+        details={"level": level, "keys": sorted(set(keys)), "results": results},
+    )
+
+
+def record_retrieve(
+    request: HttpRequest, *, study: Study, access: StudyAccess, resource: str, instances: int
+) -> None:
+    """Instances (or their metadata, frames or bulk data) of one study were retrieved with
+    WADO-RS (DICOM "DICOM Instances Accessed")."""
+    record(
+        action=Action.INSTANCES_RETRIEVED,
+        request=request,
+        study=study,
+        details={
+            "resource": resource,
+            "instances": instances,
+            "anonymized": access.anonymized,
+            "via": access.via,
+        },
+    )

@@ -1,0 +1,161 @@
+"""What every DICOMweb route shares: who is asking, CORS, and errors in DICOMweb's style.
+
+DICOMweb clients (OHIF, dicomweb-client, other PACS) authenticate with the REST API's tokens,
+sent as ``Authorization: Token <secret>`` or ``Authorization: Bearer <secret>``; same-origin
+viewers use the browser session, and a guest-link recipient the grant held in that session.
+A request with none of these gets 401 with ``WWW-Authenticate`` on every route, so a client
+knows to authenticate; a study the caller may not see is 404, exactly like an unknown UID.
+
+A token-authenticated request carries no cookie a third-party page could ride on, so it needs
+no CSRF token; a session-authenticated write (STOW-RS from a same-origin page) still does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from functools import wraps
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework.exceptions import AuthenticationFailed
+
+from accounts.authentication import ApiTokenAuthentication, BearerTokenAuthentication
+from studies.access import granted_study_ids
+
+DICOM_JSON = "application/dicom+json"
+_CHALLENGE = 'Bearer realm="DICOMweb", Token realm="DICOMweb"'
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class DicomwebError(Exception):
+    """Raised anywhere under a DICOMweb view; answered as ``status`` with a JSON reason."""
+
+    def __init__(self, status: int, detail: str, *, headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.headers = headers or {}
+
+
+def error_response(status: int, detail: str, headers: dict[str, str] | None = None) -> HttpResponse:
+    response = HttpResponse(
+        json.dumps({"detail": detail}), status=status, content_type="application/json"
+    )
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def not_found(detail: str = "No such resource.") -> DicomwebError:
+    """404, worded the same whether the resource does not exist or the caller may not see it."""
+    return DicomwebError(404, detail)
+
+
+def bad_request(detail: str) -> DicomwebError:
+    return DicomwebError(400, detail)
+
+
+def _authenticate_token(request: HttpRequest) -> HttpResponse | None:
+    """Log the request in as the API token's user, or answer 401 for a bad token."""
+    header = request.headers.get("Authorization", "")
+    scheme = header.split(" ", 1)[0].lower()
+    backends = {"token": ApiTokenAuthentication, "bearer": BearerTokenAuthentication}
+    if scheme not in backends:
+        return None
+    try:
+        authenticated = backends[scheme]().authenticate(request)
+    except AuthenticationFailed as failed:
+        return error_response(401, str(failed.detail), {"WWW-Authenticate": _CHALLENGE})
+    if authenticated is not None:
+        request.user = authenticated[0]
+        request.dicomweb_token = True
+    return None
+
+
+def _has_principal(request: HttpRequest) -> bool:
+    return request.user.is_authenticated or bool(granted_study_ids(request))
+
+
+def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
+    """Django's own CSRF check, for a session-authenticated write."""
+    check = CsrfViewMiddleware(lambda _request: None)
+    check.process_request(request)
+    rejected = check.process_view(request, None, (), {})
+    if rejected is not None:
+        return error_response(403, "CSRF verification failed: send the X-CSRFToken header.")
+    return None
+
+
+def _allowed_origin(request: HttpRequest) -> str | None:
+    origin = request.headers.get("Origin")
+    if origin and origin in settings.DICOMWEB_CORS_ALLOWED_ORIGINS:
+        return origin
+    return None
+
+
+def _add_cors(request: HttpRequest, response: HttpResponse, methods: Iterable[str]) -> None:
+    origin = _allowed_origin(request)
+    if origin is None:
+        return
+    response.headers["Access-Control-Allow-Origin"] = origin
+    response.headers["Access-Control-Expose-Headers"] = (
+        "Warning, Content-Type, Content-Length, Content-Location, Location"
+    )
+    if request.method == "OPTIONS":
+        response.headers["Access-Control-Allow-Methods"] = ", ".join(methods)
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Accept, Content-Type"
+        response.headers["Access-Control-Max-Age"] = "600"
+    vary = response.headers.get("Vary")
+    response.headers["Vary"] = f"{vary}, Origin" if vary else "Origin"
+
+
+def dicomweb_view(*methods: str) -> Callable:
+    """Decorate a DICOMweb view answering ``methods`` (HEAD goes with GET): authentication,
+    the 401/405 answers, CORS and :class:`DicomwebError` turned into responses."""
+    allowed = list(methods) + (["HEAD"] if "GET" in methods else [])
+    allow_header = ", ".join([*allowed, "OPTIONS"])
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @csrf_exempt
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+            response = _dispatch(request, args, kwargs)
+            _add_cors(request, response, allowed)
+            return response
+
+        def _dispatch(request: HttpRequest, args, kwargs) -> HttpResponse:
+            if request.method == "OPTIONS":
+                # A CORS preflight carries no credentials; it reveals nothing but the methods.
+                return HttpResponse(status=204, headers={"Allow": allow_header})
+            if request.method not in allowed:
+                return error_response(
+                    405,
+                    f"{request.method} is not supported here.",
+                    {"Allow": allow_header},
+                )
+            refused = _authenticate_token(request)
+            if refused is not None:
+                return refused
+            if not _has_principal(request):
+                return error_response(
+                    401,
+                    "Authentication required: send an API token (Authorization: Bearer ...).",
+                    {"WWW-Authenticate": _CHALLENGE},
+                )
+            if (
+                request.method not in _SAFE_METHODS
+                and not getattr(request, "dicomweb_token", False)
+                and (failed := _csrf_failure(request)) is not None
+            ):
+                return failed
+            try:
+                return view(request, *args, **kwargs)
+            except DicomwebError as error:
+                return error_response(error.status, error.detail, error.headers)
+
+        return wrapper
+
+    return decorator

@@ -1,0 +1,81 @@
+"""Which studies a DICOMweb request reaches, always through :mod:`studies.access`.
+
+``studies_for`` is the query every QIDO search starts from: the studies the logged-in user may
+find (organization roles and worklist entries) and those the session's grants admit (a guest
+link, a share's verified SMS code). ``study_for`` / ``accesses_for`` ask the authority for the
+access to each study, which decides what is served: nothing when it is None (a study behind an
+SMS code not entered in this session answers 404 like an unknown one), the pseudonymized dataset
+when it is anonymized, and no report or other object without pixel data when it is images-only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest
+
+from dicomweb.http import not_found
+from studies.access import (
+    StudyAccess,
+    get_study_for,
+    granted_study_ids,
+    studies_access,
+    visible_studies,
+)
+from studies.models import Instance, Series, Study
+
+
+def studies_for(request: HttpRequest) -> QuerySet[Study]:
+    """Every study the request may find; narrow it, never widen it."""
+    visible = visible_studies(request.user)
+    granted = granted_study_ids(request)
+    if granted:
+        visible = visible | Study.objects.filter(pk__in=granted)
+    return visible
+
+
+def accesses_for(request: HttpRequest, studies: Iterable[Study]) -> dict[int, StudyAccess | None]:
+    """The request's access to each study (by primary key), read once for all of them."""
+    return studies_access(request, studies)
+
+
+def study_for(request: HttpRequest, study_uid: str) -> tuple[Study, StudyAccess]:
+    """The study and the caller's access, or a DICOMweb 404."""
+    try:
+        return get_study_for(request, study_uid)
+    except Http404:
+        raise not_found("No such study.") from None
+
+
+def instances_for(
+    study: Study,
+    access: StudyAccess,
+    *,
+    series_uid: str | None = None,
+    instance_uid: str | None = None,
+) -> QuerySet[Instance]:
+    """The study's stored instances this access may receive, in series and instance order.
+    Images-only access (no report) leaves out every object without pixel data: a structured
+    report or an encapsulated PDF is a report."""
+    instances = (
+        Instance.objects.filter(series__study=study)
+        .exclude(file="")
+        .select_related("series")
+        .order_by("series__number", "series__id", "number", "id")
+    )
+    if not access.can_read_report:
+        instances = instances.filter(has_pixels=True)
+    if series_uid is not None:
+        instances = instances.filter(series__series_uid=series_uid)
+    if instance_uid is not None:
+        instances = instances.filter(sop_instance_uid=instance_uid)
+    return instances
+
+
+def series_for(study: Study, access: StudyAccess, series_uid: str) -> Series:
+    """One series of the study that this access reaches something of, or a DICOMweb 404."""
+    series = Series.objects.filter(study=study, series_uid=series_uid).first()
+    if series is None or not instances_for(study, access, series_uid=series_uid).exists():
+        raise not_found("No such series.")
+    return series
