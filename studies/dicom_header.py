@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, time
 from typing import BinaryIO
 
+from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext as _
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_partial
@@ -270,7 +271,8 @@ def read_header(spool: BinaryIO, size: int) -> DicomHeader:
         if overruns or leftover:
             raise _truncated()
         if pixel_at:
-            _check_pixel_data_complete(spool, size, *pixel_at[0])
+            fragments = _check_pixel_data_complete(spool, size, *pixel_at[0])
+            _check_pixel_geometry(ds, pixel_at[0], fragments)
     if len(ds) == 0:
         raise _truncated()  # nothing after the file header
     if not pixel_at and ("Rows" in ds or _is_image_class(ds, media_class)):
@@ -297,6 +299,56 @@ def read_header(spool: BinaryIO, size: int) -> DicomHeader:
         ) from exc
 
 
+def _impossible(reason: str) -> FileRejected:
+    return FileRejected(
+        "impossible_image",
+        _(
+            "The file's image description does not match its image data: %(reason)s. Export it "
+            "again from the imaging system that produced it."
+        )
+        % {"reason": reason},
+    )
+
+
+def _check_pixel_geometry(ds, pixel_at: tuple[int, int], fragments: int) -> None:
+    """Refuse a file whose header promises more pixels than it holds (65535 x 65535 pixels, or
+    10,000 frames over a few bytes): stored, it would only fail in the viewer, or make the
+    renderer allocate gigabytes for nothing."""
+    rows, columns = _integer(ds, "Rows"), _integer(ds, "Columns")
+    if not rows or not columns:
+        raise _impossible(_("it declares no image size (Rows and Columns)"))
+    frames = frame_count(ds)
+    _position, length = pixel_at
+    if length == _UNDEFINED_LENGTH:
+        # Compressed: every frame needs at least one fragment of its own.
+        if frames > 1 and fragments < frames:
+            raise _impossible(
+                _("it declares %(frames)d frames but holds %(fragments)d compressed fragments")
+                % {"frames": frames, "fragments": fragments}
+            )
+        return
+    samples = _integer(ds, "SamplesPerPixel") or 1
+    if _text(ds, "PhotometricInterpretation", 16).upper() == "YBR_FULL_422":
+        samples = 2  # chroma shared by each pair of pixels: two values per pixel, not three
+    bits = _integer(ds, "BitsAllocated") or 8
+    expected_bits = rows * columns * frames * samples * bits
+    expected = (expected_bits + 7) // 8
+    if length < expected:
+        raise _impossible(
+            _(
+                "it declares %(frames)d frame(s) of %(rows)d x %(columns)d pixels "
+                "(%(expected)s) but holds %(present)s"
+            )
+            % {
+                "frames": frames,
+                "rows": rows,
+                "columns": columns,
+                "expected": filesizeformat(expected),
+                "present": filesizeformat(length),
+            }
+        )
+
+
 def _is_image_class(ds, media_class: str) -> bool:
     sop_class = _uid(ds, "SOPClassUID") or media_class
     return bool(sop_class) and "Image Storage" in UID(sop_class).name
@@ -312,16 +364,19 @@ def _truncated() -> FileRejected:
     )
 
 
-def _check_pixel_data_complete(spool: BinaryIO, size: int, position: int, length: int) -> None:
-    """Reject files cut short (an interrupted copy) before they are stored and fail to render."""
+def _check_pixel_data_complete(spool: BinaryIO, size: int, position: int, length: int) -> int:
+    """Reject files cut short (an interrupted copy) before they are stored and fail to render.
+    Returns the number of fragments of encapsulated (compressed) pixel data, after the basic
+    offset table; 0 for native pixel data."""
     truncated = _truncated()
     if length != _UNDEFINED_LENGTH:
         if position + length > size:
             raise truncated
-        return
+        return 0
     # Encapsulated (compressed) pixel data: walk the fragment items to the sequence delimiter.
     # Encapsulated data is always little endian; only the 8-byte item headers are read.
     offset = position
+    items = 0
     while True:
         spool.seek(offset)
         header = spool.read(8)
@@ -330,7 +385,7 @@ def _check_pixel_data_complete(spool: BinaryIO, size: int, position: int, length
         group, element, item_length = struct.unpack("<HHI", header)
         tag = group << 16 | element
         if tag == _SEQUENCE_DELIMITER:
-            return
+            return max(items - 1, 0)  # the first item is the basic offset table
         if tag != _ITEM or item_length == _UNDEFINED_LENGTH:
             raise FileRejected(
                 "damaged",
@@ -340,6 +395,7 @@ def _check_pixel_data_complete(spool: BinaryIO, size: int, position: int, length
                 ),
             )
         offset += 8 + item_length
+        items += 1
         if offset > size:
             raise truncated
 
