@@ -24,7 +24,7 @@ EVENT_CODES: dict[str, tuple[str, str]] = {
     Action.UPLOAD_REJECTED: ("110107", ""),
     # Received from a PACS or modality (C-STORE) or pushed by STOW-RS: DICOM Instances Transferred.
     Action.INSTANCES_RECEIVED: ("110104", ""),
-    Action.DICOMWEB_QUERY: ("110112", ""),  # Query
+    Action.STUDIES_QUERIED: ("110112", ""),  # Query
     Action.INSTANCES_RETRIEVED: ("110103", ""),  # DICOM Instances Accessed
     # Security Alert / Node Authentication: an unknown peer or a called AE title not ours.
     Action.ASSOCIATION_REFUSED: ("110113", "110126"),

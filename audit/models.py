@@ -30,7 +30,7 @@ class Action(models.TextChoices):
     STUDY_DOWNLOADED = "study_downloaded", _("Study downloaded")
     STUDY_UPLOADED = "study_uploaded", _("Instances uploaded")
     INSTANCES_RECEIVED = "instances_received", _("Instances received over DICOM")
-    DICOMWEB_QUERY = "dicomweb_query", _("DICOMweb query")
+    STUDIES_QUERIED = "studies_queried", _("Studies listed or searched")
     INSTANCES_RETRIEVED = "instances_retrieved", _("Instances retrieved over DICOMweb")
     ASSOCIATION_REFUSED = "association_refused", _("DICOM association refused")
     UPLOAD_REJECTED = "upload_rejected", _("Upload rejected")

@@ -12,17 +12,12 @@ from audit.models import Action
 from audit.services import record
 from studies.access import StudyAccess
 from studies.models import Study
+from studies.services.viewing import record_studies_listed
 
 
 def record_query(request: HttpRequest, *, level: str, keys: list[str], results: int) -> None:
-    """A QIDO-RS search was answered (DICOM "Query")."""
-    record(
-        action=Action.DICOMWEB_QUERY,
-        request=request,
-        target_type="dicomweb",
-        target_id=level,
-        details={"level": level, "keys": sorted(set(keys)), "results": results},
-    )
+    """A QIDO-RS search was answered (DICOM "Query"), like every other list of studies."""
+    record_studies_listed(request=request, via="dicomweb", keys=keys, rows=results, level=level)
 
 
 def record_retrieve(

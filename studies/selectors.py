@@ -110,6 +110,21 @@ class SearchCriteria:
     def is_empty(self) -> bool:
         return not (self.has_search or self.worklist_id or self.folder_id)
 
+    def keys_used(self) -> list[str]:
+        """The names of the criteria that narrow the search, never their values: what the
+        audit trail may keep of a query."""
+        used = {
+            "name": self.q.strip(),
+            "patient_id": self.patient_id.strip(),
+            "accession": self.accession.strip(),
+            "modality": self.modality,
+            "date_from": self.date_from,
+            "date_to": self.date_to,
+            "worklist": self.worklist_id,
+            "folder": self.folder_id,
+        }
+        return [key for key, value in used.items() if value]
+
     def to_session(self) -> dict[str, Any]:
         """A JSON-serializable copy for the session (without worklist and folder, which are
         ids and travel in the URL)."""

@@ -30,7 +30,7 @@ from studies.selectors import (
     study_rows,
     study_series,
 )
-from studies.services.viewing import record_study_view
+from studies.services.viewing import record_studies_listed, record_study_view
 
 # --- Serializers (validate the query, shape the output, decide nothing) ------------------------
 
@@ -232,6 +232,7 @@ class StudyListView(APIView):
         except InvalidCursor as exc:
             raise ValidationError({"cursor": [_("Invalid or expired cursor.")]}) from exc
         rows = study_rows(request.user, page.studies, request)
+        record_studies_listed(request=request, via="api", keys=criteria.keys_used(), rows=len(rows))
         return Response(
             {
                 "results": [_study_fields(row) for row in rows],

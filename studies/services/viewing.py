@@ -1,7 +1,10 @@
 """Opening a study: the audit event every view of a study owes, and the read state of the
-shared entries it was reached through."""
+shared entries it was reached through; and listing studies: the "Query" event every list of
+studies owes (directory pages, the REST API, DICOMweb QIDO-RS)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from django.db import transaction
 from django.http import HttpRequest
@@ -31,4 +34,19 @@ def record_study_view(
         request=request,
         study=study,
         details={"via": access.via, "anonymized": access.anonymized},
+    )
+
+
+def record_studies_listed(
+    *, request: HttpRequest, via: str, keys: Iterable[str], rows: int, level: str = "studies"
+) -> None:
+    """A list of studies (or of their series or instances) was shown: audit it as a DICOM
+    "Query", one event per request. The details name the criteria used and how many rows were
+    shown, never the values searched for: a name typed into the search box is PHI."""
+    record(
+        action=Action.STUDIES_QUERIED,
+        request=request,
+        target_type="query",
+        target_id=via,
+        details={"via": via, "level": level, "keys": sorted(set(keys)), "rows": rows},
     )

@@ -37,6 +37,7 @@ from studies.selectors import (
     visible_worklist,
     worklist_tree,
 )
+from studies.services.viewing import record_studies_listed
 
 SEARCHES_SESSION_KEY = "directory_searches"
 MAX_SAVED_SEARCHES = 20
@@ -226,6 +227,9 @@ def _render_directory(
         return redirect(url())
 
     rows = study_rows(user, page.studies, request)
+    record_studies_listed(
+        request=request, via="directory", keys=criteria.keys_used(), rows=len(rows)
+    )
     for row in rows:
         row.href = reverse("studies:study", args=[row.study.study_uid])
         row.link = request.build_absolute_uri(row.href)
