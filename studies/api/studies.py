@@ -284,13 +284,15 @@ class StudyDetailView(APIView):
                         {
                             "sop_instance_uid": instance.sop_instance_uid,
                             "number": instance.number,
-                            "frames": instance.frames,
+                            # A report or document has no frame to render.
+                            "frames": instance.frames if instance.has_pixels else 0,
                             "has_pixels": instance.has_pixels,
                         }
                         for instance in item.instances
                     ],
                 }
-                for item in study_series(study)
+                # Images-only access lists no report, structured or not.
+                for item in study_series(study, images_only=not access.can_read_report)
             ],
             "access": access.as_api(),
             "report": report,

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from studies.access import StudyAccess, access_challenge, get_study_for
 from studies.anonymize import patient_display
+from studies.documents import study_documents
 from studies.models import Report, Study
 from studies.rendering import window_presets
 from studies.selectors import (
@@ -147,6 +148,8 @@ def _viewer_context(
         "first_frame_url": first_frame_url,
         "report": report,
         "report_form": report_form if access.can_write_report else None,
+        # Structured reports are reports: shown only to those who may read the report.
+        "documents": study_documents(study) if access.can_read_report else [],
         "priors": priors_for(request.user, study, access, request=request),
         "shared_messages": [entry for entry in shared_entries if entry.message],
         "labels": sorted({entry.label for entry in shared_entries if entry.label}),

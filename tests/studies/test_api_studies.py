@@ -191,7 +191,7 @@ def test_detail_shape_and_audit(api, alice, muller):
         {
             "sop_instance_uid": f"{muller.study_uid}.1.1",
             "number": 1,
-            "frames": 1,
+            "frames": 0,  # the factory's instance has no pixel data: nothing to render
             "has_pixels": False,
         }
     ]
