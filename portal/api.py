@@ -19,3 +19,56 @@ def exception_handler(exc, context):
     if isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
     return drf_exception_handler(exc, context)
+
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+}
+# A 400 names the fields at fault ({"field": ["message"]}; a nested or listed field nests the
+# same way: {"target": {"folder": [...]}}), or says what is wrong in "detail".
+_FIELD_ERRORS_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "detail": {"type": "string"},
+        "non_field_errors": {"type": "array", "items": {"type": "string"}},
+    },
+    "additionalProperties": {
+        "anyOf": [
+            {"type": "array", "items": {"type": "string"}},
+            {"$ref": "#/components/schemas/FieldErrors"},
+        ]
+    },
+}
+_STANDARD_ERRORS = {
+    "400": ("FieldErrors", "The request is invalid: each field at fault with its messages."),
+    "401": ("Error", "No valid credentials: log in or send an API token."),
+    "403": ("Error", "Your account may not do this."),
+    "404": ("Error", "Not found, or not visible to you (the two answer alike)."),
+}
+
+
+def document_standard_errors(result, generator, request, public):
+    """drf-spectacular post-processing hook: every operation documents the error answers every
+    view can give (400 field errors, 401, 403, 404) in their one shape, so the schema matches
+    what the API really sends, and no view has to repeat them."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Error"] = _ERROR_SCHEMA
+    schemas["FieldErrors"] = _FIELD_ERRORS_SCHEMA
+    for path_item in result.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.setdefault("responses", {})
+            for status_code, (name, description) in _STANDARD_ERRORS.items():
+                documented = responses.get(status_code, {})
+                responses[status_code] = {
+                    "description": documented.get("description") or description,
+                    "content": {
+                        "application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}
+                    },
+                }
+            if "429" in responses:
+                responses["429"]["content"] = {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                }
+    return result

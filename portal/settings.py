@@ -322,6 +322,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON bodies only (the upload endpoint declares its own multipart parser): one body format
+    # per endpoint, and the schema says exactly which.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {"token": "10/min"},
     # Throttles key on REMOTE_ADDR; a client-supplied X-Forwarded-For must not reset them.
@@ -338,6 +341,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "portal.api.document_standard_errors",
+    ],
     # The message language of guest links and shares (plain codes) is one enum in the schema.
     "ENUM_NAME_OVERRIDES": {"MessageLanguageEnum": [code for code, _name in LANGUAGES]},
 }

@@ -276,14 +276,36 @@ class RecipientSerializer(serializers.Serializer):
 
 
 class RecipientQuerySerializer(serializers.Serializer):
-    q = serializers.CharField(required=False, allow_blank=True, max_length=MAX_QUERY_LENGTH)
+    q = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=MAX_QUERY_LENGTH,
+        help_text=(
+            "Words over first name, last name, physician number, and mobile number and email "
+            "address where the user made them public; group, location and organization names. "
+            f"At least {MIN_QUERY_LENGTH} characters, unless a detailed search field is given."
+        ),
+    )
     kind = serializers.ChoiceField(
         choices=[kind.value for kind in SEARCH_KINDS], required=False, allow_blank=True
     )
-    name = serializers.CharField(required=False, allow_blank=True, max_length=MAX_QUERY_LENGTH)
-    physician_number = serializers.CharField(required=False, allow_blank=True, max_length=40)
+    name = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=MAX_QUERY_LENGTH,
+        help_text="Detailed search: the name.",
+    )
+    physician_number = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=40,
+        help_text="Detailed search: users' physician number.",
+    )
     organization = serializers.CharField(
-        required=False, allow_blank=True, max_length=MAX_QUERY_LENGTH
+        required=False,
+        allow_blank=True,
+        max_length=MAX_QUERY_LENGTH,
+        help_text="Detailed search: the organization's name.",
     )
 
     def query(self) -> RecipientQuery:
@@ -307,25 +329,7 @@ class RecipientSearchView(APIView):
 
     @extend_schema(
         operation_id="recipients_list",
-        parameters=[
-            OpenApiParameter(
-                "q",
-                str,
-                description=(
-                    "Words over first name, last name, physician number, and mobile number and "
-                    "email address where the user made them public; group, location and "
-                    f"organization names. At least {MIN_QUERY_LENGTH} characters."
-                ),
-            ),
-            OpenApiParameter("kind", str, enum=[kind.value for kind in SEARCH_KINDS]),
-            OpenApiParameter("name", str, description="Detailed search: the name."),
-            OpenApiParameter(
-                "physician_number", str, description="Detailed search: users' physician number."
-            ),
-            OpenApiParameter(
-                "organization", str, description="Detailed search: the organization's name."
-            ),
-        ],
+        parameters=[RecipientQuerySerializer],
         responses={200: RecipientSerializer(many=True), 400: OpenApiTypes.OBJECT},
     )
     def get(self, request: Request) -> Response:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -36,15 +36,31 @@ from studies.services.viewing import record_studies_listed, record_study_view
 
 
 class StudyQuerySerializer(serializers.Serializer):
-    q = serializers.CharField(required=False, allow_blank=True, max_length=200)
-    patient_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
-    accession = serializers.CharField(required=False, allow_blank=True, max_length=64)
-    modality = serializers.CharField(required=False, allow_blank=True, max_length=16)
+    q = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=200,
+        help_text="Patient name words (accent- and case-insensitive).",
+    )
+    patient_id = serializers.CharField(
+        required=False, allow_blank=True, max_length=64, help_text="Exact or prefix."
+    )
+    accession = serializers.CharField(
+        required=False, allow_blank=True, max_length=64, help_text="Exact."
+    )
+    modality = serializers.CharField(
+        required=False, allow_blank=True, max_length=16, help_text="e.g. CT, MR."
+    )
     date_from = serializers.DateField(required=False, allow_null=True)
     date_to = serializers.DateField(required=False, allow_null=True)
-    worklist = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
-    folder = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    worklist = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID, help_text="One of your worklists."
+    )
+    folder = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID, help_text="One of your folders."
+    )
     sort = serializers.ChoiceField(
+        help_text="Default -date (newest first).",
         required=False,
         choices=[
             "date",
@@ -57,7 +73,9 @@ class StudyQuerySerializer(serializers.Serializer):
             "-description",
         ],
     )
-    cursor = serializers.CharField(required=False, allow_blank=True, max_length=200)
+    cursor = serializers.CharField(
+        required=False, allow_blank=True, max_length=200, help_text="From `next`/`previous`."
+    )
 
     def validate(self, attrs):
         start, end = attrs.get("date_from"), attrs.get("date_to")
@@ -174,36 +192,8 @@ class StudyListView(APIView):
 
     @extend_schema(
         operation_id="studies_list",
-        parameters=[
-            OpenApiParameter(
-                "q",
-                OpenApiTypes.STR,
-                description="Patient name words (accent- and case-insensitive).",
-            ),
-            OpenApiParameter("patient_id", OpenApiTypes.STR, description="Exact or prefix."),
-            OpenApiParameter("accession", OpenApiTypes.STR, description="Exact."),
-            OpenApiParameter("modality", OpenApiTypes.STR, description="e.g. CT, MR."),
-            OpenApiParameter("date_from", OpenApiTypes.DATE),
-            OpenApiParameter("date_to", OpenApiTypes.DATE),
-            OpenApiParameter("worklist", OpenApiTypes.INT, description="One of your worklists."),
-            OpenApiParameter("folder", OpenApiTypes.INT, description="One of your folders."),
-            OpenApiParameter(
-                "sort",
-                OpenApiTypes.STR,
-                enum=[
-                    "date",
-                    "-date",
-                    "name",
-                    "-name",
-                    "modality",
-                    "-modality",
-                    "description",
-                    "-description",
-                ],
-                description="Default -date (newest first).",
-            ),
-            OpenApiParameter("cursor", OpenApiTypes.STR, description="From `next`/`previous`."),
-        ],
+        # The query serializer is the one statement of the parameters and their constraints.
+        parameters=[StudyQuerySerializer],
         responses={200: StudyListSerializer, 400: OpenApiTypes.OBJECT},
     )
     def get(self, request: Request) -> Response:
