@@ -22,8 +22,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import positive_data_acceptance
 
-from tests.accounts.helpers import HttpsClient
-from tests.dicomweb.conftest import api_token
+from tests.accounts.helpers import HttpsClient, api_token
 
 pytestmark = pytest.mark.schemathesis
 

@@ -8,6 +8,10 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
+from accounts.authentication import TOKEN_PURPOSE
+from accounts.models import ApiToken
+from accounts.tokens import secret_digest
+
 PASSWORD = "correct-horse-battery"  # what tests.conftest.make_user gives every user
 
 
@@ -66,3 +70,12 @@ def plain_static_storage(settings) -> None:
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
     }
+
+
+def api_token(user) -> str:
+    """A new API token of ``user``: the secret (the database keeps only its digest)."""
+    secret = ApiToken.new_secret()
+    ApiToken.objects.create(
+        user=user, digest=secret_digest(secret, purpose=TOKEN_PURPOSE), prefix=secret[:8]
+    )
+    return secret
