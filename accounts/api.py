@@ -6,11 +6,11 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_
 from rest_framework import exceptions, serializers, status
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from accounts import services
 from accounts.models import Membership, User
+from portal.api import ScopedRateThrottle
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):
@@ -98,9 +98,8 @@ class ObtainTokenView(APIView):
         request=TokenRequestSerializer,
         responses={
             200: TokenResponseSerializer,
-            400: OpenApiResponse(
-                AuthErrorSerializer, description="Wrong credentials, or a missing or wrong code."
-            ),
+            # The body: field errors, or "detail" for wrong credentials (portal.api's shape).
+            400: OpenApiResponse(description="Wrong credentials, or a missing or wrong code."),
             429: OpenApiResponse(AuthErrorSerializer, description="Too many failed attempts."),
         },
         auth=[],

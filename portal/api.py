@@ -1,7 +1,18 @@
 from django.core.exceptions import PermissionDenied, ValidationError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle as DrfScopedRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from portal.clients import client_ip
+
+
+class ScopedRateThrottle(DrfScopedRateThrottle):
+    """DRF's scoped rate throttle, per client as ``portal.clients`` finds it (behind a trusted
+    proxy, the address it forwards) rather than DRF's own reading of X-Forwarded-For."""
+
+    def get_ident(self, request):
+        return client_ip(request) or "unknown"
 
 
 def exception_handler(exc, context):
@@ -61,6 +72,8 @@ def document_standard_errors(result, generator, request, public):
             responses = operation.setdefault("responses", {})
             for status_code, (name, description) in _STANDARD_ERRORS.items():
                 documented = responses.get(status_code, {})
+                if _has_named_schema(documented):
+                    continue  # the view documented its own body for this status
                 responses[status_code] = {
                     "description": documented.get("description") or description,
                     "content": {
@@ -72,3 +85,8 @@ def document_standard_errors(result, generator, request, public):
                     "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
                 }
     return result
+
+
+def _has_named_schema(response: dict) -> bool:
+    """Whether a documented response names its body's schema (not a bare "any object")."""
+    return any("$ref" in media.get("schema", {}) for media in response.get("content", {}).values())

@@ -61,6 +61,7 @@ class StudyQuerySerializer(serializers.Serializer):
     )
     sort = serializers.ChoiceField(
         help_text="Default -date (newest first).",
+        allow_blank=True,
         required=False,
         choices=[
             "date",

@@ -6,7 +6,6 @@ is stored or rejected on its own, and the answer lists both.
 
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -81,7 +80,7 @@ class UploadView(APIView):
                 "required": ["files"],
             }
         },
-        responses={201: _UploadResult, 200: _UploadResult, 400: OpenApiTypes.OBJECT},
+        responses={201: _UploadResult, 200: _UploadResult, 400: _UploadResult},
         examples=[
             OpenApiExample(
                 "One stored, one rejected",
