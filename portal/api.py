@@ -63,12 +63,18 @@ _STANDARD_ERRORS = {
 def document_standard_errors(result, generator, request, public):
     """drf-spectacular post-processing hook: every operation documents the error answers every
     view can give (400 field errors, 401, 403, 404) in their one shape, so the schema matches
-    what the API really sends, and no view has to repeat them."""
+    what the API really sends, and no view has to repeat them. A view that documents its own
+    body for one of them keeps it. Optional query parameters allow an empty value, which DRF
+    reads as absent."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     schemas["Error"] = _ERROR_SCHEMA
     schemas["FieldErrors"] = _FIELD_ERRORS_SCHEMA
     for path_item in result.get("paths", {}).values():
         for operation in path_item.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") == "query" and not parameter.get("required"):
+                    # DRF reads an empty optional query value as absent (``date_to=``).
+                    parameter["allowEmptyValue"] = True
             responses = operation.setdefault("responses", {})
             for status_code, (name, description) in _STANDARD_ERRORS.items():
                 documented = responses.get(status_code, {})
@@ -89,4 +95,7 @@ def document_standard_errors(result, generator, request, public):
 
 def _has_named_schema(response: dict) -> bool:
     """Whether a documented response names its body's schema (not a bare "any object")."""
-    return any("$ref" in media.get("schema", {}) for media in response.get("content", {}).values())
+    return any(
+        "$ref" in media.get("schema", {}) or "anyOf" in media.get("schema", {})
+        for media in response.get("content", {}).values()
+    )

@@ -80,7 +80,17 @@ class UploadView(APIView):
                 "required": ["files"],
             }
         },
-        responses={201: _UploadResult, 200: _UploadResult, 400: _UploadResult},
+        responses={
+            201: _UploadResult,
+            200: _UploadResult,
+            # Every file rejected (the upload result), or the location refused (field errors).
+            400: {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/UploadResult"},
+                    {"$ref": "#/components/schemas/FieldErrors"},
+                ]
+            },
+        },
         examples=[
             OpenApiExample(
                 "One stored, one rejected",
