@@ -8,5 +8,9 @@ workers = int(os.environ.get("GUNICORN_WORKERS", "4"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 accesslog = "-"
 logger_class = "portal.gunicorn_logging.MaskingLogger"
-# The TLS proxy in front sets X-Forwarded-Proto; only trust it from the proxy's network.
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
+# Whose X-Forwarded-Proto (and other forwarding headers) gunicorn believes: the same reverse
+# proxies the portal trusts for the client's address (TRUSTED_PROXIES), or FORWARDED_ALLOW_IPS
+# if set; with neither, nobody. Never "*": anyone reaching gunicorn directly could then claim
+# HTTPS. Gunicorn never takes REMOTE_ADDR from X-Forwarded-For; the portal reads that header
+# itself, from trusted proxies only (portal.clients).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", os.environ.get("TRUSTED_PROXIES", ""))

@@ -3,17 +3,16 @@ the password, managing the two-factor device, issuing API tokens, and registerin
 
 Every guess at a secret (password at login, at password change or two-factor removal, a one-time
 code, the credentials behind an API token) goes through one throttle: a failure counter per
-account and one per client address, kept in Django's cache. Once either counter reaches
-``LOGIN_FAILURE_LIMIT`` within ``LOGIN_FAILURE_WINDOW`` seconds, attempts are refused before the
-password hasher or the code check runs, until the window that began with the first failure ends.
-Django's cache must be shared by all web processes (Redis through CACHE_URL) for the limits to
-hold across them.
+account and one per client address (``portal.clients.client_ip``: behind a trusted proxy, the
+address it forwards), counted by ``portal.throttle``. Once the account's counter reaches
+``LOGIN_FAILURE_LIMIT``, or the address's ``LOGIN_FAILURE_LIMIT_PER_ADDRESS``, within
+``LOGIN_FAILURE_WINDOW`` seconds, attempts are refused before the password hasher or the code
+check runs, until the window that began with the first failure ends.
 
 Each function writes its audit events in the same transaction as the change it makes. Domain
 errors carry a message that is safe to show to the person who tried.
 """
 
-import contextlib
 import hashlib
 import math
 import time
@@ -28,7 +27,6 @@ from django.conf import settings
 from django.contrib.auth import authenticate, password_validation, update_session_auth_hash
 from django.contrib.auth import login as auth_login
 from django.contrib.auth import logout as auth_logout
-from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
@@ -48,7 +46,9 @@ from accounts.models import ApiToken, Organization, User
 from accounts.tokens import secret_digest
 from accounts.validators import normalize_mobile
 from audit.models import Action, Outcome
-from audit.services import client_ip, record
+from audit.services import record
+from portal import throttle
+from portal.clients import client_ip
 
 # Between the password and the code, the session names the user without logging them in. The
 # code must follow within a few minutes, or the password is asked again.
@@ -129,53 +129,25 @@ def _throttle_keys(*, username: str, ip: str | None) -> list[str]:
 
 
 def reserve_attempt(*, username: str, ip: str | None) -> datetime | None:
-    """Count this attempt against the account and the address before the secret is checked.
-    Returns None if it may go ahead, or until when attempts are refused.
-
-    Counting first, with the cache's atomic ``incr``, is what makes the limit hold when many
-    guesses arrive at once: each gets its own count, so no more than LOGIN_FAILURE_LIMIT of
-    them ever reach the hasher, where a check made before counting would let all of them by.
-    An attempt that turns out not to be a failure is handed back with ``release_attempt``."""
-    limits = _throttle_limits(username=username, ip=ip)
-    over = [key for key, limit in limits.items() if _increment(key) > limit]
-    if not over:
-        return None
-    # A refused attempt is not a failure: it neither lengthens the lock nor counts elsewhere.
-    release_attempt(username=username, ip=ip)
-    untils = cache.get_many([f"{key}:until" for key in over]).values()
-    latest = max(untils, default=time.time() + settings.LOGIN_FAILURE_WINDOW)
-    return datetime.fromtimestamp(latest, tz=UTC)
-
-
-def _increment(key: str) -> int:
-    window = settings.LOGIN_FAILURE_WINDOW
-    cache.add(key, 0, timeout=window)
-    try:
-        count = cache.incr(key)
-    except ValueError:
-        # The window ended between add() and incr().
-        cache.set(key, 1, timeout=window)
-        count = 1
-    if count == 1:
-        # The first attempt since the counter was last at zero opens a new window.
-        cache.touch(key, window)
-        cache.set(f"{key}:until", int(time.time()) + window, timeout=window)
-    return count
+    """Count this attempt against the account and the address before the secret is checked
+    (``portal.throttle``: counting first is what makes the limit hold under concurrency).
+    Returns None if it may go ahead, or until when attempts are refused. An attempt that turns
+    out not to be a failure is handed back with ``release_attempt``."""
+    until = throttle.reserve(
+        _throttle_limits(username=username, ip=ip), window=settings.LOGIN_FAILURE_WINDOW
+    )
+    return None if until is None else datetime.fromtimestamp(until, tz=UTC)
 
 
 def release_attempt(*, username: str, ip: str | None) -> None:
     """Hand back an attempt that was not a failed guess (right password or code)."""
-    for key in _throttle_keys(username=username, ip=ip):
-        # ValueError: its window has ended meanwhile, so there is nothing to hand back.
-        with contextlib.suppress(ValueError):
-            cache.decr(key)
+    throttle.hand_back(*_throttle_keys(username=username, ip=ip))
 
 
 def _clear_account_failures(username: str) -> None:
     # Only the account's counter: a success must not wipe the failures other accounts
     # accumulated from the same address.
-    key = _throttle_keys(username=username, ip=None)[0]
-    cache.delete_many([key, f"{key}:until"])
+    throttle.clear(_throttle_keys(username=username, ip=None)[0])
 
 
 def _reserve_or_refuse(

@@ -6,7 +6,6 @@ or neither does. If the event cannot be written the exception propagates and the
 """
 
 import hashlib
-import ipaddress
 import json
 from datetime import UTC
 from typing import Any
@@ -18,6 +17,10 @@ from django.utils import timezone
 
 from audit.codes import codes_for
 from audit.models import AuditEvent, ChainHead, Outcome
+
+# The one authority on the client's address (behind a trusted proxy, the address it forwards);
+# callers have always found it here too.
+from portal.clients import canonical_ip, client_ip
 
 GENESIS_HASH = "0" * 64
 ANONYMOUS_RECIPIENT = "anonymous recipient"
@@ -36,32 +39,6 @@ def redact(details: Any) -> Any:
     if isinstance(details, list | tuple):
         return [redact(item) for item in details]
     return details
-
-
-def canonical_ip(value: str | None) -> str | None:
-    """One spelling per address, whatever the database gives back: PostgreSQL's ``inet`` rewrites
-    ``2001:0DB8::0001`` as ``2001:db8::1`` and prints IPv4-mapped addresses differently from
-    Python. An IPv4-mapped address is the IPv4 client it stands for; a zone index (``%eth0``) is
-    dropped because ``inet`` cannot store it. Anything unparsable is no address (None)."""
-    if not value:
-        return None
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        return None
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Address(int(address)))
-    return str(address)
-
-
-def client_ip(request: HttpRequest | None) -> str | None:
-    """The client's address as the web server saw it. Behind a proxy, configure the proxy to set
-    REMOTE_ADDR (gunicorn's --forwarded-allow-ips) rather than trusting X-Forwarded-For here."""
-    if request is None:
-        return None
-    return canonical_ip(request.META.get("REMOTE_ADDR"))
 
 
 def storable_details(details: dict[str, Any] | None) -> dict[str, Any]:

@@ -1,7 +1,18 @@
 from django.core.exceptions import PermissionDenied, ValidationError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle as DrfScopedRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from portal.clients import client_ip
+
+
+class ScopedRateThrottle(DrfScopedRateThrottle):
+    """DRF's scoped rate throttle, per client as ``portal.clients`` finds it (behind a trusted
+    proxy, the address it forwards) rather than DRF's own reading of X-Forwarded-For."""
+
+    def get_ident(self, request):
+        return client_ip(request) or "unknown"
 
 
 def exception_handler(exc, context):

@@ -15,3 +15,22 @@ def shared_cache_check(app_configs, **kwargs):
             id="portal.W001",
         )
     ]
+
+
+@register(Tags.security, deploy=True)
+def trusted_proxies_check(app_configs, **kwargs):
+    """Behind a proxy (it sets X-Forwarded-Proto) every request comes from the proxy's address:
+    unless the portal knows the proxy, every per-address throttle is shared by all clients, one
+    prober locks everyone out, and the audit trail names the proxy instead of the client."""
+    if settings.DEBUG or not getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
+        return []
+    if settings.TRUSTED_PROXIES:
+        return []
+    return [
+        Warning(
+            "USE_X_FORWARDED_PROTO is on but TRUSTED_PROXIES is empty: every client shares the "
+            "proxy's address in the throttles and the audit trail.",
+            hint="Set TRUSTED_PROXIES to the reverse proxy's address or network.",
+            id="portal.W002",
+        )
+    ]

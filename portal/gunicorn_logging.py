@@ -6,13 +6,29 @@ from portal.logging import mask_secrets
 _URL_ATOMS = ("r", "U", "q", "f", "{raw_uri}e")
 
 
+def _client_address(environ) -> str | None:
+    """The client as the portal sees it (portal.clients: behind a trusted proxy, the address
+    it forwards), once Django's settings are loaded, as they are in a worker serving requests."""
+    from django.conf import settings
+
+    if not settings.configured:
+        return None
+    from portal.clients import client_ip_from
+
+    return client_ip_from(environ)
+
+
 class MaskingLogger(Logger):
     """Gunicorn's access log writes request lines itself, outside Django's logging: mask link
-    tokens, secrets and patient search terms there too."""
+    tokens, secrets and patient search terms there too, and name the client the throttles and
+    the audit trail name rather than the proxy in front."""
 
     def atoms(self, resp, req, environ, request_time):
         atoms = super().atoms(resp, req, environ, request_time)
         for key in _URL_ATOMS:
             if isinstance(atoms.get(key), str):
                 atoms[key] = mask_secrets(atoms[key])
+        client = _client_address(environ)
+        if client:
+            atoms["h"] = client
         return atoms

@@ -6,6 +6,7 @@ run in-process, files under ``var/``, messages to the console. Production sets a
 variables; with ``DEBUG`` off every security setting is strict.
 """
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
@@ -173,6 +174,20 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 if env_bool("USE_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The reverse proxies in front of the portal (addresses or networks, comma-separated; none by
+# default). Only a request from one of them has its X-Forwarded-For read, from the right, for the
+# client's address that every throttle, the audit trail and the access log use (portal.clients).
+# gunicorn.conf.py trusts the same proxies for X-Forwarded-Proto.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+for _proxy in TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy)
+    except ValueError as exc:
+        # Strict, as gunicorn is: 10.0.0.7/8 (host bits set) is a typo, not a network.
+        raise ImproperlyConfigured(
+            f"TRUSTED_PROXIES: {_proxy!r} is not an IP address or network."
+        ) from exc
+
 if not DEBUG:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000)

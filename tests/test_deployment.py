@@ -1,6 +1,7 @@
 """The Docker Compose stack cannot be started here (no Docker engine), so validate what can be:
 its shape, and that the web service's environment passes Django's deployment checks."""
 
+import ipaddress
 import os
 import re
 import subprocess
@@ -75,3 +76,17 @@ def test_compose_env_example_names_every_required_variable():
     assert required, "compose should require at least SECRET_KEY"
     for name in required:
         assert re.search(rf"^{name}=", example, re.MULTILINE), f"{name} missing from env.example"
+
+
+def test_compose_trusts_its_own_proxy_and_nothing_else():
+    """Behind Caddy every request comes from Caddy: the portal must know its address to read
+    the client's from X-Forwarded-For, and trust no one else (see README, "Throttles and
+    reverse proxies")."""
+    stack = compose()
+    services = stack["services"]
+    proxy_address = services["proxy"]["networks"]["default"]["ipv4_address"]
+    subnet = stack["networks"]["default"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(proxy_address) in ipaddress.ip_network(subnet)
+    web_env = services["web"]["environment"]
+    assert web_env["TRUSTED_PROXIES"] == proxy_address
+    assert web_env.get("FORWARDED_ALLOW_IPS", proxy_address) == proxy_address

@@ -4,9 +4,11 @@ confirmation and the SMS codes.
 What a stranger holding a token learns: nothing. An unknown token, and a link that is expired,
 revoked, deleted, used up or locked, all raise the same :class:`LinkUnavailable`, which the page
 answers with one text and one status. Tokens that find no open link are counted against the
-client address *before* the lookup (the cache's atomic ``incr``, as
-``accounts.services.reserve_attempt``), so an address that keeps guessing is turned away before
-any query runs; only a token that finds an open link hands its count back.
+client address (``portal.throttle``), and an address that has sent too many of them is answered
+429 with the same text. A token that finds an open link is never counted nor refused: a 256-bit
+token cannot be guessed, so refusing a real one would only let anyone behind the recipient's
+address (a hospital's NAT, a mobile carrier's) deny them their studies. The lookup is one
+indexed query by keyed digest, so it runs for every well-formed token, throttled or not.
 
 A GET never spends a link (mail scanners and chat previews fetch links): :func:`show_link` only
 counts ``opens`` and audits the visit. :func:`open_link` is the POST: the gates in the order of
@@ -23,10 +25,8 @@ with the link's id and never with its token, a password or a code.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import secrets
-import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -46,7 +46,7 @@ from django.utils.translation import ngettext
 from accounts.tokens import candidate_digests as secret_candidate_digests
 from accounts.tokens import secret_digest
 from audit.models import Action, Outcome
-from audit.services import client_ip, record
+from audit.services import record
 from guestlinks.access import GRANTS_SESSION_KEY, forget_memo
 from guestlinks.models import ConfirmationToken, GuestLink, SmsCode, TargetKind
 from guestlinks.passwords import check_link_password
@@ -55,6 +55,8 @@ from guestlinks.tokens import candidate_digests, recover_token
 from notifications.codes import new_code, resend_wait, resend_wait_message
 from notifications.models import Channel
 from notifications.services import queue_message
+from portal import throttle
+from portal.clients import client_ip
 from studies.access import entries_passed_on_in_full
 from studies.models import Folder, Study
 
@@ -196,64 +198,31 @@ def unavailable_message() -> str:
     )
 
 
-# --- Counters in the cache ---------------------------------------------------------------------
-
-
-def _count(key: str, window: int) -> int:
-    """Add one to a counter that lives ``window`` seconds from its first count; the new value.
-    ``incr`` is atomic, so concurrent requests each get their own number."""
-    cache.add(key, 0, timeout=window)
-    try:
-        count = cache.incr(key)
-    except ValueError:
-        # The window ended between add() and incr().
-        cache.set(key, 1, timeout=window)
-        count = 1
-    if count == 1:
-        cache.touch(key, window)
-        cache.set(f"{key}:until", int(time.time()) + window, timeout=window)
-    return count
-
-
-def _hand_back(*keys: str) -> None:
-    for key in keys:
-        # ValueError: the window has ended meanwhile; nothing to hand back.
-        with contextlib.suppress(ValueError):
-            cache.decr(key)
-
-
-def _retry_after(keys: list[str], window: int) -> int:
-    untils = cache.get_many([f"{key}:until" for key in keys]).values()
-    latest = max(untils, default=int(time.time()) + window)
-    return max(1, int(latest - time.time()))
+# --- Throttles (portal.throttle) ----------------------------------------------------------------
 
 
 def _address(request: HttpRequest | None) -> str:
     return client_ip(request) or "unknown"
 
 
-def _probe_key(request: HttpRequest) -> str:
-    return f"guestlink-probe:{_address(request)}"
-
-
-def _reserve_probe(request: HttpRequest) -> str:
-    """Count this token against the address before looking it up; LinkThrottled when the
-    address has used its allowance. Returns the key, to hand the count back for an open link."""
-    key = _probe_key(request)
+def _count_probe(request: HttpRequest) -> None:
+    """Count a token that opened nothing (unknown, or a link that no longer opens) against the
+    address; LinkThrottled, with the same text as any dead link, once the address has used its
+    allowance. Never called for a link that opens (see the module's docstring)."""
+    key = f"guestlink-probe:{_address(request)}"
     window = throttle_window()
-    if _count(key, window) > probe_limit():
-        _hand_back(key)
-        if cache.add(f"{key}:alerted", True, timeout=window):
-            with transaction.atomic():
-                record(
-                    action=Action.LINK_REFUSED,
-                    request=request,
-                    outcome=Outcome.MINOR_FAILURE,
-                    target_type="guest_link",
-                    details={"reason": "too_many_unknown_links", "limit": probe_limit()},
-                )
-        raise LinkThrottled()
-    return key
+    if throttle.reserve({key: probe_limit()}, window=window) is None:
+        return
+    if cache.add(f"{key}:alerted", True, timeout=window):
+        with transaction.atomic():
+            record(
+                action=Action.LINK_REFUSED,
+                request=request,
+                outcome=Outcome.MINOR_FAILURE,
+                target_type="guest_link",
+                details={"reason": "too_many_unknown_links", "limit": probe_limit()},
+            )
+    raise LinkThrottled()
 
 
 def _reserve_guess(link: GuestLink, request: HttpRequest) -> list[str]:
@@ -266,13 +235,12 @@ def _reserve_guess(link: GuestLink, request: HttpRequest) -> list[str]:
         f"guestlink-guesses:link:{link.pk}": per_link,
         f"guestlink-guesses:address:{_address(request)}": per_address,
     }
-    over = [key for key, limit in limits.items() if _count(key, window) > limit]
-    if not over:
+    until = throttle.reserve(limits, window=window)
+    if until is None:
         return list(limits)
-    _hand_back(*limits)
     if cache.add(f"guestlink-guesses-alerted:{link.pk}:{_address(request)}", True, window):
         _audit(link, Action.LINK_REFUSED, request, failed=True, reason="too_many_guesses")
-    raise TooManyGuesses(_retry_after(over, window))
+    raise TooManyGuesses(throttle.seconds_until(until))
 
 
 # --- Audit -------------------------------------------------------------------------------------
@@ -319,8 +287,8 @@ def _refuse(link: GuestLink, request: HttpRequest, status: LinkStatus, *, once: 
 def find_link(*, token: str, request: HttpRequest) -> GuestLink:
     """The link this token names, whatever its state (the caller refuses a closed one), or
     LinkUnavailable / LinkThrottled. The lookup is by keyed digest: no comparison of tokens,
-    so its time says nothing about how close a guess was."""
-    key = _reserve_probe(request)
+    so its time says nothing about how close a guess was. Only tokens that open nothing count
+    against the address; a link that opens is found whatever the address did before."""
     link = None
     if _TOKEN_SHAPE.fullmatch(token or ""):
         link = (
@@ -328,10 +296,10 @@ def find_link(*, token: str, request: HttpRequest) -> GuestLink:
             .filter(token_digest__in=candidate_digests(token))
             .first()
         )
+    if link is None or not link_status(link).is_open:
+        _count_probe(request)
     if link is None:
         raise LinkUnavailable()
-    if link_status(link).is_open:
-        _hand_back(key)
     return link
 
 
@@ -487,14 +455,14 @@ def _reserve_failure(link: GuestLink, request: HttpRequest, counter: str, keys: 
         **{counter: F(counter) + 1}
     )
     if not reserved:
-        _hand_back(*keys)
+        throttle.hand_back(*keys)
         link.refresh_from_db()
         _refuse(link, request, link_status(link, now=now), once=False)
 
 
 def _forgive_failure(link: GuestLink, counter: str, keys: list[str]) -> None:
     GuestLink.objects.filter(pk=link.pk).update(**{counter: F(counter) - 1})
-    _hand_back(*keys)
+    throttle.hand_back(*keys)
 
 
 def _check_password(link: GuestLink, request: HttpRequest, password: str) -> None:
@@ -835,7 +803,6 @@ def start_confirmation(link: GuestLink, *, request: HttpRequest | None = None) -
 def find_confirmation(*, token: str, request: HttpRequest) -> ConfirmationToken:
     """The confirmation this token names, if its link still opens; else LinkUnavailable (or
     LinkThrottled), exactly as for link tokens."""
-    key = _reserve_probe(request)
     confirmation = None
     if _TOKEN_SHAPE.fullmatch(token or ""):
         confirmation = (
@@ -845,12 +812,13 @@ def find_confirmation(*, token: str, request: HttpRequest) -> ConfirmationToken:
             .filter(digest__in=secret_candidate_digests(token, purpose=CONFIRM_PURPOSE))
             .first()
         )
+    status = link_status(confirmation.link) if confirmation is not None else None
+    if status is None or not status.is_open:
+        _count_probe(request)
     if confirmation is None:
         raise LinkUnavailable()
-    status = link_status(confirmation.link)
     if not status.is_open:
         _refuse(confirmation.link, request, status, once=True)
-    _hand_back(key)
     return confirmation
 
 

@@ -169,3 +169,26 @@ def test_tokens_survive_a_secret_key_rotation(api_client, alice, settings):
 
 def test_the_token_endpoint_only_accepts_post(api_client, alice):
     assert api_client.get(TOKEN).status_code == 405
+
+
+def test_the_api_rate_limit_is_per_client_behind_the_proxy(api_client, alice, settings):
+    """DRF's own throttle (ten token requests a minute) counts the client the proxy names, not
+    the proxy."""
+    settings.TRUSTED_PROXIES = ["10.0.0.5"]
+
+    def obtain_via_proxy(client_address, username="alice", password=PASSWORD):
+        return api_client.post(
+            TOKEN,
+            {"username": username, "password": password},
+            format="json",
+            REMOTE_ADDR="10.0.0.5",
+            HTTP_X_FORWARDED_FOR=client_address,
+        )
+
+    for n in range(10):
+        obtain_via_proxy("203.0.113.9", username=f"nobody-{n}")
+    refused = obtain_via_proxy("203.0.113.9")
+    assert refused.status_code == 429
+    assert not ApiToken.objects.exists()
+
+    assert obtain_via_proxy("198.51.100.7").status_code == 200

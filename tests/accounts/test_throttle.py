@@ -153,3 +153,52 @@ def test_simultaneous_guesses_get_no_more_tries_than_the_limit(db):
     # Refused attempts are handed back: the counters show the five that went ahead.
     keys = services._throttle_keys(username="alice", ip="203.0.113.9")
     assert [cache.get(key) for key in keys] == [5, 5]
+
+
+# --- Behind the reverse proxy ---------------------------------------------------------------------
+
+PROXY = "10.0.0.5"
+
+
+def attempt_via_proxy(client, username, client_address, password="wrong-guess"):
+    return client.post(
+        LOGIN,
+        {"username": username, "password": password},
+        REMOTE_ADDR=PROXY,
+        HTTP_X_FORWARDED_FOR=client_address,
+    )
+
+
+def test_behind_the_proxy_one_clients_failures_do_not_lock_out_another(client, alice, settings):
+    """Every request reaches the portal from the proxy: the per-address allowance is the
+    client's the proxy names, or fifty bad logins from anyone would lock everyone out."""
+    settings.TRUSTED_PROXIES = [PROXY]
+    settings.LOGIN_FAILURE_LIMIT_PER_ADDRESS = 3
+    for n in range(3):
+        assert attempt_via_proxy(client, f"nobody-{n}", "203.0.113.9").status_code == 200
+    assert attempt_via_proxy(client, "nobody-3", "203.0.113.9").status_code == 429
+
+    assert attempt_via_proxy(client, "alice", "198.51.100.7", PASSWORD).status_code == 302
+
+    failed = AuditEvent.objects.filter(action=Action.LOGIN_FAILED)
+    assert {event.ip for event in failed} == {"203.0.113.9"}
+    assert AuditEvent.objects.get(action=Action.LOGIN_THROTTLED).ip == "203.0.113.9"
+    assert AuditEvent.objects.get(action=Action.LOGIN).ip == "198.51.100.7"
+
+
+def test_a_forged_x_forwarded_for_buys_no_fresh_allowance(client, alice, settings):
+    settings.TRUSTED_PROXIES = [PROXY]
+    settings.LOGIN_FAILURE_LIMIT_PER_ADDRESS = 3
+    # Mallory writes a new address in each request; the proxy appends the one it saw.
+    for n in range(3):
+        attempt_via_proxy(client, f"nobody-{n}", f"192.0.2.{n}, 203.0.113.9")
+    assert attempt_via_proxy(client, "nobody-3", "192.0.2.99, 203.0.113.9").status_code == 429
+    # Straight to the portal, past the proxy, the header is not read at all.
+    for n in range(3):
+        client.post(
+            LOGIN,
+            {"username": f"nobody-{n}", "password": "wrong-guess"},
+            REMOTE_ADDR="198.51.100.20",
+            HTTP_X_FORWARDED_FOR=f"192.0.2.{n}",
+        )
+    assert attempt(client, "alice", PASSWORD, ip="198.51.100.20").status_code == 429

@@ -46,20 +46,55 @@ def test_links_sent_before_a_key_rotation_still_open(study, make_link, settings)
 
 def test_the_probe_allowance_is_per_address(study, make_link, settings):
     settings.GUESTLINK_PROBE_LIMIT = 2
-    _, token = make_link(study)
     for _ in range(2):
         with pytest.raises(opening.LinkUnavailable):
             opening.find_link(token="b" * 43, request=service_request(address="192.0.2.1"))
     with pytest.raises(opening.LinkThrottled) as throttled:
-        opening.find_link(token=token, request=service_request(address="192.0.2.1"))
+        opening.find_link(token="b" * 43, request=service_request(address="192.0.2.1"))
     assert throttled.value.status == 429
     assert throttled.value.message == opening.unavailable_message()
-    assert opening.find_link(token=token, request=service_request(address="192.0.2.2"))
+    with pytest.raises(opening.LinkUnavailable) as elsewhere:
+        opening.find_link(token="b" * 43, request=service_request(address="192.0.2.2"))
+    assert not isinstance(elsewhere.value, opening.LinkThrottled)
+
+
+def test_a_valid_link_is_never_refused_by_the_probe_throttle(study, make_link, settings):
+    """Unknown tokens from a shared address (a hospital's or a mobile carrier's NAT) must not
+    deny a recipient behind it their link. A 256-bit token cannot be
+    guessed, so only unknown tokens are throttled."""
+    settings.GUESTLINK_PROBE_LIMIT = 2
+    link, token = make_link(study)
+    for _ in range(3):
+        with pytest.raises(opening.LinkUnavailable):
+            opening.find_link(token="b" * 43, request=service_request(address="192.0.2.1"))
+    with pytest.raises(opening.LinkThrottled):
+        opening.find_link(token="c" * 43, request=service_request(address="192.0.2.1"))
+
+    for _ in range(5):
+        assert opening.find_link(token=token, request=service_request(address="192.0.2.1")) == link
+    # Finding it forgives no unknown token: the address is still over its allowance.
+    with pytest.raises(opening.LinkThrottled):
+        opening.find_link(token="d" * 43, request=service_request(address="192.0.2.1"))
+
+
+def test_a_valid_confirmation_is_never_refused_by_the_probe_throttle(study, make_link, settings):
+    settings.GUESTLINK_PROBE_LIMIT = 1
+    link, _token = make_link(
+        study, email="jan.peeters@example.org", require_email_confirmation=True
+    )
+    token = opening.start_confirmation(link).split("/l/")[1].removesuffix("/confirm")
+    with pytest.raises(opening.LinkUnavailable):
+        opening.find_confirmation(token="c" * 43, request=service_request(address="192.0.2.1"))
+    with pytest.raises(opening.LinkThrottled):
+        opening.find_confirmation(token="d" * 43, request=service_request(address="192.0.2.1"))
+
+    found = opening.find_confirmation(token=token, request=service_request(address="192.0.2.1"))
+    assert found.link == link
 
 
 def test_a_closed_link_keeps_its_count_against_the_address(study, make_link, settings):
     """A prober learns nothing from the allowance either: a dead link counts like an unknown
-    token; only an open link hands its count back."""
+    token; only an open link is not counted."""
     settings.GUESTLINK_PROBE_LIMIT = 2
     _, dead = make_link(study, state=LinkState.REVOKED)
     for _ in range(2):

@@ -82,3 +82,23 @@ def test_passwords_are_hashed_with_argon2_first():
     assert production.PASSWORD_HASHERS[0] == "django.contrib.auth.hashers.Argon2PasswordHasher"
     # argon2-cffi is installed: the hasher can actually hash.
     assert Argon2PasswordHasher().encode("correct-horse", "saltsaltsalt").startswith("argon2$")
+
+
+def test_deployment_checks_warn_behind_a_proxy_the_portal_does_not_know(tmp_path):
+    env = production_env(tmp_path, USE_X_FORWARDED_PROTO="true")
+
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert result.returncode != 0
+    assert "portal.W002" in result.stderr + result.stdout
+
+    env["TRUSTED_PROXIES"] = "172.30.0.10"
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
+    assert "portal.W002" not in result.stderr + result.stdout
+
+
+def test_a_trusted_proxy_that_is_no_address_refuses_to_start(tmp_path):
+    for typo in ("proxy.internal", "172.30.0.10/16"):
+        result = manage("check", env=production_env(tmp_path, TRUSTED_PROXIES=typo))
+
+        assert result.returncode != 0
+        assert f"TRUSTED_PROXIES: {typo!r} is not an IP address or network." in result.stderr
