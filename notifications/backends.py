@@ -1,6 +1,11 @@
 """How a Message leaves the portal: email through Django's email backend (SMTP in production),
 SMS through Twilio, or to the console / the outbox page in development.
 
+The console backends are for development only. Even there they print links with their tokens
+masked (the Outbox page shows the messages whole); with ``DEBUG`` off the portal refuses to start
+with one (``notifications.checks``) and refuses to hand a message to one (``EmailBackend``), since
+standard output is then a server log.
+
 A backend's ``send(message)`` returns the provider's id for the message, or raises
 ``DeliveryError`` (worth trying again later: the server is down, busy or slow) or
 ``PermanentDeliveryError`` (trying again cannot help: the address or number is refused). Error
@@ -9,6 +14,7 @@ texts end up in the admin and the audit trail, so they never include the message
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
 import smtplib
@@ -18,7 +24,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
-from django.core.mail.message import DNS_NAME
+from django.core.mail.backends.console import EmailBackend as DjangoConsoleEmailBackend
+from django.core.mail.message import DNS_NAME, EmailAlternative
+from django.urls import reverse
 from django.utils.module_loading import import_string
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http import HttpClient
@@ -26,6 +34,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from notifications.models import Channel
+from portal.logging import mask_secrets
 
 if TYPE_CHECKING:
     from notifications.models import Message
@@ -53,6 +62,13 @@ class EmailBackend:
     as ``provider_id`` is the one in the recipient's mail headers and the mail server's logs."""
 
     def send(self, message: Message) -> str:
+        if not settings.DEBUG and prints_messages(settings.EMAIL_BACKEND):
+            # The start-up check refuses this configuration; a process that skipped the checks
+            # must still not write the links to its log.
+            raise DeliveryError(
+                "No mail server is configured and EMAIL_BACKEND would print the message to the "
+                "log: set EMAIL_HOST (or EMAIL_BACKEND)."
+            )
         message_id = make_msgid(idstring=f"message-{message.pk}", domain=DNS_NAME)
         email = EmailMultiAlternatives(
             subject=message.subject,
@@ -94,6 +110,48 @@ class EmailBackend:
         if not sent:
             raise DeliveryError("The email backend accepted nothing.")
         return message_id
+
+
+class ConsoleEmailBackend(DjangoConsoleEmailBackend):
+    """Django's console backend with link tokens masked (and, with ``DEBUG`` off, one-time codes
+    and whole links): a terminal's scroll-back and a container's log are no place for them."""
+
+    def write_message(self, message):
+        super().write_message(_masked_email(message))
+
+    def send_messages(self, email_messages):
+        sent = super().send_messages(email_messages)
+        if sent and settings.DEBUG:
+            outbox = f"{settings.SITE_URL}{reverse('notifications:outbox')}"
+            self.stream.write(f"(Links are masked here: open them from {outbox})\n")
+            self.stream.flush()
+        return sent
+
+
+def _masked_email(message: EmailMultiAlternatives):
+    mask = console_mask()
+    masked = copy.copy(message)
+    masked.subject = mask(str(message.subject))
+    masked.body = mask(str(message.body))
+    masked.alternatives = []
+    for content, mimetype in getattr(message, "alternatives", []):
+        if isinstance(content, str):
+            content = mask(content)
+        masked.alternatives.append(EmailAlternative(content, mimetype))
+    return masked
+
+
+def prints_messages(dotted_path: str) -> bool:
+    """Whether the email or SMS backend at ``dotted_path`` writes messages to standard output or
+    to files (Django's console and file backends, ours, and their subclasses) instead of
+    delivering them."""
+    try:
+        backend = import_string(dotted_path)
+    except ImportError:
+        return False
+    return isinstance(backend, type) and issubclass(
+        backend, (DjangoConsoleEmailBackend, ConsoleSmsBackend)
+    )
 
 
 def _decode(text: bytes | str) -> str:
@@ -189,19 +247,26 @@ def _classify_twilio_error(exc: TwilioRestException | TwilioServiceException) ->
 
 class ConsoleSmsBackend:
     """Prints each SMS to standard output, as Django's console email backend does for email: the
-    embedded set-up has no SMS provider, and the person trying it reads the code there.
+    embedded set-up has no SMS provider, and the person trying it reads the code there (links
+    are masked: the Outbox page has them).
 
-    With DEBUG off, standard output is a server log, where one-time codes and link tokens must
-    never appear: the text is then printed with its codes and links masked, and a warning says
-    that no SMS provider is configured."""
+    With DEBUG off, standard output is a server log, where one-time codes, link tokens and
+    mobile numbers must never appear: the text is then printed with its codes and links masked,
+    the number shortened to its last digits, and a warning says that no SMS provider is
+    configured (the start-up check refuses this configuration; this is for a process that
+    skipped it)."""
 
     def __init__(self, stream=None):
         self.stream = stream or sys.stdout
 
     def send(self, message: Message) -> str:
-        text = message.body_text
+        text = console_mask()(message.body_text)
+        if settings.DEBUG and text != message.body_text:
+            outbox = f"{settings.SITE_URL}{reverse('notifications:outbox')}"
+            text += f"\n(Links are masked here: open them from {outbox})"
+        recipient = message.recipient
         if not settings.DEBUG:
-            text = mask_codes_and_links(text)
+            recipient = f"{MASK}{recipient[-2:]}"
             logger.warning(
                 "SMS message %s was only printed: no SMS provider is configured "
                 "(set TWILIO_ACCOUNT_SID or SMS_BACKEND)",
@@ -209,7 +274,7 @@ class ConsoleSmsBackend:
             )
         rule = "-" * 72
         self.stream.write(
-            f"{rule}\nSMS to {message.recipient} (message {message.pk}, {message.template}, "
+            f"{rule}\nSMS to {recipient} (message {message.pk}, {message.template}, "
             f"{message.language})\n{rule}\n{text}\n{rule}\n"
         )
         self.stream.flush()
@@ -224,6 +289,11 @@ MASK = "••••••"
 def mask_codes_and_links(text: str) -> str:
     """``text`` with links and one-time codes hidden: enough to tell what a message was."""
     return _CODE.sub(MASK, _URL.sub("[link]", text))
+
+
+def console_mask():
+    """What the console backends hide: link tokens in development, codes and links otherwise."""
+    return mask_secrets if settings.DEBUG else mask_codes_and_links
 
 
 class OutboxSmsBackend:

@@ -29,6 +29,7 @@ from django.utils import timezone
 from audit.models import Action, Outcome
 from audit.services import record
 from notifications.backends import DeliveryError, PermanentDeliveryError, get_backend
+from notifications.encryption import readable
 from notifications.models import Message, MessageStatus
 from portal.logging import mask_secrets
 
@@ -36,6 +37,10 @@ logger = logging.getLogger(__name__)
 
 ERROR_MAX_LENGTH = 1000
 SYSTEM_ACTOR = "system"
+UNREADABLE_ERROR = (
+    "The message cannot be decrypted: the key it was encrypted with is neither OUTBOX_KEY "
+    "(or SECRET_KEY) nor among their fallbacks."
+)
 
 
 class DeliveryResult(str):
@@ -85,6 +90,10 @@ def deliver(message_id: int) -> str:
 
     message = Message.objects.get(pk=message_id)
     attempts = message.attempts
+    if not all(readable(text) for text in (message.subject, message.body_text, message.body_html)):
+        # No retry can help until an administrator configures the key again (then "Retry
+        # delivery" in the admin sends it); sending the notice instead would be worse.
+        return _give_up(message, attempts, UNREADABLE_ERROR)
     max_attempts = settings.NOTIFICATIONS_MAX_ATTEMPTS
     if attempts > max_attempts:
         # Only reachable through expired leases: a message whose sender dies every time (a crash

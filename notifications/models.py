@@ -3,6 +3,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from notifications.fields import EncryptedTextField
+
 
 class Channel(models.TextChoices):
     EMAIL = "email", _("Email")
@@ -35,9 +37,11 @@ class Message(models.Model):
     template = models.CharField(_("template"), max_length=64)
     # Secrets the body needs (links, codes) are redacted here: the rendered body is their only copy.
     context = models.JSONField(_("context"), default=dict, blank=True, encoder=DjangoJSONEncoder)
-    subject = models.CharField(_("subject"), max_length=255, blank=True)
-    body_text = models.TextField(_("text"))
-    body_html = models.TextField(_("HTML"), blank=True)
+    # The texts are encrypted in the database (notifications.encryption), so that a copy of it
+    # opens none of the links they carry. max_length bounds the subject, not its ciphertext.
+    subject = EncryptedTextField(_("subject"), max_length=255, blank=True)
+    body_text = EncryptedTextField(_("text"))
+    body_html = EncryptedTextField(_("HTML"), blank=True)
     concerning_type = models.CharField(_("concerning"), max_length=40, blank=True)
     concerning_id = models.CharField(_("concerning id"), max_length=64, blank=True)
     status = models.CharField(

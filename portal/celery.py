@@ -4,9 +4,24 @@ tasks run eagerly in the web process, which is the embedded set-up of ``make run
 import os
 
 from celery import Celery
+from celery.signals import worker_init
+from django.core.exceptions import ImproperlyConfigured
+
+from portal.startup import refuse_to_start_on_check_errors
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@worker_init.connect
+def _refuse_to_start_on_check_errors(**kwargs) -> None:
+    # Celery's Django fix-up runs the system checks when a worker starts and ignores what they
+    # find; a worker delivers the messages, so it is the last process that may run without them.
+    # SystemExit, because Celery logs and swallows a signal handler's exceptions.
+    try:
+        refuse_to_start_on_check_errors("Celery worker")
+    except ImproperlyConfigured as exc:
+        raise SystemExit(str(exc)) from exc

@@ -235,11 +235,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 
 # --- Email and SMS (delivered through notifications' outbox) --------------------------------
 EMAIL_HOST = env_str("EMAIL_HOST", "")
+# Without EMAIL_HOST, emails are printed with their links masked; with DEBUG off the portal then
+# refuses to start (notifications.checks): set EMAIL_HOST, or a non-printing EMAIL_BACKEND.
 EMAIL_BACKEND = env_str(
     "EMAIL_BACKEND",
     "django.core.mail.backends.smtp.EmailBackend"
     if EMAIL_HOST
-    else "django.core.mail.backends.console.EmailBackend",
+    else "notifications.backends.ConsoleEmailBackend",
 )
 EMAIL_PORT = env_int("EMAIL_PORT", 587)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
@@ -253,6 +255,14 @@ TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID", "")
 TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN", "")
 TWILIO_FROM_NUMBER = env_str("TWILIO_FROM_NUMBER", "")
 TWILIO_MESSAGING_SERVICE_SID = env_str("TWILIO_MESSAGING_SERVICE_SID", "")
+# Message subjects and bodies (links with their tokens, codes) are encrypted in the outbox
+# (notifications.encryption) with a key derived from OUTBOX_KEY, or from SECRET_KEY if unset:
+# never from anything in the database. After changing either, keep the old value in
+# OUTBOX_KEY_FALLBACKS (or SECRET_KEY_FALLBACKS) until what it encrypted is sent and erased.
+OUTBOX_KEY = env_str("OUTBOX_KEY", "")
+if OUTBOX_KEY and not DEBUG and len(OUTBOX_KEY) < 32:
+    raise ImproperlyConfigured("OUTBOX_KEY must be at least 32 characters long.")
+OUTBOX_KEY_FALLBACKS = env_list("OUTBOX_KEY_FALLBACKS")
 
 # --- Celery ---------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "")
@@ -286,10 +296,12 @@ NOTIFICATIONS_REQUEUE_BATCH = env_int("NOTIFICATIONS_REQUEUE_BATCH", 500)
 # Sent bodies hold the only plain copy of links and codes; they are blanked after this many days
 # (0 keeps them).
 NOTIFICATIONS_BODY_RETENTION_DAYS = env_int("NOTIFICATIONS_BODY_RETENTION_DAYS", 7)
+# The console prints SMS in development only: with DEBUG off and no Twilio account, SMS fail
+# where the admin sees them ("Twilio is not configured") instead of going to the log.
 SMS_BACKEND = env_str(
     "SMS_BACKEND",
     "notifications.backends.TwilioSmsBackend"
-    if TWILIO_ACCOUNT_SID
+    if TWILIO_ACCOUNT_SID or not DEBUG
     else "notifications.backends.ConsoleSmsBackend",
 )
 # Seconds to wait for Twilio's API; TWILIO_HTTP_CLIENT may name another twilio.http.HttpClient.

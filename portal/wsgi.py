@@ -2,6 +2,10 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from portal.startup import refuse_to_start_on_check_errors
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 application = get_wsgi_application()
+# gunicorn runs no system checks: serve nothing with a configuration `manage.py check` refuses.
+refuse_to_start_on_check_errors("web process")

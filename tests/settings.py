@@ -7,6 +7,10 @@ PostgreSQL in CI), so the suite exercises the configuration an installation runs
 import os
 
 os.environ.setdefault("SECRET_KEY", "tests-only-key-not-used-anywhere-else-0123456789abcdef")
+# With DEBUG off the system checks refuse the console backends (`makemigrations --check` runs
+# them): emails stay in memory (django.core.mail.outbox), SMS on their outbox rows.
+os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
+os.environ.setdefault("SMS_BACKEND", "notifications.backends.OutboxSmsBackend")
 
 from portal.settings import *  # noqa: F403
 

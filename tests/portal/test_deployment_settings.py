@@ -24,6 +24,8 @@ def production_env(tmp_path, **extra) -> dict[str, str]:
         "DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3",
         # Not contacted by the checks; production needs a cache every web process shares.
         "CACHE_URL": "redis://127.0.0.1:6379/1",
+        # Not contacted either; without a mail server the portal refuses to start.
+        "EMAIL_HOST": "smtp.example.org",
         "DJANGO_SETTINGS_MODULE": "portal.settings",
         "PORTAL_VAR_DIR": str(tmp_path / "var"),
         **extra,
