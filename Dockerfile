@@ -12,7 +12,8 @@ COPY audit ./audit
 RUN pip install .
 COPY . .
 # collectstatic needs settings that import; the real key comes from the environment at run time.
-RUN SECRET_KEY=build-only DEBUG=false ALLOWED_HOSTS=build python manage.py collectstatic --noinput \
+RUN SECRET_KEY=build-only AUDIT_KEY=build-only-audit-key-not-used-at-run-time DEBUG=false \
+    ALLOWED_HOSTS=build python manage.py collectstatic --noinput \
     && mkdir -p /app/var && chown -R portal /app/var
 
 USER portal

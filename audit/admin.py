@@ -117,6 +117,7 @@ class AuditEventAdmin(admin.ModelAdmin):
         "details_pretty",
         "prev_hash",
         "hash",
+        "key_id",
     )
     readonly_fields = fields
 

@@ -82,9 +82,11 @@ class AuditEventQuerySet(models.QuerySet):
 
 
 class AuditEvent(models.Model):
-    """One line of the audit trail. Append-only: each event stores the previous event's hash and
-    its own, computed over its content, so any change or deletion breaks the chain
-    (``manage.py verify_audit``). Saving an existing event or deleting one raises."""
+    """One line of the audit trail. Append-only: each event stores the hash of the event before
+    it in its chain (its organization's, or the chain of events of no organization) and its own,
+    an HMAC of its content under ``AUDIT_KEY``, so any change or deletion breaks the chain and
+    cannot be covered up without the key (``manage.py verify_audit``). Saving an existing event
+    or deleting one raises."""
 
     at = models.DateTimeField(db_index=True)
     # DO_NOTHING, not SET_NULL: deleting a user must not rewrite the trail (the database refuses
@@ -112,6 +114,10 @@ class AuditEvent(models.Model):
     details = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64, unique=True)
+    # Which audit key made ``hash`` (audit.signing), never the key itself. Empty (NULL) only on
+    # events recorded before the chain was keyed: those carry a plain SHA-256 and form one
+    # chain of their own (LEGACY_CHAIN), older than every keyed event.
+    key_id = models.CharField(max_length=16, null=True, blank=True)
 
     objects = AuditEventQuerySet.as_manager()
 
@@ -131,13 +137,30 @@ class AuditEvent(models.Model):
         raise PermissionError("Audit events are append-only.")
 
 
-class ChainHead(models.Model):
-    """The single row holding the newest event's hash. Locking it serializes appends, so two
-    transactions can never chain onto the same predecessor."""
+# Chains: one per organization (keyed by its id), one for events of no organization, and the
+# frozen unkeyed chain recorded before version 0009 of the audit app.
+NO_ORGANIZATION_CHAIN = 0
+LEGACY_CHAIN = -1
 
-    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+
+def chain_for(organization_id: int | None) -> int:
+    """The chain an event of this organization is appended to."""
+    return organization_id if organization_id is not None and organization_id > 0 else 0
+
+
+class ChainHead(models.Model):
+    """One row per chain holding its newest event's hash and its length. Locking it serializes
+    the appends of one chain, so two transactions never chain onto the same predecessor, while
+    other organizations' chains append in parallel. The seal (audit.signing) is an HMAC of the
+    chain, count and hash: a head moved back to hide deleted events no longer verifies."""
+
+    chain = models.BigIntegerField(primary_key=True)
     last_hash = models.CharField(max_length=64)
     count = models.PositiveBigIntegerField(default=0)
+    seal = models.CharField(max_length=80, blank=True)
+    # The count last published as a checkpoint (audit.checkpoints), so that an unchanged chain
+    # is not written again. Only saves writes: tampering with it cannot hide a published count.
+    checkpointed_count = models.PositiveBigIntegerField(default=0)
 
     def __str__(self) -> str:
-        return f"{self.count} events, last {self.last_hash[:12]}"
+        return f"chain {self.chain}: {self.count} events, last {self.last_hash[:12]}"

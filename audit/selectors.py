@@ -1,9 +1,10 @@
 """Reading the audit trail: the events an administrator may see, one page of them, and the
-verification of the hash chain (shared by ``manage.py verify_audit``, the admin and the tests).
+verification of the hash chains (shared by ``manage.py verify_audit``, the admin and the tests).
 
 Nothing here writes; callers record their own AUDIT_READ / AUDIT_VERIFIED events.
 """
 
+import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -11,8 +12,10 @@ from datetime import datetime
 from django.db.models import Q, QuerySet
 from django.utils.translation import gettext as _
 
-from audit.models import AuditEvent, ChainHead
-from audit.services import GENESIS_HASH, event_digest, hashed_fields
+from audit.checkpoints import Checkpoint
+from audit.models import LEGACY_CHAIN, NO_ORGANIZATION_CHAIN, AuditEvent, ChainHead, chain_for
+from audit.services import GENESIS_HASH, event_digest, event_mac, hashed_fields
+from audit.signing import SigningKey, head_seal_valid, verification_keys
 
 # --- Who sees what -------------------------------------------------------------------------
 
@@ -64,12 +67,17 @@ def events_page(
     return rows, None
 
 
-# --- Verifying the chain -------------------------------------------------------------------
+# --- Verifying the chains ------------------------------------------------------------------
 
 CONTENT_CHANGED = "content_changed"
 LINK_BROKEN = "link_broken"
 EVENT_MISSING = "event_missing"
 HEAD_MISMATCH = "head_mismatch"
+HEAD_ALTERED = "head_altered"
+KEY_UNKNOWN = "key_unknown"
+UNKEYED_AFTER_KEYED = "unkeyed_after_keyed"
+CHECKPOINT_INVALID = "checkpoint_invalid"
+CHECKPOINT_MISMATCH = "checkpoint_mismatch"
 
 # A rewritten table could break at every row; report the first ones and count the rest.
 MAX_REPORTED_BREAKS = 1000
@@ -92,6 +100,8 @@ class VerificationResult:
     count: int = 0
     breaks: list[ChainBreak] = field(default_factory=list)
     break_count: int = 0
+    # Checkpoints found where they said the chain was.
+    checkpoints_matched: int = 0
 
     @property
     def ok(self) -> bool:
@@ -107,59 +117,206 @@ class VerificationResult:
         return self.break_count - len(self.breaks)
 
 
-def _head() -> tuple[str, int] | None:
-    head = ChainHead.objects.filter(pk=1).values_list("last_hash", "count").first()
-    return tuple(head) if head is not None else None
+# A chain head as read: last hash, count, seal.
+Head = tuple[str, int, str]
+
+
+@dataclass
+class _Walk:
+    """Where the walk stands in one chain."""
+
+    count: int = 0
+    last_hash: str = GENESIS_HASH
+    previous_id: int | None = None
+    previous_intact: bool = True
+    # The hash at the position the head counted before the walk (appends during the walk).
+    hash_at_head: str | None = None
+
+
+def _heads() -> dict[int, Head]:
+    rows = ChainHead.objects.values_list("chain", "last_hash", "count", "seal")
+    return {chain: (last_hash, count, seal) for chain, last_hash, count, seal in rows}
 
 
 def _short(digest: str) -> str:
     return f"{digest[:12]}…"
 
 
-def verify_chain(*, chunk_size: int = 2000) -> VerificationResult:
-    """Walk every event in id order: recompute its hash from its content and its ``prev_hash``,
-    check that ``prev_hash`` is the hash of the event before it (the genesis hash for the first),
-    and that the chain head names the last event and counts them all.
+def chain_label(chain: int) -> str:
+    if chain == LEGACY_CHAIN:
+        return _("the unkeyed chain of earlier versions")
+    if chain == NO_ORGANIZATION_CHAIN:
+        return _("the chain of events of no organization")
+    return _("the chain of organization #%(id)s") % {"id": chain}
 
-    Streams the table, so memory stays flat on millions of rows. Events appended while the walk
-    runs are allowed for: the head is read before and after, and only a head that did not move
-    must match the walk exactly; one that moved must appear at the position it counted."""
+
+def verify_chain(
+    *, chunk_size: int = 2000, checkpoints: Iterable[Checkpoint] = ()
+) -> VerificationResult:
+    """Walk every event in id order, each in its chain (its organization's, the chain of events
+    of no organization, or the unkeyed chain of events recorded before the chain was keyed):
+    recompute its hash (an HMAC under the key it names, current or fallback; a plain SHA-256 for
+    unkeyed events, which must all precede the keyed ones), check that ``prev_hash`` is the hash
+    of the event before it in its chain (the genesis hash for the first), and that each chain's
+    head is sealed with an audit key, names its last event and counts them all. Each checkpoint
+    given must be found: its chain's event at its count has its hash.
+
+    Streams the table, so memory stays flat on millions of rows (one small record per chain and
+    per checkpoint). Events appended while the walk runs are allowed for: the heads are read
+    before and after, and only a head that did not move must match the walk exactly; one that
+    moved must appear at the position it counted."""
     result = VerificationResult()
-    head_before = _head()
-    expected_prev = GENESIS_HASH
-    previous_id: int | None = None
-    # An empty chain's head sits at position 0, on the genesis hash.
-    hash_at_head_position = GENESIS_HASH if head_before and head_before[1] == 0 else None
-    events = AuditEvent.objects.order_by("id").iterator(chunk_size=chunk_size)
-    for event in events:
+    keys = verification_keys()
+    expected: dict[int, dict[int, list[Checkpoint]]] = {}
+    for checkpoint in checkpoints:
+        expected.setdefault(checkpoint.chain, {}).setdefault(checkpoint.count, []).append(
+            checkpoint
+        )
+    heads_before = _heads()
+    walks: dict[int, _Walk] = {}
+    first_keyed: int | None = None
+    for event in AuditEvent.objects.order_by("id").iterator(chunk_size=chunk_size):
         result.count += 1
-        if event_digest(hashed_fields(event), event.prev_hash) != event.hash:
+        if event.key_id is not None and first_keyed is None:
+            first_keyed = event.id
+        if event.key_id is None and first_keyed is not None:
             result.add(
-                CONTENT_CHANGED,
-                _("content changed: its stored hash does not match its content"),
+                UNKEYED_AFTER_KEYED,
+                _(
+                    "unkeyed event after keyed event #%(id)s: events recorded since the chain "
+                    "was keyed all carry a key id; this one was rewritten"
+                )
+                % {"id": first_keyed},
                 event.id,
             )
-        if event.prev_hash != expected_prev:
-            _explain_link(result, event, previous_id)
-        expected_prev = event.hash
-        previous_id = event.id
-        if head_before is not None and result.count == head_before[1]:
-            hash_at_head_position = event.hash
-    _check_head(result, head_before, _head(), expected_prev, hash_at_head_position)
+        chain, intact = _check_event(result, event, keys)
+        walk = walks.setdefault(chain, _Walk())
+        walk.count += 1
+        if event.prev_hash != walk.last_hash:
+            _explain_link(result, event, walk)
+        walk.last_hash = event.hash
+        walk.previous_id = event.id
+        walk.previous_intact = intact
+        head = heads_before.get(chain)
+        if head is not None and walk.count == head[1]:
+            walk.hash_at_head = event.hash
+        for checkpoint in expected.get(chain, {}).get(walk.count, ()):
+            _check_checkpoint(result, checkpoint, event.hash, event.id)
+    heads_after = _heads()
+    for chain in sorted(heads_before.keys() | heads_after.keys() | walks.keys()):
+        _check_head(
+            result,
+            chain,
+            heads_before.get(chain),
+            heads_after.get(chain),
+            walks.get(chain) or _Walk(),
+            keys,
+        )
+    _check_checkpoints_reached(result, expected, walks)
     return result
 
 
-def _explain_link(result: VerificationResult, event: AuditEvent, previous_id: int | None) -> None:
-    """The event does not chain onto the one before it in id order: say why, as precisely as the
-    stored hashes allow."""
+def _check_event(
+    result: VerificationResult, event: AuditEvent, keys: dict[str, SigningKey]
+) -> tuple[int, bool]:
+    """The event's chain, and whether its stored hash is the one its content gives."""
+    if event.key_id is None:
+        digest = event_digest(hashed_fields(event), event.prev_hash)
+        intact = _matches(digest, event.hash)
+        chain = LEGACY_CHAIN
+    else:
+        chain = chain_for(event.organization_id)
+        key = keys.get(event.key_id)
+        if key is None:
+            result.add(
+                KEY_UNKNOWN,
+                _(
+                    "key unknown: signed with audit key %(key)s, which is neither AUDIT_KEY nor "
+                    "in AUDIT_KEY_FALLBACKS: it cannot be verified"
+                )
+                % {"key": event.key_id},
+                event.id,
+            )
+            return chain, False
+        intact = _matches(event_mac(hashed_fields(event), event.prev_hash, key), event.hash)
+    if not intact:
+        result.add(
+            CONTENT_CHANGED,
+            _("content changed: its stored hash does not match its content"),
+            event.id,
+        )
+    return chain, intact
+
+
+def _check_checkpoints_reached(
+    result: VerificationResult,
+    expected: dict[int, dict[int, list[Checkpoint]]],
+    walks: dict[int, _Walk],
+) -> None:
+    """A checkpoint beyond the end of its chain: the chain lost events since."""
+    for chain, by_count in sorted(expected.items()):
+        walked = walks[chain].count if chain in walks else 0
+        for count, stated in sorted(by_count.items()):
+            if count <= walked:
+                continue
+            for checkpoint in stated:
+                result.add(
+                    CHECKPOINT_MISMATCH,
+                    _(
+                        "checkpoint mismatch: the checkpoint of %(at)s (line %(line)s) counted "
+                        "%(count)s events in %(chain)s, which now holds %(walked)s; events were "
+                        "deleted"
+                    )
+                    % {
+                        "at": checkpoint.at,
+                        "line": checkpoint.line,
+                        "count": count,
+                        "chain": chain_label(chain),
+                        "walked": walked,
+                    },
+                )
+
+
+def _matches(computed: str, stored: str) -> bool:
+    return hmac.compare_digest(computed, stored)
+
+
+def _check_checkpoint(
+    result: VerificationResult, checkpoint: Checkpoint, found: str, event_id: int
+) -> None:
+    if _matches(checkpoint.last_hash, found):
+        result.checkpoints_matched += 1
+        return
+    result.add(
+        CHECKPOINT_MISMATCH,
+        _(
+            "checkpoint mismatch: the checkpoint of %(at)s (line %(line)s) says event %(count)s "
+            "of %(chain)s had hash %(stated)s, it now has %(found)s; the chain was rewritten "
+            "up to here"
+        )
+        % {
+            "at": checkpoint.at,
+            "line": checkpoint.line,
+            "count": checkpoint.count,
+            "chain": chain_label(checkpoint.chain),
+            "stated": _short(checkpoint.last_hash),
+            "found": _short(found),
+        },
+        event_id,
+    )
+
+
+def _explain_link(result: VerificationResult, event: AuditEvent, walk: _Walk) -> None:
+    """The event does not chain onto the one before it in its chain: say why, as precisely as
+    the stored hashes allow."""
     if result.break_count >= MAX_REPORTED_BREAKS:
         # Past the report limit, count without paying a lookup per row.
         result.add(LINK_BROKEN, "", event.id)
         return
     follows = (
-        _("the start of the trail")
-        if previous_id is None
-        else _("event #%(id)s") % {"id": previous_id}
+        _("the start of its chain")
+        if walk.previous_id is None
+        else _("event #%(id)s") % {"id": walk.previous_id}
     )
     if event.prev_hash == GENESIS_HASH:
         result.add(
@@ -179,17 +336,7 @@ def _explain_link(result: VerificationResult, event: AuditEvent, previous_id: in
             % {"chained": predecessor, "follows": follows},
             event.id,
         )
-    elif previous_id is None or event.id > previous_id + 1:
-        result.add(
-            EVENT_MISSING,
-            _(
-                "event missing: the event it was chained to (hash %(hash)s) is not in the "
-                "trail; an event before it was deleted"
-            )
-            % {"hash": _short(event.prev_hash)},
-            event.id,
-        )
-    else:
+    elif walk.previous_id is not None and not walk.previous_intact:
         result.add(
             LINK_BROKEN,
             _(
@@ -199,43 +346,86 @@ def _explain_link(result: VerificationResult, event: AuditEvent, previous_id: in
             % {"hash": _short(event.prev_hash), "follows": follows},
             event.id,
         )
+    else:
+        result.add(
+            EVENT_MISSING,
+            _(
+                "event missing: the event it was chained to (hash %(hash)s) is not in the "
+                "trail; an event before it was deleted"
+            )
+            % {"hash": _short(event.prev_hash)},
+            event.id,
+        )
 
 
 def _check_head(
     result: VerificationResult,
-    before: tuple[str, int] | None,
-    after: tuple[str, int] | None,
-    last_hash: str,
-    hash_at_head_position: str | None,
+    chain: int,
+    before: Head | None,
+    after: Head | None,
+    walk: _Walk,
+    keys: dict[str, SigningKey],
 ) -> None:
-    if before is None or after is None:
-        if result.count:
-            result.add(
-                HEAD_MISMATCH,
-                _("head mismatch: the chain head is missing, but the trail holds %(count)s events")
-                % {"count": result.count},
+    label = chain_label(chain)
+    if before is None and after is None:
+        result.add(
+            HEAD_MISMATCH,
+            _(
+                "head mismatch: the chain head of %(chain)s is missing, but it holds %(count)s "
+                "events"
             )
+            % {"chain": label, "count": walk.count},
+        )
         return
-    head_hash, head_count = before
+    for head in [before] if after == before else [before, after]:
+        if head is None:
+            continue
+        last_hash, count, seal = head
+        key_id = seal.partition(":")[0]
+        if seal and key_id not in keys:
+            result.add(
+                KEY_UNKNOWN,
+                _(
+                    "key unknown: the chain head of %(chain)s is sealed with audit key %(key)s, "
+                    "which is neither AUDIT_KEY nor in AUDIT_KEY_FALLBACKS: it cannot be verified"
+                )
+                % {"chain": label, "key": key_id},
+            )
+        elif not head_seal_valid(chain, count, last_hash, seal, keys):
+            result.add(
+                HEAD_ALTERED,
+                _(
+                    "head altered: the seal of the chain head of %(chain)s (%(count)s events, "
+                    "hash %(hash)s) does not match; it was written outside the portal"
+                )
+                % {"chain": label, "count": count, "hash": _short(last_hash)},
+            )
+    if before is None:
+        # The chain began during the walk.
+        before = (GENESIS_HASH, 0, "")
+    after = after or before
+    head_hash, head_count, _seal = before
     if before == after:
         # Nothing was appended during the walk: the head must name exactly what was walked.
-        matches = head_count == result.count and head_hash == last_hash
+        matches = head_count == walk.count and head_hash == walk.last_hash
     else:
         # Events were appended meanwhile: the walk ends somewhere between the two heads, and
         # the first head must be found at the position it counted.
-        matches = head_count <= result.count <= after[1] and hash_at_head_position == head_hash
+        at_head = GENESIS_HASH if head_count == 0 else walk.hash_at_head
+        matches = head_count <= walk.count <= after[1] and at_head == head_hash
     if not matches:
         result.add(
             HEAD_MISMATCH,
             _(
-                "head mismatch: the chain head counts %(head_count)s events ending with hash "
-                "%(head_hash)s, but the trail holds %(count)s events ending with hash "
+                "head mismatch: the chain head of %(chain)s counts %(head_count)s events ending "
+                "with hash %(head_hash)s, but the chain holds %(count)s events ending with hash "
                 "%(last_hash)s; the newest events were deleted or the head was altered"
             )
             % {
+                "chain": label,
                 "head_count": head_count,
                 "head_hash": _short(head_hash),
-                "count": result.count,
-                "last_hash": _short(last_hash),
+                "count": walk.count,
+                "last_hash": _short(walk.last_hash),
             },
         )

@@ -3,6 +3,10 @@
 ``record`` runs inside the caller's transaction: the event commits with the action it describes,
 or neither does. If the event cannot be written the exception propagates and the action fails
 (fail closed).
+
+Each organization has its own chain (and events of no organization one more): an append locks
+only its chain's head, so unrelated organizations never wait for each other. Each event's hash is
+an HMAC under ``AUDIT_KEY`` (audit.signing) of its content and its predecessor's hash.
 """
 
 import hashlib
@@ -16,7 +20,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from audit.codes import codes_for
-from audit.models import AuditEvent, ChainHead, Outcome
+from audit.models import AuditEvent, ChainHead, Outcome, chain_for
+from audit.signing import SigningKey, current_key, seal_head
 
 # The one authority on the client's address (behind a trusted proxy, the address it forwards);
 # callers have always found it here too.
@@ -76,14 +81,26 @@ def _canonical_numbers(value: Any) -> Any:
     return value
 
 
-def event_digest(fields: dict[str, Any], prev_hash: str) -> str:
-    canonical = json.dumps(
+def _canonical(fields: dict[str, Any], prev_hash: str) -> bytes:
+    return json.dumps(
         _canonical_numbers({**fields, "prev_hash": prev_hash}),
         sort_keys=True,
         separators=(",", ":"),
         default=str,
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    ).encode()
+
+
+def event_digest(fields: dict[str, Any], prev_hash: str) -> str:
+    """The unkeyed SHA-256 of events recorded before the chain was keyed (``key_id`` empty).
+    Anyone can recompute it: it is kept only to verify those older events."""
+    return hashlib.sha256(_canonical(fields, prev_hash)).hexdigest()
+
+
+def event_mac(fields: dict[str, Any], prev_hash: str, key: SigningKey) -> str:
+    """An event's hash: HMAC-SHA256 under the audit key of its content, the key's id and the
+    previous event's hash. Without the key nobody can compute it, so a rewritten event cannot
+    be given a hash that verifies."""
+    return key.mac(_canonical({**fields, "key_id": key.id}, prev_hash))
 
 
 def hashed_fields(event: AuditEvent) -> dict[str, Any]:
@@ -153,17 +170,25 @@ def record(
         patient_id=patient_id,
         details=storable_details(details),
     )
+    chain = chain_for(organization_id)
+    key = current_key()
     with transaction.atomic():
-        head = ChainHead.objects.select_for_update().filter(pk=1).first()
+        # Only this chain's head is locked, until the caller's transaction ends.
+        head = ChainHead.objects.select_for_update().filter(chain=chain).first()
         if head is None:
-            ChainHead.objects.get_or_create(pk=1, defaults={"last_hash": GENESIS_HASH})
-            head = ChainHead.objects.select_for_update().get(pk=1)
+            ChainHead.objects.get_or_create(
+                chain=chain,
+                defaults={"last_hash": GENESIS_HASH, "seal": seal_head(chain, 0, GENESIS_HASH)},
+            )
+            head = ChainHead.objects.select_for_update().get(chain=chain)
         # Timestamped under the lock, so that times never go backwards along the chain.
         event.at = timezone.now()
         event.prev_hash = head.last_hash
-        event.hash = event_digest(hashed_fields(event), event.prev_hash)
+        event.key_id = key.id
+        event.hash = event_mac(hashed_fields(event), event.prev_hash, key)
         event.save(force_insert=True)
         head.last_hash = event.hash
         head.count += 1
-        head.save(update_fields=["last_hash", "count"])
+        head.seal = seal_head(chain, head.count, head.last_hash, key)
+        head.save(update_fields=["last_hash", "count", "seal"])
     return event

@@ -31,6 +31,20 @@ if not SECRET_KEY:
     SECRET_KEY = "insecure-development-key-only-for-debug-mode-" + "x" * 20
 SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS")
 
+# The audit chain's HMAC key (audit.signing): its own secret, never stored in the database, so
+# that whoever can rewrite the database still cannot recompute the chain. After a rotation keep
+# the old keys in AUDIT_KEY_FALLBACKS for as long as the events they signed are kept.
+AUDIT_KEY = env_str("AUDIT_KEY")
+if not AUDIT_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("Set AUDIT_KEY (or AUDIT_KEY_FILE) when DEBUG is off.")
+    AUDIT_KEY = "insecure-development-audit-key-only-for-debug-mode-" + "x" * 20
+elif not DEBUG and (len(AUDIT_KEY) < 32 or AUDIT_KEY == SECRET_KEY):
+    raise ImproperlyConfigured(
+        "AUDIT_KEY must be at least 32 characters long and differ from SECRET_KEY."
+    )
+AUDIT_KEY_FALLBACKS = env_list("AUDIT_KEY_FALLBACKS")
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
@@ -318,6 +332,22 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# --- Audit checkpoints (audit.checkpoints) --------------------------------------------------
+# Every AUDIT_CHECKPOINT_INTERVAL seconds Celery beat publishes, for each chain that grew, its
+# count and last hash signed with AUDIT_KEY: one JSON line appended to AUDIT_CHECKPOINT_FILE and
+# logged by the "audit.checkpoint" logger, which AUDIT_CHECKPOINT_SYSLOG ("/dev/log" or
+# "host:514") also sends to syslog. `manage.py verify_audit --checkpoints` compares them with the
+# database. Keep the file where the database's administrators cannot rewrite it.
+AUDIT_CHECKPOINT_FILE = Path(
+    env_str("AUDIT_CHECKPOINT_FILE", str(VAR_DIR / "audit-checkpoints.jsonl"))
+)
+AUDIT_CHECKPOINT_INTERVAL = env_int("AUDIT_CHECKPOINT_INTERVAL", 600)
+AUDIT_CHECKPOINT_SYSLOG = env_str("AUDIT_CHECKPOINT_SYSLOG", "")
+CELERY_BEAT_SCHEDULE["audit-write-checkpoints"] = {
+    "task": "audit.write_checkpoints",
+    "schedule": float(AUDIT_CHECKPOINT_INTERVAL),
+}
+
 # --- Guest links ----------------------------------------------------------------------------
 # Requests with tokens that open nothing, per client address and window, before 429.
 GUESTLINK_PROBE_LIMIT = env_int("GUESTLINK_PROBE_LIMIT", 20)
@@ -354,7 +384,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_RATES": {"token": "10/min"},
-    # Throttles key on REMOTE_ADDR; a client-supplied X-Forwarded-For must not reset them.
+    # The API's throttles key on portal.clients.client_ip (portal.api.ScopedRateThrottle), never
+    # on DRF's own reading of X-Forwarded-For, which a client could write.
     "NUM_PROXIES": 0,
     "EXCEPTION_HANDLER": "portal.api.exception_handler",
 }
@@ -393,8 +424,19 @@ LOGGING = {
     "loggers": {
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "django.request": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        # Audit checkpoints are published whatever LOG_LEVEL says.
+        "audit.checkpoint": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
+if AUDIT_CHECKPOINT_SYSLOG:
+    _host, _sep, _port = AUDIT_CHECKPOINT_SYSLOG.rpartition(":")
+    LOGGING["handlers"]["audit_syslog"] = {
+        "class": "logging.handlers.SysLogHandler",
+        "address": (_host, int(_port)) if _sep and _port.isdigit() else AUDIT_CHECKPOINT_SYSLOG,
+        "facility": "auth",
+        "formatter": "plain",
+    }
+    LOGGING["loggers"]["audit.checkpoint"]["handlers"].append("audit_syslog")
 
 # --- Portal ---------------------------------------------------------------------------------
 DIRECTORY_PAGE_SIZE = 50

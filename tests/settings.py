@@ -7,6 +7,7 @@ PostgreSQL in CI), so the suite exercises the configuration an installation runs
 import os
 
 os.environ.setdefault("SECRET_KEY", "tests-only-key-not-used-anywhere-else-0123456789abcdef")
+os.environ.setdefault("AUDIT_KEY", "tests-only-audit-key-not-used-anywhere-else-0123456789")
 # With DEBUG off the system checks refuse the console backends (`makemigrations --check` runs
 # them): emails stay in memory (django.core.mail.outbox), SMS on their outbox rows.
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")

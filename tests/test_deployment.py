@@ -44,7 +44,10 @@ def test_compose_runs_the_full_stack():
 
 
 def test_compose_web_environment_passes_deploy_checks(tmp_path):
-    env_values = {"SECRET_KEY": "k" * 20 + "Zq8#Lm2!Vw5@Rt7$Yp3%Hs6^Jd9&Nf4*Bx1(" + "c" * 10}
+    env_values = {
+        "SECRET_KEY": "k" * 20 + "Zq8#Lm2!Vw5@Rt7$Yp3%Hs6^Jd9&Nf4*Bx1(" + "c" * 10,
+        "AUDIT_KEY": "a" * 20 + "Gh4#Tq9!Rm2@Wx7$" + "d" * 12,
+    }
     web_env = {
         key: interpolate(str(value), env_values)
         for key, value in compose()["services"]["web"]["environment"].items()

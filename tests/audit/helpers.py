@@ -1,10 +1,13 @@
 """Tampering with the trail the way an intruder with database access would."""
 
 import importlib
+import json
+from io import StringIO
 
+from django.core.management import CommandError, call_command
 from django.db import connection
 
-from audit.models import AuditEvent
+from audit.models import AuditEvent, ChainHead
 
 # The migration that installs the triggers; its reverse SQL is what the tests use to remove them.
 append_only_migration = importlib.import_module("audit.migrations.0002_append_only")
@@ -22,3 +25,50 @@ def drop_triggers() -> None:
 def raw_execute(sql: str, params=None) -> None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def rewrite_details(event_id: int, details: dict) -> None:
+    """An UPDATE sent straight to the database (the triggers dropped first)."""
+    sql = "UPDATE audit_auditevent SET details = %s WHERE id = %s"
+    if connection.vendor == "postgresql":
+        sql = "UPDATE audit_auditevent SET details = %s::jsonb WHERE id = %s"
+    raw_execute(sql, [json.dumps(details), event_id])
+
+
+def recompute_chain_from(event_id: int, digest, seal=None) -> list[int]:
+    """The full recompute attack: after rewriting an event, recompute its hash and the hash of
+    every later event of its chain, following the links (each event names its predecessor's
+    hash), then move the chain head to the new last hash. ``digest(event, prev_hash)`` is the
+    intruder's idea of an event's hash; ``seal(chain, count, last_hash)``, if given, re-seals
+    the head (which takes the audit key). Returns the ids of the rewritten events."""
+    event = AuditEvent.objects.get(pk=event_id)
+    prev_hash = event.prev_hash
+    rewritten = []
+    while event is not None:
+        old_hash = event.hash
+        new_hash = digest(event, prev_hash)
+        successor = AuditEvent.objects.filter(prev_hash=old_hash).first()
+        raw_execute(
+            "UPDATE audit_auditevent SET prev_hash = %s, hash = %s WHERE id = %s",
+            [prev_hash, new_hash, event.pk],
+        )
+        rewritten.append(event.pk)
+        prev_hash, event = new_hash, successor
+    head = ChainHead.objects.get(last_hash=old_hash)
+    changes = {"last_hash": prev_hash}
+    if seal is not None:
+        changes["seal"] = seal(head.pk, head.count, prev_hash)
+    ChainHead.objects.filter(pk=head.pk).update(**changes)
+    return rewritten
+
+
+def run_verify(*args: str) -> tuple[int, str, str]:
+    """Runs ``manage.py verify_audit`` as cron would see it: exit status, stdout, stderr."""
+    out, err = StringIO(), StringIO()
+    try:
+        call_command("verify_audit", *args, stdout=out, stderr=err)
+    except CommandError as exc:
+        # manage.py exits with this status.
+        err.write(str(exc))
+        return exc.returncode, out.getvalue(), err.getvalue()
+    return 0, out.getvalue(), err.getvalue()

@@ -1,54 +1,74 @@
-"""Many web workers auditing at once must still write one chain: the chain head's row lock
-serializes appends, so no two events ever claim the same predecessor."""
+"""Many web workers auditing at once must still write unbroken chains: a chain head's row lock
+serializes the appends of its chain, so no two events ever claim the same predecessor, while
+unrelated organizations, each with its own chain, append in parallel (issue 10, finding 3)."""
 
 import threading
 
 import pytest
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Count
 
-from audit.models import Action, AuditEvent, ChainHead
+from audit.models import NO_ORGANIZATION_CHAIN, Action, AuditEvent, ChainHead
 from audit.selectors import verify_chain
 from audit.services import record
 
 THREADS = 8
 EVENTS_PER_THREAD = 25
+# Organizations by id: the trail needs no Organization row to chain an organization's events.
+ST_ELSEWHERE, RIVERSIDE = 101, 102
 
 
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-def test_concurrent_appends_form_one_unbroken_chain(require_postgres):
-    start = threading.Barrier(THREADS)
+def run_in_threads(work, count: int) -> list[BaseException]:
+    start = threading.Barrier(count)
     errors: list[BaseException] = []
 
-    def clinician(number: int) -> None:
+    def worker(number: int) -> None:
         try:
             start.wait(timeout=30)
-            for i in range(EVENTS_PER_THREAD):
-                # Each event in its own transaction, as each request of a web worker would be.
-                with transaction.atomic():
-                    record(
-                        action=Action.FRAMES_RENDERED,
-                        actor_label=f"clinician-{number}",
-                        details={"frame": i},
-                    )
+            work(number)
         except BaseException as exc:  # reported by the main thread
             errors.append(exc)
         finally:
             connection.close()
 
-    workers = [threading.Thread(target=clinician, args=(n,)) for n in range(THREADS)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(timeout=120)
+    workers = [threading.Thread(target=worker, args=(n,)) for n in range(count)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(timeout=120)
+    return errors
+
+
+def shared_predecessors() -> int:
+    return (
+        AuditEvent.objects.exclude(prev_hash="0" * 64)
+        .values("prev_hash")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+        .count()
+    )
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_appends_form_one_unbroken_chain(require_postgres):
+    def clinician(number: int) -> None:
+        for i in range(EVENTS_PER_THREAD):
+            # Each event in its own transaction, as each request of a web worker would be.
+            with transaction.atomic():
+                record(
+                    action=Action.FRAMES_RENDERED,
+                    actor_label=f"clinician-{number}",
+                    details={"frame": i},
+                )
+
+    errors = run_in_threads(clinician, THREADS)
 
     assert not errors, errors
     total = THREADS * EVENTS_PER_THREAD
     assert AuditEvent.objects.count() == total
-    shared = AuditEvent.objects.values("prev_hash").annotate(n=Count("id")).filter(n__gt=1).count()
-    assert shared == 0
-    head = ChainHead.objects.get(pk=1)
+    assert shared_predecessors() == 0
+    head = ChainHead.objects.get(chain=NO_ORGANIZATION_CHAIN)
     assert head.count == total
     result = verify_chain()
     assert result.ok, [str(b) for b in result.breaks]
@@ -57,3 +77,92 @@ def test_concurrent_appends_form_one_unbroken_chain(require_postgres):
     per_worker = AuditEvent.objects.values("actor_label").annotate(n=Count("id"))
     assert {row["n"] for row in per_worker} == {EVENTS_PER_THREAD}
     assert len(per_worker) == THREADS
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_appends_of_several_organizations_form_one_unbroken_chain_each(
+    require_postgres,
+):
+    organizations = [ST_ELSEWHERE, RIVERSIDE, None]
+
+    def clinician(number: int) -> None:
+        for i in range(EVENTS_PER_THREAD):
+            with transaction.atomic():
+                record(
+                    action=Action.FRAMES_RENDERED,
+                    actor_label=f"clinician-{number}",
+                    organization_id=organizations[(number + i) % len(organizations)],
+                    details={"frame": i},
+                )
+
+    errors = run_in_threads(clinician, THREADS)
+
+    assert not errors, errors
+    total = THREADS * EVENTS_PER_THREAD
+    assert shared_predecessors() == 0
+    heads = dict(ChainHead.objects.values_list("chain", "count"))
+    assert set(heads) == {ST_ELSEWHERE, RIVERSIDE, NO_ORGANIZATION_CHAIN}
+    assert sum(heads.values()) == total
+    result = verify_chain()
+    assert result.ok, [str(b) for b in result.breaks]
+    assert result.count == total
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_audit_chain_unrelated_organizations_append_in_parallel(require_postgres):
+    """Issue 10, finding 3: every audited transaction of every organization used to wait on one
+    chain-head row lock. A transaction of St. Elsewhere that audited and has not committed yet
+    (a share still writing its entries) must not hold up Riverside, while a second transaction
+    of St. Elsewhere still waits its turn."""
+    record(action=Action.LOGIN, actor_label="alice", organization_id=ST_ELSEWHERE)
+    record(action=Action.LOGIN, actor_label="carol", organization_id=RIVERSIDE)
+    holding = threading.Event()
+    release = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def open_transaction_at_st_elsewhere() -> None:
+        try:
+            with transaction.atomic():
+                record(
+                    action=Action.SHARE_CREATED, actor_label="alice", organization_id=ST_ELSEWHERE
+                )
+                holding.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    def append(label: str, organization_id: int) -> None:
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    # Waiting longer than this on a lock is an error, not a hang.
+                    cursor.execute("SET LOCAL lock_timeout = '2s'")
+                record(
+                    action=Action.STUDY_VIEWED, actor_label=label, organization_id=organization_id
+                )
+            outcome[label] = "appended"
+        except OperationalError as exc:
+            outcome[label] = f"waited: {exc}"
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=open_transaction_at_st_elsewhere)
+    holder.start()
+    try:
+        assert holding.wait(timeout=30)
+        for label, organization_id in (("carol", RIVERSIDE), ("bob", ST_ELSEWHERE)):
+            thread = threading.Thread(target=append, args=(label, organization_id))
+            thread.start()
+            thread.join(timeout=30)
+    finally:
+        release.set()
+        holder.join(timeout=30)
+
+    assert outcome["carol"] == "appended", outcome["carol"]
+    assert str(outcome["bob"]).startswith("waited: "), outcome["bob"]
+    assert "lock timeout" in str(outcome["bob"])
+    result = verify_chain()
+    assert result.ok, [str(b) for b in result.breaks]
+    assert result.count == 4

@@ -14,9 +14,10 @@ from django.test import RequestFactory
 
 from accounts.models import Location
 from audit.codes import codes_for
-from audit.models import Action, AuditEvent, ChainHead
+from audit.models import NO_ORGANIZATION_CHAIN, Action, AuditEvent, ChainHead
 from audit.selectors import verify_chain
-from audit.services import ANONYMOUS_RECIPIENT, event_digest, hashed_fields, record, redact
+from audit.services import ANONYMOUS_RECIPIENT, event_mac, hashed_fields, record, redact
+from audit.signing import current_key
 
 # --- Secrets ---------------------------------------------------------------------------------
 
@@ -130,7 +131,8 @@ def test_hash_recomputes_from_the_stored_row_whatever_the_details_hold(alice):
     assert stored.ip == "2001:db8::1"
     assert stored.details["7"] == "integer key"
     assert stored.details["when"] == "2024-05-17T08:30:00Z"
-    assert event_digest(hashed_fields(stored), stored.prev_hash) == stored.hash
+    assert stored.key_id == current_key().id
+    assert event_mac(hashed_fields(stored), stored.prev_hash, current_key()) == stored.hash
     assert verify_chain().ok
 
 
@@ -157,7 +159,8 @@ def test_numbers_json_cannot_carry_are_refused_on_every_database():
 def test_action_whose_event_cannot_be_written_is_rolled_back(org, alice, monkeypatch):
     """An administrator adds a location; the audit write fails (disk full, lost connection): the
     location must not exist without its event."""
-    before = ChainHead.objects.filter(pk=1).values_list("last_hash", "count").first()
+    chain = ChainHead.objects.filter(chain=NO_ORGANIZATION_CHAIN)
+    before = chain.values_list("last_hash", "count").first()
 
     def disk_full(self, *args, **kwargs):
         raise DatabaseError("could not extend file: No space left on device")
@@ -170,7 +173,7 @@ def test_action_whose_event_cannot_be_written_is_rolled_back(org, alice, monkeyp
         )
 
     assert not Location.objects.filter(name="Cardiology").exists()
-    assert ChainHead.objects.filter(pk=1).values_list("last_hash", "count").first() == before
+    assert chain.values_list("last_hash", "count").first() == before
     monkeypatch.undo()
     assert not AuditEvent.objects.exists()
     assert verify_chain().ok

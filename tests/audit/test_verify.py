@@ -2,38 +2,25 @@
 the event it hit, and fails the command with exit status 1."""
 
 import json
-from io import StringIO
 from itertools import pairwise
 
 import pytest
-from django.core.management import CommandError, call_command
 from django.db import connection
 
 from audit import selectors
-from audit.models import Action, AuditEvent, ChainHead
+from audit.models import NO_ORGANIZATION_CHAIN, Action, AuditEvent, ChainHead
 from audit.selectors import (
     CONTENT_CHANGED,
     EVENT_MISSING,
+    HEAD_ALTERED,
     HEAD_MISMATCH,
     LINK_BROKEN,
     verify_chain,
 )
 from audit.services import GENESIS_HASH, event_digest, hashed_fields, record
-from tests.audit.helpers import drop_triggers, raw_execute
+from tests.audit.helpers import drop_triggers, raw_execute, run_verify
 
 pytestmark = pytest.mark.django_db
-
-
-def run_verify() -> tuple[int, str, str]:
-    """Runs the command as cron would see it: exit status, stdout, stderr."""
-    out, err = StringIO(), StringIO()
-    try:
-        call_command("verify_audit", stdout=out, stderr=err)
-    except CommandError as exc:
-        # manage.py exits with this status.
-        err.write(str(exc))
-        return exc.returncode, out.getvalue(), err.getvalue()
-    return 0, out.getvalue(), err.getvalue()
 
 
 def kinds(result) -> list[tuple[str, int | None]]:
@@ -64,10 +51,17 @@ def test_empty_trail_verifies():
     assert (status, out.strip()) == (0, "OK: 0 events verified")
 
 
-def test_chain_starts_at_genesis_and_links_each_event_to_the_previous(trail):
-    assert trail[0].prev_hash == GENESIS_HASH
-    for previous, event in pairwise(trail):
+def test_each_organization_has_a_chain_from_genesis_linking_its_events(trail, org, other_org):
+    """St. Elsewhere's events form one chain, Riverside's another, and the failed login of
+    nobody in particular a third; each chain's head counts its events."""
+    st_elsewhere = [trail[i] for i in (0, 1, 2, 5, 6)]
+    assert st_elsewhere[0].prev_hash == GENESIS_HASH
+    for previous, event in pairwise(st_elsewhere):
         assert event.prev_hash == previous.hash
+    assert trail[3].prev_hash == GENESIS_HASH  # no organization
+    assert trail[4].prev_hash == GENESIS_HASH  # Riverside
+    heads = dict(ChainHead.objects.values_list("chain", "count"))
+    assert heads == {org.pk: 5, other_org.pk: 1, NO_ORGANIZATION_CHAIN: 1}
 
 
 def test_small_chunks_verify_the_same_as_one(trail):
@@ -101,30 +95,32 @@ def test_changed_details_are_detected_at_that_event(trail):
 
 
 def test_rewritten_event_with_recomputed_hash_breaks_the_next_link(trail):
-    """An intruder who also recomputes the forged event's hash still cannot fix the hash the
-    next event recorded."""
+    """An intruder who also recomputes the forged event's hash (without the audit key, so with
+    the plain SHA-256 anyone can compute) still cannot fix the hash the next event of its chain
+    recorded."""
     drop_triggers()
-    forged = AuditEvent.objects.get(pk=trail[3].pk)
-    forged.details = {"username": "alice"}
+    forged = AuditEvent.objects.get(pk=trail[2].pk)
+    forged.details = {"files": 0}
     new_hash = event_digest(hashed_fields(forged), forged.prev_hash)
     AuditEvent._base_manager.filter(pk=forged.pk).update(details=forged.details, hash=new_hash)
 
     result = verify_chain()
-    assert kinds(result) == [(LINK_BROKEN, trail[4].pk)]
-    assert f"event #{trail[3].pk} was replaced or rewritten" in result.breaks[0].message
+    assert kinds(result) == [(CONTENT_CHANGED, trail[2].pk), (LINK_BROKEN, trail[5].pk)]
+    assert f"event #{trail[2].pk} was replaced or rewritten" in result.breaks[1].message
 
 
 def test_event_deleted_in_the_middle_is_reported_missing(trail):
     drop_triggers()
-    raw_execute("DELETE FROM audit_auditevent WHERE id = %s", [trail[3].pk])
+    raw_execute("DELETE FROM audit_auditevent WHERE id = %s", [trail[2].pk])
 
     result = verify_chain()
-    assert kinds(result) == [(EVENT_MISSING, trail[4].pk), (HEAD_MISMATCH, None)]
+    # The next event of St. Elsewhere's chain misses its predecessor.
+    assert kinds(result) == [(EVENT_MISSING, trail[5].pk), (HEAD_MISMATCH, None)]
     assert "event missing" in str(result.breaks[0])
 
     status, _, err = run_verify()
     assert status == 1
-    assert f"event #{trail[4].pk}: event missing" in err
+    assert f"event #{trail[5].pk}: event missing" in err
     assert "head mismatch" in err
 
 
@@ -142,44 +138,49 @@ def test_newest_event_deleted_is_a_head_mismatch(trail):
 
     result = verify_chain()
     assert kinds(result) == [(HEAD_MISMATCH, None)]
-    assert f"counts {len(trail)} events" in result.breaks[0].message
-    assert f"holds {len(trail) - 1} events" in result.breaks[0].message
+    assert f"chain of organization #{trail[-1].organization_id} counts 5 events" in (
+        result.breaks[0].message
+    )
+    assert "holds 4 events" in result.breaks[0].message
     status, _, err = run_verify()
     assert status == 1
     assert "head mismatch" in err
 
 
 def test_reordered_events_break_their_links(trail):
-    """Swapping two events' places (their ids) keeps every hash valid but not the order."""
+    """Swapping two events' places (their ids) in a chain keeps every hash valid but not the
+    order."""
     drop_triggers()
-    third, fourth = trail[2].pk, trail[3].pk
-    raw_execute("UPDATE audit_auditevent SET id = %s WHERE id = %s", [-1, third])
-    raw_execute("UPDATE audit_auditevent SET id = %s WHERE id = %s", [third, fourth])
-    raw_execute("UPDATE audit_auditevent SET id = %s WHERE id = %s", [fourth, -1])
+    second, third = trail[1].pk, trail[2].pk
+    raw_execute("UPDATE audit_auditevent SET id = %s WHERE id = %s", [-1, second])
+    raw_execute("UPDATE audit_auditevent SET id = %s WHERE id = %s", [second, third])
+    raw_execute("UPDATE audit_auditevent SET id = %s WHERE id = %s", [third, -1])
 
     result = verify_chain()
     assert kinds(result) == [
+        (LINK_BROKEN, second),
         (LINK_BROKEN, third),
-        (LINK_BROKEN, fourth),
-        (LINK_BROKEN, trail[4].pk),
+        (LINK_BROKEN, trail[5].pk),
     ]
-    assert f"chained to event #{fourth}" in result.breaks[0].message
-    assert f"follows event #{trail[1].pk}" in result.breaks[0].message
+    assert f"chained to event #{third}" in result.breaks[0].message
+    assert f"follows event #{trail[0].pk}" in result.breaks[0].message
     status, _, err = run_verify()
     assert status == 1
-    assert f"event #{third}: link broken" in err
+    assert f"event #{second}: link broken" in err
 
 
-def test_altered_chain_head_is_reported(trail):
-    ChainHead.objects.filter(pk=1).update(count=3)
-    assert kinds(verify_chain()) == [(HEAD_MISMATCH, None)]
+def test_altered_chain_head_is_reported(trail, org):
+    ChainHead.objects.filter(chain=org.pk).update(count=3)
+    assert kinds(verify_chain()) == [(HEAD_ALTERED, None), (HEAD_MISMATCH, None)]
 
 
-def test_missing_chain_head_is_reported(trail):
-    ChainHead.objects.all().delete()
+def test_missing_chain_head_is_reported(trail, org):
+    ChainHead.objects.filter(chain=org.pk).delete()
     result = verify_chain()
     assert kinds(result) == [(HEAD_MISMATCH, None)]
-    assert "chain head is missing" in result.breaks[0].message
+    assert f"chain head of the chain of organization #{org.pk} is missing" in (
+        result.breaks[0].message
+    )
 
 
 def test_a_rewritten_table_reports_the_first_breaks_and_counts_the_rest(trail, monkeypatch):
@@ -199,41 +200,45 @@ def test_a_rewritten_table_reports_the_first_breaks_and_counts_the_rest(trail, m
 # --- Appends during the walk ----------------------------------------------------------------
 
 
-def test_events_appended_while_verifying_are_not_mistaken_for_tampering(trail, monkeypatch):
+def test_events_appended_while_verifying_are_not_mistaken_for_tampering(trail, org, monkeypatch):
     """On a live portal events keep arriving while millions of rows are walked: the head read
     before the walk must be found where it counted, and the newer events must chain on."""
-    real_head = selectors._head
+    real_heads = selectors._heads
     calls = []
 
-    def head_then_someone_logs_in():
-        head = real_head()
+    def heads_then_someone_logs_in():
+        heads = real_heads()
         if not calls:
-            record(action=Action.LOGIN, actor_label="bob")
-        calls.append(head)
-        return head
+            record(action=Action.LOGIN, actor_label="bob", organization_id=org.pk)
+            # A chain that did not exist when the walk began.
+            record(action=Action.LOGIN, actor_label="erin", organization_id=org.pk + 1000)
+        calls.append(heads)
+        return heads
 
-    monkeypatch.setattr(selectors, "_head", head_then_someone_logs_in)
+    monkeypatch.setattr(selectors, "_heads", heads_then_someone_logs_in)
     result = verify_chain()
 
     assert calls[0] != calls[1]
     assert result.ok, [str(b) for b in result.breaks]
-    assert result.count == len(trail) + 1
+    assert result.count == len(trail) + 2
 
 
-def test_a_head_that_moved_during_the_walk_must_still_match_what_it_counted(trail, monkeypatch):
+def test_a_head_that_moved_during_the_walk_must_still_match_what_it_counted(
+    trail, org, monkeypatch
+):
     """Appends during the walk are no cover for a deleted event."""
     drop_triggers()
     raw_execute("DELETE FROM audit_auditevent WHERE id = %s", [trail[-1].pk])
-    real_head = selectors._head
+    real_heads = selectors._heads
     calls = []
 
-    def head_then_someone_logs_in():
-        head = real_head()
+    def heads_then_someone_logs_in():
+        heads = real_heads()
         if not calls:
-            record(action=Action.LOGIN, actor_label="bob")
-        calls.append(head)
-        return head
+            record(action=Action.LOGIN, actor_label="bob", organization_id=org.pk)
+        calls.append(heads)
+        return heads
 
-    monkeypatch.setattr(selectors, "_head", head_then_someone_logs_in)
+    monkeypatch.setattr(selectors, "_heads", heads_then_someone_logs_in)
     result = verify_chain()
     assert (HEAD_MISMATCH, None) in kinds(result)

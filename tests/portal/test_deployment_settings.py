@@ -20,6 +20,7 @@ def production_env(tmp_path, **extra) -> dict[str, str]:
         "HOME": str(tmp_path),
         "DEBUG": "false",
         "SECRET_KEY": secrets.token_urlsafe(45)[:60],
+        "AUDIT_KEY": secrets.token_urlsafe(48),
         "ALLOWED_HOSTS": "portal.example.org",
         "DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3",
         # Not contacted by the checks; production needs a cache every web process shares.
@@ -75,6 +76,29 @@ def test_production_refuses_to_start_without_a_secret_key(tmp_path):
 
     assert result.returncode != 0
     assert "Set SECRET_KEY" in result.stderr
+
+
+def test_production_refuses_to_start_without_an_audit_key(tmp_path):
+    """Issue 10, finding 3: the audit chain is an HMAC under its own key; without one the
+    portal does not start rather than write a chain anyone could recompute."""
+    env = production_env(tmp_path)
+    del env["AUDIT_KEY"]
+
+    result = manage("check", env=env)
+
+    assert result.returncode != 0
+    assert "Set AUDIT_KEY" in result.stderr
+
+
+def test_production_refuses_a_short_audit_key_or_the_secret_key_again(tmp_path):
+    env = production_env(tmp_path)
+    for audit_key in ("too-short", env["SECRET_KEY"]):
+        result = manage("check", env={**env, "AUDIT_KEY": audit_key})
+
+        assert result.returncode != 0
+        assert "AUDIT_KEY must be at least 32 characters long and differ from SECRET_KEY" in (
+            result.stderr
+        )
 
 
 def test_passwords_are_hashed_with_argon2_first():
