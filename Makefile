@@ -19,10 +19,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The DICOM listener runs in the background beside the web server and stops with it (Ctrl-C
+# stops both; the EXIT trap also covers the web server ending on its own).
 run: $(STAMP)
 	mkdir -p var
 	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
 	$(RUN_ENV) $(BIN)/python manage.py seed_demo
+	@echo "Starting the DICOM listener on 127.0.0.1:11112 beside the web server; Ctrl-C stops both."
+	$(RUN_ENV) $(BIN)/python manage.py dicom_listener --host 127.0.0.1 --port 11112 & \
+	listener=$$!; \
+	trap 'kill $$listener 2>/dev/null; wait $$listener 2>/dev/null' EXIT; \
+	trap 'exit 130' INT TERM; \
 	$(RUN_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
 
 test: $(STAMP)

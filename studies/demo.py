@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pydicom
+from django.apps import apps as django_apps
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count
@@ -543,6 +544,8 @@ class DemoSummary:
     studies_by_organization: dict[str, int] = field(default_factory=dict)
     patients_by_organization: dict[str, int] = field(default_factory=dict)
     site_url: str = ""
+    # Lines the other apps' parts of the demo add (see _apply_app_extensions).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -573,7 +576,33 @@ def format_summary(summary: DemoSummary) -> str:
         lines.append(f"  {user.username.ljust(width)}  {user.who}")
     lines.append("")
     lines.append("The clinicians have every share and link permission.")
+    if summary.notes:
+        lines.append("")
+        lines.extend(summary.notes)
     return "\n".join(lines) + "\n"
+
+
+# --- Other apps' parts of the demo -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoWorld:
+    """What an app's part of the demo builds on: the organizations and locations, by name."""
+
+    organizations: dict[str, Organization]
+    locations: dict[tuple[str, str], Location]  # (organization name, location name)
+
+
+def _apply_app_extensions(world: DemoWorld) -> list[str]:
+    """Studies imports no feature app (the arrows run from them to studies), yet the demo
+    shows them all: an app adds its part by giving its AppConfig a ``seed_demo(world)`` method
+    that applies it idempotently and returns lines for the summary."""
+    notes: list[str] = []
+    for config in django_apps.get_app_configs():
+        extension = getattr(config, "seed_demo", None)
+        if callable(extension):
+            notes.extend(extension(world))
+    return notes
 
 
 # --- Loading ---------------------------------------------------------------------------------
@@ -588,6 +617,9 @@ def seed_demo(*, small: bool = False, progress: Progress | None = None) -> DemoS
     organizations, locations, groups = _ensure_organizations()
     roles = _ensure_roles()
     users = _ensure_users(organizations, locations, groups, roles)
+    summary.notes = _apply_app_extensions(
+        DemoWorld(organizations=organizations, locations=locations)
+    )
     studies_before = Study.objects.filter(organization__in=organizations.values()).count()
 
     for study in STUDIES:

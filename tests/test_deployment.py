@@ -43,6 +43,18 @@ def test_compose_runs_the_full_stack():
     assert services["web"]["volumes"] == services["worker"]["volumes"]
 
 
+def test_compose_runs_the_dicom_listener_beside_the_web_service():
+    services = compose()["services"]
+    dicom = services["dicom"]
+    assert dicom["command"] == "python manage.py dicom_listener --host 0.0.0.0 --port 11112"
+    assert "11112:11112" in dicom["ports"]
+    # It stores what the web service serves, configured as the web service is.
+    assert dicom["volumes"] == services["web"]["volumes"]
+    assert dicom["environment"] == services["web"]["environment"]
+    # The web service's health means the migrations have run.
+    assert dicom["depends_on"]["web"] == {"condition": "service_healthy"}
+
+
 def test_compose_web_environment_passes_deploy_checks(tmp_path):
     env_values = {
         "SECRET_KEY": "k" * 20 + "Zq8#Lm2!Vw5@Rt7$Yp3%Hs6^Jd9&Nf4*Bx1(" + "c" * 10,

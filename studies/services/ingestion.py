@@ -1,9 +1,10 @@
 """DICOM in: files become Patient, Study, Series and Instance rows and content-addressed files.
 
-One entry point, :func:`ingest_files`, serves the browser upload, the REST API and
-``manage.py import_dicom``. Each file is read, checked and stored on its own (its own database
-transaction), so one bad file in a folder of hundreds loses nothing else, and the uploader gets
-one clear reason per rejected file.
+One entry point, :func:`ingest_files`, serves the browser upload, the REST API, STOW-RS and
+``manage.py import_dicom``; :class:`IngestionBatch` is the same service one file at a time, for
+senders that wait for each file's answer (the DIMSE listener's C-STORE). Each file is read,
+checked and stored on its own (its own database transaction), so one bad file in a folder of
+hundreds loses nothing else, and the uploader gets one clear reason per rejected file.
 
 Files are stored once per content: the storage name is derived from the SHA-256 of the bytes, so
 uploading the same files twice is harmless, and nothing refers to a local path.
@@ -69,6 +70,10 @@ class FileOutcome:
     status: str
     sop_instance_uid: str = ""
     message: str = ""
+    # For a rejected file, the FileRejected code ("truncated", "conflict", ...); for a duplicate
+    # whose bytes differ from the stored copy, "different_content". What a program answering a
+    # sender (a C-STORE status) decides on; ``message`` is for people.
+    code: str = ""
 
 
 @dataclass
@@ -467,6 +472,111 @@ def resolve_upload_location(user: User, location_id: object = None) -> Location:
     raise ValidationError({"location": [_("You do not work from this location.")]})
 
 
+Check = Callable[[DicomHeader], None]
+
+
+class IngestionBatch:
+    """Files stored for ``organization`` as received at ``location``, one :meth:`add` at a time,
+    audited together by :meth:`finish` (or on leaving a ``with`` block).
+
+    Each :meth:`add` has committed its file (bytes in storage, rows in the database) before it
+    returns, so whatever it reported stored survives a crash of the process. The audit events
+    are written by :meth:`finish`: one per study touched (STUDY_UPLOADED, or
+    INSTANCES_RECEIVED with the sender's details when ``transfer`` is given) and one
+    UPLOAD_REJECTED per rejected file. A process that dies before :meth:`finish` therefore
+    leaves its stored files without their events; a sender that got no final answer sends
+    again, and that batch audits them (as duplicates).
+
+    ``uploaded_by`` (when given) must be allowed to upload into the organization; ``None`` is
+    a system import or a network sender, named by ``actor_label``. Not thread-safe: one batch
+    per upload, import or association.
+    """
+
+    def __init__(
+        self,
+        *,
+        organization: Organization,
+        location: Location | None,
+        uploaded_by: User | None = None,
+        request: HttpRequest | None = None,
+        actor_label: str | None = None,
+        transfer: Transfer | None = None,
+    ) -> None:
+        if uploaded_by is not None and not may_upload_to(uploaded_by, organization):
+            raise PermissionDenied(_("Your account may not upload studies to this organization."))
+        if location is not None and location.organization_id != organization.pk:
+            raise ValidationError(
+                {"location": [_("This location belongs to another organization.")]}
+            )
+        self.organization = organization
+        self.location = location
+        self.uploaded_by = uploaded_by
+        self.request = request
+        self.actor_label = actor_label
+        self.transfer = transfer
+        self.result = IngestResult()
+        self._tallies: dict[str, _StudyTally] = {}
+        self._limit = settings.UPLOAD_MAX_FILE_SIZE
+        self._finished = False
+
+    def add(self, name: str, stream: BinaryIO, *, check: Check | None = None) -> FileOutcome:
+        """Store one file, or reject it with a reason. ``check`` is called with the file's
+        header before anything is stored and may refuse the file by raising
+        :class:`FileRejected` (a C-STORE whose data set is not the instance it announced).
+        Anything else that fails (storage or database down) propagates: the file is then not
+        stored, and the batch goes on with the next one."""
+        if self._finished:
+            raise RuntimeError("This ingestion batch is finished; start a new one.")
+        outcome = _ingest_one(
+            _display_name(name),
+            stream,
+            limit=self._limit,
+            organization=self.organization,
+            location=self.location,
+            uploaded_by=self.uploaded_by,
+            result=self.result,
+            tallies=self._tallies,
+            check=check,
+        )
+        self.result.files.append(outcome)
+        return outcome
+
+    def finish(self) -> IngestResult:
+        """Write the batch's audit events (once; later calls only return the result)."""
+        if self._finished:
+            return self.result
+        self._finished = True
+        result = self.result
+        # Counts and ids only in the log: file names may carry patient names.
+        logger.info(
+            "Ingested %d file(s) for organization id %s: %d stored, %d duplicate(s), %d rejected",
+            len(result.files),
+            self.organization.pk,
+            len(result.stored),
+            len(result.duplicates),
+            len(result.rejected),
+        )
+        _audit(
+            result,
+            self._tallies,
+            organization=self.organization,
+            location=self.location,
+            uploaded_by=self.uploaded_by,
+            request=self.request,
+            actor_label=self.actor_label,
+            transfer=self.transfer,
+        )
+        return result
+
+    def __enter__(self) -> IngestionBatch:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        # Also when the server fails mid-batch (storage or database down): the files stored
+        # until then are committed, so their events must be written too.
+        self.finish()
+
+
 def ingest_files(
     *,
     files: Iterable[tuple[str, BinaryIO]],
@@ -489,53 +599,19 @@ def ingest_files(
     ``transfer`` says the files came over the network (C-STORE, STOW-RS): the per-study events
     are then INSTANCES_RECEIVED with the sender's details.
     """
-    if uploaded_by is not None and not may_upload_to(uploaded_by, organization):
-        raise PermissionDenied(_("Your account may not upload studies to this organization."))
-    if location is not None and location.organization_id != organization.pk:
-        raise ValidationError({"location": [_("This location belongs to another organization.")]})
-
-    result = IngestResult()
-    tallies: dict[str, _StudyTally] = {}
-    limit = settings.UPLOAD_MAX_FILE_SIZE
-    try:
+    with IngestionBatch(
+        organization=organization,
+        location=location,
+        uploaded_by=uploaded_by,
+        request=request,
+        actor_label=actor_label,
+        transfer=transfer,
+    ) as batch:
         for name, stream in files:
-            name = _display_name(name)
-            outcome = _ingest_one(
-                name,
-                stream,
-                limit=limit,
-                organization=organization,
-                location=location,
-                uploaded_by=uploaded_by,
-                result=result,
-                tallies=tallies,
-            )
-            result.files.append(outcome)
+            outcome = batch.add(name, stream)
             if on_file is not None:
                 on_file(outcome)
-    finally:
-        # Also when the server fails mid-batch (storage or database down): the files stored
-        # until then are committed, so their events must be written too.
-        # Counts and ids only in the log: file names may carry patient names.
-        logger.info(
-            "Ingested %d file(s) for organization id %s: %d stored, %d duplicate(s), %d rejected",
-            len(result.files),
-            organization.pk,
-            len(result.stored),
-            len(result.duplicates),
-            len(result.rejected),
-        )
-        _audit(
-            result,
-            tallies,
-            organization=organization,
-            location=location,
-            uploaded_by=uploaded_by,
-            request=request,
-            actor_label=actor_label,
-            transfer=transfer,
-        )
-    return result
+    return batch.result
 
 
 def _display_name(name: str) -> str:
@@ -553,11 +629,14 @@ def _ingest_one(
     uploaded_by: User | None,
     result: IngestResult,
     tallies: dict[str, _StudyTally],
+    check: Check | None = None,
 ) -> FileOutcome:
     spool = None
     try:
         spool, sha256, size = _spool(stream, limit)
         header = read_header(spool, size)
+        if check is not None:
+            check(header)
         # Quick check before writing anything: re-sending files already here costs no storage.
         existing = (
             Study.objects.filter(study_uid=header.study_uid)
@@ -582,7 +661,9 @@ def _ingest_one(
             study = Study.objects.select_related("patient").get(study_uid=header.study_uid)
     except FileRejected as rejected:
         result.rejected.append(Rejection(name=name, reason=rejected.reason, code=rejected.code))
-        return FileOutcome(name=name, status=FileStatus.REJECTED, message=rejected.reason)
+        return FileOutcome(
+            name=name, status=FileStatus.REJECTED, message=rejected.reason, code=rejected.code
+        )
     finally:
         if spool is not None:
             spool.close()
@@ -597,16 +678,22 @@ def _ingest_one(
         return FileOutcome(name=name, status=FileStatus.STORED, sop_instance_uid=header.sop_uid)
     tally.duplicates += 1
     result.duplicates.append(header.sop_uid)
+    code = ""
     if same:
         message = _("Already stored; nothing to do.")
     else:
         result.differing_duplicates.append(header.sop_uid)
+        code = "different_content"
         message = _(
             "Already stored with different content; the stored copy was kept. A corrected image "
             "needs a new SOP Instance UID."
         )
     return FileOutcome(
-        name=name, status=FileStatus.DUPLICATE, sop_instance_uid=header.sop_uid, message=message
+        name=name,
+        status=FileStatus.DUPLICATE,
+        sop_instance_uid=header.sop_uid,
+        message=message,
+        code=code,
     )
 
 
