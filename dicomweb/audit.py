@@ -1,4 +1,5 @@
-"""DICOMweb's audit events: one per query or retrieve request, never one per frame or part.
+"""DICOMweb's audit events: one per query or retrieve request, never one per frame or part; and
+frames, which viewers fetch one request each while scrolling, once per viewing session.
 
 A query's keys may hold a patient's name; the trail keeps which keys were used and how many
 studies answered, not their values.
@@ -12,6 +13,7 @@ from audit.models import Action
 from audit.services import record
 from studies.access import StudyAccess
 from studies.models import Study
+from studies.services.rendered_images import note_render_session
 from studies.services.viewing import record_studies_listed
 
 
@@ -35,4 +37,20 @@ def record_retrieve(
             "anonymized": access.anonymized,
             "via": access.via,
         },
+    )
+
+
+def record_frames_retrieved(
+    request: HttpRequest, *, study: Study, access: StudyAccess, series_uid: str, resource: str
+) -> None:
+    """Frames (or the pixel data's bulk data) of one study were retrieved. OHIF asks for each
+    frame in its own request, so, like rendered frames, this is recorded once per principal and
+    study per viewing session (``studies.services.rendered_images.note_render_session``)."""
+    note_render_session(
+        request,
+        study,
+        access,
+        series_uid=series_uid,
+        action=Action.INSTANCES_RETRIEVED,
+        details={"resource": resource},
     )

@@ -159,3 +159,30 @@ def dicomweb_view(*methods: str) -> Callable:
         return wrapper
 
     return decorator
+
+
+def by_method(**views: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """One URL answered by several DICOMweb views, chosen by method: ``/studies`` is a QIDO-RS
+    search on GET and a STOW-RS store on POST. Each view keeps its own :func:`dicomweb_view`."""
+    handlers = {method.upper(): view for method, view in views.items()}
+    if "GET" in handlers:
+        handlers.setdefault("HEAD", handlers["GET"])
+    allow_header = ", ".join([*handlers, "OPTIONS"])
+
+    @csrf_exempt
+    def dispatch(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        view = handlers.get(request.method)
+        if request.method == "OPTIONS":
+            view = next(iter(handlers.values()))
+        if view is None:
+            return error_response(
+                405, f"{request.method} is not supported here.", {"Allow": allow_header}
+            )
+        response = view(request, *args, **kwargs)
+        if request.method == "OPTIONS":
+            response.headers["Allow"] = allow_header
+            if "Access-Control-Allow-Methods" in response.headers:
+                response.headers["Access-Control-Allow-Methods"] = ", ".join(handlers)
+        return response
+
+    return dispatch

@@ -16,8 +16,12 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
+# Machine clients (the REST API, DICOMweb viewers and PACS) get JSON errors, never a page.
+_JSON_PREFIXES = ("/api/", "/dicomweb/")
+
+
 def _error(request, status: int, title: str, advice: str) -> HttpResponse:
-    if request.path.startswith("/api/"):
+    if request.path.startswith(_JSON_PREFIXES):
         return JsonResponse({"detail": title}, status=status)
     return render(
         request, "error.html", {"title": title, "advice": advice, "status": status}, status=status

@@ -32,8 +32,10 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, get_d
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 __all__ = [
+    "JPEG_QUALITY",
     "RenderError",
     "Source",
+    "Viewport",
     "Window",
     "default_window",
     "frame_count",
@@ -50,7 +52,11 @@ JPEG_QUALITY = 90
 # True), YBR_ICT / YBR_RCT are undone by the JPEG 2000 codec's inverse MCT.
 _RGB_AFTER_DECODE = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT"})
 _MONOCHROME = frozenset({"MONOCHROME1", "MONOCHROME2"})
-_IMAGE_FORMATS = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG"}
+_IMAGE_FORMATS = {"png": "PNG", "jpeg": "JPEG", "jpg": "JPEG", "gif": "GIF"}
+# VOI LUT Function names as DICOMweb's ``window`` parameter spells them (PS3.18 8.3.5.1.4).
+_WINDOW_FUNCTIONS = {"linear": "LINEAR", "linear-exact": "LINEAR_EXACT", "sigmoid": "SIGMOID"}
+# The largest rendered image a viewport may ask for: a bigger one only burns CPU and memory.
+MAX_VIEWPORT = 4096
 # The three pixel data elements pydicom can decode (Pixel, Float, Double Float).
 _PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -61,10 +67,13 @@ class RenderError(Exception):
 
 @dataclass(frozen=True)
 class Window:
-    """A VOI window (DICOM Window Center / Window Width), in modality units (e.g. HU)."""
+    """A VOI window (DICOM Window Center / Window Width), in modality units (e.g. HU), and
+    optionally the VOI LUT Function to apply it with ("LINEAR", "LINEAR_EXACT", "SIGMOID");
+    without one, the image's own VOI LUT Function (default LINEAR) applies."""
 
     center: float
     width: float
+    function: str | None = None
 
     def __post_init__(self) -> None:
         # Validate here so that every Window in the system is usable: a zero or
@@ -73,18 +82,104 @@ class Window:
             raise ValueError("window center and width must be finite numbers")
         if self.width <= 0:
             raise ValueError(f"window width must be greater than 0, got {self.width:g}")
+        if self.function is not None and self.function not in _WINDOW_FUNCTIONS.values():
+            raise ValueError(f"unknown VOI LUT function {self.function!r}")
 
     @classmethod
     def parse(cls, text: str) -> Window:
-        """Parse ``"center,width"`` (as used in query strings), e.g. ``"40,400"``."""
+        """Parse ``"center,width[,function]"`` (DICOMweb's ``window`` query parameter), e.g.
+        ``"40,400"`` or ``"40,400,sigmoid"``; the function is linear, linear-exact or sigmoid."""
         parts = [part.strip() for part in str(text).split(",")]
-        if len(parts) != 2 or not all(parts):
-            raise ValueError(f"window must look like 'center,width' (e.g. '40,400'), got {text!r}")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ValueError(
+                "window must look like 'center,width[,function]' (e.g. '40,400' or "
+                f"'40,400,sigmoid'), got {text!r}"
+            )
         try:
             center, width = float(parts[0]), float(parts[1])
         except ValueError:
             raise ValueError(f"window center and width must be numbers, got {text!r}") from None
-        return cls(center, width)
+        function = None
+        if len(parts) == 3:
+            function = _WINDOW_FUNCTIONS.get(parts[2].lower())
+            if function is None:
+                raise ValueError(
+                    "window must look like 'center,width[,function]' with the function "
+                    f"linear, linear-exact or sigmoid, got {text!r}"
+                )
+        return cls(center, width, function)
+
+
+@dataclass(frozen=True)
+class Viewport:
+    """DICOMweb's ``viewport`` (PS3.18 8.3.5.1.3): the source region (``x``, ``y`` and
+    ``region_width`` x ``region_height``, by default the whole image; a negative region width
+    or height flips the image) is scaled, keeping its aspect ratio, to the largest size that
+    fits in ``width`` x ``height`` pixels."""
+
+    width: int
+    height: int
+    x: int = 0
+    y: int = 0
+    region_width: int | None = None
+    region_height: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if not 1 <= value <= MAX_VIEWPORT:
+                raise ValueError(
+                    f"the viewport {name} must be between 1 and {MAX_VIEWPORT} pixels, got {value}"
+                )
+        if self.x < 0 or self.y < 0:
+            raise ValueError("the source region's corner (sx, sy) cannot be negative")
+        if self.region_width == 0 or self.region_height == 0:
+            raise ValueError("the source region's width and height (sw, sh) cannot be 0")
+
+    @classmethod
+    def parse(cls, text: str) -> Viewport:
+        """Parse ``"vw,vh"`` or ``"vw,vh,sx,sy,sw,sh"`` (sx to sh may be left empty)."""
+        parts = [part.strip() for part in str(text).split(",")]
+        if len(parts) not in (2, 6) or not (parts[0] and parts[1]):
+            raise ValueError(
+                f"viewport must look like 'vw,vh' or 'vw,vh,sx,sy,sw,sh' (e.g. '256,256'), "
+                f"got {text!r}"
+            )
+        try:
+            values = [int(part) if part else None for part in parts]
+        except ValueError:
+            raise ValueError(
+                f"viewport values must be whole numbers of pixels, got {text!r}"
+            ) from None
+        width, height, *region = values + [None] * (6 - len(values))
+        x, y, region_width, region_height = region
+        return cls(width, height, x or 0, y or 0, region_width, region_height)
+
+    def source_box(self, columns: int, rows: int) -> tuple[int, int, int, int]:
+        """The source region clipped to a ``columns`` x ``rows`` image, as (left, top, right,
+        bottom); ValueError when nothing of the image is left."""
+        right = columns if self.region_width is None else self.x + abs(self.region_width)
+        bottom = rows if self.region_height is None else self.y + abs(self.region_height)
+        box = (self.x, self.y, min(right, columns), min(bottom, rows))
+        if box[0] >= box[2] or box[1] >= box[3]:
+            raise ValueError(
+                f"the source region starting at ({self.x}, {self.y}) lies outside the "
+                f"{columns}x{rows} image"
+            )
+        return box
+
+    def apply(self, image: Image.Image) -> Image.Image:
+        """Crop, flip and scale ``image`` as this viewport asks."""
+        image = image.crop(self.source_box(image.width, image.height))
+        if self.region_width is not None and self.region_width < 0:
+            image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        if self.region_height is not None and self.region_height < 0:
+            image = image.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+        scale = min(self.width / image.width, self.height / image.height)
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        if size == image.size:
+            return image
+        return image.resize(size, Image.Resampling.LANCZOS)
 
 
 # Standard CT windows (centre, width in HU) as commonly used by radiologists.
@@ -147,25 +242,32 @@ def render_frame(
     window: Window | None = None,
     image_format: str = "png",
     max_size: int | None = None,
+    viewport: Viewport | None = None,
+    quality: int = JPEG_QUALITY,
 ) -> bytes:
-    """Render one frame (1-based, DICOMweb numbering) as PNG or JPEG bytes.
+    """Render one frame (1-based, DICOMweb numbering) as PNG, JPEG or GIF bytes.
 
     ``window`` overrides the dataset's own VOI (ignored for colour images).
-    ``max_size`` shrinks the image to fit a ``max_size`` square, keeping aspect
-    ratio (thumbnails); images are never enlarged.
+    ``viewport`` crops, flips and scales the image as DICOMweb's ``viewport`` asks.
+    ``max_size`` then shrinks the image to fit a ``max_size`` square, keeping aspect
+    ratio (thumbnails); it never enlarges. ``quality`` (1-100) applies to JPEG.
     Raises RenderError when the frame cannot be rendered, ValueError for bad arguments.
     """
     pil_format = _IMAGE_FORMATS.get(image_format.lower())
     if pil_format is None:
-        raise ValueError(f"image_format must be 'png' or 'jpeg', got {image_format!r}")
+        raise ValueError(f"image_format must be 'png', 'jpeg' or 'gif', got {image_format!r}")
     if max_size is not None and max_size < 1:
         raise ValueError(f"max_size must be a positive number of pixels, got {max_size}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be between 1 and 100, got {quality}")
 
     ds, pixels = _load_frame(source, frame)
     image = Image.fromarray(_to_display(pixels, ds, frame - 1, window))
+    if viewport is not None:
+        image = viewport.apply(image)
     if max_size is not None:
         image.thumbnail((max_size, max_size), Image.Resampling.LANCZOS)
-    return _encode(image, pil_format)
+    return _encode(image, pil_format, quality=quality)
 
 
 # --------------------------------------------------------------------------- loading
@@ -300,7 +402,7 @@ def _greyscale(
     values = _modality_lut(pixels, ds, index)
     chosen = window or default_window(ds, frame=index + 1)
     if chosen is not None:
-        unit = _apply_window(values, chosen, _voi_function(ds, index))
+        unit = _apply_window(values, chosen, chosen.function or _voi_function(ds, index))
     elif ds.get("VOILUTSequence"):
         unit = _apply_voi_lut_sequence(values, ds)
     else:
@@ -397,12 +499,12 @@ def _palette_to_rgb(pixels: np.ndarray, ds: Dataset) -> np.ndarray:
     return np.ascontiguousarray(rgb, dtype=np.uint8)
 
 
-def _encode(image: Image.Image, pil_format: str) -> bytes:
+def _encode(image: Image.Image, pil_format: str, *, quality: int) -> bytes:
     buffer = io.BytesIO()
     if pil_format == "JPEG":
-        image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+        image.save(buffer, format="JPEG", quality=quality)
     else:
-        image.save(buffer, format="PNG")
+        image.save(buffer, format=pil_format)
     return buffer.getvalue()
 
 

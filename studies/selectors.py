@@ -47,7 +47,17 @@ from studies.anonymize import PatientDisplay, patient_display, withheld_patient
 
 # The one normalization of names: stored by ingestion, applied to queries here.
 from studies.dicom_header import normalize_name
-from studies.models import Entry, EntryOrigin, Folder, Instance, Patient, Series, Study, Worklist
+from studies.models import (
+    AccessLevel,
+    Entry,
+    EntryOrigin,
+    Folder,
+    Instance,
+    Patient,
+    Series,
+    Study,
+    Worklist,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -357,6 +367,71 @@ def _has_masked_entries(worklist_ids: list[int]) -> bool:
         .filter(worklist_id__in=worklist_ids, origin=EntryOrigin.SHARE)
         .filter(Q(anonymized=True) | Q(two_factor_required=True))
         .exists()
+    )
+
+
+@dataclass(frozen=True)
+class AccessConditions:
+    """The authority's per-study answers for one user as conditions on Study, for a search that
+    filters and pages in the database and cannot ask row by row (DICOMweb QIDO-RS). Grants held
+    in a session (a guest link, a share's SMS code entered) are not in them: the caller adds the
+    studies those admit. Each is None when the user holds no share that narrows it, so the
+    common search stays one plain query.
+
+    - ``opens``: the access is not None, i.e. not held only through shares asking for an SMS
+      code (:func:`studies.access._entry_access` opens nothing for them without a session);
+    - ``identified``: the directory's rule for matching on identity (:func:`_identified_condition`);
+    - ``reports``: the best access (:func:`studies.access.best_access`) reads reports, so objects
+      without pixel data (structured reports, PDFs) may be listed: neither anonymized nor
+      images only.
+    """
+
+    opens: Q | None = None
+    identified: Q | None = None
+    reports: Q | None = None
+
+
+def access_conditions(user: User) -> AccessConditions:
+    if not user.is_authenticated:
+        return AccessConditions()
+    # Most users hold no narrowing share: one query says so, the worklists as its subquery.
+    narrowing = set(
+        active_entries()
+        .filter(worklist__in=visible_worklists(user), origin=EntryOrigin.SHARE)
+        .filter(Q(anonymized=True) | Q(two_factor_required=True) | Q(level=AccessLevel.IMAGES))
+        .values_list("anonymized", "two_factor_required", "level")
+        .distinct()
+    )
+    if not narrowing:
+        return AccessConditions()
+    worklist_ids = _visible_worklist_ids(user)
+    two_factor = any(required for _anonymized, required, _level in narrowing)
+    masked = any(anonymized or required for anonymized, required, _level in narrowing)
+    withholding = any(
+        anonymized or level == AccessLevel.IMAGES for anonymized, _required, level in narrowing
+    )
+    memberships = list(active_memberships(user))
+    org_wide = [m.organization_id for m in memberships if m.role.grants(Perm.VIEW_ALL_STUDIES)]
+    member_orgs = [m.organization_id for m in memberships]
+    entries = active_entries().filter(
+        study=OuterRef("pk"), worklist_id__in=worklist_ids, two_factor_required=False
+    )
+    # The organization's role, and a received or filed entry read through the member's role,
+    # open a study identified and with its reports.
+    through_role = Q(organization_id__in=org_wide) | (
+        Q(organization_id__in=member_orgs) & Exists(entries.exclude(origin=EntryOrigin.SHARE))
+    )
+    shares = entries.filter(origin=EntryOrigin.SHARE)
+    return AccessConditions(
+        opens=(through_role | Exists(shares)) if two_factor else None,
+        identified=_identified_condition(user, worklist_ids) if masked else None,
+        # best_access prefers a share without SMS code, then one not anonymized, then the
+        # higher level: the reports are readable when such a share reads them.
+        reports=(
+            through_role | Exists(shares.filter(anonymized=False).exclude(level=AccessLevel.IMAGES))
+            if withholding
+            else None
+        ),
     )
 
 

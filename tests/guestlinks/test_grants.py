@@ -105,7 +105,7 @@ def test_ending_the_link_ends_an_existing_grant_at_the_next_request(guest, ct, m
 
     GuestLink.objects.filter(pk=link.pk).update(**end)
 
-    assert guest.get(frame_url(ct)).status_code == 404
+    assert guest.get(frame_url(ct)).status_code == 401  # no grant left: asked to log in
     viewer = guest.get(viewer_url(ct))
     assert viewer.status_code == 302
     assert viewer["Location"].startswith(reverse("accounts:login"))
@@ -120,7 +120,7 @@ def test_expiry_ends_an_existing_grant(guest, ct, make_link):
     with time_machine.travel(link.expires_at - timedelta(seconds=1), tick=False):
         assert guest.get(frame_url(ct)).status_code == 200
     with time_machine.travel(link.expires_at + timedelta(seconds=1), tick=False):
-        assert guest.get(frame_url(ct)).status_code == 404
+        assert guest.get(frame_url(ct)).status_code == 401  # no grant left: asked to log in
         assert guest.get(viewer_url(ct)).status_code == 302
 
 
@@ -142,7 +142,7 @@ def test_a_grant_ends_with_the_session_lifetime(guest, ct, make_link, settings):
     open_study(guest, token)
     later = timezone.now() + timedelta(seconds=settings.SESSION_COOKIE_AGE + 60)
     with time_machine.travel(later, tick=False):
-        assert guest.get(frame_url(ct)).status_code == 404
+        assert guest.get(frame_url(ct)).status_code == 401  # no grant left: asked to log in
 
 
 def test_several_links_in_one_session_each_keep_their_grant(guest, org, location, ct, make_link):

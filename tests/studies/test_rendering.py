@@ -185,7 +185,7 @@ def test_numpy_integer_frame_is_accepted():
 def test_bad_arguments_raise_value_error():
     path = bundled_test_file("CT_small.dcm")
     with pytest.raises(ValueError, match="image_format"):
-        render_frame(path, frame=1, image_format="gif")
+        render_frame(path, frame=1, image_format="webp")
     with pytest.raises(ValueError, match="max_size"):
         render_frame(path, frame=1, max_size=0)
 

@@ -1,0 +1,485 @@
+"""STOW-RS (PS3.18 10.5): ``POST /dicomweb/studies`` and ``/dicomweb/studies/{study}`` store the
+instances of a ``multipart/related; type="application/dicom"`` body.
+
+The rules are the REST upload's: the caller needs the upload permission (403 without it), and the
+studies are filed at the caller's upload location, or at ``?location=<id>`` for a caller with
+several. Every instance goes through the upload's ingestion service (``IngestionBatch``, what
+``ingest_files`` runs): same checks, content-addressed and idempotent storage, the worklist
+entry, one "DICOM Instances Transferred" audit event per study with the protocol, and one
+"Upload rejected" event per refused part.
+
+The body is read as a stream into one spooled temporary file (memory holds at most a few
+megabytes, the rest is on disk), and its multipart framing is checked in full before anything is
+stored: a malformed body is 400 and a part of another media type 415, with nothing stored. Then
+each part is stored or refused on its own. At ``/studies/{study}``, a part of another study is
+refused and the others stored.
+
+The answer is the Store Instances Response Module (PS3.18 Annex I) in ``application/dicom+json``:
+the study's RetrieveURL, a ReferencedSOPSequence item per instance stored (or already stored)
+and a FailedSOPSequence item per instance refused, with the Failure Reason of Table I.2-2:
+
+- A7xx (0xA700): larger than the upload limit (out of resources);
+- A9xx (0xA900): it conflicts with what the request or the archive says: a Study Instance UID
+  other than the URL's, or a study, series, instance or patient stored differently;
+- 0x0122: a SOP Class that is not stored here (a DICOMDIR);
+- Cxxx (0xC000): not understood: not DICOM, damaged, truncated, missing UIDs, impossible image;
+- 0x0110: the part could not be read (processing failure).
+
+An instance already stored with the same bytes is stored (a repeated store is harmless); with
+different bytes the stored copy is kept, and its item carries Warning Reason 0xB000 (coercion of
+data elements: what the RetrieveURL serves is not exactly what was sent). The status is 200 when
+every instance was stored without warning, 202 when some were refused or warned about, 409 when
+none was stored. The reasons, in words, are in the ``Warning`` header (``299``), one per part.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import tempfile
+import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import pydicom
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.urls import reverse
+from django.utils.http import parse_header_parameters
+from django.utils.translation import gettext as _
+
+from accounts.models import Location
+from accounts.permissions import Perm
+from dicomweb.http import DICOM_JSON, DicomwebError, bad_request, dicomweb_view
+from dicomweb.multipart import parse_accept
+from studies.access import has_perm
+from studies.dicom_header import DicomHeader, FileRejected
+from studies.models import Instance
+from studies.services.ingestion import (
+    FileStatus,
+    IngestionBatch,
+    Transfer,
+    resolve_upload_location,
+)
+
+logger = logging.getLogger(__name__)
+
+PROCESSING_FAILURE = 0x0110
+SOP_CLASS_NOT_SUPPORTED = 0x0122
+OUT_OF_RESOURCES = 0xA700
+DOES_NOT_MATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+COERCED = 0xB000
+
+# Ingestion's rejection codes (``Rejection.code``) as PS3.18 Table I.2-2 failure reasons.
+_FAILURE_REASONS = {
+    "too_large": OUT_OF_RESOURCES,
+    "conflict": DOES_NOT_MATCH,
+    "instance_conflict": DOES_NOT_MATCH,
+    "series_conflict": DOES_NOT_MATCH,
+    "patient_mismatch": DOES_NOT_MATCH,
+    "study_mismatch": DOES_NOT_MATCH,
+    "dicomdir": SOP_CLASS_NOT_SUPPORTED,
+    "unreadable": PROCESSING_FAILURE,
+}
+
+_SPOOL_MEMORY = 8 * 1024 * 1024
+_CHUNK = 1024 * 1024
+_MAX_PART_HEADERS = 16 * 1024
+
+
+# --- The request ------------------------------------------------------------------------------
+
+
+def _check_accept(request: HttpRequest) -> None:
+    """The answer is DICOM JSON; an Accept header that excludes it is 406."""
+    for media_range in parse_accept(request.headers.get("Accept")):
+        if media_range.matches(DICOM_JSON) or media_range.matches("application/json"):
+            return
+    raise DicomwebError(406, _("The store response is available as application/dicom+json."))
+
+
+def _upload_location(request: HttpRequest) -> Location:
+    """Where the studies are filed: the REST upload's rules, as DICOMweb statuses."""
+    if not has_perm(request.user, Perm.UPLOAD_STUDIES):
+        raise DicomwebError(403, _("Your account may not upload studies."))
+    try:
+        return resolve_upload_location(request.user, request.GET.get("location"))
+    except PermissionDenied as denied:
+        raise DicomwebError(403, str(denied)) from None
+    except ValidationError as invalid:
+        raise bad_request(" ".join(invalid.messages)) from None
+
+
+def _boundary(request: HttpRequest) -> bytes:
+    """The multipart boundary, once the content type is ``multipart/related`` of DICOM."""
+    media, params = parse_header_parameters(request.headers.get("Content-Type", ""))
+    part_type = params.get("type", "").strip().lower()
+    if media.lower() != "multipart/related" or part_type != "application/dicom":
+        raise DicomwebError(
+            415,
+            _(
+                'Send the instances as Content-Type: multipart/related; type="application/dicom"; '
+                "boundary=..."
+            ),
+        )
+    boundary = params.get("boundary", "")
+    if not 1 <= len(boundary) <= 70 or not boundary.isascii():
+        raise bad_request(
+            _("The Content-Type names no usable boundary (1 to 70 ASCII characters).")
+        )
+    return boundary.encode("ascii")
+
+
+def _body(request: HttpRequest) -> BinaryIO:
+    """The request body as a stream. A chunked body has no Content-Length, so Django's stream of
+    the request is empty; a server that decoded the chunks says so (``wsgi.input_terminated``,
+    as gunicorn does) and its input is read to its end instead."""
+    chunked = request.headers.get("Transfer-Encoding", "").lower() == "chunked"
+    if chunked and not request.META.get("CONTENT_LENGTH"):
+        if request.META.get("wsgi.input_terminated"):
+            return request.META["wsgi.input"]
+        raise bad_request(
+            _("This server cannot read a chunked request body: send it with a Content-Length.")
+        )
+    return request
+
+
+# --- The multipart body -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Part:
+    number: int  # 1-based, the name the part is known by in the answer and the audit trail
+    start: int
+    end: int
+
+
+class _PartReader(io.RawIOBase):
+    """One part of the spooled body, read as a file of its own."""
+
+    def __init__(self, spool: BinaryIO, part: _Part):
+        super().__init__()
+        self._spool = spool
+        self._start = part.start
+        self._size = part.end - part.start
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer) -> int:
+        wanted = min(len(buffer), self._size - self._position)
+        if wanted <= 0:
+            return 0
+        self._spool.seek(self._start + self._position)
+        data = self._spool.read(wanted)
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
+
+
+def _spool_body(stream: BinaryIO, delimiter: bytes) -> tuple[BinaryIO, list[int]]:
+    """Copy the body to a spooled file, noting where each ``CRLF--boundary`` starts. The body
+    is read as if it began with a CRLF, so that a first delimiter at its very start (no
+    preamble) is found like the others, at offset -2."""
+    spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY)  # noqa: SIM115 - caller closes
+    found: list[int] = []
+    carry, size = b"\r\n", 0
+    try:
+        while chunk := stream.read(_CHUNK):
+            spool.write(chunk)
+            data = carry + chunk
+            base = size - len(carry)
+            position = 0
+            while (index := data.find(delimiter, position)) != -1:
+                found.append(base + index)
+                position = index + len(delimiter)
+            # Keep enough to find a delimiter split across two chunks, never part of a found one.
+            carry = data[max(len(data) - len(delimiter) + 1, position) :]
+            size += len(chunk)
+    except BaseException:
+        spool.close()
+        raise
+    return spool, found
+
+
+def _read_at(spool: BinaryIO, offset: int, size: int) -> bytes:
+    spool.seek(offset)
+    return spool.read(size)
+
+
+def _parts(spool: BinaryIO, delimiters: list[int], delimiter: bytes) -> list[_Part]:
+    """The parts between the delimiters, up to the close delimiter; 400 for a malformed body,
+    415 for a part that is not application/dicom."""
+    if not delimiters:
+        raise bad_request(_("The body holds no part: its boundary does not occur in it."))
+    parts: list[_Part] = []
+    for number, at in enumerate(delimiters, start=1):
+        after = at + len(delimiter)
+        tail = _read_at(spool, after, 2 + 256)
+        if tail.startswith(b"--"):
+            break  # the close delimiter; what follows is the epilogue
+        padding = len(tail) - len(tail.lstrip(b" \t"))
+        if tail[padding : padding + 2] != b"\r\n":
+            raise bad_request(_("The body is malformed: a boundary line is not followed by CRLF."))
+        if number == len(delimiters):
+            raise bad_request(
+                _("The body ends before its closing boundary (--boundary--): it was cut short.")
+            )
+        start, end = after + padding + 2, delimiters[number]
+        parts.append(_content_of(spool, number, start, end))
+    if not parts:
+        raise bad_request(_("The body holds no instance."))
+    return parts
+
+
+def _content_of(spool: BinaryIO, number: int, start: int, end: int) -> _Part:
+    """The part's body after its header fields, once they say it is DICOM (or say nothing)."""
+    head = _read_at(spool, start, min(end - start, _MAX_PART_HEADERS))
+    if head.startswith(b"\r\n"):
+        return _Part(number, start + 2, end)  # no header fields
+    split = head.find(b"\r\n\r\n")
+    if split == -1:
+        raise bad_request(
+            _("Part %(number)s is malformed: its header fields do not end with an empty line.")
+            % {"number": number}
+        )
+    for line in head[:split].decode("latin-1").split("\r\n"):
+        name, _colon, value = line.partition(":")
+        if name.strip().lower() != "content-type":
+            continue
+        media, _params = parse_header_parameters(value)
+        if media.lower() != "application/dicom":
+            raise DicomwebError(
+                415,
+                _("Part %(number)s is %(media)s; only application/dicom instances are stored.")
+                % {"number": number, "media": media[:100]},
+            )
+    return _Part(number, start + split + 4, end)
+
+
+# --- Storing ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Identity:
+    """The UIDs a refused part claims, as far as its header can be read (empty where not)."""
+
+    sop_class_uid: str = ""
+    sop_instance_uid: str = ""
+
+
+def _identify(reader: _PartReader) -> _Identity:
+    try:
+        ds = pydicom.dcmread(
+            reader,
+            stop_before_pixels=True,
+            defer_size="1 KB",
+            specific_tags=["SOPClassUID", "SOPInstanceUID"],
+        )
+    except Exception:
+        # Untrusted bytes fail in many ways; ingestion has said why it refused the part, here
+        # it only lacks UIDs.
+        return _Identity()
+    meta = getattr(ds, "file_meta", None) or pydicom.Dataset()
+
+    def uid(value) -> str:
+        return str(value or "").strip().rstrip("\x00")[:64]
+
+    return _Identity(
+        sop_class_uid=uid(ds.get("SOPClassUID") or meta.get("MediaStorageSOPClassUID")),
+        sop_instance_uid=uid(ds.get("SOPInstanceUID") or meta.get("MediaStorageSOPInstanceUID")),
+    )
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What became of one part: stored under ``stored_uid`` (possibly with a warning), or
+    refused with a failure reason; ``reason`` says it in words."""
+
+    part: _Part
+    stored_uid: str = ""
+    identity: _Identity = _Identity()
+    failure: int | None = None
+    warning: int | None = None
+    reason: str = ""
+
+    @property
+    def name(self) -> str:
+        """How ingestion, the audit trail and the Warning header name the part."""
+        return f"part {self.part.number}"
+
+
+def _in_study(study_uid: str) -> Callable[[DicomHeader], None]:
+    """Ingestion's check for ``/studies/{study}``: a part of another study is refused."""
+
+    def check(header: DicomHeader) -> None:
+        if header.study_uid != study_uid:
+            raise FileRejected(
+                "study_mismatch",
+                _(
+                    "Its Study Instance UID is not the one of the study in the URL, so it was "
+                    "not stored."
+                ),
+            )
+
+    return check
+
+
+def _store(
+    request: HttpRequest,
+    *,
+    spool: BinaryIO,
+    parts: list[_Part],
+    location: Location,
+    study_uid: str | None,
+) -> list[_Outcome]:
+    """Each part through ingestion, in order; one audit event per study when all are done."""
+    check = _in_study(study_uid) if study_uid is not None else None
+    outcomes: list[_Outcome] = []
+    with IngestionBatch(
+        organization=location.organization,
+        location=location,
+        uploaded_by=request.user,
+        request=request,
+        transfer=Transfer(protocol="STOW-RS", details={"parts": len(parts)}),
+    ) as batch:
+        for part in parts:
+            filed = batch.add(f"part {part.number}", _PartReader(spool, part), check=check)
+            if filed.status == FileStatus.REJECTED:
+                outcome = _Outcome(
+                    part,
+                    identity=_identify(_PartReader(spool, part)),
+                    failure=_FAILURE_REASONS.get(filed.code, CANNOT_UNDERSTAND),
+                    reason=filed.message,
+                )
+            elif filed.code == "different_content":
+                outcome = _Outcome(
+                    part, stored_uid=filed.sop_instance_uid, warning=COERCED, reason=filed.message
+                )
+            else:
+                outcome = _Outcome(part, stored_uid=filed.sop_instance_uid)
+            outcomes.append(outcome)
+    return outcomes
+
+
+# --- The answer -------------------------------------------------------------------------------
+
+
+def _element(vr: str, *values) -> dict:
+    return {"vr": vr, "Value": list(values)} if values else {"vr": vr}
+
+
+def _absolute(path: str) -> str:
+    return f"{settings.SITE_URL}{path}"
+
+
+def _study_url(study_uid: str) -> str:
+    return _absolute(reverse("dicomweb:study", kwargs={"study_uid": study_uid}))
+
+
+def _response_body(outcomes: list[_Outcome], study_uid: str | None) -> dict:
+    stored = {
+        instance.sop_instance_uid: instance
+        for instance in Instance.objects.filter(
+            sop_instance_uid__in=[outcome.stored_uid for outcome in outcomes if outcome.stored_uid]
+        ).select_related("series__study")
+    }
+    referenced, failed = [], []
+    for outcome in outcomes:
+        if outcome.failure is not None:
+            item = {}
+            if outcome.identity.sop_class_uid:
+                item["00081150"] = _element("UI", outcome.identity.sop_class_uid)
+            if outcome.identity.sop_instance_uid:
+                item["00081155"] = _element("UI", outcome.identity.sop_instance_uid)
+            item["00081197"] = _element("US", outcome.failure)
+            failed.append(item)
+            continue
+        instance = stored[outcome.stored_uid]
+        series = instance.series
+        url = reverse(
+            "dicomweb:instance",
+            kwargs={
+                "study_uid": series.study.study_uid,
+                "series_uid": series.series_uid,
+                "instance_uid": instance.sop_instance_uid,
+            },
+        )
+        item = {
+            "00081150": _element("UI", instance.sop_class_uid),
+            "00081155": _element("UI", instance.sop_instance_uid),
+            "00081190": _element("UR", _absolute(url)),
+        }
+        if outcome.warning is not None:
+            item["00081196"] = _element("US", outcome.warning)
+        referenced.append(item)
+    studies = {instance.series.study.study_uid for instance in stored.values()}
+    target = study_uid or (studies.pop() if len(studies) == 1 else None)
+    body = {"00081190": _element("UR", _study_url(target)) if target else _element("UR")}
+    if failed:
+        body["00081198"] = _element("SQ", *failed)
+    if referenced:
+        body["00081199"] = _element("SQ", *referenced)
+    return body
+
+
+def _warning_header(outcomes: list[_Outcome]) -> str:
+    """The reasons in words, as HTTP warnings: ASCII, one quoted text per part."""
+    warnings = []
+    for outcome in outcomes:
+        if not outcome.reason:
+            continue
+        text = unicodedata.normalize("NFKD", f"{outcome.name}: {outcome.reason}")
+        text = text.encode("ascii", "ignore").decode().replace("\\", "").replace('"', "'")
+        warnings.append(f'299 - "{text[:300]}"')
+    return ", ".join(warnings)
+
+
+@dicomweb_view("POST")
+def store(request: HttpRequest, study_uid: str | None = None) -> HttpResponse:
+    """Store the instances of a multipart/related body (see the module docstring)."""
+    _check_accept(request)
+    location = _upload_location(request)
+    boundary = _boundary(request)
+    delimiter = b"\r\n--" + boundary
+    spool, delimiters = _spool_body(_body(request), delimiter)
+    with contextlib.closing(spool):
+        parts = _parts(spool, delimiters, delimiter)
+        outcomes = _store(request, spool=spool, parts=parts, location=location, study_uid=study_uid)
+    body = _response_body(outcomes, study_uid)
+    failures = sum(outcome.failure is not None for outcome in outcomes)
+    warnings = sum(outcome.warning is not None for outcome in outcomes)
+    if failures == len(outcomes):
+        status = 409
+    elif failures or warnings:
+        status = 202
+    else:
+        status = 200
+    logger.info(
+        "STOW-RS into location id %s: %d part(s), %d refused, %d warning(s)",
+        location.pk,
+        len(outcomes),
+        failures,
+        warnings,
+    )
+    response = HttpResponse(json.dumps(body), status=status, content_type=DICOM_JSON)
+    if header := _warning_header(outcomes):
+        response.headers["Warning"] = header
+    return response

@@ -1,0 +1,141 @@
+"""Rendered images of stored instances: their cache, and the audit of viewing them.
+
+Rendered bytes are cached by the file's content hash and every parameter that changes them
+(frame, window, format, size, viewport, JPEG quality): the key holds no patient data, and two
+recipients of the same study (anonymized or not) share the cache, since the server never draws
+text on the pixels.
+
+Auditing every frame of a 500-slice scroll would bury the trail, so viewing is recorded as one
+FRAMES_RENDERED event per principal and study per 30 minutes (a "render session").
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.core.cache import caches
+from django.core.files.storage import storages
+from django.http import HttpRequest
+
+from audit.models import Action
+from audit.services import client_ip, record
+from studies.access import StudyAccess
+from studies.models import Instance, Study
+from studies.rendering import JPEG_QUALITY, Viewport, Window, render_frame
+
+RENDER_SESSION_SECONDS = 30 * 60
+_CACHE_VERSION = "v2"
+
+
+def frame_cache_key(
+    instance: Instance,
+    *,
+    frame: int,
+    window: Window | None,
+    image_format: str,
+    size: int | None,
+    viewport: Viewport | None = None,
+    quality: int = JPEG_QUALITY,
+) -> str:
+    """Content hash + rendering parameters: no patient data, and the same bytes rendered the
+    same way are cached once whichever study or recipient asks."""
+    window_part = "default"
+    if window is not None:
+        window_part = f"{window.center:g},{window.width:g}"
+        if window.function:
+            window_part += f",{window.function}"
+    viewport_part = "none"
+    if viewport is not None:
+        viewport_part = ",".join(
+            str(value)
+            for value in (
+                viewport.width,
+                viewport.height,
+                viewport.x,
+                viewport.y,
+                viewport.region_width,
+                viewport.region_height,
+            )
+        )
+    # Quality changes only JPEG bytes; leaving it out of other formats' keys shares their cache.
+    quality_part = f"q{quality}" if image_format == "jpeg" else "lossless"
+    return (
+        f"frame:{_CACHE_VERSION}:{instance.sha256}:{frame}:{window_part}:{image_format}:"
+        f"{size or 'full'}:{viewport_part}:{quality_part}"
+    )
+
+
+def rendered_bytes(
+    instance: Instance,
+    *,
+    frame: int,
+    window: Window | None,
+    image_format: str,
+    max_size: int | None = None,
+    viewport: Viewport | None = None,
+    quality: int = JPEG_QUALITY,
+) -> bytes:
+    """The frame rendered so, from the cache or from the stored file (then cached).
+    Raises RenderError when it cannot be rendered."""
+    cache = caches["frames"]
+    key = frame_cache_key(
+        instance,
+        frame=frame,
+        window=window,
+        image_format=image_format,
+        size=max_size,
+        viewport=viewport,
+        quality=quality,
+    )
+    body = cache.get(key)
+    if body is None:
+        with storages["dicom"].open(instance.file, "rb") as source:
+            body = render_frame(
+                source,
+                frame=frame,
+                window=window,
+                image_format=image_format,
+                max_size=max_size,
+                viewport=viewport,
+                quality=quality,
+            )
+        cache.set(key, body)
+    return body
+
+
+def _principal(request: HttpRequest) -> str:
+    if request.user.is_authenticated:
+        return f"user:{request.user.pk}"
+    session_key = getattr(request, "session", None) and request.session.session_key
+    if session_key:
+        # Hashed: cache keys may be listed on a shared Redis; a session key opens a session.
+        return "session:" + hashlib.sha256(session_key.encode()).hexdigest()[:32]
+    return f"ip:{client_ip(request) or 'unknown'}"
+
+
+def note_render_session(
+    request: HttpRequest,
+    study: Study,
+    access: StudyAccess,
+    *,
+    series_uid: str,
+    action: str = Action.FRAMES_RENDERED,
+    details: dict | None = None,
+) -> None:
+    """Record ``action`` (FRAMES_RENDERED, or INSTANCES_RETRIEVED for DICOMweb frames) at most
+    once per principal, study and action per render session: a viewer fetches one frame per
+    request as it scrolls."""
+    key = f"frames-audit:{action}:{_principal(request)}:{study.pk}"
+    # add() is atomic: of concurrent first frames, exactly one records the event.
+    if caches["default"].add(key, True, timeout=RENDER_SESSION_SECONDS):
+        record(
+            action=action,
+            request=request,
+            study=study,
+            details={
+                "series_uid": series_uid,
+                "anonymized": access.anonymized,
+                "via": access.via,
+                **(details or {}),
+            },
+        )
