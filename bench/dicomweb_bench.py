@@ -1,0 +1,777 @@
+"""The portal's DICOMweb and DICOM listener next to Orthanc's, measured in one run.
+
+    sudo .venv/bin/python bench/dicomweb_bench.py                    # about 5 minutes
+    .venv/bin/python bench/dicomweb_bench.py --duration 3 --rounds 1 --store-instances 20
+    .venv/bin/python bench/dicomweb_bench.py --database sqlite --json var/dicomweb.json
+
+Three measurements, each answered by both servers holding the same DICOM files:
+
+- **QIDO-RS study search**: ``GET /studies?PatientName=<family name>*`` over 1,000 studies (50
+  family names, 20 studies each, so each search answers 20 studies; the clients cycle through
+  the names), ``Accept: application/dicom+json``. Issue 9's goal: at least 5 times Orthanc's
+  requests per second.
+- **WADO-RS frame retrieval**: ``GET .../instances/{uid}/frames/1`` of a 512 x 512 CT (16-bit,
+  stored uncompressed), asked as the raw frame in explicit VR little endian
+  (``multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1``),
+  cycling through 20 slices. Goal: at least Orthanc's requests per second.
+- **C-STORE ingestion**: one association from pynetdicom sending a new series of
+  ``--store-instances`` 512 x 512 CT slices (explicit VR little endian) to the portal's listener
+  (``manage.py dicom_listener``) and, the same files, to Orthanc's DICOM server; instances per
+  second from the association request to its release, every instance answered "success" and
+  then found stored by each server.
+
+How the servers run: the portal as in production, gunicorn from ``gunicorn.conf.py`` (sync
+workers) with ``DEBUG`` off, on PostgreSQL when it answers at ``--postgres-url`` (else SQLite),
+in a throwaway database (``portal_dicomweb_bench``, or a file) migrated and seeded by this
+script run again under ``portal.settings``; its API token obtained from ``/api/v1/auth/token/``.
+Orthanc (Debian's 1.10 with its DICOMweb plugin 1.7) from ``tests/interop/orthanc.py``: inside
+a private network namespace (it listens on every interface), authentication on (HTTP basic),
+``RemoteAccessAllowed`` false, storage in the temporary folder, the DICOMweb plugin alone. The
+files reach Orthanc through its REST API (``POST /instances``) and the portal through its
+ingestion service, as an upload would.
+
+Load: ``wrk`` when installed (``apt-get install wrk``; a C client leaves the two CPUs to the
+servers), else Python threads (``--client python``); Orthanc's load client runs in Orthanc's
+namespace, the portal's in the machine's. Every round measures both servers in turn, the first
+alternating, after a warm-up; the report gives medians over the rounds and the median of the
+per-round ratios. Everything (servers, namespace, database, folder) is removed at the end, also
+after an error or Ctrl-C. Needs root (network namespaces). See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import platform
+import secrets
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.harness import (  # noqa: E402
+    DEFAULT_POSTGRES,
+    Gunicorn,
+    LoadFailed,
+    ThrowawayDatabase,
+    free_port,
+    interleaved,
+    load_average,
+    median,
+    postgres_answers,
+    run_python_load,
+    run_wrk,
+    say,
+    wrk_available,
+)
+
+BENCH_DATABASE = "portal_dicomweb_bench"
+USERNAME = "bench-reader"
+SCU_AE = "BENCHSCU"
+PORTAL_AE = "PORTAL"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+RAW_FRAME = f'multipart/related; type="application/octet-stream"; transfer-syntax={EXPLICIT_LE}'
+UID_ROOT = "1.2.826.0.1.3680043.8.498.77"
+FRAME_STUDY_UID = f"{UID_ROOT}.2"
+FRAME_SLICES = 20
+# 50 family names of 20 studies each: a name search answers 20 studies, like the 20-study list
+# issue 9 quotes for Orthanc.
+FAMILY_NAMES = [
+    "Adams", "Baker", "Carter", "Dubois", "Evans", "Fischer", "Garcia", "Hansen", "Ivanov",
+    "Jansen", "Keller", "Lambert", "Martin", "Nielsen", "Olsen", "Peeters", "Quinn", "Roux",
+    "Schmidt", "Thomas", "Urban", "Vogel", "Weber", "Xavier", "Young", "Zimmer", "Bernard",
+    "Claes", "Dupont", "Engel", "Fontaine", "Girard", "Hoffmann", "Janssens", "Kowalski",
+    "Leroy", "Maes", "Novak", "Osman", "Petit", "Richter", "Simon", "Torres", "Vermeulen",
+    "Wouters", "Lemaire", "Mercier", "Nowak", "Rossi", "Silva",
+]  # fmt: skip
+GIVEN_NAMES = ["Anna", "Marc", "Sofia", "Luc", "Emma", "Noah", "Lea", "Tom", "Ines", "Sam"]
+GOALS = {"qido": 5.0, "frames": 1.0, "store": None}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="QIDO-RS, WADO-RS frames and C-STORE: the portal next to Orthanc, one run.",
+    )
+    parser.add_argument(
+        "--database",
+        choices=("auto", "postgres", "sqlite"),
+        default="auto",
+        help="the portal's database; auto: PostgreSQL when it answers, else SQLite (auto)",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES),
+        help=f"server for the {BENCH_DATABASE!r} database (default {DEFAULT_POSTGRES})",
+    )
+    parser.add_argument("--studies", type=int, default=1000, help="studies to search (1000)")
+    parser.add_argument(
+        "--store-instances", type=int, default=100, help="instances per C-STORE association (100)"
+    )
+    parser.add_argument(
+        "--workers", type=int, help="gunicorn sync workers (default: gunicorn.conf.py's)"
+    )
+    parser.add_argument(
+        "--client",
+        choices=("auto", "wrk", "python"),
+        default="auto",
+        help="HTTP load client; auto: wrk when installed, else Python threads (auto)",
+    )
+    parser.add_argument(
+        "--connections", type=int, default=8, help="concurrent HTTP connections (8)"
+    )
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help="seconds per HTTP measurement (10)"
+    )
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds (2)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds; medians reported (3)")
+    parser.add_argument("--json", metavar="PATH", help="also write every number as JSON")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the working folder (logs) at the end"
+    )
+    # Internal: the seeding subprocess.
+    parser.add_argument("--seed", metavar="FOLDER", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.studies < len(FAMILY_NAMES) or args.studies % len(FAMILY_NAMES):
+        parser.error(f"--studies must be a multiple of {len(FAMILY_NAMES)}")
+    if min(args.store_instances, args.connections, args.rounds) < 1 or args.duration <= 0:
+        parser.error("--store-instances, --connections, --rounds and --duration must be positive")
+    return args
+
+
+# --- The DICOM files -------------------------------------------------------------------------
+
+
+def _series(**values) -> list:
+    from studies.synthetic import make_series
+
+    common = dict(
+        birth_date="19700101",
+        sex="F",
+        study_date="20240517",
+        study_description="CT Thorax",
+        accession="",
+        modality="CT",
+        series_number=1,
+        series_description="Axial",
+        slices=1,
+        rows=16,
+        columns=16,
+    )
+    common.update(values)
+    return make_series(**common)
+
+
+def write_files(folder: Path, datasets) -> list[Path]:
+    from studies.synthetic import to_bytes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for dataset in datasets:
+        path = folder / f"{dataset.SOPInstanceUID}.dcm"
+        path.write_bytes(to_bytes(dataset))
+        paths.append(path)
+    return paths
+
+
+def make_search_files(folder: Path, studies: int) -> list[Path]:
+    """One small CT instance per study; study i belongs to patient i, whose family name is
+    FAMILY_NAMES[i % 50]."""
+    datasets = []
+    for number in range(studies):
+        family = FAMILY_NAMES[number % len(FAMILY_NAMES)]
+        given = GIVEN_NAMES[(number // len(FAMILY_NAMES)) % len(GIVEN_NAMES)]
+        datasets += _series(
+            patient_name=f"{family}^{given}",
+            patient_id=f"BENCH{number:05d}",
+            study_uid=f"{UID_ROOT}.1.{number + 1}",
+            study_date=f"20{10 + number % 14:02d}{1 + number % 12:02d}{1 + number % 28:02d}",
+            accession=f"BA{number:06d}",
+        )
+    return write_files(folder, datasets)
+
+
+def make_frame_files(folder: Path) -> list[Path]:
+    return write_files(
+        folder,
+        _series(
+            patient_name="Frames^Fiona",
+            patient_id="BENCH-FRAMES",
+            study_uid=FRAME_STUDY_UID,
+            accession="BF000001",
+            slices=FRAME_SLICES,
+            rows=512,
+            columns=512,
+        ),
+    )
+
+
+def make_store_files(folder: Path, round_number: int, instances: int) -> tuple[str, list[Path]]:
+    study_uid = f"{UID_ROOT}.3.{round_number}"
+    paths = write_files(
+        folder / f"store-{round_number}",
+        _series(
+            patient_name="Store^Stella",
+            patient_id=f"BENCH-STORE-{round_number}",
+            study_uid=study_uid,
+            accession=f"BS{round_number:06d}",
+            slices=instances,
+            rows=512,
+            columns=512,
+        ),
+    )
+    return study_uid, paths
+
+
+# --- The seeding subprocess (under the portal's settings) -----------------------------------
+
+
+def seed(folder: Path) -> None:
+    import django
+
+    django.setup()
+    from django.db import transaction
+
+    from accounts.models import Location, Membership, Organization, Role, User
+    from accounts.permissions import CLINICIAN
+    from dimse.models import DicomNode
+    from studies.services.ingestion import ingest_files
+
+    password = (folder / "password").read_text()
+    with transaction.atomic():
+        org = Organization.objects.create(name="Bench Hospital")
+        location = Location.objects.create(organization=org, name="Radiology")
+        role = Role.objects.create(name="Clinician", permissions=[p.value for p in CLINICIAN])
+        reader = User.objects.create_user(USERNAME, password=password)
+        membership = Membership.objects.create(user=reader, organization=org, role=role)
+        membership.locations.add(location)
+        DicomNode.objects.create(organization=org, ae_title=SCU_AE, location=location)
+    paths = sorted((folder / "search").glob("*.dcm")) + sorted((folder / "frames").glob("*.dcm"))
+    started = time.perf_counter()
+    for start in range(0, len(paths), 100):
+        batch = paths[start : start + 100]
+        handles = [path.open("rb") for path in batch]
+        try:
+            result = ingest_files(
+                files=[(path.name, handle) for path, handle in zip(batch, handles, strict=True)],
+                organization=org,
+                location=location,
+            )
+        finally:
+            for handle in handles:
+                handle.close()
+        if result.rejected:
+            raise RuntimeError(f"the portal refused bench files: {result.rejected[:3]}")
+        say(f"  portal: {start + len(batch)} of {len(paths)} files ingested")
+    (folder / "seeded").write_text(f"{time.perf_counter() - started:.1f}")
+
+
+# --- Talking to the servers ------------------------------------------------------------------
+
+
+def http_get(host: str, port: int, path: str, headers: dict[str, str]) -> tuple[int, dict, bytes]:
+    connection = http.client.HTTPConnection(host, port, timeout=60)
+    try:
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        connection.close()
+
+
+def portal_token(port: int, password: str) -> str:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request(
+            "POST",
+            "/api/v1/auth/token/",
+            body=json.dumps({"username": USERNAME, "password": password}),
+            headers={"Content-Type": "application/json", "Host": f"127.0.0.1:{port}"},
+        )
+        response = connection.getresponse()
+        body = response.read()
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise RuntimeError(f"the token endpoint answered {response.status}: {body[:300]!r}")
+    return json.loads(body)["token"]
+
+
+def single_part(headers: dict, body: bytes) -> bytes:
+    """The one part of a multipart/related answer."""
+    content_type = next(v for k, v in headers.items() if k.lower() == "content-type")
+    boundary = next(
+        value.strip().strip('"')
+        for key, _, value in (p.partition("=") for p in content_type.split(";"))
+        if key.strip().lower() == "boundary"
+    )
+    parts = body.split(b"--" + boundary.encode())[1:-1]
+    if len(parts) != 1:
+        raise RuntimeError(f"expected one part, got {len(parts)}")
+    return parts[0].partition(b"\r\n\r\n")[2].removesuffix(b"\r\n")
+
+
+class Contender:
+    """One server as the load sees it: where it answers, its paths and headers, and how its
+    clients reach it (the namespace's command prefix and thread for Orthanc)."""
+
+    def __init__(self, name: str, port: int, root: str, authorization: str, namespace=None):
+        self.name = name
+        self.port = port
+        self.root = root
+        self.authorization = authorization
+        self.namespace = namespace
+
+    def headers(self, accept: str) -> dict[str, str]:
+        return {
+            "Host": f"127.0.0.1:{self.port}",
+            "Authorization": self.authorization,
+            "Accept": accept,
+        }
+
+    def get(self, path: str, accept: str) -> tuple[int, dict, bytes]:
+        call = (http_get, "127.0.0.1", self.port, self.root + path, self.headers(accept))
+        if self.namespace is None:
+            return call[0](*call[1:])
+        return self.namespace.run(*call)
+
+    def load(self, paths: list[str], accept: str, args, duration: float) -> dict[str, Any]:
+        full = [self.root + path for path in paths]
+        headers = self.headers(accept)
+        if args.client == "wrk":
+            prefix = self.namespace.command() if self.namespace is not None else []
+            result = run_wrk(
+                f"http://127.0.0.1:{self.port}",
+                full,
+                headers,
+                duration=duration,
+                connections=args.connections,
+                command_prefix=prefix,
+            )
+        else:
+            run = (run_python_load, "127.0.0.1", self.port, full, headers)
+            options = {"duration": duration, "connections": args.connections}
+            if self.namespace is None:
+                result = run[0](*run[1:], **options)
+            else:
+                result = self.namespace.run(*run, **options)
+        return result.as_dict()
+
+
+def store_series(
+    host: str, port: int, called_ae: str, paths: list[Path]
+) -> tuple[float, list[int]]:
+    """Send ``paths`` over one association; (seconds from request to release, statuses)."""
+    from pynetdicom import AE, _config
+    from pynetdicom.sop_class import CTImageStorage
+
+    _config.STORE_SEND_CHUNKED_DATASET = True  # the files' bytes as they are, not re-encoded
+    ae = AE(ae_title=SCU_AE)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 120
+    ae.add_requested_context(CTImageStorage, EXPLICIT_LE)
+    started = time.perf_counter()
+    assoc = ae.associate(host, port, ae_title=called_ae)
+    if not assoc.is_established:
+        raise RuntimeError(f"{called_ae} at {host}:{port} refused the association")
+    statuses = []
+    try:
+        for path in paths:
+            answer = assoc.send_c_store(path)
+            statuses.append(int(answer.Status) if "Status" in answer else -1)
+    finally:
+        assoc.release()
+    return time.perf_counter() - started, statuses
+
+
+# --- Main ------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.seed:
+        seed(Path(args.seed))
+        return 0
+
+    from tests.interop import netns
+    from tests.interop import orthanc as orthanc_module
+
+    for reason in (netns.unavailable_reason(), orthanc_module.unavailable_reason()):
+        if reason:
+            say(f"Cannot run: {reason}.")
+            return 2
+    if args.client == "auto":
+        args.client = "wrk" if wrk_available() else "python"
+    elif args.client == "wrk" and not wrk_available():
+        say("wrk is not installed (apt-get install wrk); or use --client python.")
+        return 2
+    if args.database == "auto":
+        args.database = "postgres" if postgres_answers(args.postgres_url) else "sqlite"
+
+    command = shlex.join([".venv/bin/python", "bench/dicomweb_bench.py", *(argv or sys.argv[1:])])
+    folder = Path(tempfile.mkdtemp(prefix="dicomweb-bench-"))
+    database = ThrowawayDatabase(
+        args.database, name=BENCH_DATABASE, folder=folder, postgres_url=args.postgres_url
+    )
+    processes: list = []
+    namespace = None
+
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        say(f"Working folder {folder}; portal database: {args.database}; client: {args.client}")
+        say(f"Writing {args.studies} search studies and {FRAME_SLICES} 512x512 CT slices…")
+        search_files = make_search_files(folder / "search", args.studies)
+        frame_files = make_frame_files(folder / "frames")
+
+        password = secrets.token_urlsafe(18)
+        (folder / "password").write_text(password)
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))},
+            "DJANGO_SETTINGS_MODULE": "portal.settings",
+            "DEBUG": "false",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "AUDIT_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": "127.0.0.1",
+            # Plain HTTP on the loopback: in production TLS ends at the reverse proxy.
+            "SECURE_SSL_REDIRECT": "false",
+            # No email is sent here; with DEBUG off the portal refuses to start without a server.
+            "EMAIL_HOST": "127.0.0.1",
+            "PORTAL_VAR_DIR": str(folder / "var"),
+            "DATABASE_URL": database.create(),
+            "DICOM_AE_TITLE": PORTAL_AE,
+            "PYTHONPATH": str(ROOT),
+        }
+        for name in ("CACHE_URL", "REDIS_URL", "SITE_URL"):
+            env.pop(name, None)
+        say("Migrating the portal's database…")
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
+        # As an installation does before serving with DEBUG off (into PORTAL_VAR_DIR/static).
+        subprocess.run(
+            [sys.executable, "manage.py", "collectstatic", "--no-input", "-v", "0"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
+        say("Seeding the portal (ingestion, as an upload)…")
+        subprocess.run(
+            [sys.executable, __file__, "--seed", str(folder)], cwd=ROOT, env=env, check=True
+        )
+        seconds_seeding = float((folder / "seeded").read_text())
+
+        say("Starting gunicorn and the DICOM listener…")
+        portal = Gunicorn(env, folder, workers=args.workers)
+        processes.append(portal)
+        env["SITE_URL"] = portal.url
+        listener_port = free_port()
+        listener_log = open(folder / "listener.log", "ab")  # noqa: SIM115 - closed at exit
+        listener_command = [
+            sys.executable, "manage.py", "dicom_listener",
+            "--host", "127.0.0.1", "--port", str(listener_port),
+        ]  # fmt: skip
+        listener = subprocess.Popen(
+            listener_command,
+            cwd=ROOT,
+            env=env,
+            stdout=listener_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        processes.append(listener)
+        token = portal_token(portal.port, password)
+
+        namespace = netns.NetworkNamespace.create("dwbench")
+        say(f"Starting Orthanc in network namespace {namespace.name}…")
+        orthanc = orthanc_module.Orthanc(namespace, folder / "orthanc", dicom_server=True)
+        orthanc.start()
+        processes.append(orthanc)
+        started = time.perf_counter()
+        for number, path in enumerate([*search_files, *frame_files], start=1):
+            orthanc.upload(path.read_bytes())
+            if number % 250 == 0:
+                say(f"  Orthanc: {number} files stored")
+        seconds_orthanc_upload = time.perf_counter() - started
+        wait_for_port("127.0.0.1", listener_port, listener)
+
+        contenders = {
+            "portal": Contender("portal", portal.port, "/dicomweb", f"Bearer {token}"),
+            "Orthanc": Contender(
+                "Orthanc", orthanc.http_port, "/dicom-web", orthanc.authorization, namespace
+            ),
+        }
+        search_paths = [f"/studies?PatientName={family}*" for family in FAMILY_NAMES]
+        frame_paths = frame_paths_of(frame_files)
+        check_answers(contenders, search_paths, frame_paths, frame_files, args.studies)
+
+        results: dict[str, dict[str, list]] = {}
+        before = load_average()
+        for label, paths, accept in (
+            ("qido", search_paths, "application/dicom+json"),
+            ("frames", frame_paths, RAW_FRAME),
+        ):
+            for contender in contenders.values():
+                contender.load(paths, accept, args, args.warmup)
+            say(f"Measuring {label}…")
+            results[label] = interleaved(
+                {
+                    name: (lambda c=contender, p=paths, a=accept: c.load(p, a, args, args.duration))
+                    for name, contender in contenders.items()
+                },
+                rounds=args.rounds,
+                label=label,
+            )
+
+        say(f"Measuring C-STORE ({args.store_instances} instances per association)…")
+        store_rounds: dict[str, list] = {"portal": [], "Orthanc": []}
+        for number in range(1, args.rounds + 1):
+            study_uid, paths = make_store_files(folder, number, args.store_instances)
+            order = ["portal", "Orthanc"] if number % 2 else ["Orthanc", "portal"]
+            for name in order:
+                if name == "portal":
+                    seconds, statuses = store_series("127.0.0.1", listener_port, PORTAL_AE, paths)
+                    held = portal_instances(contenders["portal"], study_uid)
+                else:
+                    seconds, statuses = namespace.run(
+                        store_series, "127.0.0.1", orthanc.dicom_port, orthanc.aet, paths
+                    )
+                    held = orthanc_instances(orthanc, study_uid)
+                if any(status != 0 for status in statuses) or held != len(paths):
+                    raise RuntimeError(
+                        f"{name}: {sum(s != 0 for s in statuses)} C-STORE failure(s); it holds "
+                        f"{held} of {len(paths)} instances"
+                    )
+                store_rounds[name].append(
+                    {
+                        "seconds": seconds,
+                        "instances": len(paths),
+                        "instances_per_s": len(paths) / seconds,
+                        "megabytes_per_s": sum(p.stat().st_size for p in paths) / seconds / 1e6,
+                    }
+                )
+                say(f"  round {number}, store, {name}: {len(paths) / seconds:.1f} instances/s")
+            shutil.rmtree(paths[0].parent, ignore_errors=True)
+        results["store"] = store_rounds
+        after = load_average()
+
+        context = {
+            "command": command,
+            "database": args.database,
+            "client": args.client,
+            "connections": args.connections,
+            "duration": args.duration,
+            "rounds": args.rounds,
+            "studies": args.studies,
+            "store_instances": args.store_instances,
+            "workers": args.workers or int(os.environ.get("GUNICORN_WORKERS", "4")),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "orthanc": orthanc.get_json("/system")["Version"],
+            "load_before": before,
+            "load_after": after,
+            "seconds_seeding_portal": seconds_seeding,
+            "seconds_uploading_orthanc": seconds_orthanc_upload,
+        }
+        print(report(context, results))
+        if args.json:
+            Path(args.json).write_text(
+                json.dumps({"context": context, "results": results}, indent=2)
+            )
+        return 0
+    except KeyboardInterrupt:
+        say("Interrupted; cleaning up.")
+        return 130
+    except (LoadFailed, RuntimeError, subprocess.CalledProcessError) as error:
+        say(f"Failed: {error}")
+        say(f"Logs are in {folder} (kept).")
+        args.keep = True
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        for process in reversed(processes):
+            with contextlib.suppress(Exception):
+                stop_process(process)
+        if namespace is not None:
+            namespace.delete()
+        database.drop()
+        if args.keep:
+            say(f"Kept {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def stop_process(process) -> None:
+    if isinstance(process, subprocess.Popen):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    else:
+        process.stop()
+
+
+def wait_for_port(host: str, port: int, process: subprocess.Popen, timeout: float = 60) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the DICOM listener exited with status {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the DICOM listener did not listen on {port}")
+        time.sleep(0.2)
+
+
+def frame_paths_of(paths: list[Path]) -> list[str]:
+    import pydicom
+
+    found = []
+    for path in paths:
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        found.append(
+            f"/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+            f"/instances/{ds.SOPInstanceUID}/frames/1"
+        )
+    return found
+
+
+def check_answers(contenders, search_paths, frame_paths, frame_files, studies) -> None:
+    """Before timing anything: both servers give the same answers, the ones expected."""
+    import pydicom
+
+    per_name = studies // len(FAMILY_NAMES)
+    for path in search_paths:
+        counts = {}
+        for name, contender in contenders.items():
+            status, _headers, body = contender.get(path, "application/dicom+json")
+            if status != 200:
+                raise RuntimeError(f"{name} answered {status} to {path}: {body[:300]!r}")
+            counts[name] = len(json.loads(body))
+        if set(counts.values()) != {per_name}:
+            raise RuntimeError(f"{path}: expected {per_name} studies from each, got {counts}")
+    for path, file in zip(frame_paths, frame_files, strict=True):
+        expected = pydicom.dcmread(file).PixelData
+        for name, contender in contenders.items():
+            status, headers, body = contender.get(path, RAW_FRAME)
+            if status != 200:
+                raise RuntimeError(f"{name} answered {status} to {path}: {body[:300]!r}")
+            if single_part(headers, body) != expected:
+                raise RuntimeError(f"{name}: the frame of {path} is not the stored pixel data")
+
+
+def portal_instances(contender: Contender, study_uid: str) -> int:
+    status, _headers, body = contender.get(
+        f"/studies?StudyInstanceUID={study_uid}", "application/dicom+json"
+    )
+    found = json.loads(body) if status == 200 else []
+    return found[0]["00201208"]["Value"][0] if found else 0
+
+
+def orthanc_instances(orthanc, study_uid: str) -> int:
+    hits = orthanc.post_json("/tools/lookup", study_uid)
+    if not hits:
+        return 0
+    return len(orthanc.get_json(f"/studies/{hits[0]['ID']}/instances"))
+
+
+# --- The report ------------------------------------------------------------------------------
+
+MEASUREMENTS = {
+    "qido": (
+        "QIDO-RS study search, PatientName=<family>* (20 of {studies} studies)",
+        "requests_per_s",
+        "requests/s",
+    ),
+    "frames": (
+        "WADO-RS frame, 512x512 CT, raw explicit VR little endian",
+        "requests_per_s",
+        "requests/s",
+    ),
+    "store": (
+        "C-STORE, {store_instances} x 512x512 CT over one association",
+        "instances_per_s",
+        "instances/s",
+    ),
+}
+
+
+def report(context: dict[str, Any], results: dict[str, dict[str, list]]) -> str:
+    lines = [
+        "# DICOMweb and DIMSE: the portal next to Orthanc",
+        "",
+        f"`{context['command']}`",
+        "",
+        f"{context['cpus']} CPUs, Python {context['python']}, Orthanc {context['orthanc']} "
+        f"(DICOMweb plugin, in a network namespace); portal: gunicorn, {context['workers']} sync "
+        f"workers, DEBUG off, {context['database']}. Load: {context['client']}, "
+        f"{context['connections']} connections, {context['duration']:g} s per measurement, "
+        f"{context['rounds']} interleaved round(s). Load average before {context['load_before']}, "
+        f"after {context['load_after']}.",
+        "",
+        "| measurement | portal | Orthanc | portal / Orthanc | goal |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for key, (title, metric, unit) in MEASUREMENTS.items():
+        portal = [run[metric] for run in results[key]["portal"]]
+        orthanc = [run[metric] for run in results[key]["Orthanc"]]
+        ratio = median([p / o for p, o in zip(portal, orthanc, strict=True)])
+        goal = GOALS[key]
+        verdict = (
+            "—" if goal is None else (f">= {goal:g}: " + ("met" if ratio >= goal else "NOT met"))
+        )
+        lines.append(
+            f"| {title.format(**context)} | {median(portal):.1f} {unit} | {median(orthanc):.1f} "
+            f"{unit} | {ratio:.2f} | {verdict} |"
+        )
+    lines += [
+        "",
+        "Ratios are medians of the per-round ratios; the servers' figures are medians over the "
+        "rounds.",
+        "",
+        "## Every round",
+        "",
+        "| measurement | round | server | rate | p50 ms | p99 ms | MB/s |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for key, (_title, metric, unit) in MEASUREMENTS.items():
+        for name in ("portal", "Orthanc"):
+            for number, run in enumerate(results[key][name], start=1):
+                p50 = f"{run['p50_ms']:.1f}" if "p50_ms" in run else "—"
+                p99 = f"{run['p99_ms']:.1f}" if "p99_ms" in run else "—"
+                lines.append(
+                    f"| {key} | {number} | {name} | {run[metric]:.1f} {unit} | {p50} | {p99} "
+                    f"| {run['megabytes_per_s']:.1f} |"
+                )
+    lines += [
+        "",
+        f"Seeding: the portal ingested {context['studies'] + FRAME_SLICES} files in "
+        f"{context['seconds_seeding_portal']:.1f} s (ingestion service, batches of 100); Orthanc "
+        f"stored them in {context['seconds_uploading_orthanc']:.1f} s (REST, one by one).",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

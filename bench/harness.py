@@ -1,0 +1,370 @@
+"""Pieces for benchmarks that measure servers side by side on a shared, noisy machine.
+
+- :class:`ThrowawayDatabase`: PostgreSQL (a database dropped and re-created, dropped again at
+  the end) or an SQLite file, as ``DATABASE_URL``.
+- :class:`Gunicorn`: the portal served as in production, from ``gunicorn.conf.py`` with sync
+  workers, on a port of 127.0.0.1, in its own process group.
+- :func:`http_load`: requests per second for a list of GET paths, from ``wrk`` (preferred: a C
+  client that leaves the CPUs to the servers) or from a bounded pool of Python threads. Either
+  can run inside a network namespace (``command_prefix`` for wrk, the caller's thread for
+  Python), and every answer that is not 2xx fails the measurement.
+- :func:`interleaved`: each contender measured in turn within a round, the order alternating
+  from round to round, so that a machine getting busier affects all alike; :func:`median`.
+
+The caller keeps its own report: these only measure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432"
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def load_average() -> str:
+    with contextlib.suppress(OSError):
+        return " ".join(f"{value:.2f}" for value in os.getloadavg())
+    return "?"
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+# --- The database ----------------------------------------------------------------------------
+
+
+def postgres_answers(url: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(f"{url.rstrip('/')}/postgres", connect_timeout=2):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+class ThrowawayDatabase:
+    """``engine`` "postgres" (database ``name`` on the server at ``postgres_url``) or
+    "sqlite" (a file in ``folder``)."""
+
+    def __init__(self, engine: str, *, name: str, folder: Path, postgres_url: str) -> None:
+        self.engine = engine
+        self.name = name
+        self.folder = folder
+        self.postgres_url = postgres_url.rstrip("/")
+
+    def _postgres(self, statement: str) -> None:
+        import psycopg
+
+        with psycopg.connect(f"{self.postgres_url}/postgres", autocommit=True) as connection:
+            connection.execute(statement)
+
+    def create(self) -> str:
+        """The new, empty database's URL."""
+        if self.engine == "sqlite":
+            return f"sqlite:///{self.folder / f'{self.name}.sqlite3'}"
+        self._postgres(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+        self._postgres(f"CREATE DATABASE {self.name}")
+        return f"{self.postgres_url}/{self.name}"
+
+    def drop(self) -> None:
+        if self.engine == "postgres":
+            with contextlib.suppress(Exception):
+                self._postgres(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
+
+
+# --- gunicorn --------------------------------------------------------------------------------
+
+
+class Gunicorn:
+    """``gunicorn -c gunicorn.conf.py`` with sync workers on 127.0.0.1:``port``."""
+
+    def __init__(self, env: dict[str, str], folder: Path, *, workers: int | None = None):
+        self.port = free_port()
+        self.log_path = folder / "gunicorn.log"
+        command = [
+            sys.executable, "-m", "gunicorn",
+            "-c", str(ROOT / "gunicorn.conf.py"),
+            "--bind", f"127.0.0.1:{self.port}",
+            "--worker-class", "sync",
+            "--access-logfile", str(folder / "access.log"),
+        ]  # fmt: skip
+        if workers is not None:
+            command += ["--workers", str(workers)]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 60
+        while not self._healthy():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"gunicorn did not start; its log:\n{self.log_path.read_text()}")
+            time.sleep(0.2)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _healthy(self) -> bool:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+            try:
+                connection.request("GET", "/healthz")
+                return connection.getresponse().status == 200
+            finally:
+                connection.close()
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+
+# --- HTTP load -------------------------------------------------------------------------------
+
+
+@dataclass
+class LoadResult:
+    client: str
+    requests: int
+    seconds: float
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    megabytes_per_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class LoadFailed(RuntimeError):
+    pass
+
+
+def wrk_available() -> bool:
+    return shutil.which("wrk") is not None
+
+
+_WRK_SCRIPT = """
+local paths = %(paths)s
+local headers = %(headers)s
+local index = 0
+request = function()
+  index = index %% #paths + 1
+  return wrk.format("GET", paths[index], headers)
+end
+done = function(summary, latency, requests)
+  local errors = summary.errors
+  io.write(string.format(
+    'WRK_RESULT {"requests":%%d,"duration_us":%%d,"bytes":%%d,"connect":%%d,"read":%%d,' ..
+    '"write":%%d,"status":%%d,"timeout":%%d,"p50_us":%%d,"p99_us":%%d}\\n',
+    summary.requests, summary.duration, summary.bytes, errors.connect, errors.read,
+    errors.write, errors.status, errors.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def _lua_string(text: str) -> str:
+    return json.dumps(text)  # a JSON string literal is a valid Lua string literal here
+
+
+def _lua_table(values: dict[str, str] | list[str]) -> str:
+    if isinstance(values, dict):
+        items = ", ".join(f"[{_lua_string(k)}] = {_lua_string(v)}" for k, v in values.items())
+    else:
+        items = ", ".join(_lua_string(v) for v in values)
+    return "{" + items + "}"
+
+
+def run_wrk(
+    base_url: str,
+    paths: Sequence[str],
+    headers: dict[str, str],
+    *,
+    duration: float,
+    connections: int,
+    threads: int = 2,
+    command_prefix: Sequence[str] = (),
+) -> LoadResult:
+    """``wrk`` for ``duration`` seconds over ``connections`` connections, cycling through
+    ``paths``. ``command_prefix`` (``ip netns exec NAME``) runs it elsewhere."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(
+            _WRK_SCRIPT % {"paths": _lua_table(list(paths)), "headers": _lua_table(headers)}
+        )
+    try:
+        command = [
+            *command_prefix, "wrk",
+            "--threads", str(min(threads, connections)),
+            "--connections", str(connections),
+            "--duration", f"{max(1, round(duration))}s",
+            "--timeout", "30s",
+            "--script", script.name,
+            base_url,
+        ]  # fmt: skip
+        completed = subprocess.run(
+            command, capture_output=True, text=True, timeout=duration + 120, check=False
+        )
+    finally:
+        os.unlink(script.name)
+    line = next(
+        (line for line in completed.stdout.splitlines() if line.startswith("WRK_RESULT ")), None
+    )
+    if completed.returncode != 0 or line is None:
+        raise LoadFailed(f"wrk failed ({completed.returncode}): {completed.stderr.strip()}")
+    found = json.loads(line.removeprefix("WRK_RESULT "))
+    failed = {k: found[k] for k in ("connect", "read", "write", "status", "timeout") if found[k]}
+    if failed:
+        raise LoadFailed(f"wrk counted errors {failed} of {found['requests']} requests")
+    seconds = found["duration_us"] / 1e6
+    return LoadResult(
+        client=f"wrk, {connections} connections",
+        requests=found["requests"],
+        seconds=seconds,
+        requests_per_s=found["requests"] / seconds,
+        p50_ms=found["p50_us"] / 1000,
+        p99_ms=found["p99_us"] / 1000,
+        megabytes_per_s=found["bytes"] / seconds / 1e6,
+    )
+
+
+def run_python_load(
+    host: str,
+    port: int,
+    paths: Sequence[str],
+    headers: dict[str, str],
+    *,
+    duration: float,
+    connections: int,
+) -> LoadResult:
+    """``connections`` Python threads, each on its own connection (re-opened whenever the
+    server closes it), for ``duration`` seconds. Sockets belong to the calling thread's network
+    namespace: call this inside ``NetworkNamespace.run`` to load a server there."""
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors: list[str] = []
+    received = [0]
+    counter = [0]
+    deadline = time.monotonic() + duration
+
+    def client() -> None:
+        connection: http.client.HTTPConnection | None = None
+        own: list[float] = []
+        size = 0
+        try:
+            while time.monotonic() < deadline and not errors:
+                with lock:
+                    path = paths[counter[0] % len(paths)]
+                    counter[0] += 1
+                if connection is None:
+                    connection = http.client.HTTPConnection(host, port, timeout=30)
+                started = time.perf_counter()
+                connection.request("GET", path, headers=headers)
+                response = connection.getresponse()
+                body = response.read()
+                own.append(time.perf_counter() - started)
+                size += len(body)
+                if not 200 <= response.status < 300:
+                    raise LoadFailed(f"{path} answered {response.status}")
+                if response.will_close:
+                    connection.close()
+                    connection = None
+        except Exception as error:
+            with lock:
+                errors.append(f"{type(error).__name__}: {error}")
+        finally:
+            if connection is not None:
+                connection.close()
+            with lock:
+                latencies.extend(own)
+                received[0] += size
+
+    workers = [threading.Thread(target=client) for _ in range(connections)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    seconds = time.perf_counter() - started
+    if errors:
+        raise LoadFailed(f"{len(errors)} client(s) failed: {errors[0]}")
+    ordered = sorted(latencies)
+    done = len(ordered)
+    return LoadResult(
+        client=f"Python, {connections} threads",
+        requests=done,
+        seconds=seconds,
+        requests_per_s=done / seconds,
+        p50_ms=1000 * ordered[done // 2] if done else float("nan"),
+        p99_ms=1000 * ordered[min(done - 1, int(done * 0.99))] if done else float("nan"),
+        megabytes_per_s=received[0] / seconds / 1e6,
+    )
+
+
+# --- Rounds ----------------------------------------------------------------------------------
+
+
+def interleaved(
+    contenders: dict[str, Callable[[], dict[str, Any]]],
+    *,
+    rounds: int,
+    label: str,
+) -> dict[str, list[dict[str, Any]]]:
+    """Measure each contender once per round; the first contender of round ``n`` is the
+    ``n``-th in turn. Returns every round's result per contender."""
+    names = list(contenders)
+    results: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    for number in range(rounds):
+        order = names[number % len(names) :] + names[: number % len(names)]
+        for name in order:
+            result = contenders[name]()
+            results[name].append(result)
+            summary = ", ".join(
+                f"{key} {value:.1f}" if isinstance(value, float) else f"{key} {value}"
+                for key, value in result.items()
+                if key in ("requests_per_s", "instances_per_s", "p50_ms", "seconds")
+            )
+            say(f"  round {number + 1}, {label}, {name}: {summary}")
+    return results
