@@ -8,8 +8,12 @@ tell their stories with.
 - ``carol``: clinician of ``other_org`` — the outsider for ``org``'s studies.
 """
 
+import contextlib
 import os
 import shutil
+import sqlite3
+from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 
@@ -165,3 +169,43 @@ def require_chromium():
         "Chromium is not installed (apt-get install chromium) for browser tests",
     )
     return path if os.path.exists(path) else shutil.which("chromium")
+
+
+@pytest.fixture
+def database_url(transactional_db, tmp_path) -> Iterator[str]:
+    """The test database as a ``DATABASE_URL`` that other threads and processes can open (Celery
+    workers, the DICOM listener's association threads, a WSGI server thread): the test is
+    transactional, so rows this process commits are what they read, and the other way round.
+    SQLite's in-memory test database is copied into a file for the test."""
+    from django.db import connection
+
+    settings_dict = connection.settings_dict
+    if connection.vendor == "postgresql":
+        user = quote(settings_dict.get("USER") or "postgres", safe="")
+        password = settings_dict.get("PASSWORD")
+        credentials = f"{user}:{quote(password, safe='')}" if password else user
+        host = settings_dict.get("HOST") or "127.0.0.1"
+        port = settings_dict.get("PORT") or 5432
+        yield f"postgres://{credentials}@{host}:{port}/{settings_dict['NAME']}"
+        return
+    if connection.vendor != "sqlite":
+        pytest.skip(f"these tests know PostgreSQL and SQLite, not {connection.vendor}")
+    if not connection.is_in_memory_db():
+        yield f"sqlite:///{settings_dict['NAME']}"
+        return
+    # SQLite's test database is in this process's memory: copy it (migrated, empty) into a file
+    # and point this process's connections at the file for the test. The in-memory connection
+    # is kept aside, not closed (closing would destroy the database the rest of the suite uses).
+    path = tmp_path / "test.sqlite3"
+    connection.ensure_connection()
+    with contextlib.closing(sqlite3.connect(path)) as target:
+        connection.connection.backup(target)
+    in_memory_name, in_memory_connection = settings_dict["NAME"], connection.connection
+    connection.connection = None
+    settings_dict["NAME"] = str(path)
+    try:
+        yield f"sqlite:///{path}"
+    finally:
+        connection.close()
+        settings_dict["NAME"] = in_memory_name
+        connection.connection = in_memory_connection

@@ -3,7 +3,7 @@ Radiology location, and the real listener serving in this process on a free port
 
 - ``node``: the active node ``MODALITY1`` (any address), filing into ``location``.
 - ``listener``: :func:`dimse.listener.running` on 127.0.0.1, port 0. Its association threads
-  use the database as another process would (``threaded_db``): the test is transactional (rows
+  use the database as another process would (``database_url``): the test is transactional (rows
   really commit), and on SQLite the test database moves from memory into a file for the test,
   so that threads write concurrently under SQLite's file locking rather than the in-memory
   database's shared cache. The file is on tmpfs when there is one: the listener commits each
@@ -15,15 +15,10 @@ Radiology location, and the real listener serving in this process on a free port
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import sqlite3
 import struct
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import pydicom
 import pytest
@@ -48,45 +43,7 @@ def node(org, location) -> DicomNode:
 
 
 @pytest.fixture
-def threaded_db(transactional_db, tmp_path) -> Iterator[str]:
-    """The test database as a ``DATABASE_URL`` another process could open, too."""
-    from django.db import connection
-
-    settings_dict = connection.settings_dict
-    if connection.vendor == "postgresql":
-        user = quote(settings_dict.get("USER") or "postgres", safe="")
-        password = settings_dict.get("PASSWORD")
-        credentials = f"{user}:{quote(password, safe='')}" if password else user
-        host = settings_dict.get("HOST") or "127.0.0.1"
-        port = settings_dict.get("PORT") or 5432
-        yield f"postgres://{credentials}@{host}:{port}/{settings_dict['NAME']}"
-        return
-    if not connection.is_in_memory_db():
-        yield f"sqlite:///{settings_dict['NAME']}"
-        return
-    shm = Path("/dev/shm")
-    folder = Path(tempfile.mkdtemp(dir=shm)) if shm.is_dir() else tmp_path
-    path = folder / "dimse.sqlite3"
-    connection.ensure_connection()
-    with contextlib.closing(sqlite3.connect(path)) as target:
-        connection.connection.backup(target)
-    # The in-memory connection is kept aside, not closed: closing it would destroy the
-    # database the rest of the suite uses.
-    in_memory_name, in_memory_connection = settings_dict["NAME"], connection.connection
-    connection.connection = None
-    settings_dict["NAME"] = str(path)
-    try:
-        yield f"sqlite:///{path}"
-    finally:
-        connection.close()
-        settings_dict["NAME"] = in_memory_name
-        connection.connection = in_memory_connection
-        if folder != tmp_path:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture
-def listener(threaded_db, settings) -> Iterator[dimse_listener.ListenerServer]:
+def listener(database_url, settings) -> Iterator[dimse_listener.ListenerServer]:
     settings.DICOM_AE_TITLE = "PORTAL"
     with dimse_listener.running("127.0.0.1", 0, grace=5) as server:
         yield server

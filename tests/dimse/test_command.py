@@ -62,7 +62,7 @@ class ListenerProcess:
 
 
 @pytest.fixture
-def listener_process(threaded_db, node, settings, tmp_path):
+def listener_process(database_url, node, settings, tmp_path):
     env = {
         key: value
         for key, value in os.environ.items()
@@ -71,7 +71,7 @@ def listener_process(threaded_db, node, settings, tmp_path):
     }
     env.update(
         DJANGO_SETTINGS_MODULE="tests.settings",
-        DATABASE_URL=threaded_db,
+        DATABASE_URL=database_url,
         DICOM_STORAGE_ROOT=settings.STORAGES["dicom"]["OPTIONS"]["location"],
         PORTAL_VAR_DIR=str(tmp_path / "var"),
         DICOM_AE_TITLE="PORTAL",

@@ -475,7 +475,7 @@ def test_after_a_restart_everything_acknowledged_is_there_and_a_resend_is_a_dupl
     assert Study.objects.get(study_uid=STUDY_UID).instance_count == 4
 
 
-def test_a_listener_bound_but_not_yet_serving_stops_cleanly(threaded_db):
+def test_a_listener_bound_but_not_yet_serving_stops_cleanly(database_url):
     server = dimse_listener.make_server("127.0.0.1", 0)
     port = server.port
 

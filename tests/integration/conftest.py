@@ -29,7 +29,6 @@ import os
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -38,7 +37,6 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -283,44 +281,6 @@ def redis_server(tmp_path) -> Iterator[RedisServer]:
 
 
 # --- The database, seen from other processes ------------------------------------------------
-
-
-@pytest.fixture
-def database_url(transactional_db, tmp_path) -> Iterator[str]:
-    """The test database as a ``DATABASE_URL`` for the workers. Rows this process commits are
-    what they read, and the other way round."""
-    from django.db import connection
-
-    settings_dict = connection.settings_dict
-    if connection.vendor == "postgresql":
-        user = quote(settings_dict.get("USER") or "postgres", safe="")
-        password = settings_dict.get("PASSWORD")
-        credentials = f"{user}:{quote(password, safe='')}" if password else user
-        host = settings_dict.get("HOST") or "127.0.0.1"
-        port = settings_dict.get("PORT") or 5432
-        yield f"postgres://{credentials}@{host}:{port}/{settings_dict['NAME']}"
-        return
-    if connection.vendor != "sqlite":
-        pytest.skip(f"integration tests know PostgreSQL and SQLite, not {connection.vendor}")
-    if not connection.is_in_memory_db():
-        yield f"sqlite:///{settings_dict['NAME']}"
-        return
-    # SQLite's test database is in this process's memory: copy it (migrated, empty) into a file
-    # and point this process's connections at the file for the test. The in-memory connection
-    # is kept aside, not closed (closing would destroy the database the rest of the suite uses).
-    path = tmp_path / "outbox.sqlite3"
-    connection.ensure_connection()
-    with contextlib.closing(sqlite3.connect(path)) as target:
-        connection.connection.backup(target)
-    in_memory_name, in_memory_connection = settings_dict["NAME"], connection.connection
-    connection.connection = None
-    settings_dict["NAME"] = str(path)
-    try:
-        yield f"sqlite:///{path}"
-    finally:
-        connection.close()
-        settings_dict["NAME"] = in_memory_name
-        connection.connection = in_memory_connection
 
 
 # --- Celery: this process as the publisher, subprocesses as workers --------------------------

@@ -20,7 +20,6 @@ import pytest
 from tests.accounts.helpers import plain_static_storage
 from tests.conftest import require_service
 from tests.dicomweb.conftest import ct_study  # noqa: F401 - a fixture used by the tests here
-from tests.integration.conftest import database_url  # noqa: F401 - a fixture used here
 from tests.interop import netns
 from tests.interop import orthanc as orthanc_module
 from tests.interop.orthanc import Orthanc

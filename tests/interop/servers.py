@@ -93,7 +93,7 @@ def running_listener(
 ) -> Iterator[dimse_listener.ListenerServer]:
     """The portal's DICOM listener on 127.0.0.1, a free port (inside ``namespace`` when given),
     serving from a thread of this namespace. Its associations write through their own database
-    connections: use it with ``database_url`` (tests.integration) on SQLite."""
+    connections: use it with the ``database_url`` fixture (tests/conftest.py) on SQLite."""
     make = dimse_listener.make_server
     if namespace is None:
         server = make(HOST, 0, ae_title=ae_title)
