@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
@@ -41,7 +43,19 @@ schema.app = _over_https
 
 
 @pytest.fixture
-def alice_token_header(alice, settings):
+def keep_test_connection():
+    # The real WSGI handler closes "old" database connections around each request. Inside the
+    # test's transaction that would close it (PostgreSQL; SQLite's in-memory one ignores the
+    # close), so, like Django's own test client, hold that back while the requests run.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def alice_token_header(alice, settings, keep_test_connection):
     settings.ALLOWED_HOSTS = ["localhost", "testserver"]
     return {"Authorization": f"Token {api_token(alice)}"}
 
