@@ -16,11 +16,13 @@ ARCHITECTURE.md (active -> email confirmation -> login -> password -> SMS code),
 counted by a conditional UPDATE on the rules of ``state.openable`` so that N concurrent openings
 of a link with K uses left admit exactly K, then the grant goes into a new session key.
 
-Password and code guesses are throttled per link and per address before they reach the hasher,
-and each is counted as a failure *before* it is checked, by a conditional UPDATE that stops at
-the link's lock (``max_password_attempts``, ``GUESTLINK_MAX_CODE_FAILURES``): concurrent
-guesses never pass the limit, and a right answer is forgiven afterwards. Every event is audited
-with the link's id and never with its token, a password or a code.
+Password and code guesses are throttled per link and per address before they reach the hasher.
+A password guess is counted as a failure *before* it is checked, by a conditional UPDATE that
+stops at the link's lock (``max_password_attempts``), and a right one is forgiven afterwards. SMS
+codes are sent and checked by the one mechanism both features share (``notifications.codes``),
+under the link row's lock, up to ``GUESTLINK_MAX_CODE_FAILURES``: either way concurrent guesses
+never pass the limit. Every event is audited with the link's id and never with its token, a
+password or a code.
 """
 
 from __future__ import annotations
@@ -39,7 +41,6 @@ from django.db.models import Exists, F, OuterRef
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
@@ -50,9 +51,9 @@ from audit.services import record
 from guestlinks.access import GRANTS_SESSION_KEY, forget_memo
 from guestlinks.models import ConfirmationToken, GuestLink, SmsCode, TargetKind
 from guestlinks.passwords import check_link_password
-from guestlinks.services.state import LinkStatus, link_status, openable
+from guestlinks.services.state import LinkStatus, link_status, max_code_failures, openable
 from guestlinks.tokens import candidate_digests, recover_token
-from notifications.codes import new_code, resend_wait, resend_wait_message
+from notifications import codes
 from notifications.models import Channel
 from notifications.services import queue_message
 from portal import throttle
@@ -346,7 +347,7 @@ def describe_link(link: GuestLink, request: HttpRequest) -> LinkPage:
         password_required=bool(link.password_hash),
         birth_date_password=link.password_is_birth_date,
         code_required=code_required,
-        code_active=code_required and _current_code(link, timezone.now()) is not None,
+        code_active=code_required and codes.current_code(_code_policy(link, request)) is not None,
         # The last two digits only: enough for the recipient to recognize their phone.
         mobile_hint=link.mobile[-2:] if code_required and link.mobile else "",
         attempts_left=attempts_left,
@@ -515,55 +516,51 @@ def _check_password(link: GuestLink, request: HttpRequest, password: str) -> Non
     raise GateFailed(_("Wrong password. Check it and try again."), field="password")
 
 
-def _code_digest(link: GuestLink, code: str) -> str:
-    # An HMAC, not argon2: a six-digit code lives ten minutes behind a five-failure lock and a
-    # guess throttle, so online guessing is what matters and the lock stops it. Offline, a dump
-    # without SECRET_KEY cannot test codes at all; with the key, argon2 would only slow a search
-    # of a million codes that expire within minutes anyway. Bound to the link, so a code is
-    # worth nothing elsewhere.
-    return secret_digest(code, purpose=f"guestlink-sms:{link.pk}")
-
-
-def _current_code(link: GuestLink, now: datetime) -> SmsCode | None:
-    """The newest code that may still be entered (unused, not replaced, not expired)."""
-    return (
-        SmsCode.objects.filter(
-            link=link, used_at__isnull=True, replaced_at__isnull=True, expires_at__gt=now
-        )
-        .order_by("-created_at", "-pk")
-        .first()
+def _code_policy(link: GuestLink, request: HttpRequest | None) -> codes.CodePolicy:
+    """A link's SMS codes: bound to the link, checked under its row's lock. A link that no
+    longer opens takes no code, and reaching the limit needs nothing more than the count:
+    ``state.link_status`` calls the link locked from ``code_failures`` alone. A right code
+    leaves the count as it is (a new link is the way out, not a lucky guess)."""
+    return codes.CodePolicy(
+        holder=GuestLink.objects.filter(pk=link.pk),
+        code_model=SmsCode,
+        owner={"link": link},
+        purpose=f"guestlink-sms:{link.pk}",
+        max_failures=max_code_failures(),
+        closed=lambda row: not link_status(row).is_open,
+        audit=lambda row, action, **details: _audit(row, action, request, **details),
+        sent_action=Action.LINK_CODE_SENT,
+        wrong_action=Action.LINK_WRONG_CODE,
+        limit_detail="locked",
     )
 
 
-def _check_code(link: GuestLink, request: HttpRequest, code: str) -> SmsCode:
+def _check_code(link: GuestLink, request: HttpRequest, code: str) -> None:
+    """Pass the code gate: the right code is spent (single use) under the link's lock."""
     if not code:
         raise GateFailed(
             _("Enter the code we sent you by SMS. No code yet? Select Send code."), field="code"
         )
-    current = _current_code(link, timezone.now())
-    if current is None:
-        # Nothing to guess against: not a failure, but nothing opens either.
-        raise GateFailed(
-            _("This code has expired or was already used. Select Send code for a new one."),
-            field="code",
-        )
+    policy = _code_policy(link, request)
+    used_or_expired = GateFailed(
+        _("This code has expired or was already used. Select Send code for a new one."),
+        field="code",
+    )
+    if codes.current_code(policy) is None:
+        # Nothing to guess against: not a failure, nor a guess for the throttle.
+        raise used_or_expired
     keys = _reserve_guess(link, request)
-    _reserve_failure(link, request, "code_failures", keys)
-    if constant_time_compare(_code_digest(link, code), current.code_hash):
-        _forgive_failure(link, "code_failures", keys)
-        return current
-    with transaction.atomic():
-        link.refresh_from_db(fields=["code_failures"])
-        locked = link_status(link).state == "locked"
-        _audit(
-            link,
-            Action.LINK_WRONG_CODE,
-            request,
-            failed=True,
-            failures=link.code_failures,
-            locked=locked,
-        )
-    if locked:
+    check = codes.verify(policy, code)
+    if check.outcome != codes.Outcome.WRONG:
+        # A right code, or no guess at all: not counted against the link or the address.
+        throttle.hand_back(*keys)
+    if check.outcome == codes.Outcome.VERIFIED:
+        return
+    if check.outcome == codes.Outcome.CLOSED:
+        _refuse(check.holder, request, link_status(check.holder), once=False)
+    if check.outcome == codes.Outcome.NO_CODE:
+        raise used_or_expired
+    if check.reached_limit:
         raise GateFailed(
             _(
                 "Wrong code. Too many wrong codes were entered and the link no longer opens. "
@@ -655,20 +652,11 @@ def open_link(
     check_entry_gates(link=link, request=request)
     if link.password_hash:
         _check_password(link, request, password)
-    sms_code = None
     if link.sms_code_required:
-        sms_code = _check_code(link, request, code)
+        _check_code(link, request, code)
     now = timezone.now()
     study_ids: list[int] = []
     with transaction.atomic():
-        if sms_code is not None:
-            spent = SmsCode.objects.filter(pk=sms_code.pk, used_at__isnull=True).update(used_at=now)
-            if not spent:
-                # Another request used the same code a moment ago.
-                raise GateFailed(
-                    _("This code was already used. Select Send code for a new one."),
-                    field="code",
-                )
         counted = GuestLink.objects.filter(openable(now=now), pk=link.pk).update(uses=F("uses") + 1)
         if counted:
             study_ids = granted_studies(link, now=now)
@@ -711,39 +699,27 @@ def send_code(*, link: GuestLink, request: HttpRequest) -> SentCode:
         raise CodeNotSent(
             _("No mobile number was given for this link. Ask the sender for a new link.")
         )
-    now = timezone.now()
-    with transaction.atomic():
-        # The row lock serializes concurrent requests for one link, so the cooldown and the cap
-        # hold (SQLite serializes whole write transactions anyway).
-        locked = GuestLink.objects.select_for_update().get(pk=link.pk)
-        last = SmsCode.objects.filter(link=link).order_by("-created_at", "-pk").first()
-        wait = resend_wait(last.created_at if last else None, sms_resend_cooldown(), now)
-        if wait:
-            raise CodeNotSent(resend_wait_message(wait), retry_after=wait)
-        if locked.codes_sent >= max_sms_codes():
-            raise CodeNotSent(
-                _(
-                    "No more codes can be sent for this link. Contact the sender of the link "
-                    "for help."
-                )
-            )
-        SmsCode.objects.filter(link=link, used_at__isnull=True, replaced_at__isnull=True).update(
-            replaced_at=now
-        )
-        code = new_code()
-        expires_at = now + sms_code_validity()
-        SmsCode.objects.create(link=link, code_hash=_code_digest(link, code), expires_at=expires_at)
-        GuestLink.objects.filter(pk=link.pk).update(codes_sent=F("codes_sent") + 1)
-        queue_message(
-            channel=Channel.SMS,
+    validity = sms_code_validity()
+    try:
+        issued = codes.issue(
+            _code_policy(link, request),
             to=link.mobile,
-            template="sms_code",
-            context={"code": code, "minutes": int(sms_code_validity().total_seconds() // 60)},
             language=link.language,
             concerning=(MESSAGE_CONCERNING, link.pk),
+            validity=validity,
+            resend_seconds=sms_resend_cooldown(),
+            cap=max_sms_codes(),
         )
-        _audit(link, Action.LINK_CODE_SENT, request, sent=locked.codes_sent + 1)
-    return SentCode(expires_at=expires_at, mobile_hint=link.mobile[-2:])
+    except codes.HolderClosed as refusal:
+        # It closed after the first gate.
+        _refuse(refusal.holder, request, link_status(refusal.holder), once=False)
+    except codes.TooSoon as refusal:
+        raise CodeNotSent(refusal.message, retry_after=refusal.wait) from None
+    except codes.CapReached:
+        raise CodeNotSent(
+            _("No more codes can be sent for this link. Contact the sender of the link for help.")
+        ) from None
+    return SentCode(expires_at=issued.expires_at, mobile_hint=link.mobile[-2:])
 
 
 # --- Two-step email confirmation ---------------------------------------------------------------

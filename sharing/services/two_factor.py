@@ -10,9 +10,10 @@ sending radiology department").
   failure count.
 - The "bucket" is the ShareRecipient row: ``SHARE_MAX_CODE_FAILURES`` wrong codes in a row (by
   any of its users: a group shares one bucket) set ``blocked_at``; a right code resets the count.
-  Each guess is checked under the row's lock (``select_for_update``; SQLite serializes write
-  transactions), and the block is a conditional UPDATE, so concurrent guesses count exactly up
-  to the limit, no guess is checked once it is reached, and the block happens once.
+  Sending and checking are the mechanism guest links share (``notifications.codes``): each guess
+  is checked under the row's lock (``select_for_update``; SQLite serializes write transactions),
+  and the block is a conditional UPDATE, so concurrent guesses count exactly up to the limit, no
+  guess is checked once it is reached, and the block happens once.
 - The right code is remembered in the browser session (``sharing.access``), never elsewhere.
 - An administrator of the share's (sending) organization, or a superuser, lifts the block.
 
@@ -31,32 +32,21 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils import timezone
-from django.utils.crypto import constant_time_compare
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from accounts.models import Organization, User
 from accounts.permissions import Perm
-from accounts.tokens import secret_digest
 from audit.models import Action
-from notifications.codes import (
-    is_code_shaped,
-    new_code,
-    normalize_code,
-    resend_wait,
-    resend_wait_message,
-)
-from notifications.models import Channel
-from notifications.services import queue_message
+from notifications import codes
+from notifications.codes import is_code_shaped, normalize_code
 from sharing.access import recipients_of, remember_verification, two_factor_entries
 from sharing.models import ShareCode, ShareRecipient
 from sharing.services.trail import record_share_event
 from studies.access import has_perm, organizations_with
 
-SMS_TEMPLATE = "sms_code"
 # The cap on codes counts the codes sent to one user for one share in this window: enough for
 # any real use, too few to flood a phone, and it frees itself without an administrator.
 CODE_CAP_WINDOW = timedelta(hours=24)
@@ -209,7 +199,7 @@ def describe(*, user: User, recipient: ShareRecipient) -> CodePage:
         blocked=recipient.blocked_at is not None,
         has_mobile=bool(mobile_hint(user)),
         mobile_hint=mobile_hint(user),
-        code_active=_current_code(recipient, user, timezone.now()) is not None,
+        code_active=codes.current_code(_code_policy(recipient, user, None)) is not None,
         attempts_left=max(0, max_failures() - recipient.code_failures),
     )
 
@@ -239,25 +229,37 @@ def _audit(
 # --- Codes -------------------------------------------------------------------------------------
 
 
-def _code_digest(recipient: ShareRecipient, user: User, code: str) -> str:
-    # An HMAC, not argon2: a six-digit code lives ten minutes behind a five-failure block, so
-    # online guessing is what matters and the block stops it; a dump without SECRET_KEY cannot
-    # test codes at all. Bound to the recipient and the user: worth nothing elsewhere.
-    return secret_digest(code, purpose=f"share-sms:{recipient.pk}:{user.pk}")
+def _block(recipient: ShareRecipient, now: datetime) -> None:
+    """The wrong code that reaches the limit blocks the bucket, once, and retires every code of
+    its users: no code sent before the block opens anything after an unblock."""
+    ShareRecipient.objects.filter(pk=recipient.pk, blocked_at__isnull=True).update(blocked_at=now)
+    ShareCode.objects.filter(
+        recipient=recipient, used_at__isnull=True, replaced_at__isnull=True
+    ).update(replaced_at=now)
+    recipient.refresh_from_db(fields=["blocked_at"])
 
 
-def _current_code(recipient: ShareRecipient, user: User, now: datetime) -> ShareCode | None:
-    """The user's newest code for this recipient that may still be entered."""
-    return (
-        ShareCode.objects.filter(
-            recipient=recipient,
-            user=user,
-            used_at__isnull=True,
-            replaced_at__isnull=True,
-            expires_at__gt=now,
-        )
-        .order_by("-created_at", "-pk")
-        .first()
+def _code_policy(
+    recipient: ShareRecipient, user: User, request: HttpRequest | None
+) -> codes.CodePolicy:
+    """A share's SMS codes: the user's own (bound to the recipient and the user), checked
+    under the recipient's lock, whose count all its users share; a blocked bucket takes no
+    code, and the limit blocks it."""
+    return codes.CodePolicy(
+        holder=ShareRecipient.objects.filter(pk=recipient.pk).select_related("share__organization"),
+        code_model=ShareCode,
+        owner={"recipient": recipient, "user": user},
+        purpose=f"share-sms:{recipient.pk}:{user.pk}",
+        max_failures=max_failures(),
+        closed=lambda row: row.blocked_at is not None,
+        at_limit=_block,
+        reset_failures_on_success=True,
+        audit=lambda row, action, **details: _audit(row, action, request, actor=user, **details),
+        sent_action=Action.SHARE_CODE_SENT,
+        wrong_action=Action.SHARE_WRONG_CODE,
+        verified_action=Action.SHARE_CODE_VERIFIED,
+        limit_action=Action.SHARE_BLOCKED,
+        limit_detail="blocked",
     )
 
 
@@ -274,59 +276,38 @@ def send_code(*, user: User, recipient: ShareRecipient, request: HttpRequest) ->
     recipient = find_recipient(user=user, recipient_id=recipient.pk)
     if not mobile_hint(user):
         raise NoMobile(no_mobile_message())
-    now = timezone.now()
-    with transaction.atomic():
-        # The row lock serializes concurrent requests for one recipient, so the cooldown and the
-        # cap hold (SQLite serializes whole write transactions anyway).
-        locked = (
-            ShareRecipient.objects.select_for_update()
-            .select_related("share__organization")
-            .get(pk=recipient.pk)
+    try:
+        issued = codes.issue(
+            _code_policy(recipient, user, request),
+            to=user.mobile,
+            language=user.language,
+            concerning=("share", recipient.share_id),
+            validity=code_validity(),
+            resend_seconds=resend_cooldown(),
+            cap=max_codes(),
+            cap_window=CODE_CAP_WINDOW,
         )
-        if locked.blocked_at is not None:
-            raise ShareBlocked(blocked_message(locked))
-        mine = ShareCode.objects.filter(recipient=locked, user=user)
-        last = mine.order_by("-created_at", "-pk").first()
-        wait = resend_wait(last.created_at if last else None, resend_cooldown(), now)
-        if wait:
-            raise CodeNotSent(resend_wait_message(wait), retry_after=wait)
-        if mine.filter(created_at__gt=now - CODE_CAP_WINDOW).count() >= max_codes():
-            raise CodeNotSent(
-                _(
-                    "We sent you too many codes for this share today. Use the newest one, or try "
-                    "again tomorrow. If no code arrives, contact %(organization)s."
-                )
-                % {"organization": locked.share.organization.name}
+    except codes.HolderClosed as refusal:
+        raise ShareBlocked(blocked_message(refusal.holder)) from None
+    except codes.TooSoon as refusal:
+        raise CodeNotSent(refusal.message, retry_after=refusal.wait) from None
+    except codes.CapReached as refusal:
+        raise CodeNotSent(
+            _(
+                "We sent you too many codes for this share today. Use the newest one, or try "
+                "again tomorrow. If no code arrives, contact %(organization)s."
             )
-        mine.filter(used_at__isnull=True, replaced_at__isnull=True).update(replaced_at=now)
-        code = new_code()
-        expires_at = now + code_validity()
-        ShareCode.objects.create(
-            recipient=locked,
-            user=user,
-            code_hash=_code_digest(locked, user, code),
-            expires_at=expires_at,
-        )
-        ShareRecipient.objects.filter(pk=locked.pk).update(codes_sent=F("codes_sent") + 1)
-        try:
-            queue_message(
-                channel=Channel.SMS,
-                to=user.mobile,
-                template=SMS_TEMPLATE,
-                context={"code": code, "minutes": int(code_validity().total_seconds() // 60)},
-                language=user.language,
-                concerning=("share", locked.share_id),
+            % {"organization": refusal.holder.share.organization.name}
+        ) from None
+    except ValidationError:
+        # A number that cannot receive SMS is no number: nothing is stored (rolled back).
+        raise NoMobile(
+            _(
+                "The mobile phone number registered for your account cannot receive SMS. "
+                "Ask an administrator of your organization to correct it."
             )
-        except ValidationError:
-            # A number that cannot receive SMS is no number: nothing is stored (rolled back).
-            raise NoMobile(
-                _(
-                    "The mobile phone number registered for your account cannot receive SMS. "
-                    "Ask an administrator of your organization to correct it."
-                )
-            ) from None
-        _audit(locked, Action.SHARE_CODE_SENT, request, actor=user, sent=locked.codes_sent + 1)
-    return SentCode(expires_at=expires_at, mobile_hint=mobile_hint(user))
+        ) from None
+    return SentCode(expires_at=issued.expires_at, mobile_hint=mobile_hint(user))
 
 
 def verify_code(*, user: User, recipient: ShareRecipient, code: str, request: HttpRequest) -> None:
@@ -340,76 +321,23 @@ def verify_code(*, user: User, recipient: ShareRecipient, code: str, request: Ht
     if not is_code_shaped(code):
         # Not a guess at all: nothing is counted.
         raise CodeRefused(_("Enter the six digits of the code we sent by SMS."))
-    now = timezone.now()
-    limit = max_failures()
-    with transaction.atomic():
-        # Checked under the row's lock: concurrent guesses queue here, each sees the count the
-        # previous one left, and none is checked once the share is blocked.
-        locked = (
-            ShareRecipient.objects.select_for_update()
-            .select_related("share__organization")
-            .get(pk=recipient.pk)
-        )
-        if locked.blocked_at is not None:
-            outcome = "blocked"
-        elif (current := _current_code(locked, user, now)) is None:
-            # Nothing to guess against: not a failure, but nothing opens either.
-            outcome = "no_code"
-        elif constant_time_compare(_code_digest(locked, user, code), current.code_hash):
-            # Single use, by a conditional UPDATE: a second request with the same code spends
-            # nothing.
-            spent = ShareCode.objects.filter(pk=current.pk, used_at__isnull=True).update(
-                used_at=now
-            )
-            outcome = "verified" if spent else "no_code"
-            if spent:
-                ShareRecipient.objects.filter(pk=locked.pk).update(code_failures=0)
-                _audit(locked, Action.SHARE_CODE_VERIFIED, request, actor=user)
-        else:
-            outcome = "wrong"
-            ShareRecipient.objects.filter(pk=locked.pk, blocked_at__isnull=True).update(
-                code_failures=F("code_failures") + 1
-            )
-            blocked_now = ShareRecipient.objects.filter(
-                pk=locked.pk, blocked_at__isnull=True, code_failures__gte=limit
-            ).update(blocked_at=now)
-            locked.refresh_from_db(fields=["code_failures", "blocked_at"])
-            _audit(
-                locked,
-                Action.SHARE_WRONG_CODE,
-                request,
-                actor=user,
-                failed=True,
-                failures=locked.code_failures,
-                blocked=bool(blocked_now),
-            )
-            if blocked_now:
-                # No code sent before the block opens anything after an unblock.
-                ShareCode.objects.filter(
-                    recipient=locked, used_at__isnull=True, replaced_at__isnull=True
-                ).update(replaced_at=now)
-                _audit(
-                    locked,
-                    Action.SHARE_BLOCKED,
-                    request,
-                    actor=user,
-                    failed=True,
-                    failures=locked.code_failures,
-                )
-    # Raised after the transaction: the failure, the block and their audit events must stay.
-    if outcome == "verified":
+    policy = _code_policy(recipient, user, request)
+    # Raised after the check's transaction: the failure, the block and their audit events stay.
+    check = codes.verify(policy, code)
+    locked = check.holder
+    if check.verified:
         remember_verification(request, locked)
         return
-    if outcome == "blocked" or locked.blocked_at is not None:
+    if check.outcome == codes.Outcome.CLOSED or locked.blocked_at is not None:
         message = blocked_message(locked)
-        if outcome == "wrong":
+        if check.outcome == codes.Outcome.WRONG:
             message = _("Wrong code.") + " " + message
         raise ShareBlocked(message)
-    if outcome == "no_code":
+    if check.outcome == codes.Outcome.NO_CODE:
         raise CodeRefused(
             _("This code has expired or was already used. Select Send code for a new one.")
         )
-    left = max(0, limit - locked.code_failures)
+    left = max(0, policy.max_failures - check.failures)
     raise CodeRefused(
         ngettext(
             "Wrong code. %(left)d attempt left before the share is blocked.",

@@ -211,7 +211,7 @@ def test_the_same_code_used_twice_at_once_opens_once(coded, monkeypatch):
     read_before_spent = SmsCode.objects.get(link=link)
     opening.open_link(link=link, request=service_request(), code=code)
 
-    monkeypatch.setattr(opening, "_current_code", lambda link, now: read_before_spent)
+    monkeypatch.setattr(codes_module, "current_code", lambda policy, now=None: read_before_spent)
     with pytest.raises(opening.GateFailed) as refusal:
         opening.open_link(link=link, request=service_request(), code=code)
     assert "already used" in refusal.value.message

@@ -17,6 +17,7 @@ from django.db import connection
 
 from audit.models import Action, AuditEvent
 from audit.selectors import verify_chain
+from notifications import codes as codes_module
 from sharing.models import ShareCode, ShareRecipient
 from sharing.services import two_factor as tf
 from studies.access import study_access
@@ -93,13 +94,13 @@ def assert_blocked_exactly_once(recipient, outcomes, checked):
 def count_checks(monkeypatch) -> list[str]:
     """Every code compared with the stored digest (sending a code computes one too: not here)."""
     checked: list[str] = []
-    real_digest = tf._code_digest
+    real_digest = codes_module.secret_digest
 
-    def counting(recipient, user, code):
+    def counting(code, *, purpose):
         checked.append(code)
-        return real_digest(recipient, user, code)
+        return real_digest(code, purpose=purpose)
 
-    monkeypatch.setattr(tf, "_code_digest", counting)
+    monkeypatch.setattr(codes_module, "secret_digest", counting)
     return checked
 
 
