@@ -24,6 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django_otp.admin import OTPAdminSite
+from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import services
@@ -241,7 +242,8 @@ class UserAdmin(DjangoUserAdmin):
         return super().get_queryset(request).annotate(has_two_factor=Exists(devices))
 
     def user_change_password(self, request, id, form_url=""):
-        # An administrator setting someone's password is a security event like any other.
+        # An administrator setting someone's password is a security event like any other, and
+        # ends the user's API tokens as the user's own change does.
         with transaction.atomic():
             response = super().user_change_password(request, id, form_url)
             if request.method == "POST" and response.status_code == 302:
@@ -252,6 +254,11 @@ class UserAdmin(DjangoUserAdmin):
                     target_id=id,
                     details={"set_by_administrator": True},
                 )
+                user = User._default_manager.filter(pk=id).first()
+                if user is not None:
+                    services.end_api_tokens(
+                        request=request, user=user, reason="password set by an administrator"
+                    )
         return response
 
     @admin.display(boolean=True, description=_("two-factor"), ordering="has_two_factor")
@@ -348,6 +355,17 @@ class OrganizationAdmin(admin.ModelAdmin):
 
     fieldsets = (
         (None, {"fields": ("name", "kind", "searchable")}),
+        (
+            _("Sign-in"),
+            {
+                "description": _(
+                    "Users who must set up an authenticator app use the portal, the API and "
+                    "DICOMweb only with its codes; API tokens they took with a password alone "
+                    "stop working."
+                ),
+                "fields": ("require_two_factor",),
+            },
+        ),
         (
             _("Share options"),
             {
@@ -463,11 +481,25 @@ class ApiTokenAdmin(admin.ModelAdmin):
     """Tokens can be looked at and deleted (which stops them at once), never created or
     edited here: the secret exists only in the hands of whoever requested it."""
 
-    list_display = ("prefix_display", "user", "created_at", "last_used_at")
-    list_filter = ("created_at", "last_used_at")
+    list_display = (
+        "prefix_display",
+        "user",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "two_factor_verified",
+    )
+    list_filter = ("created_at", "last_used_at", "expires_at", "two_factor_verified")
     search_fields = ("user__username", "prefix")
     list_select_related = ("user",)
-    fields = ("user", "prefix_display", "created_at", "last_used_at")
+    fields = (
+        "user",
+        "prefix_display",
+        "created_at",
+        "last_used_at",
+        "expires_at",
+        "two_factor_verified",
+    )
     readonly_fields = fields
 
     @admin.display(description=_("token"), ordering="prefix")
@@ -485,3 +517,47 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     def delete_queryset(self, request, queryset):
         services.revoke_api_tokens(request=request, tokens=queryset.select_related("user"))
+
+
+# --- Two-factor devices -------------------------------------------------------------------------
+
+# django-otp registers its device admin first (it comes before accounts in INSTALLED_APPS).
+if admin.site.is_registered(TOTPDevice):
+    admin.site.unregister(TOTPDevice)
+
+# What makes a device another device: a token taken before must not outlive the change.
+_DEVICE_IDENTITY_FIELDS = frozenset({"user", "key", "confirmed", "step", "t0", "digits"})
+
+
+@admin.register(TOTPDevice)
+class PortalTOTPDeviceAdmin(TOTPDeviceAdmin):
+    """django-otp's device admin (superusers), where adding, changing or deleting a device ends
+    its user's API tokens, as on the user's own two-factor page."""
+
+    def save_model(self, request, obj, form, change):
+        with transaction.atomic():
+            previous = TOTPDevice.objects.filter(pk=obj.pk).select_related("user").first()
+            super().save_model(request, obj, form, change)
+            if change and not _DEVICE_IDENTITY_FIELDS.intersection(form.changed_data):
+                return
+            owners = {obj.user, previous.user if previous is not None else obj.user}
+            for owner in owners:
+                services.end_api_tokens(
+                    request=request, user=owner, reason="two-factor device changed"
+                )
+
+    def delete_model(self, request, obj):
+        with transaction.atomic():
+            super().delete_model(request, obj)
+            services.end_api_tokens(
+                request=request, user=obj.user, reason="two-factor device removed"
+            )
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            owners = {device.user for device in queryset.select_related("user")}
+            super().delete_queryset(request, queryset)
+            for owner in owners:
+                services.end_api_tokens(
+                    request=request, user=owner, reason="two-factor device removed"
+                )

@@ -50,6 +50,13 @@ class TokenResponseSerializer(serializers.Serializer):
         read_only=True,
         help_text=_("Shown this once: the portal keeps only a keyed digest of it."),
     )
+    expires_at = serializers.DateTimeField(
+        read_only=True,
+        help_text=_(
+            "When the token ends at the latest. It ends sooner after API_TOKEN_IDLE_DAYS "
+            "without use, and when its user changes password or two-factor set-up."
+        ),
+    )
 
 
 class AuthErrorSerializer(serializers.Serializer):
@@ -86,7 +93,8 @@ class MeSerializer(serializers.ModelSerializer):
 
 class ObtainTokenView(APIView):
     """Exchange a username, password and (for accounts with two-factor) a current code for an
-    API token. Failures count against the same throttle as the login page."""
+    API token. Failures count against the same throttle as the login page. An account that must
+    use two-factor authentication and has not set it up gets 403."""
 
     authentication_classes = []
     permission_classes = [AllowAny]
@@ -100,6 +108,10 @@ class ObtainTokenView(APIView):
             200: TokenResponseSerializer,
             # The body: field errors, or "detail" for wrong credentials (portal.api's shape).
             400: OpenApiResponse(description="Wrong credentials, or a missing or wrong code."),
+            403: OpenApiResponse(
+                AuthErrorSerializer,
+                description="The account must use two-factor authentication and has none set up.",
+            ),
             429: OpenApiResponse(AuthErrorSerializer, description="Too many failed attempts."),
         },
         auth=[],
@@ -109,7 +121,7 @@ class ObtainTokenView(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         try:
-            _token, secret = services.issue_api_token(
+            token, secret = services.issue_api_token(
                 request=request,
                 username=data["username"],
                 password=data["password"],
@@ -119,9 +131,13 @@ class ObtainTokenView(APIView):
             raise exceptions.Throttled(wait=exc.retry_after, detail=exc.message) from exc
         except (services.TwoFactorRequired, services.InvalidCode) as exc:
             return Response({"otp_token": [exc.message]}, status=status.HTTP_400_BAD_REQUEST)
+        except services.TwoFactorSetupRequired as exc:
+            return Response({"detail": exc.message}, status=status.HTTP_403_FORBIDDEN)
         except services.AuthenticationRefused as exc:
             return Response({"detail": exc.message}, status=status.HTTP_400_BAD_REQUEST)
-        return Response(TokenResponseSerializer({"token": secret}).data)
+        return Response(
+            TokenResponseSerializer({"token": secret, "expires_at": token.expires_at}).data
+        )
 
 
 class MeView(APIView):

@@ -2,6 +2,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from accounts.models import ApiToken
+from accounts.policy import needs_two_factor
 from accounts.tokens import candidate_digests
 
 # The HMAC purpose label of API tokens, not a secret.
@@ -10,7 +11,10 @@ TOKEN_PURPOSE = "api-token"  # noqa: S105
 
 class ApiTokenAuthentication(authentication.BaseAuthentication):
     """``Authorization: Token <secret>``. The secret is looked up by its HMAC digest; the database
-    holds no usable token."""
+    holds no usable token. A token counts until it expires or lies unused for too long
+    (``ApiToken.ends_at``), and only if it was issued with a one-time code where its user has
+    or must have two-factor authentication (``accounts.policy``): a token obtained with the
+    password alone, before the organization required a code, stops working then."""
 
     keyword = "Token"
 
@@ -29,9 +33,14 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             .filter(digest__in=candidate_digests(secret, purpose=TOKEN_PURPOSE))
             .first()
         )
-        if token is None or not token.user.is_active:
-            raise exceptions.AuthenticationFailed("Invalid or expired token.")
         now = timezone.now()
+        if token is None or not token.user.is_active or not token.is_live(now):
+            raise exceptions.AuthenticationFailed("Invalid or expired token.")
+        if not token.two_factor_verified and needs_two_factor(token.user):
+            raise exceptions.AuthenticationFailed(
+                "This token was issued without two-factor authentication, which this account "
+                "requires: request a new token with the current code as otp_token."
+            )
         if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 300:
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         return token.user, token

@@ -27,6 +27,28 @@ class LoginForm(forms.Form):
         max_length=4096,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
     )
+    # Offered when the account's ceiling slows logins down: a valid code gets past it.
+    otp_token = forms.CharField(
+        label=_("Code from your authenticator app"),
+        max_length=16,
+        required=False,
+        widget=forms.TextInput(
+            attrs={
+                "autocomplete": "one-time-code",
+                "inputmode": "numeric",
+                "pattern": r"[0-9 \-]*",
+                "size": 8,
+            }
+        ),
+    )
+
+    def clean_otp_token(self) -> str:
+        token = _CODE_SPACING.sub("", self.cleaned_data.get("otp_token", ""))
+        if token and (not token.isdigit() or len(token) not in (6, 8)):
+            raise forms.ValidationError(
+                _("Enter the 6-digit code shown by your authenticator app.")
+            )
+        return token
 
 
 class CodeForm(forms.Form):

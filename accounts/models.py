@@ -1,8 +1,11 @@
 import secrets
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractUser
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.permissions import Perm
@@ -73,6 +76,15 @@ class Organization(models.Model):
         _("searchable by other organizations"),
         default=True,
         help_text=_("Its users, groups and locations can be found as share recipients."),
+    )
+    # Sign-in
+    require_two_factor = models.BooleanField(
+        _("require two-factor authentication"),
+        default=False,
+        help_text=_(
+            "Every user of this organization must set up an authenticator app before using the "
+            "portal, the API or DICOMweb. Administrators always must."
+        ),
     )
     # Share options
     allow_share_users = models.BooleanField(_("share with users"), default=True)
@@ -209,14 +221,27 @@ class Membership(models.Model):
         return f"{self.user} in {self.organization} as {self.role}"
 
 
+def api_token_expiry() -> datetime:
+    """When a token issued now ends at the latest (``API_TOKEN_LIFETIME_DAYS``)."""
+    return timezone.now() + timedelta(days=settings.API_TOKEN_LIFETIME_DAYS)
+
+
 class ApiToken(models.Model):
-    """A REST API token. Only its HMAC digest is stored: a database dump opens no API."""
+    """A REST API and DICOMweb token. Only its HMAC digest is stored: a database dump opens no
+    API. It ends at ``expires_at``, after ``API_TOKEN_IDLE_DAYS`` without use, and (deleted)
+    when its user changes password or two-factor device."""
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
     digest = models.CharField(max_length=64, unique=True)
     prefix = models.CharField(max_length=8, help_text=_("First characters, to tell tokens apart."))
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(_("expires"), default=api_token_expiry)
+    two_factor_verified = models.BooleanField(
+        _("issued with two-factor"),
+        default=False,
+        help_text=_("The request for it gave a valid one-time code."),
+    )
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
@@ -224,3 +249,34 @@ class ApiToken(models.Model):
     @staticmethod
     def new_secret() -> str:
         return secrets.token_urlsafe(32)
+
+    @property
+    def idle_until(self) -> datetime:
+        """When it ends if nobody uses it (``last_used_at`` is written at most every 5
+        minutes, far below the days this counts in)."""
+        last = self.last_used_at or self.created_at or timezone.now()
+        return last + timedelta(days=settings.API_TOKEN_IDLE_DAYS)
+
+    @property
+    def ends_at(self) -> datetime:
+        return min(self.expires_at, self.idle_until)
+
+    def is_live(self, now: datetime | None = None) -> bool:
+        return (now or timezone.now()) < self.ends_at
+
+
+class LoginAddress(models.Model):
+    """A client address from which a user signed in successfully (password, and code where the
+    account has a device). Failed logins from elsewhere that push the account over its ceiling
+    do not slow down logins from these addresses (``accounts.services``). Entries older than
+    ``LOGIN_KNOWN_ADDRESS_DAYS`` are not trusted and are pruned at the user's next login."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="login_addresses")
+    ip = models.GenericIPAddressField(_("address"))
+    last_login_at = models.DateTimeField(_("last successful login"))
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "ip"], name="login_address_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.ip} ({self.user})"

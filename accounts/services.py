@@ -1,29 +1,30 @@
 """Authentication use cases: logging in (with or without a second step), logging out, changing
-the password, managing the two-factor device, issuing API tokens, and registering an account.
+the password, managing the two-factor device, issuing and ending API tokens, and registering an
+account.
 
 Every guess at a secret (password at login, at password change or two-factor removal, a one-time
-code, the credentials behind an API token) goes through one throttle: a failure counter per
-account and one per client address (``portal.clients.client_ip``: behind a trusted proxy, the
-address it forwards), counted by ``portal.throttle``. Once the account's counter reaches
-``LOGIN_FAILURE_LIMIT``, or the address's ``LOGIN_FAILURE_LIMIT_PER_ADDRESS``, within
-``LOGIN_FAILURE_WINDOW`` seconds, attempts are refused before the password hasher or the code
-check runs, until the window that began with the first failure ends.
+code, the credentials behind an API token) is counted by ``accounts.lockout`` before it is
+checked: per account and client address pair, per address, and per account from everywhere,
+where the last one slows attempts down with a growing delay instead of locking the account, and
+spares addresses the account signed in from and logins that give a valid one-time code.
+
+Who must use two-factor authentication is ``accounts.policy``'s answer; a token is issued to
+such a user only with a valid code, and enrolling, changing or removing a device, like changing
+the password, ends every API token of the user.
 
 Each function writes its audit events in the same transaction as the change it makes. Domain
 errors carry a message that is safe to show to the person who tried.
 """
 
-import hashlib
 import math
 import time
 from base64 import b32encode
 from binascii import unhexlify
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 import django_otp
-from django.conf import settings
 from django.contrib.auth import authenticate, password_validation, update_session_auth_hash
 from django.contrib.auth import login as auth_login
 from django.contrib.auth import logout as auth_logout
@@ -40,14 +41,15 @@ from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_otp.util import random_hex
 
+from accounts import lockout
 from accounts.authentication import TOKEN_PURPOSE
 from accounts.middleware import LAST_SEEN_KEY, SESSION_STARTED_KEY
 from accounts.models import ApiToken, Organization, User
+from accounts.policy import has_two_factor, two_factor_required
 from accounts.tokens import secret_digest
 from accounts.validators import normalize_mobile
 from audit.models import Action, Outcome
 from audit.services import record
-from portal import throttle
 from portal.clients import client_ip
 
 # Between the password and the code, the session names the user without logging them in. The
@@ -78,7 +80,11 @@ class InvalidCode(AuthenticationRefused):
 
 
 class TwoFactorRequired(AuthenticationRefused):
-    pass
+    """The account has a device: the code must come with the request."""
+
+
+class TwoFactorSetupRequired(AuthenticationRefused):
+    """The account must use two-factor authentication and has no device yet."""
 
 
 class PendingLoginExpired(AuthenticationRefused):
@@ -86,19 +92,35 @@ class PendingLoginExpired(AuthenticationRefused):
 
 
 class Throttled(AuthenticationRefused):
-    """Too many failures for the account or the address; ``retry_at`` says until when."""
+    """Too many failures; ``retry_at`` says until when. ``account_wide``: the account's ceiling
+    (failures from everywhere) refused, which a known address or a one-time code would pass."""
 
-    def __init__(self, retry_at: datetime):
+    def __init__(self, retry_at: datetime, *, account_wide: bool = False):
         self.retry_at = retry_at
+        self.account_wide = account_wide
         minutes = math.ceil(self.retry_after / 60)
-        message = ngettext(
-            "Too many failed attempts for this account or from this network. "
-            "Try again in %(minutes)d minute (after %(time)s).",
-            "Too many failed attempts for this account or from this network. "
-            "Try again in %(minutes)d minutes (after %(time)s).",
-            minutes,
-        ) % {"minutes": minutes, "time": time_format(timezone.localtime(retry_at), "H:i")}
-        super().__init__(message)
+        values = {"minutes": minutes, "time": time_format(timezone.localtime(retry_at), "H:i")}
+        if account_wide:
+            message = ngettext(
+                "Many failed attempts were made at this account from elsewhere, so attempts are "
+                "slowed down. Try again in %(minutes)d minute (after %(time)s), log in from a "
+                "computer you have used with this account before, or give your password "
+                "together with the current code from your authenticator app.",
+                "Many failed attempts were made at this account from elsewhere, so attempts are "
+                "slowed down. Try again in %(minutes)d minutes (after %(time)s), log in from a "
+                "computer you have used with this account before, or give your password "
+                "together with the current code from your authenticator app.",
+                minutes,
+            )
+        else:
+            message = ngettext(
+                "Too many failed attempts for this account or from this network. "
+                "Try again in %(minutes)d minute (after %(time)s).",
+                "Too many failed attempts for this account or from this network. "
+                "Try again in %(minutes)d minutes (after %(time)s).",
+                minutes,
+            )
+        super().__init__(message % values)
 
     @property
     def retry_after(self) -> int:
@@ -106,56 +128,49 @@ class Throttled(AuthenticationRefused):
         return max(1, math.ceil((self.retry_at - timezone.now()).total_seconds()))
 
 
-# --- The throttle -------------------------------------------------------------------------
+# One answer for every failure of a login that gives password and code together past the
+# account's ceiling: which of the two was wrong must not show, or the code field would be a way
+# around the ceiling for password guesses.
+_WRONG_PASSWORD_OR_CODE = _("Wrong username, password or code.")
 
 
-def _throttle_limits(*, username: str, ip: str | None) -> dict[str, int]:
-    """The counters an attempt is charged to, each with its own limit.
-
-    The account's limit is tight. The address's is wider: a hospital's staff often share one
-    NAT address, and five typos by anyone there must not lock out everyone else."""
-    # Hashed so any username is a valid cache key, and folded so "Alice" and "alice" share one
-    # counter: the backend matches usernames exactly, but an attacker must not get a fresh
-    # allowance per spelling.
-    account = hashlib.sha256(username.strip().casefold().encode()).hexdigest()
-    return {
-        f"auth-failures:account:{account}": settings.LOGIN_FAILURE_LIMIT,
-        f"auth-failures:address:{ip or 'unknown'}": settings.LOGIN_FAILURE_LIMIT_PER_ADDRESS,
-    }
-
-
-def _throttle_keys(*, username: str, ip: str | None) -> list[str]:
-    return list(_throttle_limits(username=username, ip=ip))
+# --- The throttle (accounts.lockout) ------------------------------------------------------------
 
 
 def reserve_attempt(*, username: str, ip: str | None) -> datetime | None:
-    """Count this attempt against the account and the address before the secret is checked
-    (``portal.throttle``: counting first is what makes the limit hold under concurrency).
-    Returns None if it may go ahead, or until when attempts are refused. An attempt that turns
-    out not to be a failure is handed back with ``release_attempt``."""
-    until = throttle.reserve(
-        _throttle_limits(username=username, ip=ip), window=settings.LOGIN_FAILURE_WINDOW
-    )
-    return None if until is None else datetime.fromtimestamp(until, tz=UTC)
+    """Count an attempt at ``username`` from ``ip`` before the secret is checked. None if it may
+    go ahead, or until when attempts are refused. An attempt that turns out not to be a failure
+    is handed back with ``release_attempt``."""
+    reservation = lockout.reserve(username=username, ip=ip)
+    if reservation.retry_at is not None:
+        reservation.release()
+    return reservation.retry_at
 
 
 def release_attempt(*, username: str, ip: str | None) -> None:
     """Hand back an attempt that was not a failed guess (right password or code)."""
-    throttle.hand_back(*_throttle_keys(username=username, ip=ip))
-
-
-def _clear_account_failures(username: str) -> None:
-    # Only the account's counter: a success must not wipe the failures other accounts
-    # accumulated from the same address.
-    throttle.clear(_throttle_keys(username=username, ip=None)[0])
+    keys = lockout.throttle_keys(username=username, ip=ip)
+    if lockout.is_known_address(username=username, ip=ip):
+        keys = keys[:2]  # the account's ceiling does not count known addresses
+    lockout.Reservation(keys=tuple(keys)).release()
 
 
 def _reserve_or_refuse(
-    *, request: HttpRequest, username: str, step: str, user: User | None = None
-) -> None:
-    retry_at = reserve_attempt(username=username, ip=client_ip(request))
-    if retry_at is None:
-        return
+    *,
+    request: HttpRequest,
+    username: str,
+    step: str,
+    user: User | None = None,
+    ceiling: bool = True,
+    with_code: bool = False,
+) -> lockout.Reservation:
+    """Count the attempt, or refuse it (audited) with Throttled. ``with_code``: the request
+    brings a one-time code, which lets it past the account's ceiling (never past the pair's or
+    the address's limit); the reservation then says ``account_wide``."""
+    reservation = lockout.reserve(username=username, ip=client_ip(request), ceiling=ceiling)
+    if reservation.retry_at is None or (reservation.account_wide and with_code):
+        return reservation
+    reservation.release()
     if user is None:
         user = _known_user(username)
     with transaction.atomic():
@@ -165,9 +180,14 @@ def _reserve_or_refuse(
             actor_label=None if user is not None else UNKNOWN_USER_LABEL,
             request=request,
             outcome=Outcome.MINOR_FAILURE,
-            details={"username": username[:150], "step": step, "until": retry_at.isoformat()},
+            details={
+                "username": username[:150],
+                "step": step,
+                "until": reservation.retry_at.isoformat(),
+                "limit": "account" if reservation.account_wide else "account and address",
+            },
         )
-    raise Throttled(retry_at)
+    raise Throttled(reservation.retry_at, account_wide=reservation.account_wide)
 
 
 def _known_user(username: str) -> User | None:
@@ -175,51 +195,87 @@ def _known_user(username: str) -> User | None:
     return User._default_manager.filter(username=username).first()
 
 
+def _record_failed_password(*, request: HttpRequest, username: str, step: str) -> None:
+    actor = _known_user(username)
+    with transaction.atomic():
+        record(
+            action=Action.LOGIN_FAILED,
+            actor=actor,
+            actor_label=None if actor is not None else UNKNOWN_USER_LABEL,
+            request=request,
+            outcome=Outcome.MINOR_FAILURE,
+            details={"username": username[:150], "step": step},
+        )
+
+
 # --- Logging in -----------------------------------------------------------------------------
 
 
-def check_credentials(*, request: HttpRequest, username: str, password: str) -> User:
-    """The user these credentials belong to, or a refusal (throttled or wrong). Unknown
-    usernames take the same path as wrong passwords: Django's ModelBackend runs the hasher for
-    them too, so the answer time does not tell which usernames exist."""
-    _reserve_or_refuse(request=request, username=username, step="password")
+def _check_password(
+    *, request: HttpRequest, username: str, password: str, reservation: lockout.Reservation
+) -> User:
+    """The user these credentials belong to, or InvalidCredentials. Unknown usernames take the
+    same path as wrong passwords: Django's ModelBackend runs the hasher for them too, so the
+    answer time does not tell which usernames exist."""
     user = authenticate(request, username=username, password=password)
     if user is None:
         # The reserved attempt stays counted: it was a failure.
-        actor = _known_user(username)
-        with transaction.atomic():
-            record(
-                action=Action.LOGIN_FAILED,
-                actor=actor,
-                actor_label=None if actor is not None else UNKNOWN_USER_LABEL,
-                request=request,
-                outcome=Outcome.MINOR_FAILURE,
-                details={"username": username[:150], "step": "password"},
-            )
+        _record_failed_password(request=request, username=username, step="password")
         raise InvalidCredentials(_("Wrong username or password."))
-    release_attempt(username=username, ip=client_ip(request))
+    reservation.release()
     return user
 
 
-def has_two_factor(user: User) -> bool:
-    return TOTPDevice.objects.devices_for_user(user, confirmed=True).exists()
+def _check_password_and_code(
+    *,
+    request: HttpRequest,
+    username: str,
+    password: str,
+    token: str,
+    reservation: lockout.Reservation,
+) -> tuple[User, TOTPDevice]:
+    """Both secrets at once, for an attempt past the account's ceiling: one answer for every
+    failure. The password comes first, so a device's own delay grows only for someone who knows
+    the password, never for a stranger sending codes."""
+    user = authenticate(request, username=username, password=password)
+    if user is None:
+        _record_failed_password(request=request, username=username, step="password and code")
+        raise InvalidCredentials(_WRONG_PASSWORD_OR_CODE)
+    for device in TOTPDevice.objects.devices_for_user(user, confirmed=True):
+        # None when the code is wrong or the device still makes its user wait.
+        verified = django_otp.verify_token(user, device.persistent_id, token)
+        if verified is not None:
+            reservation.release()
+            return user, verified
+    with transaction.atomic():
+        # The right password with a wrong code: the trail tells the security officer.
+        record(
+            action=Action.TWO_FACTOR_FAILED,
+            actor=user,
+            request=request,
+            outcome=Outcome.MINOR_FAILURE,
+            details={"username": user.get_username(), "step": "password and code"},
+        )
+    raise InvalidCredentials(_WRONG_PASSWORD_OR_CODE)
 
 
 def check_two_factor_code(*, request: HttpRequest, user: User, token: str) -> TOTPDevice:
     """The user's device that accepts this code, or a refusal. Wrong codes count against the
-    same throttle as wrong passwords; django-otp adds its own growing delay per device."""
+    pair's and the address's limits, and django-otp adds its own growing delay per device (which
+    is why the account's ceiling is left out: only someone with the password gets here)."""
     username = user.get_username()
-    ip = client_ip(request)
-    _reserve_or_refuse(request=request, username=username, user=user, step="two-factor")
+    reservation = _reserve_or_refuse(
+        request=request, username=username, user=user, step="two-factor", ceiling=False
+    )
     devices = list(TOTPDevice.objects.devices_for_user(user, confirmed=True))
     if not devices:
-        release_attempt(username=username, ip=ip)
+        reservation.release()
         raise InvalidCode(_("This account has no two-factor device."))
     for device in devices:
         allowed, info = device.verify_is_allowed()
         if not allowed:
             # Refused by the device before the code was looked at: not a guess.
-            release_attempt(username=username, ip=ip)
+            reservation.release()
             locked_until = (info or {}).get("locked_until")
             wait = (
                 max(1, int((locked_until - timezone.now()).total_seconds()) + 1)
@@ -236,7 +292,7 @@ def check_two_factor_code(*, request: HttpRequest, user: User, token: str) -> TO
             )
         verified = django_otp.verify_token(user, device.persistent_id, token)
         if verified is not None:
-            release_attempt(username=username, ip=ip)
+            reservation.release()
             return verified
     with transaction.atomic():
         record(
@@ -249,6 +305,14 @@ def check_two_factor_code(*, request: HttpRequest, user: User, token: str) -> TO
     raise InvalidCode(
         _("That code is not right. Enter the current code from your authenticator app.")
     )
+
+
+def _signed_in(*, request: HttpRequest, user: User) -> None:
+    """What every successful sign-in does to the lockout: this address's failures for the
+    account are forgotten, and the address becomes one the account is known to use."""
+    ip = client_ip(request)
+    lockout.clear_failures(username=user.get_username(), ip=ip)
+    lockout.remember_address(user=user, ip=ip)
 
 
 def complete_login(
@@ -265,7 +329,7 @@ def complete_login(
         now = int(time.time())
         request.session[SESSION_STARTED_KEY] = now
         request.session[LAST_SEEN_KEY] = now
-        _clear_account_failures(user.get_username())
+        _signed_in(request=request, user=user)
         record(
             action=Action.LOGIN,
             actor=user,
@@ -275,13 +339,35 @@ def complete_login(
 
 
 def log_in_with_password(
-    *, request: HttpRequest, username: str, password: str, next_url: str
+    *, request: HttpRequest, username: str, password: str, next_url: str, otp_token: str = ""
 ) -> bool:
     """First (or only) login step. True when the user is logged in; False when the account
-    uses two-factor and the session now waits for the code (see ``log_in_with_code``)."""
-    user = check_credentials(request=request, username=username, password=password)
+    uses two-factor and the session now waits for the code (see ``log_in_with_code``).
+
+    ``otp_token``, a code given with the password, logs an account with a device in at once,
+    and is the way past the account's ceiling (many failures from elsewhere)."""
+    reservation = _reserve_or_refuse(
+        request=request, username=username, step="password", with_code=bool(otp_token)
+    )
+    if reservation.account_wide:
+        user, device = _check_password_and_code(
+            request=request,
+            username=username,
+            password=password,
+            token=otp_token,
+            reservation=reservation,
+        )
+        complete_login(request=request, user=user, device=device, backend=user.backend)
+        return True
+    user = _check_password(
+        request=request, username=username, password=password, reservation=reservation
+    )
     if not has_two_factor(user):
         complete_login(request=request, user=user, backend=user.backend)
+        return True
+    if otp_token:
+        device = check_two_factor_code(request=request, user=user, token=otp_token)
+        complete_login(request=request, user=user, device=device, backend=user.backend)
         return True
     # A fresh key before the session starts naming a user, as login() does after the code.
     request.session.cycle_key()
@@ -332,15 +418,15 @@ def log_in_with_code(*, request: HttpRequest, token: str) -> str:
 
 
 def verify_session(*, request: HttpRequest, token: str) -> None:
-    """Raise an already logged-in session to two-factor verified (the administration asks for
-    it when the session began before the device was set up)."""
+    """Raise an already logged-in session to two-factor verified (asked of a session that began
+    before the device was set up, by the administration and ``TwoFactorMiddleware``)."""
     user = request.user
     device = check_two_factor_code(request=request, user=user, token=token)
     with transaction.atomic():
         # The session gains privileges: give it a key nobody saw before.
         request.session.cycle_key()
         django_otp.login(request, device)
-        _clear_account_failures(user.get_username())
+        _signed_in(request=request, user=user)
         record(
             action=Action.LOGIN,
             actor=user,
@@ -361,9 +447,9 @@ def log_out(*, request: HttpRequest) -> None:
 
 def _check_current_password(*, request: HttpRequest, user: User, password: str, step: str):
     username = user.get_username()
-    _reserve_or_refuse(request=request, username=username, user=user, step=step)
+    reservation = _reserve_or_refuse(request=request, username=username, user=user, step=step)
     if user.check_password(password):
-        release_attempt(username=username, ip=client_ip(request))
+        reservation.release()
         return
     with transaction.atomic():
         record(
@@ -380,7 +466,8 @@ def change_password(
     *, request: HttpRequest, user: User, old_password: str, new_password: str
 ) -> None:
     """Set a new password after checking the current one. This session stays logged in; every
-    other session of the user ends, because their stored password hash no longer matches."""
+    other session of the user ends, because their stored password hash no longer matches, and
+    so does every API token: whoever learnt the old password may have taken one."""
     _check_current_password(
         request=request, user=user, password=old_password, step="password change"
     )
@@ -389,6 +476,7 @@ def change_password(
         user.save(update_fields=["password"])
         update_session_auth_hash(request, user)
         record(action=Action.PASSWORD_CHANGED, actor=user, request=request)
+        end_api_tokens(request=request, user=user, reason="password changed")
 
 
 # --- Two-factor device ----------------------------------------------------------------------
@@ -456,6 +544,8 @@ def confirm_enrolment(*, request: HttpRequest, token: str) -> TOTPDevice:
             target_type="otp_device",
             target_id=device.pk,
         )
+        # Tokens taken with the password alone would outlive the protection just added.
+        end_api_tokens(request=request, user=user, reason="two-factor enabled")
     return device
 
 
@@ -476,6 +566,7 @@ def remove_two_factor(*, request: HttpRequest, password: str) -> None:
             request=request,
             details={"devices_removed": len(devices)},
         )
+        end_api_tokens(request=request, user=user, reason="two-factor removed")
 
 
 # --- API tokens -----------------------------------------------------------------------------
@@ -485,26 +576,51 @@ def issue_api_token(
     *, request: HttpRequest, username: str, password: str, otp_token: str = ""
 ) -> tuple[ApiToken, str]:
     """A new API token for these credentials, and its secret, which is shown this once: only
-    its keyed digest is stored. Accounts with two-factor must give a current code."""
-    user = check_credentials(request=request, username=username, password=password)
-    device = None
-    if has_two_factor(user):
-        if not otp_token:
-            raise TwoFactorRequired(
+    its keyed digest is stored. Accounts with a device must give a current code; accounts that
+    must use two-factor authentication and have no device get no token. The token ends after
+    ``API_TOKEN_LIFETIME_DAYS``, or ``API_TOKEN_IDLE_DAYS`` without use."""
+    reservation = _reserve_or_refuse(
+        request=request, username=username, step="password", with_code=bool(otp_token)
+    )
+    if reservation.account_wide:
+        user, device = _check_password_and_code(
+            request=request,
+            username=username,
+            password=password,
+            token=otp_token,
+            reservation=reservation,
+        )
+    else:
+        user = _check_password(
+            request=request, username=username, password=password, reservation=reservation
+        )
+        device = None
+        if has_two_factor(user):
+            if not otp_token:
+                raise TwoFactorRequired(
+                    _(
+                        "This account uses two-factor authentication: "
+                        "give the current code as otp_token."
+                    )
+                )
+            device = check_two_factor_code(request=request, user=user, token=otp_token)
+        elif two_factor_required(user):
+            raise TwoFactorSetupRequired(
                 _(
-                    "This account uses two-factor authentication: "
-                    "give the current code as otp_token."
+                    "This account must use two-factor authentication: set up an authenticator "
+                    "app on the portal's Two-factor page, then request the token with its "
+                    "current code as otp_token."
                 )
             )
-        device = check_two_factor_code(request=request, user=user, token=otp_token)
     secret = ApiToken.new_secret()
     with transaction.atomic():
         token = ApiToken.objects.create(
             user=user,
             digest=secret_digest(secret, purpose=TOKEN_PURPOSE),
             prefix=secret[:8],
+            two_factor_verified=device is not None,
         )
-        _clear_account_failures(user.get_username())
+        _signed_in(request=request, user=user)
         record(
             action=Action.TOKEN_ISSUED,
             actor=user,
@@ -514,6 +630,13 @@ def issue_api_token(
             details={"two_factor": device is not None},
         )
     return token, secret
+
+
+def end_api_tokens(*, request: HttpRequest, user: User, reason: str) -> int:
+    """Delete every API token of ``user`` (each revocation audited, saying why)."""
+    return revoke_api_tokens(
+        request=request, tokens=user.api_tokens.select_related("user"), reason=reason
+    )
 
 
 # --- Administration ----------------------------------------------------------------------------
@@ -546,16 +669,19 @@ def save_organization(
 
 
 @transaction.atomic
-def revoke_api_tokens(*, request: HttpRequest, tokens: Iterable[ApiToken]) -> int:
+def revoke_api_tokens(*, request: HttpRequest, tokens: Iterable[ApiToken], reason: str = "") -> int:
     """Delete API tokens (they stop working at once), each revocation audited."""
     revoked = 0
     for token in tokens:
+        details = {"owner": token.user.get_username(), "prefix": token.prefix}
+        if reason:
+            details["reason"] = reason
         record(
             action=Action.TOKEN_REVOKED,
             request=request,
             target_type="api_token",
             target_id=token.pk,
-            details={"owner": token.user.get_username(), "prefix": token.prefix},
+            details=details,
         )
         token.delete()
         revoked += 1

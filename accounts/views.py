@@ -1,13 +1,14 @@
 """Login (password, then a one-time code where the account has a device), logout, password
-change and the two-factor page. Each view validates its form, calls one service from
-``accounts.services`` and turns a refusal into a form error."""
+change, the two-factor page and the API tokens page. Each view validates its form, calls one
+service from ``accounts.services`` and turns a refusal into a form error."""
 
 import qrcode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render, resolve_url
+from django.shortcuts import get_object_or_404, redirect, render, resolve_url
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
@@ -19,6 +20,7 @@ from qrcode.image.svg import SvgPathImage
 
 from accounts import services
 from accounts.forms import CodeForm, LoginForm, PasswordChangeForm, PasswordConfirmForm
+from accounts.policy import two_factor_required
 from portal.csrf import accepts_opaque_origin
 
 # Refused attempts that hit the throttle answer 429, which monitoring can count apart from
@@ -43,7 +45,7 @@ def _qr_svg(data: str) -> str:
     return mark_safe(image.to_string(encoding="unicode"))  # noqa: S308
 
 
-@sensitive_post_parameters("password")
+@sensitive_post_parameters("password", "otp_token")
 @csrf_protect
 @never_cache
 @require_http_methods(["GET", "POST"])
@@ -53,7 +55,9 @@ def login_view(request: HttpRequest) -> HttpResponse:
     if request.method == "GET" and request.user.is_authenticated:
         return redirect(success_url)
     form = LoginForm(request.POST or None)
-    status = 200
+    # The code field is offered once the account's ceiling slowed a login down, and kept.
+    with_code = bool(request.POST.get("with_code") or request.GET.get("with_code"))
+    status, retry_after = 200, None
     if request.method == "POST" and form.is_valid():
         try:
             logged_in = services.log_in_with_password(
@@ -61,22 +65,32 @@ def login_view(request: HttpRequest) -> HttpResponse:
                 username=form.cleaned_data["username"],
                 password=form.cleaned_data["password"],
                 next_url=success_url,
+                otp_token=form.cleaned_data["otp_token"],
             )
         except services.Throttled as exc:
             form.add_error(None, exc.message)
-            status = _TOO_MANY_REQUESTS
+            status, retry_after = _TOO_MANY_REQUESTS, exc.retry_after
+            with_code = with_code or exc.account_wide
         except services.AuthenticationRefused as exc:
             form.add_error(None, exc.message)
         else:
             if logged_in:
                 return redirect(success_url)
             return redirect("accounts:two_factor_verify")
-    return render(
+    response = render(
         request,
         "accounts/login.html",
-        {"form": form, "next": next_url, "demo_accounts": _demo_accounts()},
+        {
+            "form": form,
+            "next": next_url,
+            "with_code": with_code,
+            "demo_accounts": _demo_accounts(),
+        },
         status=status,
     )
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
 
 
 def _demo_accounts() -> list[dict[str, str]]:
@@ -88,8 +102,8 @@ def _demo_accounts() -> list[dict[str, str]]:
         {
             "username": "dana",
             "role": _(
-                "Administrator of the first organization; the administration asks her to set "
-                "up two-factor authentication first"
+                "Administrator of the first organization; administrators must use two-factor "
+                "authentication, so the portal asks her to set it up first"
             ),
         },
         {"username": "carol", "role": _("Clinician, second organization")},
@@ -202,7 +216,11 @@ def two_factor(request: HttpRequest) -> HttpResponse:
     next_url = _safe_next(request)
     enabled = services.has_two_factor(request.user)
     status = 200
-    context = {"enabled": enabled, "next": next_url}
+    context = {
+        "enabled": enabled,
+        "next": next_url,
+        "required": two_factor_required(request.user),
+    }
     if enabled:
         form = PasswordConfirmForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
@@ -244,3 +262,37 @@ def two_factor(request: HttpRequest) -> HttpResponse:
             issuer=settings.OTP_TOTP_ISSUER,
         )
     return render(request, "accounts/two_factor.html", context, status=status)
+
+
+@login_required
+@csrf_protect
+@never_cache
+@require_http_methods(["GET"])
+def api_tokens(request: HttpRequest) -> HttpResponse:
+    """The user's API tokens (REST API and DICOMweb): when each was made, last used and ends.
+    Never a secret: the portal keeps only digests."""
+    tokens = request.user.api_tokens.order_by("-created_at")
+    return render(
+        request,
+        "accounts/api_tokens.html",
+        {
+            "tokens": tokens,
+            "now": timezone.now(),
+            "lifetime_days": settings.API_TOKEN_LIFETIME_DAYS,
+            "idle_days": settings.API_TOKEN_IDLE_DAYS,
+        },
+    )
+
+
+@login_required
+@csrf_protect
+@require_POST
+def revoke_api_token(request: HttpRequest, token_id: int) -> HttpResponse:
+    # Someone else's token is "not found", like one that does not exist.
+    token = get_object_or_404(request.user.api_tokens.select_related("user"), pk=token_id)
+    services.revoke_api_tokens(request=request, tokens=[token], reason="revoked by its owner")
+    messages.success(
+        request,
+        _("Token %(prefix)s… is revoked: it no longer opens anything.") % {"prefix": token.prefix},
+    )
+    return redirect("accounts:api_tokens")

@@ -87,6 +87,8 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "accounts.middleware.SessionLifetimeMiddleware",
+    # Sessions that owe a one-time code (accounts.policy) reach only the two-factor pages.
+    "accounts.middleware.TwoFactorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -177,6 +179,18 @@ SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
 LOGIN_FAILURE_LIMIT_PER_ADDRESS = env_int("LOGIN_FAILURE_LIMIT_PER_ADDRESS", 50)
 LOGIN_FAILURE_WINDOW = env_int("LOGIN_FAILURE_WINDOW", 15 * 60)
+# Lockout (accounts.services): LOGIN_FAILURE_LIMIT failures of one account from one address lock
+# that pair for the window. Beyond LOGIN_FAILURE_LIMIT_PER_ACCOUNT failures of the account from
+# anywhere, attempts are spaced by a delay that starts at LOGIN_FAILURE_DELAY seconds and
+# doubles, except from an address it signed in from within LOGIN_KNOWN_ADDRESS_DAYS and for a
+# login that gives a valid code from the account's authenticator app.
+LOGIN_FAILURE_LIMIT_PER_ACCOUNT = env_int("LOGIN_FAILURE_LIMIT_PER_ACCOUNT", 50)
+LOGIN_FAILURE_DELAY = env_int("LOGIN_FAILURE_DELAY", 30)
+LOGIN_KNOWN_ADDRESS_DAYS = env_int("LOGIN_KNOWN_ADDRESS_DAYS", 90)
+# API tokens (also DICOMweb's) end API_TOKEN_LIFETIME_DAYS after they are issued, or after
+# API_TOKEN_IDLE_DAYS without use, whichever comes first.
+API_TOKEN_LIFETIME_DAYS = env_int("API_TOKEN_LIFETIME_DAYS", 30)
+API_TOKEN_IDLE_DAYS = env_int("API_TOKEN_IDLE_DAYS", 7)
 OTP_TOTP_ISSUER = SITE_NAME
 # Staff browsing django-otp's device admin must not see TOTP secrets.
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True

@@ -6,7 +6,9 @@ An attempt is counted *before* the secret is checked, with the cache's atomic ``
 many concurrent attempts gets its own number, so no more than the limit ever reach the check,
 where a check made before counting would let all of them by. An attempt that turns out not to be
 a failure is handed back (:func:`hand_back`). A window opens with the first attempt after the
-counter was last at zero and lasts ``window`` seconds; later attempts do not lengthen it.
+counter was last at zero and lasts ``window`` seconds; later attempts do not lengthen it. Past
+its hard limit a counter refuses until its window ends (:func:`reserve`); past a soft allowance
+it spaces attempts by a doubling delay instead (:func:`reserve_spaced`).
 
 Django's cache must be shared by every web process (Redis through ``CACHE_URL``) for a limit to
 hold across them (deployment check portal.W001).
@@ -23,6 +25,10 @@ from django.core.cache import cache
 
 def _until_key(key: str) -> str:
     return f"{key}:until"
+
+
+def _over_key(key: str) -> str:
+    return f"{key}:over"
 
 
 def _count(key: str, window: int) -> int:
@@ -54,6 +60,31 @@ def reserve(limits: Mapping[str, int], *, window: int) -> int | None:
     return max(untils, default=int(time.time()) + window)
 
 
+def reserve_spaced(key: str, *, free: int, delay: int, window: int) -> int | None:
+    """Count one attempt against ``key``, whose first ``free`` attempts in a window go ahead at
+    once; beyond them attempts are spaced by a delay that doubles. The counter's first attempt
+    over ``free`` fixes a start ``t0``; the n-th attempt over ``free`` may go ahead from
+    ``t0 + delay * (2**n - 1)``: ``delay``, then ``2 * delay`` later, then ``4 * delay`` later...
+
+    As in :func:`reserve`, the count comes first, so each of many concurrent attempts holds its
+    own n and at most one goes ahead per slot; a refused attempt is handed back. None when the
+    attempt may go ahead, otherwise when (Unix seconds) its slot comes, or the window ends if
+    that is sooner (the counter then starts again from zero)."""
+    count = _count(key, window)
+    if count <= free:
+        return None
+    now = int(time.time())
+    window_end = cache.get(_until_key(key)) or now + window
+    # The first attempt over the allowance starts the schedule; concurrent ones find it set.
+    cache.add(_over_key(key), now, timeout=max(1, window_end - now))
+    start = cache.get(_over_key(key)) or now
+    slot = start + delay * (2 ** min(count - free, 32) - 1)
+    if now >= slot:
+        return None
+    hand_back(key)
+    return min(slot, window_end)
+
+
 def hand_back(*keys: str) -> None:
     """Give back an attempt that was not a failed guess (a right password, an open link)."""
     for key in keys:
@@ -64,7 +95,7 @@ def hand_back(*keys: str) -> None:
 
 def clear(*keys: str) -> None:
     """Forget these counters and their windows."""
-    cache.delete_many([name for key in keys for name in (key, _until_key(key))])
+    cache.delete_many([name for key in keys for name in (key, _until_key(key), _over_key(key))])
 
 
 def seconds_until(until: float) -> int:

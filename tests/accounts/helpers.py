@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 
 from accounts.authentication import TOKEN_PURPOSE
 from accounts.models import ApiToken
+from accounts.policy import needs_two_factor
 from accounts.tokens import secret_digest
 
 PASSWORD = "correct-horse-battery"  # what tests.conftest.make_user gives every user
@@ -61,6 +62,17 @@ def verified_login(client: Client, user, device: TOTPDevice) -> None:
     session = client.session
     session[DEVICE_ID_SESSION_KEY] = device.persistent_id
     session.save()
+
+
+def sign_in(client: Client, user) -> Client:
+    """A session as far as the portal lets ``user`` go: past the code too when the two-factor
+    policy (``accounts.policy``) requires one, enrolling a device if the user has none."""
+    if needs_two_factor(user):
+        device = TOTPDevice.objects.devices_for_user(user, confirmed=True).first()
+        verified_login(client, user, device or make_device(user))
+    else:
+        client.force_login(user)
+    return client
 
 
 def plain_static_storage(settings) -> None:

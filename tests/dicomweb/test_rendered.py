@@ -24,7 +24,7 @@ from studies.rendering import Viewport, Window, render_frame
 from studies.services.ingestion import ingest_files
 from studies.services.rendered_images import frame_cache_key
 from studies.synthetic import BUNDLED_RENDERABLE, bundled_test_file, to_bytes
-from tests.accounts.helpers import HttpsClient
+from tests.accounts.helpers import HttpsClient, sign_in
 from tests.dicomweb.conftest import CT_STUDY_UID, api_token, ct_datasets, token_client
 from tests.dicomweb.plain_http import dicomweb_client, live_portal
 from tests.factories import share_entry
@@ -32,8 +32,7 @@ from tests.factories import share_entry
 
 def login(user) -> HttpsClient:
     client = HttpsClient()
-    client.force_login(user)
-    return client
+    return sign_in(client, user)
 
 
 def ingest(org, location, name: str, data: bytes) -> list[Instance]:

@@ -5,6 +5,7 @@ import pytest
 from django.urls import reverse
 
 from notifications.models import Channel
+from tests.accounts.helpers import sign_in
 from tests.notifications.conftest import LINK
 
 pytestmark = pytest.mark.django_db
@@ -58,7 +59,7 @@ def test_staff_read_every_message(browser, settings, queue, dana):
     settings.DEBUG = True
     queue("someone@example.org")
     queue("+32470123456", channel=Channel.SMS, template="sms_code")
-    browser.force_login(dana)
+    sign_in(browser, dana)
 
     response = browser.get(OUTBOX)
 

@@ -90,3 +90,54 @@ def test_clear_forgets_a_counter():
     throttle.reserve({"test:key": 1}, window=60)
     throttle.clear("test:key")
     assert throttle.reserve({"test:key": 1}, window=60) is None
+
+
+def test_spaced_attempts_wait_a_delay_that_doubles_after_the_free_ones():
+    start = timezone.now().replace(microsecond=0)
+    t0 = int(start.timestamp())
+    with time_machine.travel(start, tick=False) as clock:
+        for _ in range(3):
+            assert throttle.reserve_spaced("test:key", free=3, delay=10, window=600) is None
+        assert throttle.reserve_spaced("test:key", free=3, delay=10, window=600) == t0 + 10
+        clock.shift(10)
+        assert throttle.reserve_spaced("test:key", free=3, delay=10, window=600) is None
+        assert throttle.reserve_spaced("test:key", free=3, delay=10, window=600) == t0 + 30
+        clock.shift(20)
+        assert throttle.reserve_spaced("test:key", free=3, delay=10, window=600) is None
+        assert throttle.reserve_spaced("test:key", free=3, delay=10, window=600) == t0 + 70
+        # Never past the window's end, when the counter starts again from zero.
+        clock.shift(40)
+        assert throttle.reserve_spaced("test:key", free=3, delay=10, window=600) is None
+        until = throttle.reserve_spaced("test:key", free=3, delay=10, window=600)
+        assert until == t0 + 150
+        clock.shift(80)
+        for _ in range(3):
+            throttle.reserve_spaced("test:key", free=3, delay=10, window=600)
+        assert throttle.reserve_spaced("test:key", free=3, delay=1000, window=600) == t0 + 600
+        clock.shift(600 - 150)
+        assert throttle.reserve_spaced("test:key", free=3, delay=10, window=600) is None
+
+
+def test_spaced_attempts_hold_one_per_slot_under_concurrency():
+    start = timezone.now().replace(microsecond=0)
+    with time_machine.travel(start, tick=False) as clock:
+        for _ in range(5):
+            throttle.reserve_spaced("test:key", free=5, delay=10, window=600)
+        assert throttle.reserve_spaced("test:key", free=5, delay=10, window=600) is not None
+        clock.shift(10)
+        barrier = threading.Barrier(12)
+        outcomes = []
+
+        def attempt():
+            barrier.wait()
+            outcomes.append(throttle.reserve_spaced("test:key", free=5, delay=10, window=600))
+
+        threads = [threading.Thread(target=attempt) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    assert sum(outcome is None for outcome in outcomes) == 1
+    # Refusals are handed back: the counter holds the five free attempts and the one slot.
+    assert cache.get("test:key") == 6

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from audit.models import Action, AuditEvent
 from studies.access import user_study_access
-from tests.accounts.helpers import HttpsClient, plain_static_storage
+from tests.accounts.helpers import HttpsClient, plain_static_storage, sign_in
 from tests.sharing.conftest import share
 
 pytestmark = pytest.mark.django_db
@@ -26,8 +26,7 @@ def _plain_static(settings):
 
 def logged_in(user) -> HttpsClient:
     client = HttpsClient()
-    client.force_login(user)
-    return client
+    return sign_in(client, user)
 
 
 def remove_url(made) -> str:

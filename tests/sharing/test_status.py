@@ -14,7 +14,7 @@ from django.utils import timezone
 from accounts.models import Membership
 from audit.models import Action, AuditEvent
 from sharing.models import ShareRecipient
-from tests.accounts.helpers import HttpsClient, plain_static_storage
+from tests.accounts.helpers import HttpsClient, plain_static_storage, sign_in
 from tests.conftest import make_user
 from tests.factories import make_study
 from tests.sharing.conftest import share
@@ -36,8 +36,7 @@ def _plain_static(settings):
 
 def logged_in(user, **kwargs) -> HttpsClient:
     client = HttpsClient(**kwargs)
-    client.force_login(user)
-    return client
+    return sign_in(client, user)
 
 
 @pytest.fixture

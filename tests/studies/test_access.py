@@ -23,7 +23,7 @@ from studies.selectors import SearchCriteria, search_studies
 from studies.services.ingestion import ingest_files
 from studies.services.worklists import group_worklist, location_worklist, personal_worklist
 from studies.synthetic import make_series, to_bytes
-from tests.accounts.helpers import HttpsAPIClient, HttpsClient, plain_static_storage
+from tests.accounts.helpers import HttpsAPIClient, HttpsClient, plain_static_storage, sign_in
 from tests.factories import make_study
 
 pytestmark = pytest.mark.django_db
@@ -251,7 +251,7 @@ def test_logged_out_visitor_gets_no_data(client, api, radiology_study):
 def test_dana_sees_every_study_of_her_organization(client, dana, org, location, carols_study):
     received = make_study(org, location=location, patient_id="D-1")
     in_no_worklist = make_study(org, patient_id="D-2")
-    client.force_login(dana)
+    sign_in(client, dana)
     assert set(listed(client)) == {received.study_uid, in_no_worklist.study_uid}
     assert set(visible_studies(dana)) == {received, in_no_worklist}
     assert client.get(reverse("studies:study", args=[in_no_worklist.study_uid])).status_code == 200
