@@ -4,3 +4,14 @@ from django.apps import AppConfig
 class AccountsConfig(AppConfig):
     name = "accounts"
     verbose_name = "Accounts and organizations"
+
+    def ready(self) -> None:
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        from accounts.models import ApiToken, Group, Location, Membership, Organization, Role, User
+        from portal import decisions
+
+        # Who a token is and what a user may reach depend on these (portal.decisions).
+        decisions.watch(User, Organization, Role, Membership, Location, Group, ApiToken, TOTPDevice)
+        decisions.watch_relation(Membership.locations.through)
+        decisions.watch_relation(Membership.groups.through)

@@ -1,9 +1,13 @@
+from datetime import datetime
+
+from django.core.cache import caches
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from accounts.models import ApiToken
 from accounts.policy import needs_two_factor
 from accounts.tokens import candidate_digests
+from portal import decisions
 
 # The HMAC purpose label of API tokens, not a secret.
 TOKEN_PURPOSE = "api-token"  # noqa: S105
@@ -14,7 +18,8 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
     holds no usable token. A token counts until it expires or lies unused for too long
     (``ApiToken.ends_at``), and only if it was issued with a one-time code where its user has
     or must have two-factor authentication (``accounts.policy``): a token obtained with the
-    password alone, before the organization required a code, stops working then."""
+    password alone, before the organization required a code, stops working then. The verdict is
+    remembered (``portal.decisions``) until anything it depends on changes."""
 
     keyword = "Token"
 
@@ -28,25 +33,36 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             secret = header[1].decode()
         except UnicodeError as exc:
             raise exceptions.AuthenticationFailed("Invalid token header.") from exc
-        token = (
-            ApiToken.objects.select_related("user")
-            .filter(digest__in=candidate_digests(secret, purpose=TOKEN_PURPOSE))
-            .first()
+        digests = candidate_digests(secret, purpose=TOKEN_PURPOSE)
+        token, refusal = decisions.remember(
+            f"api-token:{decisions.digest(digests[0])}", lambda: _check_token(digests)
         )
-        now = timezone.now()
-        if token is None or not token.user.is_active or not token.is_live(now):
-            raise exceptions.AuthenticationFailed("Invalid or expired token.")
-        if not token.two_factor_verified and needs_two_factor(token.user):
-            raise exceptions.AuthenticationFailed(
-                "This token was issued without two-factor authentication, which this account "
-                "requires: request a new token with the current code as otp_token."
-            )
-        if token.last_used_at is None or (now - token.last_used_at).total_seconds() > 300:
-            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        if refusal:
+            raise exceptions.AuthenticationFailed(refusal)
+        # At most one write per token in five minutes, whatever the number of requests.
+        if caches["default"].add(f"api-token-used:{token.pk}", True, timeout=300):
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
         return token.user, token
 
     def authenticate_header(self, request):
         return self.keyword
+
+
+def _check_token(digests: list[str]) -> tuple[tuple[ApiToken | None, str], datetime | None]:
+    """The token of one of these digests and why it is refused ("" when it is not), and until
+    when that answer holds."""
+    # A refusal is not remembered (ends now): unknown tokens must not fill the cache.
+    token = ApiToken.objects.select_related("user").filter(digest__in=digests).first()
+    now = timezone.now()
+    if token is None or not token.user.is_active or not token.is_live(now):
+        return (None, "Invalid or expired token."), now
+    if not token.two_factor_verified and needs_two_factor(token.user):
+        return (
+            None,
+            "This token was issued without two-factor authentication, which this account "
+            "requires: request a new token with the current code as otp_token.",
+        ), now
+    return (token, ""), token.ends_at
 
 
 class BearerTokenAuthentication(ApiTokenAuthentication):

@@ -98,6 +98,14 @@ FAMILY_NAMES = [
 ]  # fmt: skip
 GIVEN_NAMES = ["Anna", "Marc", "Sofia", "Luc", "Emma", "Noah", "Lea", "Tom", "Ines", "Sam"]
 GOALS = {"qido": 5.0, "frames": 1.0, "store": None}
+DEFAULT_CACHE = "redis://127.0.0.1:6379/14"
+
+
+def _empty_cache(url: str) -> None:
+    """Start (and end) with an empty cache: no frame or decision of an earlier run."""
+    import redis
+
+    redis.Redis.from_url(url).flushdb()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -114,6 +122,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--postgres-url",
         default=os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES),
         help=f"server for the {BENCH_DATABASE!r} database (default {DEFAULT_POSTGRES})",
+    )
+    parser.add_argument(
+        "--cache-url",
+        default=os.environ.get("BENCH_CACHE_URL", DEFAULT_CACHE),
+        help=f"the portal's Redis cache, emptied first and at the end, as in production "
+        f"(default {DEFAULT_CACHE}); '' for none (per-process caches, no remembered decisions)",
     )
     parser.add_argument("--studies", type=int, default=1000, help="studies to search (1000)")
     parser.add_argument(
@@ -456,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         for name in ("CACHE_URL", "REDIS_URL", "SITE_URL"):
             env.pop(name, None)
+        if args.cache_url:
+            _empty_cache(args.cache_url)
+            env["CACHE_URL"] = args.cache_url
         say("Migrating the portal's database…")
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
@@ -610,6 +627,9 @@ def main(argv: list[str] | None = None) -> int:
         if namespace is not None:
             namespace.delete()
         database.drop()
+        if args.cache_url:
+            with contextlib.suppress(Exception):
+                _empty_cache(args.cache_url)
         if args.keep:
             say(f"Kept {folder}")
         else:

@@ -41,14 +41,14 @@ def record_retrieve(
 
 
 def record_frames_retrieved(
-    request: HttpRequest, *, study: Study, access: StudyAccess, series_uid: str, resource: str
+    request: HttpRequest, *, study_pk: int, access: StudyAccess, series_uid: str, resource: str
 ) -> None:
     """Frames (or the pixel data's bulk data) of one study were retrieved. OHIF asks for each
     frame in its own request, so, like rendered frames, this is recorded once per principal and
     study per viewing session (``studies.services.rendered_images.note_render_session``)."""
     note_render_session(
         request,
-        study,
+        study_pk,
         access,
         series_uid=series_uid,
         action=Action.INSTANCES_RETRIEVED,

@@ -37,7 +37,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
 
 from dicomweb.http import DicomwebError, bad_request, dicomweb_view, not_found
-from dicomweb.scope import instances_for, study_for
+from dicomweb.scope import instance_target, instances_for, study_for
 from studies.access import StudyAccess
 from studies.models import Instance, Study
 from studies.rendering import JPEG_QUALITY, RenderError, Viewport, Window
@@ -160,28 +160,40 @@ def _middle_frame(instance: Instance) -> int:
     return (max(instance.frames, 1) + 1) // 2
 
 
+def _instance_target(
+    request: HttpRequest,
+    *,
+    study_uid: str,
+    series_uid: str,
+    instance_uid: str,
+    frame: int | None,
+    thumbnail: bool,
+) -> tuple[int, StudyAccess, Instance, int]:
+    """An instance or frame level request: the study's key, the access, the instance and the
+    frame, from the decision remembered for the viewer's frames (``scope.instance_target``)."""
+    target = instance_target(request, study_uid, series_uid, instance_uid)
+    instance = target.instance
+    if not instance.has_pixels:
+        raise not_found(_("No such image."))
+    if frame is None:
+        frame = _middle_frame(instance) if thumbnail else 1
+    elif not 1 <= frame <= instance.frames:
+        raise not_found(_("No such frame."))
+    return target.study_pk, target.access, instance, frame
+
+
 def _target(
     study: Study,
     access: StudyAccess,
     *,
     series_uid: str | None,
-    instance_uid: str | None,
-    frame: int | None,
     thumbnail: bool,
 ) -> tuple[Instance, int]:
-    """The instance and frame a request renders (see the module docstring), or 404."""
-    images: QuerySet[Instance] = instances_for(
-        study, access, series_uid=series_uid, instance_uid=instance_uid
-    ).filter(has_pixels=True)
-    if instance_uid is not None:
-        instance = images.first()
-        if instance is None:
-            raise not_found(_("No such image."))
-        if frame is not None:
-            if not 1 <= frame <= instance.frames:
-                raise not_found(_("No such frame."))
-            return instance, frame
-        return instance, (_middle_frame(instance) if thumbnail else 1)
+    """The instance and frame a study or series level request renders (see the module
+    docstring), or 404."""
+    images: QuerySet[Instance] = instances_for(study, access, series_uid=series_uid).filter(
+        has_pixels=True
+    )
     first = images.first()
     if first is None:
         raise not_found(_("No images here."))
@@ -206,15 +218,19 @@ def _answer(
     thumbnail: bool,
 ) -> HttpResponse:
     rendering = _rendering(request)
-    study, access = study_for(request, study_uid)
-    instance, number = _target(
-        study,
-        access,
-        series_uid=series_uid,
-        instance_uid=instance_uid,
-        frame=frame,
-        thumbnail=thumbnail,
-    )
+    if instance_uid is not None:
+        study_pk, access, instance, number = _instance_target(
+            request,
+            study_uid=study_uid,
+            series_uid=series_uid,
+            instance_uid=instance_uid,
+            frame=frame,
+            thumbnail=thumbnail,
+        )
+    else:
+        study, access = study_for(request, study_uid)
+        study_pk = study.pk
+        instance, number = _target(study, access, series_uid=series_uid, thumbnail=thumbnail)
     try:
         body = rendered_bytes(
             instance,
@@ -234,7 +250,7 @@ def _answer(
         # The only argument render_frame can refuse at this point: a viewport's source region
         # outside this image, which the request could not know before.
         raise bad_request(str(error)) from None
-    note_render_session(request, study, access, series_uid=instance.series.series_uid)
+    note_render_session(request, study_pk, access, series_uid=instance.series.series_uid)
     response = HttpResponse(body, content_type=_CONTENT_TYPES[rendering.image_format])
     response.headers["Vary"] = "Accept, Cookie, Authorization"
     response.headers["Content-Length"] = str(len(body))

@@ -11,13 +11,19 @@ when it is anonymized, and no report or other object without pixel data when it 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
+from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from dicomweb.http import not_found
+from portal import decisions
 from studies.access import (
     StudyAccess,
+    decision_principal,
     get_study_for,
     granted_study_ids,
     studies_access,
@@ -79,3 +85,44 @@ def series_for(study: Study, access: StudyAccess, series_uid: str) -> Series:
     if series is None or not instances_for(study, access, series_uid=series_uid).exists():
         raise not_found("No such series.")
     return series
+
+
+@dataclass(frozen=True)
+class InstanceTarget:
+    """One instance the caller reaches, and the access it reaches it with: what serving its
+    frames needs. The study is named by its key only: a remembered target holds no patient
+    data."""
+
+    study_pk: int
+    access: StudyAccess
+    instance: Instance
+
+
+def instance_target(
+    request: HttpRequest, study_uid: str, series_uid: str, instance_uid: str
+) -> InstanceTarget:
+    """The instance at these UIDs that the caller's access reaches, or a DICOMweb 404.
+
+    A viewer asks for every frame of a series one request at a time, so the decision is
+    remembered for the principal (``portal.decisions``): the first frame asks the authority,
+    the next ones ask the cache, until anything the decision rests on changes (a share removed,
+    a link revoked) or the access ends. A refusal is not remembered."""
+
+    def decide() -> tuple[InstanceTarget | str, datetime | None]:
+        now = timezone.now()
+        try:
+            study, access = get_study_for(request, study_uid)
+        except Http404:
+            return _("No such study."), now
+        instance = instances_for(
+            study, access, series_uid=series_uid, instance_uid=instance_uid
+        ).first()
+        if instance is None:
+            return _("No such instance."), now
+        return InstanceTarget(study_pk=study.pk, access=access, instance=instance), access.until
+
+    uids = decisions.digest(study_uid, series_uid, instance_uid)
+    target = decisions.remember(f"instance:{decision_principal(request)}:{uids}", decide)
+    if isinstance(target, str):
+        raise not_found(target)
+    return target

@@ -433,6 +433,22 @@ class StoredFrames:
             pixel_array(source, index=index, raw=True), self.header, planar=planar
         )
 
+    def native_layout(self) -> tuple[int, int] | None:
+        """Where the frames lie in the file when they can be read straight from it as Explicit
+        VR Little Endian (uncompressed little endian, not deflated, whole bytes per frame): the
+        first frame's offset and the bytes per frame. None otherwise."""
+        if (
+            not self.has_pixels
+            or is_compressed(self.syntax)
+            or self._stored.inflated
+            or self.syntax == ExplicitVRBigEndian
+        ):
+            return None
+        length = self._native_frame_length()
+        if length is None:
+            return None
+        return self._stored.value_at, length
+
     def _native_frame_length(self) -> int | None:
         """Bytes per uncompressed frame, or None when frames do not start on a byte (1-bit
         images whose frames are not a multiple of 8 pixels)."""

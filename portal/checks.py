@@ -1,5 +1,5 @@
 from django.conf import settings
-from django.core.checks import Tags, Warning, register
+from django.core.checks import Error, Tags, Warning, register
 
 
 @register(Tags.security, deploy=True)
@@ -32,5 +32,23 @@ def trusted_proxies_check(app_configs, **kwargs):
             "proxy's address in the throttles and the audit trail.",
             hint="Set TRUSTED_PROXIES to the reverse proxy's address or network.",
             id="portal.W002",
+        )
+    ]
+
+
+@register(Tags.security)
+def remembered_decisions_check(app_configs, **kwargs):
+    """A revoked link or removed share stops remembered access decisions through a generation
+    held in the cache (portal.decisions). In a per-process cache only the process that made the
+    change would notice; the others would go on serving until their decisions end."""
+    if settings.ACCESS_DECISION_SECONDS <= 0 or settings.DEBUG or settings.CACHE_URL:
+        return []
+    return [
+        Error(
+            "ACCESS_DECISION_SECONDS is set but CACHE_URL is not: a revocation would not reach "
+            "the other web processes' remembered decisions.",
+            hint="Set CACHE_URL to a Redis URL shared by every web process, or "
+            "ACCESS_DECISION_SECONDS=0.",
+            id="portal.E001",
         )
     ]

@@ -150,6 +150,11 @@ else:
         },
     }
 
+# Remembered access decisions (portal.decisions): a token's owner and a principal's access to a
+# study, kept this many seconds at most and forgotten at once when anything they depend on
+# changes. The cache must be shared by every web process for that, so off without CACHE_URL.
+ACCESS_DECISION_SECONDS = env_int("ACCESS_DECISION_SECONDS", 120 if CACHE_URL else 0)
+
 # --- Accounts, passwords, sessions ----------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
 LOGIN_URL = "accounts:login"

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from accounts.models import Membership, Organization, User
 from accounts.permissions import Perm
+from portal import decisions
 from studies.models import ACCESS_RANK, AccessLevel, Entry, EntryOrigin, Study, Worklist
 
 
@@ -121,12 +122,20 @@ def access_challenge(request: HttpRequest, study_uid: str) -> str | None:
 # --- Memberships and permissions -----------------------------------------------------------
 
 
-def active_memberships(user: User) -> QuerySet[Membership]:
+def active_memberships(user: User) -> list[Membership]:
+    """The user's active memberships with their roles and organizations. Every access question
+    starts here, several times a request: remembered (``portal.decisions``) until a membership,
+    role or organization changes."""
     if not user.is_authenticated or not user.is_active:
-        return Membership.objects.none()
-    return Membership.objects.filter(user=user, is_active=True).select_related(
-        "role", "organization"
-    )
+        return []
+
+    def read() -> tuple[list[Membership], None]:
+        memberships = Membership.objects.filter(user=user, is_active=True).select_related(
+            "role", "organization"
+        )
+        return list(memberships), None
+
+    return decisions.remember(f"memberships:{user.pk}", read)
 
 
 def has_perm(user: User, perm: Perm, organization: Organization | None = None) -> bool:
@@ -148,16 +157,27 @@ def organizations_with(user: User, perm: Perm) -> list[int]:
 def visible_worklists(user: User) -> QuerySet[Worklist]:
     """The personal worklist, and the group and location worklists of memberships whose role
     may view studies (organization-wide viewers see all their organization's worklists)."""
+    return Worklist.objects.filter(pk__in=visible_worklist_ids(user))
+
+
+def visible_worklist_ids(user: User) -> list[int]:
+    """The keys of :func:`visible_worklists`, remembered (``portal.decisions``) until a
+    worklist, membership or role changes."""
     if not user.is_authenticated or not user.is_active:
-        return Worklist.objects.none()
-    memberships = [m for m in active_memberships(user) if m.role.grants(Perm.VIEW_STUDIES)]
-    condition = Q(owner=user)
-    for membership in memberships:
-        if membership.role.grants(Perm.VIEW_ALL_STUDIES):
-            condition |= Q(organization_id=membership.organization_id) & ~Q(kind="personal")
-        else:
-            condition |= Q(location__memberships=membership) | Q(group__memberships=membership)
-    return Worklist.objects.filter(condition).distinct()
+        return []
+
+    def read() -> tuple[list[int], None]:
+        memberships = [m for m in active_memberships(user) if m.role.grants(Perm.VIEW_STUDIES)]
+        condition = Q(owner=user)
+        for membership in memberships:
+            if membership.role.grants(Perm.VIEW_ALL_STUDIES):
+                condition |= Q(organization_id=membership.organization_id) & ~Q(kind="personal")
+            else:
+                condition |= Q(location__memberships=membership) | Q(group__memberships=membership)
+        ids = Worklist.objects.filter(condition).distinct().values_list("pk", flat=True)
+        return sorted(ids), None
+
+    return decisions.remember(f"worklists:{user.pk}", read)
 
 
 def active_entries(now: datetime | None = None) -> QuerySet[Entry]:
@@ -204,7 +224,7 @@ def visible_studies(user: User) -> QuerySet[Study]:
     if not user.is_authenticated or not user.is_active:
         return Study.objects.none()
     org_wide = organizations_with(user, Perm.VIEW_ALL_STUDIES)
-    worklist_ids = list(visible_worklists(user).values_list("pk", flat=True))
+    worklist_ids = visible_worklist_ids(user)
     through_entry = Exists(
         active_entries().filter(study=OuterRef("pk"), worklist_id__in=worklist_ids)
     )
@@ -287,7 +307,7 @@ def user_studies_access(user: User, studies: Iterable[Study]) -> dict[int, Study
         return found
     memberships = list(active_memberships(user))
     org_wide = {m.organization_id for m in memberships if m.role.grants(Perm.VIEW_ALL_STUDIES)}
-    worklist_ids = visible_worklists(user).values_list("pk", flat=True)
+    worklist_ids = visible_worklist_ids(user)
     entries: dict[int, list[Entry]] = {}
     for entry in active_entries().filter(study__in=list(found), worklist_id__in=worklist_ids):
         entries.setdefault(entry.study_id, []).append(entry)
@@ -315,6 +335,19 @@ def studies_access(request: HttpRequest, studies: Iterable[Study]) -> dict[int, 
         candidates.extend(source(request, study) for source in _grant_sources)
         found[study.pk] = best_access(candidates)
     return found
+
+
+def decision_principal(request: HttpRequest) -> str:
+    """Whom a remembered access decision (``portal.decisions``) is about: the user, and the
+    browser session, whose grants add to what the user may reach. A session's key is hashed: it
+    opens the session."""
+    parts = []
+    if request.user.is_authenticated:
+        parts.append(f"user:{request.user.pk}")
+    session_key = getattr(request, "session", None) and request.session.session_key
+    if session_key:
+        parts.append(f"session:{decisions.digest(session_key)}")
+    return ":".join(parts) or "anonymous"
 
 
 def get_study_for(request: HttpRequest, study_uid: str) -> tuple[Study, StudyAccess]:

@@ -31,6 +31,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
 from accounts.permissions import Perm
+from portal import decisions
 from studies.access import (
     StudyAccess,
     active_entries,
@@ -41,6 +42,7 @@ from studies.access import (
     studies_access,
     user_studies_access,
     visible_studies,
+    visible_worklist_ids,
     visible_worklists,
 )
 from studies.anonymize import PatientDisplay, patient_display, withheld_patient
@@ -336,10 +338,6 @@ def paginate(
 _WORD = re.compile(r"[\w'-]+")
 
 
-def _visible_worklist_ids(user: User) -> list[int]:
-    return list(visible_worklists(user).values_list("pk", flat=True))
-
-
 def _identified_condition(user: User, worklist_ids: list[int]) -> Q:
     """Rows the user may see with the patient's identity, i.e. through something other than an
     anonymized share or a share asking for an SMS code: the organization-wide role, a received
@@ -391,20 +389,32 @@ class AccessConditions:
     reports: Q | None = None
 
 
+def _narrowing_shares(user: User) -> set[tuple[bool, bool, str]]:
+    """The kinds (anonymized, two-factor, level) of the user's active shares that narrow what
+    they open. Most users hold none: one query says so, remembered (``portal.decisions``) until
+    an entry or worklist changes. An entry that ends by its date leaves a kind here until then;
+    that only adds conditions each row is checked against anyway."""
+
+    def read() -> tuple[set[tuple[bool, bool, str]], None]:
+        kinds = (
+            active_entries()
+            .filter(worklist_id__in=visible_worklist_ids(user), origin=EntryOrigin.SHARE)
+            .filter(Q(anonymized=True) | Q(two_factor_required=True) | Q(level=AccessLevel.IMAGES))
+            .values_list("anonymized", "two_factor_required", "level")
+            .distinct()
+        )
+        return set(kinds), None
+
+    return decisions.remember(f"narrowing:{user.pk}", read)
+
+
 def access_conditions(user: User) -> AccessConditions:
     if not user.is_authenticated:
         return AccessConditions()
-    # Most users hold no narrowing share: one query says so, the worklists as its subquery.
-    narrowing = set(
-        active_entries()
-        .filter(worklist__in=visible_worklists(user), origin=EntryOrigin.SHARE)
-        .filter(Q(anonymized=True) | Q(two_factor_required=True) | Q(level=AccessLevel.IMAGES))
-        .values_list("anonymized", "two_factor_required", "level")
-        .distinct()
-    )
+    narrowing = _narrowing_shares(user)
     if not narrowing:
         return AccessConditions()
-    worklist_ids = _visible_worklist_ids(user)
+    worklist_ids = visible_worklist_ids(user)
     two_factor = any(required for _anonymized, required, _level in narrowing)
     masked = any(anonymized or required for anonymized, required, _level in narrowing)
     withholding = any(
@@ -492,7 +502,7 @@ class SearchScope:
 
 
 def search_scope(user: User, criteria: SearchCriteria) -> SearchScope:
-    worklist_ids = _visible_worklist_ids(user)
+    worklist_ids = visible_worklist_ids(user)
     in_worklist = criteria.worklist_id is not None and criteria.worklist_id in worklist_ids
     if in_worklist:
         # An active entry in one of the user's worklists is what makes a study visible, so the
@@ -632,7 +642,7 @@ def study_rows(
     withheld when a two-factor share holds it, anonymized otherwise. ``StudyRow.access`` is
     filled for those rows only.
     """
-    worklist_ids = _visible_worklist_ids(user)
+    worklist_ids = visible_worklist_ids(user)
     entries = (
         active_entries()
         .filter(study__in=[s.pk for s in studies], worklist_id__in=worklist_ids)
@@ -811,7 +821,7 @@ def reached_through(user: User, study: Study) -> list[Entry]:
         .filter(
             study=study,
             origin=EntryOrigin.SHARE,
-            worklist_id__in=_visible_worklist_ids(user),
+            worklist_id__in=visible_worklist_ids(user),
         )
         .select_related("added_by", "worklist")
         .order_by("-added_at", "-pk")
@@ -837,7 +847,7 @@ def priors_for(
         return []
     priors: list[Study] = []
     if user.is_authenticated:
-        worklist_ids = _visible_worklist_ids(user)
+        worklist_ids = visible_worklist_ids(user)
         priors = list(
             visible_studies(user)
             .filter(patient_id=study.patient_id)

@@ -56,7 +56,7 @@ from guestlinks.tokens import candidate_digests, recover_token
 from notifications import codes
 from notifications.models import Channel
 from notifications.services import queue_message
-from portal import throttle
+from portal import decisions, throttle
 from portal.clients import client_ip
 from studies.access import entries_passed_on_in_full
 from studies.models import Folder, Study
@@ -455,6 +455,8 @@ def _reserve_failure(link: GuestLink, request: HttpRequest, counter: str, keys: 
     reserved = GuestLink.objects.filter(openable(now=now), pk=link.pk).update(
         **{counter: F(counter) + 1}
     )
+    # A guess may lock the link, which ends the sessions it opened.
+    decisions.changed()
     if not reserved:
         throttle.hand_back(*keys)
         link.refresh_from_db()
@@ -658,6 +660,7 @@ def open_link(
     study_ids: list[int] = []
     with transaction.atomic():
         counted = GuestLink.objects.filter(openable(now=now), pk=link.pk).update(uses=F("uses") + 1)
+        decisions.changed()
         if counted:
             study_ids = granted_studies(link, now=now)
             _audit(

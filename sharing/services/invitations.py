@@ -43,6 +43,7 @@ from audit.models import Action, Outcome
 from audit.services import record
 from notifications.models import Channel
 from notifications.services import queue_message
+from portal import decisions
 from portal.clients import client_ip
 from sharing.models import RecipientKind, Share, ShareRecipient
 
@@ -372,6 +373,7 @@ def _activate(
         ).update(user=user, worklist=worklist, activated_at=now, invitation_digest=spent)
         if not claimed:
             continue
+        decisions.changed()
         recipient.user, recipient.worklist = user, worklist
         recipient.activated_at, recipient.invitation_digest = now, spent
         share = recipient.share

@@ -29,6 +29,7 @@ from audit.models import Action
 from notifications.languages import choose_language, supported_language
 from notifications.models import Channel
 from notifications.services import queue_messages, validate_recipient
+from portal import decisions
 from portal.validation import FieldErrors
 from sharing.models import RecipientKind, SenderDefaults, Share, ShareRecipient
 from sharing.services.favorites import star_targets
@@ -360,6 +361,7 @@ def grant_entries(
             )
         )
     created = Entry.objects.bulk_create(entries)
+    decisions.changed()  # bulk_create sends no post_save
     recipient.entries.add(*created)
     return created
 
@@ -677,6 +679,7 @@ def remove_share(*, user: User, share: Share, request=None) -> bool:
             ).values("entry_id"),
             removed_at__isnull=True,
         ).update(removed_at=now)
+        decisions.changed()
         record_share_event(
             current,
             Action.SHARE_REMOVED,

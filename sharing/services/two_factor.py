@@ -42,6 +42,7 @@ from accounts.permissions import Perm
 from audit.models import Action
 from notifications import codes
 from notifications.codes import is_code_shaped, normalize_code
+from portal import decisions
 from sharing.access import recipients_of, remember_verification, two_factor_entries
 from sharing.models import ShareCode, ShareRecipient
 from sharing.services.trail import record_share_event
@@ -233,6 +234,7 @@ def _block(recipient: ShareRecipient, now: datetime) -> None:
     """The wrong code that reaches the limit blocks the bucket, once, and retires every code of
     its users: no code sent before the block opens anything after an unblock."""
     ShareRecipient.objects.filter(pk=recipient.pk, blocked_at__isnull=True).update(blocked_at=now)
+    decisions.changed()
     ShareCode.objects.filter(
         recipient=recipient, used_at__isnull=True, replaced_at__isnull=True
     ).update(replaced_at=now)
@@ -403,6 +405,7 @@ def unblock(*, user: User, recipient: ShareRecipient, request: HttpRequest | Non
             return False
         blocked_at, failures = locked.blocked_at, locked.code_failures
         ShareRecipient.objects.filter(pk=locked.pk).update(blocked_at=None, code_failures=0)
+        decisions.changed()
         _audit(
             locked,
             Action.SHARE_UNBLOCKED,

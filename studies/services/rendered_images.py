@@ -115,7 +115,7 @@ def _principal(request: HttpRequest) -> str:
 
 def note_render_session(
     request: HttpRequest,
-    study: Study,
+    study_pk: int,
     access: StudyAccess,
     *,
     series_uid: str,
@@ -124,14 +124,14 @@ def note_render_session(
 ) -> None:
     """Record ``action`` (FRAMES_RENDERED, or INSTANCES_RETRIEVED for DICOMweb frames) at most
     once per principal, study and action per render session: a viewer fetches one frame per
-    request as it scrolls."""
-    key = f"frames-audit:{action}:{_principal(request)}:{study.pk}"
+    request as it scrolls. The study is read only for the request that records."""
+    key = f"frames-audit:{action}:{_principal(request)}:{study_pk}"
     # add() is atomic: of concurrent first frames, exactly one records the event.
     if caches["default"].add(key, True, timeout=RENDER_SESSION_SECONDS):
         record(
             action=action,
             request=request,
-            study=study,
+            study=Study.objects.select_related("organization").get(pk=study_pk),
             details={
                 "series_uid": series_uid,
                 "anonymized": access.anonymized,

@@ -205,7 +205,8 @@ def test_finding_11_the_token_endpoint_takes_a_code_past_the_ceiling(alice, ceil
 
     refused = obtain(otp_token="")
     assert refused.status_code == 429
-    assert int(refused["Retry-After"]) == 30
+    # The clock runs here (no time_machine): a second may tick between counting and answering.
+    assert int(refused["Retry-After"]) in (29, 30)
 
     wrong_password = obtain("wrong-guess", otp_token=code_for(device))
     wrong_code = obtain(otp_token="000000")

@@ -1,0 +1,133 @@
+"""Remembered decisions: who an API token is, what a principal may reach of a study. A viewer
+asks for hundreds of frames in a minute; each would otherwise read the token, the memberships,
+the worklists and the entries again. Remembering the answer lets all but the first request of a
+viewing run without SQL, and nothing of the access rules changes: the answer is the authority's
+(``studies.access``), only computed less often.
+
+Every remembered answer carries the *generation* current when it was computed. Any change to
+what an answer depends on (a token, a user, a membership, a role, an entry, a share, a guest
+link, a study, a two-factor device: the models registered with :func:`watch`, and the bulk
+updates that revoke, through :func:`changed`) moves the generation on once its transaction has
+committed, and from then on no answer of an older generation is used: removing a share or
+revoking a link stops the frames it opened at the very next request. Answers also end after
+``ACCESS_DECISION_SECONDS`` and never outlive the access they describe (``valid_until``).
+
+The generation lives in Django's default cache, which every web process must share for this to
+hold (``CACHE_URL``, Redis): ``ACCESS_DECISION_SECONDS`` defaults to 0, nothing remembered,
+without it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import TypeVar
+
+from django.conf import settings
+from django.core.cache import caches
+from django.db import transaction
+from django.db.models.signals import m2m_changed, post_delete, post_save
+
+_GENERATION_KEY = "decisions:generation"
+_MISSING = object()
+
+T = TypeVar("T")
+
+
+def enabled() -> bool:
+    return settings.ACCESS_DECISION_SECONDS > 0
+
+
+def _cache():
+    return caches["default"]
+
+
+def current_generation() -> str:
+    """The generation now. A cache that lost it (restarted, evicted) starts a new one, which no
+    remembered answer can carry."""
+    cache = _cache()
+    generation = cache.get(_GENERATION_KEY)
+    if generation is None:
+        cache.add(_GENERATION_KEY, secrets.token_hex(8), timeout=None)
+        generation = cache.get(_GENERATION_KEY)
+    return generation
+
+
+def _advance() -> None:
+    # A fresh random value rather than a count: nothing stored under an earlier one can match,
+    # whichever of two concurrent changes writes last.
+    _cache().set(_GENERATION_KEY, secrets.token_hex(8), timeout=None)
+
+
+def changed() -> None:
+    """Something a remembered answer may depend on changed: forget every answer now, and again
+    once the current transaction commits. The second matters: a request that read the old rows
+    while the change was being made carries the generation of the first, so its answer is
+    never used either."""
+    _advance()
+    if transaction.get_connection().in_atomic_block:
+        transaction.on_commit(_advance, robust=True)
+
+
+def _on_change(sender, **kwargs) -> None:
+    changed()
+
+
+def _on_m2m_change(sender, action: str, **kwargs) -> None:
+    if action in {"post_add", "post_remove", "post_clear"}:
+        changed()
+
+
+def watch(*models, saves: bool = True) -> None:
+    """Forget remembered answers whenever a row of these models is deleted and, with
+    ``saves``, saved. Called from the apps' ``ready()``; a model whose rows never change what
+    an answer says once written (an instance) is watched for deletion only."""
+    for model in models:
+        if saves:
+            post_save.connect(_on_change, sender=model, dispatch_uid=f"decisions-save-{model}")
+        post_delete.connect(_on_change, sender=model, dispatch_uid=f"decisions-delete-{model}")
+
+
+def watch_relation(through) -> None:
+    """Forget remembered answers when a many-to-many relation (``Model.field.through``)
+    changes."""
+    m2m_changed.connect(_on_m2m_change, sender=through, dispatch_uid=f"decisions-m2m-{through}")
+
+
+def digest(*parts: object) -> str:
+    """A cache-key fragment for these parts that holds none of them (a token, a session key and
+    a UID stay out of a cache that may be listed)."""
+    return hashlib.sha256("\x1f".join(str(part) for part in parts).encode()).hexdigest()[:40]
+
+
+def remember(
+    key: str, compute: Callable[[], tuple[T, datetime | None]], *, ttl: int | None = None
+) -> T:
+    """The answer remembered under ``key``, or ``compute()``'s, remembered. ``compute`` returns
+    the answer and when it stops being true (None: not by itself); an answer that is None (no
+    access) is remembered too."""
+    seconds = settings.ACCESS_DECISION_SECONDS if ttl is None else ttl
+    if seconds <= 0:
+        return compute()[0]
+    cache = _cache()
+    full_key = f"decisions:{key}"
+    # One round trip to the cache for both.
+    found = cache.get_many([_GENERATION_KEY, full_key])
+    generation = found.get(_GENERATION_KEY) or current_generation()
+    stored = found.get(full_key, _MISSING)
+    now = time.time()
+    if stored is not _MISSING:
+        stored_generation, valid_until, answer = stored
+        if stored_generation == generation and now < valid_until:
+            return answer
+    answer, until = compute()
+    valid_until = now + seconds
+    if until is not None:
+        valid_until = min(valid_until, until.timestamp())
+    # An answer that ends by the time it is known (a refusal says "now") is not kept.
+    if valid_until > time.time():
+        cache.set(full_key, (generation, valid_until, answer), timeout=max(1, int(seconds)))
+    return answer

@@ -1,0 +1,174 @@
+"""One access decision per viewing (portal.decisions): after a viewer's first frame, the next
+frames of the same instance run no SQL at all, and every change the decision rests on stops
+them at the very next request: a share removed, a guest link revoked, a token revoked, a
+membership ended, a share's validity reached."""
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.core.cache import caches
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from accounts.models import ApiToken
+from guestlinks.models import GuestLink
+from guestlinks.services.creation import revoke_link
+from portal import decisions
+from sharing.services import remove_share
+from studies.models import Study
+from tests.accounts.helpers import HttpsClient
+from tests.dicomweb.conftest import CT_STUDY_UID, token_client
+from tests.dicomweb.test_qido import open_guest_link
+from tests.dicomweb.test_wado import RAW_FRAMES, instance_url, parts_of
+from tests.factories import share_entry
+from tests.sharing.conftest import share
+
+pytestmark = pytest.mark.django_db
+
+
+def frame(client, instance, number: int = 1):
+    return client.get(instance_url(instance, "frames", str(number)), HTTP_ACCEPT=RAW_FRAMES)
+
+
+def statements(client, instance) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        assert frame(client, instance).status_code == 200
+    return len(captured)
+
+
+def test_a_viewers_next_frames_run_no_sql(ct_study, alice):
+    client = token_client(alice)
+    first, second = ct_study.instances[:2]
+
+    assert statements(client, first) > 0
+    assert statements(client, first) == 0
+    # Another instance is another decision; then it is remembered too.
+    assert statements(client, second) > 0
+    assert statements(client, second) == 0
+
+
+def test_removing_a_share_stops_remembered_frames_at_once(ct_study, alice, carol):
+    made = share(alice, ct_study.study, ("user", carol.pk))
+    client = token_client(carol)
+    ct = ct_study.instances[0]
+    assert frame(client, ct).status_code == 200
+    assert statements(client, ct) == 0
+
+    assert remove_share(user=alice, share=made) is True
+
+    assert frame(client, ct).status_code == 404
+
+
+def test_revoking_a_guest_link_stops_remembered_frames_at_once(ct_study, dana):
+    guest = open_guest_link(Study.objects.get(study_uid=CT_STUDY_UID))
+    ct = ct_study.instances[0]
+    assert frame(guest, ct).status_code == 200
+    assert frame(guest, ct).status_code == 200
+
+    assert revoke_link(user=dana, link=GuestLink.objects.get(), reason="Sent to the wrong GP")
+
+    # The session's only grant has ended: the guest is nobody again.
+    assert frame(guest, ct).status_code == 401
+
+
+def test_a_revoked_token_stops_at_once(ct_study, alice):
+    client = token_client(alice)
+    ct = ct_study.instances[0]
+    assert statements(client, ct) > 0
+    assert statements(client, ct) == 0
+
+    ApiToken.objects.filter(user=alice).delete()
+
+    assert frame(client, ct).status_code == 401
+
+
+def test_an_ended_membership_stops_at_once(ct_study, alice):
+    client = token_client(alice)
+    ct = ct_study.instances[0]
+    assert frame(client, ct).status_code == 200
+
+    membership = alice.memberships.get()
+    membership.is_active = False
+    membership.save(update_fields=["is_active"])
+
+    assert frame(client, ct).status_code == 404
+
+
+def test_a_remembered_decision_ends_with_the_share_it_rests_on(ct_study, carol):
+    until = timezone.now() + timedelta(seconds=30)
+    share_entry(carol, ct_study.study, valid_until=until)
+    client = token_client(carol)
+    ct = ct_study.instances[0]
+    assert frame(client, ct).status_code == 200
+    assert statements(client, ct) == 0
+
+    with time_machine.travel(until + timedelta(seconds=1)):
+        assert frame(client, ct).status_code == 404
+
+
+def test_a_change_moves_the_generation_on_now_and_again_when_it_commits(
+    django_capture_on_commit_callbacks,
+):
+    """A request that read the rows while the change was being made remembered its answer
+    under the generation of the change's start: the commit moves the generation on once more."""
+    start = decisions.current_generation()
+    with django_capture_on_commit_callbacks(execute=True) as callbacks, transaction.atomic():
+        decisions.changed()
+        during = decisions.current_generation()
+
+    assert len(callbacks) == 1
+    assert len({start, during, decisions.current_generation()}) == 3
+
+
+def test_refused_tokens_are_not_remembered(ct_study, monkeypatch):
+    cache = caches["default"]
+    written = []
+    original = cache.set
+
+    def recording_set(key, *args, **kwargs):
+        written.append(key)
+        return original(key, *args, **kwargs)
+
+    monkeypatch.setattr(cache, "set", recording_set)
+
+    for attempt in range(3):
+        stranger = HttpsClient(HTTP_AUTHORIZATION=f"Bearer not-a-token-{attempt}")
+        assert frame(stranger, ct_study.instances[0]).status_code == 401
+
+    assert not [key for key in written if key.startswith("decisions:api-token")]
+
+
+def test_production_refuses_remembered_decisions_without_a_shared_cache(settings):
+    settings.DEBUG = False
+    settings.CACHE_URL = ""
+    settings.ACCESS_DECISION_SECONDS = 120
+    settings.SILENCED_SYSTEM_CHECKS = []
+
+    with pytest.raises(SystemCheckError, match=r"portal\.E001"):
+        call_command("check")
+
+    settings.ACCESS_DECISION_SECONDS = 0
+    call_command("check")
+
+
+def test_a_viewers_next_frames_are_read_straight_from_the_file(ct_study, alice, monkeypatch):
+    from dicomweb import wado
+
+    client = token_client(alice)
+    ct = ct_study.instances[0]
+    first = frame(client, ct)
+
+    def no_parsing(fp):
+        raise AssertionError("the header was parsed again")
+
+    monkeypatch.setattr(wado, "open_stored", no_parsing)
+    again = frame(client, ct)
+
+    assert again.status_code == 200
+    ((_type, pixels),) = parts_of(again)
+    assert parts_of(first) == [(_type, pixels)]
+    assert len(pixels) == 64 * 48 * 2
