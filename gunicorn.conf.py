@@ -3,8 +3,10 @@ import os
 
 wsgi_app = "portal.wsgi:application"
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
-# Sync workers: for this Django app several times faster than ASGI on the same machine.
-workers = int(os.environ.get("GUNICORN_WORKERS", "4"))
+# Sync workers: for this Django app several times faster than ASGI on the same machine. By
+# default two per core this process may run on (a container's CPU set, not the host's), plus
+# one: a worker waiting on the database leaves its core to another.
+workers = int(os.environ.get("GUNICORN_WORKERS", 2 * len(os.sched_getaffinity(0)) + 1))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 accesslog = "-"
 logger_class = "portal.gunicorn_logging.MaskingLogger"

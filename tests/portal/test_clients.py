@@ -84,7 +84,7 @@ def test_trusted_proxies_are_addresses_or_networks():
 
 
 def gunicorn_config(monkeypatch, **env) -> dict:
-    for name in ("FORWARDED_ALLOW_IPS", "TRUSTED_PROXIES"):
+    for name in ("FORWARDED_ALLOW_IPS", "TRUSTED_PROXIES", "GUNICORN_WORKERS"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -100,3 +100,9 @@ def test_gunicorn_trusts_the_portals_proxies_or_what_forwarded_allow_ips_says(mo
     assert config["forwarded_allow_ips"] == "172.30.0.10"
     config = gunicorn_config(monkeypatch, TRUSTED_PROXIES="172.30.0.10", FORWARDED_ALLOW_IPS="")
     assert config["forwarded_allow_ips"] == ""
+
+
+def test_gunicorn_workers_follow_the_cores_this_process_may_use(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2})
+    assert gunicorn_config(monkeypatch)["workers"] == 7
+    assert gunicorn_config(monkeypatch, GUNICORN_WORKERS="3")["workers"] == 3
