@@ -14,11 +14,15 @@ texts end up in the admin and the audit trail, so they never include the message
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import copy
 import logging
 import re
 import smtplib
 import sys
+import threading
+import time
 from email.utils import make_msgid
 from typing import TYPE_CHECKING, Protocol
 
@@ -81,12 +85,11 @@ class EmailBackend:
                 # RFC 3834: vacation responders and ticket systems should not answer.
                 "Auto-Submitted": "auto-generated",
             },
-            connection=get_connection(fail_silently=False),
         )
         if message.body_html:
             email.attach_alternative(message.body_html, "text/html")
         try:
-            sent = email.send()
+            sent = _kept_connection.send(email)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _text in exc.recipients.values()]
             reason = "; ".join(f"{code} {_decode(text)}" for code, text in exc.recipients.values())
@@ -110,6 +113,93 @@ class EmailBackend:
         if not sent:
             raise DeliveryError("The email backend accepted nothing.")
         return message_id
+
+
+class _KeptConnection:
+    """One mail server connection per process, kept open between messages: a worker delivering
+    a burst of emails logs in once, not once per message. Closed after ``EMAIL_CONNECTION_IDLE``
+    seconds unused (servers drop idle clients) and after any failure; a message that finds the
+    kept connection dropped by the server is sent once more on a new one (nothing was accepted:
+    the server hung up before the message began)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._connection = None
+        self._settings: tuple = ()
+        self._last_used = 0.0
+
+    def send(self, email: EmailMultiAlternatives) -> int:
+        with self._lock:
+            reused = self._open()
+            try:
+                return self._send(email)
+            except smtplib.SMTPServerDisconnected:
+                self._close()
+                if not reused:
+                    raise
+                self._open()
+                return self._send(email)
+
+    def _send(self, email: EmailMultiAlternatives) -> int:
+        email.connection = self._connection
+        try:
+            sent = email.send()
+        except BaseException:
+            self._close()
+            raise
+        self._last_used = time.monotonic()
+        return sent
+
+    def _open(self) -> bool:
+        """Whether the kept connection is reused; otherwise a new one is opened."""
+        current = _email_settings()
+        if self._connection is not None:
+            idle = time.monotonic() - self._last_used
+            if idle < settings.EMAIL_CONNECTION_IDLE and self._settings == current:
+                return True
+            self._close()
+        connection = get_connection(fail_silently=False)
+        # Opened here, Django's backends leave it open after sending.
+        connection.open()
+        self._connection, self._settings = connection, current
+        return False
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
+
+
+def _email_settings() -> tuple:
+    """What a kept connection was opened with: another server or account needs a new one."""
+    return tuple(
+        getattr(settings, name, None)
+        for name in (
+            "EMAIL_BACKEND",
+            "EMAIL_HOST",
+            "EMAIL_PORT",
+            "EMAIL_HOST_USER",
+            "EMAIL_HOST_PASSWORD",
+            "EMAIL_USE_TLS",
+            "EMAIL_USE_SSL",
+            "EMAIL_TIMEOUT",
+        )
+    )
+
+
+_kept_connection = _KeptConnection()
+# A worker that stops says goodbye to the mail server rather than dropping the connection.
+atexit.register(_kept_connection.close)
+
+
+def close_kept_connection() -> None:
+    """Close the process's kept mail server connection (the next email opens a new one)."""
+    _kept_connection.close()
 
 
 class ConsoleEmailBackend(DjangoConsoleEmailBackend):

@@ -277,6 +277,8 @@ EMAIL_BACKEND = env_str(
     else "notifications.backends.ConsoleEmailBackend",
 )
 EMAIL_PORT = env_int("EMAIL_PORT", 587)
+# A worker keeps its mail server connection open this long between messages (notifications).
+EMAIL_CONNECTION_IDLE = env_int("EMAIL_CONNECTION_IDLE", 30)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", EMAIL_PORT == 587)

@@ -63,6 +63,17 @@ def _isolated_storage(settings, tmp_path):
     storages._storages.pop("dicom", None)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_mail_connection():
+    """A test's emails go to the mail server (or fake) it set up, not over a connection an
+    earlier test left open (notifications.backends keeps one per process)."""
+    from notifications.backends import close_kept_connection
+
+    close_kept_connection()
+    yield
+    close_kept_connection()
+
+
 @pytest.fixture
 def org(db):
     return Organization.objects.create(name="St. Elsewhere Hospital")

@@ -117,6 +117,7 @@ class SMTPServer:
         self.refused: Counter[str] = Counter()
         self.delay = 0.0
         self.abandoned = 0
+        self.greetings = 0  # EHLO/HELO: one per connection a client opens
         self.stalled = threading.Event()
         self._stall: threading.Event | None = None
 
@@ -156,6 +157,12 @@ class SMTPServer:
             return list(self.received)
 
     # Server side
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        with self._changed:
+            self.greetings += 1
+        return responses
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if reply := self._refusal("RCPT", [address]):
             return reply

@@ -214,6 +214,12 @@ class FailingConnection:
     def __init__(self, error):
         self.error = error
 
+    def open(self):
+        return True
+
+    def close(self):
+        pass
+
     def send_messages(self, messages):
         raise self.error
 
