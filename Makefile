@@ -5,9 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
 # `make run` is the embedded demo: SQLite, Celery tasks in-process, files under var/, messages
-# to the console, whatever the shell's environment says.
+# to the console, whatever the shell's environment says; `make run PORT=8001` serves elsewhere
+# (links in emails and dialogs follow). It also writes these settings to .env, which
+# manage.py reads, so commands run by hand afterwards work on the demo.
+PORT ?= 8000
+DICOM_PORT ?= 11112
 RUN_ENV := DEBUG=true DEMO_MODE=true DATABASE_URL=sqlite:///$(CURDIR)/var/portal.sqlite3 \
-	CELERY_BROKER_URL= CACHE_URL= EMAIL_HOST= PORTAL_VAR_DIR=$(CURDIR)/var
+	CELERY_BROKER_URL= CACHE_URL= EMAIL_HOST= PORTAL_VAR_DIR=$(CURDIR)/var \
+	SITE_URL=http://127.0.0.1:$(PORT)
 
 .PHONY: run test install migrate demo lint format check bench clean
 
@@ -23,14 +28,15 @@ install: $(STAMP)
 # stops both; the EXIT trap also covers the web server ending on its own).
 run: $(STAMP)
 	mkdir -p var
+	$(RUN_ENV) $(BIN)/python -m portal.demo_env
 	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
 	$(RUN_ENV) $(BIN)/python manage.py seed_demo
-	@echo "Starting the DICOM listener on 127.0.0.1:11112 beside the web server; Ctrl-C stops both."
-	$(RUN_ENV) $(BIN)/python manage.py dicom_listener --host 127.0.0.1 --port 11112 & \
+	@echo "Starting the DICOM listener on 127.0.0.1:$(DICOM_PORT) beside the web server; Ctrl-C stops both."
+	$(RUN_ENV) $(BIN)/python manage.py dicom_listener --host 127.0.0.1 --port $(DICOM_PORT) & \
 	listener=$$!; \
 	trap 'kill $$listener 2>/dev/null; wait $$listener 2>/dev/null' EXIT; \
 	trap 'exit 130' INT TERM; \
-	$(RUN_ENV) $(BIN)/python manage.py runserver 127.0.0.1:8000
+	$(RUN_ENV) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 test: $(STAMP)
 	$(BIN)/python manage.py makemigrations --check --dry-run --settings=tests.settings > /dev/null

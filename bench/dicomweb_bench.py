@@ -455,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))},
             "DJANGO_SETTINGS_MODULE": "portal.settings",
+            "PORTAL_ENV_FILE": "",  # a developer's demo .env is not this run's settings
             "DEBUG": "false",
             "SECRET_KEY": secrets.token_urlsafe(50),
             "AUDIT_KEY": secrets.token_urlsafe(50),

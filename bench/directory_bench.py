@@ -250,6 +250,7 @@ def run_worker_on_throwaway(
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "portal.settings",
+            "PORTAL_ENV_FILE": "",  # a developer's demo .env is not this run's settings
             "DEBUG": "true",
             "DEMO_MODE": "false",
             "SECRET_KEY": secrets.token_urlsafe(50),

@@ -413,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "portal.settings",
+            "PORTAL_ENV_FILE": "",  # a developer's demo .env is not this run's settings
             "DEBUG": "true",
             "SECRET_KEY": secrets.token_urlsafe(50),
             "ALLOWED_HOSTS": "127.0.0.1",

@@ -501,6 +501,7 @@ def run(args: argparse.Namespace, folder: Path) -> dict:
         }
         env.update(
             DJANGO_SETTINGS_MODULE="portal.settings",
+            PORTAL_ENV_FILE="",  # a developer's demo .env is not this run's settings
             SECRET_KEY="outbox-benchmark-key-not-secret-" + "x" * 32,
             AUDIT_KEY="outbox-benchmark-audit-key-not-secret-" + "x" * 32,
             DEBUG="false",

@@ -7,15 +7,24 @@ variables; with ``DEBUG`` off every security setting is strict.
 """
 
 import ipaddress
+import os
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
 
 from portal.env import env_bool, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# The demo's settings that `make run` writes (portal/demo_env.py), for manage.py commands run by
+# hand; what the process environment says wins. PORTAL_ENV_FILE names another file, or none
+# when empty (the tests read none).
+_ENV_FILE = os.environ.get("PORTAL_ENV_FILE", str(BASE_DIR / ".env"))
+if _ENV_FILE:
+    load_dotenv(_ENV_FILE, override=False)
 VAR_DIR = Path(env_str("PORTAL_VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DEBUG", False)

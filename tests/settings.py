@@ -6,6 +6,8 @@ PostgreSQL in CI), so the suite exercises the configuration an installation runs
 
 import os
 
+# A developer's demo settings (.env, written by `make run`) are not the tests' settings.
+os.environ["PORTAL_ENV_FILE"] = ""
 os.environ.setdefault("SECRET_KEY", "tests-only-key-not-used-anywhere-else-0123456789abcdef")
 os.environ.setdefault("AUDIT_KEY", "tests-only-audit-key-not-used-anywhere-else-0123456789")
 # With DEBUG off the system checks refuse the console backends (`makemigrations --check` runs

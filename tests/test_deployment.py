@@ -71,6 +71,7 @@ def test_compose_web_environment_passes_deploy_checks(tmp_path):
         "HOME": str(tmp_path),
         "PORTAL_VAR_DIR": str(tmp_path / "var"),
         "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "PORTAL_ENV_FILE": "",
         **web_env,
     }
     result = subprocess.run(

@@ -45,6 +45,7 @@ def production_env(tmp_path, **extra) -> dict[str, str]:
         "ALLOWED_HOSTS": "portal.example.org",
         "DATABASE_URL": f"sqlite:///{tmp_path}/x.sqlite3",
         "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "PORTAL_ENV_FILE": "",
         "PORTAL_VAR_DIR": str(tmp_path / "var"),
         **extra,
     }

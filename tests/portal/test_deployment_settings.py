@@ -28,6 +28,7 @@ def production_env(tmp_path, **extra) -> dict[str, str]:
         # Not contacted either; without a mail server the portal refuses to start.
         "EMAIL_HOST": "smtp.example.org",
         "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "PORTAL_ENV_FILE": "",
         "PORTAL_VAR_DIR": str(tmp_path / "var"),
         **extra,
     }
