@@ -265,10 +265,17 @@ class Check:
     holder: models.Model
     failures: int
     reached_limit: bool = False
+    # The policy's limit, so that both features say how many wrong codes are still allowed.
+    max_failures: int = 0
 
     @property
     def verified(self) -> bool:
         return self.outcome == Outcome.VERIFIED
+
+    @property
+    def attempts_left(self) -> int:
+        """Wrong codes still allowed before the limit (0 once it is reached)."""
+        return max(0, self.max_failures - self.failures)
 
 
 def verify(policy: CodePolicy, code: str) -> Check:
@@ -282,7 +289,7 @@ def verify(policy: CodePolicy, code: str) -> Check:
         holder = _lock(policy)
 
         def result(outcome: Outcome, reached: bool = False) -> Check:
-            return Check(outcome, holder, getattr(holder, field), reached)
+            return Check(outcome, holder, getattr(holder, field), reached, policy.max_failures)
 
         if policy.closed(holder):
             return result(Outcome.CLOSED)

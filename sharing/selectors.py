@@ -1,4 +1,6 @@
-"""Reads for the Share dialog and the REST API: finding recipients and listing favorites.
+"""Reads for the Share dialog, the Shares page and the REST API: finding recipients, listing
+favorites, the shares a user may manage with their studies as that user may see them, and the
+share codes of the user's worklists.
 
 A sender finds the users, groups and locations ("radiology departments") they could share with,
 and nothing else: the reachability rules are those ``sharing.services.shares`` applies when it
@@ -25,7 +27,9 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from accounts.models import Group, Location, Membership, User
 from accounts.permissions import Perm
 from sharing.models import Favorite, RecipientKind, Share
-from studies.access import active_memberships, has_perm
+from studies.access import active_memberships, has_perm, studies_access, visible_worklists
+from studies.anonymize import PatientDisplay, patient_display
+from studies.models import Study, Worklist
 
 SEARCH_KINDS = (RecipientKind.USER, RecipientKind.GROUP, RecipientKind.LOCATION)
 # The permission each searchable kind needs (besides SHARE_STUDY), as in shares.KIND_RULES.
@@ -377,23 +381,84 @@ def recipient_name(recipient) -> str:
     return recipient.email
 
 
+def _study_summary(study: Study) -> str:
+    return " · ".join(
+        part
+        for part in (
+            study.description or study.modalities,
+            study.study_date.isoformat() if study.study_date else "",
+        )
+        if part
+    )
+
+
 def study_summaries(share, limit: int = 5) -> tuple[list[str], int]:
     """The first studies of a share as "description · date" (never the patient: these lists are
     screens an office shares), and how many more there are."""
     studies = list(share.studies.order_by("pk")[: limit + 1])
-    lines = [
-        " · ".join(
-            part
-            for part in (
-                study.description or study.modalities,
-                study.study_date.isoformat() if study.study_date else "",
-            )
-            if part
-        )
-        for study in studies[:limit]
-    ]
+    lines = [_study_summary(study) for study in studies[:limit]]
     more = share.studies.count() - limit if len(studies) > limit else 0
     return lines, more
+
+
+@dataclass(frozen=True)
+class SharedStudy:
+    """One study of a share as the Shares page names it to whoever looks: the patient only to
+    someone who may see the study now, and then as they may see it (a study held through an
+    anonymized share shows the pseudonym, one behind an SMS code not entered in this session
+    shows no patient)."""
+
+    study: Study
+    patient: PatientDisplay | None
+
+    @property
+    def summary(self) -> str:
+        """Description (or modalities) and date."""
+        return _study_summary(self.study)
+
+
+def shared_studies(
+    request, shares: list[Share], *, limit: int = 5
+) -> dict[int, tuple[list[SharedStudy], int]]:
+    """For each share (by id): its first ``limit`` studies with their patient as the request's
+    user may see them (``studies.access``, asked once for all of them), and how many more."""
+    firsts: dict[int, list[Study]] = {}
+    more: dict[int, int] = {}
+    for share in shares:
+        studies = list(share.studies.select_related("patient").order_by("pk")[: limit + 1])
+        firsts[share.pk] = studies[:limit]
+        more[share.pk] = share.studies.count() - limit if len(studies) > limit else 0
+    every = list({study.pk: study for studies in firsts.values() for study in studies}.values())
+    accesses = studies_access(request, every) if every else {}
+    found = {}
+    for share_id, studies in firsts.items():
+        lines = []
+        for study in studies:
+            access = accesses.get(study.pk)
+            patient = (
+                patient_display(study, anonymized=access.anonymized) if access is not None else None
+            )
+            lines.append(SharedStudy(study=study, patient=patient))
+        found[share_id] = (lines, more[share_id])
+    return found
+
+
+# --- Share codes -------------------------------------------------------------------------------
+
+_WORKLIST_ORDER = {"location": 0, "group": 1, "personal": 2}
+
+
+def worklist_share_codes(user: User) -> list[Worklist]:
+    """The worklists whose share code the user may hand out (CIMAR: "Share to a worklist's
+    unique share code", which reaches any worklist of any organization): those the user works
+    from, for a user who may share studies. Whoever is given a code can share into that
+    worklist, so it is shown to no one else."""
+    if not (user.is_authenticated and user.is_active) or not has_perm(user, Perm.SHARE_STUDY):
+        return []
+    worklists = visible_worklists(user).select_related("organization")
+    return sorted(
+        worklists, key=lambda w: (_WORKLIST_ORDER.get(w.kind, 9), w.name.casefold(), w.pk)
+    )
 
 
 def manageable_shares(user: User) -> QuerySet[Share]:

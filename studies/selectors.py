@@ -19,8 +19,10 @@ import json
 import logging
 import re
 from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import date
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from functools import cached_property
 from typing import Any
 
 from django.core.cache import cache
@@ -595,6 +597,41 @@ def search_page(
 # --- What a listed row shows -------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SharedMessage:
+    """A message a study was shared with, as its recipient reads it."""
+
+    text: str
+    sender: User | None
+    # When the newest share that carries it was made.
+    sent_at: datetime
+    # Every entry that carries it was opened.
+    read: bool
+
+
+def distinct_messages(entries: Iterable[Entry]) -> list[SharedMessage]:
+    """The messages these shared entries carry, each sender's text once however many shares (or
+    worklists: the user's own, their group's, their location's) brought it, newest first. A
+    message is unread while any entry that carries it is (PACSonWEB's red "Message" label)."""
+    found: dict[tuple[int | None, str], SharedMessage] = {}
+    for entry in sorted(entries, key=lambda e: (e.added_at, e.pk), reverse=True):
+        text = (entry.message or "").strip()
+        if not text:
+            continue
+        key = (entry.added_by_id, " ".join(text.split()))
+        known = found.get(key)
+        if known is None:
+            found[key] = SharedMessage(
+                text=text,
+                sender=entry.added_by,
+                sent_at=entry.added_at,
+                read=entry.opened_at is not None,
+            )
+        elif known.read and entry.opened_at is None:
+            found[key] = replace(known, read=False)
+    return list(found.values())
+
+
 @dataclass
 class StudyRow:
     """One study as the directory and the API list it for one user."""
@@ -621,9 +658,15 @@ class StudyRow:
     def modalities(self) -> list[str]:
         return self.study.modalities.split()
 
+    @cached_property
+    def messages(self) -> list[SharedMessage]:
+        """Each distinct message once (one "Message" badge per study, however many shares)."""
+        return distinct_messages(self.shared_entries)
+
     @property
-    def messages(self) -> list[Entry]:
-        return [entry for entry in self.shared_entries if entry.message]
+    def unread_messages(self) -> bool:
+        """The badge is red while any message is unread."""
+        return any(not message.read for message in self.messages)
 
     @property
     def labels(self) -> list[str]:

@@ -59,7 +59,7 @@ from notifications.services import queue_message
 from portal import decisions, throttle
 from portal.clients import client_ip
 from studies.access import entries_passed_on_in_full
-from studies.models import Folder, Study
+from studies.models import Folder, Study, Worklist
 
 # Tokens are 32 bytes of URL-safe base64 without padding (guestlinks.tokens and
 # secrets.token_urlsafe(32)): anything else is not looked up, only counted.
@@ -571,8 +571,18 @@ def _check_code(link: GuestLink, request: HttpRequest, code: str) -> None:
             field="code",
             locked=True,
         )
+    # As the share's code page and the link's password do: how many wrong codes are still
+    # allowed before the link locks.
+    left = check.attempts_left
     raise GateFailed(
-        _("Wrong code. Check the newest SMS we sent and try again."),
+        ngettext(
+            "Wrong code. Check the newest SMS we sent and try again: %(left)d attempt left "
+            "before the link locks.",
+            "Wrong code. Check the newest SMS we sent and try again: %(left)d attempts left "
+            "before the link locks.",
+            left,
+        )
+        % {"left": left},
         field="code",
     )
 
@@ -616,10 +626,48 @@ def granted_studies(link: GuestLink, *, now: datetime | None = None) -> list[int
             ids.extend(priors)
         return ids
     if link.target_kind == TargetKind.WORKLIST:
-        held = entries.filter(worklist_id=link.worklist_id)
+        held = _collection_entries(worklist_id=link.worklist_id, folder=None, now=now)
     else:
-        held = entries.filter(folder_id__in=_folder_ids(link.folder))
+        held = _collection_entries(worklist_id=None, folder=link.folder, now=now)
     return sorted(set(held.values_list("study_id", flat=True)))
+
+
+def _collection_entries(*, worklist_id: int | None, folder: Folder | None, now: datetime):
+    """The active entries a worklist's or folder's grant takes its studies from (a folder's
+    subfolders included), without those of shares that may not be passed on whole."""
+    entries = entries_passed_on_in_full(now)
+    if folder is not None:
+        return entries.filter(folder_id__in=_folder_ids(folder))
+    return entries.filter(worklist_id=worklist_id)
+
+
+@dataclass(frozen=True)
+class LinkReach:
+    """What a worklist's or folder's link would open if it were opened now."""
+
+    studies: int
+    patients: int
+
+
+def link_reach(
+    *, worklist: Worklist | None = None, folder: Folder | None = None, now: datetime | None = None
+) -> LinkReach:
+    """How many studies, of how many patients, a grant of a link to this worklist or folder
+    would hold now: the same studies :func:`granted_studies` puts into the guest's session, so
+    that the Send Link dialog can say what the sender hands over before Get Link. (A grant takes
+    the studies as they are when the link is opened: entries filed before then count too.)"""
+    if (worklist is None) == (folder is None):
+        raise ValueError("A link's reach is counted for one worklist or one folder.")
+    held = _collection_entries(
+        worklist_id=worklist.pk if worklist is not None else None,
+        folder=folder,
+        now=now or timezone.now(),
+    )
+    studies = Study.objects.filter(pk__in=held.values("study_id"))
+    return LinkReach(
+        studies=studies.count(),
+        patients=studies.values("patient_id").distinct().count(),
+    )
 
 
 def _store_grant(

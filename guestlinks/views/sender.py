@@ -36,6 +36,7 @@ from guestlinks.services.creation import (
     target_organization,
     visible_target,
 )
+from guestlinks.services.opening import link_reach
 from guestlinks.services.state import link_status
 from notifications.languages import language_of
 from studies.access import user_study_access
@@ -118,6 +119,9 @@ def send_link_dialog(request: HttpRequest) -> HttpResponse:
     if organization is None or not may_create_links(request.user, target):
         context["refusal"] = refusal_reason(request.user, target)
         return render(request, "guestlinks/_send_link_refused.html", context, status=403)
+    if target.study is None:
+        # A worklist's or folder's link hands the guest every study in it: say how many first.
+        context["reach"] = link_reach(worklist=target.worklist, folder=target.folder)
     form = SendLinkForm(
         request.POST if request.method == "POST" else None,
         organization=organization,

@@ -203,6 +203,37 @@ def _resolve(
     return None
 
 
+def _images_only_refusal(recipients: Sequence[Recipient], sender: User) -> str:
+    """Why "Images only" cannot be chosen for these recipients, naming the users and email
+    addresses that make it unavailable (PACSonWEB: not available when sharing with a user); ""
+    when none does. A user is named only when the sender could reach them (as ``_resolve``
+    decides), so that an id typed into the API reveals no one's name."""
+    concerned = [r for r in recipients if r.kind in (RecipientKind.USER, RecipientKind.EMAIL)]
+    if not concerned:
+        return ""
+    sender_orgs = _sender_org_ids(sender)
+    names = []
+    for recipient in concerned:
+        if recipient.kind == RecipientKind.EMAIL:
+            names.append(str(recipient.value).strip())
+            continue
+        try:
+            user = User.objects.filter(pk=int(recipient.value), is_active=True).first()
+        except (TypeError, ValueError):
+            user = None
+        if user is not None and any(
+            _reachable_org(m.organization_id, sender_orgs) for m in active_memberships(user)
+        ):
+            names.append(str(user))
+    names = [name for name in dict.fromkeys(names) if name]
+    if not names:
+        return _("“Images only” is not available when sharing with a user.")
+    return _(
+        "“Images only” is not available for %(names)s: sharing with a user always includes the "
+        "report. Choose an access that includes the report, or remove them from the recipients."
+    ) % {"names": ", ".join(names)}
+
+
 def _held_until(held: list[StudyAccess]) -> date | None:
     """The earliest end of the sender's shared access: it bounds what they pass on."""
     return min((timezone.localdate(a.until) for a in held if a.until is not None), default=None)
@@ -521,10 +552,10 @@ def share_studies(
                 _("Your role does not allow sharing with: %(kind)s.") % {"kind": label},
             )
             refused_kinds.add(recipient.kind)
-    if level == AccessLevel.IMAGES and any(
-        r.kind in (RecipientKind.USER, RecipientKind.EMAIL) for r in recipients
-    ):
-        errors.add("access", _("“Images only” is not available when sharing with a user."))
+    if level == AccessLevel.IMAGES:
+        refusal = _images_only_refusal(recipients, sender)
+        if refusal:
+            errors.add("access", refusal)
     if any(s not in recipients or s.kind not in STARRABLE_KINDS for s in star):
         errors.add("star", _("Star a user, group or location you share with."))
     errors.raise_if_any()

@@ -339,7 +339,7 @@ def verify_code(*, user: User, recipient: ShareRecipient, code: str, request: Ht
         raise CodeRefused(
             _("This code has expired or was already used. Select Send code for a new one.")
         )
-    left = max(0, policy.max_failures - check.failures)
+    left = check.attempts_left
     raise CodeRefused(
         ngettext(
             "Wrong code. %(left)d attempt left before the share is blocked.",

@@ -1,8 +1,15 @@
 """The "Shares" page: ``/shares/``. The shares a user sent, and for an organization's
-administrators the shares of their organization, with each one's recipients, validity and state,
-and a Remove button that ends the recipients' access at once (``remove_share``, audited).
+administrators the shares of their organization, with each one's patients and studies, recipients,
+validity and state, and Remove, which ends the recipients' access at once (``remove_share``,
+audited) after a confirmation step; and the share codes of the user's worklists.
 
-Like the Blocked shares page it names studies by description and date, never the patient.
+A study's patient is named only to someone who may see the study now, as they may see it
+(``sharing.selectors.shared_studies``): an administrator who may not open a colleague's study
+sees its description and date only.
+
+Removing a share ends a colleague's clinical access, so Remove is a page that says what ends
+and for whom (``GET /shares/<id>/remove/``), whose form posts ``confirm``; a POST without it
+removes nothing and answers that page. No script is needed.
 """
 
 from __future__ import annotations
@@ -14,13 +21,21 @@ from django.shortcuts import redirect, render
 from django.urls import path
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods
 
-from sharing.selectors import manageable_shares, recipient_name, study_summaries
+from sharing.selectors import (
+    manageable_shares,
+    recipient_name,
+    shared_studies,
+    worklist_share_codes,
+)
 from sharing.services import remove_share
 from studies.selectors import MAX_ID
+from studies.services.viewing import record_studies_listed
 
 PAGE_SIZE = 50
+# The confirmation page lists this many studies of the share before "and n more".
+CONFIRM_STUDIES = 20
 
 
 def _state(share, today) -> str:
@@ -31,21 +46,18 @@ def _state(share, today) -> str:
     return "running"
 
 
-@login_required
-@require_GET
-def shares_page(request: HttpRequest) -> HttpResponse:
-    shares = manageable_shares(request.user).prefetch_related(
+def _with_recipients(shares):
+    return shares.prefetch_related(
         "recipients__user", "recipients__group", "recipients__location", "recipients__worklist"
     )
-    # Keyset paging by id: ``?before=<id>`` shows the older ones.
-    before = request.GET.get("before", "")
-    if before.isdigit() and 0 < int(before) <= MAX_ID:
-        shares = shares.filter(pk__lt=int(before))
-    page = list(shares.order_by("-pk")[: PAGE_SIZE + 1])
+
+
+def _rows(request: HttpRequest, shares: list, *, limit: int = 5) -> list[dict]:
     today = timezone.localdate()
+    studies = shared_studies(request, shares, limit=limit)
     rows = []
-    for share in page[:PAGE_SIZE]:
-        studies, more_studies = study_summaries(share)
+    for share in shares:
+        lines, more_studies = studies[share.pk]
         rows.append(
             {
                 "share": share,
@@ -61,20 +73,67 @@ def shares_page(request: HttpRequest) -> HttpResponse:
                     }
                     for r in share.recipients.all()
                 ],
-                "studies": studies,
+                "studies": lines,
                 "more_studies": more_studies,
             }
         )
-    older = page[PAGE_SIZE - 1].pk if len(page) > PAGE_SIZE else None
-    return render(request, "sharing/sent/shares.html", {"rows": rows, "older": older})
+    return rows
+
+
+def _audit_listed(request: HttpRequest, rows: list[dict]) -> None:
+    """A page that names patients is a list of studies: one "Query" event (as the directory's),
+    counting the studies whose patient it named."""
+    named = sum(1 for row in rows for item in row["studies"] if item.patient is not None)
+    if named:
+        record_studies_listed(request=request, via="shares", keys=(), rows=named)
+
+
+def _manageable(request: HttpRequest, pk: int):
+    share = (
+        _with_recipients(manageable_shares(request.user)).filter(pk=pk).first()
+        if pk <= MAX_ID
+        else None
+    )
+    if share is None:
+        raise Http404("No such share.")
+    return share
 
 
 @login_required
-@require_POST
+@require_GET
+def shares_page(request: HttpRequest) -> HttpResponse:
+    shares = _with_recipients(manageable_shares(request.user))
+    # Keyset paging by id: ``?before=<id>`` shows the older ones.
+    before = request.GET.get("before", "")
+    if before.isdigit() and 0 < int(before) <= MAX_ID:
+        shares = shares.filter(pk__lt=int(before))
+    page = list(shares.order_by("-pk")[: PAGE_SIZE + 1])
+    older = page[PAGE_SIZE - 1].pk if len(page) > PAGE_SIZE else None
+    rows = _rows(request, page[:PAGE_SIZE])
+    _audit_listed(request, rows)
+    context = {
+        "rows": rows,
+        "older": older,
+        "share_codes": worklist_share_codes(request.user),
+    }
+    return render(request, "sharing/sent/shares.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
 def remove(request: HttpRequest, pk: int) -> HttpResponse:
-    share = manageable_shares(request.user).filter(pk=pk).first() if pk <= MAX_ID else None
-    if share is None:
-        raise Http404("No such share.")
+    """GET: what removing this share ends, and for whom, with the button that removes it. POST
+    with ``confirm``: remove it. A POST without ``confirm`` (a form or script that skipped the
+    question) removes nothing and shows the question."""
+    share = _manageable(request, pk)
+    if request.method == "GET" or request.POST.get("confirm") != "yes":
+        if share.removed_at is not None:
+            messages.info(request, _("This share had already been removed."))
+            return redirect("sharing:shares")
+        (row,) = _rows(request, [share], limit=CONFIRM_STUDIES)
+        _audit_listed(request, [row])
+        status = 200 if request.method == "GET" else 400
+        return render(request, "sharing/sent/remove.html", {"row": row}, status=status)
     if remove_share(user=request.user, share=share, request=request):
         messages.success(
             request,

@@ -26,6 +26,7 @@ from studies.rendering import window_presets
 from studies.selectors import (
     SeriesFrames,
     default_window,
+    distinct_messages,
     priors_for,
     reached_through,
     study_series,
@@ -151,7 +152,9 @@ def _viewer_context(
         # Structured reports are reports: shown only to those who may read the report.
         "documents": study_documents(study) if access.can_read_report else [],
         "priors": priors_for(request.user, study, access, request=request),
-        "shared_messages": [entry for entry in shared_entries if entry.message],
+        # Each distinct message once, shown in the side panel and as the "Message" entry of the
+        # series list (PACSonWEB: "available within the exam as a separate series").
+        "shared_messages": distinct_messages(shared_entries),
         "labels": sorted({entry.label for entry in shared_entries if entry.label}),
         "study_link": request.build_absolute_uri(href),
         "viewer_data": {

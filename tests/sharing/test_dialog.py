@@ -314,7 +314,9 @@ def test_images_only_is_refused_for_users_and_allowed_for_groups(alice, bob, stu
     response = post(client, share_body(study, to=("user", bob.pk), access="images"))
     assert response.status_code == 400
     assert field_errors(response, "access") == [
-        "“Images only” is not available when sharing with a user."
+        "“Images only” is not available for Bob Tester: sharing with a user always includes "
+        "the report. Choose an access that includes the report, or remove them from the "
+        "recipients."
     ]
     response = post(client, share_body(study, to=("group", group.pk), access="images"))
     assert response.status_code == 200

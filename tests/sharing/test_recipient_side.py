@@ -381,7 +381,7 @@ def test_images_only_is_refused_for_a_user(ct, alice, carol):
     response = browser(alice).post(DIALOG, body, **FRAGMENT)
 
     assert response.status_code == 400
-    assert "“Images only” is not available when sharing with a user." in text_of(response)
+    assert "“Images only” is not available for Carol Tester" in text_of(response)
     assert not Share.objects.exists()
     assert_opens_nothing(browser(carol), api_client(carol), ct)
 

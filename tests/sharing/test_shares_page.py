@@ -41,18 +41,18 @@ def test_the_sender_sees_the_share_and_removes_it_at_once(alice, bob, study):
     assert page.status_code == 200
     assert "Bob Tester" in html and study.description in html and "Running" in html
     assert reverse("sharing:shares") in html  # the navigation link
-    for secret in (study.patient.family_name, study.patient.given_name, study.patient.patient_id):
-        assert secret not in html
+    # The sender may see the study: its patient is named (issue 11).
+    assert "Jane Doe" in html and study.patient.patient_id in html
     assert user_study_access(bob, study) is not None
 
-    removed = client.post(remove_url(made))
+    removed = client.post(remove_url(made), {"confirm": "yes"})
     assert removed.status_code == 302 and removed.url == PAGE
     assert user_study_access(bob, study) is None
     assert AuditEvent.objects.filter(action=Action.SHARE_REMOVED, actor=alice).count() == 1
     after = client.get(PAGE).content.decode()
     assert "Removed" in after and remove_url(made) not in after
     # A second removal changes nothing and says so.
-    again = client.post(remove_url(made), follow=True)
+    again = client.post(remove_url(made), {"confirm": "yes"}, follow=True)
     assert "already been removed" in again.content.decode()
     assert AuditEvent.objects.filter(action=Action.SHARE_REMOVED).count() == 1
 
@@ -61,7 +61,7 @@ def test_an_administrator_of_the_organization_removes_a_colleagues_share(alice, 
     made = share(alice, study, ("user", bob.pk))
     client = logged_in(dana)
     assert "by Alice Tester" in client.get(PAGE).content.decode()
-    assert client.post(remove_url(made)).status_code == 302
+    assert client.post(remove_url(made), {"confirm": "yes"}).status_code == 302
     assert user_study_access(bob, study) is None
 
 
@@ -70,7 +70,8 @@ def test_others_neither_see_nor_remove_the_share(alice, bob, carol, study):
     for outsider in (bob, carol):
         client = logged_in(outsider)
         assert remove_url(made) not in client.get(PAGE).content.decode()
-        assert client.post(remove_url(made)).status_code == 404
+        assert client.post(remove_url(made), {"confirm": "yes"}).status_code == 404
+        assert client.get(remove_url(made)).status_code == 404
     assert user_study_access(bob, study) is not None
     assert not AuditEvent.objects.filter(action=Action.SHARE_REMOVED).exists()
 
