@@ -8,6 +8,10 @@ class Perm(models.TextChoices):
     VIEW_STUDIES = "studies.view", "Studies: view and search studies list"
     VIEW_ALL_STUDIES = "studies.view_all", "Studies: view every study of the organization"
     UPLOAD_STUDIES = "studies.upload", "Studies: upload studies"
+    ORGANIZE_FOLDERS = (
+        "studies.organize_folders",
+        "Studies: create, rename and delete folders, and file studies in them",
+    )
     WRITE_REPORTS = "studies.write_report", "Studies: write reports"
     SHARE_STUDY = "studies.share", "Studies: share a study"
     SHARE_EMAIL = "studies.share_email", "Studies: share study via email"
@@ -24,6 +28,7 @@ class Perm(models.TextChoices):
 CLINICIAN = [
     Perm.VIEW_STUDIES,
     Perm.UPLOAD_STUDIES,
+    Perm.ORGANIZE_FOLDERS,
     Perm.WRITE_REPORTS,
     Perm.SHARE_STUDY,
     Perm.SHARE_EMAIL,

@@ -63,6 +63,12 @@ EVENT_CODES: dict[str, tuple[str, str]] = {
     # again. DICOM has no event for messaging; these are the application's own doings.
     Action.MESSAGE_DEAD: ("110100", ""),
     Action.MESSAGE_RETRIED: ("110100", ""),
+    # Folders only arrange shortcuts in a worklist; no access changes: Application Activity.
+    Action.FOLDER_CREATED: ("110100", ""),
+    Action.FOLDER_RENAMED: ("110100", ""),
+    Action.FOLDER_MOVED: ("110100", ""),
+    Action.FOLDER_DELETED: ("110100", ""),
+    Action.STUDIES_FILED: ("110100", ""),
 }
 
 

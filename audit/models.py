@@ -62,6 +62,11 @@ class Action(models.TextChoices):
     USER_REGISTERED = "user_registered", _("User registered from an invitation")
     MESSAGE_DEAD = "message_dead", _("Message undeliverable")
     MESSAGE_RETRIED = "message_retried", _("Message delivery retried")
+    FOLDER_CREATED = "folder_created", _("Folder created")
+    FOLDER_RENAMED = "folder_renamed", _("Folder renamed")
+    FOLDER_MOVED = "folder_moved", _("Folder moved")
+    FOLDER_DELETED = "folder_deleted", _("Folder deleted")
+    STUDIES_FILED = "studies_filed", _("Studies filed in a folder")
 
 
 class AuditEventQuerySet(models.QuerySet):

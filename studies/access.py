@@ -364,3 +364,27 @@ def get_study_for(request: HttpRequest, study_uid: str) -> tuple[Study, StudyAcc
 
 def may_upload_to(user: User, organization: Organization) -> bool:
     return has_perm(user, Perm.UPLOAD_STUDIES, organization)
+
+
+def organizable_worklist_ids(user: User) -> set[int]:
+    """The worklists in which the user may make, rename, nest and delete folders and file
+    studies in them. Owners arrange their personal worklist as they like; a location's or a
+    group's worklist takes the role's permission in the worklist's organization. Folders only
+    arrange shortcuts: nobody gains or loses access to a study by them."""
+    ids = visible_worklist_ids(user)
+    if not ids:
+        return set()
+    organizing = {
+        m.organization_id for m in active_memberships(user) if m.role.grants(Perm.ORGANIZE_FOLDERS)
+    }
+    return {
+        pk
+        for pk, owner_id, organization_id in Worklist.objects.filter(pk__in=ids).values_list(
+            "pk", "owner_id", "organization_id"
+        )
+        if (owner_id == user.pk if owner_id is not None else organization_id in organizing)
+    }
+
+
+def may_organize_folders(user: User, worklist: Worklist) -> bool:
+    return worklist.pk in organizable_worklist_ids(user)

@@ -29,9 +29,9 @@ from pydicom.uid import generate_uid
 
 from accounts.models import Group, Location, Membership, Organization, OrganizationKind, Role, User
 from accounts.permissions import ADMINISTRATOR, CLINICIAN
-from studies.models import Entry, EntryOrigin, Instance, Report, Study
+from studies.models import Entry, EntryOrigin, Folder, Instance, Report, Study
 from studies.services.ingestion import IngestResult, ingest_files
-from studies.services.worklists import group_worklist
+from studies.services.worklists import group_worklist, location_worklist
 from studies.synthetic import bundled_test_file, make_multiframe, make_series, to_bytes
 
 DEMO_PASSWORD = "demo-portal"  # noqa: S105 - published in the README on purpose
@@ -184,6 +184,7 @@ class DemoStudy:
     series: tuple[DemoSeries, ...] = ()
     cine_frames: int = 0
     groups: tuple[str, ...] = ()  # group worklists the study is also filed in
+    folder: str = ""  # the folder of its location's worklist it is filed in
     referring: str = ""
     report: str = ""
 
@@ -233,6 +234,7 @@ STUDIES = (
             "Conclusion: stable right lower lobe nodule over 12 months; benign behaviour. No "
             "further follow-up needed (Fleischner 2017)."
         ),
+        folder="Tumour board",
     ),
     DemoStudy(
         "zoe-ct-thorax-2023",
@@ -250,6 +252,7 @@ STUDIES = (
             "CT THORAX\n\nFindings: solid 6 mm nodule in the right lower lobe. Lungs otherwise "
             "clear.\n\nConclusion: indeterminate 6 mm nodule; CT follow-up in 12 months."
         ),
+        folder="Tumour board",
     ),
     DemoStudy(
         "zoe-ct-abdomen-2020",
@@ -283,6 +286,7 @@ STUDIES = (
             "Grey-white matter differentiation preserved.\n\n"
             "Conclusion: normal MRI of the brain."
         ),
+        folder="Teaching file",
     ),
     DemoStudy(
         "lea-mr-brain-2022",
@@ -651,6 +655,7 @@ def seed_demo(*, small: bool = False, progress: Progress | None = None) -> DemoS
         summary.instances_stored += len(result.stored)
 
     _file_and_report(users, groups)
+    _file_in_folders(locations)
     _count(summary)
     summary.studies_loaded = sum(summary.studies_by_organization.values()) - studies_before
     return summary
@@ -852,6 +857,25 @@ def _file_and_report(users: dict[str, User], groups: dict[tuple[str, str], Group
                 study=study,
                 defaults={"text": spec.report, "updated_by": authors[spec.organization]},
             )
+
+
+@transaction.atomic
+def _file_in_folders(locations: dict[tuple[str, str], Location]) -> None:
+    """The demo's folders ("Teaching file", "Tumour board") in its location worklists, with
+    studies in them. A study a visitor filed in another folder stays there."""
+    studies = {
+        study.study_uid: study
+        for study in Study.objects.filter(study_uid__in=[s.study_uid for s in STUDIES if s.folder])
+    }
+    for spec in STUDIES:
+        study = studies.get(spec.study_uid)
+        if not spec.folder or study is None:
+            continue
+        worklist = location_worklist(locations[spec.organization, spec.location])
+        folder, _ = Folder.objects.get_or_create(worklist=worklist, parent=None, name=spec.folder)
+        Entry.objects.filter(worklist=worklist, study=study, folder__isnull=True).update(
+            folder=folder
+        )
 
 
 def _count(summary: DemoSummary) -> None:

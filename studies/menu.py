@@ -59,6 +59,9 @@ class MenuItem:
     order: int = 100
     # Whether a dialog or link item accepts several selected studies at once.
     multiple: bool = False
+    # Offered only on targets the page marks with ``data-<target_flag>``: for rights that depend
+    # on the target (its worklist, its organization), which a per-user permission cannot tell.
+    target_flag: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "applies_to", frozenset(self.applies_to))
@@ -84,6 +87,7 @@ class MenuItem:
             "kind": self.kind,
             "url": reverse(self.url_name) if self.url_name else None,
             "multiple": self.multiple,
+            "needs": self.target_flag,
         }
 
 
@@ -134,5 +138,58 @@ COPY_LINK = MenuItem(
     kind="copy",
     order=50,
 )
+# Folders: offered on the worklists, folders and studies the page marks ``data-organize``
+# (``studies.access.organizable_worklist_ids``); the views ask again.
+FOLDER_ITEMS = [
+    MenuItem(
+        key="new_folder",
+        label=_("New folder…"),
+        applies_to={"worklist", "folder"},
+        url_name="studies:folder_new",
+        kind="dialog",
+        order=60,
+        target_flag="organize",
+    ),
+    MenuItem(
+        key="rename_folder",
+        label=_("Rename folder…"),
+        applies_to={"folder"},
+        url_name="studies:folder_rename",
+        kind="dialog",
+        order=61,
+        target_flag="organize",
+    ),
+    MenuItem(
+        key="move_folder",
+        label=_("Move folder…"),
+        applies_to={"folder"},
+        url_name="studies:folder_move",
+        kind="dialog",
+        order=62,
+        target_flag="organize",
+    ),
+    MenuItem(
+        key="delete_folder",
+        label=_("Delete folder…"),
+        applies_to={"folder"},
+        url_name="studies:folder_delete",
+        kind="dialog",
+        order=63,
+        target_flag="organize",
+    ),
+    MenuItem(
+        key="file_studies",
+        label=_("Move to folder…"),
+        applies_to={"study"},
+        url_name="studies:folder_file",
+        kind="dialog",
+        order=60,
+        multiple=True,
+        target_flag="organize",
+    ),
+]
+
 register_menu_item(OPEN)
 register_menu_item(COPY_LINK)
+for _item in FOLDER_ITEMS:
+    register_menu_item(_item)

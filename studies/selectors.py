@@ -40,6 +40,7 @@ from studies.access import (
     active_memberships,
     granted_study_ids,
     has_perm,
+    organizable_worklist_ids,
     organizations_with,
     studies_access,
     user_studies_access,
@@ -447,12 +448,18 @@ def access_conditions(user: User) -> AccessConditions:
     )
 
 
-def _folder_and_descendants(folder: Folder) -> list[int]:
+def folder_children(worklist_id: int) -> dict[int | None, list[int]]:
+    """A worklist's folder tree as parent id -> child ids (``None``: the top level)."""
     children: dict[int | None, list[int]] = defaultdict(list)
-    for pk, parent_id in Folder.objects.filter(worklist_id=folder.worklist_id).values_list(
+    for pk, parent_id in Folder.objects.filter(worklist_id=worklist_id).values_list(
         "pk", "parent_id"
     ):
         children[parent_id].append(pk)
+    return children
+
+
+def folder_and_descendants(folder: Folder) -> list[int]:
+    children = folder_children(folder.worklist_id)
     found, stack = [], [folder.pk]
     while stack:
         current = stack.pop()
@@ -563,7 +570,7 @@ def search_scope(user: User, criteria: SearchCriteria) -> SearchScope:
                     active_entries().filter(
                         study=OuterRef("pk"),
                         worklist_id=folder.worklist_id,
-                        folder_id__in=_folder_and_descendants(folder),
+                        folder_id__in=folder_and_descendants(folder),
                     )
                 )
             )
@@ -767,6 +774,49 @@ def worklist_tree(user: User) -> list[WorklistNode]:
         else:
             nodes[node.folder.worklist_id].folders.append(node)
     return list(nodes.values())
+
+
+@dataclass(frozen=True)
+class FolderChoice:
+    """A place a study can be filed: a worklist's top level (``folder`` None) or one of its
+    folders, named by its path ("Teaching file / Chest")."""
+
+    worklist: Worklist
+    folder: Folder | None
+    path: str
+
+    @property
+    def key(self) -> str:
+        return f"folder:{self.folder.pk}" if self.folder else f"worklist:{self.worklist.pk}"
+
+
+def folder_choices(user: User, worklist_ids: Iterable[int] | None = None) -> list[FolderChoice]:
+    """Every place the user may file studies, worklist by worklist as the side tree shows them,
+    limited to ``worklist_ids`` when given."""
+    organizable = organizable_worklist_ids(user)
+    wanted = organizable if worklist_ids is None else organizable & set(worklist_ids)
+    choices: list[FolderChoice] = []
+
+    def walk(worklist: Worklist, nodes: list[FolderNode], prefix: str) -> None:
+        for node in nodes:
+            path = f"{prefix} / {node.folder.name}" if prefix else node.folder.name
+            choices.append(FolderChoice(worklist=worklist, folder=node.folder, path=path))
+            walk(worklist, node.children, path)
+
+    for node in worklist_tree(user):
+        if node.worklist.pk in wanted:
+            choices.append(FolderChoice(worklist=node.worklist, folder=None, path=""))
+            walk(node.worklist, node.folders, "")
+    return choices
+
+
+def worklists_holding(worklist_ids: Iterable[int], studies: Iterable[Study]) -> set[int]:
+    """Which of these worklists hold (an entry not removed for) any of the studies."""
+    return set(
+        Entry.objects.filter(
+            worklist_id__in=list(worklist_ids), study__in=list(studies), removed_at__isnull=True
+        ).values_list("worklist_id", flat=True)
+    )
 
 
 def visible_folder(user: User, folder_id: int) -> Folder | None:

@@ -1,5 +1,6 @@
 // The Patient Study Directory's table: selecting studies (click, Ctrl/Cmd+click, Shift+click,
-// checkboxes, keyboard), opening one (double-click, Enter) and the context menu.
+// checkboxes, keyboard), opening one (double-click, Enter), the context menu, and dragging the
+// selected studies onto a folder of the side tree (or onto a worklist, out of their folder).
 
 import { initContextMenu } from "./contextmenu.js";
 
@@ -45,13 +46,177 @@ function focusRow(row) {
 function selectOnly(row) {
   rows.forEach((other) => setSelected(other, other === row));
   anchor = row;
-  refresh();
+  // --- Drag and drop into folders -------------------------------------------------------------
+// Rows the user may file carry draggable="true"; tree nodes they may file into carry
+// data-drop-target="folder:<id>" | "worklist:<id>". A drop posts the same form as "Move to
+// folder..." (studies/views/folders.py), which checks everything again.
+
+const STUDIES_TYPE = "application/x-portal-studies";
+const directory = document.querySelector(".directory");
+const fileForm = document.querySelector("[data-file-studies-form]");
+const folderStatus = document.querySelector("[data-folder-status]");
+
+function draggedIds(row) {
+  if (!isSelected(row)) selectOnly(row);
+  return selectedRows()
+    .filter((selected) => selected.draggable)
+    .map((selected) => selected.dataset.id);
+}
+
+function showFolderStatus(text, failed) {
+  if (!folderStatus) return;
+  folderStatus.textContent = text;
+  folderStatus.classList.toggle("failed", Boolean(failed));
+}
+
+async function fileStudies(ids, target) {
+  const data = new FormData(fileForm);
+  ids.forEach((id) => data.append("study", id));
+  data.append("target", target);
+  let response;
+  try {
+    response = await fetch(fileForm.action, {
+      method: "POST",
+      body: data,
+      credentials: "same-origin",
+      headers: { Accept: "text/html", "X-Requested-With": "XMLHttpRequest" },
+    });
+  } catch {
+    showFolderStatus(folderStatus?.dataset.failedText || "", true);
+    return;
+  }
+  if (response.ok) {
+    // The studies left the folder shown, or joined it: show the list as it is now.
+    window.location.reload();
+    return;
+  }
+  const html = await response.text();
+  const page = new DOMParser().parseFromString(html, "text/html");
+  const reason = page.querySelector("[role=alert]");
+  showFolderStatus(reason ? reason.textContent.trim() : folderStatus?.dataset.failedText || "", true);
+}
+
+if (table && directory && fileForm) {
+  table.addEventListener("dragstart", (event) => {
+    const row = event.target.closest && event.target.closest("tr.study-row");
+    if (!row || !row.draggable) return;
+    const ids = draggedIds(row);
+    event.dataTransfer.setData(STUDIES_TYPE, JSON.stringify(ids));
+    event.dataTransfer.setData("text/plain", row.dataset.label || "");
+    event.dataTransfer.effectAllowed = "move";
+    directory.classList.add("dragging-studies");
+  });
+  table.addEventListener("dragend", () => directory.classList.remove("dragging-studies"));
+
+  const carriesStudies = (event) => [...event.dataTransfer.types].includes(STUDIES_TYPE);
+  directory.querySelectorAll("[data-drop-target]").forEach((node) => {
+    node.addEventListener("dragover", (event) => {
+      if (!carriesStudies(event)) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "move";
+      node.classList.add("drop-over");
+    });
+    node.addEventListener("dragleave", () => node.classList.remove("drop-over"));
+    node.addEventListener("drop", (event) => {
+      if (!carriesStudies(event)) return;
+      event.preventDefault();
+      node.classList.remove("drop-over");
+      directory.classList.remove("dragging-studies");
+      const ids = JSON.parse(event.dataTransfer.getData(STUDIES_TYPE) || "[]");
+      if (ids.length) fileStudies(ids, node.dataset.dropTarget);
+    });
+  });
+}
+
+refresh();
 }
 
 function toggle(row) {
   setSelected(row, !isSelected(row));
   anchor = row;
-  refresh();
+  // --- Drag and drop into folders -------------------------------------------------------------
+// Rows the user may file carry draggable="true"; tree nodes they may file into carry
+// data-drop-target="folder:<id>" | "worklist:<id>". A drop posts the same form as "Move to
+// folder..." (studies/views/folders.py), which checks everything again.
+
+const STUDIES_TYPE = "application/x-portal-studies";
+const directory = document.querySelector(".directory");
+const fileForm = document.querySelector("[data-file-studies-form]");
+const folderStatus = document.querySelector("[data-folder-status]");
+
+function draggedIds(row) {
+  if (!isSelected(row)) selectOnly(row);
+  return selectedRows()
+    .filter((selected) => selected.draggable)
+    .map((selected) => selected.dataset.id);
+}
+
+function showFolderStatus(text, failed) {
+  if (!folderStatus) return;
+  folderStatus.textContent = text;
+  folderStatus.classList.toggle("failed", Boolean(failed));
+}
+
+async function fileStudies(ids, target) {
+  const data = new FormData(fileForm);
+  ids.forEach((id) => data.append("study", id));
+  data.append("target", target);
+  let response;
+  try {
+    response = await fetch(fileForm.action, {
+      method: "POST",
+      body: data,
+      credentials: "same-origin",
+      headers: { Accept: "text/html", "X-Requested-With": "XMLHttpRequest" },
+    });
+  } catch {
+    showFolderStatus(folderStatus?.dataset.failedText || "", true);
+    return;
+  }
+  if (response.ok) {
+    // The studies left the folder shown, or joined it: show the list as it is now.
+    window.location.reload();
+    return;
+  }
+  const html = await response.text();
+  const page = new DOMParser().parseFromString(html, "text/html");
+  const reason = page.querySelector("[role=alert]");
+  showFolderStatus(reason ? reason.textContent.trim() : folderStatus?.dataset.failedText || "", true);
+}
+
+if (table && directory && fileForm) {
+  table.addEventListener("dragstart", (event) => {
+    const row = event.target.closest && event.target.closest("tr.study-row");
+    if (!row || !row.draggable) return;
+    const ids = draggedIds(row);
+    event.dataTransfer.setData(STUDIES_TYPE, JSON.stringify(ids));
+    event.dataTransfer.setData("text/plain", row.dataset.label || "");
+    event.dataTransfer.effectAllowed = "move";
+    directory.classList.add("dragging-studies");
+  });
+  table.addEventListener("dragend", () => directory.classList.remove("dragging-studies"));
+
+  const carriesStudies = (event) => [...event.dataTransfer.types].includes(STUDIES_TYPE);
+  directory.querySelectorAll("[data-drop-target]").forEach((node) => {
+    node.addEventListener("dragover", (event) => {
+      if (!carriesStudies(event)) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "move";
+      node.classList.add("drop-over");
+    });
+    node.addEventListener("dragleave", () => node.classList.remove("drop-over"));
+    node.addEventListener("drop", (event) => {
+      if (!carriesStudies(event)) return;
+      event.preventDefault();
+      node.classList.remove("drop-over");
+      directory.classList.remove("dragging-studies");
+      const ids = JSON.parse(event.dataTransfer.getData(STUDIES_TYPE) || "[]");
+      if (ids.length) fileStudies(ids, node.dataset.dropTarget);
+    });
+  });
+}
+
+refresh();
 }
 
 function selectRange(row) {
@@ -59,7 +224,89 @@ function selectRange(row) {
   const to = rows.indexOf(row);
   const [start, end] = from <= to ? [from, to] : [to, from];
   rows.forEach((other, index) => setSelected(other, index >= start && index <= end));
-  refresh();
+  // --- Drag and drop into folders -------------------------------------------------------------
+// Rows the user may file carry draggable="true"; tree nodes they may file into carry
+// data-drop-target="folder:<id>" | "worklist:<id>". A drop posts the same form as "Move to
+// folder..." (studies/views/folders.py), which checks everything again.
+
+const STUDIES_TYPE = "application/x-portal-studies";
+const directory = document.querySelector(".directory");
+const fileForm = document.querySelector("[data-file-studies-form]");
+const folderStatus = document.querySelector("[data-folder-status]");
+
+function draggedIds(row) {
+  if (!isSelected(row)) selectOnly(row);
+  return selectedRows()
+    .filter((selected) => selected.draggable)
+    .map((selected) => selected.dataset.id);
+}
+
+function showFolderStatus(text, failed) {
+  if (!folderStatus) return;
+  folderStatus.textContent = text;
+  folderStatus.classList.toggle("failed", Boolean(failed));
+}
+
+async function fileStudies(ids, target) {
+  const data = new FormData(fileForm);
+  ids.forEach((id) => data.append("study", id));
+  data.append("target", target);
+  let response;
+  try {
+    response = await fetch(fileForm.action, {
+      method: "POST",
+      body: data,
+      credentials: "same-origin",
+      headers: { Accept: "text/html", "X-Requested-With": "XMLHttpRequest" },
+    });
+  } catch {
+    showFolderStatus(folderStatus?.dataset.failedText || "", true);
+    return;
+  }
+  if (response.ok) {
+    // The studies left the folder shown, or joined it: show the list as it is now.
+    window.location.reload();
+    return;
+  }
+  const html = await response.text();
+  const page = new DOMParser().parseFromString(html, "text/html");
+  const reason = page.querySelector("[role=alert]");
+  showFolderStatus(reason ? reason.textContent.trim() : folderStatus?.dataset.failedText || "", true);
+}
+
+if (table && directory && fileForm) {
+  table.addEventListener("dragstart", (event) => {
+    const row = event.target.closest && event.target.closest("tr.study-row");
+    if (!row || !row.draggable) return;
+    const ids = draggedIds(row);
+    event.dataTransfer.setData(STUDIES_TYPE, JSON.stringify(ids));
+    event.dataTransfer.setData("text/plain", row.dataset.label || "");
+    event.dataTransfer.effectAllowed = "move";
+    directory.classList.add("dragging-studies");
+  });
+  table.addEventListener("dragend", () => directory.classList.remove("dragging-studies"));
+
+  const carriesStudies = (event) => [...event.dataTransfer.types].includes(STUDIES_TYPE);
+  directory.querySelectorAll("[data-drop-target]").forEach((node) => {
+    node.addEventListener("dragover", (event) => {
+      if (!carriesStudies(event)) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "move";
+      node.classList.add("drop-over");
+    });
+    node.addEventListener("dragleave", () => node.classList.remove("drop-over"));
+    node.addEventListener("drop", (event) => {
+      if (!carriesStudies(event)) return;
+      event.preventDefault();
+      node.classList.remove("drop-over");
+      directory.classList.remove("dragging-studies");
+      const ids = JSON.parse(event.dataTransfer.getData(STUDIES_TYPE) || "[]");
+      if (ids.length) fileStudies(ids, node.dataset.dropTarget);
+    });
+  });
+}
+
+refresh();
 }
 
 function openRow(row) {
@@ -74,7 +321,89 @@ if (table) {
       // The checkbox toggles its row without touching the others.
       setSelected(row, event.target.checked);
       anchor = row;
-      refresh();
+      // --- Drag and drop into folders -------------------------------------------------------------
+// Rows the user may file carry draggable="true"; tree nodes they may file into carry
+// data-drop-target="folder:<id>" | "worklist:<id>". A drop posts the same form as "Move to
+// folder..." (studies/views/folders.py), which checks everything again.
+
+const STUDIES_TYPE = "application/x-portal-studies";
+const directory = document.querySelector(".directory");
+const fileForm = document.querySelector("[data-file-studies-form]");
+const folderStatus = document.querySelector("[data-folder-status]");
+
+function draggedIds(row) {
+  if (!isSelected(row)) selectOnly(row);
+  return selectedRows()
+    .filter((selected) => selected.draggable)
+    .map((selected) => selected.dataset.id);
+}
+
+function showFolderStatus(text, failed) {
+  if (!folderStatus) return;
+  folderStatus.textContent = text;
+  folderStatus.classList.toggle("failed", Boolean(failed));
+}
+
+async function fileStudies(ids, target) {
+  const data = new FormData(fileForm);
+  ids.forEach((id) => data.append("study", id));
+  data.append("target", target);
+  let response;
+  try {
+    response = await fetch(fileForm.action, {
+      method: "POST",
+      body: data,
+      credentials: "same-origin",
+      headers: { Accept: "text/html", "X-Requested-With": "XMLHttpRequest" },
+    });
+  } catch {
+    showFolderStatus(folderStatus?.dataset.failedText || "", true);
+    return;
+  }
+  if (response.ok) {
+    // The studies left the folder shown, or joined it: show the list as it is now.
+    window.location.reload();
+    return;
+  }
+  const html = await response.text();
+  const page = new DOMParser().parseFromString(html, "text/html");
+  const reason = page.querySelector("[role=alert]");
+  showFolderStatus(reason ? reason.textContent.trim() : folderStatus?.dataset.failedText || "", true);
+}
+
+if (table && directory && fileForm) {
+  table.addEventListener("dragstart", (event) => {
+    const row = event.target.closest && event.target.closest("tr.study-row");
+    if (!row || !row.draggable) return;
+    const ids = draggedIds(row);
+    event.dataTransfer.setData(STUDIES_TYPE, JSON.stringify(ids));
+    event.dataTransfer.setData("text/plain", row.dataset.label || "");
+    event.dataTransfer.effectAllowed = "move";
+    directory.classList.add("dragging-studies");
+  });
+  table.addEventListener("dragend", () => directory.classList.remove("dragging-studies"));
+
+  const carriesStudies = (event) => [...event.dataTransfer.types].includes(STUDIES_TYPE);
+  directory.querySelectorAll("[data-drop-target]").forEach((node) => {
+    node.addEventListener("dragover", (event) => {
+      if (!carriesStudies(event)) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "move";
+      node.classList.add("drop-over");
+    });
+    node.addEventListener("dragleave", () => node.classList.remove("drop-over"));
+    node.addEventListener("drop", (event) => {
+      if (!carriesStudies(event)) return;
+      event.preventDefault();
+      node.classList.remove("drop-over");
+      directory.classList.remove("dragging-studies");
+      const ids = JSON.parse(event.dataTransfer.getData(STUDIES_TYPE) || "[]");
+      if (ids.length) fileStudies(ids, node.dataset.dropTarget);
+    });
+  });
+}
+
+refresh();
       focusRow(row);
       return;
     }
@@ -122,7 +451,89 @@ if (table) {
       case "A":
         if (!(event.ctrlKey || event.metaKey)) return;
         rows.forEach((other) => setSelected(other, true));
-        refresh();
+        // --- Drag and drop into folders -------------------------------------------------------------
+// Rows the user may file carry draggable="true"; tree nodes they may file into carry
+// data-drop-target="folder:<id>" | "worklist:<id>". A drop posts the same form as "Move to
+// folder..." (studies/views/folders.py), which checks everything again.
+
+const STUDIES_TYPE = "application/x-portal-studies";
+const directory = document.querySelector(".directory");
+const fileForm = document.querySelector("[data-file-studies-form]");
+const folderStatus = document.querySelector("[data-folder-status]");
+
+function draggedIds(row) {
+  if (!isSelected(row)) selectOnly(row);
+  return selectedRows()
+    .filter((selected) => selected.draggable)
+    .map((selected) => selected.dataset.id);
+}
+
+function showFolderStatus(text, failed) {
+  if (!folderStatus) return;
+  folderStatus.textContent = text;
+  folderStatus.classList.toggle("failed", Boolean(failed));
+}
+
+async function fileStudies(ids, target) {
+  const data = new FormData(fileForm);
+  ids.forEach((id) => data.append("study", id));
+  data.append("target", target);
+  let response;
+  try {
+    response = await fetch(fileForm.action, {
+      method: "POST",
+      body: data,
+      credentials: "same-origin",
+      headers: { Accept: "text/html", "X-Requested-With": "XMLHttpRequest" },
+    });
+  } catch {
+    showFolderStatus(folderStatus?.dataset.failedText || "", true);
+    return;
+  }
+  if (response.ok) {
+    // The studies left the folder shown, or joined it: show the list as it is now.
+    window.location.reload();
+    return;
+  }
+  const html = await response.text();
+  const page = new DOMParser().parseFromString(html, "text/html");
+  const reason = page.querySelector("[role=alert]");
+  showFolderStatus(reason ? reason.textContent.trim() : folderStatus?.dataset.failedText || "", true);
+}
+
+if (table && directory && fileForm) {
+  table.addEventListener("dragstart", (event) => {
+    const row = event.target.closest && event.target.closest("tr.study-row");
+    if (!row || !row.draggable) return;
+    const ids = draggedIds(row);
+    event.dataTransfer.setData(STUDIES_TYPE, JSON.stringify(ids));
+    event.dataTransfer.setData("text/plain", row.dataset.label || "");
+    event.dataTransfer.effectAllowed = "move";
+    directory.classList.add("dragging-studies");
+  });
+  table.addEventListener("dragend", () => directory.classList.remove("dragging-studies"));
+
+  const carriesStudies = (event) => [...event.dataTransfer.types].includes(STUDIES_TYPE);
+  directory.querySelectorAll("[data-drop-target]").forEach((node) => {
+    node.addEventListener("dragover", (event) => {
+      if (!carriesStudies(event)) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "move";
+      node.classList.add("drop-over");
+    });
+    node.addEventListener("dragleave", () => node.classList.remove("drop-over"));
+    node.addEventListener("drop", (event) => {
+      if (!carriesStudies(event)) return;
+      event.preventDefault();
+      node.classList.remove("drop-over");
+      directory.classList.remove("dragging-studies");
+      const ids = JSON.parse(event.dataTransfer.getData(STUDIES_TYPE) || "[]");
+      if (ids.length) fileStudies(ids, node.dataset.dropTarget);
+    });
+  });
+}
+
+refresh();
         break;
       default:
         return;
@@ -140,7 +551,89 @@ if (table) {
   if (selectAll) {
     selectAll.addEventListener("change", () => {
       rows.forEach((row) => setSelected(row, selectAll.checked));
-      refresh();
+      // --- Drag and drop into folders -------------------------------------------------------------
+// Rows the user may file carry draggable="true"; tree nodes they may file into carry
+// data-drop-target="folder:<id>" | "worklist:<id>". A drop posts the same form as "Move to
+// folder..." (studies/views/folders.py), which checks everything again.
+
+const STUDIES_TYPE = "application/x-portal-studies";
+const directory = document.querySelector(".directory");
+const fileForm = document.querySelector("[data-file-studies-form]");
+const folderStatus = document.querySelector("[data-folder-status]");
+
+function draggedIds(row) {
+  if (!isSelected(row)) selectOnly(row);
+  return selectedRows()
+    .filter((selected) => selected.draggable)
+    .map((selected) => selected.dataset.id);
+}
+
+function showFolderStatus(text, failed) {
+  if (!folderStatus) return;
+  folderStatus.textContent = text;
+  folderStatus.classList.toggle("failed", Boolean(failed));
+}
+
+async function fileStudies(ids, target) {
+  const data = new FormData(fileForm);
+  ids.forEach((id) => data.append("study", id));
+  data.append("target", target);
+  let response;
+  try {
+    response = await fetch(fileForm.action, {
+      method: "POST",
+      body: data,
+      credentials: "same-origin",
+      headers: { Accept: "text/html", "X-Requested-With": "XMLHttpRequest" },
+    });
+  } catch {
+    showFolderStatus(folderStatus?.dataset.failedText || "", true);
+    return;
+  }
+  if (response.ok) {
+    // The studies left the folder shown, or joined it: show the list as it is now.
+    window.location.reload();
+    return;
+  }
+  const html = await response.text();
+  const page = new DOMParser().parseFromString(html, "text/html");
+  const reason = page.querySelector("[role=alert]");
+  showFolderStatus(reason ? reason.textContent.trim() : folderStatus?.dataset.failedText || "", true);
+}
+
+if (table && directory && fileForm) {
+  table.addEventListener("dragstart", (event) => {
+    const row = event.target.closest && event.target.closest("tr.study-row");
+    if (!row || !row.draggable) return;
+    const ids = draggedIds(row);
+    event.dataTransfer.setData(STUDIES_TYPE, JSON.stringify(ids));
+    event.dataTransfer.setData("text/plain", row.dataset.label || "");
+    event.dataTransfer.effectAllowed = "move";
+    directory.classList.add("dragging-studies");
+  });
+  table.addEventListener("dragend", () => directory.classList.remove("dragging-studies"));
+
+  const carriesStudies = (event) => [...event.dataTransfer.types].includes(STUDIES_TYPE);
+  directory.querySelectorAll("[data-drop-target]").forEach((node) => {
+    node.addEventListener("dragover", (event) => {
+      if (!carriesStudies(event)) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "move";
+      node.classList.add("drop-over");
+    });
+    node.addEventListener("dragleave", () => node.classList.remove("drop-over"));
+    node.addEventListener("drop", (event) => {
+      if (!carriesStudies(event)) return;
+      event.preventDefault();
+      node.classList.remove("drop-over");
+      directory.classList.remove("dragging-studies");
+      const ids = JSON.parse(event.dataTransfer.getData(STUDIES_TYPE) || "[]");
+      if (ids.length) fileStudies(ids, node.dataset.dropTarget);
+    });
+  });
+}
+
+refresh();
     });
   }
 }
@@ -161,6 +654,88 @@ if (menuData) {
         });
       }
     },
+  });
+}
+
+// --- Drag and drop into folders -------------------------------------------------------------
+// Rows the user may file carry draggable="true"; tree nodes they may file into carry
+// data-drop-target="folder:<id>" | "worklist:<id>". A drop posts the same form as "Move to
+// folder..." (studies/views/folders.py), which checks everything again.
+
+const STUDIES_TYPE = "application/x-portal-studies";
+const directory = document.querySelector(".directory");
+const fileForm = document.querySelector("[data-file-studies-form]");
+const folderStatus = document.querySelector("[data-folder-status]");
+
+function draggedIds(row) {
+  if (!isSelected(row)) selectOnly(row);
+  return selectedRows()
+    .filter((selected) => selected.draggable)
+    .map((selected) => selected.dataset.id);
+}
+
+function showFolderStatus(text, failed) {
+  if (!folderStatus) return;
+  folderStatus.textContent = text;
+  folderStatus.classList.toggle("failed", Boolean(failed));
+}
+
+async function fileStudies(ids, target) {
+  const data = new FormData(fileForm);
+  ids.forEach((id) => data.append("study", id));
+  data.append("target", target);
+  let response;
+  try {
+    response = await fetch(fileForm.action, {
+      method: "POST",
+      body: data,
+      credentials: "same-origin",
+      headers: { Accept: "text/html", "X-Requested-With": "XMLHttpRequest" },
+    });
+  } catch {
+    showFolderStatus(folderStatus?.dataset.failedText || "", true);
+    return;
+  }
+  if (response.ok) {
+    // The studies left the folder shown, or joined it: show the list as it is now.
+    window.location.reload();
+    return;
+  }
+  const html = await response.text();
+  const page = new DOMParser().parseFromString(html, "text/html");
+  const reason = page.querySelector("[role=alert]");
+  showFolderStatus(reason ? reason.textContent.trim() : folderStatus?.dataset.failedText || "", true);
+}
+
+if (table && directory && fileForm) {
+  table.addEventListener("dragstart", (event) => {
+    const row = event.target.closest && event.target.closest("tr.study-row");
+    if (!row || !row.draggable) return;
+    const ids = draggedIds(row);
+    event.dataTransfer.setData(STUDIES_TYPE, JSON.stringify(ids));
+    event.dataTransfer.setData("text/plain", row.dataset.label || "");
+    event.dataTransfer.effectAllowed = "move";
+    directory.classList.add("dragging-studies");
+  });
+  table.addEventListener("dragend", () => directory.classList.remove("dragging-studies"));
+
+  const carriesStudies = (event) => [...event.dataTransfer.types].includes(STUDIES_TYPE);
+  directory.querySelectorAll("[data-drop-target]").forEach((node) => {
+    node.addEventListener("dragover", (event) => {
+      if (!carriesStudies(event)) return;
+      event.preventDefault();
+      event.dataTransfer.dropEffect = "move";
+      node.classList.add("drop-over");
+    });
+    node.addEventListener("dragleave", () => node.classList.remove("drop-over"));
+    node.addEventListener("drop", (event) => {
+      if (!carriesStudies(event)) return;
+      event.preventDefault();
+      node.classList.remove("drop-over");
+      directory.classList.remove("dragging-studies");
+      const ids = JSON.parse(event.dataTransfer.getData(STUDIES_TYPE) || "[]");
+      if (ids.length) fileStudies(ids, node.dataset.dropTarget);
+    });
   });
 }
 

@@ -24,6 +24,7 @@ from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from studies import menu
+from studies.access import organizable_worklist_ids
 from studies.selectors import (
     MAX_ID,
     MODALITIES,
@@ -230,9 +231,12 @@ def _render_directory(
     record_studies_listed(
         request=request, via="directory", keys=criteria.keys_used(), rows=len(rows)
     )
+    # Where the user may file studies in folders: the menu's folder items and drag and drop.
+    organizable = organizable_worklist_ids(user)
     for row in rows:
         row.href = reverse("studies:study", args=[row.study.study_uid])
         row.link = request.build_absolute_uri(row.href)
+        row.organize = any(pk in organizable for pk in row.worklist_ids)
 
     if form is None:
         form = SearchForm(
@@ -259,7 +263,8 @@ def _render_directory(
         node.href = _directory_url(worklist=node.worklist.pk)
         node.link = request.build_absolute_uri(node.href)
         node.filter_url = url(worklist=node.worklist.pk, folder=None, cursor=None)
-        _annotate_folders(request, node.folders, url)
+        node.organize = node.worklist.pk in organizable
+        _annotate_folders(request, node.folders, url, organize=node.organize)
 
     scope_name = None
     if selected_folder is not None:
@@ -289,13 +294,15 @@ def _render_directory(
         "previous_url": url(cursor=page.previous_cursor) if page.previous_cursor else None,
         "page_size": page_size,
         "menu_data": {"items": menu.menu_for_client(user)},
+        "file_studies_url": reverse("studies:folder_file") if organizable else None,
     }
     return render(request, "studies/directory.html", context, status=status)
 
 
-def _annotate_folders(request: HttpRequest, folders, url) -> None:
+def _annotate_folders(request: HttpRequest, folders, url, *, organize: bool) -> None:
     for node in folders:
         node.href = _directory_url(folder=node.folder.pk)
         node.link = request.build_absolute_uri(node.href)
         node.filter_url = url(folder=node.folder.pk, worklist=None, cursor=None)
-        _annotate_folders(request, node.children, url)
+        node.organize = organize
+        _annotate_folders(request, node.children, url, organize=organize)

@@ -152,6 +152,24 @@ def test_studies_are_filed_per_organization_and_location(seeded):
     assert Report.objects.filter(study__organization=st_elsewhere).count() >= 3
 
 
+def test_the_demo_has_folders_with_studies_in_them(seeded):
+    from studies.models import Folder
+
+    folders = {f.name: f for f in Folder.objects.filter(worklist__location__name="Radiology")}
+    assert set(folders) == {"Teaching file", "Tumour board"}
+    board = Entry.objects.filter(folder=folders["Tumour board"])
+    assert {e.study.description for e in board} == {"CT Thorax with contrast", "CT Thorax"}
+    assert Entry.objects.filter(folder=folders["Teaching file"]).count() == 1
+    # A second run neither duplicates them nor refiles a study a visitor put elsewhere.
+    moved = board.first()
+    moved.folder = folders["Teaching file"]
+    moved.save(update_fields=["folder"])
+    seed("--force")
+    assert Folder.objects.count() == 2
+    moved.refresh_from_db()
+    assert moved.folder_id == folders["Teaching file"].pk
+
+
 def test_each_account_sees_what_its_memberships_allow(seeded):
     alice, bob, dana, carol = (
         User.objects.get(username=name) for name in ("alice", "bob", "dana", "carol")
