@@ -1,9 +1,9 @@
 """The guest-link entries of the Patient Study Directory's context menu.
 
 ``GuestLinksConfig.ready()`` calls :func:`register`: right-clicking a study, a worklist or a
-folder then offers **Send Link** to users whose role may create guest links. The item opens the
-Send Link dialog (``guestlinks:dialog``), which checks the target's organization and the user's
-access itself.
+folder then offers **Send Link** where the user may send one (``linkable_target_ids``: the role's
+permission in the target's organization, and a study held in full). The item opens the Send Link
+dialog (``guestlinks:dialog``), which checks again.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.utils.translation import gettext_lazy as _
 
 from accounts.permissions import Perm
+from guestlinks.services.creation import linkable_target_ids
 from studies.menu import MenuItem, register_menu_item
 
 SEND_LINK = MenuItem(
@@ -21,6 +22,7 @@ SEND_LINK = MenuItem(
     permission=Perm.CREATE_LINKS,
     kind="dialog",
     order=60,
+    allowed_on=lambda request, kind, targets: linkable_target_ids(request.user, kind, targets),
 )
 
 

@@ -1,9 +1,9 @@
 """The Share entry of the Patient Study Directory's context menu.
 
 ``SharingConfig.ready()`` calls :func:`register`: right-clicking one or several selected studies
-(or a selected row's Actions button) then offers **Share** to users whose role may share
-studies. The item opens the Share dialog (``sharing:dialog``) for every selected study; the
-dialog checks the user's access to each study itself.
+(or a selected row's Actions button) then offers **Share** on the studies the user may share
+(``shareable_study_ids``). The item opens the Share dialog (``sharing:dialog``) for every
+selected study; the dialog checks the user's access to each study again.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from django.utils.translation import gettext_lazy as _
 
 from accounts.permissions import Perm
+from sharing.services.shares import shareable_study_ids
 from studies.menu import MenuItem, register_menu_item
 
 SHARE = MenuItem(
@@ -23,6 +24,7 @@ SHARE = MenuItem(
     # After Open, before Copy Link (50) and Send Link (60).
     order=40,
     multiple=True,
+    allowed_on=lambda request, kind, studies: shareable_study_ids(request.user, studies, request),
 )
 
 

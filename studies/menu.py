@@ -34,17 +34,21 @@ items a user's role can never use. Items with ``url_name=None`` act on the targe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
 from accounts.permissions import Perm
-from studies.access import has_perm
+from studies.access import has_perm, organizable_worklist_ids
+from studies.selectors import held_entries
 
 TARGET_KINDS = frozenset({"study", "worklist", "folder"})
+TargetCheck = Callable[[HttpRequest, str, list[Any]], set[int]]
 ITEM_KINDS = frozenset({"link", "dialog", "copy"})
 
 
@@ -59,9 +63,11 @@ class MenuItem:
     order: int = 100
     # Whether a dialog or link item accepts several selected studies at once.
     multiple: bool = False
-    # Offered only on targets the page marks with ``data-<target_flag>``: for rights that depend
-    # on the target (its worklist, its organization), which a per-user permission cannot tell.
-    target_flag: str | None = None
+    # For rights that depend on the target (its organization, the share it is held through, its
+    # worklist), which a permission of the user's cannot tell: given the request, the kind and
+    # the page's targets of that kind (Study, Worklist or Folder objects), the keys of those the
+    # item is offered on. The page lists them in each target's ``data-allows``.
+    allowed_on: TargetCheck | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "applies_to", frozenset(self.applies_to))
@@ -87,7 +93,7 @@ class MenuItem:
             "kind": self.kind,
             "url": reverse(self.url_name) if self.url_name else None,
             "multiple": self.multiple,
-            "needs": self.target_flag,
+            "checked": self.allowed_on is not None,
         }
 
 
@@ -117,6 +123,18 @@ def items_for(user: User, target_kind: str) -> list[MenuItem]:
     )
 
 
+def allowed_items(request: HttpRequest, kind: str, targets: list[Any]) -> dict[int, str]:
+    """For each target of a page (by key), the space-separated keys of the checked items offered
+    on it: what ``data-allows`` carries for ``static/js/contextmenu.js``."""
+    allowed: dict[int, list[str]] = {target.pk: [] for target in targets}
+    if targets:
+        for item in items_for(request.user, kind):
+            if item.allowed_on is not None:
+                for pk in item.allowed_on(request, kind, targets):
+                    allowed[pk].append(item.key)
+    return {pk: " ".join(keys) for pk, keys in allowed.items()}
+
+
 def menu_for_client(user: User) -> dict[str, list[dict[str, Any]]]:
     """Every kind's items for the page's JSON data island."""
     return {
@@ -138,8 +156,20 @@ COPY_LINK = MenuItem(
     kind="copy",
     order=50,
 )
-# Folders: offered on the worklists, folders and studies the page marks ``data-organize``
-# (``studies.access.organizable_worklist_ids``); the views ask again.
+
+
+def organizable_targets(request: HttpRequest, kind: str, targets: list[Any]) -> set[int]:
+    """The worklists and folders whose folders the user may organize, and the studies held in
+    such a worklist (``studies.access.organizable_worklist_ids``)."""
+    ids = organizable_worklist_ids(request.user)
+    if kind == "worklist":
+        return {worklist.pk for worklist in targets if worklist.pk in ids}
+    if kind == "folder":
+        return {folder.pk for folder in targets if folder.worklist_id in ids}
+    return {study_id for _worklist_id, study_id in held_entries(ids, targets)}
+
+
+# Folders: offered where the user may organize them; the views ask again.
 FOLDER_ITEMS = [
     MenuItem(
         key="new_folder",
@@ -148,7 +178,7 @@ FOLDER_ITEMS = [
         url_name="studies:folder_new",
         kind="dialog",
         order=60,
-        target_flag="organize",
+        allowed_on=organizable_targets,
     ),
     MenuItem(
         key="rename_folder",
@@ -157,7 +187,7 @@ FOLDER_ITEMS = [
         url_name="studies:folder_rename",
         kind="dialog",
         order=61,
-        target_flag="organize",
+        allowed_on=organizable_targets,
     ),
     MenuItem(
         key="move_folder",
@@ -166,7 +196,7 @@ FOLDER_ITEMS = [
         url_name="studies:folder_move",
         kind="dialog",
         order=62,
-        target_flag="organize",
+        allowed_on=organizable_targets,
     ),
     MenuItem(
         key="delete_folder",
@@ -175,7 +205,7 @@ FOLDER_ITEMS = [
         url_name="studies:folder_delete",
         kind="dialog",
         order=63,
-        target_flag="organize",
+        allowed_on=organizable_targets,
     ),
     MenuItem(
         key="file_studies",
@@ -185,7 +215,7 @@ FOLDER_ITEMS = [
         kind="dialog",
         order=60,
         multiple=True,
-        target_flag="organize",
+        allowed_on=organizable_targets,
     ),
 ]
 

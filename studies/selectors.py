@@ -810,12 +810,13 @@ def folder_choices(user: User, worklist_ids: Iterable[int] | None = None) -> lis
     return choices
 
 
-def worklists_holding(worklist_ids: Iterable[int], studies: Iterable[Study]) -> set[int]:
-    """Which of these worklists hold (an entry not removed for) any of the studies."""
+def held_entries(worklist_ids: Iterable[int], studies: Iterable[Study]) -> set[tuple[int, int]]:
+    """The (worklist, study) keys of the entries, not removed, that these worklists hold for
+    these studies."""
     return set(
         Entry.objects.filter(
             worklist_id__in=list(worklist_ids), study__in=list(studies), removed_at__isnull=True
-        ).values_list("worklist_id", flat=True)
+        ).values_list("worklist_id", "study_id")
     )
 
 

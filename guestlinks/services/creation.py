@@ -37,7 +37,9 @@ from studies.access import (
     active_memberships,
     has_perm,
     passes_on_in_full,
+    user_studies_access,
     user_study_access,
+    visible_worklist_ids,
     visible_worklists,
 )
 from studies.models import Folder, Study, Worklist
@@ -187,24 +189,52 @@ def target_organization(target: LinkTarget) -> Organization | None:
 def may_create_links(user: User, target: LinkTarget) -> bool:
     """The role's permission in the owning organization, and a target the user may hand on: a
     study held only through a narrower share (anonymized, images only, SMS code, no further
-    sharing) cannot be sent by link, since the link would give more than the share did."""
-    organization_id = target.organization_id
-    if organization_id is None or not has_perm(
-        user, Perm.CREATE_LINKS, Organization(pk=organization_id)
-    ):
-        return False
-    if target.study is not None:
-        return passes_on_in_full(user_study_access(user, target.study))
-    return sees_target(user, target)
+    sharing) cannot be sent by link, since the link would give more than the share did. A
+    personal worklist (and its folders) belongs to no organization and is never linked: it holds
+    studies shared on their senders' terms."""
+    item = target.study or target.worklist or target.folder
+    return item.pk in linkable_target_ids(user, target.kind, [item])
+
+
+def linkable_target_ids(user: User, kind: str, targets: list) -> set[int]:
+    """Of some studies, worklists or folders (``kind``), the keys of those the user may send a
+    link to (:func:`may_create_links`), reading the user's access once for all of them: the
+    directory's menu offers Send Link on these only."""
+    permitted = {
+        m.organization_id for m in active_memberships(user) if m.role.grants(Perm.CREATE_LINKS)
+    }
+    if not permitted or not targets:
+        return set()
+    if kind == TargetKind.STUDY:
+        accesses = user_studies_access(user, targets)
+        return {
+            study.pk
+            for study in targets
+            if study.organization_id in permitted and passes_on_in_full(accesses[study.pk])
+        }
+    worklist_of = {
+        item.pk: item.pk if kind == TargetKind.WORKLIST else item.worklist_id for item in targets
+    }
+    organization_of = dict(
+        Worklist.objects.filter(
+            pk__in=set(worklist_of.values()) & set(visible_worklist_ids(user))
+        ).values_list("pk", "organization_id")
+    )
+    return {
+        pk
+        for pk, worklist_id in worklist_of.items()
+        if worklist_id in organization_of and organization_of[worklist_id] in permitted
+    }
 
 
 def refusal_reason(user: User, target: LinkTarget) -> str:
-    """Why :func:`may_create_links` said no, for the dialog to explain: "role" (no permission
-    in the owning organization) or "share" (the study is held through a narrower share)."""
+    """Why :func:`may_create_links` said no, for the dialog to explain: "personal" (a personal
+    worklist or one of its folders), "role" (no permission in the owning organization) or
+    "share" (the study is held through a narrower share)."""
     organization_id = target.organization_id
-    if organization_id is not None and has_perm(
-        user, Perm.CREATE_LINKS, Organization(pk=organization_id)
-    ):
+    if organization_id is None:
+        return "personal"
+    if has_perm(user, Perm.CREATE_LINKS, Organization(pk=organization_id)):
         return "share"
     return "role"
 

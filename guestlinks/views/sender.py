@@ -19,6 +19,7 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.permissions import Perm
 from guestlinks.forms import SendLinkForm
 from guestlinks.models import GuestLink
 from guestlinks.presentation import mailto_for, options_summary, qr_svg
@@ -118,6 +119,7 @@ def send_link_dialog(request: HttpRequest) -> HttpResponse:
     }
     if organization is None or not may_create_links(request.user, target):
         context["refusal"] = refusal_reason(request.user, target)
+        context["permission_label"] = Perm.CREATE_LINKS.label
         return render(request, "guestlinks/_send_link_refused.html", context, status=403)
     if target.study is None:
         # A worklist's or folder's link hands the guest every study in it: say how many first.

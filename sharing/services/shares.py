@@ -433,6 +433,29 @@ def _check_sender(
     return organization, held
 
 
+def shareable_study_ids(sender: User, studies: Sequence[Study], request=None) -> set[int]:
+    """Of some studies, those the sender may share, each on its own (what :func:`_check_sender`
+    asks of every study shared): the permission in the owning organization (or, holding it
+    through a share from another organization, in the sender's own) and access that allows
+    further sharing. The directory's menu offers Share on these only."""
+    if not (sender.is_authenticated and sender.is_active) or not studies:
+        return set()
+    accesses = senders_access(sender, studies, request)
+    permitted: dict[int, bool] = {}
+    shareable = set()
+    for study in studies:
+        access = accesses[study.pk]
+        if access is None or not access.can_share:
+            continue
+        if study.organization_id not in permitted:
+            permitted[study.organization_id] = _may(
+                sender, Perm.SHARE_STUDY, Organization(pk=study.organization_id)
+            )
+        if permitted[study.organization_id]:
+            shareable.add(study.pk)
+    return shareable
+
+
 def share_terms(*, sender: User, studies: Sequence[Study], request=None) -> ShareTerms:
     """What the Share dialog offers for these studies. Raises PermissionDenied or
     ValidationError on "studies" exactly as ``share_studies`` would."""

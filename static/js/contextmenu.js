@@ -4,7 +4,7 @@
 // (data-menu-button inside the target).
 //
 // Its items come from the server's registry (studies/menu.py) through a JSON data island:
-// {"study": [{"key", "label", "kind": "link"|"dialog"|"copy", "url", "multiple", "needs"}], ...}.
+// {"study": [{"key", "label", "kind": "link"|"dialog"|"copy", "url", "multiple", "checked"}], ...}.
 // A "link" goes to its URL, a "dialog" loads its URL into the remote dialog, a "copy" shows the
 // target's own link in the Copy Link dialog. The target reaches the item's view as query
 // parameters (?study=<uid>, repeated for a multiple selection; ?worklist=<id>; ?folder=<id>).
@@ -21,11 +21,12 @@ export function initContextMenu({ root = document, items, selectedIds = () => []
   let press = null; // { timer, x, y, target }
   let suppressClickUntil = 0;
 
-  // An item with "needs" is offered only on targets marked data-<needs> by the page (rights
-  // that depend on the target, such as organizing the folders of its worklist).
+  // A "checked" item depends on the target (its organization, the share it is held through,
+  // its worklist): it is offered only on targets whose data-allows lists its key.
   function itemsFor(target) {
+    const allows = (target.dataset.allows || "").split(" ");
     return (items[target.dataset.menuTarget] || []).filter(
-      (item) => !item.needs || target.dataset[item.needs] !== undefined,
+      (item) => !item.checked || allows.includes(item.key),
     );
   }
 

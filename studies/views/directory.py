@@ -237,6 +237,9 @@ def _render_directory(
         row.href = reverse("studies:study", args=[row.study.study_uid])
         row.link = request.build_absolute_uri(row.href)
         row.organize = any(pk in organizable for pk in row.worklist_ids)
+    allows = menu.allowed_items(request, "study", [row.study for row in rows])
+    for row in rows:
+        row.allows = allows[row.study.pk]
 
     if form is None:
         form = SearchForm(
@@ -258,6 +261,7 @@ def _render_directory(
         columns.append(column)
 
     tree = worklist_tree(user)
+    _annotate_allowed(request, tree)
     for node in tree:
         node.group_label = TREE_GROUPS.get(node.worklist.kind, node.worklist.kind)
         node.href = _directory_url(worklist=node.worklist.pk)
@@ -297,6 +301,23 @@ def _render_directory(
         "file_studies_url": reverse("studies:folder_file") if organizable else None,
     }
     return render(request, "studies/directory.html", context, status=status)
+
+
+def _annotate_allowed(request: HttpRequest, tree) -> None:
+    """Each worklist's and folder's ``allows``: the menu items that depend on the target."""
+    folders = []
+    pending = [child for node in tree for child in node.folders]
+    while pending:
+        node = pending.pop()
+        folders.append(node)
+        pending.extend(node.children)
+    for kind, nodes, key in (
+        ("worklist", tree, lambda node: node.worklist),
+        ("folder", folders, lambda node: node.folder),
+    ):
+        allows = menu.allowed_items(request, kind, [key(node) for node in nodes])
+        for node in nodes:
+            node.allows = allows[key(node).pk]
 
 
 def _annotate_folders(request: HttpRequest, folders, url, *, organize: bool) -> None:

@@ -27,9 +27,9 @@ from studies.selectors import (
     MAX_ID,
     folder_and_descendants,
     folder_choices,
+    held_entries,
     visible_folder,
     visible_worklist,
-    worklists_holding,
 )
 from studies.services.folders import (
     NAME_MAX_LENGTH,
@@ -274,7 +274,8 @@ def file(request: HttpRequest) -> HttpResponse:
     of any folder to the worklist's top level."""
     studies = _selected_studies(request)
     title = _("Move to folder")
-    holding = worklists_holding(organizable_worklist_ids(request.user), studies)
+    organizable = organizable_worklist_ids(request.user)
+    holding = {worklist_id for worklist_id, _study in held_entries(organizable, studies)}
     places = folder_choices(request.user, holding)
     context = {
         "title": title,

@@ -37,6 +37,7 @@ def menu_item(page, target, name):
     page.get_by_role("menuitem", name=name).click()
     dialog = page.locator("#remote-dialog")
     dialog.wait_for(state="visible")
+    dialog.locator("[data-dialog-content] form").first.wait_for()
     return dialog
 
 

@@ -129,7 +129,7 @@ def test_targets_the_user_cannot_see_answer_404(alice, bob, carol, study):
 def test_a_role_without_create_links_is_told_why(viewer_only, study):
     response = client_for(viewer_only).get(DIALOG, {"study": study.study_uid}, **FRAGMENT_HEADERS)
     assert response.status_code == 403
-    assert "does not include creating guest links" in text_of(response)
+    assert "does not include “Study links: create guest links”" in text_of(response)
     response = post_dialog(client_for(viewer_only), study, acknowledged="on")
     assert response.status_code == 403
     assert not GuestLink.objects.exists()

@@ -410,9 +410,10 @@ def test_directory_marks_what_the_user_may_organize(client, alice, viewer_only, 
     assert "Teaching file" in page  # seen, not organizable
     assert "data-drop-target" not in page and 'draggable="true"' not in page
     assert "data-file-studies-form" not in page
+    assert "new_folder" not in page.split('id="menu-data"')[0]
 
 
-def test_menu_folder_items_need_the_targets_mark():
+def test_menu_folder_items_are_checked_per_target():
     from studies import menu
 
     items = {item.key: item for item in menu.FOLDER_ITEMS}
@@ -423,7 +424,7 @@ def test_menu_folder_items_need_the_targets_mark():
         "delete_folder",
         "file_studies",
     }
-    assert all(item.as_client()["needs"] == "organize" for item in items.values())
+    assert all(item.as_client()["checked"] for item in items.values())
     assert items["file_studies"].multiple
 
 
