@@ -1,6 +1,5 @@
 from datetime import datetime
 
-from django.core.cache import caches
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
@@ -8,6 +7,7 @@ from accounts.models import ApiToken
 from accounts.policy import needs_two_factor
 from accounts.tokens import candidate_digests
 from portal import decisions
+from portal.once import first_in_period
 
 # The HMAC purpose label of API tokens, not a secret.
 TOKEN_PURPOSE = "api-token"  # noqa: S105
@@ -40,7 +40,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         if refusal:
             raise exceptions.AuthenticationFailed(refusal)
         # At most one write per token in five minutes, whatever the number of requests.
-        if caches["default"].add(f"api-token-used:{token.pk}", True, timeout=300):
+        if first_in_period(f"api-token-used:{token.pk}", 300):
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
         return token.user, token
 

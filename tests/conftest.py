@@ -19,6 +19,7 @@ import pytest
 
 from accounts.models import Group, Location, Membership, Organization, Role, User
 from accounts.permissions import ADMINISTRATOR, CLINICIAN
+from portal.once import forget as forget_once
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -59,6 +60,8 @@ def _isolated_storage(settings, tmp_path):
     storages._storages.pop("dicom", None)
     for alias in ("default", "frames"):
         caches[alias].clear()
+    # What this process remembers of the shared cache goes with it.
+    forget_once()
     yield
     storages._storages.pop("dicom", None)
 

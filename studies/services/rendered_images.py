@@ -19,6 +19,7 @@ from django.http import HttpRequest
 
 from audit.models import Action
 from audit.services import client_ip, record
+from portal.once import first_in_period
 from studies.access import StudyAccess
 from studies.models import Instance, Study
 from studies.rendering import JPEG_QUALITY, Viewport, Window, render_frame
@@ -126,8 +127,8 @@ def note_render_session(
     once per principal, study and action per render session: a viewer fetches one frame per
     request as it scrolls. The study is read only for the request that records."""
     key = f"frames-audit:{action}:{_principal(request)}:{study_pk}"
-    # add() is atomic: of concurrent first frames, exactly one records the event.
-    if caches["default"].add(key, True, timeout=RENDER_SESSION_SECONDS):
+    # Of concurrent first frames, exactly one records the event.
+    if first_in_period(key, RENDER_SESSION_SECONDS):
         record(
             action=action,
             request=request,
