@@ -98,6 +98,124 @@ if admin.site.is_registered(AuthGroup):
     admin.site.unregister(AuthGroup)
 
 
+# --- Organizations' administrators -----------------------------------------------------------
+
+
+def colleagues_of(administered: set[int]):
+    """The users an administrator of these organizations sees: their members."""
+    return User.objects.filter(memberships__organization__in=administered).distinct()
+
+
+def _scope_choices(db_field, request, kwargs) -> None:
+    """Offer (and accept) an organization's administrator only their organizations, their
+    locations, groups and roles (and the roles every organization may use), and their members."""
+    administered = administered_organization_ids(request)
+    model = db_field.related_model
+    if model is Organization:
+        kwargs["queryset"] = Organization.objects.filter(pk__in=administered)
+    elif model is Role:
+        kwargs["queryset"] = Role.objects.filter(
+            Q(organization__isnull=True) | Q(organization__in=administered)
+        )
+    elif model in (Location, Group):
+        kwargs["queryset"] = model.objects.filter(organization__in=administered)
+    elif model is User:
+        kwargs["queryset"] = colleagues_of(administered)
+
+
+class OrganizationScopedAdmin(admin.ModelAdmin):
+    """Pages an organization's administrator uses for their own organizations: what the user's
+    Django permissions do not cover (an installation's superusers and staff hold them) is
+    allowed on objects of the organizations they administer, and nothing of another: the list,
+    every object page, the choices of organization, locations, groups and roles, and a crafted
+    POST (whose choices are checked against the same lists). Every change is audited."""
+
+    # Whether an organization's administrator may delete the model's objects.
+    administrator_deletes = True
+
+    def organization_ids(self, obj) -> set[int]:
+        """The organizations an object belongs to."""
+        return {obj.organization_id} if obj.organization_id else set()
+
+    def scope(self, queryset, administered: set[int]):
+        return queryset.filter(organization__in=administered)
+
+    def _django_perm(self, request, action: str) -> bool:
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.{action}_{opts.model_name}")
+
+    def _scoped(self, request) -> bool:
+        """Acting only as an organization's administrator (no Django permission on the model)."""
+        return not self._django_perm(request, "view") and bool(
+            administered_organization_ids(request)
+        )
+
+    def _administers(self, request, obj) -> bool:
+        administered = administered_organization_ids(request)
+        if obj is None:
+            return bool(administered)
+        owners = self.organization_ids(obj)
+        return bool(owners) and owners <= administered
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if not self._scoped(request):
+            return queryset
+        return self.scope(queryset, administered_organization_ids(request)).distinct()
+
+    def has_module_permission(self, request):
+        return super().has_module_permission(request) or bool(
+            administered_organization_ids(request)
+        )
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) or self._administers(request, obj)
+
+    def has_add_permission(self, request):
+        return super().has_add_permission(request) or self._administers(request, None)
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) or self._administers(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) or (
+            self.administrator_deletes and self._administers(request, obj)
+        )
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if self._scoped(request):
+            _scope_choices(db_field, request, kwargs)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if self._scoped(request):
+            _scope_choices(db_field, request, kwargs)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def _audit(self, request, obj, change: str, message) -> None:
+        owners = sorted(self.organization_ids(obj))
+        services.record_administration(
+            request=request,
+            obj=obj,
+            change=change,
+            organization_id=owners[0] if len(owners) == 1 else None,
+            details={"message": message} if message else {},
+        )
+
+    def log_addition(self, request, obj, message):
+        self._audit(request, obj, "added", message)
+        return super().log_addition(request, obj, message)
+
+    def log_change(self, request, obj, message):
+        self._audit(request, obj, "changed", message)
+        return super().log_change(request, obj, message)
+
+    def log_deletions(self, request, queryset):
+        for obj in queryset:
+            self._audit(request, obj, "deleted", None)
+        return super().log_deletions(request, queryset)
+
+
 # --- Users ----------------------------------------------------------------------------------
 
 
@@ -158,6 +276,9 @@ class MembershipForm(forms.ModelForm):
 
 
 class MembershipInline(admin.StackedInline):
+    """A user's memberships. An organization's administrator sees and edits those of their own
+    organizations (the user page itself decides whether they may change the user at all)."""
+
     model = Membership
     form = MembershipForm
     fk_name = "user"
@@ -166,9 +287,60 @@ class MembershipInline(admin.StackedInline):
     verbose_name = _("membership")
     verbose_name_plural = _("memberships (organization, role, locations and groups)")
 
+    def _scoped(self, request) -> bool:
+        return not request.user.has_perm("accounts.view_membership") and bool(
+            administered_organization_ids(request)
+        )
+
+    def get_queryset(self, request):
+        queryset = super().get_queryset(request)
+        if self._scoped(request):
+            queryset = queryset.filter(organization__in=administered_organization_ids(request))
+        return queryset
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) or self._scoped(request)
+
+    def has_add_permission(self, request, obj):
+        return super().has_add_permission(request, obj) or self._scoped(request)
+
+    def has_change_permission(self, request, obj=None):
+        return super().has_change_permission(request, obj) or self._scoped(request)
+
+    def has_delete_permission(self, request, obj=None):
+        return super().has_delete_permission(request, obj) or self._scoped(request)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if self._scoped(request):
+            _scope_choices(db_field, request, kwargs)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field, request, **kwargs):
+        if self._scoped(request):
+            _scope_choices(db_field, request, kwargs)
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+class ColleagueCreationForm(UserCreationForm):
+    """Adding a colleague as an organization's administrator: the account and its first
+    membership (organization and role) in one step, so that the new user is never outside the
+    administrator's organizations."""
+
+    organization = forms.ModelChoiceField(
+        label=_("Organization"), queryset=Organization.objects.none()
+    )
+    role = forms.ModelChoiceField(label=_("Role"), queryset=Role.objects.none())
+
+    def clean(self):
+        cleaned = super().clean()
+        organization, role = cleaned.get("organization"), cleaned.get("role")
+        if organization and role and role.organization_id not in (None, organization.pk):
+            self.add_error("role", _("This role belongs to another organization."))
+        return cleaned
+
 
 @admin.register(User)
-class UserAdmin(DjangoUserAdmin):
+class UserAdmin(OrganizationScopedAdmin, DjangoUserAdmin):
     form = UserChangeForm
     add_form = UserCreationForm
     inlines = [MembershipInline]
@@ -237,9 +409,81 @@ class UserAdmin(DjangoUserAdmin):
     search_fields = ("username", "first_name", "last_name", "email", "physician_number")
     filter_horizontal = ("user_permissions",)
 
+    # An account is deactivated (Active unticked), not deleted: its audit trail names it.
+    administrator_deletes = False
+
     def get_queryset(self, request):
         devices = TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True)
         return super().get_queryset(request).annotate(has_two_factor=Exists(devices))
+
+    def organization_ids(self, obj) -> set[int]:
+        return set(obj.memberships.values_list("organization_id", flat=True))
+
+    def scope(self, queryset, administered: set[int]):
+        return queryset.filter(memberships__organization__in=administered)
+
+    def has_view_permission(self, request, obj=None):
+        if obj is None or DjangoUserAdmin.has_view_permission(self, request, obj):
+            return super().has_view_permission(request, obj)
+        # Colleagues who also belong elsewhere are seen, though not changed.
+        return bool(self.organization_ids(obj) & administered_organization_ids(request))
+
+    def has_change_permission(self, request, obj=None):
+        if obj is None or DjangoUserAdmin.has_change_permission(self, request, obj):
+            return super().has_change_permission(request, obj)
+        return services.may_change_colleague(obj, administered_organization_ids(request))
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if not self._scoped(request):
+            return fieldsets
+        if obj is None:
+            membership = (_("Membership"), {"fields": ("organization", "role")})
+            return [*fieldsets, membership]
+        # Superuser status and Django permissions are the installation's, not an organization's.
+        return [
+            (
+                name,
+                {
+                    **options,
+                    "fields": tuple(
+                        f
+                        for f in options["fields"]
+                        if f not in ("is_superuser", "user_permissions")
+                    ),
+                },
+            )
+            for name, options in fieldsets
+        ]
+
+    def get_inlines(self, request, obj):
+        if obj is None and self._scoped(request):
+            return []  # the add form names the first membership itself
+        return super().get_inlines(request, obj)
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None and self._scoped(request):
+            administered = administered_organization_ids(request)
+            kwargs["form"] = ColleagueCreationForm
+            form = super().get_form(request, obj, **kwargs)
+            form.base_fields["organization"].queryset = Organization.objects.filter(
+                pk__in=administered
+            )
+            form.base_fields["role"].queryset = Role.objects.filter(
+                Q(organization__isnull=True) | Q(organization__in=administered)
+            )
+            return form
+        return super().get_form(request, obj, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            if not change and isinstance(form, ColleagueCreationForm):
+                Membership.objects.create(
+                    user=obj,
+                    organization=form.cleaned_data["organization"],
+                    role=form.cleaned_data["role"],
+                )
 
     def user_change_password(self, request, id, form_url=""):
         # An administrator setting someone's password is a security event like any other, and
@@ -270,17 +514,12 @@ class UserAdmin(DjangoUserAdmin):
 
 
 def administered_organization_ids(request) -> set[int]:
-    """The organizations whose administrator role the user holds (Perm.ADMINISTER through an
-    active membership). Computed once per request: the admin asks for every permission."""
+    """The organizations the signed-in user administers (``services``), once per request: the
+    admin asks for every permission of every object."""
     if not hasattr(request, "_administered_organization_ids"):
-        user = request.user
-        ids = set()
-        if user.is_active and user.is_staff:
-            memberships = Membership.objects.filter(user=user, is_active=True).select_related(
-                "role"
-            )
-            ids = {m.organization_id for m in memberships if m.role.grants(Perm.ADMINISTER)}
-        request._administered_organization_ids = ids
+        request._administered_organization_ids = services.administered_organization_ids(
+            request.user
+        )
     return request._administered_organization_ids
 
 
@@ -416,7 +655,9 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Location)
-class LocationAdmin(admin.ModelAdmin):
+class LocationAdmin(OrganizationScopedAdmin):
+    # Deleting one removes its worklist: that stays with the installation's superusers.
+    administrator_deletes = False
     list_display = ("name", "organization")
     list_filter = ("organization",)
     search_fields = ("name", "organization__name")
@@ -424,7 +665,8 @@ class LocationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Group)
-class GroupAdmin(admin.ModelAdmin):
+class GroupAdmin(OrganizationScopedAdmin):
+    administrator_deletes = False
     list_display = ("name", "organization", "searchable")
     list_filter = ("organization", "searchable")
     search_fields = ("name", "organization__name")
@@ -453,11 +695,30 @@ class RoleForm(forms.ModelForm):
 
 
 @admin.register(Role)
-class RoleAdmin(admin.ModelAdmin):
+class RoleAdmin(OrganizationScopedAdmin):
+    """An organization's administrator makes and edits their organization's roles and sees the
+    roles every organization may use (the installation's, which only superusers change)."""
+
     form = RoleForm
     list_display = ("name", "organization", "permission_count")
     list_filter = ("organization",)
     search_fields = ("name",)
+
+    def scope(self, queryset, administered: set[int]):
+        return queryset.filter(Q(organization__in=administered) | Q(organization__isnull=True))
+
+    def has_view_permission(self, request, obj=None):
+        shared = obj is not None and obj.organization_id is None
+        return super().has_view_permission(request, obj) or (
+            shared and bool(administered_organization_ids(request))
+        )
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        if self._scoped(request) and "organization" in form.base_fields:
+            # An organization's role, never one every organization would use.
+            form.base_fields["organization"].required = True
+        return form
 
     @admin.display(description=_("permissions"))
     def permission_count(self, role: Role) -> int:
@@ -465,7 +726,7 @@ class RoleAdmin(admin.ModelAdmin):
 
 
 @admin.register(Membership)
-class MembershipAdmin(admin.ModelAdmin):
+class MembershipAdmin(OrganizationScopedAdmin):
     form = MembershipForm
     fields = ("user", "organization", "role", "locations", "groups", "is_active")
     list_display = ("user", "organization", "role", "is_active")

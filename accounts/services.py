@@ -44,7 +44,8 @@ from django_otp.util import random_hex
 from accounts import lockout
 from accounts.authentication import TOKEN_PURPOSE
 from accounts.middleware import LAST_SEEN_KEY, SESSION_STARTED_KEY
-from accounts.models import ApiToken, Organization, User
+from accounts.models import ApiToken, Membership, Organization, User
+from accounts.permissions import Perm
 from accounts.policy import has_two_factor, two_factor_required
 from accounts.tokens import secret_digest
 from accounts.validators import normalize_mobile
@@ -643,6 +644,40 @@ def end_api_tokens(*, request: HttpRequest, user: User, reason: str) -> int:
 
 
 @transaction.atomic
+def administered_organization_ids(user: User) -> set[int]:
+    """The organizations a user administers in the admin: a staff member whose active
+    membership there has a role granting "Organization: administer"."""
+    if not (user.is_active and user.is_staff):
+        return set()
+    memberships = Membership.objects.filter(user=user, is_active=True).select_related("role")
+    return {m.organization_id for m in memberships if m.role.grants(Perm.ADMINISTER)}
+
+
+def may_change_colleague(colleague: User, administered: set[int]) -> bool:
+    """Whether an administrator of the ``administered`` organizations may change a user's
+    account (name, email, password, staff status): never a superuser, and only someone all of
+    whose memberships are in those organizations. A user who also belongs elsewhere, or to no
+    organization (an outside recipient), is not one organization's to take over."""
+    if colleague.is_superuser or not administered:
+        return False
+    organizations = set(colleague.memberships.values_list("organization_id", flat=True))
+    return bool(organizations) and organizations <= administered
+
+
+def record_administration(
+    *, request: HttpRequest, obj, change: str, organization_id: int | None, details: dict
+) -> None:
+    """One audit event for an administrator's change in the admin (added, changed, deleted)."""
+    record(
+        action=Action.ACCOUNTS_CHANGED,
+        request=request,
+        organization_id=organization_id,
+        target_type=obj._meta.model_name,
+        target_id=obj.pk,
+        details={"change": change, "object": str(obj), **details},
+    )
+
+
 def save_organization(
     *, request: HttpRequest, organization: Organization, changed_fields: list[str]
 ) -> None:

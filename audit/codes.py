@@ -69,6 +69,9 @@ EVENT_CODES: dict[str, tuple[str, str]] = {
     Action.FOLDER_MOVED: ("110100", ""),
     Action.FOLDER_DELETED: ("110100", ""),
     Action.STUDIES_FILED: ("110100", ""),
+    # An administrator adds or changes users, memberships, roles, locations or groups: Security
+    # Alert / User Security Attributes Changed.
+    Action.ACCOUNTS_CHANGED: ("110113", "110137"),
 }
 
 

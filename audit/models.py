@@ -67,6 +67,10 @@ class Action(models.TextChoices):
     FOLDER_MOVED = "folder_moved", _("Folder moved")
     FOLDER_DELETED = "folder_deleted", _("Folder deleted")
     STUDIES_FILED = "studies_filed", _("Studies filed in a folder")
+    ACCOUNTS_CHANGED = (
+        "accounts_changed",
+        _("Users, memberships, roles, locations or groups changed"),
+    )
 
 
 class AuditEventQuerySet(models.QuerySet):
