@@ -15,7 +15,7 @@ from datetime import UTC
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -174,21 +174,47 @@ def record(
     key = current_key()
     with transaction.atomic():
         # Only this chain's head is locked, until the caller's transaction ends.
-        head = ChainHead.objects.select_for_update().filter(chain=chain).first()
+        head = _locked_head(chain)
         if head is None:
             ChainHead.objects.get_or_create(
                 chain=chain,
                 defaults={"last_hash": GENESIS_HASH, "seal": seal_head(chain, 0, GENESIS_HASH)},
             )
-            head = ChainHead.objects.select_for_update().get(chain=chain)
+            head = _locked_head(chain)
+        last_hash, count = head
         # Timestamped under the lock, so that times never go backwards along the chain.
         event.at = timezone.now()
-        event.prev_hash = head.last_hash
+        event.prev_hash = last_hash
         event.key_id = key.id
         event.hash = event_mac(hashed_fields(event), event.prev_hash, key)
         event.save(force_insert=True)
-        head.last_hash = event.hash
-        head.count += 1
-        head.seal = seal_head(chain, head.count, head.last_hash, key)
-        head.save(update_fields=["last_hash", "count", "seal"])
+        _move_head(chain, event.hash, count + 1, seal_head(chain, count + 1, event.hash, key))
     return event
+
+
+# Every audited request appends an event, so the head's two statements are written out rather
+# than built by the ORM each time (a third of an audited search's time went to building them).
+# Only the model's own table name is formatted into them; every value is a parameter.
+_HEAD_TABLE = ChainHead._meta.db_table
+
+
+def _locked_head(chain: int) -> tuple[str, int] | None:
+    """The chain head's hash and count, locked until the transaction ends (SQLite locks the
+    whole database for a writing transaction instead and knows no FOR UPDATE)."""
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT "last_hash", "count" FROM "{_HEAD_TABLE}" WHERE "chain" = %s{lock}',  # noqa: S608
+            [chain],
+        )
+        row = cursor.fetchone()
+    return (row[0], int(row[1])) if row else None
+
+
+def _move_head(chain: int, last_hash: str, count: int, seal: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'UPDATE "{_HEAD_TABLE}" SET "last_hash" = %s, "count" = %s, "seal" = %s '  # noqa: S608
+            'WHERE "chain" = %s',
+            [last_hash, count, seal, chain],
+        )

@@ -60,13 +60,15 @@ from django.db.models import Count, Exists, F, Lookup, OuterRef, Q, QuerySet
 from django.db.models.functions import Lower
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.urls import reverse
+from django.utils import timezone
 
 from dicomweb import dicomjson
 from dicomweb.audit import record_query
 from dicomweb.http import DICOM_JSON, DicomwebError, bad_request, dicomweb_view
 from dicomweb.multipart import media_type_matches, parse_accept
 from dicomweb.scope import accesses_for, studies_for
-from studies.access import StudyAccess, granted_study_ids
+from portal import decisions
+from studies.access import StudyAccess, access_ends, decision_principal, granted_study_ids
 from studies.anonymize import pseudonym
 from studies.dicom_header import normalize_name
 from studies.models import AccessLevel, Instance, Series, Study
@@ -849,6 +851,39 @@ def _negotiate(request: HttpRequest) -> str:
     )
 
 
+# Answers larger than this are computed each time rather than kept in the shared cache.
+_REMEMBERED_ANSWER_BYTES = 256 * 1024
+
+
+def _answer(
+    request: HttpRequest, level: Level, query: Query, path: tuple[str | None, str | None]
+) -> tuple[str, int, bool]:
+    """The answer's JSON text, its number of results and whether more exist, remembered
+    (``portal.decisions``) for this principal and these exact parameters: every change to a
+    study, an instance, an entry or anything else access depends on moves the generation on,
+    the first of the principal's dated shares to end ends it, and the session's grants are part
+    of the key. A radiologist's viewer asks the same searches again and again."""
+
+    def compute() -> tuple[tuple[str, int, bool], object]:
+        rows, more = _RUNNERS[level](request, scope_for(request), query)
+        keywords = returned_keywords(query)
+        retrieve_base = settings.SITE_URL + reverse("dicomweb:studies")
+        body = [_dataset(row, keywords, retrieve_base) for row in rows]
+        text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+        until = access_ends(request.user)
+        if len(text) > _REMEMBERED_ANSWER_BYTES:
+            until = timezone.now()  # not kept
+        return (text, len(body), more), until
+
+    key = decisions.digest(
+        level.name,
+        path,
+        sorted(request.GET.lists()),
+        sorted(granted_study_ids(request)),
+    )
+    return decisions.remember(f"qido:{decision_principal(request)}:{key}", compute)
+
+
 def search(
     request: HttpRequest,
     level: Level,
@@ -858,14 +893,9 @@ def search(
 ) -> HttpResponse:
     content_type = _negotiate(request)
     query = parse_query(request.GET, level, study_uid=study_uid, series_uid=series_uid)
-    rows, more = _RUNNERS[level](request, scope_for(request), query)
-    keywords = returned_keywords(query)
-    retrieve_base = settings.SITE_URL + reverse("dicomweb:studies")
-    body = [_dataset(row, keywords, retrieve_base) for row in rows]
-    record_query(request, level=level.label, keys=query.audit_keys, results=len(body))
-    response = HttpResponse(
-        json.dumps(body, ensure_ascii=False, separators=(",", ":")), content_type=content_type
-    )
+    body, results, more = _answer(request, level, query, (study_uid, series_uid))
+    record_query(request, level=level.label, keys=query.audit_keys, results=results)
+    response = HttpResponse(body, content_type=content_type)
     response.headers["Vary"] = "Accept"
     if more:
         # PS3.18 8.3.4.4: the client may ask for the rest with offset.

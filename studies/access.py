@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, Min, OuterRef, Q, QuerySet
 from django.http import Http404, HttpRequest
 from django.utils import timezone
 
@@ -178,6 +178,19 @@ def visible_worklist_ids(user: User) -> list[int]:
         return sorted(ids), None
 
     return decisions.remember(f"worklists:{user.pk}", read)
+
+
+def access_ends(user: User) -> datetime | None:
+    """When the first of the user's dated accesses ends (a share's valid_until in one of the
+    user's worklists), if any: what remembers an answer about all the user's studies at once
+    (a search) keeps it no longer."""
+    if not user.is_authenticated:
+        return None
+    return (
+        active_entries()
+        .filter(worklist_id__in=visible_worklist_ids(user), valid_until__isnull=False)
+        .aggregate(first=Min("valid_until"))["first"]
+    )
 
 
 def active_entries(now: datetime | None = None) -> QuerySet[Entry]:

@@ -7,9 +7,10 @@ class StudiesConfig(AppConfig):
 
     def ready(self) -> None:
         from portal import decisions
-        from studies.models import Entry, Instance, Series, Study, Worklist
+        from studies.models import Entry, Instance, Patient, Series, Study, Worklist
 
-        # What a principal may reach of a study depends on these (portal.decisions); a stored
-        # series or instance never changes what it is, it can only go.
-        decisions.watch(Study, Worklist, Entry)
+        # What a principal may reach of a study, and what a remembered search answers, depend
+        # on these (portal.decisions); a stored series or instance never changes what it is, it
+        # can only go (a new one changes its study's counts, which saves the study).
+        decisions.watch(Study, Worklist, Entry, Patient)
         decisions.watch(Series, Instance, saves=False)

@@ -172,3 +172,68 @@ def test_a_viewers_next_frames_are_read_straight_from_the_file(ct_study, alice, 
     ((_type, pixels),) = parts_of(again)
     assert parts_of(first) == [(_type, pixels)]
     assert len(pixels) == 64 * 48 * 2
+
+
+# --- Remembered search answers (QIDO-RS) ----------------------------------------------------------
+
+
+def studies_found(client, **params) -> list[str]:
+    response = client.get("/dicomweb/studies", params, HTTP_ACCEPT="application/dicom+json")
+    assert response.status_code == 200
+    return [item["0020000D"]["Value"][0] for item in response.json()]
+
+
+def search_statements(client, **params) -> list[str]:
+    with CaptureQueriesContext(connection) as captured:
+        studies_found(client, **params)
+    return [query["sql"] for query in captured.captured_queries]
+
+
+def test_a_repeated_search_is_answered_from_memory_and_still_audited(ct_study, alice):
+    from audit.models import Action, AuditEvent
+
+    client = token_client(alice)
+    assert studies_found(client, PatientName="*") == [CT_STUDY_UID]
+    queried = AuditEvent.objects.filter(action=Action.STUDIES_QUERIED).count()
+
+    again = search_statements(client, PatientName="*")
+
+    # Only the audit event's statements: no search, no access rule read again.
+    assert again and all("audit_" in sql or "SAVEPOINT" in sql for sql in again), again
+    assert AuditEvent.objects.filter(action=Action.STUDIES_QUERIED).count() == queried + 1
+    # Other parameters are another search.
+    assert any("studies_study" in sql for sql in search_statements(client, PatientName="Z*"))
+
+
+def test_a_remembered_search_sees_a_new_study_at_once(ct_study, alice, org, location):
+    from tests.factories import make_study
+
+    client = token_client(alice)
+    assert studies_found(client) == [CT_STUDY_UID]
+    added = make_study(org, location=location)
+    assert set(studies_found(client)) == {CT_STUDY_UID, added.study_uid}
+
+
+def test_a_remembered_search_forgets_a_removed_share_and_one_that_ended(ct_study, alice, carol):
+    made = share(alice, ct_study.study, ("user", carol.pk))
+    client = token_client(carol)
+    assert studies_found(client) == [CT_STUDY_UID]
+    assert studies_found(client) == [CT_STUDY_UID]
+    assert remove_share(user=alice, share=made) is True
+    assert studies_found(client) == []
+
+    until = timezone.now() + timedelta(seconds=30)
+    share_entry(carol, ct_study.study, valid_until=until)
+    assert studies_found(client) == [CT_STUDY_UID]
+    assert studies_found(client) == [CT_STUDY_UID]
+    with time_machine.travel(until + timedelta(seconds=1)):
+        assert studies_found(client) == []
+
+
+def test_principals_never_share_a_remembered_search(ct_study, alice, carol):
+    assert studies_found(token_client(alice)) == [CT_STUDY_UID]
+    assert studies_found(token_client(carol)) == []
+    # A guest's session holds its link's grant: its own answer.
+    guest = open_guest_link(Study.objects.get(study_uid=CT_STUDY_UID))
+    assert studies_found(guest) == [CT_STUDY_UID]
+    assert studies_found(token_client(carol)) == []
