@@ -213,6 +213,7 @@ class ShareAdmin(_ScopedReadOnly):
                 "fields": (
                     "language",
                     "label",
+                    "label_scope",
                     "urgent",
                     "anonymize",
                     "allow_further_sharing",

@@ -48,7 +48,7 @@ from sharing.services import (
 )
 from sharing.services.favorites import add_favorite, remove_favorite
 from studies.access import user_study_access, visible_worklists
-from studies.models import AccessLevel, Study
+from studies.models import AccessLevel, LabelScope, Study
 from studies.selectors import MAX_ID
 
 KINDS = [kind.value for kind in RecipientKind]
@@ -91,6 +91,15 @@ class ShareCreateSerializer(serializers.Serializer):
     label = serializers.CharField(
         required=False, allow_blank=True, default="", max_length=MAX_LABEL_LENGTH
     )
+    label_scope = serializers.ChoiceField(
+        choices=LabelScope.choices,
+        default=LabelScope.GROUP,
+        help_text=(
+            "Who sees the label: “group”, everyone who receives the share (the recipient user, "
+            "every member of a recipient group or location); “user”, only the users it is "
+            "shared with personally (needs one among the recipients)."
+        ),
+    )
     urgent = serializers.BooleanField(default=False)
     anonymize = serializers.BooleanField(default=False)
     allow_further_sharing = serializers.BooleanField(default=False)
@@ -117,6 +126,7 @@ class ShareCreateSerializer(serializers.Serializer):
             "unlimited",
             "language",
             "label",
+            "label_scope",
             "urgent",
             "anonymize",
             "allow_further_sharing",
@@ -149,6 +159,9 @@ class ShareSerializer(serializers.Serializer):
     anonymize = serializers.BooleanField()
     allow_further_sharing = serializers.BooleanField()
     label = serializers.CharField()
+    label_scope = serializers.ChoiceField(
+        choices=LabelScope.choices, help_text="Who among the recipients sees the label."
+    )
     urgent = serializers.BooleanField()
     sender = serializers.CharField()
     created_at = serializers.DateTimeField()
@@ -184,6 +197,7 @@ def share_data(share: Share) -> dict[str, Any]:
         "anonymize": share.anonymize,
         "allow_further_sharing": share.allow_further_sharing,
         "label": share.label,
+        "label_scope": share.label_scope,
         "urgent": share.urgent,
         "sender": str(share.sender),
         "created_at": share.created_at,

@@ -45,7 +45,7 @@ from sharing.services.shares import (
     ShareOptions,
     ShareTerms,
 )
-from studies.models import AccessLevel
+from studies.models import AccessLevel, LabelScope
 
 # The formats a typed "valid until" may take: what <input type="date"> sends, and the manual's
 # dd/mm/yyyy for browsers without a date picker, typed by hand.
@@ -148,6 +148,18 @@ class ShareForm(PolicyOptionsForm):
         max_length=MAX_LABEL_LENGTH,
         help_text=_("Shown with the study in the recipient user's or group's worklist."),
     )
+    label_scope = forms.ChoiceField(
+        label=_("Label shown"),
+        choices=LabelScope.choices,
+        initial=LabelScope.GROUP.value,
+        required=False,
+        widget=forms.RadioSelect,
+        help_text=_(
+            "For the whole group: every member of a recipient group or location sees the label. "
+            "Only for the recipient user: users you share with personally see it, groups and "
+            "locations do not."
+        ),
+    )
     urgent = forms.BooleanField(
         label=_("Urgent"), required=False, help_text=_("Adds “Urgent” to the mail's subject.")
     )
@@ -240,6 +252,7 @@ class ShareForm(PolicyOptionsForm):
             unlimited=data["unlimited"],
             language=data["language"] or None,
             label=data["label"],
+            label_scope=data["label_scope"] or LabelScope.GROUP,
             urgent=data["urgent"],
             anonymize=data["anonymize"],
             allow_further_sharing=data["allow_further_sharing"],

@@ -10,7 +10,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Group, Location, Organization
-from studies.models import AccessLevel, Entry, Study, Worklist
+from studies.models import AccessLevel, Entry, LabelScope, Study, Worklist
 
 
 class Share(models.Model):
@@ -34,6 +34,11 @@ class Share(models.Model):
     valid_until = models.DateField(_("valid until"), null=True, blank=True)
     language = models.CharField(_("language"), max_length=5)
     label = models.CharField(_("label"), max_length=100, blank=True)
+    # Who among the recipients sees the label; copied to each entry (also those made later,
+    # when an email recipient registers).
+    label_scope = models.CharField(
+        _("label shown"), max_length=5, choices=LabelScope.choices, default=LabelScope.GROUP
+    )
     urgent = models.BooleanField(_("urgent"), default=False)
     anonymize = models.BooleanField(_("anonymize"), default=False)
     allow_further_sharing = models.BooleanField(_("allow further sharing"), default=False)

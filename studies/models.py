@@ -233,6 +233,18 @@ class EntryOrigin(models.TextChoices):
     MANUAL = "manual", _("Added")
 
 
+class LabelScope(models.TextChoices):
+    """Who sees a shared entry's label (PACSonWEB: "the label can be set for the user or a
+    group")."""
+
+    # Everyone who sees the entry's worklist: the recipient user, every member of a group or
+    # location. What every label did before the choice existed.
+    GROUP = "group", _("For the whole group")
+    # Only users the study was shared with personally: not shown in a group's or location's
+    # worklist.
+    USER = "user", _("Only for the recipient user")
+
+
 class Entry(models.Model):
     """A study's place in a worklist (optionally in one of its folders): a shortcut, never a copy.
 
@@ -266,6 +278,9 @@ class Entry(models.Model):
     removed_at = models.DateTimeField(null=True, blank=True)
     blocked_at = models.DateTimeField(null=True, blank=True)
     label = models.CharField(max_length=100, blank=True)
+    label_scope = models.CharField(
+        max_length=5, choices=LabelScope.choices, default=LabelScope.GROUP
+    )
     message = models.TextField(blank=True)
     opened_at = models.DateTimeField(null=True, blank=True)
 
@@ -284,3 +299,12 @@ class Entry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.study} in {self.worklist}"
+
+    @property
+    def shown_label(self) -> str:
+        """The label as the users of this entry's worklist see it: a label only for the
+        recipient user stays out of groups' and locations' worklists. (Select the worklist
+        with the entry.)"""
+        if self.label_scope == LabelScope.USER and self.worklist.kind != WorklistKind.PERSONAL:
+            return ""
+        return self.label

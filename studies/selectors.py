@@ -677,7 +677,13 @@ class StudyRow:
 
     @property
     def labels(self) -> list[str]:
-        return sorted({entry.label for entry in self.shared_entries if entry.label})
+        return shown_labels(self.shared_entries)
+
+
+def shown_labels(entries: Iterable[Entry]) -> list[str]:
+    """The labels these shared entries show, each once: a label only for the recipient user is
+    not shown through a group's or location's worklist (``Entry.shown_label``)."""
+    return sorted({label for entry in entries if (label := entry.shown_label)})
 
 
 def study_rows(
@@ -696,7 +702,7 @@ def study_rows(
     entries = (
         active_entries()
         .filter(study__in=[s.pk for s in studies], worklist_id__in=worklist_ids)
-        .select_related("added_by")
+        .select_related("added_by", "worklist")
         .order_by("-added_at", "-pk")
     )
     by_study: dict[int, list[Entry]] = defaultdict(list)

@@ -43,7 +43,16 @@ from studies.access import (
     studies_access,
     user_studies_access,
 )
-from studies.models import ACCESS_RANK, AccessLevel, Entry, EntryOrigin, Study, Worklist
+from studies.models import (
+    ACCESS_RANK,
+    AccessLevel,
+    Entry,
+    EntryOrigin,
+    LabelScope,
+    Study,
+    Worklist,
+    WorklistKind,
+)
 from studies.services.worklists import group_worklist, location_worklist, personal_worklist
 
 MAX_REASON_LENGTH = 1_000
@@ -87,6 +96,8 @@ class ShareOptions:
     unlimited: bool = False
     language: str | None = None
     label: str = ""
+    # Who among the recipients sees the label (studies.models.LabelScope).
+    label_scope: str = LabelScope.GROUP
     urgent: bool = False
     anonymize: bool = False
     allow_further_sharing: bool = False
@@ -388,6 +399,7 @@ def grant_entries(
                 two_factor_required=share.two_factor,
                 valid_until=until,
                 label=share.label,
+                label_scope=share.label_scope,
                 message=share.message,
             )
         )
@@ -526,6 +538,11 @@ def share_studies(
         )
     if len(options.label or "") > MAX_LABEL_LENGTH:
         errors.add("label", _("Keep the label under %(n)s characters.") % {"n": MAX_LABEL_LENGTH})
+    share_label = (options.label or "").strip()
+    if options.label_scope not in LabelScope.values:
+        errors.add("label_scope", _("Choose “group” or “user”."))
+    # Without a label there is nothing to show to anyone: the choice is moot.
+    label_scope = options.label_scope if share_label else LabelScope.GROUP
     language = None
     if options.language:
         language = supported_language(options.language)
@@ -598,6 +615,14 @@ def share_studies(
                     )
                     % {"names": ", ".join(str(user) for user in unreachable)},
                 )
+        if label_scope == LabelScope.USER and not any(_is_personal(r) for r in resolved):
+            errors.add(
+                "label_scope",
+                _(
+                    "A label only for the recipient user needs a user among the recipients: "
+                    "groups and locations would not see it. Choose “For the whole group”."
+                ),
+            )
         # Raising inside the block rolls back any worklist made while resolving.
         errors.raise_if_any()
         recipient_users = [r.user for r in resolved if r.user is not None]
@@ -610,7 +635,8 @@ def share_studies(
             patient_agreed=True,
             valid_until=valid_until,
             language=language,
-            label=(options.label or "").strip(),
+            label=share_label,
+            label_scope=label_scope,
             urgent=options.urgent,
             anonymize=anonymize,
             allow_further_sharing=options.allow_further_sharing,
@@ -657,6 +683,7 @@ def share_studies(
                 "further_sharing": share.allow_further_sharing,
                 "urgent": share.urgent,
                 "send_mail": share.send_mail,
+                "label_scope": share.label_scope,
                 "reason": reason,
             },
         )
@@ -673,6 +700,14 @@ def share_studies(
                 defaults={"two_factor": options.two_factor, "send_mail": options.send_mail},
             )
     return share
+
+
+def _is_personal(resolved: _Resolved) -> bool:
+    """Whether the recipient is one user: a personal worklist, or an email address whose
+    entries go to a personal worklist once its owner registers."""
+    if resolved.worklist is None:
+        return True
+    return resolved.worklist.kind == WorklistKind.PERSONAL
 
 
 def _queue_messages(

@@ -3,9 +3,9 @@
 GET ``?study=<uid>`` (repeated for several selected studies) answers the form; POST shares
 through ``sharing.services.shares.share_studies`` and answers the confirmation, or the form
 again with status 400 and the service's errors beside their fields. The dialog's own buttons
-(add a recipient, search, choose a result, favorites, remove a row) post too and answer the
-form as edited, status 200, sharing nothing: so the whole dialog works without scripts, and
-``static/js/share.js`` only makes it quicker.
+(add a recipient, search, choose a result, favorites, remove a favorite, remove a row) post
+too and answer the form as edited, status 200, sharing nothing: so the whole dialog works
+without scripts, and ``static/js/share.js`` only makes it quicker.
 
 Views answer HTML fragments for ``static/js/dialog.js``; a browser that asked for the page
 itself (no scripts) gets the same fragment inside the portal's layout. A study the user may not
@@ -25,8 +25,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from sharing.forms import ACCESS_CHOICES, DetailedSearchForm, RecipientRows, ShareForm
-from sharing.models import RecipientKind, SenderDefaults, Share
+from sharing.models import Favorite, RecipientKind, SenderDefaults, Share
 from sharing.selectors import favorites_of, search_recipients
+from sharing.services.favorites import remove_favorite
 from sharing.services.shares import senders_access, share_studies, share_terms
 from studies.anonymize import patient_display
 from studies.models import Study
@@ -118,12 +119,28 @@ def _render_form(request, context, *, form, rows, finder, favorites, status=200,
     return _respond(request, FORM_TEMPLATE, context, status=status)
 
 
-def _edit(request, context, *, terms, rows, favorites) -> HttpResponse:
-    """Add, remove or choose a recipient, search, show the favorites: the form as edited,
-    without errors (it is still being filled in), status 200."""
+def _remove_favorite(request: HttpRequest, value: str) -> None:
+    """Remove one of the sender's favorites. Someone else's, or one already gone (removed in
+    another tab), is left alone: the list shown afterwards is the truth either way."""
+    try:
+        pk = int(value)
+    except (TypeError, ValueError):
+        return
+    favorite = (
+        Favorite.objects.filter(pk=pk, owner=request.user).first() if 0 < pk <= MAX_ID else None
+    )
+    if favorite is not None:
+        remove_favorite(owner=request.user, favorite=favorite)
+
+
+def _edit(
+    request, context, *, terms, rows, favorites, show_favorites: bool = False
+) -> HttpResponse:
+    """Add, remove or choose a recipient, search, show the favorites, remove one of them: the
+    form as edited, without errors (it is still being filled in), status 200."""
     data = request.POST
     finder = DetailedSearchForm(data, kinds=terms.recipient_kinds)
-    extra = {}
+    extra = {"show_favorites": True} if show_favorites else {}
     intent = data.get("intent")
     if "remove_row" in data:
         rows.remove(data["remove_row"])
@@ -170,7 +187,17 @@ def share_dialog(request: HttpRequest) -> HttpResponse:
         )
 
     data = request.POST
+    if "remove_favorite" in data:
+        # A favorite's remove button (without scripts; share.js asks the REST API instead):
+        # the form as it was, the favorites shown without it.
+        _remove_favorite(request, data["remove_favorite"])
+        favorites = _favorites(request, terms.recipient_kinds)
+        favorite_keys = {item.recipient.key for item in favorites}
     rows = RecipientRows(request.user, terms, data, favorite_keys=favorite_keys)
+    if "remove_favorite" in data:
+        return _edit(
+            request, context, terms=terms, rows=rows, favorites=favorites, show_favorites=True
+        )
     if "remove_row" in data or "pick" in data or data.get("intent") in EDIT_INTENTS:
         return _edit(request, context, terms=terms, rows=rows, favorites=favorites)
 

@@ -7,6 +7,8 @@
 // - "Add extra recipient" and a row's remove button act at once, without a round trip;
 // - "Favorites" shows the sender's favorites; clicking one adds it as a recipient;
 // - a star tells that the recipient joins the favorites once the share is done;
+// - a favorite's × removes it (DELETE /api/v1/favorites/<id>/ with the form's CSRF token; on
+//   an unexpected answer the button posts the dialog as it would without this script);
 // - "Unlimited access" disables the date.
 //
 // Dialog content arrives later (static/js/dialog.js), so every listener is delegated and a
@@ -158,6 +160,74 @@ function pick(button) {
   focusTarget.focus();
 }
 
+// --- Favorites --------------------------------------------------------------------------------
+
+function favoritesStatus(form, text) {
+  const status = form.querySelector("[data-share-favorites-status]");
+  if (status) status.textContent = text || "";
+}
+
+function forgetFavorite(form, item) {
+  const pickButton = item.querySelector("[data-share-pick]");
+  const kind = pickButton ? pickButton.dataset.kind : "";
+  const id = pickButton ? pickButton.dataset.id : "";
+  const list = item.parentElement;
+  const items = [...list.querySelectorAll("[data-share-favorite]")];
+  const index = items.indexOf(item);
+  item.remove();
+  // Rows holding this recipient may be starred again.
+  form.querySelectorAll("[data-share-rows] [data-share-row]").forEach((row) => {
+    const target = row.querySelector("[data-share-target]");
+    const select = row.querySelector("[data-share-kind]");
+    if (!target || target.value !== id || !select || select.value !== kind) return;
+    row.querySelector("[data-share-is-favorite]").hidden = true;
+    row.querySelector("[data-share-star-box]").hidden = false;
+  });
+  const left = [...list.querySelectorAll("[data-share-favorite]")];
+  if (!left.length) {
+    list.remove();
+    const hint = form.querySelector("[data-share-favorites-hint]");
+    if (hint) hint.remove();
+    const empty = form.querySelector("[data-share-favorites-empty]");
+    if (empty) empty.hidden = false;
+  }
+  const next = left[Math.min(index, left.length - 1)];
+  const focusTarget = next
+    ? next.querySelector("[data-share-favorite-remove]")
+    : form.querySelector("[data-share-favorites-toggle]");
+  if (focusTarget) focusTarget.focus();
+}
+
+async function removeFavorite(button) {
+  const form = formOf(button);
+  const item = button.closest("[data-share-favorite]");
+  const status = form.querySelector("[data-share-favorites-status]");
+  const token = form.elements.csrfmiddlewaretoken ? form.elements.csrfmiddlewaretoken.value : "";
+  if (button.disabled) return;
+  button.disabled = true;
+  let response;
+  try {
+    response = await fetch(button.dataset.url, {
+      method: "DELETE",
+      credentials: "same-origin",
+      headers: { Accept: "application/json", "X-CSRFToken": token },
+    });
+  } catch {
+    button.disabled = false;
+    favoritesStatus(form, status ? status.dataset.failedText : "");
+    return;
+  }
+  // 404: already gone (removed in another tab); the list catches up.
+  if (response.ok || response.status === 404) {
+    forgetFavorite(form, item);
+    favoritesStatus(form, status ? status.dataset.removedText : "");
+    return;
+  }
+  // Anything else (a stale CSRF token...): post the dialog as a browser without scripts would.
+  button.disabled = false;
+  form.requestSubmit(button);
+}
+
 // --- Typeahead --------------------------------------------------------------------------------
 
 function resultButton(row, item, form) {
@@ -297,6 +367,12 @@ document.addEventListener("click", (event) => {
   const target = event.target instanceof Element ? event.target : null;
   const form = formOf(target);
   if (!form) return;
+  const removeFavoriteButton = target.closest("[data-share-favorite-remove]");
+  if (removeFavoriteButton) {
+    event.preventDefault();
+    removeFavorite(removeFavoriteButton);
+    return;
+  }
   const pickButton = target.closest("[data-share-pick]");
   if (pickButton) {
     event.preventDefault();

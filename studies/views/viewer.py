@@ -29,6 +29,7 @@ from studies.selectors import (
     distinct_messages,
     priors_for,
     reached_through,
+    shown_labels,
     study_series,
 )
 from studies.services.reports import (
@@ -155,7 +156,7 @@ def _viewer_context(
         # Each distinct message once, shown in the side panel and as the "Message" entry of the
         # series list (PACSonWEB: "available within the exam as a separate series").
         "shared_messages": distinct_messages(shared_entries),
-        "labels": sorted({entry.label for entry in shared_entries if entry.label}),
+        "labels": shown_labels(shared_entries),
         "study_link": request.build_absolute_uri(href),
         "viewer_data": {
             "frameUrl": frame_url,
