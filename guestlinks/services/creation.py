@@ -773,13 +773,12 @@ def study_link_permissions(user: User, study: Study) -> StudyLinkPermissions:
         perm
         for membership in active_memberships(user)
         if membership.organization_id == study.organization_id
-        for perm in (Perm.CREATE_LINKS, Perm.VIEW_LINKS, Perm.DELETE_LINKS)
+        for perm in (Perm.VIEW_LINKS, Perm.DELETE_LINKS)
         if membership.role.grants(perm)
     }
-    access = user_study_access(user, study) if granted else None
-    sees = access is not None
+    sees = bool(granted) and user_study_access(user, study) is not None
     return StudyLinkPermissions(
-        can_create=sees and Perm.CREATE_LINKS in granted and passes_on_in_full(access),
+        can_create=may_create_links(user, LinkTarget(study=study)),
         can_view=sees and Perm.VIEW_LINKS in granted,
         can_delete=sees and Perm.DELETE_LINKS in granted,
     )
