@@ -597,7 +597,8 @@ def main(argv: list[str] | None = None) -> int:
             "rounds": args.rounds,
             "studies": args.studies,
             "store_instances": args.store_instances,
-            "workers": args.workers or int(os.environ.get("GUNICORN_WORKERS", "4")),
+            "workers": len(portal.worker_pids()),
+            "worker_rss_mb": portal.worker_rss_mb(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "orthanc": orthanc.get_json("/system")["Version"],
@@ -785,6 +786,13 @@ def report(context: dict[str, Any], results: dict[str, dict[str, list]]) -> str:
                     f"| {key} | {number} | {name} | {run[metric]:.1f} {unit} | {p50} | {p99} "
                     f"| {run['megabytes_per_s']:.1f} |"
                 )
+    rss = context["worker_rss_mb"]
+    if rss:
+        lines += [
+            "",
+            f"The portal's gunicorn workers after the load: {max(rss):.0f} MB resident at most "
+            f"({', '.join(f'{size:.0f}' for size in rss)} MB; issue 13's goal: under 100 MB).",
+        ]
     lines += [
         "",
         f"Seeding: the portal ingested {context['studies'] + FRAME_SLICES} files in "

@@ -150,6 +150,29 @@ class Gunicorn:
         except OSError:
             return False
 
+    def worker_pids(self) -> list[int]:
+        """The master's worker processes (Linux: read from /proc)."""
+        pids = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                # The command may hold spaces and parentheses: the fields follow the last ")".
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == self.process.pid:
+                    pids.append(int(entry.name))
+        return sorted(pids)
+
+    def worker_rss_mb(self) -> list[float]:
+        """Each worker's resident memory now, in MB (VmRSS)."""
+        sizes = []
+        for pid in self.worker_pids():
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        sizes.append(int(line.split()[1]) / 1024)
+        return sizes
+
     def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
