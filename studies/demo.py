@@ -87,6 +87,7 @@ class DemoUser:
     physician_number: str = ""
     mobile: str = ""
     email_public: bool = False
+    mobile_public: bool = False
     is_staff: bool = False
 
 
@@ -103,8 +104,10 @@ USERS = (
         locations=("Radiology",),
         groups=("Neuroradiology",),
         physician_number="RIZIV-10001",
+        # Public, so that the Share dialog's search by mobile number and by email finds her.
         mobile="+32470000001",
         email_public=True,
+        mobile_public=True,
     ),
     DemoUser(
         "bob",
@@ -721,6 +724,7 @@ def _ensure_users(
                 "email": spec.email,
                 "email_public": spec.email_public,
                 "mobile": spec.mobile,
+                "mobile_public": spec.mobile_public,
                 "physician_number": spec.physician_number,
                 "language": spec.language,
                 "is_staff": spec.is_staff,

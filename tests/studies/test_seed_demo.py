@@ -90,6 +90,8 @@ def test_accounts_match_the_readme(seeded):
         True,
     )
     assert (alice.physician_number, alice.language) == ("RIZIV-10001", "en")
+    # The manual's search by mobile number and by email can be tried on her.
+    assert alice.mobile_public and alice.email_public
     assert (bob.get_full_name(), bob.physician_number, bob.language) == (
         "Bob Janssens",
         "RIZIV-10002",
@@ -150,6 +152,15 @@ def test_studies_are_filed_per_organization_and_location(seeded):
     assert echo.entries.filter(worklist__name="Cardiology").exists()
     assert Report.objects.filter(study__organization=riverside).exists()
     assert Report.objects.filter(study__organization=st_elsewhere).count() >= 3
+
+
+def test_the_share_dialogs_search_finds_alice_by_mobile_and_by_email(seeded):
+    from sharing.selectors import RecipientQuery, search_recipients
+
+    bob = User.objects.get(username="bob")
+    for text in ("+32470000001", "0470 00 00 01", "alice@st-elsewhere"):
+        found = search_recipients(bob, RecipientQuery(text=text, kind="user"))
+        assert [r.mobile for r in found if "Alice" in r.name] == ["+32470000001"], text
 
 
 def test_the_demo_has_folders_with_studies_in_them(seeded):
