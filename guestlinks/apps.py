@@ -16,3 +16,11 @@ class GuestLinksConfig(AppConfig):
         menu.register()
         viewer.register()
         decisions.watch(GuestLink)
+        # The development outbox shows senders the messages their links caused.
+        from guestlinks.services.opening import MESSAGE_CONCERNING
+        from notifications.senders import register_sender_concerns
+
+        register_sender_concerns(
+            MESSAGE_CONCERNING,
+            lambda user: GuestLink.objects.filter(created_by=user).values_list("pk", flat=True),
+        )

@@ -1,7 +1,8 @@
 """The development outbox: in DEBUG (and so in demo mode) the messages the portal "sent" are
 listed here, with their text, so that a person trying the portal can follow the links and enter
-the codes without a mail server or an SMS provider. Everyone sees only the messages addressed to
-their own email address or mobile number; staff see all. On a real installation (DEBUG off) the
+the codes without a mail server or an SMS provider. Everyone sees the messages addressed to
+their own email address or mobile number, and those their own shares and guest links caused (so
+a sender can follow the link they sent); staff see all. On a real installation (DEBUG off) the
 page does not exist."""
 
 from django.conf import settings
@@ -13,6 +14,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from notifications.models import Message
+from notifications.senders import caused_by
 
 OUTBOX_SIZE = 50
 
@@ -36,7 +38,7 @@ def _outbox(request):
             mine |= Q(recipient__iexact=user.email)
         if getattr(user, "mobile", ""):
             mine |= Q(recipient=user.mobile)
-        messages = messages.filter(mine)
+        messages = messages.filter(mine | caused_by(user))
     return render(
         request,
         "notifications/outbox.html",

@@ -15,4 +15,10 @@ class SharingConfig(AppConfig):
         access.register()
         menu.register()
         decisions.watch(Share, ShareRecipient)
+        # The development outbox shows senders the messages their shares caused.
+        from notifications.senders import register_sender_concerns
+
+        register_sender_concerns(
+            "share", lambda user: Share.objects.filter(sender=user).values_list("pk", flat=True)
+        )
         decisions.watch_relation(ShareRecipient.entries.through)

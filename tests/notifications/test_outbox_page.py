@@ -64,3 +64,40 @@ def test_staff_read_every_message(browser, settings, queue, dana):
     response = browser.get(OUTBOX)
 
     assert len(response.context["outbox"]) == 2
+
+
+def test_a_sender_reads_the_messages_their_links_and_shares_sent(
+    browser, settings, alice, dana, carol, org, location
+):
+    """The README's promise: in the demo, a sender follows the link they sent from the outbox.
+    Someone else's link to the same address stays out of it."""
+    from guestlinks.services.creation import LinkOptions, LinkTarget, create_link
+    from tests.factories import make_study
+    from tests.sharing.conftest import share
+
+    settings.DEBUG = True
+    study = make_study(org, location=location)
+    create_link(
+        sender=alice,
+        target=LinkTarget(study=study),
+        options=LinkOptions(email="gp@example.org"),
+        acknowledged=True,
+    )
+    share(alice, study, ("email", "colleague@example.org"))
+    # dana's link to the same GP is hers, not alice's.
+    create_link(
+        sender=dana,
+        target=LinkTarget(study=study),
+        options=LinkOptions(email="gp@example.org", message="From dana"),
+        acknowledged=True,
+    )
+
+    browser.force_login(alice)
+    listed = list(browser.get(OUTBOX).context["outbox"])
+
+    assert {m.recipient for m in listed} == {"gp@example.org", "colleague@example.org"}
+    assert all(m.concerning_type in ("guest_link", "share") for m in listed)
+    assert len([m for m in listed if m.recipient == "gp@example.org"]) == 1
+    assert not [m for m in listed if "From dana" in (m.body_text or "")]
+    browser.force_login(carol)
+    assert list(browser.get(OUTBOX).context["outbox"]) == []
