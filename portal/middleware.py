@@ -22,3 +22,26 @@ class SecurityHeadersMiddleware:
             response.headers["Cache-Control"] = _NO_STORE
             response.headers.setdefault("Pragma", "no-cache")
         return response
+
+
+class DemoNotFoundMiddleware:
+    """In the demo (``DEMO_MODE``, which runs with ``DEBUG`` on) a page that does not exist is the
+    portal's own "Not found" page, as on a real installation, not Django's technical one: that
+    page is unstyled, breaks the Content-Security-Policy with its inline style, and lists the
+    site's URL patterns to any visitor. Outside the demo, a developer keeps the technical page."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (
+            settings.DEMO_MODE
+            and response.status_code == 404
+            and response.get("Content-Type", "").startswith("text/html")
+            and not getattr(response, "portal_error_page", False)
+        ):
+            from portal.views import page_not_found
+
+            return page_not_found(request)
+        return response

@@ -99,6 +99,8 @@ MIDDLEWARE = [
     # Sessions that owe a one-time code (accounts.policy) reach only the two-factor pages.
     "accounts.middleware.TwoFactorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Innermost, so it sees the technical 404 Django makes in DEBUG for any unknown address.
+    "portal.middleware.DemoNotFoundMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"

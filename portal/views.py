@@ -23,9 +23,12 @@ _JSON_PREFIXES = ("/api/", "/dicomweb/")
 def _error(request, status: int, title: str, advice: str) -> HttpResponse:
     if request.path.startswith(_JSON_PREFIXES):
         return JsonResponse({"detail": title}, status=status)
-    return render(
+    response = render(
         request, "error.html", {"title": title, "advice": advice, "status": status}, status=status
     )
+    # Already the portal's page: portal.middleware.DemoNotFoundMiddleware leaves it alone.
+    response.portal_error_page = True
+    return response
 
 
 def bad_request(request, exception=None):

@@ -47,3 +47,32 @@ def test_a_crash_in_the_api_answers_json_without_details():
 
     assert response.status_code == 500
     assert response.json() == {"detail": "Something went wrong"}
+
+
+@pytest.mark.parametrize("path", ["/studies/1.2.3.4.5.6.7.8.9/", "/no-such-page/"])
+def test_the_demo_shows_the_portals_own_404_not_djangos_technical_page(client, settings, path):
+    """``make run`` runs the demo with DEBUG on: a wrong study address must still be the
+    portal's page, styled, within the CSP, telling nothing of the site's URL patterns."""
+    from accounts.models import User
+
+    settings.DEBUG = True
+    settings.DEMO_MODE = True
+    client.force_login(User.objects.create_user("visitor", password="x-Long-enough-9"))
+
+    response = client.get(path)
+
+    assert response.status_code == 404
+    assert "This page does not exist or you may not see it." in response.text
+    for technical in ("Using the URLconf", "urlpatterns", "Page not found <span>", "<style"):
+        assert technical not in response.text
+    assert "'unsafe-inline'" not in response["Content-Security-Policy"]
+
+
+def test_a_developer_without_the_demo_keeps_djangos_technical_404(client, settings):
+    settings.DEBUG = True
+    settings.DEMO_MODE = False
+
+    response = client.get("/no-such-page/")
+
+    assert response.status_code == 404
+    assert "Using the URLconf" in response.text
