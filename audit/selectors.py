@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db.models import Q, QuerySet
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from audit.checkpoints import Checkpoint
@@ -18,6 +19,33 @@ from audit.services import GENESIS_HASH, event_digest, event_mac, hashed_fields
 from audit.signing import SigningKey, head_seal_valid, verification_keys
 
 # --- Who sees what -------------------------------------------------------------------------
+
+
+def study_labels(user, study_uids: Iterable[str]) -> dict[str, str]:
+    """How the trail names studies to this reader: patient, study description and date where
+    the access authority lets the reader see the study (the pseudonym where that access is
+    anonymized); the others are not in the answer and keep their UID."""
+    from studies.access import user_studies_access
+    from studies.anonymize import patient_display
+    from studies.models import Study
+
+    studies = list(
+        Study.objects.select_related("patient").filter(study_uid__in=set(study_uids) - {""})
+    )
+    accesses = user_studies_access(user, studies)
+    labels = {}
+    for study in studies:
+        access = accesses.get(study.pk)
+        if access is None:
+            continue
+        patient = patient_display(study, anonymized=access.anonymized)
+        parts = [
+            patient.name,
+            study.description or _("Study"),
+            date_format(study.study_date, "Y-m-d") if study.study_date else "",
+        ]
+        labels[study.study_uid] = " · ".join(part for part in parts if part)
+    return labels
 
 
 def events_visible_to(*, user, organization_ids: Iterable[int]) -> QuerySet[AuditEvent]:
