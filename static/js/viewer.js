@@ -4,6 +4,9 @@
 // and the step buttons. Window/level: the preset menu, or dragging with the left button
 // (left-right changes the width, up-down the center); the image is re-requested with
 // ?window=center,width at most every 120 ms while dragging. Neighbouring frames are preloaded.
+// On a touch screen a one-finger vertical swipe pages through the frames (up: next), as a
+// phone's user expects; two fingers, or one finger after the "Window/level" toggle, change the
+// window as the mouse does.
 // The page gives everything in the "viewer-data" JSON island: the frame URL template and, per
 // series, its frames as [instance_uid, frame_number] in display order.
 
@@ -15,6 +18,8 @@ const PRELOAD_BEHIND = 1;
 const CACHE_LIMIT = 120;
 const WHEEL_PIXELS_PER_STEP = 40;
 const WHEEL_NOTCH_PIXELS = 50;
+// A finger moving this far pages one frame: a 100-slice series in about two thumb swipes.
+const TOUCH_PIXELS_PER_FRAME = 12;
 
 const island = document.getElementById("viewer-data");
 const data = island ? JSON.parse(island.textContent) : { series: [] };
@@ -29,6 +34,7 @@ const readout = document.querySelector("[data-window-readout]");
 const presetSelect = document.querySelector("[data-window-preset]");
 const resetButton = document.querySelector("[data-window-reset]");
 const seriesTitle = document.querySelector("[data-series-title]");
+const touchModeButton = document.querySelector("[data-touch-mode]");
 const thumbs = [...document.querySelectorAll("[data-series-index]")];
 
 const state = {
@@ -250,6 +256,69 @@ function onKey(event) {
   event.preventDefault();
 }
 
+// --- Touch ---------------------------------------------------------------------------------
+
+function initTouch() {
+  const fingers = new Map(); // pointerId -> {x, y}
+  let gesture = null; // {kind: "frames" | "window", x, y, frame, start}
+  let windowMode = false;
+
+  const centre = () => {
+    const points = [...fingers.values()];
+    return {
+      x: points.reduce((sum, p) => sum + p.x, 0) / points.length,
+      y: points.reduce((sum, p) => sum + p.y, 0) / points.length,
+    };
+  };
+  const begin = () => {
+    const { x, y } = centre();
+    const kind = fingers.size >= 2 || windowMode ? "window" : "frames";
+    gesture = { kind, x, y, frame: state.frame, start: startingWindow() };
+  };
+
+  if (touchModeButton) {
+    touchModeButton.addEventListener("click", () => {
+      windowMode = !windowMode;
+      touchModeButton.setAttribute("aria-pressed", windowMode ? "true" : "false");
+    });
+  }
+
+  canvas.addEventListener("pointerdown", (event) => {
+    if (event.pointerType !== "touch") return;
+    fingers.set(event.pointerId, { x: event.clientX, y: event.clientY });
+    canvas.setPointerCapture(event.pointerId);
+    begin(); // a second finger turns a swipe into a window change
+    event.preventDefault();
+  });
+  canvas.addEventListener("pointermove", (event) => {
+    if (event.pointerType !== "touch" || !fingers.has(event.pointerId) || !gesture) return;
+    fingers.set(event.pointerId, { x: event.clientX, y: event.clientY });
+    const { x, y } = centre();
+    if (gesture.kind === "frames") {
+      const frames = Math.trunc((gesture.y - y) / TOUCH_PIXELS_PER_FRAME);
+      if (gesture.frame + frames !== state.frame) goTo(gesture.frame + frames);
+      return;
+    }
+    canvas.classList.add("dragging");
+    const factor = Math.max(0.25, gesture.start.width / 256);
+    applyWindow({
+      center: gesture.start.center + (y - gesture.y) * factor,
+      width: Math.max(1, gesture.start.width + (x - gesture.x) * factor),
+    });
+  });
+  const lift = (event) => {
+    if (event.pointerType !== "touch" || !fingers.delete(event.pointerId)) return;
+    if (gesture && gesture.kind === "window" && state.window) {
+      applyWindow(state.window, { immediate: true });
+    }
+    canvas.classList.remove("dragging");
+    if (fingers.size) begin();
+    else gesture = null;
+  };
+  canvas.addEventListener("pointerup", lift);
+  canvas.addEventListener("pointercancel", lift);
+}
+
 function initViewer() {
   if (!canvas || !image || !data.series.length) return;
   let wheelRemainder = 0;
@@ -284,9 +353,11 @@ function initViewer() {
     { passive: false },
   );
 
+  initTouch();
+
   let drag = null;
   canvas.addEventListener("pointerdown", (event) => {
-    if (event.button !== 0) return;
+    if (event.pointerType === "touch" || event.button !== 0) return;
     canvas.focus({ preventScroll: true });
     drag = { x: event.clientX, y: event.clientY, start: startingWindow(), pointer: event.pointerId };
     canvas.setPointerCapture(event.pointerId);
@@ -294,7 +365,7 @@ function initViewer() {
     event.preventDefault();
   });
   canvas.addEventListener("pointermove", (event) => {
-    if (!drag || event.pointerId !== drag.pointer) return;
+    if (event.pointerType === "touch" || !drag || event.pointerId !== drag.pointer) return;
     const dx = event.clientX - drag.x;
     const dy = event.clientY - drag.y;
     if (Math.abs(dx) + Math.abs(dy) < 2) return;

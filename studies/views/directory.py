@@ -50,15 +50,16 @@ TREE_GROUPS = {
 }
 
 COLUMNS = [
-    # (sort key or None, label)
-    ("name", gettext_lazy("Patient")),
-    (None, gettext_lazy("Patient ID")),
-    (None, gettext_lazy("Birth date")),
-    ("date", gettext_lazy("Study date")),
-    ("modality", gettext_lazy("Modality")),
-    ("description", gettext_lazy("Description")),
-    (None, gettext_lazy("Accession")),
-    (None, gettext_lazy("Series / images")),
+    # (sort key or None, label, CSS class). Narrow screens fold the "secondary" columns into the
+    # patient's cell (static/css/portal.css): patient, date, modality and description stay.
+    ("name", gettext_lazy("Patient"), "col-name"),
+    (None, gettext_lazy("Patient ID"), "col-plain col-patient-id secondary"),
+    (None, gettext_lazy("Birth date"), "col-plain col-birth secondary"),
+    ("date", gettext_lazy("Study date"), "col-date"),
+    ("modality", gettext_lazy("Modality"), "col-modality"),
+    ("description", gettext_lazy("Description"), "col-description"),
+    (None, gettext_lazy("Accession"), "col-plain col-accession secondary"),
+    (None, gettext_lazy("Series / images"), "col-plain col-counts secondary"),
 ]
 
 
@@ -252,8 +253,8 @@ def _render_directory(
         )
 
     columns = []
-    for key, label in COLUMNS:
-        column = {"label": label, "key": key, "sorted": None, "url": None}
+    for key, label, css in COLUMNS:
+        column = {"label": label, "key": key, "css": css, "sorted": None, "url": None}
         if key:
             column["url"] = url(sort=sort.toggled(key).param, cursor=None)
             if sort.key == key:
