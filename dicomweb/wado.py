@@ -27,6 +27,7 @@ import hashlib
 import io
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -629,13 +630,35 @@ def _frame_layout_key(instance: Instance) -> str:
     return f"frame-layout:v1:{instance.sha256}"
 
 
+# A layout never changes for given bytes, so each process also keeps the ones it used last: a
+# viewer scrolling a series then asks the shared cache nothing for the frames' places.
+_LAYOUTS_KEPT = 4096
+_layouts: OrderedDict[str, tuple[int, int]] = OrderedDict()
+
+
+def _known_layout(key: str) -> tuple[int, int] | None:
+    layout = _layouts.get(key)
+    if layout is None:
+        layout = caches["frames"].get(key)
+        if layout is None:
+            return None
+        _keep_layout(key, layout)
+    return layout
+
+
+def _keep_layout(key: str, layout: tuple[int, int]) -> None:
+    _layouts[key] = layout
+    if len(_layouts) > _LAYOUTS_KEPT:
+        _layouts.popitem(last=False)
+
+
 def _frame_parts(instance: Instance, numbers: Iterable[int], *, syntax: str) -> Iterator[Part]:
     """The frames as parts. Uncompressed frames asked for as Explicit VR Little Endian are read
     straight from the file once their place in it is known (kept in the frames cache by content
     hash): a viewer's next frame then costs a seek and a read, no header parsing."""
     content_type = f"{pixel_media_type(syntax)}; transfer-syntax={syntax}"
-    cache = caches["frames"]
-    layout = cache.get(_frame_layout_key(instance)) if syntax == EXPLICIT_LE else None
+    key = _frame_layout_key(instance)
+    layout = _known_layout(key) if syntax == EXPLICIT_LE else None
     with storages["dicom"].open(instance.file, "rb") as fp:
         if layout is not None:
             start, length = layout
@@ -645,6 +668,7 @@ def _frame_parts(instance: Instance, numbers: Iterable[int], *, syntax: str) -> 
             return
         stored_frames = StoredFrames(open_stored(fp))
         if syntax == EXPLICIT_LE and (layout := stored_frames.native_layout()) is not None:
-            cache.set(_frame_layout_key(instance), layout)
+            caches["frames"].set(key, layout)
+            _keep_layout(key, layout)
         for number in numbers:
             yield Part(content_type=content_type, body=[stored_frames.frame(number - 1, syntax)])
