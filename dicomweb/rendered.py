@@ -18,7 +18,9 @@ Query parameters (PS3.18 8.3.5.1): ``window=center,width[,linear|linear-exact|si
 ``viewport=vw,vh[,sx,sy,sw,sh]`` (the source region, default the whole image, scaled to fit
 vw x vh keeping its aspect ratio; a negative sw or sh flips), ``quality=1..100`` (JPEG), and
 ``accept``, which stands in for the Accept header. Others (``annotation``...) are ignored, as
-PS3.18 asks. A bad value is 400 saying why; a media type other than image/png, image/jpeg or
+PS3.18 asks, except the portal's own ``v``: a frame asked with its content version
+(``Instance.content_version``, as the viewer asks) may stay in the browser's private cache. A bad
+value is 400 saying why; a media type other than image/png, image/jpeg or
 image/gif is 406 (PNG is the default: lossless, right for diagnostic greyscale).
 
 Every request goes through ``dicomweb.scope``: a series, instance or frame that is not part of
@@ -32,6 +34,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
@@ -254,6 +257,13 @@ def _answer(
     response = HttpResponse(body, content_type=_CONTENT_TYPES[rendering.image_format])
     response.headers["Vary"] = "Accept, Cookie, Authorization"
     response.headers["Content-Length"] = str(len(body))
+    seconds = settings.RENDERED_FRAME_BROWSER_SECONDS
+    versioned = request.GET.get("v") == instance.content_version
+    if instance_uid is not None and seconds > 0 and versioned:
+        # The address names these exact bytes (and the window and format): the viewer's
+        # browser may keep the image, for the signed-in user alone.
+        response.headers["Cache-Control"] = f"private, max-age={seconds}"
+        response.private_cache = True
     return response
 
 

@@ -7,7 +7,7 @@ _NO_STORE = "no-store, max-age=0"
 class SecurityHeadersMiddleware:
     """Adds the headers Django 5.2 does not set itself: a strict Content-Security-Policy (the
     templates carry no inline script or style) and ``Cache-Control: no-store`` on everything that
-    is not a static asset."""
+    is not a static asset or a response its view marked ``private_cache``."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -18,7 +18,11 @@ class SecurityHeadersMiddleware:
         response.headers.setdefault(
             "Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"
         )
-        if not request.path.startswith(settings.STATIC_URL):
+        # A view may let the user's own browser keep a response (``private_cache``: an image
+        # whose address names its exact content); nothing else is ever stored.
+        if not request.path.startswith(settings.STATIC_URL) and not getattr(
+            response, "private_cache", False
+        ):
             response.headers["Cache-Control"] = _NO_STORE
             response.headers.setdefault("Pragma", "no-cache")
         return response

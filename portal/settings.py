@@ -483,3 +483,7 @@ DICOM_LISTENER_PORT = env_int("DICOM_LISTENER_PORT", 11112)
 DICOMWEB_CORS_ALLOWED_ORIGINS = env_list("DICOMWEB_CORS_ALLOWED_ORIGINS")
 # The most results one QIDO-RS answer holds; a larger limit is cut, with a Warning header.
 DICOMWEB_QIDO_MAX_LIMIT = env_int("DICOMWEB_QIDO_MAX_LIMIT", 1000)
+# A rendered frame asked with its content version (?v=, as the viewer asks) may stay this long
+# in the browser's own cache (private: never a proxy's), so scrolling back costs no request.
+# 0: never cached, as every other page.
+RENDERED_FRAME_BROWSER_SECONDS = env_int("RENDERED_FRAME_BROWSER_SECONDS", 3600)

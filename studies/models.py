@@ -128,6 +128,12 @@ class Instance(models.Model):
     def __str__(self) -> str:
         return f"Instance {self.sop_instance_uid}"
 
+    @property
+    def content_version(self) -> str:
+        """A short name of the stored bytes, which never change under this instance's UID (they
+        are stored by content): what a cacheable image address carries (``?v=``)."""
+        return self.sha256[:16]
+
 
 class Report(models.Model):
     study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="report")

@@ -865,6 +865,15 @@ class SeriesFrames:
             for n in range(1, max(instance.frames, 1) + 1)
         ]
 
+    @property
+    def versioned_frames(self) -> list[tuple[str, int, str]]:
+        """The frames with their instance's content version (a cacheable image's ``?v=``)."""
+        return [
+            (instance.sop_instance_uid, n, instance.content_version)
+            for instance in self.instances
+            for n in range(1, max(instance.frames, 1) + 1)
+        ]
+
 
 def study_series(study: Study, *, images_only: bool = False) -> list[SeriesFrames]:
     """The study's series in series-number order, each with its instances in instance-number

@@ -3,19 +3,26 @@
 // Frames: mouse wheel, arrow keys, Page Up/Down (a tenth of the series), Home/End, the slider
 // and the step buttons. Window/level: the preset menu, or dragging with the left button
 // (left-right changes the width, up-down the center); the image is re-requested with
-// ?window=center,width at most every 120 ms while dragging. Neighbouring frames are preloaded.
+// ?window=center,width at most every 120 ms while dragging. Frames come as JPEG (a third of
+// PNG's bytes), lossless PNG when the Lossless toggle is pressed; each address carries its
+// instance's content version (?v=), so the browser keeps what it fetched and never asks twice.
+// Once a frame shows, the rest of the series is fetched in the background, nearest first.
 // On a touch screen a one-finger vertical swipe pages through the frames (up: next), as a
 // phone's user expects; two fingers, or one finger after the "Window/level" toggle, change the
 // window as the mouse does.
 // The page gives everything in the "viewer-data" JSON island: the frame URL template and, per
-// series, its frames as [instance_uid, frame_number] in display order.
+// series, its frames as [instance_uid, frame_number, content_version] in display order.
 
 import { openCopyLinkDialog } from "./dialog.js";
 
 const WINDOW_DEBOUNCE_MS = 120;
+// While the window is being dragged only the next frames are fetched at each new window.
 const PRELOAD_AHEAD = 3;
 const PRELOAD_BEHIND = 1;
-const CACHE_LIMIT = 120;
+// Background fetches at once: enough to fill the connection, few enough to leave room for the
+// frame the user asks for next.
+const PREFETCH_PARALLEL = 4;
+const CACHE_LIMIT = 400;
 const WHEEL_PIXELS_PER_STEP = 40;
 const WHEEL_NOTCH_PIXELS = 50;
 // A finger moving this far pages one frame: a 100-slice series in about two thumb swipes.
@@ -35,12 +42,14 @@ const presetSelect = document.querySelector("[data-window-preset]");
 const resetButton = document.querySelector("[data-window-reset]");
 const seriesTitle = document.querySelector("[data-series-title]");
 const touchModeButton = document.querySelector("[data-touch-mode]");
+const losslessButton = document.querySelector("[data-lossless]");
 const thumbs = [...document.querySelectorAll("[data-series-index]")];
 
 const state = {
   series: 0,
   frame: 0,
   window: null, // {center, width} or null for the image's own window
+  lossless: false,
   loadingTimer: null,
   windowTimer: null,
 };
@@ -55,39 +64,60 @@ function formatNumber(value) {
 }
 
 function frameUrl(series, index, win = state.window) {
-  const [instance, number] = series.frames[index];
+  const [instance, number, version] = series.frames[index];
+  // The same query as studies/views/viewer.py's first frame, in the same order.
   let url = data.frameUrl
     .replace("{series}", encodeURIComponent(series.series_uid))
     .replace("{instance}", encodeURIComponent(instance))
     .replace("{frame}", String(number));
-  if (win) url += `?window=${formatNumber(win.center)},${formatNumber(win.width)}`;
+  url += `?v=${encodeURIComponent(version)}&accept=image/${state.lossless ? "png" : "jpeg"}`;
+  if (win) url += `&window=${formatNumber(win.center)},${formatNumber(win.width)}`;
   return url;
 }
 
-function preload(url) {
-  if (cache.has(url)) {
-    // Refresh its place in the least-recently-used order.
-    const kept = cache.get(url);
-    cache.delete(url);
-    cache.set(url, kept);
-    return;
-  }
-  const img = new Image();
-  img.decoding = "async";
-  img.src = url;
+// Fetched (or being fetched) frames by address, least recently used first.
+let queue = []; // addresses still to fetch, nearest to the shown frame first
+let fetching = 0;
+
+function remember(url, img) {
+  cache.delete(url);
   cache.set(url, img);
   while (cache.size > CACHE_LIMIT) cache.delete(cache.keys().next().value);
 }
 
-function preloadNeighbours() {
+function fetchNext() {
+  while (fetching < PREFETCH_PARALLEL && queue.length) {
+    const url = queue.shift();
+    if (cache.has(url)) continue;
+    const img = new Image();
+    img.decoding = "async";
+    const done = () => {
+      fetching -= 1;
+      fetchNext();
+    };
+    img.addEventListener("load", done, { once: true });
+    img.addEventListener("error", done, { once: true });
+    fetching += 1;
+    img.src = url;
+    remember(url, img);
+  }
+}
+
+// What to fetch after the shown frame: the whole series, nearest first (ahead before behind),
+// or only the next few while the window is being dragged.
+function prefetch() {
   const series = currentSeries();
   const last = series.frames.length - 1;
-  for (let offset = 1; offset <= PRELOAD_AHEAD; offset += 1) {
-    if (state.frame + offset <= last) preload(frameUrl(series, state.frame + offset));
+  const dragging = canvas.classList.contains("dragging");
+  const ahead = dragging ? PRELOAD_AHEAD : last;
+  const behind = dragging ? PRELOAD_BEHIND : last;
+  const order = [];
+  for (let offset = 1; offset <= Math.max(ahead, behind); offset += 1) {
+    if (offset <= ahead && state.frame + offset <= last) order.push(state.frame + offset);
+    if (offset <= behind && state.frame - offset >= 0) order.push(state.frame - offset);
   }
-  for (let offset = 1; offset <= PRELOAD_BEHIND; offset += 1) {
-    if (state.frame - offset >= 0) preload(frameUrl(series, state.frame - offset));
-  }
+  queue = order.map((index) => frameUrl(series, index)).filter((url) => !cache.has(url));
+  fetchNext();
 }
 
 function setStatus(message) {
@@ -99,8 +129,10 @@ function showImage(url) {
   window.clearTimeout(state.loadingTimer);
   // Say "Loading…" only when a frame takes long enough to notice.
   state.loadingTimer = window.setTimeout(() => setStatus(text.loading), 250);
+  // The page's <img> and a background fetch of the same address share one response (the
+  // browser's cache), so this never asks the server twice.
   image.src = url;
-  preload(url);
+  if (!cache.has(url)) remember(url, image);
 }
 
 function updateReadout() {
@@ -127,7 +159,7 @@ function render() {
     slider.setAttribute("aria-valuetext", `${state.frame + 1} / ${total}`);
   }
   updateReadout();
-  preloadNeighbours();
+  prefetch();
 }
 
 function goTo(index) {
@@ -407,6 +439,13 @@ function initViewer() {
     });
   }
   if (resetButton) resetButton.addEventListener("click", () => applyWindow(null, { immediate: true }));
+  if (losslessButton) {
+    losslessButton.addEventListener("click", () => {
+      state.lossless = !state.lossless;
+      losslessButton.setAttribute("aria-pressed", state.lossless ? "true" : "false");
+      render();
+    });
+  }
 
   fillPresets(currentSeries());
   render();

@@ -114,9 +114,17 @@ def _end_live_server_connections(django_db_setup, django_db_blocker):
 
 
 def ingest_ct_study(
-    org, location, *, study_uid: str, patient_id: str, accession: str, slices: int
+    org,
+    location,
+    *,
+    study_uid: str,
+    patient_id: str,
+    accession: str,
+    slices: int,
+    size: int = 64,
 ) -> str:
-    """A small real CT study (Hans Müller's chest), ingested as an upload would be."""
+    """A real CT study (Hans Müller's chest), ingested as an upload would be: small slices
+    unless ``size`` asks for more."""
     datasets = make_series(
         patient_name="Müller^Hans",
         patient_id=patient_id,
@@ -130,8 +138,8 @@ def ingest_ct_study(
         series_number=1,
         series_description="Axial 5mm",
         slices=slices,
-        rows=64,
-        columns=64,
+        rows=size,
+        columns=size,
         body_part="CHEST",
     )
     result = ingest_files(

@@ -111,7 +111,9 @@ def test_viewer_data_lists_series_and_frames_in_instance_order(client, alice, or
     assert [s["description"] for s in data["series"]] == ["Axial", "Coronal"]
     for item in data["series"]:
         series = study.series.get(series_uid=item["series_uid"])
-        expected = [[i.sop_instance_uid, 1] for i in series.instances.order_by("number")]
+        expected = [
+            [i.sop_instance_uid, 1, i.sha256[:16]] for i in series.instances.order_by("number")
+        ]
         assert item["frames"] == expected
         assert item["modality"] == "CT"
         assert item["thumbnail"] == reverse(
@@ -125,7 +127,7 @@ def test_frame_url_template_gives_working_frame_urls(client, alice, ct):
     client.force_login(alice)
     data = viewer_data(client.get(reverse("studies:study", args=[ct.study_uid])))
     series = data["series"][0]
-    instance, frame = series["frames"][2]
+    instance, frame, _version = series["frames"][2]
     url = (
         data["frameUrl"]
         .replace("{series}", series["series_uid"])
@@ -150,9 +152,11 @@ def test_first_frame_is_in_the_page_for_an_immediate_paint(client, alice, ct):
     client.force_login(alice)
     response = client.get(reverse("studies:study", args=[ct.study_uid]))
     html = response.content.decode()
-    first = viewer_data(response)["series"][0]["frames"][0][0]
+    first, _frame, version = viewer_data(response)["series"][0]["frames"][0]
+    # The address static/js/viewer.js asks for the first frame, so it is fetched once.
     assert re.search(
-        rf'<img class="frame" data-frame alt="" src="[^"]*/instances/{first}/frames/1/rendered"',
+        rf'<img class="frame" data-frame alt="" src="[^"]*/instances/{first}/frames/1/rendered'
+        rf'\?v={version}&amp;accept=image/jpeg"',
         html,
     )
     assert 'data-counter class="counter">1 / 5<' in html
@@ -304,3 +308,29 @@ def test_a_name_made_only_of_dicom_separators_is_shown_as_no_name(org, location)
 
     assert patient.display_name == ""
     assert named.display_name == "Jane Doe"
+
+
+def test_a_versioned_frame_may_stay_in_the_browser_and_nothing_else_does(
+    client, alice, ct, settings
+):
+    """The viewer's frames name their bytes (?v=): the browser may keep them, privately; the
+    same frame without the version, or with a wrong one, and the page itself are never kept."""
+    client.force_login(alice)
+    page = client.get(reverse("studies:study", args=[ct.study_uid]))
+    data = viewer_data(page)
+    series = data["series"][0]
+    instance, frame, version = series["frames"][0]
+    base = (
+        data["frameUrl"]
+        .replace("{series}", series["series_uid"])
+        .replace("{instance}", instance)
+        .replace("{frame}", str(frame))
+    )
+    kept = client.get(f"{base}?v={version}&accept=image/jpeg")
+    assert kept.status_code == 200 and kept["Content-Type"] == "image/jpeg"
+    assert kept["Cache-Control"] == f"private, max-age={settings.RENDERED_FRAME_BROWSER_SECONDS}"
+    for url in (base, f"{base}?v=0000000000000000&accept=image/jpeg"):
+        assert "no-store" in client.get(url)["Cache-Control"]
+    assert "no-store" in page["Cache-Control"]
+    settings.RENDERED_FRAME_BROWSER_SECONDS = 0
+    assert "no-store" in client.get(f"{base}?v={version}")["Cache-Control"]
