@@ -4,7 +4,7 @@
     .venv/bin/python bench/dicomweb_bench.py --duration 3 --rounds 1 --store-instances 20
     .venv/bin/python bench/dicomweb_bench.py --database sqlite --json var/dicomweb.json
 
-Three measurements, each answered by both servers holding the same DICOM files:
+Four measurements, each answered by both servers holding the same DICOM files:
 
 - **QIDO-RS study search**: ``GET /studies?PatientName=<family name>*`` over 1,000 studies (50
   family names, 20 studies each, so each search answers 20 studies; the clients cycle through
@@ -14,6 +14,9 @@ Three measurements, each answered by both servers holding the same DICOM files:
   stored uncompressed), asked as the raw frame in explicit VR little endian
   (``multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1``),
   cycling through 20 slices. Goal: at least Orthanc's requests per second.
+- **WADO-RS rendered frames**: ``GET .../frames/1/rendered`` of the same slices as JPEG
+  (``Accept: image/jpeg``), each already rendered once by the warm-up, as a viewer scrolling
+  back finds them. Issue 13's goal: at least 1.3 times Orthanc's requests per second.
 - **C-STORE ingestion**: one association from pynetdicom sending a new series of
   ``--store-instances`` 512 x 512 CT slices (explicit VR little endian) to the portal's listener
   (``manage.py dicom_listener``) and, the same files, to Orthanc's DICOM server; instances per
@@ -97,7 +100,8 @@ FAMILY_NAMES = [
     "Wouters", "Lemaire", "Mercier", "Nowak", "Rossi", "Silva",
 ]  # fmt: skip
 GIVEN_NAMES = ["Anna", "Marc", "Sofia", "Luc", "Emma", "Noah", "Lea", "Tom", "Ines", "Sam"]
-GOALS = {"qido": 5.0, "frames": 1.0, "store": None}
+# Issue 9's goals for search and raw frames, issue 13's for cached rendered frames.
+GOALS = {"qido": 5.0, "frames": 1.0, "rendered": 1.3, "store": None}
 DEFAULT_CACHE = "redis://127.0.0.1:6379/14"
 
 
@@ -540,9 +544,11 @@ def main(argv: list[str] | None = None) -> int:
 
         results: dict[str, dict[str, list]] = {}
         before = load_average()
+        rendered_paths = [f"{path}/rendered" for path in frame_paths]
         for label, paths, accept in (
             ("qido", search_paths, "application/dicom+json"),
             ("frames", frame_paths, RAW_FRAME),
+            ("rendered", rendered_paths, "image/jpeg"),
         ):
             for contender in contenders.values():
                 contender.load(paths, accept, args, args.warmup)
@@ -701,6 +707,10 @@ def check_answers(contenders, search_paths, frame_paths, frame_files, studies) -
                 raise RuntimeError(f"{name} answered {status} to {path}: {body[:300]!r}")
             if single_part(headers, body) != expected:
                 raise RuntimeError(f"{name}: the frame of {path} is not the stored pixel data")
+            status, headers, body = contender.get(f"{path}/rendered", "image/jpeg")
+            kind = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+            if status != 200 or not kind.startswith("image/jpeg"):
+                raise RuntimeError(f"{name} answered {status} {kind} to {path}/rendered")
 
 
 def portal_instances(contender: Contender, study_uid: str) -> int:
@@ -728,6 +738,11 @@ MEASUREMENTS = {
     ),
     "frames": (
         "WADO-RS frame, 512x512 CT, raw explicit VR little endian",
+        "requests_per_s",
+        "requests/s",
+    ),
+    "rendered": (
+        "WADO-RS rendered frame (JPEG), 512x512 CT, cached by the warm-up",
         "requests_per_s",
         "requests/s",
     ),
