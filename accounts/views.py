@@ -2,7 +2,6 @@
 change, the two-factor page and the API tokens page. Each view validates its form, calls one
 service from ``accounts.services`` and turns a refusal into a form error."""
 
-import qrcode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -16,12 +15,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
-from qrcode.image.svg import SvgPathImage
 
 from accounts import services
 from accounts.forms import CodeForm, LoginForm, PasswordChangeForm, PasswordConfirmForm
 from accounts.policy import two_factor_required
 from portal.csrf import accepts_opaque_origin
+from portal.qr import qr_svg
 
 # Refused attempts that hit the throttle answer 429, which monitoring can count apart from
 # ordinary typing mistakes.
@@ -40,9 +39,8 @@ def _safe_next(request: HttpRequest) -> str:
 
 def _qr_svg(data: str) -> str:
     # Rendered here, from our own otpauth URL, as inline SVG: no image request carries the
-    # secret, and the CSP needs no exception.
-    image = qrcode.make(data, image_factory=SvgPathImage, border=2)
-    return mark_safe(image.to_string(encoding="unicode"))  # noqa: S308
+    # secret, and the CSP needs no exception. The page's figure labels it.
+    return mark_safe(qr_svg(data, border=2, css_class=""))  # noqa: S308
 
 
 @sensitive_post_parameters("password", "otp_token")

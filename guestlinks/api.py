@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from guestlinks.models import GuestLink
-from guestlinks.presentation import mailto_for, qr_svg
+from guestlinks.presentation import mailto_for
 from guestlinks.services.creation import (
     MAX_MESSAGE_LENGTH,
     MAX_PASSWORD_LENGTH,
@@ -36,6 +36,7 @@ from guestlinks.services.creation import (
     visible_target,
 )
 from guestlinks.services.state import link_status
+from portal.qr import qr_svg
 from studies.selectors import MAX_ID
 
 # --- Serializers (validate the body, shape the output, decide nothing) --------------------------

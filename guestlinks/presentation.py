@@ -1,5 +1,6 @@
-"""How a created link is handed over: a ``mailto:`` address for the sender's own mail program, a
-QR code of it for a phone, and a short summary of the options a link was made with.
+"""How a created link is handed over: a ``mailto:`` address for the sender's own mail program
+(shown as a QR code for a phone too, drawn by ``portal.qr``), and a short summary of the
+options a link was made with.
 
 Nothing here carries patient data: the subject and body of the ``mailto:`` say only that this is
 a secure link to a medical study, because mail servers log subjects and phones keep scanned
@@ -8,19 +9,13 @@ codes in their history.
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
 from urllib.parse import quote
 
-import qrcode
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
-from qrcode.constants import ERROR_CORRECT_M
-from qrcode.image.svg import SvgPathImage
 
 from guestlinks.models import GuestLink
-
-SVG_NAMESPACE = "http://www.w3.org/2000/svg"
 
 
 def mailto_for(*, email: str, url: str, language: str) -> str:
@@ -35,27 +30,6 @@ def mailto_for(*, email: str, url: str, language: str) -> str:
         f"mailto:{quote(email, safe='@')}"
         f"?subject={quote(subject, safe='')}&body={quote(body, safe='')}"
     )
-
-
-def qr_svg(data: str, *, label: str = "") -> str:
-    """An inline SVG QR code of ``data``: paths only, no style attribute and no script, so the
-    page's Content-Security-Policy needs no exception. Its size comes from CSS."""
-    code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, border=4, image_factory=SvgPathImage)
-    code.add_data(data)
-    code.make(fit=True)
-    root = ET.fromstring(code.make_image().to_string(encoding="unicode"))  # noqa: S314
-    for name in ("width", "height"):
-        root.attrib.pop(name, None)
-    root.set("class", "qr-code")
-    root.set("role", "img")
-    root.set("shape-rendering", "crispEdges")
-    if label:
-        root.set("aria-label", label)
-    for path in root.iter(f"{{{SVG_NAMESPACE}}}path"):
-        path.attrib.pop("id", None)
-    # qrcode registers the "svg:" prefix; HTML wants the SVG namespace as the default one.
-    ET.register_namespace("", SVG_NAMESPACE)
-    return ET.tostring(root, encoding="unicode")
 
 
 def options_summary(link: GuestLink) -> list[str]:

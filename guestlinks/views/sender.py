@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.permissions import Perm
 from guestlinks.forms import SendLinkForm
 from guestlinks.models import GuestLink
-from guestlinks.presentation import mailto_for, options_summary, qr_svg
+from guestlinks.presentation import mailto_for, options_summary
 from guestlinks.services.creation import (
     CreatedLink,
     LinkTarget,
@@ -40,6 +40,7 @@ from guestlinks.services.creation import (
 from guestlinks.services.opening import link_reach
 from guestlinks.services.state import link_status
 from notifications.languages import language_of
+from portal.qr import qr_svg
 from studies.access import user_study_access
 from studies.anonymize import patient_display
 from studies.models import Study

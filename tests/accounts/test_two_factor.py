@@ -32,7 +32,7 @@ def test_alice_sets_up_her_app_by_scanning_the_code_and_confirming_it(client, al
     key = client.session[ENROLMENT_KEY]
     secret = b32encode(bytes.fromhex(key)).decode()
     assert page.status_code == 200
-    assert "<svg" in page.text and 'id="qr-path"' in page.text
+    assert "<svg" in page.text and "<path" in page.text
     assert " ".join(secret[i : i + 4] for i in range(0, len(secret), 4)) in page.text
     assert not TOTPDevice.objects.filter(user=alice).exists()
 
