@@ -8,6 +8,10 @@ bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 # one: a worker waiting on the database leaves its core to another.
 workers = int(os.environ.get("GUNICORN_WORKERS", 2 * len(os.sched_getaffinity(0)) + 1))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+# The application (Django, pydicom, numpy, the image codecs: about 100 MB) is loaded once in
+# the master and its pages shared by every worker it forks, instead of once per worker. Nothing
+# opens a database or cache connection while loading: each worker makes its own on first use.
+preload_app = os.environ.get("GUNICORN_PRELOAD", "true").lower() != "false"
 accesslog = "-"
 logger_class = "portal.gunicorn_logging.MaskingLogger"
 # Whose X-Forwarded-Proto (and other forwarding headers) gunicorn believes: the same reverse

@@ -604,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
             "studies": args.studies,
             "store_instances": args.store_instances,
             "workers": len(portal.worker_pids()),
-            "worker_rss_mb": portal.worker_rss_mb(),
+            "worker_memory_mb": portal.worker_memory_mb(),
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "orthanc": orthanc.get_json("/system")["Version"],
@@ -801,12 +801,15 @@ def report(context: dict[str, Any], results: dict[str, dict[str, list]]) -> str:
                     f"| {key} | {number} | {name} | {run[metric]:.1f} {unit} | {p50} | {p99} "
                     f"| {run['megabytes_per_s']:.1f} |"
                 )
-    rss = context["worker_rss_mb"]
-    if rss:
+    memory = context["worker_memory_mb"]
+    if memory:
+        largest = {key: max(worker[key] for worker in memory) for key in ("rss", "pss", "private")}
         lines += [
             "",
-            f"The portal's gunicorn workers after the load: {max(rss):.0f} MB resident at most "
-            f"({', '.join(f'{size:.0f}' for size in rss)} MB; issue 13's goal: under 100 MB).",
+            f"The portal's {len(memory)} gunicorn workers after the load, the largest: "
+            f"{largest['rss']:.0f} MB resident (pages shared with the others included), "
+            f"{largest['pss']:.0f} MB its proportional share, {largest['private']:.0f} MB its own "
+            "(issue 13's goal: under 100 MB a worker).",
         ]
     lines += [
         "",

@@ -163,14 +163,26 @@ class Gunicorn:
                     pids.append(int(entry.name))
         return sorted(pids)
 
-    def worker_rss_mb(self) -> list[float]:
-        """Each worker's resident memory now, in MB (VmRSS)."""
+    def worker_memory_mb(self) -> list[dict[str, float]]:
+        """Each worker's memory now, in MB: resident (``rss``, pages shared with the master
+        and the other workers included), its proportional share (``pss``) and what only it
+        holds (``private``), from /proc/<pid>/smaps_rollup."""
         sizes = []
         for pid in self.worker_pids():
             with contextlib.suppress(OSError):
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmRSS:"):
-                        sizes.append(int(line.split()[1]) / 1024)
+                fields = {}
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+                    name, _, value = line.partition(":")
+                    if value.strip().endswith("kB"):
+                        fields[name] = int(value.split()[0]) / 1024
+                sizes.append(
+                    {
+                        "rss": fields.get("Rss", 0.0),
+                        "pss": fields.get("Pss", 0.0),
+                        "private": fields.get("Private_Clean", 0.0)
+                        + fields.get("Private_Dirty", 0.0),
+                    }
+                )
         return sizes
 
     def stop(self) -> None:

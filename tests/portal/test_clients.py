@@ -106,3 +106,71 @@ def test_gunicorn_workers_follow_the_cores_this_process_may_use(monkeypatch):
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2})
     assert gunicorn_config(monkeypatch)["workers"] == 7
     assert gunicorn_config(monkeypatch, GUNICORN_WORKERS="3")["workers"] == 3
+
+
+def test_gunicorn_loads_the_application_once_for_all_its_workers(monkeypatch):
+    assert gunicorn_config(monkeypatch)["preload_app"] is True
+    assert gunicorn_config(monkeypatch, GUNICORN_PRELOAD="false")["preload_app"] is False
+
+
+def test_preloaded_gunicorn_serves_from_workers_sharing_the_masters_application(tmp_path):
+    """The master holds the loaded application (its memory is large) and the workers it forks
+    answer: nothing in loading opened a connection they would share."""
+    import http.client
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))},
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "PORTAL_ENV_FILE": "",
+        "DEBUG": "true",
+        "SECRET_KEY": "test-" + "x" * 50,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "PORTAL_VAR_DIR": str(tmp_path / "var"),
+        "GUNICORN_WORKERS": "2",
+    }
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            str(ROOT / "gunicorn.conf.py"),
+            "--bind",
+            f"127.0.0.1:{port}",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        status = None
+        while time.monotonic() < deadline and status != 200:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                connection.request("GET", "/healthz", headers={"Host": "127.0.0.1"})
+                status = connection.getresponse().status
+                connection.close()
+            except OSError:
+                time.sleep(0.3)
+        assert status == 200, server.stderr.read1().decode() if server.poll() is not None else ""
+        master_kb = next(
+            int(line.split()[1])
+            for line in Path(f"/proc/{server.pid}/status").read_text().splitlines()
+            if line.startswith("VmRSS")
+        )
+        assert master_kb > 60 * 1024, f"the master holds {master_kb} kB: the app was not loaded"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
