@@ -674,13 +674,16 @@ def _store_grant(
     request: HttpRequest, link: GuestLink, study_ids: list[int], now: datetime
 ) -> None:
     """Into a new session key (the old one may have been seen before the gates were passed), as
-    Django's login does; a grant of the same link made earlier is replaced."""
+    Django's login does; a grant of the same link made earlier is replaced. A first visit has no
+    key to replace: its session is written once, with the grant."""
     grants = [
         grant
         for grant in request.session.get(GRANTS_SESSION_KEY) or []
         if isinstance(grant, dict) and grant.get("link") != link.pk
     ]
-    request.session.cycle_key()
+    if request.session.session_key:
+        request.session.cycle_key()
+    # A visitor without a session yet gets one key, made once when the response is sent.
     grants.append({"link": link.pk, "studies": study_ids, "at": now.isoformat()})
     request.session[GRANTS_SESSION_KEY] = grants
     forget_memo(request)

@@ -227,6 +227,28 @@ def test_passing_the_gates_moves_the_grant_into_a_new_session_and_leaves_the_tok
     assert "Doe" in viewer.content.decode()
 
 
+def test_a_first_visit_writes_its_session_once_with_the_grant(guest, study, make_link):
+    """No session before the gates: none to replace, so the session is stored once (no empty
+    session made first and written again)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    link, token = make_link(study)
+    assert "sessionid" not in guest.cookies
+
+    with CaptureQueriesContext(connection) as captured:
+        response = open_study(guest, token)
+
+    assert response.status_code == 303
+    writes = [
+        q["sql"].split()[0]
+        for q in captured.captured_queries
+        if "django_session" in q["sql"] and not q["sql"].startswith("SELECT")
+    ]
+    assert writes == ["INSERT"]
+    assert [g["link"] for g in guest.session["guestlinks_grants"]] == [link.pk]
+
+
 def test_a_worklist_link_leads_to_a_list_of_its_studies_with_the_message(
     guest, org, location, make_link
 ):
