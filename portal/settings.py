@@ -317,7 +317,11 @@ CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Each pool process holds a few tasks ready instead of asking the broker after every one: the
+# outbox's tasks are short (measured with bench/outbox_bench.py, 1,000 emails: 4.7 to 5.6 s
+# instead of 6.2 to 6.6 s). Acknowledged only when done, so a worker that dies gives them back;
+# the periodic re-queue sends any it held.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 8
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
