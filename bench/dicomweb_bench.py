@@ -4,12 +4,15 @@
     .venv/bin/python bench/dicomweb_bench.py --duration 3 --rounds 1 --store-instances 20
     .venv/bin/python bench/dicomweb_bench.py --database sqlite --json var/dicomweb.json
 
-Four measurements, each answered by both servers holding the same DICOM files:
+Five measurements, each answered by both servers holding the same DICOM files:
 
 - **QIDO-RS study search**: ``GET /studies?PatientName=<family name>*`` over 1,000 studies (50
   family names, 20 studies each, so each search answers 20 studies; the clients cycle through
   the names), ``Accept: application/dicom+json``. Issue 9's goal: at least 5 times Orthanc's
   requests per second.
+- **REST API search**: the portal's own ``GET /api/v1/studies/?q=<family name>`` (the
+  directory's search, a page of up to 50) against Orthanc's QIDO-RS above, for issue 13's
+  search goals (run it with ``--studies 5000`` for the 5,000-study one).
 - **WADO-RS frame retrieval**: ``GET .../instances/{uid}/frames/1`` of a 512 x 512 CT (16-bit,
   stored uncompressed), asked as the raw frame in explicit VR little endian
   (``multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1``),
@@ -101,7 +104,8 @@ FAMILY_NAMES = [
 ]  # fmt: skip
 GIVEN_NAMES = ["Anna", "Marc", "Sofia", "Luc", "Emma", "Noah", "Lea", "Tom", "Ines", "Sam"]
 # Issue 9's goals for search and raw frames, issue 13's for cached rendered frames.
-GOALS = {"qido": 5.0, "frames": 1.0, "rendered": 1.3, "store": None}
+# Issue 13's search goal: 0.5x at 50 studies, 5x at 5,000 and at 100,000 (--studies).
+GOALS = {"qido": 5.0, "rest": None, "frames": 1.0, "rendered": 1.3, "store": None}
 DEFAULT_CACHE = "redis://127.0.0.1:6379/14"
 
 
@@ -545,18 +549,28 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, dict[str, list]] = {}
         before = load_average()
         rendered_paths = [f"{path}/rendered" for path in frame_paths]
-        for label, paths, accept in (
-            ("qido", search_paths, "application/dicom+json"),
-            ("frames", frame_paths, RAW_FRAME),
-            ("rendered", rendered_paths, "image/jpeg"),
-        ):
-            for contender in contenders.values():
+        # The portal's REST API search by name, next to Orthanc's QIDO-RS for the same names.
+        rest = Contender("portal", portal.port, "/api/v1", f"Token {token}")
+        rest_paths = [f"/studies/?q={family}" for family in FAMILY_NAMES]
+        check_rest_answers(rest, rest_paths, args.studies)
+        dicom_json = "application/dicom+json"
+        plans = {
+            "qido": {name: (c, search_paths, dicom_json) for name, c in contenders.items()},
+            "rest": {
+                "portal": (rest, rest_paths, "application/json"),
+                "Orthanc": (contenders["Orthanc"], search_paths, dicom_json),
+            },
+            "frames": {name: (c, frame_paths, RAW_FRAME) for name, c in contenders.items()},
+            "rendered": {name: (c, rendered_paths, "image/jpeg") for name, c in contenders.items()},
+        }
+        for label, plan in plans.items():
+            for contender, paths, accept in plan.values():
                 contender.load(paths, accept, args, args.warmup)
             say(f"Measuring {label}…")
             results[label] = interleaved(
                 {
                     name: (lambda c=contender, p=paths, a=accept: c.load(p, a, args, args.duration))
-                    for name, contender in contenders.items()
+                    for name, (contender, paths, accept) in plan.items()
                 },
                 rounds=args.rounds,
                 label=label,
@@ -713,6 +727,18 @@ def check_answers(contenders, search_paths, frame_paths, frame_files, studies) -
                 raise RuntimeError(f"{name} answered {status} {kind} to {path}/rendered")
 
 
+def check_rest_answers(rest: Contender, paths: list[str], studies: int) -> None:
+    per_name = studies // len(FAMILY_NAMES)
+    for path in paths:
+        status, _headers, body = rest.get(path, "application/json")
+        if status != 200:
+            raise RuntimeError(f"the REST API answered {status} to {path}: {body[:300]!r}")
+        found = len(json.loads(body)["results"])
+        # A page holds at most 50 studies.
+        if found != min(per_name, 50):
+            raise RuntimeError(f"{path}: expected {min(per_name, 50)} studies, got {found}")
+
+
 def portal_instances(contender: Contender, study_uid: str) -> int:
     status, _headers, body = contender.get(
         f"/studies?StudyInstanceUID={study_uid}", "application/dicom+json"
@@ -733,6 +759,12 @@ def orthanc_instances(orthanc, study_uid: str) -> int:
 MEASUREMENTS = {
     "qido": (
         "QIDO-RS study search, PatientName=<family>* (20 of {studies} studies)",
+        "requests_per_s",
+        "requests/s",
+    ),
+    "rest": (
+        "Search by name, {studies} studies: the portal's REST API (a page of up to 50) vs "
+        "Orthanc's QIDO-RS",
         "requests_per_s",
         "requests/s",
     ),
