@@ -458,6 +458,22 @@ def folder_children(worklist_id: int) -> dict[int | None, list[int]]:
     return children
 
 
+# More levels than any folder tree may have (studies.services.folders.MAX_DEPTH): only a
+# corrupted parent cycle could reach it.
+_ANCESTRY_LIMIT = 64
+
+
+def folder_ancestry(folder: Folder) -> list[Folder]:
+    """The folder and its parents up to the worklist's top level, nearest first, from one read
+    of the worklist's folders."""
+    by_id = {f.pk: f for f in Folder.objects.filter(worklist_id=folder.worklist_id)}
+    chain, current = [], by_id.get(folder.pk, folder)
+    while current is not None and len(chain) < _ANCESTRY_LIMIT:
+        chain.append(current)
+        current = by_id.get(current.parent_id)
+    return chain
+
+
 def folder_and_descendants(folder: Folder) -> list[int]:
     children = folder_children(folder.worklist_id)
     found, stack = [], [folder.pk]

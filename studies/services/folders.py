@@ -22,7 +22,7 @@ from audit.models import Action
 from audit.services import record
 from studies.access import may_organize_folders
 from studies.models import Entry, Folder, Study, Worklist
-from studies.selectors import folder_and_descendants, folder_children
+from studies.selectors import folder_ancestry, folder_and_descendants, folder_children
 
 NAME_MAX_LENGTH = Folder._meta.get_field("name").max_length
 # Deeper trees stop being a help in a side panel; ten levels is more than any manual shows.
@@ -80,16 +80,6 @@ def _check_unique(worklist: Worklist, parent: Folder | None, name: str, *, exclu
         )
 
 
-def _ancestors(folder: Folder) -> list[Folder]:
-    """The folder and its parents up to the worklist, nearest first."""
-    by_id = {f.pk: f for f in Folder.objects.filter(worklist_id=folder.worklist_id)}
-    chain, current = [], by_id.get(folder.pk, folder)
-    while current is not None and len(chain) <= MAX_DEPTH + 1:
-        chain.append(current)
-        current = by_id.get(current.parent_id)
-    return chain
-
-
 def _subtree_height(folder: Folder) -> int:
     """Levels from the folder down to its deepest subfolder (1 for a folder without any)."""
     children = folder_children(folder.worklist_id)
@@ -105,7 +95,7 @@ def _check_parent(worklist: Worklist, parent: Folder | None, *, levels: int = 1)
         return
     if parent.worklist_id != worklist.pk:
         raise FolderError(_("That folder belongs to another worklist."))
-    if len(_ancestors(parent)) + levels > MAX_DEPTH:
+    if len(folder_ancestry(parent)) + levels > MAX_DEPTH:
         raise FolderError(_("Folders nest at most %(max)d levels deep.") % {"max": MAX_DEPTH})
 
 

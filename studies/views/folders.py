@@ -25,6 +25,7 @@ from studies.access import organizable_worklist_ids, visible_studies
 from studies.models import Folder, Study, Worklist
 from studies.selectors import (
     MAX_ID,
+    folder_ancestry,
     folder_and_descendants,
     folder_choices,
     held_entries,
@@ -108,12 +109,8 @@ def _worklist_or_404(request: HttpRequest) -> Worklist:
 
 
 def _folder_path(folder: Folder) -> str:
-    names, current = [], folder
-    by_id = {f.pk: f for f in Folder.objects.filter(worklist_id=folder.worklist_id)}
-    while current is not None and len(names) < 20:
-        names.append(current.name)
-        current = by_id.get(current.parent_id)
-    return " / ".join([folder.worklist.name, *reversed(names)])
+    names = [f.name for f in reversed(folder_ancestry(folder))]
+    return " / ".join([folder.worklist.name, *names])
 
 
 @login_required
