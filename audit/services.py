@@ -9,6 +9,7 @@ only its chain's head, so unrelated organizations never wait for each other. Eac
 an HMAC under ``AUDIT_KEY`` (audit.signing) of its content and its predecessor's hash.
 """
 
+import contextlib
 import hashlib
 import json
 from datetime import UTC
@@ -172,6 +173,8 @@ def record(
     )
     chain = chain_for(organization_id)
     key = current_key()
+    if _appended_in_two_round_trips(event, chain, key):
+        return event
     with transaction.atomic():
         # Only this chain's head is locked, until the caller's transaction ends.
         head = _locked_head(chain)
@@ -192,10 +195,83 @@ def record(
     return event
 
 
-# Every audited request appends an event, so the head's two statements are written out rather
-# than built by the ORM each time (a third of an audited search's time went to building them).
-# Only the model's own table name is formatted into them; every value is a parameter.
+# Every audited request appends an event, so the head's statements are written out rather than
+# built by the ORM each time (a third of an audited search's time went to building them). Only
+# the models' own table and column names are formatted into them; every value is a parameter.
 _HEAD_TABLE = ChainHead._meta.db_table
+_EVENT_TABLE = AuditEvent._meta.db_table
+_EVENT_FIELDS = [field for field in AuditEvent._meta.concrete_fields if not field.primary_key]
+# Set under the chain head's lock; every other column is known before.
+_CHAINING = frozenset({"at", "prev_hash", "hash"})
+_EVENT_COLUMNS = ", ".join(f'"{field.column}"' for field in _EVENT_FIELDS)
+# Two round trips, each several statements sent at once: the lock is held only while the event is
+# hashed and the second one runs, so concurrent appenders queue for less time.
+_BEGIN_AND_LOCK = (
+    f'BEGIN; SELECT "last_hash", "count" FROM "{_HEAD_TABLE}" WHERE "chain" = %s FOR UPDATE'  # noqa: S608
+)
+_APPEND_AND_COMMIT = (
+    f'UPDATE "{_HEAD_TABLE}" SET "last_hash" = %s, "count" = %s, "seal" = %s '  # noqa: S608
+    'WHERE "chain" = %s; '
+    f'INSERT INTO "{_EVENT_TABLE}" ({_EVENT_COLUMNS}) '
+    f'VALUES ({", ".join(["%s"] * len(_EVENT_FIELDS))}) RETURNING "id"; COMMIT'
+)
+
+
+def _appended_in_two_round_trips(event: AuditEvent, chain: int, key: SigningKey) -> bool:
+    """Append ``event`` on PostgreSQL outside a transaction in two round trips instead of five
+    (begin, lock the head, insert, move the head, commit): begin and lock the head in one; move
+    it, insert and commit in the other. Concurrent appenders to one chain queue on its head, so
+    the shorter the lock is held the more of them append per second (about 1.6x with five
+    workers here). Several statements go in one round trip because Django's PostgreSQL cursors
+    bind parameters on the client.
+
+    The usual path runs instead inside a transaction (the caller's action), so that the event
+    commits with its action; for a chain without a head yet; and where the database OPTIONS ask
+    the server to bind parameters."""
+    if (
+        connection.vendor != "postgresql"
+        or connection.in_atomic_block
+        or connection.settings_dict["OPTIONS"].get("server_side_binding")
+    ):
+        return False
+    # Everything but the chaining is prepared before the lock is taken.
+    event.key_id = key.id
+    prepared = {
+        field.attname: field.get_db_prep_save(getattr(event, field.attname), connection)
+        for field in _EVENT_FIELDS
+        if field.attname not in _CHAINING
+    }
+    with connection.cursor() as cursor:
+        try:
+            cursor.execute(_BEGIN_AND_LOCK, [chain])
+            cursor.nextset()
+            head = cursor.fetchone()
+            if head is None:
+                cursor.execute("ROLLBACK")
+                return False
+            last_hash, count = head[0], int(head[1])
+            # Timestamped under the lock, so that times never go backwards along the chain.
+            event.at = timezone.now()
+            event.prev_hash = last_hash
+            event.hash = event_mac(hashed_fields(event), last_hash, key)
+            seal = seal_head(chain, count + 1, event.hash, key)
+            values = [
+                prepared[field.attname]
+                if field.attname in prepared
+                else field.get_db_prep_save(getattr(event, field.attname), connection)
+                for field in _EVENT_FIELDS
+            ]
+            cursor.execute(_APPEND_AND_COMMIT, [event.hash, count + 1, seal, chain, *values])
+            cursor.nextset()
+            event.pk = cursor.fetchone()[0]
+        except BaseException:
+            # Whatever failed, the connection must not stay inside the transaction begun here.
+            with contextlib.suppress(Exception):
+                cursor.execute("ROLLBACK")
+            raise
+    event._state.adding = False
+    event._state.db = connection.alias
+    return True
 
 
 def _locked_head(chain: int) -> tuple[str, int] | None:

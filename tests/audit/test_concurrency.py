@@ -5,8 +5,10 @@ unrelated organizations, each with its own chain, append in parallel (issue 10, 
 import threading
 
 import pytest
-from django.db import OperationalError, connection, transaction
+from django.db import DataError, OperationalError, connection, transaction
 from django.db.models import Count
+from django.test.utils import CaptureQueriesContext
+from psycopg.pq import TransactionStatus
 
 from audit.models import NO_ORGANIZATION_CHAIN, Action, AuditEvent, ChainHead
 from audit.selectors import verify_chain
@@ -166,3 +168,66 @@ def test_audit_chain_unrelated_organizations_append_in_parallel(require_postgres
     result = verify_chain()
     assert result.ok, [str(b) for b in result.breaks]
     assert result.count == 4
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_appends_outside_transactions_form_one_unbroken_chain(require_postgres):
+    """A search or a retrieve audits in no transaction of its own: on PostgreSQL its event is
+    appended in two round trips (audit.services._appended_in_two_round_trips). Many workers
+    doing so at once still chain every event onto the one before it, in id order, and times
+    never go backwards along the chain."""
+    record(action=Action.LOGIN, actor_label="alice")  # the chain's head exists from here on
+
+    def searcher(number: int) -> None:
+        for i in range(EVENTS_PER_THREAD):
+            assert not connection.in_atomic_block
+            record(
+                action=Action.STUDIES_QUERIED,
+                actor_label=f"searcher-{number}",
+                details={"rows": i},
+            )
+
+    errors = run_in_threads(searcher, THREADS)
+
+    assert not errors, errors
+    total = THREADS * EVENTS_PER_THREAD + 1
+    assert shared_predecessors() == 0
+    assert ChainHead.objects.get(chain=NO_ORGANIZATION_CHAIN).count == total
+    result = verify_chain()
+    assert result.ok, [str(b) for b in result.breaks]
+    assert result.count == total
+    times = list(AuditEvent.objects.order_by("id").values_list("at", flat=True))
+    assert times == sorted(times)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_append_outside_a_transaction_takes_two_round_trips(require_postgres):
+    record(action=Action.LOGIN, actor_label="alice")
+    with CaptureQueriesContext(connection) as queries:
+        event = record(action=Action.STUDIES_QUERIED, actor_label="alice", details={"rows": 3})
+    assert len(queries.captured_queries) == 2, [q["sql"][:80] for q in queries]
+    stored = AuditEvent.objects.get(pk=event.pk)
+    assert (stored.hash, stored.prev_hash, stored.at) == (event.hash, event.prev_hash, event.at)
+    assert stored.details == {"rows": 3}
+    assert ChainHead.objects.get(chain=NO_ORGANIZATION_CHAIN).last_hash == event.hash
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_failed_append_outside_a_transaction_writes_nothing_and_ends_its_transaction(
+    require_postgres,
+):
+    first = record(action=Action.LOGIN, actor_label="alice")
+    with pytest.raises(DataError):
+        # Longer than the column: the database refuses the insert after the head was locked.
+        record(action=Action.STUDIES_QUERIED, actor_label="alice", target_id="x" * 500)
+    assert connection.connection.info.transaction_status == TransactionStatus.IDLE
+    head = ChainHead.objects.get(chain=NO_ORGANIZATION_CHAIN)
+    assert (head.count, head.last_hash) == (1, first.hash)
+    assert AuditEvent.objects.count() == 1
+    record(action=Action.LOGOUT, actor_label="alice")
+    result = verify_chain()
+    assert result.ok, [str(b) for b in result.breaks]
+    assert result.count == 2
