@@ -158,6 +158,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds (2)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds; medians reported (3)")
+    parser.add_argument(
+        "--measure",
+        default=",".join(MEASUREMENTS),
+        help=f"comma-separated measurements to run, of {', '.join(MEASUREMENTS)} (all)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write every number as JSON")
     parser.add_argument(
         "--keep", action="store_true", help="keep the working folder (logs) at the end"
@@ -167,6 +172,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.studies < len(FAMILY_NAMES) or args.studies % len(FAMILY_NAMES):
         parser.error(f"--studies must be a multiple of {len(FAMILY_NAMES)}")
+    args.measure = [name.strip() for name in args.measure.split(",") if name.strip()]
+    unknown = sorted(set(args.measure) - set(MEASUREMENTS))
+    if unknown or not args.measure:
+        parser.error(f"--measure takes names among {', '.join(MEASUREMENTS)}, not {unknown}")
     if min(args.store_instances, args.connections, args.rounds) < 1 or args.duration <= 0:
         parser.error("--store-instances, --connections, --rounds and --duration must be positive")
     return args
@@ -564,6 +573,8 @@ def main(argv: list[str] | None = None) -> int:
             "rendered": {name: (c, rendered_paths, "image/jpeg") for name, c in contenders.items()},
         }
         for label, plan in plans.items():
+            if label not in args.measure:
+                continue
             for contender, paths, accept in plan.values():
                 contender.load(paths, accept, args, args.warmup)
             say(f"Measuring {label}…")
@@ -576,36 +587,10 @@ def main(argv: list[str] | None = None) -> int:
                 label=label,
             )
 
-        say(f"Measuring C-STORE ({args.store_instances} instances per association)…")
-        store_rounds: dict[str, list] = {"portal": [], "Orthanc": []}
-        for number in range(1, args.rounds + 1):
-            study_uid, paths = make_store_files(folder, number, args.store_instances)
-            order = ["portal", "Orthanc"] if number % 2 else ["Orthanc", "portal"]
-            for name in order:
-                if name == "portal":
-                    seconds, statuses = store_series("127.0.0.1", listener_port, PORTAL_AE, paths)
-                    held = portal_instances(contenders["portal"], study_uid)
-                else:
-                    seconds, statuses = namespace.run(
-                        store_series, "127.0.0.1", orthanc.dicom_port, orthanc.aet, paths
-                    )
-                    held = orthanc_instances(orthanc, study_uid)
-                if any(status != 0 for status in statuses) or held != len(paths):
-                    raise RuntimeError(
-                        f"{name}: {sum(s != 0 for s in statuses)} C-STORE failure(s); it holds "
-                        f"{held} of {len(paths)} instances"
-                    )
-                store_rounds[name].append(
-                    {
-                        "seconds": seconds,
-                        "instances": len(paths),
-                        "instances_per_s": len(paths) / seconds,
-                        "megabytes_per_s": sum(p.stat().st_size for p in paths) / seconds / 1e6,
-                    }
-                )
-                say(f"  round {number}, store, {name}: {len(paths) / seconds:.1f} instances/s")
-            shutil.rmtree(paths[0].parent, ignore_errors=True)
-        results["store"] = store_rounds
+        if "store" in args.measure:
+            results["store"] = measure_store(
+                args, folder, listener_port, contenders, namespace, orthanc
+            )
         after = load_average()
 
         context = {
@@ -656,6 +641,40 @@ def main(argv: list[str] | None = None) -> int:
             say(f"Kept {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def measure_store(args, folder: Path, listener_port: int, contenders, namespace, orthanc):
+    """C-STORE of one new series per round over one association, interleaved."""
+    say(f"Measuring C-STORE ({args.store_instances} instances per association)…")
+    store_rounds: dict[str, list] = {"portal": [], "Orthanc": []}
+    for number in range(1, args.rounds + 1):
+        study_uid, paths = make_store_files(folder, number, args.store_instances)
+        order = ["portal", "Orthanc"] if number % 2 else ["Orthanc", "portal"]
+        for name in order:
+            if name == "portal":
+                seconds, statuses = store_series("127.0.0.1", listener_port, PORTAL_AE, paths)
+                held = portal_instances(contenders["portal"], study_uid)
+            else:
+                seconds, statuses = namespace.run(
+                    store_series, "127.0.0.1", orthanc.dicom_port, orthanc.aet, paths
+                )
+                held = orthanc_instances(orthanc, study_uid)
+            if any(status != 0 for status in statuses) or held != len(paths):
+                raise RuntimeError(
+                    f"{name}: {sum(s != 0 for s in statuses)} C-STORE failure(s); it holds "
+                    f"{held} of {len(paths)} instances"
+                )
+            store_rounds[name].append(
+                {
+                    "seconds": seconds,
+                    "instances": len(paths),
+                    "instances_per_s": len(paths) / seconds,
+                    "megabytes_per_s": sum(p.stat().st_size for p in paths) / seconds / 1e6,
+                }
+            )
+            say(f"  round {number}, store, {name}: {len(paths) / seconds:.1f} instances/s")
+        shutil.rmtree(paths[0].parent, ignore_errors=True)
+    return store_rounds
 
 
 def stop_process(process) -> None:
@@ -803,6 +822,8 @@ def report(context: dict[str, Any], results: dict[str, dict[str, list]]) -> str:
         "|---|---:|---:|---:|---|",
     ]
     for key, (title, metric, unit) in MEASUREMENTS.items():
+        if key not in results:
+            continue
         portal = [run[metric] for run in results[key]["portal"]]
         orthanc = [run[metric] for run in results[key]["Orthanc"]]
         ratio = median([p / o for p, o in zip(portal, orthanc, strict=True)])
@@ -825,6 +846,8 @@ def report(context: dict[str, Any], results: dict[str, dict[str, list]]) -> str:
         "|---|---:|---|---:|---:|---:|---:|",
     ]
     for key, (_title, metric, unit) in MEASUREMENTS.items():
+        if key not in results:
+            continue
         for name in ("portal", "Orthanc"):
             for number, run in enumerate(results[key][name], start=1):
                 p50 = f"{run['p50_ms']:.1f}" if "p50_ms" in run else "—"
