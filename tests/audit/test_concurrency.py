@@ -216,6 +216,28 @@ def test_append_outside_a_transaction_takes_two_round_trips(require_postgres):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
+def test_append_inside_a_transaction_takes_two_round_trips_and_commits_with_it(
+    require_postgres,
+):
+    record(action=Action.LOGIN, actor_label="alice")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        with CaptureQueriesContext(connection) as queries:
+            record(action=Action.SHARE_CREATED, actor_label="alice")
+        assert len(queries.captured_queries) == 2, [q["sql"][:80] for q in queries]
+        raise RuntimeError("the action fails after its event was appended")
+    # The event went with the action it described; the head did not move.
+    assert AuditEvent.objects.count() == 1
+    assert ChainHead.objects.get(chain=NO_ORGANIZATION_CHAIN).count == 1
+    with transaction.atomic():
+        event = record(action=Action.SHARE_CREATED, actor_label="alice")
+    assert AuditEvent.objects.get(pk=event.pk).hash == event.hash
+    result = verify_chain()
+    assert result.ok, [str(b) for b in result.breaks]
+    assert result.count == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
 def test_failed_append_outside_a_transaction_writes_nothing_and_ends_its_transaction(
     require_postgres,
 ):
