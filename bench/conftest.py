@@ -8,7 +8,10 @@ runner `make bench` calls. Sizes and databases come from the environment:
 - ``BENCH_SHARE_ENTRIES`` (default 10000): the studies a recipient holds through shares, for
   the sharing benchmark;
 - ``BENCH_MESSAGES`` (default 1000) for the outbox; ``BENCH_LINK_SECONDS`` (default 5) for
-  each measurement of guest-link opens;
+  each measurement of guest-link pages and opens;
+- ``BENCH_HTTP_SECONDS`` (default 8) for each DICOMweb measurement, next to Orthanc (which needs
+  Debian's ``orthanc`` and ``orthanc-dicomweb`` and root for its network namespace: without
+  them that benchmark is skipped, saying so);
 - ``BENCH_DATABASES`` (default ``sqlite,postgres`` when PostgreSQL answers at
   ``BENCH_POSTGRES_URL``, else ``sqlite`` alone).
 """
@@ -16,6 +19,7 @@ runner `make bench` calls. Sizes and databases come from the environment:
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -79,6 +83,9 @@ class BenchmarkScript(pytest.File):
 
 class BenchmarkRun(pytest.Item):
     def runtest(self) -> None:
+        missing = MISSING.get(self.path.name, lambda: "")()
+        if missing:
+            pytest.skip(f"{self.path.name}: {missing}")
         command = [sys.executable, str(self.path), *BENCHMARKS[self.path.name]()]
         # stderr (the script's progress) goes to pytest's capture: shown if the run fails.
         completed = subprocess.run(
@@ -125,10 +132,39 @@ def _link_arguments() -> list[str]:
     return ["--database", database, "--duration", os.environ.get("BENCH_LINK_SECONDS", "5")]
 
 
+def _dicomweb_arguments() -> list[str]:
+    database = "postgres" if "postgres" in _databases() else "sqlite"
+    return ["--database", database, "--duration", os.environ.get("BENCH_HTTP_SECONDS", "8")]
+
+
+def _audit_arguments() -> list[str]:
+    return []
+
+
+def _orthanc_missing() -> str:
+    if shutil.which("Orthanc") is None:
+        return "Orthanc is not installed (apt-get install orthanc orthanc-dicomweb)"
+    if os.geteuid() != 0:
+        return "Orthanc runs in a network namespace of its own, which needs root"
+    return ""
+
+
+def _postgres_missing() -> str:
+    url = os.environ.get("BENCH_POSTGRES_URL", DEFAULT_POSTGRES)
+    return "" if _postgres_answers(url) else f"no PostgreSQL answers at {url}"
+
+
 # Each benchmark script and the arguments `make bench` runs it with.
 BENCHMARKS = {
     "directory_bench.py": _directory_arguments,
     "outbox_bench.py": _outbox_arguments,
     "link_bench.py": _link_arguments,
     "share_bench.py": _share_arguments,
+    "audit_bench.py": _audit_arguments,
+    "dicomweb_bench.py": _dicomweb_arguments,
+}
+# What a benchmark needs that a machine may lack: the reason it is skipped, or "".
+MISSING = {
+    "audit_bench.py": _postgres_missing,
+    "dicomweb_bench.py": _orthanc_missing,
 }

@@ -72,6 +72,7 @@ from bench.harness import (  # noqa: E402
     Gunicorn,
     LoadFailed,
     ThrowawayDatabase,
+    empty_redis,
     free_port,
     interleaved,
     load_average,
@@ -107,13 +108,6 @@ GIVEN_NAMES = ["Anna", "Marc", "Sofia", "Luc", "Emma", "Noah", "Lea", "Tom", "In
 # Issue 13's search goal: 0.5x at 50 studies, 5x at 5,000 and at 100,000 (--studies).
 GOALS = {"qido": 5.0, "rest": None, "frames": 1.0, "rendered": 1.3, "store": None}
 DEFAULT_CACHE = "redis://127.0.0.1:6379/14"
-
-
-def _empty_cache(url: str) -> None:
-    """Start (and end) with an empty cache: no frame or decision of an earlier run."""
-    import redis
-
-    redis.Redis.from_url(url).flushdb()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -489,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("CACHE_URL", "REDIS_URL", "SITE_URL"):
             env.pop(name, None)
         if args.cache_url:
-            _empty_cache(args.cache_url)
+            empty_redis(args.cache_url)
             env["CACHE_URL"] = args.cache_url
         say("Migrating the portal's database…")
         subprocess.run(
@@ -636,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
         database.drop()
         if args.cache_url:
             with contextlib.suppress(Exception):
-                _empty_cache(args.cache_url)
+                empty_redis(args.cache_url)
         if args.keep:
             say(f"Kept {folder}")
         else:

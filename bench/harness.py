@@ -58,6 +58,15 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+def empty_redis(url: str) -> None:
+    """Start (and end) a run with an empty Redis database: no frame or decision of an earlier
+    run. Benchmarks take their own database number, not the one a developer's portal uses."""
+    import redis
+
+    with contextlib.suppress(redis.RedisError):
+        redis.Redis.from_url(url).flushdb()
+
+
 # --- The database ----------------------------------------------------------------------------
 
 
@@ -105,20 +114,32 @@ class ThrowawayDatabase:
 
 
 class Gunicorn:
-    """``gunicorn -c gunicorn.conf.py`` with sync workers on 127.0.0.1:``port``."""
+    """``gunicorn -c gunicorn.conf.py`` with sync workers on 127.0.0.1:``port``: the portal, or
+    ``app`` (a WSGI application's ``module:name``, such as a benchmark's anchor project) served
+    the same way. Either must answer ``/healthz``."""
 
-    def __init__(self, env: dict[str, str], folder: Path, *, workers: int | None = None):
+    def __init__(
+        self,
+        env: dict[str, str],
+        folder: Path,
+        *,
+        workers: int | None = None,
+        app: str | None = None,
+        name: str = "gunicorn",
+    ):
         self.port = free_port()
-        self.log_path = folder / "gunicorn.log"
+        self.log_path = folder / f"{name}.log"
         command = [
             sys.executable, "-m", "gunicorn",
             "-c", str(ROOT / "gunicorn.conf.py"),
             "--bind", f"127.0.0.1:{self.port}",
             "--worker-class", "sync",
-            "--access-logfile", str(folder / "access.log"),
+            "--access-logfile", str(folder / f"{name}-access.log"),
         ]  # fmt: skip
         if workers is not None:
             command += ["--workers", str(workers)]
+        if app is not None:
+            command.append(app)
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 command,
