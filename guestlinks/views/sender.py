@@ -40,15 +40,12 @@ from guestlinks.services.creation import (
 from guestlinks.services.opening import link_reach
 from guestlinks.services.state import link_status
 from notifications.languages import language_of
+from portal.http import is_fragment_request
 from portal.qr import qr_svg
 from studies.access import user_study_access
 from studies.anonymize import patient_display
 from studies.models import Study
 from studies.selectors import MAX_ID
-
-
-def _is_fragment_request(request: HttpRequest) -> bool:
-    return request.headers.get("X-Requested-With") == "XMLHttpRequest"
 
 
 def _int_param(value: str | None) -> int | None:
@@ -231,7 +228,7 @@ def delete(request: HttpRequest, pk: int) -> HttpResponse:
     if link.study is None:
         messages.success(request, _("The guest link was deleted. It no longer opens."))
         return redirect("studies:directory")
-    if _is_fragment_request(request):
+    if is_fragment_request(request):
         return _list_response(request, link.study)
     messages.success(request, _("The guest link was deleted. It no longer opens."))
     return redirect(reverse("studies:study", args=[link.study.study_uid]) + "#guest-links")

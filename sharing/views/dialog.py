@@ -18,12 +18,13 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.template.loader import render_to_string
 from django.urls import path
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
+from portal.http import dialog_response, is_fragment_request
 from sharing.forms import ACCESS_CHOICES, DetailedSearchForm, RecipientRows, ShareForm
 from sharing.models import Favorite, RecipientKind, SenderDefaults, Share
 from sharing.selectors import favorites_of, search_recipients
@@ -42,16 +43,8 @@ REFUSED_TEMPLATE = "sharing/_share_refused.html"
 PAGE_TEMPLATE = "sharing/_share_page.html"
 
 
-def _is_fragment_request(request: HttpRequest) -> bool:
-    return request.headers.get("X-Requested-With") == "XMLHttpRequest"
-
-
 def _respond(request: HttpRequest, template: str, context: dict, *, status: int = 200):
-    """The fragment for the remote dialog, or a whole page around it for a browser without
-    scripts."""
-    if _is_fragment_request(request):
-        return render(request, template, context, status=status)
-    return render(request, PAGE_TEMPLATE, {**context, "fragment": template}, status=status)
+    return dialog_response(request, template, PAGE_TEMPLATE, context, status=status)
 
 
 def _selected_studies(request: HttpRequest) -> list[tuple[Study, object]]:
@@ -219,7 +212,7 @@ def share_dialog(request: HttpRequest) -> HttpResponse:
         except PermissionDenied as exc:
             return _refused(request, context, exc)
         else:
-            if not _is_fragment_request(request):
+            if not is_fragment_request(request):
                 # A whole page: to the confirmation's own address, so that reloading it never
                 # posts the share again.
                 return redirect("sharing:done", pk=share.pk)

@@ -15,12 +15,13 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from accounts.permissions import Perm
+from portal.http import dialog_response, is_fragment_request
 from studies.access import organizable_worklist_ids, visible_studies
 from studies.models import Folder, Study, Worklist
 from studies.selectors import (
@@ -48,14 +49,8 @@ PAGE_TEMPLATE = "studies/_folder_page.html"
 MAX_STUDIES = 500
 
 
-def _is_fragment_request(request: HttpRequest) -> bool:
-    return request.headers.get("X-Requested-With") == "XMLHttpRequest"
-
-
-def _respond(request, template: str, context: dict, *, status: int = 200) -> HttpResponse:
-    if _is_fragment_request(request):
-        return render(request, template, context, status=status)
-    return render(request, PAGE_TEMPLATE, {**context, "fragment": template}, status=status)
+def _respond(request: HttpRequest, template: str, context: dict, *, status: int = 200):
+    return dialog_response(request, template, PAGE_TEMPLATE, context, status=status)
 
 
 def _done(request: HttpRequest, **params) -> HttpResponse:
@@ -63,7 +58,7 @@ def _done(request: HttpRequest, **params) -> HttpResponse:
     query = urlencode({k: v for k, v in params.items() if v is not None})
     if query:
         url = f"{url}?{query}"
-    if _is_fragment_request(request):
+    if is_fragment_request(request):
         response = HttpResponse(status=204)
         response["X-Dialog-Redirect"] = url
         return response
