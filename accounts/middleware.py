@@ -6,12 +6,14 @@ from django.contrib.auth import REDIRECT_FIELD_NAME, logout
 from django.http import JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
+from django.utils import translation
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 
 from accounts.policy import has_two_factor, two_factor_required
 from audit.models import Action
 from audit.services import record
+from notifications.languages import supported_language
 
 SESSION_STARTED_KEY = "_session_started"
 LAST_SEEN_KEY = "_last_seen"
@@ -111,3 +113,21 @@ class TwoFactorMiddleware:
         messages.warning(request, reason)
         query = urlencode({REDIRECT_FIELD_NAME: request.get_full_path()})
         return redirect(f"{reverse(page)}?{query}")
+
+
+class UserLanguageMiddleware:
+    """A logged-in user reads every page in the language stored on their account, whatever the
+    browser asks for (after Django's LocaleMiddleware, which serves everyone else from the
+    language menu's cookie or the browser's languages)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = request.user
+        if user.is_authenticated and user.language != request.LANGUAGE_CODE:
+            language = supported_language(user.language)
+            if language is not None:
+                translation.activate(language)
+                request.LANGUAGE_CODE = language
+        return self.get_response(request)

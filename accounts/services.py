@@ -51,6 +51,7 @@ from accounts.tokens import secret_digest
 from accounts.validators import normalize_mobile
 from audit.models import Action, Outcome
 from audit.services import record
+from notifications.languages import supported_language
 from portal.clients import client_ip
 
 # Between the password and the code, the session names the user without logging them in. The
@@ -819,3 +820,16 @@ def register_user(
         details={"email": user.email, **(audit_details or {})},
     )
     return user
+
+
+def set_language(*, user: User, language: str) -> str:
+    """Store the language ``user`` reads the portal in (applied at every request once logged
+    in, on any device; messages to them are written in it too). Returns the portal's code for
+    it; an unknown language is refused."""
+    chosen = supported_language(language)
+    if chosen is None:
+        raise ValidationError(_("This language is not available."), code="language")
+    if user.language != chosen:
+        user.language = chosen
+        user.save(update_fields=["language"])
+    return chosen

@@ -5,6 +5,7 @@ service from ``accounts.services`` and turns a refusal into a form error."""
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render, resolve_url
 from django.utils import timezone
@@ -19,6 +20,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts import services
 from accounts.forms import CodeForm, LoginForm, PasswordChangeForm, PasswordConfirmForm
 from accounts.policy import two_factor_required
+from notifications.languages import supported_language
 from portal.csrf import accepts_opaque_origin
 from portal.qr import qr_svg
 
@@ -294,3 +296,32 @@ def revoke_api_token(request: HttpRequest, token_id: int) -> HttpResponse:
         _("Token %(prefix)s… is revoked: it no longer opens anything.") % {"prefix": token.prefix},
     )
     return redirect("accounts:api_tokens")
+
+
+@accepts_opaque_origin
+@require_POST
+def language_view(request: HttpRequest) -> HttpResponse:
+    """The language menu of every page: the language is remembered in a cookie for this browser
+    (the login and guest pages too) and, for a logged-in user, on the account. Back to the page
+    the menu was on."""
+    language = request.POST.get("language", "")
+    response = redirect(_safe_next(request) or resolve_url("home"))
+    try:
+        if request.user.is_authenticated:
+            language = services.set_language(user=request.user, language=language)
+        else:
+            language = supported_language(language) or ""
+            if not language:
+                raise ValidationError(_("This language is not available."))
+    except ValidationError as error:
+        messages.error(request, error.messages[0])
+        return response
+    response.set_cookie(
+        settings.LANGUAGE_COOKIE_NAME,
+        language,
+        max_age=settings.LANGUAGE_COOKIE_AGE,
+        secure=settings.LANGUAGE_COOKIE_SECURE,
+        httponly=settings.LANGUAGE_COOKIE_HTTPONLY,
+        samesite=settings.LANGUAGE_COOKIE_SAMESITE,
+    )
+    return response

@@ -98,6 +98,8 @@ MIDDLEWARE = [
     "accounts.middleware.SessionLifetimeMiddleware",
     # Sessions that owe a one-time code (accounts.policy) reach only the two-factor pages.
     "accounts.middleware.TwoFactorMiddleware",
+    # The language stored on a logged-in user's account wins over the browser's.
+    "accounts.middleware.UserLanguageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Innermost, so it sees the technical 404 Django makes in DEBUG for any unknown address.
     "portal.middleware.DemoNotFoundMiddleware",
@@ -239,6 +241,7 @@ if not DEBUG:
     SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
+    LANGUAGE_COOKIE_SECURE = True
 CSRF_COOKIE_HTTPONLY = True
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -250,6 +253,10 @@ CONTENT_SECURITY_POLICY = (
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("fr", "Français"), ("nl", "Nederlands"), ("de", "Deutsch")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+# The language menu's choice, for this browser (a logged-in user's is kept on the account too).
+LANGUAGE_COOKIE_AGE = int(timedelta(days=365).total_seconds())
+LANGUAGE_COOKIE_HTTPONLY = True
+LANGUAGE_COOKIE_SAMESITE = "Lax"
 TIME_ZONE = env_str("TIME_ZONE", "Europe/Brussels")
 USE_I18N = True
 USE_TZ = True

@@ -11,11 +11,13 @@ an address without the token.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_post_parameters
@@ -25,6 +27,7 @@ from guestlinks.access import grant_for_link, live_grants
 from guestlinks.forms_recipient import OpenLinkForm
 from guestlinks.models import GuestLink
 from guestlinks.services import opening
+from notifications.languages import supported_language
 from portal.csrf import accepts_opaque_origin, no_referrer
 from portal.http import SeeOther
 from studies.models import Study
@@ -40,6 +43,17 @@ def _unavailable(request: HttpRequest, *, status: int = 404, message: str = "") 
         {"message": message or opening.unavailable_message()},
         status=status,
     )
+
+
+def _speak_link_language(request: HttpRequest, link: GuestLink) -> None:
+    """A guest page speaks the link's language, the one its email was written in, unless this
+    browser picked another in the language menu or a logged-in user's account says which."""
+    if settings.LANGUAGE_COOKIE_NAME in request.COOKIES or request.user.is_authenticated:
+        return
+    language = supported_language(link.language)
+    if language is not None:
+        translation.activate(language)
+        request.LANGUAGE_CODE = language
 
 
 def _link_page(
@@ -75,6 +89,7 @@ def link_page(request: HttpRequest, token: str) -> HttpResponse:
         link = opening.find_link(token=token, request=request)
     except opening.LinkUnavailable as refusal:
         return _unavailable(request, status=refusal.status)
+    _speak_link_language(request, link)
     if grant_for_link(request, link.pk) is not None:
         # Opened before in this browser and still good: back to the studies, no use spent.
         return SeeOther(opening.destination_for(link))
@@ -190,6 +205,7 @@ def confirm(request: HttpRequest, token: str) -> HttpResponse:
     except opening.LinkUnavailable as refusal:
         return _unavailable(request, status=refusal.status)
     link = confirmation.link
+    _speak_link_language(request, link)
     context = {
         "organization_name": link.organization.name,
         "email": opening.masked_email(link.email),

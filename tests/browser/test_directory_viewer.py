@@ -79,7 +79,7 @@ def test_find_copy_link_and_view_a_study(page_on, live_server, alice, ct_study, 
     assert "/accounts/login/" in page.url
     page.fill("input[name=username]", "alice")
     page.fill("input[name=password]", "correct-horse-battery")
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     page.wait_for_url(re.compile(r"/studies/"))
     assert page.title().startswith("Patient Study Directory")
     assert page.locator("tr.study-row").count() == 4
@@ -235,7 +235,7 @@ def test_dialog_items_load_submit_and_confirm_in_place(
     page.goto("/accounts/login/?next=/studies/")
     page.fill("input[name=username]", "alice")
     page.fill("input[name=password]", "correct-horse-battery")
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     page.wait_for_url(re.compile(r"/studies/$"))
 
     rows = page.locator("tr.study-row")

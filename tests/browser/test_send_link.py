@@ -48,7 +48,7 @@ def log_in(page, username="alice"):
     page.goto("/accounts/login/?next=/studies/")
     page.fill("input[name=username]", username)
     page.fill("input[name=password]", "correct-horse-battery")
-    page.click("button[type=submit]")
+    page.click("main button[type=submit]")
     page.wait_for_url(re.compile(r"/studies/$"))
 
 
