@@ -42,7 +42,7 @@ def study_labels(user, study_uids: Iterable[str]) -> dict[str, str]:
         parts = [
             patient.name,
             study.description or _("Study"),
-            date_format(study.study_date, "Y-m-d") if study.study_date else "",
+            date_format(study.study_date, "DATE_FORMAT") if study.study_date else "",
         ]
         labels[study.study_uid] = " · ".join(part for part in parts if part)
     return labels

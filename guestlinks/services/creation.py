@@ -19,6 +19,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from accounts.models import Organization, User
@@ -398,7 +399,7 @@ def _check(
                     "Your own access to this study ends on %(day)s: the link cannot stay "
                     "valid longer."
                 )
-                % {"day": timezone.localtime(held_until).strftime("%d/%m/%Y %H:%M")},
+                % {"day": date_format(timezone.localtime(held_until), "DATETIME_FORMAT")},
             )
 
     if options.login_required and not organization.allow_link_login_required:

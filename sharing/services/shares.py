@@ -20,6 +20,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
@@ -282,7 +283,7 @@ def _validity(
             errors.add(
                 "unlimited",
                 _("Your own access ends on %(day)s: you cannot share it for longer.")
-                % {"day": held_until.isoformat()},
+                % {"day": date_format(held_until, "DATE_FORMAT")},
             )
         return None
     maximum = _policy_maximum(organization, today)
@@ -301,7 +302,7 @@ def _validity(
         errors.add(
             "valid_until",
             _("Your own access ends on %(day)s: you cannot share it for longer.")
-            % {"day": held_until.isoformat()},
+            % {"day": date_format(held_until, "DATE_FORMAT")},
         )
     return day
 
@@ -355,7 +356,7 @@ def summary_of(share: Share) -> str:
     for recipient in share.recipients.all():
         counts[recipient.kind] = counts.get(recipient.kind, 0) + 1
     who = ", ".join(f"{count} {kind}" for kind, count in counts.items())
-    until = share.valid_until.isoformat() if share.valid_until else _("unlimited")
+    until = date_format(share.valid_until, "DATE_FORMAT") if share.valid_until else _("unlimited")
     count = share.studies.count()
     text = ngettext(
         "%(count)s study shared with %(who)s (%(level)s) until %(until)s",

@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import time_machine
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.formats import date_format
 
 from accounts.models import ApiToken
 from audit.models import Action, AuditEvent
@@ -123,7 +125,7 @@ def test_finding_5_alice_lists_her_tokens_without_their_secrets(client, alice, b
     assert f'href="{TOKENS_PAGE}"' in directory.text, "the user menu links the page"
     assert page.status_code == 200
     assert f"{token.prefix}…" in page.text
-    assert token.expires_at.strftime("%Y-%m-%d") in page.text
+    assert date_format(timezone.localtime(token.expires_at), "DATETIME_FORMAT") in page.text
     assert secret not in page.text and token.digest not in page.text
     assert bobs[:8] not in page.text
     assert "no-store" in page["Cache-Control"]

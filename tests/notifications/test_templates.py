@@ -88,9 +88,9 @@ def test_share_notification_says_who_what_when_and_the_message():
     _subject, text, html = render("share_notification", "en", urgent=False)
 
     assert "Dr. Alice Tester has shared a study with you on Study Portal:" in text
-    assert "- J. D. · CT Chest · May 17, 2024" in text
+    assert "- J. D. · CT Chest · 17 May 2024" in text
     assert "Please look at the left lower lobe." in text and "left lower lobe" in html
-    assert "You have access until June 17, 2024." in text
+    assert "You have access until 17 Jun 2024." in text
 
 
 def test_share_of_several_studies_lists_each_and_counts_them_in_the_subject():
@@ -106,14 +106,15 @@ def test_share_of_several_studies_lists_each_and_counts_them_in_the_subject():
 
     assert subject == "Dr. Alice Tester heeft 2 onderzoeken met u gedeeld"
     assert "- J. D. · CT Chest · 2024-05-17" in text
-    assert "- A. B. · MR Knee · 2 januari 2023" in text
+    assert "- A. B. · MR Knee · 02/01/2023" in text
     assert "Onderzoeken openen" in html
 
 
 def test_dates_follow_the_language():
-    assert "17 mai 2024" in render("share_notification", "fr")[1]
-    assert "17. Mai 2024" in render("share_notification", "de")[1]
-    assert "17 mei 2024" in render("share_notification", "nl")[1]
+    # As the manuals write them; in English the month is spelled, so no reader swaps day and month.
+    for language in ("fr", "de", "nl"):
+        assert "17/05/2024" in render("share_notification", language)[1]
+    assert "17 May 2024" in render("share_notification", "en")[1]
 
 
 MINIMAL_CONTEXT = {

@@ -11,6 +11,7 @@ from html import unescape
 import pytest
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 
 from accounts.models import Organization
 from accounts.permissions import Perm
@@ -131,7 +132,7 @@ def test_the_valid_until_default_is_the_organizations_and_never_past_its_maximum
     html = text_of(client_for(alice).get(DIALOG, {"study": study.study_uid}, **FRAGMENT))
     assert f'value="{(today + timedelta(days=10)).isoformat()}"' in html
     assert f'max="{(today + timedelta(days=60)).isoformat()}"' in html
-    assert f"At most until {(today + timedelta(days=60)):%d/%m/%Y}." in html
+    assert f"At most until {date_format(today + timedelta(days=60), 'DATE_FORMAT')}." in html
 
     org.default_share_validity_days = 90
     org.save()
@@ -466,7 +467,7 @@ def test_the_confirmation_says_what_with_whom_until_when(alice, bob, group, stud
         "CT Abdomen",
         "Bob Tester",
         "Neuroradiology (St. Elsewhere Hospital)",
-        "31/12/2030",
+        "31 Dec 2030",
         "Images and read access to the report",
         "Tumour board",
         "Urgent",
@@ -477,9 +478,9 @@ def test_the_confirmation_says_what_with_whom_until_when(alice, bob, group, stud
     ):
         assert words in html, words
     text = re.search(r'<textarea id="share-done-text"[^>]*>(.*?)</textarea>', html, re.S).group(1)
-    assert "- CT Chest, 17/05/2024" in text
+    assert "- CT Chest, 17 May 2024" in text
     assert "- Bob Tester (User)" in text
-    assert "Valid until: 31/12/2030" in text
+    assert "Valid until: 31 Dec 2030" in text
     assert "Doe" not in text  # it is pasted into emails
     assert 'data-copy-from="#share-done-text"' in html
     # Share again: the same studies, a fresh form.
