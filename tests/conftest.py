@@ -67,6 +67,18 @@ def _isolated_storage(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _default_language():
+    """Each test starts in the portal's default language: a page an earlier test requested in
+    Dutch (or as a user who reads German) leaves that language active in the thread, as every
+    request in production does until the next one activates its own."""
+    from django.conf import settings
+    from django.utils import translation
+
+    with translation.override(settings.LANGUAGE_CODE):
+        yield
+
+
+@pytest.fixture(autouse=True)
 def _fresh_mail_connection():
     """A test's emails go to the mail server (or fake) it set up, not over a connection an
     earlier test left open (notifications.backends keeps one per process)."""

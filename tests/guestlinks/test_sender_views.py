@@ -224,7 +224,7 @@ def test_get_link_with_email_password_and_two_uses(
     parts = urlsplit(mailto)
     assert parts.scheme == "mailto" and unquote(parts.path) == "gp@example.org"
     query = parse_qs(parts.query)
-    assert query["subject"] == ["Secure link to a medical study"]
+    assert query["subject"] == ["Beveiligde link naar een medisch onderzoek"]  # the link's language
     assert url in query["body"][0]
     assert "Doe" not in mailto and "Jane" not in mailto and "CT Chest" not in mailto
 

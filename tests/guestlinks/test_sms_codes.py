@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.conf import settings
 from django.utils import timezone
 
 from audit.models import Action, AuditEvent
@@ -27,6 +28,13 @@ MOBILE = "+32470123456"
 def coded(study, make_link):
     """A study link that asks for an SMS code, and its token."""
     return make_link(study, sms_code_required=True, mobile=MOBILE, language="nl")
+
+
+@pytest.fixture(autouse=True)
+def _guest_reads_english(guest, settings):
+    """The link was sent in Dutch, so its texts go out in Dutch; the guest reads its pages in
+    English, picked in the language menu."""
+    guest.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
 
 
 def send_code(client, token):
@@ -81,8 +89,9 @@ def test_a_valid_code_opens_once(guest, coded):
     stored = SmsCode.objects.get(link=link)
     assert stored.used_at is not None
 
-    # Single use: another browser with the same code gets nowhere.
+    # Single use: another browser (reading English too) with the same code gets nowhere.
     other = HttpsClient()
+    other.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
     again = open_with(other, token, code)
     assert again.status_code == 403
     assert "expired or was already used" in again.content.decode()
