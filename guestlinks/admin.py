@@ -19,6 +19,7 @@ from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.formats import date_format
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
@@ -137,7 +138,7 @@ class GuestLinkAdmin(admin.ModelAdmin):
         # The study's description and date, never the patient's name (lists are shared screens).
         if obj.study_id:
             study = obj.study
-            date = study.study_date.isoformat() if study.study_date else ""
+            date = date_format(study.study_date, "DATE_FORMAT") if study.study_date else ""
             return " · ".join(part for part in (study.description or study.study_uid, date) if part)
         if obj.worklist_id:
             return f"{gettext('Worklist')} · {obj.worklist.name}"

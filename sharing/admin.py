@@ -18,6 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
@@ -133,7 +134,7 @@ def recipient_label(recipient: ShareRecipient) -> str:
 
 def _study_label(study) -> str:
     # The study's description and date, never the patient's name (lists are shared screens).
-    date = study.study_date.isoformat() if study.study_date else ""
+    date = date_format(study.study_date, "DATE_FORMAT") if study.study_date else ""
     return " · ".join(part for part in (study.description or study.study_uid, date) if part)
 
 

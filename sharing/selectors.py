@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.utils.formats import date_format
 
 from accounts.models import Group, Location, Membership, User
 from accounts.permissions import Perm
@@ -386,7 +387,7 @@ def _study_summary(study: Study) -> str:
         part
         for part in (
             study.description or study.modalities,
-            study.study_date.isoformat() if study.study_date else "",
+            date_format(study.study_date, "DATE_FORMAT") if study.study_date else "",
         )
         if part
     )

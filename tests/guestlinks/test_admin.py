@@ -74,7 +74,7 @@ def test_dana_lists_her_organizations_links_only(dana, alice, study, riverside_l
     html = response.content.decode()
     assert "St. Elsewhere Hospital" in html
     assert "0 / 2" in html and "Active" in html
-    assert "CT Chest · 2024-05-17" in html
+    assert "CT Chest · 17 May 2024" in html
     assert "Doe" not in html  # the list never names the patient
     assert "Revoke selected links" in html
     # Someone else's link is not there at all.

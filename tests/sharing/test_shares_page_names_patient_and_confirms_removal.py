@@ -50,7 +50,7 @@ def test_the_sender_sees_patient_and_study(alice, bob, study):
     html = text(client_for(alice).get(PAGE))
     assert "Patients and studies" in html
     assert "Jane Doe" in html and "P-0001" in html
-    assert "CT Chest · 2024-05-17" in html
+    assert "CT Chest · 17 May 2024" in html
 
 
 def test_an_administrator_who_may_not_open_the_study_sees_no_patient(
@@ -62,7 +62,7 @@ def test_an_administrator_who_may_not_open_the_study_sees_no_patient(
     made = share(alice, study, ("user", bob.pk))
     assert user_study_access(adam, study) is None
     html = text(client_for(adam).get(PAGE))
-    assert remove_url(made) in html and "CT Chest · 2024-05-17" in html
+    assert remove_url(made) in html and "CT Chest · 17 May 2024" in html
     assert "Patient not shown" in html
     for secret in ("Jane", "Doe", "P-0001"):
         assert secret not in html

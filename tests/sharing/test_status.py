@@ -81,7 +81,7 @@ def test_dana_sees_the_blocked_shares_her_organization_sent(
     assert unblocked.pk not in listed and riverside_blocked.pk not in listed
     html = response.content.decode()
     assert "Bob Tester" in html and "Alice Tester" in html
-    assert "CT Chest · 2024-05-17" in html
+    assert "CT Chest · 17 May 2024" in html
     # Never the patient (words only: a CSRF token may hold any letters).
     assert not re.search(r"\b(Doe|Jane|P-0001)\b", html)
     assert unblock_url(blocked) in html
