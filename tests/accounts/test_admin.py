@@ -221,7 +221,7 @@ def test_role_editor_shows_each_permission_by_its_label(root_client):
 
     assert page.status_code == 200
     for perm in Perm:
-        assert perm.label in page.text
+        assert str(perm.label) in page.text
         assert f'value="{perm.value}"' in page.text
     assert page.text.count('type="checkbox" name="permissions"') == len(Perm)
 

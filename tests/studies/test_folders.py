@@ -240,7 +240,7 @@ def test_without_the_permission_every_change_is_refused_naming_it(
     for attempt in attempts:
         with pytest.raises(FolderPermissionDenied) as refused:
             attempt()
-        assert Perm.ORGANIZE_FOLDERS.label in str(refused.value)
+        assert str(Perm.ORGANIZE_FOLDERS.label) in str(refused.value)
     folder.refresh_from_db()
     assert folder.name == "Teaching file"
     assert not Entry.objects.filter(folder=folder).exists()
@@ -310,7 +310,7 @@ def test_dialogs_refuse_a_role_without_the_permission_and_name_it(
     ]:
         response = client.get(reverse(name), params, **FRAGMENT)
         assert response.status_code == 403
-        assert Perm.ORGANIZE_FOLDERS.label in response.content.decode()
+        assert str(Perm.ORGANIZE_FOLDERS.label) in response.content.decode()
     response = client.post(
         reverse("studies:folder_rename"), {"folder": folder.pk, "name": "Mine"}, **FRAGMENT
     )
@@ -508,7 +508,7 @@ def test_api_errors(api, alice, carol, viewer_only, radiology, studies):
         content_type="application/json",
     )
     assert refused.status_code == 403
-    assert Perm.ORGANIZE_FOLDERS.label in refused.json()["detail"]
+    assert str(Perm.ORGANIZE_FOLDERS.label) in refused.json()["detail"]
 
     client = api(alice)
     duplicate = client.post(
