@@ -186,11 +186,8 @@ def record(
             )
             head = _locked_head(chain)
         last_hash, count = head
-        # Timestamped under the lock, so that times never go backwards along the chain.
-        event.at = timezone.now()
-        event.prev_hash = last_hash
         event.key_id = key.id
-        event.hash = event_mac(hashed_fields(event), event.prev_hash, key)
+        _chain_onto(event, last_hash, key)
         event.save(force_insert=True)
         _move_head(chain, event.hash, count + 1, seal_head(chain, count + 1, event.hash, key))
     return event
@@ -207,13 +204,24 @@ _CHAINING = frozenset({"at", "prev_hash", "hash"})
 _EVENT_COLUMNS = ", ".join(f'"{field.column}"' for field in _EVENT_FIELDS)
 # Two round trips, each several statements sent at once: the lock is held only while the event is
 # hashed and the second one runs, so concurrent appenders queue for less time.
-_LOCK = f'SELECT "last_hash", "count" FROM "{_HEAD_TABLE}" WHERE "chain" = %s FOR UPDATE'  # noqa: S608
-_APPEND = (
+_READ_HEAD = f'SELECT "last_hash", "count" FROM "{_HEAD_TABLE}" WHERE "chain" = %s'  # noqa: S608
+_MOVE_HEAD = (
     f'UPDATE "{_HEAD_TABLE}" SET "last_hash" = %s, "count" = %s, "seal" = %s '  # noqa: S608
-    'WHERE "chain" = %s; '
-    f'INSERT INTO "{_EVENT_TABLE}" ({_EVENT_COLUMNS}) '
+    'WHERE "chain" = %s'
+)
+_LOCK = f"{_READ_HEAD} FOR UPDATE"
+_APPEND = (
+    f'{_MOVE_HEAD}; INSERT INTO "{_EVENT_TABLE}" ({_EVENT_COLUMNS}) '  # noqa: S608
     f'VALUES ({", ".join(["%s"] * len(_EVENT_FIELDS))}) RETURNING "id"'
 )
+
+
+def _chain_onto(event: AuditEvent, last_hash: str, key: SigningKey) -> None:
+    """Make ``event`` the successor of the head's event, under the head's lock. Timestamped
+    there, so that times never go backwards along the chain."""
+    event.at = timezone.now()
+    event.prev_hash = last_hash
+    event.hash = event_mac(hashed_fields(event), last_hash, key)
 
 
 def _appended_in_two_round_trips(event: AuditEvent, chain: int, key: SigningKey) -> bool:
@@ -254,10 +262,7 @@ def _appended_in_two_round_trips(event: AuditEvent, chain: int, key: SigningKey)
                     cursor.execute("ROLLBACK")
                 return False
             last_hash, count = head[0], int(head[1])
-            # Timestamped under the lock, so that times never go backwards along the chain.
-            event.at = timezone.now()
-            event.prev_hash = last_hash
-            event.hash = event_mac(hashed_fields(event), last_hash, key)
+            _chain_onto(event, last_hash, key)
             seal = seal_head(chain, count + 1, event.hash, key)
             values = [
                 prepared[field.attname]
@@ -283,20 +288,12 @@ def _appended_in_two_round_trips(event: AuditEvent, chain: int, key: SigningKey)
 def _locked_head(chain: int) -> tuple[str, int] | None:
     """The chain head's hash and count, locked until the transaction ends (SQLite locks the
     whole database for a writing transaction instead and knows no FOR UPDATE)."""
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f'SELECT "last_hash", "count" FROM "{_HEAD_TABLE}" WHERE "chain" = %s{lock}',  # noqa: S608
-            [chain],
-        )
+        cursor.execute(_LOCK if connection.features.has_select_for_update else _READ_HEAD, [chain])
         row = cursor.fetchone()
     return (row[0], int(row[1])) if row else None
 
 
 def _move_head(chain: int, last_hash: str, count: int, seal: str) -> None:
     with connection.cursor() as cursor:
-        cursor.execute(
-            f'UPDATE "{_HEAD_TABLE}" SET "last_hash" = %s, "count" = %s, "seal" = %s '  # noqa: S608
-            'WHERE "chain" = %s',
-            [last_hash, count, seal, chain],
-        )
+        cursor.execute(_MOVE_HEAD, [last_hash, count, seal, chain])
