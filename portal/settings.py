@@ -253,7 +253,7 @@ CONTENT_SECURITY_POLICY = (
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("fr", "Français"), ("nl", "Nederlands"), ("de", "Deutsch")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
-# One date format per language on every page (portal/formats/<language>/formats.py).
+# One date format per language on every page (portal/formats/common.py, en/formats.py).
 FORMAT_MODULE_PATH = ["portal.formats"]
 # The language menu's choice, for this browser (a logged-in user's is kept on the account too).
 LANGUAGE_COOKIE_AGE = int(timedelta(days=365).total_seconds())
