@@ -6,14 +6,13 @@ from django.contrib.auth import REDIRECT_FIELD_NAME, logout
 from django.http import JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.utils import translation
 from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 
 from accounts.policy import has_two_factor, two_factor_required
 from audit.models import Action
 from audit.services import record
-from notifications.languages import supported_language
+from notifications.languages import speak
 
 SESSION_STARTED_KEY = "_session_started"
 LAST_SEEN_KEY = "_last_seen"
@@ -124,10 +123,6 @@ class UserLanguageMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        user = request.user
-        if user.is_authenticated and user.language != request.LANGUAGE_CODE:
-            language = supported_language(user.language)
-            if language is not None:
-                translation.activate(language)
-                request.LANGUAGE_CODE = language
+        if request.user.is_authenticated:
+            speak(request, request.user.language)
         return self.get_response(request)

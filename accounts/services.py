@@ -822,14 +822,14 @@ def register_user(
     return user
 
 
-def set_language(*, user: User, language: str) -> str:
-    """Store the language ``user`` reads the portal in (applied at every request once logged
-    in, on any device; messages to them are written in it too). Returns the portal's code for
-    it; an unknown language is refused."""
+def set_language(*, user, language: str) -> str:
+    """The language menu's choice: the portal's code for ``language``, which a logged-in user's
+    account keeps (applied at every request, on any device; messages to them are written in it
+    too). An unknown language is refused."""
     chosen = supported_language(language)
     if chosen is None:
         raise ValidationError(_("This language is not available."), code="language")
-    if user.language != chosen:
+    if user.is_authenticated and user.language != chosen:
         user.language = chosen
         user.save(update_fields=["language"])
     return chosen

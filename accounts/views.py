@@ -20,7 +20,6 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts import services
 from accounts.forms import CodeForm, LoginForm, PasswordChangeForm, PasswordConfirmForm
 from accounts.policy import two_factor_required
-from notifications.languages import supported_language
 from portal.csrf import accepts_opaque_origin
 from portal.qr import qr_svg
 
@@ -304,15 +303,11 @@ def language_view(request: HttpRequest) -> HttpResponse:
     """The language menu of every page: the language is remembered in a cookie for this browser
     (the login and guest pages too) and, for a logged-in user, on the account. Back to the page
     the menu was on."""
-    language = request.POST.get("language", "")
     response = redirect(_safe_next(request) or resolve_url("home"))
     try:
-        if request.user.is_authenticated:
-            language = services.set_language(user=request.user, language=language)
-        else:
-            language = supported_language(language) or ""
-            if not language:
-                raise ValidationError(_("This language is not available."))
+        language = services.set_language(
+            user=request.user, language=request.POST.get("language", "")
+        )
     except ValidationError as error:
         messages.error(request, error.messages[0])
         return response

@@ -1,4 +1,4 @@
-"""Which language a message is written in.
+"""Which language a message, or a page, is written in.
 
 PACSonWEB's rule for a message to several recipients: the sender may pick the language; if not,
 the language most recipients share, when strictly more than half of them share it; otherwise the
@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from django.conf import settings
+from django.utils import translation
 
 
 def supported_language(code: str | None) -> str | None:
@@ -22,6 +23,15 @@ def supported_language(code: str | None) -> str | None:
         return normalized
     primary = normalized.split("-", 1)[0]
     return primary if primary in supported else None
+
+
+def speak(request, code: str | None) -> None:
+    """Answer ``request`` in the portal's language for ``code``, when the portal has it (after
+    Django's LocaleMiddleware chose one from the cookie or the browser)."""
+    language = supported_language(code)
+    if language is not None and language != request.LANGUAGE_CODE:
+        translation.activate(language)
+        request.LANGUAGE_CODE = language
 
 
 def choose_language(languages: Sequence[str], override: str | None = None) -> str:

@@ -17,7 +17,6 @@ from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
-from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from django.views.decorators.debug import sensitive_post_parameters
@@ -27,7 +26,7 @@ from guestlinks.access import grant_for_link, live_grants
 from guestlinks.forms_recipient import OpenLinkForm
 from guestlinks.models import GuestLink
 from guestlinks.services import opening
-from notifications.languages import supported_language
+from notifications.languages import speak
 from portal.csrf import accepts_opaque_origin, no_referrer
 from portal.http import SeeOther
 from studies.models import Study
@@ -48,12 +47,8 @@ def _unavailable(request: HttpRequest, *, status: int = 404, message: str = "") 
 def _speak_link_language(request: HttpRequest, link: GuestLink) -> None:
     """A guest page speaks the link's language, the one its email was written in, unless this
     browser picked another in the language menu or a logged-in user's account says which."""
-    if settings.LANGUAGE_COOKIE_NAME in request.COOKIES or request.user.is_authenticated:
-        return
-    language = supported_language(link.language)
-    if language is not None:
-        translation.activate(language)
-        request.LANGUAGE_CODE = language
+    if settings.LANGUAGE_COOKIE_NAME not in request.COOKIES and not request.user.is_authenticated:
+        speak(request, link.language)
 
 
 def _link_page(
