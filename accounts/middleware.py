@@ -62,7 +62,14 @@ class SessionLifetimeMiddleware:
 # Pages a user who still owes the second factor may open: setting it up, giving the code, and
 # leaving. The administration (namespace "admin") applies its own, stricter rule to all staff.
 _TWO_FACTOR_PAGES = frozenset(
-    {"accounts:two_factor", "accounts:two_factor_verify", "accounts:logout", "accounts:login"}
+    {
+        "accounts:two_factor",
+        "accounts:two_factor_verify",
+        "accounts:logout",
+        "accounts:login",
+        # The texts of the two-factor pages' own scripts.
+        "javascript_catalog",
+    }
 )
 # Paths answered in JSON (the REST API, DICOMweb): a refusal, not a redirect to a page.
 _MACHINE_PREFIXES = ("/api/", "/dicomweb/")

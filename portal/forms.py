@@ -1,10 +1,78 @@
-"""What the portal's option dialogs (Send Link, Share) have in common: options an organization's
-policy may switch off, and a service that answers ValidationError({field: [messages]})."""
+"""What the portal's forms have in common: the date box, and for the option dialogs (Send Link,
+Share) options an organization's policy may switch off, and a service that answers
+ValidationError({field: [messages]})."""
 
 from __future__ import annotations
 
+from datetime import date, datetime
+
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.formats import get_format
+from django.utils.translation import gettext_lazy as _
+
+# What a date box shows and its calendar writes back, in every language (portal/formats).
+TYPED_DATE_FORMAT = "%d/%m/%Y"
+
+
+def parse_typed_date(text: str) -> date | None:
+    """``text`` as a date in one of the forms the portal accepts (dd/mm/yyyy and its kin, ISO),
+    or None."""
+    for pattern in get_format("DATE_INPUT_FORMATS"):
+        try:
+            return datetime.strptime(text.strip(), pattern).date()
+        except ValueError:
+            continue
+    return None
+
+
+class DateInput(forms.TextInput):
+    """A date typed as dd/mm/yyyy, beside a button that opens the browser's calendar
+    (static/js/date-input.js), which writes the date it picks back into the box in that form.
+    The browser's own date box alone would order day and month as the browser's locale does
+    (mm/dd/yyyy in an American one), whatever the page's language. ``min`` and ``max`` bound
+    the calendar only; the form checks the date itself. Without scripts the box is a plain text
+    box, whose placeholder spells the format in the page's language."""
+
+    template_name = "portal/widgets/date_input.html"
+
+    def __init__(self, attrs=None):
+        super().__init__(
+            attrs={
+                "placeholder": _("dd/mm/yyyy"),
+                "inputmode": "numeric",
+                "autocomplete": "off",
+                "maxlength": "10",
+                "data-date-text": "",
+                **(attrs or {}),
+            }
+        )
+
+    def format_value(self, value):
+        if isinstance(value, str):
+            # What was typed comes back as typed when it is not a date, so it can be corrected.
+            value = parse_typed_date(value) or value
+        if isinstance(value, date):
+            return value.strftime(TYPED_DATE_FORMAT)
+        return super().format_value(value)
+
+    def get_context(self, name, value, attrs):
+        context = super().get_context(name, value, attrs)
+        widget_attrs = context["widget"]["attrs"]
+        bounds = {key: widget_attrs.pop(key, None) for key in ("min", "max")}
+        context["widget"]["picker"] = {
+            key: bound.isoformat() if isinstance(bound, date) else bound
+            for key, bound in bounds.items()
+        }
+        return context
+
+
+class DateField(forms.DateField):
+    """A date of a form of ours: typed in the date box above, in any of the forms the portal
+    accepts (``portal/formats``)."""
+
+    widget = DateInput
+    default_error_messages = {"invalid": _("Enter a date as dd/mm/yyyy, or pick one.")}
 
 
 class PolicyOptionsForm(forms.Form):

@@ -19,7 +19,7 @@ class SecurityHeadersMiddleware:
             "Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"
         )
         # A view may let the user's own browser keep a response (``private_cache``: an image
-        # whose address names its exact content); nothing else is ever stored.
+        # whose address names its exact content, the scripts' texts); nothing else is stored.
         if not request.path.startswith(settings.STATIC_URL) and not getattr(
             response, "private_cache", False
         ):

@@ -8,6 +8,7 @@ from portal import views
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="studies:directory"), name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("jsi18n/<str:language>/", views.javascript_catalog, name="javascript_catalog"),
     path("accounts/", include("accounts.urls")),
     path("studies/", include("studies.urls")),
     path("dicomweb/", include("dicomweb.urls")),

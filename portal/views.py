@@ -1,11 +1,18 @@
-"""Health check and the generic error pages: they say what happened and what to do next, and
-never show a traceback or anything about the request."""
+"""Health check, the scripts' text catalog, and the generic error pages: they say what happened
+and what to do next, and never show a traceback or anything about the request."""
 
+import hashlib
+
+from django.conf import settings
 from django.db import connection
-from django.http import HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils import translation
+from django.utils.cache import get_conditional_response, patch_cache_control
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
+from django.views.i18n import JavaScriptCatalog
 
 
 @require_GET
@@ -14,6 +21,34 @@ def healthz(request):
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
+
+
+# Built once per language and process: the catalogs change only with a deploy.
+_javascript_catalogs: dict[str, tuple[bytes, str]] = {}
+
+
+@require_GET
+def javascript_catalog(request, language: str):
+    """The texts of the portal's scripts (``static/js``, the ``djangojs`` catalogs in
+    ``locale/``) in ``language``. The language is in the address, not taken from the request,
+    because a page may speak another language than its visitor's (a guest page speaks its link's
+    language); the page names the catalog of the language it was rendered in. Browsers ask again
+    on every page and get a 304 while the catalog is unchanged."""
+    if language not in dict(settings.LANGUAGES):
+        raise Http404
+    if language not in _javascript_catalogs:
+        with translation.override(language):
+            catalog = JavaScriptCatalog.as_view(domain="djangojs", packages=["portal"])(request)
+        digest = hashlib.sha256(catalog.content).hexdigest()[:32]
+        _javascript_catalogs[language] = (catalog.content, f'"{digest}"')
+    body, etag = _javascript_catalogs[language]
+    response = get_conditional_response(request, etag=etag) or HttpResponse(
+        body, content_type="text/javascript; charset=utf-8"
+    )
+    response["ETag"] = etag
+    patch_cache_control(response, private=True, no_cache=True)
+    response.private_cache = True  # portal.middleware would forbid keeping it at all
+    return response
 
 
 # Machine clients (the REST API, DICOMweb viewers and PACS) get JSON errors, never a page.
@@ -32,15 +67,15 @@ def _error(request, status: int, title: str, advice: str) -> HttpResponse:
 
 
 def bad_request(request, exception=None):
-    return _error(request, 400, "Bad request", "Check what you entered and try again.")
+    return _error(request, 400, _("Bad request"), _("Check what you entered and try again."))
 
 
 def permission_denied(request, exception=None):
     return _error(
         request,
         403,
-        "Not allowed",
-        "Your account may not do this. Ask your organization's administrator if you need it.",
+        _("Not allowed"),
+        _("Your account may not do this. Ask your organization's administrator if you need it."),
     )
 
 
@@ -48,8 +83,8 @@ def page_not_found(request, exception=None):
     return _error(
         request,
         404,
-        "Not found",
-        "This page does not exist or you may not see it. Go back to the directory.",
+        _("Not found"),
+        _("This page does not exist or you may not see it. Go back to the directory."),
     )
 
 
@@ -57,6 +92,6 @@ def server_error(request):
     return _error(
         request,
         500,
-        "Something went wrong",
-        "The error was logged. Try again in a moment; if it persists, contact your service desk.",
+        _("Something went wrong"),
+        _("The error was logged. Try again in a moment; if it persists, call your service desk."),
     )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from django import forms
 from django.conf import settings
@@ -26,7 +25,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
-from portal.forms import PolicyOptionsForm
+from portal.forms import DateField, DateInput, PolicyOptionsForm
 from sharing.models import RecipientKind
 from sharing.selectors import (
     MAX_QUERY_LENGTH,
@@ -46,10 +45,6 @@ from sharing.services.shares import (
     ShareTerms,
 )
 from studies.models import AccessLevel, LabelScope
-
-# The formats a typed "valid until" may take: what <input type="date"> sends, and the manual's
-# dd/mm/yyyy for browsers without a date picker, typed by hand.
-DATE_INPUT_FORMATS = ["%Y-%m-%d", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%Y"]
 
 ACCESS_CHOICES = [
     (AccessLevel.REPORT_READ.value, _("Images and read access to the report")),
@@ -81,25 +76,6 @@ KIND_LABELS = {
 _ROW_KIND = re.compile(r"^recipient-(\d{1,4})-kind$")
 
 
-class DatePickerInput(forms.DateInput):
-    """A native date picker. A date typed as dd/mm/yyyy comes back in the ISO form the picker
-    needs (otherwise it would show an empty box after an error)."""
-
-    input_type = "date"
-
-    def __init__(self, attrs=None):
-        super().__init__(attrs=attrs, format="%Y-%m-%d")
-
-    def format_value(self, value):
-        if isinstance(value, str):
-            for pattern in DATE_INPUT_FORMATS:
-                try:
-                    return datetime.strptime(value.strip(), pattern).date().isoformat()
-                except ValueError:
-                    continue
-        return super().format_value(value)
-
-
 class ShareForm(PolicyOptionsForm):
     access = forms.ChoiceField(
         label=_("Access"),
@@ -124,12 +100,10 @@ class ShareForm(PolicyOptionsForm):
             "it; otherwise the first recipient's."
         ),
     )
-    valid_until = forms.DateField(
+    valid_until = DateField(
         label=_("Valid until"),
         required=False,
-        input_formats=DATE_INPUT_FORMATS,
-        widget=DatePickerInput(attrs={"data-share-valid-until": ""}),
-        error_messages={"invalid": _("Enter a date as dd/mm/yyyy, or pick one.")},
+        widget=DateInput(attrs={"data-share-valid-until": ""}),
     )
     unlimited = forms.BooleanField(
         label=_("Unlimited access"),
@@ -202,10 +176,10 @@ class ShareForm(PolicyOptionsForm):
         super().__init__(*args, **kwargs)
         self.terms = terms
         self.recipient_errors: list[str] = []
-        picker = self.fields["valid_until"].widget
-        picker.attrs["min"] = timezone.localdate().isoformat()
+        calendar = self.fields["valid_until"].widget
+        calendar.attrs["min"] = timezone.localdate()
         if terms.latest_valid_until is not None:
-            picker.attrs["max"] = terms.latest_valid_until.isoformat()
+            calendar.attrs["max"] = terms.latest_valid_until
         if not self.is_bound:
             self.fields["valid_until"].initial = terms.default_valid_until
         if terms.anonymized:

@@ -8,8 +8,11 @@
 // Markup (works in dialogs loaded later too, the click handler is delegated):
 //   <input id="link" readonly value="...">
 //   <button type="button" data-copy-from="#link">Copy</button>
-//   <p data-copy-status data-copied-text="Copied." data-failed-text="Press Ctrl+C."></p>
-// data-copy-from may also name a non-form element; its text content is copied.
+//   <p data-copy-status data-copied-text="Link copied." data-failed-text="Press Ctrl+C."></p>
+// data-copy-from may also name a non-form element; its text content is copied. The status texts
+// say what was copied, so the page gives them; without them the status is a generic one.
+
+import { gettext } from "./i18n.js";
 
 const CONFIRMATION_MS = 2500;
 
@@ -58,8 +61,8 @@ export function showCopyResult(button, copied) {
   const status = scopeOf(button).querySelector("[data-copy-status]");
   if (status) {
     status.textContent = copied
-      ? status.dataset.copiedText || "Copied."
-      : status.dataset.failedText || "Press Ctrl+C to copy.";
+      ? status.dataset.copiedText || gettext("Copied to the clipboard.")
+      : status.dataset.failedText || gettext("Copying failed: select the text and press Ctrl+C (⌘C on a Mac).");
     status.classList.toggle("failed", !copied);
   }
   if (copied) {

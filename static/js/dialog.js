@@ -9,6 +9,7 @@
 // ones): their behaviour is delegated (see clipboard.js).
 
 import "./clipboard.js";
+import { gettext } from "./i18n.js";
 
 const openers = new WeakMap();
 
@@ -98,7 +99,7 @@ async function show(dialog, response) {
   }
   if (!html || /<html[\s>]/i.test(html) || response.status >= 500) {
     content.classList.remove("loading");
-    content.textContent = dialog.dataset.errorText || "This action is not available.";
+    content.textContent = notAvailable();
     return;
   }
   content.classList.remove("loading");
@@ -106,10 +107,14 @@ async function show(dialog, response) {
   focusFirstField(content);
 }
 
+function notAvailable() {
+  return gettext("This action is not available right now. Try again, or reload the page.");
+}
+
 function failed(dialog) {
   const content = dialog.querySelector("[data-dialog-content]");
   content.classList.remove("loading");
-  content.textContent = dialog.dataset.errorText || "This action is not available.";
+  content.textContent = notAvailable();
 }
 
 export async function openRemoteDialog({ url, title = "", opener = null }) {
@@ -121,7 +126,7 @@ export async function openRemoteDialog({ url, title = "", opener = null }) {
   const content = dialog.querySelector("[data-dialog-content]");
   dialog.querySelector("[data-dialog-title]").textContent = title;
   content.classList.add("loading");
-  content.textContent = dialog.dataset.loadingText || "Loading…";
+  content.textContent = gettext("Loading…");
   openDialog(dialog, opener);
   try {
     const response = await fetch(url, {

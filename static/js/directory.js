@@ -2,7 +2,9 @@
 // checkboxes, keyboard), opening one (double-click, Enter), the context menu, and dragging the
 // selected studies onto a folder of the side tree (or onto a worklist, out of their folder).
 
+import "./date-input.js";
 import { initContextMenu } from "./contextmenu.js";
+import { gettext, interpolate, ngettext } from "./i18n.js";
 
 const table = document.querySelector("[data-study-table]");
 const rows = table ? [...table.querySelectorAll("tr.study-row")] : [];
@@ -31,8 +33,8 @@ function refresh() {
     selectAll.indeterminate = count > 0 && count < rows.length;
   }
   if (status) {
-    const template = count === 1 ? status.dataset.one : status.dataset.many;
-    status.textContent = count ? (template || "%s selected").replace("%s", String(count)) : "";
+    const text = ngettext("%(count)s study selected", "%(count)s studies selected", count);
+    status.textContent = count ? interpolate(text, { count }) : "";
   }
 }
 
@@ -182,6 +184,10 @@ function draggedIds(row) {
     .map((selected) => selected.dataset.id);
 }
 
+function notMoved() {
+  return gettext("The studies could not be moved. Use “Move to folder…” in their menu to see why.");
+}
+
 function showFolderStatus(text, failed) {
   if (!folderStatus) return;
   folderStatus.textContent = text;
@@ -201,7 +207,7 @@ async function fileStudies(ids, target) {
       headers: { Accept: "text/html", "X-Requested-With": "XMLHttpRequest" },
     });
   } catch {
-    showFolderStatus(folderStatus?.dataset.failedText || "", true);
+    showFolderStatus(notMoved(), true);
     return;
   }
   if (response.ok) {
@@ -212,7 +218,7 @@ async function fileStudies(ids, target) {
   const html = await response.text();
   const page = new DOMParser().parseFromString(html, "text/html");
   const reason = page.querySelector("[role=alert]");
-  showFolderStatus(reason ? reason.textContent.trim() : folderStatus?.dataset.failedText || "", true);
+  showFolderStatus(reason ? reason.textContent.trim() : notMoved(), true);
 }
 
 if (table && directory && fileForm) {

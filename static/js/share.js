@@ -14,6 +14,9 @@
 // Dialog content arrives later (static/js/dialog.js), so every listener is delegated and a
 // MutationObserver brings each new form into its initial state. No inline script or style.
 
+import "./date-input.js";
+import { gettext } from "./i18n.js";
+
 const SEARCH_DELAY_MS = 250;
 const MIN_QUERY_LENGTH = 2;
 const MAX_ROWS = 100;
@@ -201,7 +204,6 @@ function forgetFavorite(form, item) {
 async function removeFavorite(button) {
   const form = formOf(button);
   const item = button.closest("[data-share-favorite]");
-  const status = form.querySelector("[data-share-favorites-status]");
   const token = form.elements.csrfmiddlewaretoken ? form.elements.csrfmiddlewaretoken.value : "";
   if (button.disabled) return;
   button.disabled = true;
@@ -214,13 +216,13 @@ async function removeFavorite(button) {
     });
   } catch {
     button.disabled = false;
-    favoritesStatus(form, status ? status.dataset.failedText : "");
+    favoritesStatus(form, gettext("The favorite could not be removed right now. Try again."));
     return;
   }
   // 404: already gone (removed in another tab); the list catches up.
   if (response.ok || response.status === 404) {
     forgetFavorite(form, item);
-    favoritesStatus(form, status ? status.dataset.removedText : "");
+    favoritesStatus(form, gettext("Removed from your favorites."));
     return;
   }
   // Anything else (a stale CSRF token...): post the dialog as a browser without scripts would.
@@ -294,7 +296,7 @@ async function search(input) {
     const items = await response.json();
     if (input.value.trim() !== text) return; // typed on meanwhile: a newer search follows
     if (!items.length) {
-      showMessage(row, form.dataset.noResultsText || "No recipient found.");
+      showMessage(row, gettext("No recipient found. Check the spelling, or try the detailed search."));
     } else {
       const list = resultsOf(row);
       list.replaceChildren(...items.map((item) => resultButton(row, item, form)));
@@ -303,7 +305,7 @@ async function search(input) {
     input.setAttribute("aria-expanded", "true");
   } catch (error) {
     if (error.name === "AbortError") return;
-    showMessage(row, form.dataset.failedText || "The search is not available.");
+    showMessage(row, gettext("The search is not available right now: press Search."));
   }
 }
 

@@ -2,6 +2,8 @@
 // happened to each file. A bad file (or a failed batch) is listed and the upload goes on; only
 // an ended session or a refused permission stops it, since no later request could succeed.
 
+import { gettext, interpolate, ngettext } from "./i18n.js";
+
 const root = document.querySelector("[data-upload]");
 const form = root && root.querySelector("[data-upload-form]");
 
@@ -19,15 +21,10 @@ if (root && form) {
   const summary = root.querySelector("[data-upload-summary]");
   const rows = root.querySelector("[data-upload-rows]");
 
-  const message = (key, values = {}) =>
-    (root.dataset[key] || "").replace(/\{(\w+)\}/g, (match, name) =>
-      name in values ? String(values[name]) : match,
-    );
-
   const statusLabel = {
-    stored: message("msgStored"),
-    duplicate: message("msgDuplicate"),
-    rejected: message("msgRejected"),
+    stored: gettext("Stored"),
+    duplicate: gettext("Already stored"),
+    rejected: gettext("Not stored"),
   };
 
   const totals = { stored: 0, duplicate: 0, rejected: 0 };
@@ -47,11 +44,12 @@ if (root && form) {
     }
     rows.append(row);
     totals[status] = (totals[status] || 0) + 1;
-    summary.textContent = message("msgDone", {
-      stored: totals.stored,
-      duplicates: totals.duplicate,
-      rejected: totals.rejected,
-    });
+    summary.textContent = interpolate(
+      gettext(
+        "Finished: %(stored)s stored, %(duplicates)s already stored, %(rejected)s not stored.",
+      ),
+      { stored: totals.stored, duplicates: totals.duplicate, rejected: totals.rejected },
+    );
   }
 
   // Browsers list a folder's files in no useful order; sort them as a file manager would
@@ -124,8 +122,15 @@ if (root && form) {
     }
     const detail =
       answer.status === 413
-        ? message("msgTooLarge")
-        : message("msgServer", { status: answer.status });
+        ? gettext(
+            "The server refused this batch as too large. Upload this file on its own, or ask your administrator to import it.",
+          )
+        : interpolate(
+            gettext(
+              "The server could not process this file (error %(status)s). Upload it again; if it fails again, contact your service desk.",
+            ),
+            { status: answer.status },
+          );
     for (const { path } of batch) addRow(path, "rejected", detail);
     return null;
   }
@@ -138,7 +143,14 @@ if (root && form) {
     const showProgress = (extra) => {
       bar.value = Math.min(1, (sentBytes + extra) / totalBytes);
       bar.textContent = `${Math.round(bar.value * 100)}%`;
-      statusLine.textContent = message("msgProgress", { done: sentFiles, total });
+      statusLine.textContent = interpolate(
+        ngettext(
+          "Uploading: %(done)s of %(total)s file sent",
+          "Uploading: %(done)s of %(total)s files sent",
+          total,
+        ),
+        { done: sentFiles, total },
+      );
     };
     showProgress(0);
 
@@ -159,14 +171,14 @@ if (root && form) {
       sentFiles += batch.length;
       showProgress(0);
       if (!answer) {
-        for (const { path } of batch) addRow(path, "rejected", message("msgNetwork"));
+        for (const { path } of batch) addRow(path, "rejected", gettext("The connection failed while sending this file. Upload it again."));
         continue;
       }
       const stop = recordAnswer(batch, answer);
       if (stop) {
-        statusLine.textContent = message("msgStopped", { detail: stop });
+        statusLine.textContent = interpolate(gettext("Upload stopped: %(detail)s"), { detail: stop });
         for (const rest of queue.slice(index + 1)) {
-          for (const { path } of rest) addRow(path, "rejected", message("msgSkipped"));
+          for (const { path } of rest) addRow(path, "rejected", gettext("Not sent because the upload stopped."));
         }
         return;
       }
@@ -178,7 +190,7 @@ if (root && form) {
     const files = chosenFiles();
     progressBox.hidden = false;
     if (!files.length) {
-      statusLine.textContent = message("msgChoose");
+      statusLine.textContent = gettext("Choose files or a folder first.");
       return;
     }
     submit.disabled = true;

@@ -14,6 +14,7 @@
 // series, its frames as [instance_uid, frame_number, content_version] in display order.
 
 import { openCopyLinkDialog } from "./dialog.js";
+import { gettext } from "./i18n.js";
 
 const WINDOW_DEBOUNCE_MS = 120;
 // While the window is being dragged only the next frames are fetched at each new window.
@@ -30,7 +31,6 @@ const TOUCH_PIXELS_PER_FRAME = 12;
 
 const island = document.getElementById("viewer-data");
 const data = island ? JSON.parse(island.textContent) : { series: [] };
-const text = data.text || {};
 
 const canvas = document.querySelector("[data-canvas]");
 const image = document.querySelector("[data-frame]");
@@ -128,7 +128,7 @@ function showImage(url) {
   if (image.getAttribute("src") === url) return;
   window.clearTimeout(state.loadingTimer);
   // Say "Loading…" only when a frame takes long enough to notice.
-  state.loadingTimer = window.setTimeout(() => setStatus(text.loading), 250);
+  state.loadingTimer = window.setTimeout(() => setStatus(gettext("Loading…")), 250);
   // The page's <img> and a background fetch of the same address share one response (the
   // browser's cache), so this never asks the server twice.
   image.src = url;
@@ -141,9 +141,9 @@ function updateReadout() {
   if (state.window) {
     readout.textContent = `C ${formatNumber(state.window.center)}  W ${formatNumber(state.window.width)}`;
   } else if (own) {
-    readout.textContent = `C ${formatNumber(own[0])}  W ${formatNumber(own[1])} · ${text.default || "Default"}`;
+    readout.textContent = `C ${formatNumber(own[0])}  W ${formatNumber(own[1])} · ${gettext("Default")}`;
   } else {
-    readout.textContent = text.default || "Default";
+    readout.textContent = gettext("Default");
   }
 }
 
@@ -183,7 +183,7 @@ function fillPresets(series) {
   presetSelect.replaceChildren();
   const own = document.createElement("option");
   own.value = "";
-  own.textContent = text.default || "Default";
+  own.textContent = gettext("Default");
   presetSelect.append(own);
   for (const [label, center, width] of series.presets || []) {
     const option = document.createElement("option");
@@ -361,7 +361,7 @@ function initViewer() {
   });
   image.addEventListener("error", () => {
     window.clearTimeout(state.loadingTimer);
-    setStatus(text.failed);
+    setStatus(gettext("This image could not be shown."));
   });
 
   canvas.addEventListener(

@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
+from portal.forms import DateField, DateInput
 from studies import menu
 from studies.access import organizable_worklist_ids
 from studies.selectors import (
@@ -74,15 +75,15 @@ class SearchForm(forms.Form):
         choices=[("", gettext_lazy("All modalities")), *MODALITIES],
         required=False,
     )
-    date_from = forms.DateField(
+    date_from = DateField(
         label=gettext_lazy("Study date from"),
         required=False,
-        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        widget=DateInput(attrs={"aria-label": gettext_lazy("From")}),
     )
-    date_to = forms.DateField(
+    date_to = DateField(
         label=gettext_lazy("to"),
         required=False,
-        widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
+        widget=DateInput(attrs={"aria-label": gettext_lazy("To")}),
     )
     worklist = forms.IntegerField(
         required=False, widget=forms.HiddenInput, min_value=1, max_value=MAX_ID

@@ -170,12 +170,6 @@ def _viewer_context(
         "viewer_data": {
             "frameUrl": frame_url,
             "series": series_data,
-            "text": {
-                "default": _("Default"),
-                "loading": _("Loading…"),
-                "failed": _("This image could not be shown."),
-                "frame": _("Image"),
-            },
         },
         # What other apps add to the study page (guest links...), registered by them.
         **extensions_context(request, study, access),

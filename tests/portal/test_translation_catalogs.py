@@ -1,7 +1,8 @@
 """Every string of the interface is translated into every language of the portal (issue 12):
 regenerating the catalogs from the sources, as ``makemessages`` does, must find no string the
 committed catalogs lack, and leave no empty or fuzzy translation; the compiled catalogs must be
-those of the committed ones."""
+those of the committed ones. Both domains: ``django`` (Python and templates) and ``djangojs``
+(the scripts in ``static/js``, served by Django's JavaScript catalog)."""
 
 from __future__ import annotations
 
@@ -19,8 +20,10 @@ from tests.conftest import require_service
 
 ROOT = Path(__file__).resolve().parents[2]
 LANGUAGES = [code for code, _name in settings.LANGUAGES if code != settings.LANGUAGE_CODE]
-# What makemessages reads: the apps, templates and settings; not the tests or benchmarks.
-IGNORED = (".venv", "bench", "tests", "var", "node_modules", "static")
+DOMAINS = ("django", "djangojs")
+# What makemessages reads: the apps, templates, settings and scripts; not the tests, the
+# benchmarks or collected static files (var/).
+IGNORED = (".venv", "bench", "tests", "var", "node_modules")
 _ENTRY = re.compile(r'^msgid "', re.M)
 
 
@@ -52,16 +55,18 @@ def regenerated(tmp_path_factory) -> Path:
     }
     for name in ("DATABASE_URL", "CACHE_URL", "CELERY_BROKER_URL"):
         env.pop(name, None)
-    command = [sys.executable, "manage.py", "makemessages", "--no-obsolete", "-v", "0"]
-    command += [f"--locale={code}" for code in LANGUAGES]
-    command += [f"--ignore={name}" for name in IGNORED]
-    subprocess.run(command, cwd=copy, env=env, check=True, capture_output=True, text=True)
+    for domain in DOMAINS:
+        command = [sys.executable, "manage.py", "makemessages", "--no-obsolete", "-v", "0"]
+        command += [f"--domain={domain}", *(f"--locale={code}" for code in LANGUAGES)]
+        command += [f"--ignore={name}" for name in IGNORED]
+        subprocess.run(command, cwd=copy, env=env, check=True, capture_output=True, text=True)
     return copy
 
 
+@pytest.mark.parametrize("domain", DOMAINS)
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_every_string_is_translated(regenerated, language):
-    catalog = regenerated / "locale" / language / "LC_MESSAGES" / "django.po"
+def test_every_string_is_translated(regenerated, language, domain):
+    catalog = regenerated / "locale" / language / "LC_MESSAGES" / f"{domain}.po"
     untranslated = subprocess.run(
         ["msgattrib", "--untranslated", "--no-obsolete", str(catalog)],
         check=True, capture_output=True, text=True,
@@ -74,7 +79,7 @@ def test_every_string_is_translated(regenerated, language):
     missing = _entries(untranslated)
     assert not missing, (
         f"{len(missing)} string(s) without a {language} translation; run makemessages and "
-        f"translate them in locale/{language}/LC_MESSAGES/django.po:\n\n"
+        f"translate them in locale/{language}/LC_MESSAGES/{domain}.po:\n\n"
         + "\n\n".join(missing[:10])
     )
     unsure = _entries(fuzzy)
@@ -83,17 +88,18 @@ def test_every_string_is_translated(regenerated, language):
     )
 
 
+@pytest.mark.parametrize("domain", DOMAINS)
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_the_compiled_catalog_is_the_committed_one(tmp_path, language):
+def test_the_compiled_catalog_is_the_committed_one(tmp_path, language, domain):
     """The portal reads the compiled .mo: one compiled from an older .po would miss strings."""
     _gettext_tools()
     messages = ROOT / "locale" / language / "LC_MESSAGES"
-    compiled = tmp_path / "django.mo"
+    compiled = tmp_path / f"{domain}.mo"
     subprocess.run(
-        ["msgfmt", "--check", "-o", str(compiled), str(messages / "django.po")],
+        ["msgfmt", "--check", "-o", str(compiled), str(messages / f"{domain}.po")],
         check=True, capture_output=True,
     )  # fmt: skip
-    assert compiled.read_bytes() == (messages / "django.mo").read_bytes(), (
-        f"locale/{language}/LC_MESSAGES/django.mo is not compiled from its .po: run "
+    assert compiled.read_bytes() == (messages / f"{domain}.mo").read_bytes(), (
+        f"locale/{language}/LC_MESSAGES/{domain}.mo is not compiled from its .po: run "
         "`manage.py compilemessages`"
     )

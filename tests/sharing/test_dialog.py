@@ -124,20 +124,20 @@ def test_the_dialog_offers_every_option_of_the_manual(alice, study):
 def test_the_valid_until_default_is_the_organizations_and_never_past_its_maximum(alice, study, org):
     today = timezone.localdate()
     html = text_of(client_for(alice).get(DIALOG, {"study": study.study_uid}, **FRAGMENT))
-    assert f'value="{(today + timedelta(days=30)).isoformat()}"' in html  # one month
+    assert f'value="{today + timedelta(days=30):%d/%m/%Y}"' in html  # one month
 
     org.default_share_validity_days = 10
     org.max_share_validity_days = 60
     org.save()
     html = text_of(client_for(alice).get(DIALOG, {"study": study.study_uid}, **FRAGMENT))
-    assert f'value="{(today + timedelta(days=10)).isoformat()}"' in html
+    assert f'value="{today + timedelta(days=10):%d/%m/%Y}"' in html
     assert f'max="{(today + timedelta(days=60)).isoformat()}"' in html
     assert f"At most until {date_format(today + timedelta(days=60), 'DATE_FORMAT')}." in html
 
     org.default_share_validity_days = 90
     org.save()
     html = text_of(client_for(alice).get(DIALOG, {"study": study.study_uid}, **FRAGMENT))
-    assert f'value="{(today + timedelta(days=60)).isoformat()}"' in html
+    assert f'value="{today + timedelta(days=60):%d/%m/%Y}"' in html
 
 
 def test_options_the_policy_disables_are_not_offered_and_still_refused(alice, bob, study, org):
@@ -272,7 +272,7 @@ def test_valid_until_beyond_the_maximum_is_an_error_on_the_field(alice, bob, stu
         "Your organization allows shares valid for at most 60 days."
     ]
     # The typed date comes back in the picker's form.
-    assert f'value="{too_late.isoformat()}"' in text_of(response)
+    assert f'value="{too_late:%d/%m/%Y}"' in text_of(response)
     assert not Share.objects.exists()
 
 
@@ -615,7 +615,7 @@ def test_a_recipient_sharing_further_is_offered_no_more_than_they_hold(bob, caro
     client = client_for(bob)
     html = text_of(client.get(DIALOG, {"study": study.study_uid}, **FRAGMENT))
     last_day = timezone.localdate(until)
-    assert f'value="{last_day.isoformat()}"' in html and f'max="{last_day.isoformat()}"' in html
+    assert f'value="{last_day:%d/%m/%Y}"' in html and f'max="{last_day.isoformat()}"' in html
     assert "Unlimited access" not in html
     assert "The study was shared with you anonymized: it stays anonymized." in html
     # The pseudonym, never the patient's name, even on the sender's own screen.
