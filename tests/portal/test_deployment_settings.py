@@ -129,3 +129,22 @@ def test_a_trusted_proxy_that_is_no_address_refuses_to_start(tmp_path):
 
         assert result.returncode != 0
         assert f"TRUSTED_PROXIES: {typo!r} is not an IP address or network." in result.stderr
+
+
+def database_options(env) -> str:
+    script = "from django.conf import settings; print(settings.DATABASES['default']['OPTIONS'])"
+    return manage("shell", "-v", "0", "-c", script, env=env).stdout.strip()
+
+
+def test_postgresql_keeps_plans_unless_a_transaction_pooler_shares_its_connections(tmp_path):
+    """Prepared statements need the same server connection from one statement to the next,
+    which a pooler in transaction mode (PgBouncer) does not promise."""
+    postgres = "postgres://portal@db.example.org:5432/portal"
+
+    plain = database_options(production_env(tmp_path, DATABASE_URL=postgres))
+    pooled = database_options(
+        production_env(tmp_path, DATABASE_URL=postgres, DB_PREPARED_STATEMENTS="false")
+    )
+
+    assert plain == "{'server_side_binding': True, 'prepare_threshold': 2}"
+    assert "server_side_binding" not in pooled and "prepare_threshold" not in pooled
