@@ -22,14 +22,17 @@ def page_language(response) -> str:
     return response.headers["Content-Language"]
 
 
-def test_every_page_has_the_menu_with_each_language_named_in_itself(client):
+@pytest.mark.parametrize("language", ["en", "nl", "fr"])
+def test_every_page_has_the_menu_with_each_language_named_in_itself(client, language):
+    """Whatever the page's language: a Dutch page lists "English", not "Engels"."""
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = language
     page = client.get(LOGIN).text
 
     assert f'action="{LANGUAGE}"' in page
     for code, name in settings.LANGUAGES:
         assert f'<option value="{code}" lang="{code}"' in page
         assert f">{name}</option>" in page
-    assert '<option value="en" lang="en" selected>' in page
+    assert f'<option value="{language}" lang="{language}" selected>' in page
 
 
 def test_a_visitor_picks_dutch_and_the_next_pages_are_dutch(client):
