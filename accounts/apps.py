@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class AccountsConfig(AppConfig):
     name = "accounts"
-    verbose_name = "Accounts and organizations"
+    verbose_name = _("Accounts and organizations")
 
     def ready(self) -> None:
         from django_otp.plugins.otp_totp.models import TOTPDevice

@@ -44,6 +44,8 @@ class User(AbstractUser):
     email_public = models.BooleanField(_("email address is public"), default=False)
 
     class Meta:
+        verbose_name = _("user")
+        verbose_name_plural = _("users")
         constraints = [
             models.UniqueConstraint(
                 Lower("email"), condition=~models.Q(email=""), name="user_email_unique_ci"
@@ -131,6 +133,8 @@ class Organization(models.Model):
     )
 
     class Meta:
+        verbose_name = _("organization")
+        verbose_name_plural = _("organizations")
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -141,11 +145,16 @@ class Location(models.Model):
     """A place where studies arrive (a site, a modality room, a department)."""
 
     organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="locations"
+        Organization,
+        on_delete=models.CASCADE,
+        related_name="locations",
+        verbose_name=_("organization"),
     )
     name = models.CharField(_("name"), max_length=200)
 
     class Meta:
+        verbose_name = _("location")
+        verbose_name_plural = _("locations")
         ordering = ["organization__name", "name"]
         constraints = [
             models.UniqueConstraint(fields=["organization", "name"], name="location_unique_name")
@@ -158,11 +167,18 @@ class Location(models.Model):
 class Group(models.Model):
     """A team of users (e.g. "Neuroradiology") with a worklist of its own."""
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="groups")
+    organization = models.ForeignKey(
+        Organization,
+        on_delete=models.CASCADE,
+        related_name="groups",
+        verbose_name=_("organization"),
+    )
     name = models.CharField(_("name"), max_length=200)
     searchable = models.BooleanField(_("searchable as share recipient"), default=True)
 
     class Meta:
+        verbose_name = _("group")
+        verbose_name_plural = _("groups")
         ordering = ["organization__name", "name"]
         constraints = [
             models.UniqueConstraint(fields=["organization", "name"], name="group_unique_name")
@@ -182,11 +198,14 @@ class Role(models.Model):
         null=True,
         blank=True,
         help_text=_("Empty: a role every organization may use."),
+        verbose_name=_("organization"),
     )
     name = models.CharField(_("name"), max_length=100)
     permissions = models.JSONField(_("permissions"), default=list, blank=True)
 
     class Meta:
+        verbose_name = _("role")
+        verbose_name_plural = _("roles")
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["organization", "name"], name="role_unique_name")
@@ -203,16 +222,29 @@ class Membership(models.Model):
     """A user's place in an organization: one role, and the locations and groups whose worklists
     the user works from."""
 
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
-    organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="memberships"
+    user = models.ForeignKey(
+        User, on_delete=models.CASCADE, related_name="memberships", verbose_name=_("user")
     )
-    role = models.ForeignKey(Role, on_delete=models.PROTECT, related_name="memberships")
-    locations = models.ManyToManyField(Location, blank=True, related_name="memberships")
-    groups = models.ManyToManyField(Group, blank=True, related_name="memberships")
+    organization = models.ForeignKey(
+        Organization,
+        on_delete=models.CASCADE,
+        related_name="memberships",
+        verbose_name=_("organization"),
+    )
+    role = models.ForeignKey(
+        Role, on_delete=models.PROTECT, related_name="memberships", verbose_name=_("role")
+    )
+    locations = models.ManyToManyField(
+        Location, blank=True, related_name="memberships", verbose_name=_("locations")
+    )
+    groups = models.ManyToManyField(
+        Group, blank=True, related_name="memberships", verbose_name=_("groups")
+    )
     is_active = models.BooleanField(_("active"), default=True)
 
     class Meta:
+        verbose_name = _("membership")
+        verbose_name_plural = _("memberships")
         constraints = [
             models.UniqueConstraint(fields=["user", "organization"], name="membership_unique")
         ]
@@ -231,17 +263,27 @@ class ApiToken(models.Model):
     API. It ends at ``expires_at``, after ``API_TOKEN_IDLE_DAYS`` without use, and (deleted)
     when its user changes password or two-factor device."""
 
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
-    digest = models.CharField(max_length=64, unique=True)
-    prefix = models.CharField(max_length=8, help_text=_("First characters, to tell tokens apart."))
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
+    user = models.ForeignKey(
+        User, on_delete=models.CASCADE, related_name="api_tokens", verbose_name=_("user")
+    )
+    digest = models.CharField(max_length=64, unique=True, verbose_name=_("digest"))
+    prefix = models.CharField(
+        max_length=8,
+        help_text=_("First characters, to tell tokens apart."),
+        verbose_name=_("prefix"),
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    last_used_at = models.DateTimeField(null=True, blank=True, verbose_name=_("last used at"))
     expires_at = models.DateTimeField(_("expires"), default=api_token_expiry)
     two_factor_verified = models.BooleanField(
         _("issued with two-factor"),
         default=False,
         help_text=_("The request for it gave a valid one-time code."),
     )
+
+    class Meta:
+        verbose_name = _("api token")
+        verbose_name_plural = _("api tokens")
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
@@ -276,6 +318,8 @@ class LoginAddress(models.Model):
     last_login_at = models.DateTimeField(_("last successful login"))
 
     class Meta:
+        verbose_name = _("login address")
+        verbose_name_plural = _("login addresses")
         constraints = [models.UniqueConstraint(fields=["user", "ip"], name="login_address_unique")]
 
     def __str__(self) -> str:

@@ -97,7 +97,7 @@ class AuditEvent(models.Model):
     cannot be covered up without the key (``manage.py verify_audit``). Saving an existing event
     or deleting one raises."""
 
-    at = models.DateTimeField(db_index=True)
+    at = models.DateTimeField(db_index=True, verbose_name=_("at"))
     # DO_NOTHING, not SET_NULL: deleting a user must not rewrite the trail (the database refuses
     # the UPDATE, and actor_id is hashed). The id stays as recorded; actor_label names the person.
     actor = models.ForeignKey(
@@ -107,30 +107,41 @@ class AuditEvent(models.Model):
         blank=True,
         related_name="+",
         db_constraint=False,
+        verbose_name=_("actor"),
     )
     # Who acted, as text that outlives the user row: a username or "anonymous recipient".
-    actor_label = models.CharField(max_length=150)
-    ip = models.GenericIPAddressField(null=True, blank=True)
-    action = models.CharField(max_length=40, choices=Action.choices, db_index=True)
-    event_code = models.CharField(max_length=16)
-    event_type_code = models.CharField(max_length=16, blank=True)
-    outcome = models.CharField(max_length=2, choices=Outcome.choices, default=Outcome.SUCCESS)
-    organization_id = models.BigIntegerField(null=True, blank=True, db_index=True)
-    target_type = models.CharField(max_length=40, blank=True)
-    target_id = models.CharField(max_length=128, blank=True)
-    study_uid = models.CharField(max_length=64, blank=True, db_index=True)
-    patient_id = models.CharField(max_length=64, blank=True)
-    details = models.JSONField(default=dict, blank=True)
-    prev_hash = models.CharField(max_length=64)
-    hash = models.CharField(max_length=64, unique=True)
+    actor_label = models.CharField(max_length=150, verbose_name=_("actor label"))
+    ip = models.GenericIPAddressField(null=True, blank=True, verbose_name=_("ip"))
+    action = models.CharField(
+        max_length=40, choices=Action.choices, db_index=True, verbose_name=_("action")
+    )
+    event_code = models.CharField(max_length=16, verbose_name=_("event code"))
+    event_type_code = models.CharField(max_length=16, blank=True, verbose_name=_("event type code"))
+    outcome = models.CharField(
+        max_length=2, choices=Outcome.choices, default=Outcome.SUCCESS, verbose_name=_("outcome")
+    )
+    organization_id = models.BigIntegerField(
+        null=True, blank=True, db_index=True, verbose_name=_("organization id")
+    )
+    target_type = models.CharField(max_length=40, blank=True, verbose_name=_("target type"))
+    target_id = models.CharField(max_length=128, blank=True, verbose_name=_("target id"))
+    study_uid = models.CharField(
+        max_length=64, blank=True, db_index=True, verbose_name=_("study uid")
+    )
+    patient_id = models.CharField(max_length=64, blank=True, verbose_name=_("patient id"))
+    details = models.JSONField(default=dict, blank=True, verbose_name=_("details"))
+    prev_hash = models.CharField(max_length=64, verbose_name=_("prev hash"))
+    hash = models.CharField(max_length=64, unique=True, verbose_name=_("hash"))
     # Which audit key made ``hash`` (audit.signing), never the key itself. Empty (NULL) only on
     # events recorded before the chain was keyed: those carry a plain SHA-256 and form one
     # chain of their own (LEGACY_CHAIN), older than every keyed event.
-    key_id = models.CharField(max_length=16, null=True, blank=True)
+    key_id = models.CharField(max_length=16, null=True, blank=True, verbose_name=_("key id"))
 
     objects = AuditEventQuerySet.as_manager()
 
     class Meta:
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit events")
         ordering = ["-id"]
         indexes = [models.Index(fields=["organization_id", "-id"], name="audit_org_recent")]
 
@@ -170,6 +181,10 @@ class ChainHead(models.Model):
     # The count last published as a checkpoint (audit.checkpoints), so that an unchanged chain
     # is not written again. Only saves writes: tampering with it cannot hide a published count.
     checkpointed_count = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = _("chain head")
+        verbose_name_plural = _("chain heads")
 
     def __str__(self) -> str:
         return f"chain {self.chain}: {self.count} events, last {self.last_hash[:12]}"

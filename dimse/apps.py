@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class DimseConfig(AppConfig):
     name = "dimse"
-    verbose_name = "DICOM nodes"
+    verbose_name = _("DICOM nodes")
 
     def seed_demo(self, world) -> list[str]:
         """This app's part of ``manage.py seed_demo`` (see studies.demo)."""

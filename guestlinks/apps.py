@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class GuestLinksConfig(AppConfig):
     name = "guestlinks"
-    verbose_name = "Guest links"
+    verbose_name = _("Guest links")
 
     def ready(self) -> None:
         # Session-held grants become a source of study access, the directory's context menu

@@ -25,60 +25,96 @@ class GuestLink(models.Model):
     request (see guestlinks.services), never from a flag a job has to maintain.
     """
 
-    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="+", verbose_name=_("organization")
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    target_kind = models.CharField(max_length=10, choices=TargetKind.choices)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        related_name="+",
+        verbose_name=_("created by"),
+    )
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    target_kind = models.CharField(
+        max_length=10, choices=TargetKind.choices, verbose_name=_("target kind")
+    )
     study = models.ForeignKey(
-        Study, on_delete=models.CASCADE, null=True, blank=True, related_name="guest_links"
+        Study,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="guest_links",
+        verbose_name=_("study"),
     )
     worklist = models.ForeignKey(
-        Worklist, on_delete=models.CASCADE, null=True, blank=True, related_name="guest_links"
+        Worklist,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="guest_links",
+        verbose_name=_("worklist"),
     )
     folder = models.ForeignKey(
-        Folder, on_delete=models.CASCADE, null=True, blank=True, related_name="guest_links"
+        Folder,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="guest_links",
+        verbose_name=_("folder"),
     )
-    include_priors = models.BooleanField(default=False)
+    include_priors = models.BooleanField(default=False, verbose_name=_("include priors"))
     # The token is derived from the salt with SECRET_KEY (guestlinks.tokens); only its keyed
     # digest is stored, for lookup.
-    token_salt = models.CharField(max_length=64)
-    token_digest = models.CharField(max_length=64, unique=True)
+    token_salt = models.CharField(max_length=64, verbose_name=_("token salt"))
+    token_digest = models.CharField(max_length=64, unique=True, verbose_name=_("token digest"))
 
     # Options of the Send Link dialog
-    email = models.EmailField(blank=True)
-    mobile = models.CharField(max_length=20, blank=True)
-    language = models.CharField(max_length=5, default="en")
-    message = models.TextField(blank=True)
-    max_uses = models.PositiveIntegerField(null=True, blank=True)
-    expires_at = models.DateTimeField(null=True, blank=True)
-    login_required = models.BooleanField(default=False)
-    password_hash = models.CharField(max_length=200, blank=True)
-    password_is_birth_date = models.BooleanField(default=False)
-    max_password_attempts = models.PositiveIntegerField(null=True, blank=True)
-    require_email_confirmation = models.BooleanField(default=False)
-    sms_code_required = models.BooleanField(default=False)
+    email = models.EmailField(blank=True, verbose_name=_("email"))
+    mobile = models.CharField(max_length=20, blank=True, verbose_name=_("mobile"))
+    language = models.CharField(max_length=5, default="en", verbose_name=_("language"))
+    message = models.TextField(blank=True, verbose_name=_("message"))
+    max_uses = models.PositiveIntegerField(null=True, blank=True, verbose_name=_("max uses"))
+    expires_at = models.DateTimeField(null=True, blank=True, verbose_name=_("expires at"))
+    login_required = models.BooleanField(default=False, verbose_name=_("login required"))
+    password_hash = models.CharField(max_length=200, blank=True, verbose_name=_("password hash"))
+    password_is_birth_date = models.BooleanField(
+        default=False, verbose_name=_("password is birth date")
+    )
+    max_password_attempts = models.PositiveIntegerField(
+        null=True, blank=True, verbose_name=_("max password attempts")
+    )
+    require_email_confirmation = models.BooleanField(
+        default=False, verbose_name=_("require email confirmation")
+    )
+    sms_code_required = models.BooleanField(default=False, verbose_name=_("sms code required"))
 
     # Counters and state, changed only by conditional UPDATEs in guestlinks.services
-    uses = models.PositiveIntegerField(default=0)
-    opens = models.PositiveIntegerField(default=0, help_text=_("Times the link page was shown."))
-    password_failures = models.PositiveIntegerField(default=0)
-    code_failures = models.PositiveIntegerField(default=0)
-    codes_sent = models.PositiveIntegerField(default=0)
-    confirmed_at = models.DateTimeField(null=True, blank=True)
-    state = models.CharField(max_length=10, choices=LinkState.choices, default=LinkState.ACTIVE)
-    ended_at = models.DateTimeField(null=True, blank=True)
+    uses = models.PositiveIntegerField(default=0, verbose_name=_("uses"))
+    opens = models.PositiveIntegerField(
+        default=0, help_text=_("Times the link page was shown."), verbose_name=_("opens")
+    )
+    password_failures = models.PositiveIntegerField(default=0, verbose_name=_("password failures"))
+    code_failures = models.PositiveIntegerField(default=0, verbose_name=_("code failures"))
+    codes_sent = models.PositiveIntegerField(default=0, verbose_name=_("codes sent"))
+    confirmed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("confirmed at"))
+    state = models.CharField(
+        max_length=10, choices=LinkState.choices, default=LinkState.ACTIVE, verbose_name=_("state")
+    )
+    ended_at = models.DateTimeField(null=True, blank=True, verbose_name=_("ended at"))
     ended_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("ended by"),
     )
-    end_reason = models.TextField(blank=True)
+    end_reason = models.TextField(blank=True, verbose_name=_("end reason"))
 
     class Meta:
+        verbose_name = _("guest link")
+        verbose_name_plural = _("guest links")
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(
@@ -94,7 +130,7 @@ class GuestLink(models.Model):
 
     def __str__(self) -> str:
         # Never the token, never patient data: this reaches logs and admin titles.
-        return f"Guest link {self.pk}"
+        return _("Guest link %(id)s") % {"id": self.pk}
 
 
 class ConfirmationToken(models.Model):
@@ -104,6 +140,10 @@ class ConfirmationToken(models.Model):
     digest = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
     used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("confirmation token")
+        verbose_name_plural = _("confirmation tokens")
 
     def __str__(self) -> str:
         return f"Confirmation {self.pk} of guest link {self.link_id}"
@@ -121,6 +161,8 @@ class SmsCode(models.Model):
     replaced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("sms code")
+        verbose_name_plural = _("sms codes")
         indexes = [models.Index(fields=["link", "-created_at"], name="smscode_link_recent")]
 
     def __str__(self) -> str:

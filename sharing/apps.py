@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class SharingConfig(AppConfig):
     name = "sharing"
-    verbose_name = "Shares"
+    verbose_name = _("Shares")
 
     def ready(self) -> None:
         # The directory's context menu offers Share, and a share's SMS code, once verified in a

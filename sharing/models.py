@@ -21,12 +21,16 @@ class Share(models.Model):
         on_delete=models.PROTECT,
         related_name="shares",
         help_text=_("The organization that owns the shared studies; its policy applies."),
+        verbose_name=_("organization"),
     )
     sender = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="shares_sent"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="shares_sent",
+        verbose_name=_("sender"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    studies = models.ManyToManyField(Study, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    studies = models.ManyToManyField(Study, related_name="+", verbose_name=_("studies"))
     level = models.CharField(_("access"), max_length=12, choices=AccessLevel.choices)
     # Registered and audited, never shown to the recipient.
     reason = models.TextField(_("reason for sharing"))
@@ -45,16 +49,19 @@ class Share(models.Model):
     message = models.TextField(_("message"), blank=True)
     two_factor = models.BooleanField(_("SMS two-factor"), default=False)
     send_mail = models.BooleanField(_("send mail"), default=False)
-    removed_at = models.DateTimeField(null=True, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("removed at"))
     removed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("removed by"),
     )
 
     class Meta:
+        verbose_name = _("share")
+        verbose_name_plural = _("shares")
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(condition=models.Q(patient_agreed=True), name="share_agreed")
@@ -77,37 +84,59 @@ class ShareRecipient(models.Model):
     email recipient without an account stays pending (no worklist, no entries) until they
     register."""
 
-    share = models.ForeignKey(Share, on_delete=models.CASCADE, related_name="recipients")
-    kind = models.CharField(max_length=10, choices=RecipientKind.choices)
+    share = models.ForeignKey(
+        Share, on_delete=models.CASCADE, related_name="recipients", verbose_name=_("share")
+    )
+    kind = models.CharField(max_length=10, choices=RecipientKind.choices, verbose_name=_("kind"))
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("user"),
     )
     group = models.ForeignKey(
-        Group, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        Group,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("group"),
     )
     location = models.ForeignKey(
-        Location, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        Location,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("location"),
     )
     worklist = models.ForeignKey(
-        Worklist, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        Worklist,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("worklist"),
     )
-    email = models.EmailField(blank=True)
-    entries = models.ManyToManyField(Entry, blank=True, related_name="+")
+    email = models.EmailField(blank=True, verbose_name=_("email"))
+    entries = models.ManyToManyField(Entry, blank=True, related_name="+", verbose_name=_("entries"))
     # An email recipient without an account: the invitation's token, stored as its digest
     # (accounts.tokens.secret_digest), and when registering with the address activated it.
-    invitation_digest = models.CharField(max_length=64, blank=True, db_index=True)
-    activated_at = models.DateTimeField(null=True, blank=True)
+    invitation_digest = models.CharField(
+        max_length=64, blank=True, db_index=True, verbose_name=_("invitation digest")
+    )
+    activated_at = models.DateTimeField(null=True, blank=True, verbose_name=_("activated at"))
     # SMS two-factor ("bucket"): wrong codes in a row, codes sent, and the lock after the
     # organization's limit; only an administrator of the sending organization lifts it.
-    code_failures = models.PositiveSmallIntegerField(default=0)
-    codes_sent = models.PositiveSmallIntegerField(default=0)
-    blocked_at = models.DateTimeField(null=True, blank=True)
+    code_failures = models.PositiveSmallIntegerField(default=0, verbose_name=_("code failures"))
+    codes_sent = models.PositiveSmallIntegerField(default=0, verbose_name=_("codes sent"))
+    blocked_at = models.DateTimeField(null=True, blank=True, verbose_name=_("blocked at"))
 
     class Meta:
+        verbose_name = _("share recipient")
+        verbose_name_plural = _("share recipients")
         ordering = ["id"]
 
     def __str__(self) -> str:
@@ -132,6 +161,8 @@ class ShareCode(models.Model):
     replaced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("share code")
+        verbose_name_plural = _("share codes")
         indexes = [
             models.Index(fields=["recipient", "user", "-created_at"], name="sharecode_recent")
         ]
@@ -169,6 +200,8 @@ class Favorite(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = _("favorite")
+        verbose_name_plural = _("favorites")
         ordering = ["created_at", "id"]
         constraints = [
             models.CheckConstraint(
@@ -228,6 +261,10 @@ class SenderDefaults(models.Model):
     two_factor = models.BooleanField(default=False)
     send_mail = models.BooleanField(default=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("sender defaults")
+        verbose_name_plural = _("sender defaults")
 
     def __str__(self) -> str:
         return f"Share defaults of {self.user_id}"

@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class StudiesConfig(AppConfig):
     name = "studies"
-    verbose_name = "Studies and worklists"
+    verbose_name = _("Studies and worklists")
 
     def ready(self) -> None:
         from portal import decisions

@@ -20,20 +20,27 @@ ACCESS_RANK = {AccessLevel.IMAGES: 0, AccessLevel.REPORT_READ: 1, AccessLevel.RE
 
 class Patient(models.Model):
     organization = models.ForeignKey(
-        Organization, on_delete=models.PROTECT, related_name="patients"
+        Organization,
+        on_delete=models.PROTECT,
+        related_name="patients",
+        verbose_name=_("organization"),
     )
     patient_id = models.CharField(_("patient ID"), max_length=64)
     issuer = models.CharField(_("issuer of patient ID"), max_length=64, blank=True)
     name = models.CharField(_("name"), max_length=200, blank=True, help_text="DICOM PN value")
-    family_name = models.CharField(max_length=100, blank=True)
-    given_name = models.CharField(max_length=100, blank=True)
+    family_name = models.CharField(max_length=100, blank=True, verbose_name=_("family name"))
+    given_name = models.CharField(max_length=100, blank=True, verbose_name=_("given name"))
     # Lower-case, accent-free copy of the name so search is accent- and case-insensitive on
     # every database with a plain index-friendly LIKE.
-    name_search = models.CharField(max_length=200, blank=True, db_index=True)
+    name_search = models.CharField(
+        max_length=200, blank=True, db_index=True, verbose_name=_("name search")
+    )
     birth_date = models.DateField(_("date of birth"), null=True, blank=True)
     sex = models.CharField(_("sex"), max_length=1, blank=True)
 
     class Meta:
+        verbose_name = _("patient")
+        verbose_name_plural = _("patients")
         constraints = [
             models.UniqueConstraint(
                 fields=["organization", "patient_id", "issuer"], name="patient_unique_id"
@@ -51,29 +58,46 @@ class Patient(models.Model):
 
 
 class Study(models.Model):
-    organization = models.ForeignKey(Organization, on_delete=models.PROTECT, related_name="studies")
-    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="studies")
+    organization = models.ForeignKey(
+        Organization,
+        on_delete=models.PROTECT,
+        related_name="studies",
+        verbose_name=_("organization"),
+    )
+    patient = models.ForeignKey(
+        Patient, on_delete=models.PROTECT, related_name="studies", verbose_name=_("patient")
+    )
     study_uid = models.CharField(_("study instance UID"), max_length=64, unique=True)
     study_date = models.DateField(_("study date"), null=True, blank=True)
     study_time = models.TimeField(_("study time"), null=True, blank=True)
     description = models.CharField(_("description"), max_length=200, blank=True)
     accession = models.CharField(_("accession number"), max_length=64, blank=True)
-    referring_physician = models.CharField(max_length=200, blank=True)
-    institution = models.CharField(max_length=200, blank=True)
+    referring_physician = models.CharField(
+        max_length=200, blank=True, verbose_name=_("referring physician")
+    )
+    institution = models.CharField(max_length=200, blank=True, verbose_name=_("institution"))
     # Space-separated, e.g. "CT SR", kept up to date by ingestion for listing and filtering.
     modalities = models.CharField(_("modalities"), max_length=100, blank=True)
-    series_count = models.PositiveIntegerField(default=0)
-    instance_count = models.PositiveIntegerField(default=0)
+    series_count = models.PositiveIntegerField(default=0, verbose_name=_("series count"))
+    instance_count = models.PositiveIntegerField(default=0, verbose_name=_("instance count"))
     # The patient's name normalized (family name first), kept on the study so the directory can
     # sort and page by name with an index instead of sorting a join of every visible study.
-    patient_sort_name = models.CharField(max_length=200, blank=True, default="")
-    received_at = models.DateTimeField(auto_now_add=True)
+    patient_sort_name = models.CharField(
+        max_length=200, blank=True, default="", verbose_name=_("patient sort name")
+    )
+    received_at = models.DateTimeField(auto_now_add=True, verbose_name=_("received at"))
     received_location = models.ForeignKey(
-        Location, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        Location,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("received location"),
     )
 
     class Meta:
-        verbose_name_plural = "studies"
+        verbose_name = _("study")
+        verbose_name_plural = _("studies")
         indexes = [
             models.Index(fields=["organization", "-study_date", "-id"], name="study_org_date"),
             models.Index(fields=["accession"], name="study_accession"),
@@ -89,16 +113,19 @@ class Study(models.Model):
 
 
 class Series(models.Model):
-    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="series")
+    study = models.ForeignKey(
+        Study, on_delete=models.CASCADE, related_name="series", verbose_name=_("study")
+    )
     series_uid = models.CharField(_("series instance UID"), max_length=64, unique=True)
-    modality = models.CharField(max_length=16, blank=True)
-    number = models.IntegerField(null=True, blank=True)
-    description = models.CharField(max_length=200, blank=True)
-    body_part = models.CharField(max_length=64, blank=True)
-    instance_count = models.PositiveIntegerField(default=0)
+    modality = models.CharField(max_length=16, blank=True, verbose_name=_("modality"))
+    number = models.IntegerField(null=True, blank=True, verbose_name=_("number"))
+    description = models.CharField(max_length=200, blank=True, verbose_name=_("description"))
+    body_part = models.CharField(max_length=64, blank=True, verbose_name=_("body part"))
+    instance_count = models.PositiveIntegerField(default=0, verbose_name=_("instance count"))
 
     class Meta:
-        verbose_name_plural = "series"
+        verbose_name = _("series")
+        verbose_name_plural = _("series")
         ordering = ["number", "id"]
 
     def __str__(self) -> str:
@@ -106,23 +133,27 @@ class Series(models.Model):
 
 
 class Instance(models.Model):
-    series = models.ForeignKey(Series, on_delete=models.CASCADE, related_name="instances")
+    series = models.ForeignKey(
+        Series, on_delete=models.CASCADE, related_name="instances", verbose_name=_("series")
+    )
     sop_instance_uid = models.CharField(_("SOP instance UID"), max_length=64, unique=True)
-    sop_class_uid = models.CharField(max_length=64, blank=True)
-    number = models.IntegerField(null=True, blank=True)
-    transfer_syntax = models.CharField(max_length=64, blank=True)
-    frames = models.PositiveIntegerField(default=1)
-    rows = models.PositiveIntegerField(null=True, blank=True)
-    columns = models.PositiveIntegerField(null=True, blank=True)
-    has_pixels = models.BooleanField(default=True)
+    sop_class_uid = models.CharField(max_length=64, blank=True, verbose_name=_("sop class uid"))
+    number = models.IntegerField(null=True, blank=True, verbose_name=_("number"))
+    transfer_syntax = models.CharField(max_length=64, blank=True, verbose_name=_("transfer syntax"))
+    frames = models.PositiveIntegerField(default=1, verbose_name=_("frames"))
+    rows = models.PositiveIntegerField(null=True, blank=True, verbose_name=_("rows"))
+    columns = models.PositiveIntegerField(null=True, blank=True, verbose_name=_("columns"))
+    has_pixels = models.BooleanField(default=True, verbose_name=_("has pixels"))
     # Name in the "dicom" storage, derived from the content (sha256), so the same bytes are
     # stored once and nothing refers to a local path.
-    file = models.CharField(max_length=200)
-    sha256 = models.CharField(max_length=64)
-    size = models.PositiveBigIntegerField(default=0)
-    received_at = models.DateTimeField(auto_now_add=True)
+    file = models.CharField(max_length=200, verbose_name=_("file"))
+    sha256 = models.CharField(max_length=64, verbose_name=_("sha256"))
+    size = models.PositiveBigIntegerField(default=0, verbose_name=_("size"))
+    received_at = models.DateTimeField(auto_now_add=True, verbose_name=_("received at"))
 
     class Meta:
+        verbose_name = _("instance")
+        verbose_name_plural = _("instances")
         ordering = ["number", "id"]
 
     def __str__(self) -> str:
@@ -136,16 +167,23 @@ class Instance(models.Model):
 
 
 class Report(models.Model):
-    study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="report")
-    text = models.TextField(blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    study = models.OneToOneField(
+        Study, on_delete=models.CASCADE, related_name="report", verbose_name=_("study")
+    )
+    text = models.TextField(blank=True, verbose_name=_("text"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("updated by"),
     )
+
+    class Meta:
+        verbose_name = _("report")
+        verbose_name_plural = _("reports")
 
     def __str__(self) -> str:
         return f"Report of {self.study}"
@@ -166,15 +204,30 @@ def new_share_code() -> str:
 class Worklist(models.Model):
     """The list a location, a group or one user works from. Entries are shortcuts to studies."""
 
-    kind = models.CharField(max_length=10, choices=WorklistKind.choices)
+    kind = models.CharField(max_length=10, choices=WorklistKind.choices, verbose_name=_("kind"))
     organization = models.ForeignKey(
-        Organization, on_delete=models.CASCADE, related_name="worklists", null=True, blank=True
+        Organization,
+        on_delete=models.CASCADE,
+        related_name="worklists",
+        null=True,
+        blank=True,
+        verbose_name=_("organization"),
     )
     location = models.OneToOneField(
-        Location, on_delete=models.CASCADE, null=True, blank=True, related_name="worklist"
+        Location,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="worklist",
+        verbose_name=_("location"),
     )
     group = models.OneToOneField(
-        Group, on_delete=models.CASCADE, null=True, blank=True, related_name="worklist"
+        Group,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="worklist",
+        verbose_name=_("group"),
     )
     owner = models.OneToOneField(
         settings.AUTH_USER_MODEL,
@@ -182,11 +235,16 @@ class Worklist(models.Model):
         null=True,
         blank=True,
         related_name="personal_worklist",
+        verbose_name=_("owner"),
     )
-    name = models.CharField(max_length=200)
-    share_code = models.CharField(max_length=16, unique=True, default=new_share_code)
+    name = models.CharField(max_length=200, verbose_name=_("name"))
+    share_code = models.CharField(
+        max_length=16, unique=True, default=new_share_code, verbose_name=_("share code")
+    )
 
     class Meta:
+        verbose_name = _("worklist")
+        verbose_name_plural = _("worklists")
         constraints = [
             models.CheckConstraint(
                 condition=(
@@ -215,13 +273,22 @@ class Worklist(models.Model):
 
 
 class Folder(models.Model):
-    worklist = models.ForeignKey(Worklist, on_delete=models.CASCADE, related_name="folders")
-    parent = models.ForeignKey(
-        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
+    worklist = models.ForeignKey(
+        Worklist, on_delete=models.CASCADE, related_name="folders", verbose_name=_("worklist")
     )
-    name = models.CharField(max_length=200)
+    parent = models.ForeignKey(
+        "self",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="children",
+        verbose_name=_("parent"),
+    )
+    name = models.CharField(max_length=200, verbose_name=_("name"))
 
     class Meta:
+        verbose_name = _("folder")
+        verbose_name_plural = _("folders")
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(
@@ -259,39 +326,56 @@ class Entry(models.Model):
     expiring the share ends the entry's access with no job to run.
     """
 
-    worklist = models.ForeignKey(Worklist, on_delete=models.CASCADE, related_name="entries")
-    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="entries")
-    folder = models.ForeignKey(
-        Folder, on_delete=models.SET_NULL, null=True, blank=True, related_name="entries"
+    worklist = models.ForeignKey(
+        Worklist, on_delete=models.CASCADE, related_name="entries", verbose_name=_("worklist")
     )
-    origin = models.CharField(max_length=10, choices=EntryOrigin.choices)
-    added_at = models.DateTimeField(auto_now_add=True)
+    study = models.ForeignKey(
+        Study, on_delete=models.CASCADE, related_name="entries", verbose_name=_("study")
+    )
+    folder = models.ForeignKey(
+        Folder,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="entries",
+        verbose_name=_("folder"),
+    )
+    origin = models.CharField(max_length=10, choices=EntryOrigin.choices, verbose_name=_("origin"))
+    added_at = models.DateTimeField(auto_now_add=True, verbose_name=_("added at"))
     added_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
         null=True,
         blank=True,
         related_name="+",
+        verbose_name=_("added by"),
     )
     # Terms of a shared entry; for received entries the member's role decides instead.
     level = models.CharField(
-        max_length=12, choices=AccessLevel.choices, default=AccessLevel.REPORT_WRITE
+        max_length=12,
+        choices=AccessLevel.choices,
+        default=AccessLevel.REPORT_WRITE,
+        verbose_name=_("level"),
     )
-    anonymized = models.BooleanField(default=False)
-    can_share = models.BooleanField(default=True)
-    two_factor_required = models.BooleanField(default=False)
-    valid_until = models.DateTimeField(null=True, blank=True)
-    removed_at = models.DateTimeField(null=True, blank=True)
-    blocked_at = models.DateTimeField(null=True, blank=True)
-    label = models.CharField(max_length=100, blank=True)
+    anonymized = models.BooleanField(default=False, verbose_name=_("anonymized"))
+    can_share = models.BooleanField(default=True, verbose_name=_("can share"))
+    two_factor_required = models.BooleanField(default=False, verbose_name=_("two factor required"))
+    valid_until = models.DateTimeField(null=True, blank=True, verbose_name=_("valid until"))
+    removed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("removed at"))
+    blocked_at = models.DateTimeField(null=True, blank=True, verbose_name=_("blocked at"))
+    label = models.CharField(max_length=100, blank=True, verbose_name=_("label"))
     label_scope = models.CharField(
-        max_length=5, choices=LabelScope.choices, default=LabelScope.GROUP
+        max_length=5,
+        choices=LabelScope.choices,
+        default=LabelScope.GROUP,
+        verbose_name=_("label scope"),
     )
-    message = models.TextField(blank=True)
-    opened_at = models.DateTimeField(null=True, blank=True)
+    message = models.TextField(blank=True, verbose_name=_("message"))
+    opened_at = models.DateTimeField(null=True, blank=True, verbose_name=_("opened at"))
 
     class Meta:
-        verbose_name_plural = "entries"
+        verbose_name = _("entry")
+        verbose_name_plural = _("entries")
         indexes = [
             models.Index(fields=["worklist", "study"], name="entry_worklist_study"),
             models.Index(fields=["study", "worklist"], name="entry_study_worklist"),

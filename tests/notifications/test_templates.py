@@ -70,7 +70,7 @@ def test_texts_of_the_same_email_agree_on_the_language_in_french(template):
         ("en", "Urgent: Dr. Alice Tester shared a study with you (J. D.)"),
         ("fr", "Urgent : Dr. Alice Tester a partagé un examen avec vous (J. D.)"),
         ("nl", "Dringend: Dr. Alice Tester heeft een onderzoek met u gedeeld (J. D.)"),
-        ("de", "Dringend: Dr. Alice Tester hat eine Untersuchung mit Ihnen geteilt (J. D.)"),
+        ("de", "Dringend: Dr. Alice Tester hat eine Untersuchung für Sie freigegeben (J. D.)"),
     ],
 )
 def test_urgent_share_says_so_first_in_the_subject(language, subject):

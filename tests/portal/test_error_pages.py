@@ -1,6 +1,9 @@
 """Error pages say what happened and what to do, and never show a traceback or internals."""
 
+import html
+
 import pytest
+from django.conf import settings
 from django.test import override_settings
 
 from tests.accounts.helpers import HttpsClient
@@ -16,6 +19,23 @@ def test_a_missing_page_shows_the_generic_404(client):
     assert "This page does not exist or you may not see it." in response.text
     assert "Traceback" not in response.text
     assert "urlpatterns" not in response.text and "Using the URLconf" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("language", "title", "advice", "back"),
+    [
+        ("nl", "Niet gevonden", "Deze pagina bestaat niet", "Naar het overzicht"),
+        ("fr", "Introuvable", "Cette page n'existe pas", "Aller au répertoire"),
+    ],
+)
+def test_the_error_page_speaks_the_visitors_language(client, language, title, advice, back):
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = language
+
+    page = client.get("/no-such-page/").content.decode()
+
+    assert f"<h1>{title}</h1>" in page
+    assert html.unescape(page).count(advice) == 1 and back in page
+    assert "Not found" not in page and "Go to the directory" not in page
 
 
 def test_a_missing_api_resource_answers_json(client):
