@@ -727,7 +727,8 @@ def open_link(
         # was revoked meanwhile).
         link.refresh_from_db()
         _refuse(link, request, link_status(link, now=now), once=False)
-    link.refresh_from_db(fields=["uses"])
+    # The grant's link keeps the counters it was read with: nothing after the gates reads them,
+    # and reading them again would cost the open another round trip.
     _store_grant(request, link, study_ids, now)
     return Grant(link=link, study_ids=study_ids)
 
