@@ -105,8 +105,19 @@ FAMILY_NAMES = [
 ]  # fmt: skip
 GIVEN_NAMES = ["Anna", "Marc", "Sofia", "Luc", "Emma", "Noah", "Lea", "Tom", "Ines", "Sam"]
 # Issue 9's goals for search and raw frames, issue 13's for cached rendered frames.
-# Issue 13's search goal: 0.5x at 50 studies, 5x at 5,000 and at 100,000 (--studies).
-GOALS = {"qido": 5.0, "rest": None, "frames": 1.0, "rendered": 1.3, "store": None}
+GOALS = {"qido": 5.0, "rest": 5.0, "frames": 1.0, "rendered": 1.3, "store": None}
+# Issue 13's search goals for a small archive, where Orthanc scans little: both searches at
+# least half of Orthanc's QIDO-RS at 50 studies (5x from 1,000 studies up, as above).
+SMALL_ARCHIVE_STUDIES = 50
+SMALL_ARCHIVE_SEARCH_GOAL = 0.5
+
+
+def goal_for(key: str, studies: int) -> float | None:
+    if key in ("qido", "rest") and studies <= SMALL_ARCHIVE_STUDIES:
+        return SMALL_ARCHIVE_SEARCH_GOAL
+    return GOALS[key]
+
+
 DEFAULT_CACHE = "redis://127.0.0.1:6379/14"
 
 
@@ -266,7 +277,7 @@ def seed(folder: Path) -> None:
     import django
 
     django.setup()
-    from django.db import transaction
+    from django.db import connection, transaction
 
     from accounts.models import Location, Membership, Organization, Role, User
     from accounts.permissions import CLINICIAN
@@ -299,7 +310,15 @@ def seed(folder: Path) -> None:
         if result.rejected:
             raise RuntimeError(f"the portal refused bench files: {result.rejected[:3]}")
         say(f"  portal: {start + len(batch)} of {len(paths)} files ingested")
-    (folder / "seeded").write_text(f"{time.perf_counter() - started:.1f}")
+    seconds = time.perf_counter() - started
+    # The statistics the database's planner works from, as autovacuum brings them up to date
+    # within a minute or so of a bulk load in production. Measured straight after the load,
+    # PostgreSQL would still plan the REST search for a near-empty table: a hash of every entry
+    # of the worklist instead of the hundred studies the name matches (40 ms a search instead
+    # of 20, in one process, at 5,000 studies).
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE")
+    (folder / "seeded").write_text(f"{seconds:.1f}")
 
 
 # --- Talking to the servers ------------------------------------------------------------------
@@ -595,6 +614,8 @@ def main(argv: list[str] | None = None) -> int:
             "duration": args.duration,
             "rounds": args.rounds,
             "studies": args.studies,
+            # Each family name is that of one study in 50.
+            "per_name": args.studies // len(FAMILY_NAMES),
             "store_instances": args.store_instances,
             "workers": len(portal.worker_pids()),
             "worker_memory_mb": portal.worker_memory_mb(),
@@ -771,7 +792,7 @@ def orthanc_instances(orthanc, study_uid: str) -> int:
 
 MEASUREMENTS = {
     "qido": (
-        "QIDO-RS study search, PatientName=<family>* (20 of {studies} studies)",
+        "QIDO-RS study search, PatientName=<family>* ({per_name} of {studies} studies)",
         "requests_per_s",
         "requests/s",
     ),
@@ -821,7 +842,7 @@ def report(context: dict[str, Any], results: dict[str, dict[str, list]]) -> str:
         portal = [run[metric] for run in results[key]["portal"]]
         orthanc = [run[metric] for run in results[key]["Orthanc"]]
         ratio = median([p / o for p, o in zip(portal, orthanc, strict=True)])
-        goal = GOALS[key]
+        goal = goal_for(key, context["studies"])
         verdict = (
             "—" if goal is None else (f">= {goal:g}: " + ("met" if ratio >= goal else "NOT met"))
         )
