@@ -7,7 +7,10 @@ pseudonym, no birth date and no accession.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.conf import settings
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema, inline_serializer
@@ -17,7 +20,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from studies.access import get_study_for, visible_worklists
+from portal import decisions
+from studies.access import (
+    access_ends,
+    decision_principal,
+    get_study_for,
+    granted_study_ids,
+    visible_worklists,
+)
 from studies.anonymize import patient_display
 from studies.models import Folder, Report, WorklistKind
 from studies.selectors import (
@@ -183,6 +193,45 @@ def _study_fields(row: StudyRow) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class _ListedPage:
+    results: list[dict]
+    next_cursor: str | None
+    previous_cursor: str | None
+
+
+def _listed_page(
+    request: Request, criteria: SearchCriteria, sort: Sort, cursor: str | None
+) -> _ListedPage:
+    """One page of the search as the API answers it, remembered (``portal.decisions``) for
+    this principal and these criteria, sort and cursor, with the session's grants and the
+    language in the key, as QIDO-RS remembers its answers: every change to a study, an entry
+    or anything else access depends on moves the generation on, and the first of the user's
+    dated shares to end ends it. A client pages and searches the same lists again and again.
+    Raises :class:`InvalidCursor` (never remembered)."""
+
+    def compute() -> tuple[_ListedPage, object]:
+        page = search_page(
+            request.user,
+            criteria,
+            sort=sort,
+            cursor=cursor,
+            page_size=settings.DIRECTORY_PAGE_SIZE,
+        )
+        rows = study_rows(request.user, page.studies, request)
+        listed = _ListedPage(
+            results=[_study_fields(row) for row in rows],
+            next_cursor=page.next_cursor,
+            previous_cursor=page.previous_cursor,
+        )
+        return listed, access_ends(request.user)
+
+    key = decisions.digest(
+        criteria, sort.param, cursor, sorted(granted_study_ids(request)), get_language()
+    )
+    return decisions.remember(f"studies:{decision_principal(request)}:{key}", compute)
+
+
 # --- Views -------------------------------------------------------------------------------------
 
 _ERROR = inline_serializer("Error", fields={"detail": serializers.CharField()})
@@ -213,20 +262,15 @@ class StudyListView(APIView):
         )
         sort = Sort.parse(params.get("sort"))
         try:
-            page = search_page(
-                request.user,
-                criteria,
-                sort=sort,
-                cursor=params.get("cursor") or None,
-                page_size=settings.DIRECTORY_PAGE_SIZE,
-            )
+            page = _listed_page(request, criteria, sort, params.get("cursor") or None)
         except InvalidCursor as exc:
             raise ValidationError({"cursor": [_("Invalid or expired cursor.")]}) from exc
-        rows = study_rows(request.user, page.studies, request)
-        record_studies_listed(request=request, via="api", keys=criteria.keys_used(), rows=len(rows))
+        record_studies_listed(
+            request=request, via="api", keys=criteria.keys_used(), rows=len(page.results)
+        )
         return Response(
             {
-                "results": [_study_fields(row) for row in rows],
+                "results": page.results,
                 "next": self._page_url(request, page.next_cursor),
                 "previous": self._page_url(request, page.previous_cursor),
             }
