@@ -210,7 +210,7 @@ def _listed_page(
     dated shares to end ends it. A client pages and searches the same lists again and again.
     Raises :class:`InvalidCursor` (never remembered)."""
 
-    def compute() -> tuple[_ListedPage, object]:
+    def compute() -> tuple[tuple[list[dict], str | None, str | None], object]:
         page = search_page(
             request.user,
             criteria,
@@ -219,17 +219,18 @@ def _listed_page(
             page_size=settings.DIRECTORY_PAGE_SIZE,
         )
         rows = study_rows(request.user, page.studies, request)
-        listed = _ListedPage(
-            results=[_study_fields(row) for row in rows],
-            next_cursor=page.next_cursor,
-            previous_cursor=page.previous_cursor,
-        )
-        return listed, access_ends(request.user)
+        # Plain values in the shared cache: an answer written by an older version of this code
+        # still reads.
+        results = [_study_fields(row) for row in rows]
+        return (results, page.next_cursor, page.previous_cursor), access_ends(request.user)
 
     key = decisions.digest(
         criteria, sort.param, cursor, sorted(granted_study_ids(request)), get_language()
     )
-    return decisions.remember(f"studies:{decision_principal(request)}:{key}", compute)
+    results, next_cursor, previous_cursor = decisions.remember(
+        f"studies:{decision_principal(request)}:{key}", compute
+    )
+    return _ListedPage(results, next_cursor, previous_cursor)
 
 
 # --- Views -------------------------------------------------------------------------------------
