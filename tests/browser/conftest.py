@@ -8,6 +8,7 @@ HTTPS for (the redirect and secure-only cookies).
 
 import contextlib
 import io
+import re
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
@@ -111,6 +112,16 @@ def _end_live_server_connections(django_db_setup, django_db_blocker):
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+def log_in(page, username: str = "alice") -> None:
+    """Log ``username`` in through the login page (every test user has the same password) and
+    wait for the directory."""
+    page.goto("/accounts/login/?next=/studies/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", "correct-horse-battery")
+    page.click("main button[type=submit]")
+    page.wait_for_url(re.compile(r"/studies/$"))
 
 
 def ingest_ct_study(

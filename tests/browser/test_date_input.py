@@ -5,14 +5,13 @@ the day it picks back into the box in the same form."""
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
 from sharing.models import Share
-from tests.browser.conftest import ingest_ct_study
+from tests.browser.conftest import ingest_ct_study, log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -37,14 +36,6 @@ def american_page(chromium, live_server):
         yield page
     finally:
         context.close()
-
-
-def log_in(page) -> None:
-    page.goto("/accounts/login/?next=/studies/")
-    page.fill("input[name=username]", "alice")
-    page.fill("input[name=password]", "correct-horse-battery")
-    page.click("main button[type=submit]")
-    page.wait_for_url(re.compile(r"/studies/$"))
 
 
 def search_dates(page, start: str, end: str) -> None:

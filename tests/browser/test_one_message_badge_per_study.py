@@ -10,7 +10,7 @@ import re
 import pytest
 
 from studies.models import Study
-from tests.browser.conftest import ingest_ct_study
+from tests.browser.conftest import ingest_ct_study, log_in
 from tests.sharing.conftest import share
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -33,14 +33,6 @@ def shared_twice(org, location, alice, bob, group):
     share(alice, study, ("user", bob.pk), message=MESSAGE)
     share(alice, study, ("group", group.pk), message=MESSAGE)
     return study
-
-
-def log_in(page, username: str) -> None:
-    page.goto("/accounts/login/?next=/studies/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "correct-horse-battery")
-    page.click("main button[type=submit]")
-    page.wait_for_url(re.compile(r"/studies/$"))
 
 
 def badges(page):

@@ -8,8 +8,7 @@ import re
 
 import pytest
 
-from tests.browser.conftest import ingest_ct_study
-from tests.browser.test_send_link import log_in
+from tests.browser.conftest import ingest_ct_study, log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

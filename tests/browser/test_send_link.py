@@ -9,7 +9,7 @@ import re
 import pytest
 
 from guestlinks.models import GuestLink, LinkState
-from tests.browser.conftest import ingest_ct_study
+from tests.browser.conftest import ingest_ct_study, log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -42,14 +42,6 @@ def ct_study(org, location):
 def _site_url(settings, live_server):
     """Links are absolute addresses on the portal's SITE_URL: here, the live server."""
     settings.SITE_URL = live_server.url
-
-
-def log_in(page, username="alice"):
-    page.goto("/accounts/login/?next=/studies/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "correct-horse-battery")
-    page.click("main button[type=submit]")
-    page.wait_for_url(re.compile(r"/studies/$"))
 
 
 def styled(page) -> None:

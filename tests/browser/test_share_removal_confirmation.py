@@ -12,7 +12,7 @@ import pytest
 from sharing.models import Share
 from studies.access import user_study_access
 from studies.models import Study
-from tests.browser.conftest import ingest_ct_study
+from tests.browser.conftest import ingest_ct_study, log_in
 from tests.sharing.conftest import share
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -32,14 +32,6 @@ def shared(org, location, alice, bob):
     )
     study = Study.objects.get(study_uid=UID)
     return share(alice, study, ("user", bob.pk), message="Second opinion, please.")
-
-
-def log_in(page, username: str) -> None:
-    page.goto("/accounts/login/?next=/studies/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "correct-horse-battery")
-    page.click("main button[type=submit]")
-    page.wait_for_url(re.compile(r"/studies/$"))
 
 
 def bobs_access(bob):

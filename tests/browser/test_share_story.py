@@ -10,7 +10,7 @@ import re
 import pytest
 
 from sharing.models import Favorite, Share
-from tests.browser.conftest import ingest_ct_study
+from tests.browser.conftest import ingest_ct_study, log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -39,14 +39,6 @@ def two_studies(org, location):
         org, location, study_uid=SECOND_UID, patient_id="PID-4545", accession="ACC-4546", slices=2
     )
     return first, second
-
-
-def log_in(page, username: str) -> None:
-    page.goto("/accounts/login/?next=/studies/")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "correct-horse-battery")
-    page.click("main button[type=submit]")
-    page.wait_for_url(re.compile(r"/studies/$"))
 
 
 def styled(page) -> None:

@@ -9,8 +9,7 @@ from collections import Counter
 
 import pytest
 
-from tests.browser.conftest import ingest_ct_study
-from tests.browser.test_send_link import log_in
+from tests.browser.conftest import ingest_ct_study, log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 

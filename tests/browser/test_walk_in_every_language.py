@@ -21,7 +21,7 @@ from guestlinks.models import GuestLink
 from sharing.models import Share
 from studies.models import Study
 from tests.accounts.helpers import make_device, verified_login
-from tests.browser.conftest import ingest_ct_study
+from tests.browser.conftest import ingest_ct_study, log_in
 from tests.guestlinks.conftest import link_path, make_link  # noqa: F401 - a fixture
 from tests.portal.test_pages_in_every_language import ENGLISH, ISO_DATE, SLASHED_DATE
 
@@ -137,14 +137,6 @@ def assert_reads_as(language: str, walk: dict[str, tuple[list[str], list[date]]]
             if f"{day:%d/%m/%Y}" not in written:
                 findings.append(f"[{language}] {name}: {day:%d/%m/%Y} is not on the page")
     assert not findings, "\n" + "\n".join(findings)
-
-
-def log_in(page) -> None:
-    page.goto("/accounts/login/?next=/studies/")
-    page.fill("input[name=username]", "alice")
-    page.fill("input[name=password]", "correct-horse-battery")
-    page.click("main button[type=submit]")
-    page.wait_for_url(re.compile(r"/studies/$"))
 
 
 def menu_item(page, row, key: str) -> None:
