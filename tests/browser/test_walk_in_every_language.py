@@ -23,7 +23,12 @@ from studies.models import Study
 from tests.accounts.helpers import make_device, verified_login
 from tests.browser.conftest import ingest_ct_study, log_in
 from tests.guestlinks.conftest import link_path, make_link  # noqa: F401 - a fixture
-from tests.portal.test_pages_in_every_language import ENGLISH, ISO_DATE, SLASHED_DATE
+from tests.portal.test_pages_in_every_language import (
+    ENGLISH,
+    ISO_DATE,
+    SLASHED_DATE,
+    without_data,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -112,13 +117,7 @@ def visible_lines(page, scope: str = "body") -> list[str]:
         *page.inner_text(scope).split("\n"),
         *page.evaluate(_READ_ALOUD_JS, scope),
     ]
-    lines = []
-    for text in texts:
-        for value in DATA:
-            text = text.replace(value, " ")
-        if text.strip():
-            lines.append(text.strip())
-    return lines
+    return without_data(texts, DATA)
 
 
 def assert_reads_as(language: str, walk: dict[str, tuple[list[str], list[date]]]) -> None:

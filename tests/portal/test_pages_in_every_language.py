@@ -43,12 +43,18 @@ def readable_lines(html: str) -> list[str]:
     html = _HIDDEN.sub(" ", html)
     lines = re.sub(r"(?s)<[^>]+>", "\n", html).split("\n") + _READ_ALOUD.findall(html)
     data = (settings.SITE_NAME, "Jane", "Doe", "CT Chest", "Alice Tester", "Bob Tester")
+    return without_data(lines, data)
+
+
+def without_data(texts, data) -> list[str]:
+    """The non-blank ``texts``, stripped, with every value of ``data`` (names, descriptions, the
+    portal's name: not the page's language) taken out."""
     cleaned = []
-    for line in lines:
+    for text in texts:
         for value in data:
-            line = line.replace(value, " ")
-        if line.strip():
-            cleaned.append(line.strip())
+            text = text.replace(value, " ")
+        if text.strip():
+            cleaned.append(text.strip())
     return cleaned
 
 
