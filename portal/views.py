@@ -1,17 +1,18 @@
 """Health check, the scripts' text catalog, and the generic error pages: they say what happened
 and what to do next, and never show a traceback or anything about the request."""
 
+import functools
 import hashlib
 
 from django.conf import settings
 from django.db import connection
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import translation
-from django.utils.cache import get_conditional_response, patch_cache_control
+from django.utils.cache import patch_cache_control
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import etag, require_GET
 from django.views.i18n import JavaScriptCatalog
 
 
@@ -23,11 +24,24 @@ def healthz(request):
     return JsonResponse({"status": "ok"})
 
 
-# Built once per language and process: the catalogs change only with a deploy.
-_javascript_catalogs: dict[str, tuple[bytes, str]] = {}
+@functools.cache
+def _javascript_catalog(language: str) -> tuple[bytes, str]:
+    """The catalog's body and its ETag, built once per language and process: the catalogs
+    change only with a deploy."""
+    # The catalog depends on the language alone: built from a bare GET, not a visitor's request.
+    request = HttpRequest()
+    request.method = "GET"
+    with translation.override(language):
+        catalog = JavaScriptCatalog.as_view(domain="djangojs", packages=["portal"])(request)
+    return catalog.content, hashlib.sha256(catalog.content).hexdigest()[:32]
+
+
+def _catalog_etag(request, language: str) -> str | None:
+    return _javascript_catalog(language)[1] if language in dict(settings.LANGUAGES) else None
 
 
 @require_GET
+@etag(_catalog_etag)
 def javascript_catalog(request, language: str):
     """The texts of the portal's scripts (``static/js``, the ``djangojs`` catalogs in
     ``locale/``) in ``language``. The language is in the address, not taken from the request,
@@ -36,16 +50,9 @@ def javascript_catalog(request, language: str):
     on every page and get a 304 while the catalog is unchanged."""
     if language not in dict(settings.LANGUAGES):
         raise Http404
-    if language not in _javascript_catalogs:
-        with translation.override(language):
-            catalog = JavaScriptCatalog.as_view(domain="djangojs", packages=["portal"])(request)
-        digest = hashlib.sha256(catalog.content).hexdigest()[:32]
-        _javascript_catalogs[language] = (catalog.content, f'"{digest}"')
-    body, etag = _javascript_catalogs[language]
-    response = get_conditional_response(request, etag=etag) or HttpResponse(
-        body, content_type="text/javascript; charset=utf-8"
+    response = HttpResponse(
+        _javascript_catalog(language)[0], content_type="text/javascript; charset=utf-8"
     )
-    response["ETag"] = etag
     patch_cache_control(response, private=True, no_cache=True)
     response.private_cache = True  # portal.middleware would forbid keeping it at all
     return response
