@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+from django.conf import settings
 from django.urls import reverse
 
 from tests.accounts.helpers import HttpsClient, make_device, plain_static_storage, sign_in
@@ -46,9 +47,8 @@ def test_the_catalog_holds_the_scripts_texts_in_the_language_asked(language, loa
 
 
 def scripts_texts() -> str:
-    from pathlib import Path
-
-    return "".join(path.read_text() for path in Path("static/js").glob("*.js"))
+    """The portal's scripts, read from the project wherever the tests run from."""
+    return "".join(path.read_text() for path in (settings.BASE_DIR / "static/js").glob("*.js"))
 
 
 def test_a_browser_asks_again_and_gets_not_modified_while_the_catalog_is_unchanged():
