@@ -19,7 +19,6 @@ from django.http import Http404, HttpRequest, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.formats import date_format
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
@@ -31,6 +30,7 @@ from guestlinks.presentation import options_summary
 from guestlinks.services.creation import may_revoke_link, revoke_link
 from guestlinks.services.state import link_status
 from studies.access import organizations_with
+from studies.admin import study_label
 
 
 def _revocable_organizations(user) -> list[int] | None:
@@ -135,11 +135,8 @@ class GuestLinkAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("target"))
     def target(self, obj: GuestLink) -> str:
-        # The study's description and date, never the patient's name (lists are shared screens).
         if obj.study_id:
-            study = obj.study
-            date = date_format(study.study_date, "DATE_FORMAT") if study.study_date else ""
-            return " · ".join(part for part in (study.description or study.study_uid, date) if part)
+            return study_label(obj.study)
         if obj.worklist_id:
             return f"{gettext('Worklist')} · {obj.worklist.name}"
         return f"{gettext('Folder')} · {obj.folder.name}"

@@ -18,7 +18,6 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
-from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
@@ -27,6 +26,7 @@ from accounts.models import Organization
 from sharing.models import Share, ShareRecipient
 from sharing.services import may_remove_share, remove_share
 from sharing.services.two_factor import may_unblock, unblock, unblocking_organizations
+from studies.admin import study_label
 
 
 def _scope(request: HttpRequest) -> list[int] | None:
@@ -132,12 +132,6 @@ def recipient_label(recipient: ShareRecipient) -> str:
     return f"{recipient.get_kind_display()} · {recipient.email}"
 
 
-def _study_label(study) -> str:
-    # The study's description and date, never the patient's name (lists are shared screens).
-    date = date_format(study.study_date, "DATE_FORMAT") if study.study_date else ""
-    return " · ".join(part for part in (study.description or study.study_uid, date) if part)
-
-
 class ShareRecipientInline(admin.TabularInline):
     model = ShareRecipient
     extra = 0
@@ -234,7 +228,7 @@ class ShareAdmin(_ScopedReadOnly):
 
     @admin.display(description=_("studies"))
     def study_list(self, obj: Share) -> str:
-        return "; ".join(_study_label(study) for study in obj.studies.order_by("pk"))
+        return "; ".join(study_label(study) for study in obj.studies.order_by("pk"))
 
     @admin.display(description=_("blocked recipients"))
     def blocked_recipients(self, obj: Share) -> int:

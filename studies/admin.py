@@ -10,10 +10,18 @@ the name, so the patient pages set their own titles.
 from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.db.models import Q
+from django.utils.formats import date_format
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from studies.models import Entry, Folder, Instance, Patient, Report, Series, Study, Worklist
+
+
+def study_label(study: Study) -> str:
+    """A study as the admin's lists name it (shares, guest links): its description and date,
+    never the patient's name (lists are shared screens)."""
+    date = date_format(study.study_date, "DATE_FORMAT") if study.study_date else ""
+    return " · ".join(part for part in (study.description or study.study_uid, date) if part)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
