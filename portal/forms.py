@@ -4,29 +4,18 @@ ValidationError({field: [messages]})."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+import contextlib
+from datetime import date
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.utils.formats import get_format
 from django.utils.translation import gettext_lazy as _
 
 # What a date box shows and its calendar writes back, in every language (portal/formats).
 TYPED_DATE_FORMAT = "%d/%m/%Y"
 
 
-def parse_typed_date(text: str) -> date | None:
-    """``text`` as a date in one of the forms the portal accepts (dd/mm/yyyy and its kin, ISO),
-    or None."""
-    for pattern in get_format("DATE_INPUT_FORMATS"):
-        try:
-            return datetime.strptime(text.strip(), pattern).date()
-        except ValueError:
-            continue
-    return None
-
-
-class DateInput(forms.TextInput):
+class DateInput(forms.DateInput):
     """A date typed as dd/mm/yyyy, beside a button that opens the browser's calendar
     (static/js/date-input.js), which writes the date it picks back into the box in that form.
     The browser's own date box alone would order day and month as the browser's locale does
@@ -45,16 +34,18 @@ class DateInput(forms.TextInput):
                 "maxlength": "10",
                 "data-date-text": "",
                 **(attrs or {}),
-            }
+            },
+            format=TYPED_DATE_FORMAT,
         )
 
     def format_value(self, value):
         if isinstance(value, str):
-            # What was typed comes back as typed when it is not a date, so it can be corrected.
-            value = parse_typed_date(value) or value
-        if isinstance(value, date):
-            return value.strftime(TYPED_DATE_FORMAT)
-        return super().format_value(value)
+            # A date typed in another accepted form comes back as dd/mm/yyyy; what is not a date
+            # comes back as typed, so it can be corrected.
+            with contextlib.suppress(ValidationError):
+                value = forms.DateField().to_python(value) or value
+        # An empty box renders no value, as Django's text inputs do.
+        return super().format_value(value) or None
 
     def get_context(self, name, value, attrs):
         context = super().get_context(name, value, attrs)
