@@ -19,7 +19,6 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
-from psycopg import ClientCursor
 
 from audit.codes import codes_for
 from audit.models import AuditEvent, ChainHead, Outcome, chain_for
@@ -233,9 +232,9 @@ def _appended_in_two_round_trips(event: AuditEvent, chain: int, key: SigningKey)
     the head stays locked until the caller commits, and no savepoint is taken: an event that
     cannot be written fails the whole action. Concurrent appenders to one chain queue on its
     head, so the shorter it is held the more of them append per second (about 1.6x with five
-    workers here). Several statements go in one round trip: their parameters are bound here, on
-    the client, since a connection that binds them on the server (``portal.settings``, for
-    prepared statements) takes one statement per round trip.
+    workers here). Several statements go in one round trip: their parameters are bound on the
+    client (``compose_sql``, the driver's own quoting), since a connection that binds them on the
+    server (``portal.settings``, for prepared statements) takes one statement per round trip.
 
     Returns False, having written nothing, on SQLite and for a chain without a head yet: the
     ORM's path runs then."""
@@ -252,7 +251,7 @@ def _appended_in_two_round_trips(event: AuditEvent, chain: int, key: SigningKey)
     with connection.cursor() as cursor:
         try:
             if own_transaction:
-                cursor.execute(_bound(cursor, f"BEGIN; {_LOCK}", [chain]))
+                cursor.execute(connection.ops.compose_sql(f"BEGIN; {_LOCK}", [chain]))
                 cursor.nextset()
             else:
                 cursor.execute(_LOCK, [chain])
@@ -271,7 +270,8 @@ def _appended_in_two_round_trips(event: AuditEvent, chain: int, key: SigningKey)
                 for field in _EVENT_FIELDS
             ]
             append = f"{_APPEND}; COMMIT" if own_transaction else _APPEND
-            cursor.execute(_bound(cursor, append, [event.hash, count + 1, seal, chain, *values]))
+            params = [event.hash, count + 1, seal, chain, *values]
+            cursor.execute(connection.ops.compose_sql(append, params))
             cursor.nextset()
             event.pk = cursor.fetchone()[0]
         except BaseException:
@@ -283,12 +283,6 @@ def _appended_in_two_round_trips(event: AuditEvent, chain: int, key: SigningKey)
     event._state.adding = False
     event._state.db = connection.alias
     return True
-
-
-def _bound(cursor, sql: str, params: list) -> str:
-    """``sql`` with ``params`` quoted into it by the driver, as a client-side binding cursor
-    does: sent without parameters, several statements go in one round trip."""
-    return ClientCursor(cursor.connection).mogrify(sql, params)
 
 
 def _locked_head(chain: int) -> tuple[str, int] | None:
