@@ -68,7 +68,7 @@ from dicomweb.http import DICOM_JSON, DicomwebError, bad_request, dicomweb_view
 from dicomweb.multipart import media_type_matches, parse_accept
 from dicomweb.scope import accesses_for, studies_for
 from portal import decisions
-from studies.access import StudyAccess, access_ends, decision_principal, granted_study_ids
+from studies.access import StudyAccess, access_ends, granted_study_ids, search_decision_key
 from studies.anonymize import pseudonym
 from studies.dicom_header import normalize_name
 from studies.models import AccessLevel, Instance, Series, Study
@@ -875,13 +875,8 @@ def _answer(
             until = timezone.now()  # not kept
         return (text, len(body), more), until
 
-    key = decisions.digest(
-        level.name,
-        path,
-        sorted(request.GET.lists()),
-        sorted(granted_study_ids(request)),
-    )
-    return decisions.remember(f"qido:{decision_principal(request)}:{key}", compute)
+    key = search_decision_key(request, "qido", level.name, path, sorted(request.GET.lists()))
+    return decisions.remember(key, compute)
 
 
 def search(

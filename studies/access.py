@@ -363,6 +363,14 @@ def decision_principal(request: HttpRequest) -> str:
     return ":".join(parts) or "anonymous"
 
 
+def search_decision_key(request: HttpRequest, kind: str, *parts: object) -> str:
+    """The key a remembered answer about everything the request may see (a search) is kept
+    under: the principal, the session's grants (an SMS code entered, a guest link opened) and
+    ``parts``, the exact question."""
+    question = decisions.digest(*parts, sorted(granted_study_ids(request)))
+    return f"{kind}:{decision_principal(request)}:{question}"
+
+
 def get_study_for(request: HttpRequest, study_uid: str) -> tuple[Study, StudyAccess]:
     """The study and the caller's access to it, or 404: a study the caller may not see answers
     exactly like one that does not exist."""

@@ -21,13 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal import decisions
-from studies.access import (
-    access_ends,
-    decision_principal,
-    get_study_for,
-    granted_study_ids,
-    visible_worklists,
-)
+from studies.access import access_ends, get_study_for, search_decision_key, visible_worklists
 from studies.anonymize import patient_display
 from studies.models import Folder, Report, WorklistKind
 from studies.selectors import (
@@ -224,12 +218,8 @@ def _listed_page(
         results = [_study_fields(row) for row in rows]
         return (results, page.next_cursor, page.previous_cursor), access_ends(request.user)
 
-    key = decisions.digest(
-        criteria, sort.param, cursor, sorted(granted_study_ids(request)), get_language()
-    )
-    results, next_cursor, previous_cursor = decisions.remember(
-        f"studies:{decision_principal(request)}:{key}", compute
-    )
+    key = search_decision_key(request, "studies", criteria, sort.param, cursor, get_language())
+    results, next_cursor, previous_cursor = decisions.remember(key, compute)
     return _ListedPage(results, next_cursor, previous_cursor)
 
 
