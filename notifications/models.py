@@ -24,7 +24,7 @@ class Message(models.Model):
 
     Delivery moves it QUEUED -> SENDING -> SENT, or SENDING -> FAILED (tried again at
     ``next_attempt_at``) -> ... -> DEAD. Every move is a conditional UPDATE on ``status`` (and
-    ``attempts``), so two workers handed the same message send it once (``delivery.deliver``).
+    ``attempts``), so two workers handed the same message send it once (``delivery.deliver_batch``).
     What it is about is recorded as text (``concerning_type``/``concerning_id``), not as a foreign
     key: the outbox depends on no feature app and outlives the rows it mentions.
     """
@@ -66,6 +66,9 @@ class Message(models.Model):
         help_text=_("Set while a worker sends it; past this time the worker is presumed dead."),
     )
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+    # The random token of the claim that last took the message: a worker reads back exactly the
+    # rows its claiming UPDATE took (notifications.delivery).
+    claim = models.CharField(_("claim"), max_length=32, blank=True, editable=False)
 
     class Meta:
         verbose_name = _("message")

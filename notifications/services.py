@@ -24,8 +24,10 @@ Names of patients never go into a subject line (mail servers log subjects): init
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from functools import partial
@@ -221,31 +223,69 @@ def queue_messages(
             messages = rows
         else:
             messages = Message.objects.bulk_create(rows)
-        for message in messages:
-            transaction.on_commit(partial(publish, message.id))
+        publish_on_commit([message.id for message in messages])
     return messages
 
 
-def publish(message_id: int) -> bool:
-    """Hand a message to a worker; False if the broker could not take it (down, unreachable,
-    timing out). The message then stays QUEUED and the periodic re-queue sends it: never an
-    error for the user whose action has already committed.
+class _WaitingForCommit(threading.local):
+    """Messages queued in this thread's transaction, waiting for it to commit. Each
+    ``publish_on_commit`` call is a numbered group with its own on-commit callback; Django runs a
+    committed transaction's callbacks in the order they were registered, so the first to run
+    publishes its group and every later one of the transaction at once. An earlier group still
+    waiting then belonged to a transaction that rolled back: its callback was dropped with it,
+    and so is the group."""
 
-    No publish retries: Celery's default three tries cost about 0.6 s per message while the
-    broker is down, a minute added to a share with a hundred recipients. The re-queue is the
-    retry."""
-    from notifications.tasks import deliver_message  # tasks imports delivery, which imports us
+    def __init__(self):
+        self.groups: dict[int, list[int]] = {}
+        self.numbers = itertools.count()
 
-    try:
-        deliver_message.apply_async((message_id,), retry=False)
-    except Exception as exc:
-        logger.warning(
-            "Message %s stays queued for the periodic re-queue: %s",
-            message_id,
-            f"{type(exc).__name__}: {exc}",
-        )
-        return False
-    return True
+
+_waiting = _WaitingForCommit()
+
+
+def publish_on_commit(message_ids: Sequence[int]) -> None:
+    """Publish these messages once the current transaction commits, together with the others it
+    queued: a share to twenty people is one delivery task, not twenty."""
+    number = next(_waiting.numbers)
+    _waiting.groups[number] = list(message_ids)
+    transaction.on_commit(partial(_publish_committed, number))
+
+
+def _publish_committed(number: int) -> None:
+    groups = _waiting.groups
+    if number not in groups:
+        return  # published with an earlier group of its transaction
+    committed = [message_id for key, ids in groups.items() if key >= number for message_id in ids]
+    groups.clear()
+    # A group queued in a savepoint that rolled back may be among them: its worker finds no such
+    # message and sends nothing.
+    publish(committed)
+
+
+def publish(message_ids: Sequence[int]) -> int:
+    """Hand messages to the workers, ``NOTIFICATIONS_DELIVERY_BATCH`` to a task. Returns how many
+    were handed over: fewer than all if the broker could not take them (down, unreachable, timing
+    out). Those stay QUEUED and the periodic re-queue sends them: never an error for the user
+    whose action has already committed.
+
+    No publish retries: Celery's default three tries cost about 0.6 s per task while the broker
+    is down. The re-queue is the retry."""
+    from notifications.tasks import deliver_messages  # tasks imports delivery, which imports us
+
+    ids = list(message_ids)
+    size = max(1, settings.NOTIFICATIONS_DELIVERY_BATCH)
+    for start in range(0, len(ids), size):
+        batch = ids[start : start + size]
+        try:
+            deliver_messages.apply_async((batch,), retry=False)
+        except Exception as exc:
+            logger.warning(
+                "Messages not handed over (%s) stay queued for the periodic re-queue: %s",
+                len(ids) - start,
+                f"{type(exc).__name__}: {exc}",
+            )
+            return start
+    return len(ids)
 
 
 # --- Administration ---------------------------------------------------------------------------
@@ -288,8 +328,8 @@ def retry_messages(*, message_ids: Iterable[int], actor, request=None) -> list[i
                     "attempts": previous_attempts,
                 },
             )
-            transaction.on_commit(partial(publish, message.pk))
             retried.append(message.pk)
+        publish_on_commit(retried)
     return retried
 
 

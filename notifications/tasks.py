@@ -1,15 +1,20 @@
 """Celery tasks. They carry message ids only, never addresses or bodies.
 
-``deliver_message`` acknowledges its broker message only after it ran (``acks_late``) and gives it
-back if the worker process dies (``reject_on_worker_lost``); running it twice is harmless, since
-``deliver`` claims the row with a conditional UPDATE. ``requeue_undelivered`` runs every minute
-(``CELERY_BEAT_SCHEDULE``) and hands out again whatever is due and not moving: messages whose
-publish failed (broker down), whose retry task was lost, or whose worker died while sending.
+``deliver_messages`` sends a batch of messages (those queued by one transaction, up to
+``NOTIFICATIONS_DELIVERY_BATCH``). It acknowledges its broker message only after it ran
+(``acks_late``) and gives it back if the worker process dies (``reject_on_worker_lost``); running
+it twice is harmless, since ``deliver_batch`` claims the rows with a conditional UPDATE. Each
+message's retry is its own one-message task, at that message's time.
+
+``requeue_undelivered`` runs every minute (``CELERY_BEAT_SCHEDULE``) and hands out again whatever
+is due and not moving: messages whose publish failed (broker down), whose retry task was lost, or
+whose worker died while sending.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from datetime import timedelta
 
 from celery import shared_task
@@ -30,31 +35,32 @@ MAX_COUNTDOWN = 600
 
 
 @shared_task(
-    name="notifications.deliver_message",
+    name="notifications.deliver_messages",
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
     ignore_result=True,
 )
-def deliver_message(self, message_id: int) -> str:
-    result = delivery.deliver(message_id)
-    retry_in = getattr(result, "retry_in", None)
+def deliver_messages(self, message_ids: list[int]) -> dict[str, int]:
+    """Returns how many messages were left in each status (the worker logs it; no ids)."""
+    results = delivery.deliver_batch(message_ids)
     # In-process (eager) runs cannot wait: a countdown would run the task at once, too early.
-    if (
-        result == MessageStatus.FAILED
-        and retry_in is not None
-        and retry_in <= MAX_COUNTDOWN
-        and not self.request.is_eager
-    ):
-        try:
-            deliver_message.apply_async((message_id,), countdown=retry_in)
-        except Exception as exc:
-            logger.warning(
-                "Message %s: retry not scheduled (%s); the periodic re-queue will send it",
-                message_id,
-                f"{type(exc).__name__}: {exc}",
-            )
-    return str(result)
+    if not self.request.is_eager:
+        for message_id, result in results.items():
+            if result.retry_in is not None and result.retry_in <= MAX_COUNTDOWN:
+                _schedule(message_id, result.retry_in)
+    return dict(Counter(str(result) for result in results.values()))
+
+
+def _schedule(message_id: int, countdown: float) -> None:
+    try:
+        deliver_messages.apply_async(([message_id],), countdown=countdown)
+    except Exception as exc:
+        logger.warning(
+            "Message %s: retry not scheduled (%s); the periodic re-queue will send it",
+            message_id,
+            f"{type(exc).__name__}: {exc}",
+        )
 
 
 def undelivered_ids(*, limit: int) -> list[int]:
@@ -78,13 +84,8 @@ def undelivered_ids(*, limit: int) -> list[int]:
 @shared_task(name="notifications.requeue_undelivered", ignore_result=True)
 def requeue_undelivered() -> int:
     ids = undelivered_ids(limit=settings.NOTIFICATIONS_REQUEUE_BATCH)
-    published = 0
-    for message_id in ids:
-        if not publish(message_id):
-            # The broker is down: the rest would fail the same way. They stay due for the next
-            # run, a minute from now.
-            break
-        published += 1
+    # Stops at the first broker error: the rest stay due for the next run, a minute from now.
+    published = publish(ids)
     if ids:
         logger.info("Re-queued %s of %s undelivered messages", published, len(ids))
     return published

@@ -357,6 +357,9 @@ NOTIFICATIONS_LEASE_SECONDS = env_int("NOTIFICATIONS_LEASE_SECONDS", 300)
 # A new message is published when its transaction commits; the re-queue leaves it alone this long.
 NOTIFICATIONS_QUEUED_GRACE = env_int("NOTIFICATIONS_QUEUED_GRACE", 30)
 NOTIFICATIONS_REQUEUE_BATCH = env_int("NOTIFICATIONS_REQUEUE_BATCH", 500)
+# A delivery task sends up to this many messages, claimed in one UPDATE and recorded as sent in one
+# transaction (bench/outbox_bench.py: 1,000 emails in 2.3 s instead of 3.9 s one task per message).
+NOTIFICATIONS_DELIVERY_BATCH = env_int("NOTIFICATIONS_DELIVERY_BATCH", 50)
 # Sent bodies hold the only plain copy of links and codes; they are blanked after this many days
 # (0 keeps them).
 NOTIFICATIONS_BODY_RETENTION_DAYS = env_int("NOTIFICATIONS_BODY_RETENTION_DAYS", 7)

@@ -23,7 +23,7 @@ def test_message_committed_while_broker_is_down_goes_out_with_the_requeue(
     with caplog.at_level(logging.WARNING, logger="notifications.services"):
         [message] = queue_shares(["dr.janssens@example.org"])  # commits; the publish fails
 
-    assert "stays queued for the periodic re-queue" in caplog.text
+    assert "stay queued for the periodic re-queue" in caplog.text
     message = fresh(message)
     assert (message.status, message.attempts) == (MessageStatus.QUEUED, 0)
 

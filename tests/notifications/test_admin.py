@@ -133,7 +133,7 @@ def test_retry_queues_dead_and_failed_messages_again_and_audits_it(
     Message.objects.filter(pk=failed.pk).update(status=MessageStatus.FAILED, attempts=2)
     Message.objects.filter(pk=sent.pk).update(status=MessageStatus.SENT, attempts=1)
     published = []
-    monkeypatch.setattr("notifications.services.publish", published.append)
+    monkeypatch.setattr("notifications.services.publish", published.extend)
     client = verified_client(operator)
 
     with django_capture_on_commit_callbacks(execute=True):

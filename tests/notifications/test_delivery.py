@@ -1,16 +1,19 @@
-"""``deliver()``: claim, send, record. Sent once; retried with growing, jittered pauses; given up
-(and audited) after the last attempt or at once when the recipient is refused for good."""
+"""``deliver()`` and ``deliver_batch()``: claim, send, record. Sent once; retried with growing,
+jittered pauses; given up (and audited) after the last attempt or at once when the recipient is
+refused for good. A batch is claimed and read at once, and hands back what it had no time for."""
 
 from datetime import timedelta
 
 import pytest
 import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from audit.models import Action, AuditEvent, Outcome
 from notifications import delivery
 from notifications.backends import DeliveryError, PermanentDeliveryError
-from notifications.delivery import backoff_seconds, deliver
+from notifications.delivery import backoff_seconds, deliver, deliver_batch
 from notifications.models import Message, MessageStatus
 from tests.notifications.conftest import LINK
 
@@ -286,3 +289,96 @@ def test_message_whose_senders_keep_dying_is_given_up(queue, backend, settings):
     assert backend.sent == []
     assert "the last sender stopped responding" in fresh(message).last_error
     assert AuditEvent.objects.filter(action=Action.MESSAGE_DEAD).count() == 1
+
+
+# --- Batches ---------------------------------------------------------------------------------
+
+
+def statements(captured, verb: str) -> list[str]:
+    return [query["sql"] for query in captured if query["sql"].lstrip().upper().startswith(verb)]
+
+
+def test_a_batch_is_claimed_in_one_update_and_read_in_one_select(queue, backend):
+    messages = [queue(f"r{n}@example.org") for n in range(4)]
+
+    with CaptureQueriesContext(connection) as captured:
+        results = deliver_batch([message.pk for message in messages])
+
+    assert set(results.values()) == {MessageStatus.SENT}
+    assert backend.sent == [message.pk for message in messages]
+    claims = [sql for sql in statements(captured, "UPDATE") if "SET \"status\" = 'sending'" in sql]
+    assert len(claims) == 1
+    # One read of the claimed rows, then one SENT update per message: no read per message.
+    assert len(statements(captured, "SELECT")) == 1
+    assert len(statements(captured, "UPDATE")) == 1 + len(messages)
+    for message in messages:
+        message = fresh(message)
+        assert (message.status, message.attempts) == (MessageStatus.SENT, 1)
+        assert message.provider_id == f"provider-{message.pk}"
+
+
+def test_a_failure_in_a_batch_is_recorded_for_that_message_alone(queue, backend):
+    first, second, third = (queue(f"r{n}@example.org") for n in range(3))
+    backend.outcomes.extend(["id-1", PermanentDeliveryError("550 no such user"), "id-3"])
+
+    results = deliver_batch([first.pk, second.pk, third.pk])
+
+    assert results == {
+        first.pk: MessageStatus.SENT,
+        second.pk: MessageStatus.DEAD,
+        third.pk: MessageStatus.SENT,
+    }
+    assert [fresh(m).status for m in (first, second, third)] == [
+        MessageStatus.SENT,
+        MessageStatus.DEAD,
+        MessageStatus.SENT,
+    ]
+
+
+def test_a_batch_that_took_half_a_lease_hands_the_rest_back(queue, backend, monkeypatch, settings):
+    settings.NOTIFICATIONS_LEASE_SECONDS = 300
+    messages = [queue(f"r{n}@example.org") for n in range(3)]
+    clock = [1000.0]
+    monkeypatch.setattr(delivery.time, "monotonic", lambda: clock[0])
+    scripted_send = backend.send
+
+    def slow_provider(message):
+        clock[0] += 160  # past half the lease after the first message
+        return scripted_send(message)
+
+    monkeypatch.setattr(backend, "send", slow_provider)
+
+    results = deliver_batch([message.pk for message in messages])
+
+    first, *rest = messages
+    assert backend.sent == [first.pk]
+    assert results[first.pk] == MessageStatus.SENT
+    for message in rest:
+        assert results[message.pk] == MessageStatus.QUEUED
+        assert results[message.pk].retry_in == 0
+        message = fresh(message)
+        # Given back untouched, as if this attempt had not been made: due at once, for anyone.
+        assert (message.status, message.attempts, message.lease_until) == (
+            MessageStatus.QUEUED,
+            0,
+            None,
+        )
+        assert message.next_attempt_at <= timezone.now()
+
+
+def test_what_went_out_is_recorded_even_when_the_batch_breaks_off(queue, backend, monkeypatch):
+    first, second = queue("one@example.org"), queue("two@example.org")
+    calls = []
+
+    def give_up(message, attempts, reason):
+        calls.append(message.pk)
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(delivery, "_give_up", give_up)
+    backend.outcomes.extend(["id-1", PermanentDeliveryError("550 no such user")])
+
+    with pytest.raises(RuntimeError):
+        deliver_batch([first.pk, second.pk])
+
+    assert calls == [second.pk]
+    assert fresh(first).status == MessageStatus.SENT

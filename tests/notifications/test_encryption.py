@@ -168,12 +168,18 @@ def test_migration_encrypts_the_messages_already_there_and_decrypts_them_going_b
             status="sent",
         )
 
-        MigrationExecutor(connection).migrate(after)
+        executor = MigrationExecutor(connection)
+        executor.migrate(after)
+        # The model as it was then: later migrations add columns this database does not have yet.
+        new_message = executor.loader.project_state(after).apps.get_model(
+            "notifications", "Message"
+        )
 
         encrypted = stored(queued)
         assert all(value.startswith("gAAAAA") for value in encrypted.values())
         assert TOKEN not in " ".join(encrypted.values())
-        assert {name: getattr(fresh(queued), name) for name in TEXTS} == texts
+        read_back = new_message.objects.get(pk=queued.pk)
+        assert {name: getattr(read_back, name) for name in TEXTS} == texts
         assert stored(erased) == {"subject": "", "body_text": "", "body_html": ""}
 
         MigrationExecutor(connection).migrate(before)

@@ -10,9 +10,10 @@ from django.db import transaction
 from django.utils import translation
 from kombu.exceptions import OperationalError
 
+from notifications import services
 from notifications.models import Channel, Message, MessageStatus
-from notifications.services import queue_messages, stored_context
-from notifications.tasks import deliver_message
+from notifications.services import publish, queue_message, queue_messages, stored_context
+from notifications.tasks import deliver_messages
 from tests.notifications.conftest import LINK, share_context
 
 pytestmark = pytest.mark.django_db
@@ -185,30 +186,113 @@ def test_broker_down_leaves_the_message_queued_and_the_action_committed(
     def broker_down(*args, **kwargs):
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
-    monkeypatch.setattr(deliver_message, "apply_async", broker_down)
+    monkeypatch.setattr(deliver_messages, "apply_async", broker_down)
 
     with django_capture_on_commit_callbacks(execute=True):
         message = queue()
 
     message.refresh_from_db()
     assert (message.status, message.attempts) == (MessageStatus.QUEUED, 0)
-    assert "stays queued for the periodic re-queue" in caplog.text
+    assert "Messages not handed over (1) stay queued for the periodic re-queue" in caplog.text
     assert "OperationalError" in caplog.text
     assert LINK not in caplog.text
     assert "Please look at" not in caplog.text
 
 
 def test_publishing_does_not_retry_against_a_broker_that_is_down(monkeypatch):
-    from notifications.services import publish
-
     calls = []
 
     def record(args, **options):
         calls.append((args, options))
 
-    monkeypatch.setattr(deliver_message, "apply_async", record)
+    monkeypatch.setattr(deliver_messages, "apply_async", record)
 
-    assert publish(42) is True
-    # Celery's default publish retries cost ~0.6 s per message while the broker is down; the
+    assert publish([42]) == 1
+    # Celery's default publish retries cost ~0.6 s per task while the broker is down; the
     # periodic re-queue is the retry.
-    assert calls == [((42,), {"retry": False})]
+    assert calls == [(([42],), {"retry": False})]
+
+
+@pytest.fixture
+def handed_out(monkeypatch) -> list[list[int]]:
+    """The batches given to the broker, as the workers would receive them."""
+    batches: list[list[int]] = []
+    monkeypatch.setattr(
+        deliver_messages, "apply_async", lambda args, retry: batches.append(args[0])
+    )
+    return batches
+
+
+def queue_one(to: str) -> Message:
+    return queue_message(
+        channel=Channel.EMAIL,
+        to=to,
+        template="share_notification",
+        context=share_context(),
+        language="en",
+    )
+
+
+def test_what_one_transaction_queued_goes_to_the_workers_as_one_batch(
+    db, handed_out, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        messages = [queue_one(f"r{n}@example.org") for n in range(3)]
+        messages += queue_messages(
+            channel=Channel.EMAIL,
+            recipients=["a@example.org", "b@example.org"],
+            template="share_notification",
+            context=share_context(),
+            language="nl",
+        )
+
+    assert handed_out == [[message.pk for message in messages]]
+
+
+def test_a_batch_is_at_most_the_configured_size(
+    db, handed_out, settings, django_capture_on_commit_callbacks
+):
+    settings.NOTIFICATIONS_DELIVERY_BATCH = 2
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        messages = [queue_one(f"r{n}@example.org") for n in range(5)]
+
+    ids = [message.pk for message in messages]
+    assert handed_out == [ids[0:2], ids[2:4], ids[4:5]]
+
+
+def test_messages_of_a_rolled_back_transaction_are_never_handed_out(
+    db, handed_out, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(RuntimeError), transaction.atomic():
+            queue_one("gone@example.org")
+            raise RuntimeError("the share failed after queueing")
+        with transaction.atomic():
+            committed = queue_one("kept@example.org")
+
+    # One id only: SQLite may give the committed message the rolled-back one's number.
+    assert handed_out == [[committed.pk]]
+
+
+def test_a_message_queued_in_a_rolled_back_savepoint_is_not_sent(
+    db, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        kept = queue_one("kept@example.org")
+        with pytest.raises(RuntimeError), transaction.atomic():
+            queue_one("gone@example.org")
+            raise RuntimeError("one recipient's share failed")
+
+    assert Message.objects.get().pk == kept.pk
+    assert [email.to for email in mail.outbox] == [["kept@example.org"]]
+    assert Message.objects.get().status == MessageStatus.SENT
+
+
+def test_nothing_waits_for_a_commit_after_the_batch_went_out(
+    db, handed_out, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        queue_one("r@example.org")
+
+    assert handed_out
+    assert services._waiting.groups == {}

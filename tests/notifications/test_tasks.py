@@ -1,5 +1,6 @@
-"""The Celery tasks: ``deliver_message`` schedules one follow-up after a failure it caused, and
-``requeue_undelivered`` (every minute) hands out again what is due and not moving."""
+"""The Celery tasks: ``deliver_messages`` sends a batch and schedules one follow-up for each
+failure it caused, and ``requeue_undelivered`` (every minute) hands out again what is due and not
+moving."""
 
 from datetime import timedelta
 
@@ -9,7 +10,7 @@ from django.utils import timezone
 from notifications import tasks
 from notifications.backends import DeliveryError
 from notifications.models import Message, MessageStatus
-from notifications.tasks import deliver_message, erase_old_bodies, requeue_undelivered
+from notifications.tasks import deliver_messages, erase_old_bodies, requeue_undelivered
 
 pytestmark = pytest.mark.django_db
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.django_db
 def scheduled(monkeypatch) -> list[dict]:
     calls: list[dict] = []
     monkeypatch.setattr(
-        deliver_message,
+        deliver_messages,
         "apply_async",
         lambda args, countdown: calls.append({"args": args, "countdown": countdown}),
     )
@@ -29,9 +30,9 @@ def scheduled(monkeypatch) -> list[dict]:
 def published(monkeypatch) -> list[int]:
     ids: list[int] = []
 
-    def publish(message_id: int) -> bool:
-        ids.append(message_id)
-        return True
+    def publish(message_ids) -> int:
+        ids.extend(message_ids)
+        return len(message_ids)
 
     monkeypatch.setattr(tasks, "publish", publish)
     return ids
@@ -41,23 +42,45 @@ def age(message, **fields) -> None:
     Message.objects.filter(pk=message.pk).update(**fields)
 
 
-# --- deliver_message -------------------------------------------------------------------------
+# --- deliver_messages ------------------------------------------------------------------------
 
 
-def test_task_returns_the_status_as_text(queue, backend):
+def test_task_returns_how_many_messages_it_left_in_each_status(queue, backend):
     message = queue()
 
-    assert deliver_message(message.pk) == "sent"
+    assert deliver_messages([message.pk]) == {"sent": 1}
+
+
+def test_a_batch_sends_each_message_it_could_claim_and_counts_the_rest(queue, backend):
+    first, second = queue("one@example.org"), queue("two@example.org")
+    already_sent = queue("three@example.org")
+    age(already_sent, status=MessageStatus.SENT, attempts=1)
+
+    assert deliver_messages([first.pk, second.pk, already_sent.pk, 999_999]) == {
+        "sent": 3,
+        "": 1,
+    }
+    assert backend.sent == [first.pk, second.pk]
+
+
+def test_only_the_failed_message_of_a_batch_is_scheduled_again(queue, backend, scheduled):
+    first, second = queue("one@example.org"), queue("two@example.org")
+    backend.outcomes.extend(["provider-1", DeliveryError("451 busy")])
+
+    assert deliver_messages([first.pk, second.pk]) == {"sent": 1, "failed": 1}
+
+    [call] = scheduled
+    assert call["args"] == ([second.pk],)
 
 
 def test_failure_schedules_exactly_one_follow_up_at_the_retry_time(queue, backend, scheduled):
     message = queue()
     backend.outcomes.append(DeliveryError("451 busy"))
 
-    assert deliver_message(message.pk) == "failed"
+    assert deliver_messages([message.pk]) == {"failed": 1}
 
     [call] = scheduled
-    assert call["args"] == (message.pk,)
+    assert call["args"] == ([message.pk],)
     wait = (Message.objects.get(pk=message.pk).next_attempt_at - timezone.now()).total_seconds()
     assert call["countdown"] == pytest.approx(wait, abs=1)
 
@@ -67,7 +90,7 @@ def test_long_waits_are_left_to_the_periodic_requeue(queue, backend, scheduled, 
     message = queue()
     backend.outcomes.append(DeliveryError("451 busy"))
 
-    assert deliver_message(message.pk) == "failed"
+    assert deliver_messages([message.pk]) == {"failed": 1}
     assert scheduled == []
 
 
@@ -75,7 +98,7 @@ def test_a_task_that_claimed_nothing_schedules_nothing(queue, backend, scheduled
     message = queue()
     age(message, status=MessageStatus.FAILED, next_attempt_at=timezone.now() + timedelta(minutes=1))
 
-    assert deliver_message(message.pk) == "failed"
+    assert deliver_messages([message.pk]) == {"failed": 1}
     assert scheduled == []
     assert backend.sent == []
 
@@ -84,11 +107,11 @@ def test_broker_refusing_the_follow_up_is_logged_not_raised(queue, backend, monk
     def broker_down(*args, **kwargs):
         raise ConnectionError("Connection refused")
 
-    monkeypatch.setattr(deliver_message, "apply_async", broker_down)
+    monkeypatch.setattr(deliver_messages, "apply_async", broker_down)
     message = queue()
     backend.outcomes.append(DeliveryError("451 busy"))
 
-    assert deliver_message(message.pk) == "failed"
+    assert deliver_messages([message.pk]) == {"failed": 1}
     assert "retry not scheduled" in caplog.text
 
 
@@ -96,14 +119,14 @@ def test_in_process_runs_do_not_schedule_follow_ups(queue, backend, scheduled):
     message = queue()
     backend.outcomes.append(DeliveryError("451 busy"))
 
-    assert deliver_message.apply((message.pk,)).get() == "failed"
+    assert deliver_messages.apply(([message.pk],)).get() == {"failed": 1}
     assert scheduled == []
 
 
 def test_task_is_registered_with_late_acknowledgement():
-    assert deliver_message.name == "notifications.deliver_message"
-    assert deliver_message.acks_late is True
-    assert deliver_message.reject_on_worker_lost is True
+    assert deliver_messages.name == "notifications.deliver_messages"
+    assert deliver_messages.acks_late is True
+    assert deliver_messages.reject_on_worker_lost is True
     assert requeue_undelivered.name == "notifications.requeue_undelivered"
 
 
@@ -198,20 +221,37 @@ def test_retention_of_zero_keeps_every_body(queue, settings):
     assert message.body_text
 
 
+def test_requeue_hands_out_what_is_due_in_delivery_batches(queue, settings, monkeypatch):
+    settings.NOTIFICATIONS_QUEUED_GRACE = 0
+    settings.NOTIFICATIONS_DELIVERY_BATCH = 2
+    messages = [queue(f"r{n}@example.org") for n in range(5)]
+    for message in messages:
+        age(message, created_at=timezone.now() - timedelta(minutes=5))
+    batches: list[list[int]] = []
+    monkeypatch.setattr(
+        deliver_messages, "apply_async", lambda args, retry: batches.append(args[0])
+    )
+
+    assert tasks.requeue_undelivered() == 5
+    assert [len(batch) for batch in batches] == [2, 2, 1]
+    assert sorted(pk for batch in batches for pk in batch) == sorted(m.pk for m in messages)
+
+
 def test_requeue_stops_at_the_first_broker_error_and_leaves_the_rest_due(
     queue, monkeypatch, settings
 ):
     settings.NOTIFICATIONS_QUEUED_GRACE = 0
+    settings.NOTIFICATIONS_DELIVERY_BATCH = 2
     messages = [queue(f"r{n}@example.org") for n in range(5)]
     for message in messages:
         age(message, created_at=timezone.now() - timedelta(minutes=5))
-    attempted: list[int] = []
+    attempted: list[list[int]] = []
 
-    def broker_down(message_id: int) -> bool:
-        attempted.append(message_id)
-        return False
+    def broker_down(args, **options):
+        attempted.append(args[0])
+        raise ConnectionError("Connection refused")
 
-    monkeypatch.setattr(tasks, "publish", broker_down)
+    monkeypatch.setattr(deliver_messages, "apply_async", broker_down)
 
     assert tasks.requeue_undelivered() == 0
     # One failed publish is enough to know the broker is down: the others wait for the next run.
