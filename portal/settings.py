@@ -494,6 +494,11 @@ if AUDIT_CHECKPOINT_SYSLOG:
 # --- Portal ---------------------------------------------------------------------------------
 DIRECTORY_PAGE_SIZE = 50
 UPLOAD_MAX_FILE_SIZE = env_int("UPLOAD_MAX_FILE_SIZE", 2 * 1024 * 1024 * 1024)
+# An upload, an import or a STOW-RS request files its new instances this many at a time in one
+# transaction, or fewer once their bytes reach INGESTION_CHUNK_BYTES (files are spooled in memory
+# up to 8 MB each until their chunk is filed).
+INGESTION_CHUNK_FILES = env_int("INGESTION_CHUNK_FILES", 100)
+INGESTION_CHUNK_BYTES = env_int("INGESTION_CHUNK_BYTES", 64 * 1024 * 1024)
 
 # --- DICOM networking: the DIMSE listener and DICOMweb --------------------------------------
 # The portal's own AE title: a peer calling any other title is refused.

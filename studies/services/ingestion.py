@@ -2,9 +2,12 @@
 
 One entry point, :func:`ingest_files`, serves the browser upload, the REST API, STOW-RS and
 ``manage.py import_dicom``; :class:`IngestionBatch` is the same service one file at a time, for
-senders that wait for each file's answer (the DIMSE listener's C-STORE). Each file is read,
-checked and stored on its own (its own database transaction), so one bad file in a folder of
-hundreds loses nothing else, and the uploader gets one clear reason per rejected file.
+senders that wait for each file's answer (the DIMSE listener's C-STORE). Each file is read and
+checked on its own, so one bad file in a folder of hundreds loses nothing else, and the uploader
+gets one clear reason per rejected file. Many files are filed a chunk at a time: the chunk's
+plainly new instances in one transaction with a statement per table, anything that needs a
+closer look (a duplicate, a conflict, a file that disagrees with an earlier one) in a
+transaction of its own, as a single file is.
 
 Files are stored once per content: the storage name is derived from the SHA-256 of the bytes, so
 uploading the same files twice is harmless, and nothing refers to a local path.
@@ -24,7 +27,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files import File
 from django.core.files.storage import storages
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import F
 from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
@@ -34,10 +37,11 @@ from accounts.models import Location, Organization, User
 from accounts.permissions import Perm
 from audit.models import Action, Outcome
 from audit.services import record
+from portal import decisions
 from studies.access import active_memberships, may_upload_to
 from studies.dicom_header import DicomHeader, FileRejected, normalize_name, read_header
 from studies.models import Instance, Patient, Series, Study
-from studies.services.worklists import file_received_study
+from studies.services.worklists import file_received_studies
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +141,18 @@ class _StudyTally:
     study: Study
     stored: int = 0
     duplicates: int = 0
+
+
+@dataclass
+class _Received:
+    """A file read and checked, not yet filed: its bytes spooled, its header parsed."""
+
+    name: str
+    spool: tempfile.SpooledTemporaryFile
+    sha256: str
+    size: int
+    header: DicomHeader
+    stored_as: str = ""
 
 
 # --- Spooling and storage ---------------------------------------------------------------------
@@ -241,41 +257,43 @@ def _existing_instance(header: DicomHeader, organization: Organization, sha256: 
 
 
 def _patient_for(header: DicomHeader, organization: Organization) -> Patient:
-    name = header.name
     patient, created = Patient.objects.get_or_create(
         organization=organization,
         patient_id=header.patient_id,
         issuer=header.issuer,
-        defaults={
-            "name": name.raw,
-            "family_name": name.family,
-            "given_name": name.given,
-            "name_search": name.search,
-            "birth_date": header.birth_date,
-            "sex": header.sex,
-        },
+        defaults=_new_patient_fields(header),
     )
     if not created:
-        # Only fill what is missing: an old file uploaded late must not undo a corrected name.
-        changed = []
-        for attr, value in (
-            ("name", name.raw),
-            ("family_name", name.family),
-            ("given_name", name.given),
-            ("name_search", name.search),
-            ("birth_date", header.birth_date),
-            ("sex", header.sex),
-        ):
-            if value and not getattr(patient, attr):
-                setattr(patient, attr, value)
-                changed.append(attr)
-        if changed:
-            patient.save(update_fields=changed)
-            if "name" in changed:
-                Study.objects.filter(patient=patient).update(
-                    patient_sort_name=patient_sort_name(patient)
-                )
+        _fill_patient_blanks(patient, header)
     return patient
+
+
+def _new_patient_fields(header: DicomHeader) -> dict:
+    name = header.name
+    return {
+        "name": name.raw,
+        "family_name": name.family,
+        "given_name": name.given,
+        "name_search": name.search,
+        "birth_date": header.birth_date,
+        "sex": header.sex,
+    }
+
+
+def _fill_patient_blanks(patient: Patient, header: DicomHeader) -> None:
+    """Only fill what is missing: an old file uploaded late must not undo a corrected name."""
+    changed = [
+        attr
+        for attr, value in _new_patient_fields(header).items()
+        if value and not getattr(patient, attr)
+    ]
+    if not changed:
+        return
+    for attr in changed:
+        setattr(patient, attr, _new_patient_fields(header)[attr])
+    patient.save(update_fields=changed)
+    if "name" in changed:
+        Study.objects.filter(patient=patient).update(patient_sort_name=patient_sort_name(patient))
 
 
 def patient_sort_name(patient: Patient) -> str:
@@ -296,37 +314,49 @@ def _locked_study(
         # get_or_create retries the lookup if a concurrent upload inserted the row first.
         study, created = Study.objects.select_for_update().get_or_create(
             study_uid=header.study_uid,
-            defaults={
-                "organization": organization,
-                "patient": patient,
-                "patient_sort_name": patient_sort_name(patient),
-                "study_date": header.study_date,
-                "study_time": header.study_time,
-                "description": header.description,
-                "accession": header.accession,
-                "referring_physician": header.referring_physician,
-                "institution": header.institution,
-                "received_location": location,
-            },
+            defaults=_new_study_fields(header, organization, patient, location),
         )
     if study.organization_id != organization.pk:
         raise _conflict_elsewhere()
     if not created:
-        patient = study.patient
-        if (patient.patient_id, patient.issuer) != (header.patient_id, header.issuer):
-            raise FileRejected(
-                "patient_mismatch",
-                _(
-                    "Its Patient ID differs from the patient of the study already stored with the "
-                    "same Study Instance UID, so it was not stored. Check the patient in the "
-                    "imaging system."
-                ),
-            )
-        _fill_study_blanks(study, header)
+        _check_same_patient(study.patient, header)
+        changed = _fill_study_blanks(study, header)
+        if changed:
+            study.save(update_fields=changed)
     return study, created
 
 
-def _fill_study_blanks(study: Study, header: DicomHeader) -> None:
+def _new_study_fields(
+    header: DicomHeader, organization: Organization, patient: Patient, location: Location | None
+) -> dict:
+    return {
+        "organization": organization,
+        "patient": patient,
+        "patient_sort_name": patient_sort_name(patient),
+        "study_date": header.study_date,
+        "study_time": header.study_time,
+        "description": header.description,
+        "accession": header.accession,
+        "referring_physician": header.referring_physician,
+        "institution": header.institution,
+        "received_location": location,
+    }
+
+
+def _check_same_patient(patient: Patient, header: DicomHeader) -> None:
+    if (patient.patient_id, patient.issuer) != (header.patient_id, header.issuer):
+        raise FileRejected(
+            "patient_mismatch",
+            _(
+                "Its Patient ID differs from the patient of the study already stored with the "
+                "same Study Instance UID, so it was not stored. Check the patient in the "
+                "imaging system."
+            ),
+        )
+
+
+def _fill_study_blanks(study: Study, header: DicomHeader) -> list[str]:
+    """Fill what the study lacks from ``header``; returns the fields changed (not saved)."""
     changed = []
     for attr, value in (
         ("study_date", header.study_date),
@@ -339,20 +369,12 @@ def _fill_study_blanks(study: Study, header: DicomHeader) -> None:
         if value and not getattr(study, attr):
             setattr(study, attr, value)
             changed.append(attr)
-    if changed:
-        study.save(update_fields=changed)
+    return changed
 
 
 def _series_for(header: DicomHeader, study: Study) -> tuple[Series, bool]:
     series, created = Series.objects.get_or_create(
-        series_uid=header.series_uid,
-        defaults={
-            "study": study,
-            "modality": header.modality,
-            "number": header.series_number,
-            "description": header.series_description,
-            "body_part": header.body_part,
-        },
+        series_uid=header.series_uid, defaults=_new_series_fields(header, study)
     )
     if series.study_id != study.pk:
         raise FileRejected(
@@ -362,44 +384,63 @@ def _series_for(header: DicomHeader, study: Study) -> tuple[Series, bool]:
     return series, created
 
 
+def _new_series_fields(header: DicomHeader, study: Study) -> dict:
+    return {
+        "study": study,
+        "modality": header.modality,
+        "number": header.series_number,
+        "description": header.series_description,
+        "body_part": header.body_part,
+    }
+
+
+def _new_instance(header: DicomHeader, series: Series, received: _Received) -> Instance:
+    return Instance(
+        series=series,
+        sop_instance_uid=header.sop_uid,
+        sop_class_uid=header.sop_class_uid,
+        number=header.instance_number,
+        transfer_syntax=header.transfer_syntax,
+        frames=header.frames,
+        rows=header.rows,
+        columns=header.columns,
+        has_pixels=header.has_pixels,
+        file=received.stored_as,
+        sha256=received.sha256,
+        size=received.size,
+    )
+
+
+def _with_modality(modalities: str, modality: str) -> str:
+    present = set(modalities.split())
+    if not modality or modality in present:
+        return modalities
+    return " ".join(sorted(present | {modality}))[:100]
+
+
 def _file_instance(
+    received: _Received,
     *,
-    header: DicomHeader,
-    sha256: str,
-    size: int,
-    stored_as: str,
     organization: Organization,
     location: Location | None,
     uploaded_by: User | None,
 ) -> tuple[Study, bool | None]:
     """Write the rows for one file, atomically. Returns the study, and None when the instance
     was stored, else whether the duplicate's bytes equal the stored copy."""
+    header = received.header
     with transaction.atomic():
         study, study_created = _locked_study(header, organization, location)
         # Checked again under the study lock: a concurrent upload may have just stored it.
-        same = _existing_instance(header, organization, sha256)
+        same = _existing_instance(header, organization, received.sha256)
         if same is not None:
             return study, same
         series, series_created = _series_for(header, study)
         try:
             with transaction.atomic():
-                Instance.objects.create(
-                    series=series,
-                    sop_instance_uid=header.sop_uid,
-                    sop_class_uid=header.sop_class_uid,
-                    number=header.instance_number,
-                    transfer_syntax=header.transfer_syntax,
-                    frames=header.frames,
-                    rows=header.rows,
-                    columns=header.columns,
-                    has_pixels=header.has_pixels,
-                    file=stored_as,
-                    sha256=sha256,
-                    size=size,
-                )
+                _new_instance(header, series, received).save(force_insert=True)
         except IntegrityError:
             # Same SOP Instance UID committed by a concurrent upload into another study.
-            same = _existing_instance(header, organization, sha256)
+            same = _existing_instance(header, organization, received.sha256)
             if same is None:
                 raise
             return study, same
@@ -409,14 +450,261 @@ def _file_instance(
         if series_created:
             study.series_count += 1
             update.append("series_count")
-        modalities = set(study.modalities.split())
-        if header.modality and header.modality not in modalities:
-            study.modalities = " ".join(sorted(modalities | {header.modality}))[:100]
+        modalities = _with_modality(study.modalities, header.modality)
+        if modalities != study.modalities:
+            study.modalities = modalities
             update.append("modalities")
         study.save(update_fields=update)
         if study_created:
-            file_received_study(study=study, location=location, added_by=uploaded_by)
+            file_received_studies([study], location=location, added_by=uploaded_by)
     return study, None
+
+
+def _file_one(
+    received: _Received,
+    *,
+    organization: Organization,
+    location: Location | None,
+    uploaded_by: User | None,
+) -> tuple[Study, bool | None]:
+    """File one received file on its own: the study, and None when it was stored, else whether
+    the duplicate's bytes equal the stored copy. Raises FileRejected."""
+    header = received.header
+    # Quick check before writing anything: re-sending files already here costs no storage.
+    existing = (
+        Study.objects.filter(study_uid=header.study_uid)
+        .values_list("organization_id", flat=True)
+        .first()
+    )
+    if existing is not None and existing != organization.pk:
+        raise _conflict_elsewhere()
+    same = _existing_instance(header, organization, received.sha256)
+    if same is not None:
+        return Study.objects.select_related("patient").get(study_uid=header.study_uid), same
+    received.stored_as = _store_bytes(received.spool, received.sha256)
+    return _file_instance(
+        received, organization=organization, location=location, uploaded_by=uploaded_by
+    )
+
+
+class _FileOneByOne(Exception):
+    """The rows changed between the look and the lock: file the chunk one file at a time."""
+
+
+def _file_together(
+    chunk: list[_Received],
+    *,
+    organization: Organization,
+    location: Location | None,
+    uploaded_by: User | None,
+) -> tuple[dict[int, Study], list[int]]:
+    """File the plainly new instances of ``chunk`` in one transaction, with one statement per
+    table rather than a dozen per file. Returns the study of each file stored (by position in
+    the chunk) and the positions of the others, which need the one-by-one path: duplicates,
+    conflicts, a patient or series that disagrees with what is stored or with an earlier file
+    of the chunk. Raises _FileOneByOne, having written no row, when a concurrent upload changed
+    what was looked at; the bytes already stored are content-addressed and harmless."""
+    headers = [received.header for received in chunk]
+    known_instances = set(
+        Instance.objects.filter(sop_instance_uid__in=[h.sop_uid for h in headers]).values_list(
+            "sop_instance_uid", flat=True
+        )
+    )
+    known_studies = {
+        study.study_uid: study
+        for study in Study.objects.select_related("patient").filter(
+            study_uid__in={h.study_uid for h in headers}
+        )
+    }
+    stored_series = dict(
+        Series.objects.filter(series_uid__in={h.series_uid for h in headers}).values_list(
+            "series_uid", "study__study_uid"
+        )
+    )
+    study_of_series = dict(stored_series)
+    patient_of_study = {
+        uid: (study.patient.patient_id, study.patient.issuer)
+        for uid, study in known_studies.items()
+    }
+    together: list[int] = []
+    one_by_one: list[int] = []
+    seen: set[str] = set()
+    for position, header in enumerate(headers):
+        study = known_studies.get(header.study_uid)
+        plain = (
+            header.sop_uid not in known_instances
+            and header.sop_uid not in seen
+            and (study is None or study.organization_id == organization.pk)
+            and patient_of_study.setdefault(header.study_uid, (header.patient_id, header.issuer))
+            == (header.patient_id, header.issuer)
+            and study_of_series.setdefault(header.series_uid, header.study_uid) == header.study_uid
+        )
+        (together if plain else one_by_one).append(position)
+        seen.add(header.sop_uid)
+    if not together:
+        return {}, one_by_one
+
+    for index, position in enumerate(together):
+        try:
+            chunk[position].stored_as = _store_bytes(chunk[position].spool, chunk[position].sha256)
+        except Exception:
+            # Storage failing (a full disk): what was stored is filed; the rest goes one by one,
+            # where the same failure ends the batch with what is filed accounted for.
+            together, one_by_one = together[:index], together[index:] + one_by_one
+            break
+    if not together:
+        return {}, one_by_one
+    try:
+        with transaction.atomic():
+            studies = _write_together(
+                [chunk[position] for position in together],
+                known_studies=set(known_studies),
+                known_series=set(stored_series),
+                organization=organization,
+                location=location,
+                uploaded_by=uploaded_by,
+            )
+    except (IntegrityError, OperationalError) as error:
+        # A concurrent upload inserted one of the same studies, series or instances, or the
+        # database broke a deadlock by ending this transaction: nothing of it was written.
+        raise _FileOneByOne from error
+    return dict(zip(together, studies, strict=True)), one_by_one
+
+
+def _write_together(
+    files: list[_Received],
+    *,
+    known_studies: set[str],
+    known_series: set[str],
+    organization: Organization,
+    location: Location | None,
+    uploaded_by: User | None,
+) -> list[Study]:
+    """The rows of ``files`` (sorted out by _file_together), in the caller's transaction; the
+    study of each file, in order."""
+    files_of_study: dict[str, list[_Received]] = {}
+    files_of_series: dict[str, list[_Received]] = {}
+    for received in files:
+        files_of_study.setdefault(received.header.study_uid, []).append(received)
+        files_of_series.setdefault(received.header.series_uid, []).append(received)
+    # Locked in one order, so that two chunks touching the same studies cannot deadlock.
+    studies = {
+        study.study_uid: study
+        for study in Study.objects.select_for_update()
+        .filter(study_uid__in=files_of_study)
+        .order_by("pk")
+    }
+    series = {
+        item.series_uid: item for item in Series.objects.filter(series_uid__in=files_of_series)
+    }
+    if (
+        set(studies) != known_studies & set(files_of_study)
+        or set(series) != known_series & set(files_of_series)
+        or any(study.organization_id != organization.pk for study in studies.values())
+        or any(
+            item.study_id != getattr(studies.get(files_of_series[uid][0].header.study_uid), "pk", 0)
+            for uid, item in series.items()
+        )
+        or Instance.objects.filter(
+            sop_instance_uid__in=[received.header.sop_uid for received in files]
+        ).exists()
+    ):
+        raise _FileOneByOne
+
+    # Studies new to the portal, with their patients, created with their counts.
+    new_study_uids = [uid for uid in files_of_study if uid not in studies]
+    patients = _patients_for(
+        [files_of_study[uid][0].header for uid in new_study_uids], organization
+    )
+    new_studies = []
+    for uid in new_study_uids:
+        first, *others = [received.header for received in files_of_study[uid]]
+        patient = patients[(first.patient_id, first.issuer)]
+        study = Study(study_uid=uid, **_new_study_fields(first, organization, patient, location))
+        for header in others:
+            _fill_study_blanks(study, header)
+        new_studies.append(study)
+        studies[uid] = study
+    for uid, series_files in files_of_series.items():
+        study_uid = series_files[0].header.study_uid
+        study = studies[study_uid]
+        study.instance_count += len(series_files)
+        study.modalities = _with_modality(study.modalities, series_files[0].header.modality)
+        if uid not in series:
+            study.series_count += 1
+    # Inserted in the order of their unique keys, as every chunk does, so that two chunks with
+    # the same new rows wait for each other instead of deadlocking.
+    new_studies.sort(key=lambda study: study.study_uid)
+    Study.objects.bulk_create(new_studies)
+
+    # Series: new ones are created with their counts; known ones count up.
+    new_series = []
+    for uid, series_files in files_of_series.items():
+        if uid in series:
+            Series.objects.filter(pk=series[uid].pk).update(
+                instance_count=F("instance_count") + len(series_files)
+            )
+            continue
+        header = series_files[0].header
+        series[uid] = Series(
+            series_uid=uid,
+            instance_count=len(series_files),
+            **_new_series_fields(header, studies[header.study_uid]),
+        )
+        new_series.append(series[uid])
+    Series.objects.bulk_create(sorted(new_series, key=lambda item: item.series_uid))
+    Instance.objects.bulk_create(
+        sorted(
+            (_new_instance(r.header, series[r.header.series_uid], r) for r in files),
+            key=lambda instance: instance.sop_instance_uid,
+        )
+    )
+
+    # Studies already stored: their counts, and what the new files fill in.
+    created = set(new_study_uids)
+    for uid, study in studies.items():
+        if uid in created:
+            continue
+        changed = ["instance_count", "series_count", "modalities"]
+        for received in files_of_study[uid]:
+            changed += _fill_study_blanks(study, received.header)
+        study.save(update_fields=changed)
+    file_received_studies(new_studies, location=location, added_by=uploaded_by)
+    # Rows written in bulk send no signals: forget remembered answers here, as a save would.
+    decisions.changed()
+    return [studies[received.header.study_uid] for received in files]
+
+
+def _patients_for(
+    headers: list[DicomHeader], organization: Organization
+) -> dict[tuple[str, str], Patient]:
+    """The organization's patients these headers name, created where new (from the first
+    header naming each), blanks filled where known."""
+    wanted: dict[tuple[str, str], DicomHeader] = {}
+    for header in headers:
+        wanted.setdefault((header.patient_id, header.issuer), header)
+    found = {
+        (patient.patient_id, patient.issuer): patient
+        for patient in Patient.objects.filter(
+            organization=organization, patient_id__in={key[0] for key in wanted}
+        )
+        if (patient.patient_id, patient.issuer) in wanted
+    }
+    for key, patient in found.items():
+        _fill_patient_blanks(patient, wanted[key])
+    new = [
+        Patient(
+            organization=organization,
+            patient_id=key[0],
+            issuer=key[1],
+            **_new_patient_fields(header),
+        )
+        for key, header in wanted.items()
+        if key not in found
+    ]
+    Patient.objects.bulk_create(sorted(new, key=lambda patient: patient.patient_id))
+    found.update(((patient.patient_id, patient.issuer), patient) for patient in new)
+    return found
 
 
 # --- Entry point ------------------------------------------------------------------------------
@@ -525,21 +813,150 @@ class IngestionBatch:
         :class:`FileRejected` (a C-STORE whose data set is not the instance it announced).
         Anything else that fails (storage or database down) propagates: the file is then not
         stored, and the batch goes on with the next one."""
+        self._check_open()
+        name = _display_name(name)
+        try:
+            received = _receive(name, stream, limit=self._limit, check=check)
+            try:
+                study, same = _file_one(received, **self._filing)
+            finally:
+                received.spool.close()
+        except FileRejected as rejected:
+            return self._rejected(name, rejected)
+        return self._filed(received, study, same)
+
+    def add_all(
+        self,
+        files: Iterable[tuple[str, BinaryIO]],
+        *,
+        on_file: Callable[[FileOutcome], None] | None = None,
+    ) -> None:
+        """Store many files, ``INGESTION_CHUNK_FILES`` at a time (fewer when their bytes pass
+        ``INGESTION_CHUNK_BYTES``): each chunk's new instances are filed in one transaction, and
+        whatever needs a closer look (a duplicate, a conflict) one file at a time, as
+        :meth:`add` does. A chunk commits before the next is read, so a failure loses at most
+        the chunk it happened in. ``on_file`` is called for each file, in order."""
+        self._check_open()
+        chunk: list[_Received | FileOutcome] = []
+        spooled = 0
+        for name, stream in files:
+            name = _display_name(name)
+            try:
+                received = _receive(name, stream, limit=self._limit)
+            except FileRejected as rejected:
+                chunk.append(self._rejected(name, rejected, keep=False))
+                continue
+            chunk.append(received)
+            spooled += received.size
+            if (
+                len(chunk) >= settings.INGESTION_CHUNK_FILES
+                or spooled >= settings.INGESTION_CHUNK_BYTES
+            ):
+                self._file_chunk(chunk, on_file)
+                chunk, spooled = [], 0
+        self._file_chunk(chunk, on_file)
+
+    def _file_chunk(
+        self,
+        chunk: list[_Received | FileOutcome],
+        on_file: Callable[[FileOutcome], None] | None,
+    ) -> None:
+        received = [item for item in chunk if isinstance(item, _Received)]
+        filed: dict[int, tuple[Study, bool | None] | FileRejected] = {}
+        try:
+            try:
+                together, one_by_one = _file_together(received, **self._filing)
+            except _FileOneByOne:
+                together, one_by_one = {}, list(range(len(received)))
+            for position, study in together.items():
+                filed[position] = (study, None)
+            for position in one_by_one:
+                try:
+                    filed[position] = _file_one(received[position], **self._filing)
+                except FileRejected as rejected:
+                    filed[position] = rejected
+        finally:
+            for item in received:
+                item.spool.close()
+            # What was filed is accounted for, also when a later file's failure propagates.
+            position = 0
+            for item in chunk:
+                if isinstance(item, _Received):
+                    outcome = filed.get(position)
+                    position += 1
+                    if outcome is None:
+                        continue
+                    if isinstance(outcome, FileRejected):
+                        item = self._rejected(item.name, outcome)
+                    else:
+                        item = self._filed(item, *outcome)
+                else:
+                    self._keep(item)
+                if on_file is not None:
+                    on_file(item)
+
+    @property
+    def _filing(self) -> dict:
+        return {
+            "organization": self.organization,
+            "location": self.location,
+            "uploaded_by": self.uploaded_by,
+        }
+
+    def _check_open(self) -> None:
         if self._finished:
             raise RuntimeError("This ingestion batch is finished; start a new one.")
-        outcome = _ingest_one(
-            _display_name(name),
-            stream,
-            limit=self._limit,
-            organization=self.organization,
-            location=self.location,
-            uploaded_by=self.uploaded_by,
-            result=self.result,
-            tallies=self._tallies,
-            check=check,
-        )
+
+    def _keep(self, outcome: FileOutcome) -> FileOutcome:
+        if outcome.status == FileStatus.REJECTED:
+            self.result.rejected.append(
+                Rejection(name=outcome.name, reason=outcome.message, code=outcome.code)
+            )
         self.result.files.append(outcome)
         return outcome
+
+    def _rejected(self, name: str, rejected: FileRejected, *, keep: bool = True) -> FileOutcome:
+        outcome = FileOutcome(
+            name=name, status=FileStatus.REJECTED, message=rejected.reason, code=rejected.code
+        )
+        return self._keep(outcome) if keep else outcome
+
+    def _filed(self, received: _Received, study: Study, same: bool | None) -> FileOutcome:
+        """Count a stored or duplicate file in the result and its study's tally."""
+        result, header = self.result, received.header
+        tally = self._tallies.get(study.study_uid)
+        if tally is None:
+            tally = self._tallies[study.study_uid] = _StudyTally(study=study)
+            result.studies.append(study.study_uid)
+        if same is None:
+            tally.stored += 1
+            result.stored.append(header.sop_uid)
+            return self._keep(
+                FileOutcome(
+                    name=received.name, status=FileStatus.STORED, sop_instance_uid=header.sop_uid
+                )
+            )
+        tally.duplicates += 1
+        result.duplicates.append(header.sop_uid)
+        code = ""
+        if same:
+            message = _("Already stored; nothing to do.")
+        else:
+            result.differing_duplicates.append(header.sop_uid)
+            code = "different_content"
+            message = _(
+                "Already stored with different content; the stored copy was kept. A corrected "
+                "image needs a new SOP Instance UID."
+            )
+        return self._keep(
+            FileOutcome(
+                name=received.name,
+                status=FileStatus.DUPLICATE,
+                sop_instance_uid=header.sop_uid,
+                message=message,
+                code=code,
+            )
+        )
 
     def finish(self) -> IngestResult:
         """Write the batch's audit events (once; later calls only return the result)."""
@@ -607,10 +1024,7 @@ def ingest_files(
         actor_label=actor_label,
         transfer=transfer,
     ) as batch:
-        for name, stream in files:
-            outcome = batch.add(name, stream)
-            if on_file is not None:
-                on_file(outcome)
+        batch.add_all(files, on_file=on_file)
     return batch.result
 
 
@@ -619,82 +1033,17 @@ def _display_name(name: str) -> str:
     return cleaned[-255:] or _("(unnamed file)")
 
 
-def _ingest_one(
-    name: str,
-    stream: BinaryIO,
-    *,
-    limit: int,
-    organization: Organization,
-    location: Location | None,
-    uploaded_by: User | None,
-    result: IngestResult,
-    tallies: dict[str, _StudyTally],
-    check: Check | None = None,
-) -> FileOutcome:
-    spool = None
+def _receive(name: str, stream: BinaryIO, *, limit: int, check: Check | None = None) -> _Received:
+    """Spool and hash the file, read its header and run ``check``; FileRejected if unfit."""
+    spool, sha256, size = _spool(stream, limit)
     try:
-        spool, sha256, size = _spool(stream, limit)
         header = read_header(spool, size)
         if check is not None:
             check(header)
-        # Quick check before writing anything: re-sending files already here costs no storage.
-        existing = (
-            Study.objects.filter(study_uid=header.study_uid)
-            .values_list("organization_id", flat=True)
-            .first()
-        )
-        if existing is not None and existing != organization.pk:
-            raise _conflict_elsewhere()
-        same = _existing_instance(header, organization, sha256)
-        if same is None:
-            stored_as = _store_bytes(spool, sha256)
-            study, same = _file_instance(
-                header=header,
-                sha256=sha256,
-                size=size,
-                stored_as=stored_as,
-                organization=organization,
-                location=location,
-                uploaded_by=uploaded_by,
-            )
-        else:
-            study = Study.objects.select_related("patient").get(study_uid=header.study_uid)
-    except FileRejected as rejected:
-        result.rejected.append(Rejection(name=name, reason=rejected.reason, code=rejected.code))
-        return FileOutcome(
-            name=name, status=FileStatus.REJECTED, message=rejected.reason, code=rejected.code
-        )
-    finally:
-        if spool is not None:
-            spool.close()
-
-    tally = tallies.get(study.study_uid)
-    if tally is None:
-        tally = tallies[study.study_uid] = _StudyTally(study=study)
-        result.studies.append(study.study_uid)
-    if same is None:
-        tally.stored += 1
-        result.stored.append(header.sop_uid)
-        return FileOutcome(name=name, status=FileStatus.STORED, sop_instance_uid=header.sop_uid)
-    tally.duplicates += 1
-    result.duplicates.append(header.sop_uid)
-    code = ""
-    if same:
-        message = _("Already stored; nothing to do.")
-    else:
-        result.differing_duplicates.append(header.sop_uid)
-        code = "different_content"
-        message = _(
-            "Already stored with different content; the stored copy was kept. A corrected image "
-            "needs a new SOP Instance UID."
-        )
-    return FileOutcome(
-        name=name,
-        status=FileStatus.DUPLICATE,
-        sop_instance_uid=header.sop_uid,
-        message=message,
-        code=code,
-    )
+    except BaseException:
+        spool.close()
+        raise
+    return _Received(name=name, spool=spool, sha256=sha256, size=size, header=header)
 
 
 def _audit(
@@ -719,28 +1068,34 @@ def _audit(
     )
     if transfer is not None:
         location_details.update(transfer.audit_details())
-    for tally in tallies.values():
-        record(
-            action=Action.INSTANCES_RECEIVED if transfer is not None else Action.STUDY_UPLOADED,
-            actor=uploaded_by,
-            actor_label=label,
-            request=request,
-            study=tally.study,
-            details={"stored": tally.stored, "duplicates": tally.duplicates, **location_details},
-        )
-    for rejection in result.rejected:
-        record(
-            action=Action.UPLOAD_REJECTED,
-            actor=uploaded_by,
-            actor_label=label,
-            request=request,
-            outcome=Outcome.MINOR_FAILURE,
-            organization_id=organization.pk,
-            target_type="file",
-            details={
-                "file": rejection.name,
-                "reason": rejection.reason,
-                "kind": rejection.code,
-                **location_details,
-            },
-        )
+    # One transaction for the batch's events: one commit, not one per study.
+    with transaction.atomic():
+        for tally in tallies.values():
+            record(
+                action=Action.INSTANCES_RECEIVED if transfer is not None else Action.STUDY_UPLOADED,
+                actor=uploaded_by,
+                actor_label=label,
+                request=request,
+                study=tally.study,
+                details={
+                    "stored": tally.stored,
+                    "duplicates": tally.duplicates,
+                    **location_details,
+                },
+            )
+        for rejection in result.rejected:
+            record(
+                action=Action.UPLOAD_REJECTED,
+                actor=uploaded_by,
+                actor_label=label,
+                request=request,
+                outcome=Outcome.MINOR_FAILURE,
+                organization_id=organization.pk,
+                target_type="file",
+                details={
+                    "file": rejection.name,
+                    "reason": rejection.reason,
+                    "kind": rejection.code,
+                    **location_details,
+                },
+            )

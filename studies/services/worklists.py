@@ -1,6 +1,7 @@
 from django.db import transaction
 
 from accounts.models import Group, Location, User
+from portal import decisions
 from studies.models import Entry, EntryOrigin, Study, Worklist, WorklistKind
 
 
@@ -39,14 +40,33 @@ def personal_worklist(user: User) -> Worklist:
 @transaction.atomic
 def file_received_study(*, study: Study, location: Location | None, added_by=None) -> Entry | None:
     """Put a newly received study in the worklist of the location it arrived at (once)."""
-    if location is None:
-        return None
+    entries = file_received_studies([study], location=location, added_by=added_by)
+    return entries[0] if entries else None
+
+
+@transaction.atomic
+def file_received_studies(
+    studies: list[Study], *, location: Location | None, added_by=None
+) -> list[Entry]:
+    """Put newly received studies in the worklist of the location they arrived at (once each):
+    their entries, in order."""
+    if location is None or not studies:
+        return []
     worklist = location_worklist(location)
-    entry = Entry.objects.filter(
-        worklist=worklist, study=study, origin=EntryOrigin.INGESTION
-    ).first()
-    if entry is None:
-        entry = Entry.objects.create(
-            worklist=worklist, study=study, origin=EntryOrigin.INGESTION, added_by=added_by
+    entries = {
+        entry.study_id: entry
+        for entry in Entry.objects.filter(
+            worklist=worklist, study__in=studies, origin=EntryOrigin.INGESTION
         )
-    return entry
+    }
+    new = [
+        Entry(worklist=worklist, study=study, origin=EntryOrigin.INGESTION, added_by=added_by)
+        for study in studies
+        if study.pk not in entries
+    ]
+    if new:
+        Entry.objects.bulk_create(new)
+        # Rows written in bulk send no signals: forget remembered answers, as a save would.
+        decisions.changed()
+    entries.update((entry.study_id, entry) for entry in new)
+    return [entries[study.pk] for study in studies]
