@@ -294,9 +294,11 @@ def find_link(*, token: str, request: HttpRequest) -> GuestLink:
     if _TOKEN_SHAPE.fullmatch(token or ""):
         # What the page and the gates read: the organization's name, the study (and its patient,
         # for the audit trail). Digests are unique, so no order is needed to take the one match.
-        found = GuestLink.objects.select_related("organization", "study__patient").filter(
-            token_digest__in=candidate_digests(token)
-        )[:1]
+        found = (
+            GuestLink.objects.select_related("organization", "study__patient")
+            .filter(token_digest__in=candidate_digests(token))
+            .order_by()[:1]
+        )
         link = next(iter(found), None)
     if link is None or not link_status(link).is_open:
         _count_probe(request)
