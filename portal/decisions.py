@@ -15,14 +15,21 @@ revoking a link stops the frames it opened at the very next request. Answers als
 The generation lives in Django's default cache, which every web process must share for this to
 hold (``CACHE_URL``, Redis): ``ACCESS_DECISION_SECONDS`` defaults to 0, nothing remembered,
 without it.
+
+Within one request (:func:`kept_for_request`, which ``portal.middleware.DecisionsMiddleware``
+opens around each one) an answer is asked of the cache once: a directory page asks for the
+user's memberships twenty times. The request's copy is dropped by :func:`changed`, so a request
+that changes access and then reads it sees the change.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from datetime import datetime
 from typing import TypeVar
 
@@ -33,6 +40,8 @@ from django.db.models.signals import m2m_changed, post_delete, post_save
 
 _GENERATION_KEY = "decisions:generation"
 _MISSING = object()
+# The answers this request has already had (None outside a request).
+_request_answers: ContextVar[dict | None] = ContextVar("decisions_request_answers", default=None)
 
 T = TypeVar("T")
 
@@ -68,8 +77,25 @@ def changed() -> None:
     while the change was being made carries the generation of the first, so its answer is
     never used either."""
     _advance()
+    _forget_request_answers()
     if transaction.get_connection().in_atomic_block:
         transaction.on_commit(_advance, robust=True)
+
+
+def _forget_request_answers() -> None:
+    kept = _request_answers.get()
+    if kept:
+        kept.clear()
+
+
+@contextlib.contextmanager
+def kept_for_request() -> Iterator[None]:
+    """Within this block each remembered answer is asked of the cache once."""
+    token = _request_answers.set({})
+    try:
+        yield
+    finally:
+        _request_answers.reset(token)
 
 
 def _on_change(sender, **kwargs) -> None:
@@ -112,6 +138,16 @@ def remember(
     seconds = settings.ACCESS_DECISION_SECONDS if ttl is None else ttl
     if seconds <= 0:
         return compute()[0]
+    kept = _request_answers.get()
+    if kept is not None and key in kept:
+        return kept[key]
+    answer = _remembered(key, compute, seconds)
+    if kept is not None:
+        kept[key] = answer
+    return answer
+
+
+def _remembered(key: str, compute: Callable[[], tuple[T, datetime | None]], seconds: int) -> T:
     cache = _cache()
     full_key = f"decisions:{key}"
     # One round trip to the cache for both.

@@ -1,5 +1,7 @@
 from django.conf import settings
 
+from portal import decisions
+
 # Every dynamic page may show patient data, so none of them may be kept by a browser or proxy.
 _NO_STORE = "no-store, max-age=0"
 
@@ -49,3 +51,14 @@ class DemoNotFoundMiddleware:
 
             return page_not_found(request)
         return response
+
+
+class DecisionsMiddleware:
+    """Each request asks the shared cache for a remembered answer once (``portal.decisions``)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        with decisions.kept_for_request():
+            return self.get_response(request)

@@ -237,3 +237,74 @@ def test_principals_never_share_a_remembered_search(ct_study, alice, carol):
     guest = open_guest_link(Study.objects.get(study_uid=CT_STUDY_UID))
     assert studies_found(guest) == [CT_STUDY_UID]
     assert studies_found(token_client(carol)) == []
+
+
+# --- Within one request ----------------------------------------------------------------------
+
+
+class CountingCache:
+    """The default cache, counting how often it is asked."""
+
+    def __init__(self, cache):
+        self.cache = cache
+        self.asked = 0
+
+    def get_many(self, keys):
+        self.asked += 1
+        return self.cache.get_many(keys)
+
+    def __getattr__(self, name):
+        return getattr(self.cache, name)
+
+
+@pytest.fixture
+def counting_cache(monkeypatch):
+    counting = CountingCache(caches["default"])
+    monkeypatch.setattr(decisions, "_cache", lambda: counting)
+    return counting
+
+
+def test_a_request_asks_the_cache_for_an_answer_once(counting_cache):
+    computed = []
+
+    def compute():
+        computed.append(1)
+        return ["the answer"], None
+
+    with decisions.kept_for_request():
+        first = decisions.remember("request-test", compute)
+        again = decisions.remember("request-test", compute)
+
+    assert first == again == ["the answer"]
+    assert (counting_cache.asked, len(computed)) == (1, 1)
+    # Outside a request, the cache is asked each time (and remembers the answer for all).
+    decisions.remember("request-test", compute)
+    assert (counting_cache.asked, len(computed)) == (2, 1)
+
+
+def test_a_change_within_the_request_is_seen_by_the_rest_of_it(counting_cache):
+    answers = iter(["before", "after"])
+
+    def compute():
+        return next(answers), None
+
+    with decisions.kept_for_request():
+        assert decisions.remember("request-change", compute) == "before"
+        decisions.changed()
+        assert decisions.remember("request-change", compute) == "after"
+        assert decisions.remember("request-change", compute) == "after"
+
+
+def test_the_directory_asks_for_the_users_memberships_once_a_page(alice, counting_cache, settings):
+    from tests.accounts.helpers import plain_static_storage, sign_in
+
+    plain_static_storage(settings)
+    client = HttpsClient()
+    sign_in(client, alice)
+    assert client.get("/studies/").status_code == 200
+    counting_cache.asked = 0
+
+    assert client.get("/studies/").status_code == 200
+
+    # Memberships and worklists, once each, however many parts of the page ask.
+    assert counting_cache.asked <= 3
