@@ -11,25 +11,37 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import Membership, User
 from accounts.permissions import Perm
+from portal import decisions
 
 
 def has_two_factor(user: User) -> bool:
-    """Whether the user has a confirmed authenticator app."""
-    return TOTPDevice.objects.devices_for_user(user, confirmed=True).exists()
+    """Whether the user has a confirmed authenticator app. Asked on every page of a session
+    that has not passed a code: remembered (``portal.decisions``) until a device changes."""
+
+    def read() -> tuple[bool, None]:
+        return TOTPDevice.objects.devices_for_user(user, confirmed=True).exists(), None
+
+    return decisions.remember(f"has-two-factor:{user.pk}", read)
 
 
 def two_factor_required(user: User) -> bool:
-    """Whether the user must have two-factor authentication (see the module's docstring)."""
+    """Whether the user must have two-factor authentication (see the module's docstring);
+    remembered until a membership, role, organization or the user changes."""
     if not user.is_authenticated:
         return False
     if user.is_staff or user.is_superuser:
         return True
-    memberships = Membership.objects.filter(user=user, is_active=True).select_related(
-        "organization", "role"
-    )
-    return any(
-        m.organization.require_two_factor or m.role.grants(Perm.ADMINISTER) for m in memberships
-    )
+
+    def read() -> tuple[bool, None]:
+        memberships = Membership.objects.filter(user=user, is_active=True).select_related(
+            "organization", "role"
+        )
+        required = any(
+            m.organization.require_two_factor or m.role.grants(Perm.ADMINISTER) for m in memberships
+        )
+        return required, None
+
+    return decisions.remember(f"two-factor-required:{user.pk}", read)
 
 
 def needs_two_factor(user: User) -> bool:
