@@ -221,12 +221,18 @@ def test_retention_of_zero_keeps_every_body(queue, settings):
     assert message.body_text
 
 
-def test_requeue_hands_out_what_is_due_in_delivery_batches(queue, settings, monkeypatch):
+def stranded_in_batches_of_two(queue, settings) -> list[Message]:
+    """Five messages whose publish failed five minutes ago, handed out two to a task."""
     settings.NOTIFICATIONS_QUEUED_GRACE = 0
     settings.NOTIFICATIONS_DELIVERY_BATCH = 2
     messages = [queue(f"r{n}@example.org") for n in range(5)]
     for message in messages:
         age(message, created_at=timezone.now() - timedelta(minutes=5))
+    return messages
+
+
+def test_requeue_hands_out_what_is_due_in_delivery_batches(queue, settings, monkeypatch):
+    messages = stranded_in_batches_of_two(queue, settings)
     batches: list[list[int]] = []
     monkeypatch.setattr(
         deliver_messages, "apply_async", lambda args, retry: batches.append(args[0])
@@ -240,11 +246,7 @@ def test_requeue_hands_out_what_is_due_in_delivery_batches(queue, settings, monk
 def test_requeue_stops_at_the_first_broker_error_and_leaves_the_rest_due(
     queue, monkeypatch, settings
 ):
-    settings.NOTIFICATIONS_QUEUED_GRACE = 0
-    settings.NOTIFICATIONS_DELIVERY_BATCH = 2
-    messages = [queue(f"r{n}@example.org") for n in range(5)]
-    for message in messages:
-        age(message, created_at=timezone.now() - timedelta(minutes=5))
+    messages = stranded_in_batches_of_two(queue, settings)
     attempted: list[list[int]] = []
 
     def broker_down(args, **options):
