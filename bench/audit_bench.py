@@ -18,11 +18,11 @@ of the audited action: a share writing its entries and queuing its emails), duri
 chain's head stays locked. The three modes alternate within each round; the report gives the
 medians of the rounds and the ratio different / one organization.
 
-As ``directory_bench.py``: a throwaway PostgreSQL database (``portal_audit_bench``, dropped first
-and at the end), the script run again in a subprocess configured by the environment as an
-installation is (``DATABASE_URL``, ``DEBUG=true``, random ``SECRET_KEY`` and ``AUDIT_KEY``),
-which migrates and measures. Markdown on standard output, progress on standard error. See
-bench/README.md, "Audit trail".
+As ``directory_bench.py`` (``bench/harness.py``): a throwaway PostgreSQL database
+(``portal_audit_bench``, dropped first and at the end), the script run again in a subprocess
+configured by the environment as an installation is (``DATABASE_URL``, ``DEBUG=true``, random
+``SECRET_KEY`` and ``AUDIT_KEY``), which migrates and measures. Markdown on standard output,
+progress on standard error. See bench/README.md, "Audit trail".
 """
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.harness import run_each_database, run_worker_on_throwaway  # noqa: E402
+
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432"
 BENCH_DATABASE = "portal_audit_bench"
 MODES = ("one organization", "different organizations", "one process")
@@ -47,8 +51,8 @@ WARMUP_EVENTS = 20
 
 
 def directory_bench():
-    """``directory_bench.py``, the sibling script whose harness (throwaway database, worker
-    subprocess, statistics, progress) this one shares."""
+    """``directory_bench.py``, the sibling script whose statistics, version and progress this
+    one shares (the throwaway database and worker subprocess come from ``bench/harness.py``)."""
     folder = str(Path(__file__).resolve().parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
@@ -69,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         return worker(args)
     args.databases = ["postgres"]
-    return directory_bench().run_each_database(
+    return run_each_database(
         args,
         heading=f"{args.processes} processes x {args.events} audited transactions",
         run_database=run_database,
@@ -127,7 +131,7 @@ def parameters(args: argparse.Namespace) -> dict:
 
 
 def run_database(database: str, args: argparse.Namespace) -> dict:
-    return directory_bench().run_worker_on_throwaway(
+    return run_worker_on_throwaway(
         database,
         script=Path(__file__).resolve(),
         postgres_url=args.postgres_url,

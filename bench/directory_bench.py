@@ -19,11 +19,8 @@ import argparse
 import json
 import os
 import random
-import secrets
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -31,12 +28,13 @@ from datetime import date, datetime, timedelta
 from datetime import time as clock
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
-
 # ruff: noqa: RUF001 - the Turkish dotless i in the names below is deliberate, not a typo
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.harness import run_each_database, run_worker_on_throwaway  # noqa: E402
+
 DATABASES = ("sqlite", "postgres")
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432"
 BENCH_DATABASE = "portal_bench"
@@ -120,41 +118,6 @@ def main(argv: list[str] | None = None) -> int:
     )
 
 
-def run_each_database(
-    args: argparse.Namespace,
-    *,
-    heading: str,
-    run_database: Callable[[str, argparse.Namespace], dict],
-    report: Callable[[dict[str, dict], argparse.Namespace], str],
-    parameters: Callable[[argparse.Namespace], dict],
-) -> int:
-    """Run a benchmark's worker on each database of ``args.databases`` in turn, print the
-    Markdown report and write the JSON (share_bench.py runs through this too)."""
-    results: dict[str, dict] = {}
-    failed = []
-    for database in args.databases:
-        print(f"== {database}: {heading}", file=sys.stderr, flush=True)
-        try:
-            results[database] = run_database(database, args)
-        except subprocess.CalledProcessError:
-            # Keep going: the other database's numbers are still worth reporting.
-            print(f"The {database} benchmark failed (see above).", file=sys.stderr)
-            failed.append(database)
-        except psycopg.Error as exc:
-            print(
-                f"PostgreSQL at {args.postgres_url} cannot host the benchmark database: {exc}",
-                file=sys.stderr,
-            )
-            failed.append(database)
-
-    if results:
-        print(report(results, args))
-    if args.json:
-        payload = {"parameters": parameters(args), "results": results, "failed": failed}
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    return 1 if failed else 0
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark the Patient Study Directory's search and page on a large "
@@ -226,79 +189,6 @@ def run_database(database: str, args: argparse.Namespace) -> dict:
             *(["--explain"] if args.explain else []),
         ],
     )
-
-
-def run_worker_on_throwaway(
-    database: str,
-    *,
-    script: Path,
-    postgres_url: str,
-    database_name: str,
-    worker_args: list[str],
-    environment: dict[str, str] | None = None,
-) -> dict:
-    """Make a throwaway database, run ``script --worker`` against it under the portal's own
-    settings, and always clean up; the worker's JSON result. ``environment`` overrides the
-    embedded set-up below (share_bench.py gives the outbox a broker)."""
-    with tempfile.TemporaryDirectory(prefix="portal-bench-") as folder:
-        if database == "sqlite":
-            url = f"sqlite:///{Path(folder) / 'bench.sqlite3'}"
-        else:
-            url = f"{postgres_url.rstrip('/')}/{database_name}"
-            recreate_postgres(postgres_url, database_name)
-        output = Path(folder) / "result.json"
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "portal.settings",
-            "PORTAL_ENV_FILE": "",  # a developer's demo .env is not this run's settings
-            "DEBUG": "true",
-            "DEMO_MODE": "false",
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "DATABASE_URL": url,
-            # Everything else the portal writes (frame cache, DICOM storage) stays in the
-            # temporary folder; no broker, no shared cache, no mail server.
-            "PORTAL_VAR_DIR": folder,
-            "CACHE_URL": "",
-            "CELERY_BROKER_URL": "",
-            "EMAIL_HOST": "",
-            "ALLOWED_HOSTS": "testserver",
-            "LOG_LEVEL": "WARNING",
-            **(environment or {}),
-        }
-        command = [
-            sys.executable,
-            str(script),
-            "--worker",
-            "--worker-output",
-            str(output),
-            "--databases",
-            database,
-            *worker_args,
-        ]
-        try:
-            subprocess.run(command, env=env, cwd=ROOT, check=True)
-            return json.loads(output.read_text(encoding="utf-8"))
-        finally:
-            if database == "postgres":
-                drop_postgres(postgres_url, database_name)
-
-
-def _admin_connection(server_url: str) -> psycopg.Connection:
-    return psycopg.connect(f"{server_url.rstrip('/')}/postgres", autocommit=True)
-
-
-def recreate_postgres(server_url: str, database: str = BENCH_DATABASE) -> None:
-    """A new, empty throwaway database (share_bench.py uses it with its own name)."""
-    drop_postgres(server_url, database)
-    with _admin_connection(server_url) as connection:
-        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-
-
-def drop_postgres(server_url: str, database: str = BENCH_DATABASE) -> None:
-    with _admin_connection(server_url) as connection:
-        connection.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
-        )
 
 
 # --- The worker: seed and measure one database -----------------------------------------------

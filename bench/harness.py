@@ -10,6 +10,10 @@
   Python), and every answer that is not 2xx fails the measurement.
 - :func:`interleaved`: each contender measured in turn within a round, the order alternating
   from round to round, so that a machine getting busier affects all alike; :func:`median`.
+- :func:`run_each_database` and :func:`run_worker_on_throwaway`: a benchmark that seeds and
+  measures in a subprocess of its own script (``--worker``) under the portal's settings, once
+  per database, on a throwaway database, with one report for all.
+- :func:`wait_until`, :func:`say`, :func:`free_port`, :func:`load_average`.
 
 The caller keeps its own report: these only measure.
 """
@@ -20,6 +24,7 @@ import contextlib
 import http.client
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -46,6 +51,14 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def wait_until(condition, *, timeout: float, interval: float = 0.05, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
 
 
 def load_average() -> str:
@@ -423,3 +436,96 @@ def interleaved(
             )
             say(f"  round {number + 1}, {label}, {name}: {summary}")
     return results
+
+
+# --- A worker subprocess per database --------------------------------------------------------
+
+
+def run_each_database(
+    args,
+    *,
+    heading: str,
+    run_database: Callable[[str, Any], dict],
+    report: Callable[[dict[str, dict], Any], str],
+    parameters: Callable[[Any], dict],
+) -> int:
+    """Run a benchmark's worker on each database of ``args.databases`` in turn, print the
+    Markdown report and write the JSON (``args.json``)."""
+    import psycopg
+
+    results: dict[str, dict] = {}
+    failed = []
+    for database in args.databases:
+        print(f"== {database}: {heading}", file=sys.stderr, flush=True)
+        try:
+            results[database] = run_database(database, args)
+        except subprocess.CalledProcessError:
+            # Keep going: the other database's numbers are still worth reporting.
+            print(f"The {database} benchmark failed (see above).", file=sys.stderr)
+            failed.append(database)
+        except psycopg.Error as exc:
+            print(
+                f"PostgreSQL at {args.postgres_url} cannot host the benchmark database: {exc}",
+                file=sys.stderr,
+            )
+            failed.append(database)
+
+    if results:
+        print(report(results, args))
+    if args.json:
+        payload = {"parameters": parameters(args), "results": results, "failed": failed}
+        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return 1 if failed else 0
+
+
+def run_worker_on_throwaway(
+    database: str,
+    *,
+    script: Path,
+    postgres_url: str,
+    database_name: str,
+    worker_args: list[str],
+    environment: dict[str, str] | None = None,
+) -> dict:
+    """Make a throwaway database, run ``script --worker`` against it under the portal's own
+    settings, and always clean up; the worker's JSON result. ``environment`` overrides the
+    embedded set-up below (share_bench.py gives the outbox a broker)."""
+    with tempfile.TemporaryDirectory(prefix="portal-bench-") as folder:
+        throwaway = ThrowawayDatabase(
+            database, name=database_name, folder=Path(folder), postgres_url=postgres_url
+        )
+        url = throwaway.create()
+        output = Path(folder) / "result.json"
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "portal.settings",
+            "PORTAL_ENV_FILE": "",  # a developer's demo .env is not this run's settings
+            "DEBUG": "true",
+            "DEMO_MODE": "false",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "DATABASE_URL": url,
+            # Everything else the portal writes (frame cache, DICOM storage) stays in the
+            # temporary folder; no broker, no shared cache, no mail server.
+            "PORTAL_VAR_DIR": folder,
+            "CACHE_URL": "",
+            "CELERY_BROKER_URL": "",
+            "EMAIL_HOST": "",
+            "ALLOWED_HOSTS": "testserver",
+            "LOG_LEVEL": "WARNING",
+            **(environment or {}),
+        }
+        command = [
+            sys.executable,
+            str(script),
+            "--worker",
+            "--worker-output",
+            str(output),
+            "--databases",
+            database,
+            *worker_args,
+        ]
+        try:
+            subprocess.run(command, env=env, cwd=ROOT, check=True)
+            return json.loads(output.read_text(encoding="utf-8"))
+        finally:
+            throwaway.drop()

@@ -42,7 +42,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -54,28 +53,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.harness import ThrowawayDatabase, free_port, say, wait_until  # noqa: E402
+
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432"
 BENCH_DATABASE = "portal_outbox_bench"
 LANGUAGES = ("en", "fr", "nl", "de")
 WARMUP_MESSAGES = 20
-
-
-def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until(condition, *, timeout: float, interval: float = 0.05, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 # --- Arguments -------------------------------------------------------------------------------
@@ -275,32 +260,6 @@ class Worker:
             self.process.wait(timeout=10)
 
 
-# --- PostgreSQL ------------------------------------------------------------------------------
-
-
-def _admin_connection(server_url: str):
-    import psycopg
-
-    return psycopg.connect(f"{server_url.rstrip('/')}/postgres", autocommit=True)
-
-
-def recreate_postgres(server_url: str) -> None:
-    from psycopg import sql
-
-    with _admin_connection(server_url) as connection:
-        name = sql.Identifier(BENCH_DATABASE)
-        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        connection.execute(sql.SQL("CREATE DATABASE {}").format(name))
-
-
-def drop_postgres(server_url: str) -> None:
-    from psycopg import sql
-
-    with _admin_connection(server_url) as connection:
-        name = sql.Identifier(BENCH_DATABASE)
-        connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-
-
 # --- The measurements ------------------------------------------------------------------------
 
 
@@ -490,15 +449,14 @@ def measure_round(count: int, label: str, worker: Worker, smtp: SMTPServer) -> d
 
 def run(args: argparse.Namespace, folder: Path) -> dict:
     redis = smtp = worker = None
+    database = ThrowawayDatabase(
+        args.database, name=BENCH_DATABASE, folder=folder, postgres_url=args.postgres_url
+    )
     try:
         say("Starting redis-server and the SMTP server")
         redis = Redis(folder)
         smtp = SMTPServer()
-        if args.database == "postgres":
-            database_url = f"{args.postgres_url.rstrip('/')}/{BENCH_DATABASE}"
-            recreate_postgres(args.postgres_url)
-        else:
-            database_url = f"sqlite:///{folder / 'outbox.sqlite3'}"
+        database_url = database.create()
         env = {
             key: value
             for key, value in os.environ.items()
@@ -588,9 +546,7 @@ def run(args: argparse.Namespace, folder: Path) -> dict:
             from django.db import connections
 
             connections.close_all()
-        if args.database == "postgres":
-            with contextlib.suppress(Exception):
-                drop_postgres(args.postgres_url)
+        database.drop()
         if smtp is not None:
             smtp.stop()
         if redis is not None:

@@ -46,6 +46,10 @@ from datetime import time as clock
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.harness import run_each_database, run_worker_on_throwaway  # noqa: E402
+
 DATABASES = ("sqlite", "postgres")
 DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432"
 BENCH_DATABASE = "portal_share_bench"
@@ -78,9 +82,9 @@ LABEL = "Tumour board"
 
 
 def directory_bench():
-    """``directory_bench.py``, a sibling script (not a package) whose generators and harness
-    (names, dates, modalities; the throwaway PostgreSQL database, statistics, version, progress)
-    this one shares: found through this folder whoever imports this file."""
+    """``directory_bench.py``, a sibling script (not a package) whose generators (names, dates,
+    modalities) and statistics, version and progress this one shares: found through this folder
+    whoever imports this file. The throwaway database comes from ``bench/harness.py``."""
     folder = str(Path(__file__).resolve().parent)
     if folder not in sys.path:
         sys.path.insert(0, folder)
@@ -104,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         return worker(args)
-    return directory_bench().run_each_database(
+    return run_each_database(
         args,
         heading=(
             f"share {args.share_studies} x {args.recipients}, page with "
@@ -215,7 +219,7 @@ def parameters(args: argparse.Namespace) -> dict:
 
 
 def run_database(database: str, args: argparse.Namespace) -> dict:
-    return directory_bench().run_worker_on_throwaway(
+    return run_worker_on_throwaway(
         database,
         script=Path(__file__).resolve(),
         postgres_url=args.postgres_url,
