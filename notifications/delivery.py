@@ -146,21 +146,20 @@ def _attempt(message: Message) -> DeliveryResult | str:
     if not all(readable(text) for text in (message.subject, message.body_text, message.body_html)):
         # No retry can help until an administrator configures the key again (then "Retry
         # delivery" in the admin sends it); sending the notice instead would be worse.
-        return _give_up(message, attempts, UNREADABLE_ERROR)
+        return _give_up(message, UNREADABLE_ERROR)
     max_attempts = settings.NOTIFICATIONS_MAX_ATTEMPTS
     if attempts > max_attempts:
         # Only reachable through expired leases: a message whose sender dies every time (a crash
         # in the backend, an out-of-memory kill) must not be picked up forever.
         return _give_up(
             message,
-            attempts,
             f"Gave up after {attempts - 1} attempts; the last sender stopped responding.",
         )
 
     try:
         provider_id = get_backend(message.channel).send(message)
     except PermanentDeliveryError as exc:
-        return _give_up(message, attempts, _error_text(message, exc))
+        return _give_up(message, _error_text(message, exc))
     except Exception as exc:
         # DeliveryError is the expected case; anything else (a misconfigured backend, a bug) is
         # retried too, so that fixing the configuration lets the message go out.
@@ -170,22 +169,25 @@ def _attempt(message: Message) -> DeliveryResult | str:
             )
         error = _error_text(message, exc)
         if attempts >= max_attempts:
-            return _give_up(message, attempts, f"Gave up after {attempts} attempts: {error}")
-        return _retry_later(message, attempts, error)
+            return _give_up(message, f"Gave up after {attempts} attempts: {error}")
+        return _retry_later(message, error)
     return str(provider_id or "")
 
 
-def _still_ours(message: Message, attempts: int):
-    return Message.objects.filter(pk=message.pk, status=MessageStatus.SENDING, attempts=attempts)
+def _still_ours(message: Message):
+    """The row while it is still SENDING with this claim's attempt number."""
+    return Message.objects.filter(
+        pk=message.pk, status=MessageStatus.SENDING, attempts=message.attempts
+    )
 
 
-def _lost_lease(message: Message, attempts: int) -> DeliveryResult:
+def _lost_lease(message: Message) -> DeliveryResult:
     current = Message.objects.filter(pk=message.pk).values_list("status", flat=True).first()
     logger.warning(
         "Message %s: attempt %s outlived its lease and another worker took over; "
         "the recipient may receive it twice",
         message.pk,
-        attempts,
+        message.attempts,
     )
     return DeliveryResult(current or "", claimed=True)
 
@@ -197,7 +199,7 @@ def _mark_sent(sent: list[tuple[Message, str]]) -> dict[int, DeliveryResult]:
     now = timezone.now()
     with transaction.atomic():
         for message, provider_id in sent:
-            updated = _still_ours(message, message.attempts).update(
+            updated = _still_ours(message).update(
                 status=MessageStatus.SENT,
                 sent_at=now,
                 provider_id=provider_id[:255],
@@ -208,7 +210,7 @@ def _mark_sent(sent: list[tuple[Message, str]]) -> dict[int, DeliveryResult]:
             if updated:
                 results[message.pk] = DeliveryResult(MessageStatus.SENT, claimed=True)
             else:
-                results[message.pk] = _lost_lease(message, message.attempts)
+                results[message.pk] = _lost_lease(message)
     for message, _provider_id in sent:
         if results[message.pk] == MessageStatus.SENT:
             logger.info(
@@ -222,7 +224,7 @@ def _hand_back(messages: list[Message]) -> dict[int, DeliveryResult]:
     results: dict[int, DeliveryResult] = {}
     now = timezone.now()
     for message in messages:
-        updated = _still_ours(message, message.attempts).update(
+        updated = _still_ours(message).update(
             status=MessageStatus.QUEUED,
             attempts=F("attempts") - 1,
             next_attempt_at=now,
@@ -232,7 +234,7 @@ def _hand_back(messages: list[Message]) -> dict[int, DeliveryResult]:
         results[message.pk] = (
             DeliveryResult(MessageStatus.QUEUED, claimed=True, retry_in=0)
             if updated
-            else _lost_lease(message, message.attempts)
+            else _lost_lease(message)
         )
     logger.warning(
         "Handed %s messages back after half a lease (%s s) spent on their batch",
@@ -242,10 +244,10 @@ def _hand_back(messages: list[Message]) -> dict[int, DeliveryResult]:
     return results
 
 
-def _retry_later(message: Message, attempts: int, error: str) -> DeliveryResult:
+def _retry_later(message: Message, error: str) -> DeliveryResult:
     now = timezone.now()
-    delay = backoff_seconds(attempts)
-    updated = _still_ours(message, attempts).update(
+    delay = backoff_seconds(message.attempts)
+    updated = _still_ours(message).update(
         status=MessageStatus.FAILED,
         next_attempt_at=now + timedelta(seconds=delay),
         lease_until=None,
@@ -253,17 +255,21 @@ def _retry_later(message: Message, attempts: int, error: str) -> DeliveryResult:
         updated_at=now,
     )
     if not updated:
-        return _lost_lease(message, attempts)
+        return _lost_lease(message)
     logger.warning(
-        "Message %s: attempt %s failed, next in %.0f s: %s", message.pk, attempts, delay, error
+        "Message %s: attempt %s failed, next in %.0f s: %s",
+        message.pk,
+        message.attempts,
+        delay,
+        error,
     )
     return DeliveryResult(MessageStatus.FAILED, claimed=True, retry_in=delay)
 
 
-def _give_up(message: Message, attempts: int, reason: str) -> DeliveryResult:
+def _give_up(message: Message, reason: str) -> DeliveryResult:
     now = timezone.now()
     with transaction.atomic():
-        updated = _still_ours(message, attempts).update(
+        updated = _still_ours(message).update(
             status=MessageStatus.DEAD, lease_until=None, last_error=reason, updated_at=now
         )
         if updated:
@@ -276,13 +282,15 @@ def _give_up(message: Message, attempts: int, reason: str) -> DeliveryResult:
                 details={
                     "channel": message.channel,
                     "template": message.template,
-                    "attempts": attempts,
+                    "attempts": message.attempts,
                     "error": reason,
                 },
             )
     if not updated:
-        return _lost_lease(message, attempts)
-    logger.error("Message %s is undeliverable after %s attempts: %s", message.pk, attempts, reason)
+        return _lost_lease(message)
+    logger.error(
+        "Message %s is undeliverable after %s attempts: %s", message.pk, message.attempts, reason
+    )
     return DeliveryResult(MessageStatus.DEAD, claimed=True)
 
 

@@ -370,7 +370,7 @@ def test_what_went_out_is_recorded_even_when_the_batch_breaks_off(queue, backend
     first, second = queue("one@example.org"), queue("two@example.org")
     calls = []
 
-    def give_up(message, attempts, reason):
+    def give_up(message, reason):
         calls.append(message.pk)
         raise RuntimeError("the database went away")
 
