@@ -6,7 +6,7 @@ from datetime import date
 from accounts.models import Location, Organization
 from studies.dicom_header import normalize_name
 from studies.models import Entry, EntryOrigin, Instance, Patient, Series, Study
-from studies.services.worklists import file_received_study, personal_worklist
+from studies.services.worklists import file_received_studies, personal_worklist
 
 _counter = itertools.count(1)
 
@@ -67,7 +67,7 @@ def make_study(
         frames=1,
         has_pixels=False,
     )
-    file_received_study(study=study, location=location)
+    file_received_studies([study], location=location)
     return study
 
 

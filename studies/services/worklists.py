@@ -38,13 +38,6 @@ def personal_worklist(user: User) -> Worklist:
 
 
 @transaction.atomic
-def file_received_study(*, study: Study, location: Location | None, added_by=None) -> Entry | None:
-    """Put a newly received study in the worklist of the location it arrived at (once)."""
-    entries = file_received_studies([study], location=location, added_by=added_by)
-    return entries[0] if entries else None
-
-
-@transaction.atomic
 def file_received_studies(
     studies: list[Study], *, location: Location | None, added_by=None
 ) -> list[Entry]:
