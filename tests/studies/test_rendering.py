@@ -19,6 +19,7 @@ from pydicom.uid import MPEG2MPML, ExplicitVRLittleEndian, SecondaryCaptureImage
 from studies.rendering import (
     RenderError,
     Window,
+    _grey_levels,
     default_window,
     frame_count,
     render_frame,
@@ -532,3 +533,62 @@ def test_window_presets():
     assert window_presets("ct") == presets
     assert window_presets("MR") == []
     assert window_presets("") == []
+
+
+# --------------------------------------------------------------------------- grey levels per value
+
+
+def _noisy(dtype, low: int, high: int) -> np.ndarray:
+    return np.random.default_rng(7).integers(low, high, size=(64, 48), endpoint=True, dtype=dtype)
+
+
+def _voi_lut(entries: int, first: int) -> Sequence:
+    item = Dataset()
+    item.LUTDescriptor = [entries, first, 16]
+    item.LUTData = [(value * 37) % 4096 for value in range(entries)]  # not monotonic
+    return Sequence([item])
+
+
+@pytest.mark.parametrize(
+    ("pixels", "photometric", "elements", "window"),
+    [
+        # A CT: signed values, a rescale to HU, the dataset's window.
+        (
+            _noisy(np.int16, -2000, 3000),
+            "MONOCHROME2",
+            {"RescaleSlope": 1, "RescaleIntercept": -1024, "WindowCenter": 40, "WindowWidth": 400},
+            None,
+        ),
+        # A window asked for, sigmoid, on fractional rescale.
+        (
+            _noisy(np.uint16, 0, 4095),
+            "MONOCHROME2",
+            {"RescaleSlope": 0.37, "RescaleIntercept": -12.5},
+            Window(300, 900, "SIGMOID"),
+        ),
+        (
+            _noisy(np.uint16, 0, 60000),
+            "MONOCHROME1",
+            {"WindowCenter": 9000, "WindowWidth": 1},
+            None,
+        ),
+        (
+            _noisy(np.uint8, 0, 255),
+            "MONOCHROME2",
+            {"WindowCenter": 100, "WindowWidth": 50, "PresentationLUTShape": "INVERSE"},
+            Window(90, 60, "LINEAR_EXACT"),
+        ),
+        # A VOI LUT sequence, values below and above its first entry.
+        (_noisy(np.uint16, 0, 300), "MONOCHROME2", {"VOILUTSequence": _voi_lut(200, 50)}, None),
+    ],
+)
+def test_grey_levels_looked_up_per_value_are_those_computed_per_pixel(
+    pixels, photometric, elements, window
+):
+    """The renderer computes a grey level once per stored value and looks the pixels up; the
+    image must be the one computing every pixel gives."""
+    ds = grey_dataset(pixels, photometric, **elements)
+    chosen = window or default_window(ds)
+    invert = photometric == "MONOCHROME1" or elements.get("PresentationLUTShape") == "INVERSE"
+    per_pixel = _grey_levels(pixel_array(ds), ds, 0, chosen, invert=invert)
+    np.testing.assert_array_equal(render(ds, image_format="png", window=window), per_pixel)
