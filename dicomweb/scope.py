@@ -55,15 +55,15 @@ def study_for(request: HttpRequest, study_uid: str) -> tuple[Study, StudyAccess]
 
 
 def instances_for(
-    study: Study,
+    study: Study | int,
     access: StudyAccess,
     *,
     series_uid: str | None = None,
     instance_uid: str | None = None,
 ) -> QuerySet[Instance]:
-    """The study's stored instances this access may receive, in series and instance order.
-    Images-only access (no report) leaves out every object without pixel data: a structured
-    report or an encapsulated PDF is a report."""
+    """The study's (a study or its key) stored instances this access may receive, in series and
+    instance order. Images-only access (no report) leaves out every object without pixel data:
+    a structured report or an encapsulated PDF is a report."""
     instances = (
         Instance.objects.filter(series__study=study)
         .exclude(file="")
@@ -103,26 +103,42 @@ def instance_target(
 ) -> InstanceTarget:
     """The instance at these UIDs that the caller's access reaches, or a DICOMweb 404.
 
-    A viewer asks for every frame of a series one request at a time, so the decision is
-    remembered for the principal (``portal.decisions``): the first frame asks the authority,
-    the next ones ask the cache, until anything the decision rests on changes (a share removed,
-    a link revoked) or the access ends. A refusal is not remembered."""
+    A viewer asks for every frame of a series one request at a time, so both decisions are
+    remembered for the principal (``portal.decisions``): the access to the study, asked of the
+    authority once for the whole viewing, and the instance each frame belongs to, so a frame
+    seen before costs no SQL. Both hold until anything they rest on changes (a share removed, a
+    link revoked) or the access ends. A refusal is not remembered."""
 
     def decide() -> tuple[InstanceTarget | str, datetime | None]:
-        now = timezone.now()
-        try:
-            study, access = get_study_for(request, study_uid)
-        except Http404:
-            return _("No such study."), now
+        reached = _study_reached(request, study_uid)
+        if isinstance(reached, str):
+            return reached, timezone.now()
+        study_pk, access = reached
         instance = instances_for(
-            study, access, series_uid=series_uid, instance_uid=instance_uid
+            study_pk, access, series_uid=series_uid, instance_uid=instance_uid
         ).first()
         if instance is None:
-            return _("No such instance."), now
-        return InstanceTarget(study_pk=study.pk, access=access, instance=instance), access.until
+            return _("No such instance."), timezone.now()
+        return InstanceTarget(study_pk=study_pk, access=access, instance=instance), access.until
 
     uids = decisions.digest(study_uid, series_uid, instance_uid)
     target = decisions.remember(f"instance:{decision_principal(request)}:{uids}", decide)
     if isinstance(target, str):
         raise not_found(target)
     return target
+
+
+def _study_reached(request: HttpRequest, study_uid: str) -> tuple[int, StudyAccess] | str:
+    """The study's key and the caller's access to it, remembered for the principal; or why
+    not, in words for a 404."""
+
+    def decide() -> tuple[tuple[int, StudyAccess] | str, datetime | None]:
+        try:
+            study, access = get_study_for(request, study_uid)
+        except Http404:
+            return _("No such study."), timezone.now()
+        return (study.pk, access), access.until
+
+    return decisions.remember(
+        f"study:{decision_principal(request)}:{decisions.digest(study_uid)}", decide
+    )
