@@ -4,7 +4,7 @@
     .venv/bin/python bench/dicomweb_bench.py --duration 3 --rounds 1 --store-instances 20
     .venv/bin/python bench/dicomweb_bench.py --database sqlite --json var/dicomweb.json
 
-Six measurements, each answered by both servers holding the same DICOM files:
+Seven measurements, each answered by both servers holding the same DICOM files:
 
 - **QIDO-RS study search**: ``GET /studies?PatientName=<family name>*`` over 1,000 studies (50
   family names, 20 studies each, so each search answers 20 studies; the clients cycle through
@@ -24,6 +24,10 @@ Six measurements, each answered by both servers holding the same DICOM files:
 - **WADO-RS rendered frames**: ``GET .../frames/1/rendered`` of the same slices as JPEG
   (``Accept: image/jpeg``), each already rendered once by the warm-up, as a viewer scrolling
   back finds them. Issue 13's goal: at least 1.3 times Orthanc's requests per second.
+- **Cold rendered frames**: each round stores a new series of 200 512 x 512 CT slices in both
+  servers over C-STORE, then asks each slice's ``frames/1/rendered`` (JPEG) once, in order, on
+  4 connections, as the viewer opening the series fetches it: frames neither server rendered
+  before. Issue 13's goal: at least Orthanc's frames per second.
 - **C-STORE ingestion**: one association from pynetdicom sending a new series of
   ``--store-instances`` 512 x 512 CT slices (explicit VR little endian) to the portal's listener
   (``manage.py dicom_listener``) and, the same files, to Orthanc's DICOM server; instances per
@@ -99,6 +103,8 @@ RAW_FRAME = f'multipart/related; type="application/octet-stream"; transfer-synta
 UID_ROOT = "1.2.826.0.1.3680043.8.498.77"
 FRAME_STUDY_UID = f"{UID_ROOT}.2"
 FRAME_SLICES = 20
+# The series a viewer walks through once, new to both servers: issue 13's cold frames.
+COLD_SLICES = 200
 # 50 family names of 20 studies each: a name search answers 20 studies, like the 20-study list
 # issue 9 quotes for Orthanc.
 FAMILY_NAMES = [
@@ -117,6 +123,7 @@ GOALS = {
     "directory": 5.0,
     "frames": 1.0,
     "rendered": 1.3,
+    "cold": 1.0,
     "store": None,
 }
 # A search matching more studies than a page (the REST API's and the directory's: 50) asks both
@@ -274,15 +281,20 @@ def make_frame_files(folder: Path) -> list[Path]:
     )
 
 
-def make_store_files(folder: Path, round_number: int, instances: int) -> tuple[str, list[Path]]:
-    study_uid = f"{UID_ROOT}.3.{round_number}"
+def make_round_files(
+    folder: Path, purpose: str, round_number: int, instances: int
+) -> tuple[str, list[Path]]:
+    """A new study of one series of ``instances`` 512 x 512 CT slices for one round of the
+    ``purpose`` ("store" or "cold") measurement."""
+    arc = {"store": 3, "cold": 4}[purpose]
+    study_uid = f"{UID_ROOT}.{arc}.{round_number}"
     paths = write_files(
-        folder / f"store-{round_number}",
+        folder / f"{purpose}-{round_number}",
         _series(
-            patient_name="Store^Stella",
-            patient_id=f"BENCH-STORE-{round_number}",
+            patient_name=f"{purpose.title()}^Stella",
+            patient_id=f"BENCH-{purpose.upper()}-{round_number}",
             study_uid=study_uid,
-            accession=f"BS{round_number:06d}",
+            accession=f"B{purpose[0].upper()}{round_number:06d}",
             slices=instances,
             rows=512,
             columns=512,
@@ -704,6 +716,10 @@ def main(argv: list[str] | None = None) -> int:
                 label=label,
             )
 
+        if "cold" in args.measure:
+            results["cold"] = measure_cold(
+                args, folder, listener_port, contenders, namespace, orthanc
+            )
         if "store" in args.measure:
             results["store"] = measure_store(
                 args, folder, listener_port, contenders, namespace, orthanc
@@ -722,6 +738,7 @@ def main(argv: list[str] | None = None) -> int:
             "per_name": args.studies // len(FAMILY_NAMES),
             "per_page": min(args.studies // len(FAMILY_NAMES), QIDO_LIMIT),
             "store_instances": args.store_instances,
+            "cold_slices": COLD_SLICES,
             "workers": len(portal.worker_pids()),
             "worker_memory_mb": portal.worker_memory_mb(),
             "cpus": os.cpu_count(),
@@ -768,7 +785,7 @@ def measure_store(args, folder: Path, listener_port: int, contenders, namespace,
     say(f"Measuring C-STORE ({args.store_instances} instances per association)…")
     store_rounds: dict[str, list] = {"portal": [], "Orthanc": []}
     for number in range(1, args.rounds + 1):
-        study_uid, paths = make_store_files(folder, number, args.store_instances)
+        study_uid, paths = make_round_files(folder, "store", number, args.store_instances)
         order = ["portal", "Orthanc"] if number % 2 else ["Orthanc", "portal"]
         for name in order:
             if name == "portal":
@@ -795,6 +812,45 @@ def measure_store(args, folder: Path, listener_port: int, contenders, namespace,
             say(f"  round {number}, store, {name}: {len(paths) / seconds:.1f} instances/s")
         shutil.rmtree(paths[0].parent, ignore_errors=True)
     return store_rounds
+
+
+def measure_cold(args, folder: Path, listener_port: int, contenders, namespace, orthanc):
+    """Rendered frames neither server has rendered before, interleaved: each round stores a new
+    series in both (C-STORE, as a modality or PACS sends it), then asks each of its slices once,
+    in order, as a viewer opening it walks through the series."""
+    say(f"Measuring cold rendered frames ({COLD_SLICES} new slices a round)…")
+    cold_rounds: dict[str, list] = {"portal": [], "Orthanc": []}
+    for number in range(1, args.rounds + 1):
+        _study_uid, paths = make_round_files(folder, "cold", number, COLD_SLICES)
+        for port, ae, where in (
+            (listener_port, PORTAL_AE, None),
+            (orthanc.dicom_port, orthanc.aet, namespace),
+        ):
+            call = (store_series, "127.0.0.1", port, ae, paths)
+            _seconds, statuses = call[0](*call[1:]) if where is None else where.run(*call)
+            if any(status != 0 for status in statuses):
+                raise RuntimeError(f"storing the cold series at {ae} failed: {statuses[:5]}")
+        rendered = [f"{path}/rendered" for path in frame_paths_of(paths)]
+        order = ["portal", "Orthanc"] if number % 2 else ["Orthanc", "portal"]
+        for name in order:
+            contender = contenders[name]
+            run = (
+                run_python_load,
+                "127.0.0.1",
+                contender.port,
+                [contender.root + path for path in rendered],
+                contender.headers("image/jpeg"),
+            )
+            # The viewer asks 4 frames at a time (static/js/viewer.js).
+            options = {"duration": 300.0, "connections": 4, "each_once": True}
+            if contender.namespace is None:
+                result = run[0](*run[1:], **options).as_dict()
+            else:
+                result = contender.namespace.run(*run, **options).as_dict()
+            cold_rounds[name].append(result)
+            say(f"  round {number}, cold, {name}: {result['requests_per_s']:.1f} frames/s")
+        shutil.rmtree(paths[0].parent, ignore_errors=True)
+    return cold_rounds
 
 
 def stop_process(process) -> None:
@@ -930,6 +986,12 @@ MEASUREMENTS = {
     ),
     "rendered": (
         "WADO-RS rendered frame (JPEG), 512x512 CT, cached by the warm-up",
+        "requests_per_s",
+        "requests/s",
+    ),
+    "cold": (
+        "WADO-RS rendered frame (JPEG), each slice of a new {cold_slices}-slice 512x512 CT "
+        "series asked once, in order",
         "requests_per_s",
         "requests/s",
     ),

@@ -346,10 +346,13 @@ def run_python_load(
     *,
     duration: float,
     connections: int,
+    each_once: bool = False,
 ) -> LoadResult:
     """``connections`` Python threads, each on its own connection (re-opened whenever the
-    server closes it), for ``duration`` seconds. Sockets belong to the calling thread's network
-    namespace: call this inside ``NetworkNamespace.run`` to load a server there."""
+    server closes it), for ``duration`` seconds; with ``each_once``, until every path was asked
+    once, in order (a viewer's first walk through a series), or ``duration`` ran out. Sockets
+    belong to the calling thread's network namespace: call this inside ``NetworkNamespace.run``
+    to load a server there."""
     lock = threading.Lock()
     latencies: list[float] = []
     errors: list[str] = []
@@ -364,6 +367,8 @@ def run_python_load(
         try:
             while time.monotonic() < deadline and not errors:
                 with lock:
+                    if each_once and counter[0] == len(paths):
+                        break
                     path = paths[counter[0] % len(paths)]
                     counter[0] += 1
                 if connection is None:
@@ -398,6 +403,8 @@ def run_python_load(
     seconds = time.perf_counter() - started
     if errors:
         raise LoadFailed(f"{len(errors)} client(s) failed: {errors[0]}")
+    if each_once and counter[0] < len(paths):
+        raise LoadFailed(f"{counter[0]} of {len(paths)} paths asked within {duration:g} s")
     ordered = sorted(latencies)
     done = len(ordered)
     return LoadResult(
