@@ -98,31 +98,51 @@ class InstanceTarget:
     instance: Instance
 
 
+# The most instances of a series remembered with the one asked for: a viewer walks on from it.
+SERIES_NEIGHBOURS = 500
+
+
 def instance_target(
     request: HttpRequest, study_uid: str, series_uid: str, instance_uid: str
 ) -> InstanceTarget:
     """The instance at these UIDs that the caller's access reaches, or a DICOMweb 404.
 
-    A viewer asks for every frame of a series one request at a time, so both decisions are
+    A viewer asks for every frame of a series one request at a time, so the decisions are
     remembered for the principal (``portal.decisions``): the access to the study, asked of the
-    authority once for the whole viewing, and the instance each frame belongs to, so a frame
-    seen before costs no SQL. Both hold until anything they rest on changes (a share removed, a
-    link revoked) or the access ends. A refusal is not remembered."""
+    authority once for the whole viewing, and with the first instance of a series asked for,
+    the others around it (up to ``SERIES_NEIGHBOURS``), so the frames that follow cost no SQL.
+    They hold until anything they rest on changes (a share removed, a link revoked) or the
+    access ends. A refusal is not remembered."""
+    principal = decision_principal(request)
 
-    def decide() -> tuple[InstanceTarget | str, datetime | None]:
+    def key(uid: str) -> str:
+        return f"instance:{principal}:{decisions.digest(study_uid, series_uid, uid)}"
+
+    def decide() -> tuple[dict[str, InstanceTarget | str], datetime | None]:
         reached = _study_reached(request, study_uid)
         if isinstance(reached, str):
-            return reached, timezone.now()
+            return {key(instance_uid): reached}, timezone.now()
         study_pk, access = reached
-        instance = instances_for(
-            study_pk, access, series_uid=series_uid, instance_uid=instance_uid
-        ).first()
-        if instance is None:
-            return _("No such instance."), timezone.now()
-        return InstanceTarget(study_pk=study_pk, access=access, instance=instance), access.until
+        instances = instances_for(study_pk, access, series_uid=series_uid)
+        if not decisions.enabled():  # nothing is remembered: read the one asked for
+            instances = instances.filter(sop_instance_uid=instance_uid)
+        series = list(instances)
+        position = next(
+            (n for n, instance in enumerate(series) if instance.sop_instance_uid == instance_uid),
+            None,
+        )
+        if position is None:
+            return {key(instance_uid): _("No such instance.")}, timezone.now()
+        start = max(0, min(position - SERIES_NEIGHBOURS // 2, len(series) - SERIES_NEIGHBOURS))
+        targets = {
+            key(instance.sop_instance_uid): InstanceTarget(
+                study_pk=study_pk, access=access, instance=instance
+            )
+            for instance in series[start : start + SERIES_NEIGHBOURS]
+        }
+        return targets, access.until
 
-    uids = decisions.digest(study_uid, series_uid, instance_uid)
-    target = decisions.remember(f"instance:{decision_principal(request)}:{uids}", decide)
+    target = decisions.remember_with_neighbours(key(instance_uid), decide)
     if isinstance(target, str):
         raise not_found(target)
     return target

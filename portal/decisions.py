@@ -135,9 +135,24 @@ def remember(
     """The answer remembered under ``key``, or ``compute()``'s, remembered. ``compute`` returns
     the answer and when it stops being true (None: not by itself); an answer that is None (no
     access) is remembered too."""
+
+    def compute_alone() -> tuple[dict[str, T], datetime | None]:
+        answer, until = compute()
+        return {key: answer}, until
+
+    return remember_with_neighbours(key, compute_alone, ttl=ttl)
+
+
+def remember_with_neighbours(
+    key: str, compute: Callable[[], tuple[dict[str, T], datetime | None]], *, ttl: int | None = None
+) -> T:
+    """As :func:`remember`, for a question asked with many like it (each frame of a series):
+    ``compute`` answers ``key`` and its neighbours' keys at once, with when they all stop being
+    true, and every answer is remembered in one write, so the neighbours' requests find theirs.
+    ``compute``'s answers must hold ``key``."""
     seconds = settings.ACCESS_DECISION_SECONDS if ttl is None else ttl
     if seconds <= 0:
-        return compute()[0]
+        return compute()[0][key]
     kept = _request_answers.get()
     if kept is not None and key in kept:
         return kept[key]
@@ -147,7 +162,9 @@ def remember(
     return answer
 
 
-def _remembered(key: str, compute: Callable[[], tuple[T, datetime | None]], seconds: int) -> T:
+def _remembered(
+    key: str, compute: Callable[[], tuple[dict[str, T], datetime | None]], seconds: int
+) -> T:
     cache = _cache()
     full_key = f"decisions:{key}"
     # One round trip to the cache for both.
@@ -159,6 +176,20 @@ def _remembered(key: str, compute: Callable[[], tuple[T, datetime | None]], seco
         stored_generation, valid_until, answer = stored
         if stored_generation == generation and now < valid_until:
             return answer
+    answers, until = compute()
+    valid_until = now + seconds
+    if until is not None:
+        valid_until = min(valid_until, until.timestamp())
+    # An answer that ends by the time it is known (a refusal says "now") is not kept.
+    if valid_until > time.time():
+        cache.set_many(
+            {
+                f"decisions:{name}": (generation, valid_until, value)
+                for name, value in answers.items()
+            },
+            timeout=max(1, int(seconds)),
+        )
+    return answers[key]
     answer, until = compute()
     valid_until = now + seconds
     if until is not None:

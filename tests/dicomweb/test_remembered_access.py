@@ -35,20 +35,38 @@ def frame(client, instance, number: int = 1):
 
 
 def statements(client, instance) -> int:
+    url = instance_url(instance, "frames", "1")  # built first: it reads the instance's series
     with CaptureQueriesContext(connection) as captured:
-        assert frame(client, instance).status_code == 200
+        assert client.get(url, HTTP_ACCEPT=RAW_FRAMES).status_code == 200
     return len(captured)
 
 
 def test_a_viewers_next_frames_run_no_sql(ct_study, alice):
     client = token_client(alice)
-    first, second = ct_study.instances[:2]
+    first, second, third, other_series = ct_study.instances[:4]
+    assert {first.series_id, second.series_id, third.series_id} == {first.series_id}
+    assert other_series.series_id != first.series_id
 
     assert statements(client, first) > 0
     assert statements(client, first) == 0
-    # Another instance is another decision; then it is remembered too.
-    assert statements(client, second) > 0
+    # The series' other instances were decided with the first one.
+    assert statements(client, third) == 0
     assert statements(client, second) == 0
+    # Another series is another decision (the study's access is remembered already).
+    assert statements(client, other_series) == 1
+    assert statements(client, other_series) == 0
+
+
+def test_a_removed_share_stops_the_series_remembered_with_its_first_frame(ct_study, alice, carol):
+    made = share(alice, ct_study.study, ("user", carol.pk))
+    client = token_client(carol)
+    first, second = ct_study.instances[:2]
+    assert statements(client, first) > 0
+    assert statements(client, second) == 0
+
+    assert remove_share(user=alice, share=made) is True
+
+    assert frame(client, second).status_code == 404
 
 
 def test_removing_a_share_stops_remembered_frames_at_once(ct_study, alice, carol):
