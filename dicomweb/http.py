@@ -2,7 +2,10 @@
 
 DICOMweb clients (OHIF, dicomweb-client, other PACS) authenticate with the REST API's tokens,
 sent as ``Authorization: Token <secret>`` or ``Authorization: Bearer <secret>``; same-origin
-viewers use the browser session, and a guest-link recipient the grant held in that session.
+viewers use the browser session, and a guest-link recipient the grant held in that session. The
+external viewer reads with a viewer token (``viewers``, ``Bearer vt_...``): read-only, limited
+to the studies it was made for, refused with 401 ``invalid_token`` once it has ended or its
+principal reaches none of them.
 A request with none of these gets 401 with ``WWW-Authenticate`` on every route, so a client
 knows to authenticate; a study the caller may not see is 404, exactly like an unknown UID.
 
@@ -24,6 +27,7 @@ from rest_framework.exceptions import AuthenticationFailed
 
 from accounts.authentication import ApiTokenAuthentication, BearerTokenAuthentication
 from studies.access import granted_study_ids
+from viewers import services as viewer_tokens
 
 DICOM_JSON = "application/dicom+json"
 _CHALLENGE = 'Bearer realm="DICOMweb", Token realm="DICOMweb"'
@@ -59,9 +63,21 @@ def bad_request(detail: str) -> DicomwebError:
 
 
 def _authenticate_token(request: HttpRequest) -> HttpResponse | None:
-    """Log the request in as the API token's user, or answer 401 for a bad token."""
+    """Log the request in as the API token's user (or as a viewer token's principal), or answer
+    401 for a bad token."""
     header = request.headers.get("Authorization", "")
-    scheme = header.split(" ", 1)[0].lower()
+    scheme, _space, secret = header.partition(" ")
+    scheme = scheme.lower()
+    if scheme == "bearer" and viewer_tokens.is_viewer_token(secret.strip()):
+        if not viewer_tokens.authenticate(request, secret.strip()):
+            return error_response(
+                401,
+                "The viewer token is invalid or has ended: open the study again from the portal.",
+                {"WWW-Authenticate": 'Bearer realm="DICOMweb", error="invalid_token"'},
+            )
+        request.dicomweb_token = True
+        request.viewer_token = True
+        return None
     backends = {"token": ApiTokenAuthentication, "bearer": BearerTokenAuthentication}
     if scheme not in backends:
         return None
@@ -139,6 +155,8 @@ def dicomweb_view(*methods: str) -> Callable:
             refused = _authenticate_token(request)
             if refused is not None:
                 return refused
+            if getattr(request, "viewer_token", False) and request.method not in _SAFE_METHODS:
+                return error_response(403, "A viewer token only reads: it cannot store.")
             if not _has_principal(request):
                 return error_response(
                     401,

@@ -23,6 +23,7 @@ from dicomweb.http import not_found
 from portal import decisions
 from studies.access import (
     StudyAccess,
+    carried_grants,
     decision_principal,
     get_study_for,
     granted_study_ids,
@@ -33,11 +34,15 @@ from studies.models import Instance, Series, Study
 
 
 def studies_for(request: HttpRequest) -> QuerySet[Study]:
-    """Every study the request may find; narrow it, never widen it."""
+    """Every study the request may find; narrow it, never widen it. A viewer token's request
+    finds at most the studies it was made for."""
     visible = visible_studies(request.user)
     granted = granted_study_ids(request)
     if granted:
         visible = visible | Study.objects.filter(pk__in=granted)
+    carried = carried_grants(request)
+    if carried is not None:
+        visible = visible.filter(pk__in=carried.study_ids)
     return visible
 
 

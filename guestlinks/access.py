@@ -25,7 +25,13 @@ from django.utils import timezone
 
 from guestlinks.models import GuestLink
 from guestlinks.services.state import link_status
-from studies.access import StudyAccess, register_grant_source, register_granted_studies
+from studies.access import (
+    StudyAccess,
+    register_grant_source,
+    register_granted_studies,
+    register_session_grants,
+    stored_grants,
+)
 from studies.models import AccessLevel, Study
 
 # The session key of the grants: a list, since one browser may have opened several links.
@@ -48,6 +54,7 @@ def register() -> None:
     """Called from GuestLinksConfig.ready()."""
     register_grant_source(grant_access)
     register_granted_studies(granted_study_ids)
+    register_session_grants(GRANTS_SESSION_KEY)
 
 
 def grant_max_age() -> timedelta:
@@ -55,13 +62,10 @@ def grant_max_age() -> timedelta:
 
 
 def _session_grants(request: HttpRequest) -> list[tuple[int, frozenset[int], datetime]]:
-    """The grants as stored, parsed; anything malformed is ignored (never trusted, never an
-    error page)."""
-    session = getattr(request, "session", None)
-    if session is None:
-        return []
+    """The grants as stored (in the session, or carried by a viewer token), parsed; anything
+    malformed is ignored (never trusted, never an error page)."""
     parsed = []
-    for raw in session.get(GRANTS_SESSION_KEY) or []:
+    for raw in stored_grants(request, GRANTS_SESSION_KEY):
         try:
             link_id = int(raw["link"])
             study_ids = frozenset(int(pk) for pk in raw["studies"])

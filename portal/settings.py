@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "studies",
     "guestlinks",
     "sharing",
+    "viewers",
     "dicomweb",
     "dimse",
 ]
@@ -215,6 +216,11 @@ LOGIN_KNOWN_ADDRESS_DAYS = env_int("LOGIN_KNOWN_ADDRESS_DAYS", 90)
 # API_TOKEN_IDLE_DAYS without use, whichever comes first.
 API_TOKEN_LIFETIME_DAYS = env_int("API_TOKEN_LIFETIME_DAYS", 30)
 API_TOKEN_IDLE_DAYS = env_int("API_TOKEN_IDLE_DAYS", 7)
+# A viewer token (viewers: what the external DICOMweb viewer reads the opened studies with) ends
+# this many seconds after it is made, at most 15 minutes, and never after the access it rests on.
+VIEWER_TOKEN_SECONDS = env_int("VIEWER_TOKEN_SECONDS", 15 * 60)
+if not 60 <= VIEWER_TOKEN_SECONDS <= 15 * 60:
+    raise ImproperlyConfigured("VIEWER_TOKEN_SECONDS must be between 60 and 900 (15 minutes).")
 OTP_TOTP_ISSUER = SITE_NAME
 # Staff browsing django-otp's device admin must not see TOTP secrets.
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
@@ -382,6 +388,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "notifications-erase-sent-bodies": {
         "task": "notifications.erase_sent_bodies",
+        "schedule": 3600.0,
+    },
+    "viewers-delete-expired-tokens": {
+        "task": "viewers.delete_expired_tokens",
         "schedule": 3600.0,
     },
 }

@@ -38,7 +38,9 @@ from studies.access import (
     best_access,
     register_access_challenge,
     register_grant_source,
+    register_session_grants,
     shared_entry_access,
+    stored_grants,
     visible_worklists,
 )
 from studies.models import Entry, EntryOrigin, Study
@@ -53,6 +55,7 @@ def register() -> None:
     """Called from SharingConfig.ready()."""
     register_grant_source(verified_share_access)
     register_access_challenge(code_page_for)
+    register_session_grants(VERIFIED_SESSION_KEY)
 
 
 def verification_max_age() -> timedelta:
@@ -73,11 +76,8 @@ class Verification:
 def _stored(request: HttpRequest) -> list[Verification]:
     """The verifications as stored; anything malformed is ignored (never trusted, never an
     error page)."""
-    session = getattr(request, "session", None)
-    if session is None:
-        return []
     found = []
-    for raw in session.get(VERIFIED_SESSION_KEY) or []:
+    for raw in stored_grants(request, VERIFIED_SESSION_KEY):
         try:
             found.append(
                 Verification(

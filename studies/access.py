@@ -8,7 +8,9 @@ A principal reaches a study through:
   of the groups and locations of its memberships (entries made by shares carry the share's terms);
 - a grant held in the browser session (sources registered by other apps through
   :func:`register_grant_source`, so this module imports no feature app): a guest link's, or a
-  share's SMS code verified in this session.
+  share's SMS code verified in this session; or the same grants carried by a viewer token made
+  in that session (:class:`CarriedGrants`), which also limits the request to the studies the
+  token was made for.
 
 A caller who may not open a study *yet* (a share that asks for an SMS code first) is told where
 to earn access by the challenges other apps register (:func:`register_access_challenge`); the
@@ -87,7 +89,64 @@ def granted_study_ids(request: HttpRequest) -> set[int]:
     ids: set[int] = set()
     for source in _granted_study_sources:
         ids |= source(request)
+    carried = carried_grants(request)
+    if carried is not None:
+        ids &= carried.study_ids
     return ids
+
+
+# --- Grants carried by a viewer token ------------------------------------------------------------
+
+_session_grant_keys: list[str] = []
+_CARRIED_ATTRIBUTE = "carried_grants"
+
+
+@dataclass(frozen=True)
+class CarriedGrants:
+    """What a request made with a viewer token (``viewers``) stands on instead of a browser
+    session: the token (whom remembered decisions are about), the studies it was made for (the
+    most it reaches, whatever else its principal may see) and the session's grants copied into
+    it when it was made, which the grant sources check again at every request as they check a
+    session's."""
+
+    token_id: int
+    study_ids: frozenset[int]
+    grants: dict[str, list]
+
+
+def register_session_grants(key: str) -> None:
+    """Let another app name the session key it keeps grants under (a guest link's, a share's
+    verified SMS code), so that a viewer token made in the session can carry them. Called from
+    AppConfig.ready."""
+    if key not in _session_grant_keys:
+        _session_grant_keys.append(key)
+
+
+def session_grants(request: HttpRequest) -> dict[str, list]:
+    """The grants the request's session holds, by key, as stored."""
+    return {key: grants for key in _session_grant_keys if (grants := stored_grants(request, key))}
+
+
+def stored_grants(request: HttpRequest, key: str) -> list:
+    """The grants stored under ``key`` for this request: those a viewer token carries, else the
+    browser session's. Parse them as untrusted input."""
+    carried = carried_grants(request)
+    if carried is not None:
+        found = carried.grants.get(key)
+    else:
+        session = getattr(request, "session", None)
+        found = session.get(key) if session is not None else None
+    return list(found) if isinstance(found, list) else []
+
+
+def carry_grants(request: HttpRequest, carried: CarriedGrants | None) -> None:
+    """Make ``request`` one of a viewer token's: from here on it reaches only what ``carried``
+    allows (None: the request stands on its own session again)."""
+    setattr(request, _CARRIED_ATTRIBUTE, carried)
+
+
+def carried_grants(request: HttpRequest) -> CarriedGrants | None:
+    return getattr(request, _CARRIED_ATTRIBUTE, None)
 
 
 AccessChallenge = Callable[[HttpRequest, Study], str | None]
@@ -343,7 +402,11 @@ def studies_access(request: HttpRequest, studies: Iterable[Study]) -> dict[int, 
     """:func:`study_access` for several studies, the user's part read once."""
     studies = list(studies)
     found = user_studies_access(request.user, studies)
+    carried = carried_grants(request)
     for study in studies:
+        if carried is not None and study.pk not in carried.study_ids:
+            found[study.pk] = None
+            continue
         candidates = [found[study.pk]]
         candidates.extend(source(request, study) for source in _grant_sources)
         found[study.pk] = best_access(candidates)
@@ -357,6 +420,11 @@ def decision_principal(request: HttpRequest) -> str:
     parts = []
     if request.user.is_authenticated:
         parts.append(f"user:{request.user.pk}")
+    carried = carried_grants(request)
+    if carried is not None:
+        # A viewer token's requests stand on what it carries, not on any browser session.
+        parts.append(f"viewer:{carried.token_id}")
+        return ":".join(parts)
     session_key = getattr(request, "session", None) and request.session.session_key
     if session_key:
         parts.append(f"session:{decisions.digest(session_key)}")

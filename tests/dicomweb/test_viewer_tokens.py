@@ -1,0 +1,245 @@
+"""Viewer tokens (``viewers``): what the external DICOMweb viewer reads the opened studies with.
+
+A token is made from a portal session for studies its principal may open, reaches only those
+studies, only reads, is refused by the REST API, and ends with its time, with the access it
+rests on (a removed share, a revoked link) and with the session's logout: then DICOMweb
+answers 401 ``invalid_token``."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.contrib.auth import get_user
+from django.test import RequestFactory
+from django.urls import reverse
+from django.utils import timezone
+
+from audit.models import Action, AuditEvent
+from guestlinks.models import GuestLink
+from guestlinks.services.creation import revoke_link
+from sharing.access import remember_verification
+from sharing.models import ShareRecipient
+from sharing.services import remove_share
+from studies.anonymize import pseudonym
+from studies.models import Entry, Study
+from studies.synthetic import to_bytes
+from tests.accounts.helpers import HttpsClient
+from tests.dicomweb.conftest import CT_STUDY_UID, ct_datasets, ingest
+from tests.dicomweb.test_qido import PATIENT_ID, PATIENT_NAME, open_guest_link, uids
+from tests.dicomweb.test_wado import RAW_FRAMES, instance_url
+from tests.sharing.conftest import share
+from viewers.models import ViewerToken
+from viewers.services import ViewerRefused, delete_expired_tokens, open_in_viewer
+
+pytestmark = pytest.mark.django_db
+
+PRIOR_UID = "1.2.826.0.1.3680043.8.498.7002"
+INVALID_TOKEN = 'Bearer realm="DICOMweb", error="invalid_token"'
+
+
+def signed_in(user) -> HttpsClient:
+    browser = HttpsClient()
+    browser.force_login(user)
+    return browser
+
+
+def portal_request(browser: HttpsClient):
+    """A request of this browser as a portal view sees it: its session and its user."""
+    request = RequestFactory().post("/", secure=True)
+    request.session = browser.session
+    request.user = get_user(request)
+    return request
+
+
+def open_viewer(browser: HttpsClient, *study_uids: str) -> HttpsClient:
+    """The viewer's client: no cookie, only the token a portal session made for it."""
+    opened = open_in_viewer(request=portal_request(browser), study_uids=study_uids)
+    assert opened.secret.startswith("vt_") and len(opened.secret) >= 3 + 43  # 256 bits
+    return HttpsClient(HTTP_AUTHORIZATION=f"Bearer {opened.secret}")
+
+
+def studies_found(viewer, **params) -> list[str]:
+    response = viewer.get("/dicomweb/studies", params)
+    assert response.status_code == 200, response.content.decode()[:300]
+    return uids(response.json())
+
+
+def assert_invalid_token(response) -> None:
+    assert response.status_code == 401, response.content.decode()[:300]
+    assert response["WWW-Authenticate"] == INVALID_TOKEN
+
+
+@pytest.fixture
+def prior(ct_study, org, location) -> Study:
+    """An older study of the same patient (Dubois^Marie, PAT-7001)."""
+    datasets = ct_datasets(study_uid=PRIOR_UID, study_date="20200101", accession="ACC7002")
+    ingest(org, location, {ds.SOPInstanceUID: to_bytes(ds) for ds in datasets})
+    return Study.objects.get(study_uid=PRIOR_UID)
+
+
+def test_a_users_token_reads_the_opened_study_and_nothing_else(ct_study, prior, alice):
+    viewer = open_viewer(signed_in(alice), CT_STUDY_UID)
+
+    # alice sees both studies in the portal; the viewer finds only the one she opened, also
+    # when it asks for the patient's other studies as OHIF does.
+    assert studies_found(viewer) == [CT_STUDY_UID]
+    assert studies_found(viewer, PatientID="PAT-7001") == [CT_STUDY_UID]
+    frame = viewer.get(instance_url(ct_study.instances[0], "frames", "1"), HTTP_ACCEPT=RAW_FRAMES)
+    assert frame.status_code == 200
+    other = viewer.get(reverse("dicomweb:study", args=[PRIOR_UID]) + "/metadata")
+    assert other.status_code == 404
+    # Made for both, it reaches both.
+    both = open_viewer(signed_in(alice), CT_STUDY_UID, PRIOR_UID)
+    assert sorted(studies_found(both)) == sorted([CT_STUDY_UID, PRIOR_UID])
+
+
+def test_opening_records_a_view_of_each_study_and_stores_only_a_digest(ct_study, prior, alice):
+    browser = signed_in(alice)
+    opened = open_in_viewer(request=portal_request(browser), study_uids=[CT_STUDY_UID, PRIOR_UID])
+
+    token = ViewerToken.objects.get()
+    assert opened.secret not in json.dumps(
+        [token.digest, token.session_digest, token.grants, token.study_ids]
+    )
+    assert token.user == alice
+    assert timezone.now() + timedelta(minutes=14) < token.expires_at
+    assert token.expires_at <= timezone.now() + timedelta(minutes=15)
+    viewed = AuditEvent.objects.filter(action=Action.STUDY_VIEWED).order_by("study_uid")
+    assert [(e.study_uid, e.details["viewer"]) for e in viewed] == [
+        (CT_STUDY_UID, "ohif"),
+        (PRIOR_UID, "ohif"),
+    ]
+
+
+def test_a_study_the_principal_cannot_open_is_refused_like_an_unknown_one(ct_study, carol):
+    browser = signed_in(carol)
+    for study_uids in ([CT_STUDY_UID], ["1.2.3.404"], []):
+        with pytest.raises(ViewerRefused):
+            open_in_viewer(request=portal_request(browser), study_uids=study_uids)
+    # Without a session (an API client) nothing can end it: refused.
+    request = RequestFactory().post("/")
+    request.user = carol
+    with pytest.raises(ViewerRefused, match="from the portal"):
+        open_in_viewer(request=request, study_uids=[CT_STUDY_UID])
+    assert not ViewerToken.objects.exists()
+
+
+def test_the_rest_api_refuses_a_viewer_token(ct_study, alice):
+    viewer = open_viewer(signed_in(alice), CT_STUDY_UID)
+    assert viewer.get("/api/v1/studies/").status_code == 401
+    assert viewer.get(f"/api/v1/studies/{CT_STUDY_UID}/").status_code == 401
+
+
+def test_a_viewer_token_only_reads(ct_study, alice):
+    viewer = open_viewer(signed_in(alice), CT_STUDY_UID)
+    stored = viewer.post(
+        "/dicomweb/studies",
+        data=b"--x\r\nContent-Type: application/dicom\r\n\r\n\r\n--x--",
+        content_type='multipart/related; type="application/dicom"; boundary=x',
+    )
+    assert stored.status_code == 403
+    assert "only reads" in stored.content.decode()
+    assert not Study.objects.exclude(study_uid=CT_STUDY_UID).exists()
+
+
+def test_it_ends_on_time(ct_study, alice):
+    viewer = open_viewer(signed_in(alice), CT_STUDY_UID)
+    assert studies_found(viewer) == [CT_STUDY_UID]
+
+    with time_machine.travel(timezone.now() + timedelta(minutes=15, seconds=1)):
+        assert_invalid_token(viewer.get("/dicomweb/studies"))
+    assert delete_expired_tokens(timezone.now() + timedelta(minutes=16)) == 1
+
+
+def test_it_never_outlives_the_share_it_rests_on(ct_study, alice, carol):
+    ends = timezone.now() + timedelta(minutes=5)
+    share(alice, ct_study.study, ("user", carol.pk), valid_until=ends.date() + timedelta(days=1))
+    # A share ends on a day; its entry may end within the hour (an edited share).
+    Entry.objects.filter(study=ct_study.study, worklist__owner=carol).update(valid_until=ends)
+    open_viewer(signed_in(carol), CT_STUDY_UID)
+    assert ViewerToken.objects.get().expires_at == ends
+
+
+def test_removing_the_share_ends_the_token_at_the_next_request(ct_study, alice, carol):
+    made = share(alice, ct_study.study, ("user", carol.pk), anonymize=True)
+    viewer = open_viewer(signed_in(carol), CT_STUDY_UID)
+    (found,) = viewer.get("/dicomweb/studies").json()
+    alias = pseudonym(ct_study.study)
+    assert found[PATIENT_NAME]["Value"] == [{"Alphabetic": alias.dicom_name}]
+    assert found[PATIENT_ID]["Value"] == [alias.patient_id]
+    assert "Dubois" not in json.dumps(found)
+
+    assert remove_share(user=alice, share=made) is True
+
+    assert_invalid_token(viewer.get("/dicomweb/studies"))
+
+
+def test_a_guests_token_carries_the_grant_and_ends_with_the_link(ct_study, prior, dana):
+    guest = open_guest_link(ct_study.study)
+    viewer = open_viewer(guest, CT_STUDY_UID)
+
+    # The grant, not the cookie: the viewer sends none. The prior of the same patient stays out.
+    assert studies_found(viewer) == [CT_STUDY_UID]
+    assert studies_found(viewer, PatientID="PAT-7001") == [CT_STUDY_UID]
+    frame = viewer.get(instance_url(ct_study.instances[0], "frames", "1"), HTTP_ACCEPT=RAW_FRAMES)
+    assert frame.status_code == 200
+    with pytest.raises(ViewerRefused):
+        open_in_viewer(request=portal_request(guest), study_uids=[PRIOR_UID])
+
+    link = GuestLink.objects.get()
+    assert revoke_link(user=dana, link=link, reason="Sent to the wrong GP")
+
+    assert_invalid_token(viewer.get("/dicomweb/studies"))
+
+
+def test_a_deleted_link_ends_the_guests_token(ct_study):
+    guest = open_guest_link(ct_study.study)
+    viewer = open_viewer(guest, CT_STUDY_UID)
+    assert studies_found(viewer) == [CT_STUDY_UID]
+
+    GuestLink.objects.all().delete()
+
+    assert_invalid_token(viewer.get("/dicomweb/studies"))
+
+
+def test_logging_out_ends_the_tokens_made_in_that_session(ct_study, alice):
+    browser = signed_in(alice)
+    viewer = open_viewer(browser, CT_STUDY_UID)
+    elsewhere = open_viewer(signed_in(alice), CT_STUDY_UID)
+
+    assert browser.post(reverse("accounts:logout")).status_code in (200, 302)
+
+    assert_invalid_token(viewer.get("/dicomweb/studies"))
+    # A session of hers elsewhere keeps its own.
+    assert studies_found(elsewhere) == [CT_STUDY_UID]
+
+
+def test_an_unknown_or_altered_token_shows_nothing(ct_study, alice):
+    opened = open_in_viewer(request=portal_request(signed_in(alice)), study_uids=[CT_STUDY_UID])
+    for secret in (
+        "vt_" + "A" * 43,
+        opened.secret[:-1] + ("A" if opened.secret[-1] != "A" else "B"),
+    ):
+        assert_invalid_token(
+            HttpsClient(HTTP_AUTHORIZATION=f"Bearer {secret}").get("/dicomweb/studies")
+        )
+
+
+def test_a_share_behind_an_sms_code_opens_once_the_code_was_entered(ct_study, alice, carol):
+    carol.mobile = "+32470123456"
+    carol.save(update_fields=["mobile"])
+    share(alice, ct_study.study, ("user", carol.pk), two_factor=True)
+    request = portal_request(signed_in(carol))
+    with pytest.raises(ViewerRefused):
+        open_in_viewer(request=request, study_uids=[CT_STUDY_UID])
+
+    # What entering the right code leaves in the session (sharing.services.two_factor).
+    remember_verification(request, ShareRecipient.objects.get())
+    opened = open_in_viewer(request=request, study_uids=[CT_STUDY_UID])
+
+    viewer = HttpsClient(HTTP_AUTHORIZATION=f"Bearer {opened.secret}")
+    assert studies_found(viewer) == [CT_STUDY_UID]
+    assert ViewerToken.objects.get().grants.keys() == {"sharing_verified"}

@@ -1,0 +1,179 @@
+"""Viewer tokens (``viewers.models.ViewerToken``): made, checked at each request, ended.
+
+- **Made** (:func:`open_in_viewer`) from a portal request (a browser session) for studies its
+  principal may open now, as the portal's own viewer would open them: a user's, a share
+  recipient's, or a guest's after a link's gates. Opening studies in the viewer is recorded as
+  viewing them: one event per study, as the portal's viewer records.
+- **Checked** (:func:`authenticate`) at every DICOMweb request that sends it: the token must be
+  known and live, and the principal must still reach one of its studies through
+  ``studies.access``. The request then stands on what the token carries
+  (``studies.access.CarriedGrants``): the user, or the session's grants for a guest, and never
+  more than the token's studies. Removing a share, revoking or deleting a link ends the token at
+  the next request; so does logging out of the session it was made in.
+- **Ended**: expired tokens are deleted by the hourly ``viewers.delete_expired_tokens`` task.
+
+The secret starts with ``vt_`` so that DICOMweb tells it from an API token without a lookup;
+the REST API knows only API tokens and refuses it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from accounts.tokens import candidate_digests, secret_digest
+from audit.models import Action
+from audit.services import record
+from portal import decisions
+from studies.access import CarriedGrants, carry_grants, session_grants, studies_access
+from studies.models import Study
+from viewers.models import ViewerToken
+
+VIEWER_TOKEN_PREFIX = "vt_"  # noqa: S105 - what tells the secret apart, not a secret
+# The HMAC purpose labels of a token and of the session it was made in, not secrets.
+TOKEN_PURPOSE = "viewer-token"  # noqa: S105
+SESSION_PURPOSE = "viewer-session"
+# The most studies one token opens: a study and its priors.
+MAX_STUDIES = 20
+
+
+class ViewerRefused(Exception):
+    """The studies cannot be opened in the viewer; the message says why, for the user."""
+
+
+@dataclass(frozen=True)
+class OpenedViewer:
+    secret: str
+    expires_at: datetime
+    study_uids: list[str]
+
+
+def open_in_viewer(*, request: HttpRequest, study_uids: Sequence[str]) -> OpenedViewer:
+    """A new viewer token for these studies (by UID), which the request's principal must all
+    be able to open now; ViewerRefused otherwise. A study the principal may not open is refused
+    like one that does not exist."""
+    wanted = list(dict.fromkeys(study_uids))
+    if not wanted:
+        raise ViewerRefused(_("Choose a study to open."))
+    if len(wanted) > MAX_STUDIES:
+        raise ViewerRefused(
+            _("The viewer opens at most %(count)d studies at a time.") % {"count": MAX_STUDIES}
+        )
+    session = getattr(request, "session", None)
+    session_key = session.session_key if session is not None else None
+    if not session_key:
+        # Nothing to end it with: only a signed-in user or a guest past the gates has one.
+        raise ViewerRefused(_("Open the study from the portal first."))
+    studies = list(
+        Study.objects.select_related("patient", "organization").filter(study_uid__in=wanted)
+    )
+    accesses = studies_access(request, studies)
+    if len(studies) != len(wanted) or any(accesses[study.pk] is None for study in studies):
+        raise ViewerRefused(_("No such study."))
+    now = timezone.now()
+    expires_at = now + timedelta(seconds=settings.VIEWER_TOKEN_SECONDS)
+    for access in accesses.values():
+        if access.until is not None:
+            expires_at = min(expires_at, access.until)
+    secret = VIEWER_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    user = request.user if request.user.is_authenticated else None
+    with transaction.atomic():
+        ViewerToken.objects.create(
+            digest=secret_digest(secret, purpose=TOKEN_PURPOSE),
+            user=user,
+            session_digest=secret_digest(session_key, purpose=SESSION_PURPOSE),
+            study_ids=sorted(study.pk for study in studies),
+            grants=session_grants(request),
+            expires_at=expires_at,
+        )
+        for study in studies:
+            access = accesses[study.pk]
+            record(
+                action=Action.STUDY_VIEWED,
+                request=request,
+                study=study,
+                details={"viewer": "ohif", "via": access.via, "anonymized": access.anonymized},
+            )
+    return OpenedViewer(
+        secret=secret, expires_at=expires_at, study_uids=[study.study_uid for study in studies]
+    )
+
+
+def is_viewer_token(secret: str) -> bool:
+    return secret.startswith(VIEWER_TOKEN_PREFIX)
+
+
+def authenticate(request: HttpRequest, secret: str) -> bool:
+    """Make ``request`` one of the token's (see the module docstring); False, touching nothing,
+    for a token that is unknown, expired, or whose principal reaches none of its studies now."""
+    digests = candidate_digests(secret, purpose=TOKEN_PURPOSE)
+    token = decisions.remember(
+        f"viewer-token:{decisions.digest(digests[0])}", lambda: _live_token(digests)
+    )
+    if token is None:
+        return False
+    user = token.user if token.user_id is not None else AnonymousUser()
+    carried = CarriedGrants(
+        token_id=token.pk,
+        study_ids=frozenset(int(pk) for pk in token.study_ids),
+        grants=token.grants if isinstance(token.grants, dict) else {},
+    )
+    previous_user = request.user
+    request.user = user
+    carry_grants(request, carried)
+    if not _still_reaches(request, carried):
+        request.user = previous_user
+        carry_grants(request, None)
+        return False
+    return True
+
+
+def _live_token(digests: list[str]) -> tuple[ViewerToken | None, datetime | None]:
+    # A refusal is not remembered (ends now): unknown tokens must not fill the cache.
+    token = ViewerToken.objects.select_related("user").filter(digest__in=digests).first()
+    now = timezone.now()
+    if token is None or not token.is_live(now):
+        return None, now
+    if token.user is not None and not token.user.is_active:
+        return None, now
+    return token, token.expires_at
+
+
+def _still_reaches(request: HttpRequest, carried: CarriedGrants) -> bool:
+    """Whether the token's principal still reaches one of its studies: a token whose share was
+    removed or whose link was revoked is refused as a token, not only study by study."""
+
+    def decide() -> tuple[bool, datetime | None]:
+        studies = Study.objects.filter(pk__in=carried.study_ids)
+        reached = [access for access in studies_access(request, studies).values() if access]
+        if not reached:
+            return False, timezone.now()
+        ends = [access.until for access in reached if access.until is not None]
+        return True, (max(ends) if len(ends) == len(reached) else None)
+
+    return decisions.remember(f"viewer-reach:{carried.token_id}", decide)
+
+
+def end_session_tokens(sender, request: HttpRequest | None = None, **kwargs) -> None:
+    """Logging out ends the viewer tokens made in that session (``user_logged_out``)."""
+    session = getattr(request, "session", None)
+    session_key = session.session_key if session is not None else None
+    if session_key:
+        ViewerToken.objects.filter(
+            session_digest=secret_digest(session_key, purpose=SESSION_PURPOSE)
+        ).delete()
+
+
+def delete_expired_tokens(now: datetime | None = None) -> int:
+    """Delete the tokens that have ended; how many."""
+    deleted, _by_model = ViewerToken.objects.filter(expires_at__lte=now or timezone.now()).delete()
+    return deleted
