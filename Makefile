@@ -10,11 +10,13 @@ STAMP := $(VENV)/.installed
 # manage.py reads, so commands run by hand afterwards work on the demo.
 PORT ?= 8000
 DICOM_PORT ?= 11112
+# OHIF, the diagnostic viewer, on its own origin (the next port), where npm could install it.
+OHIF_PORT ?= $(shell echo $$(($(PORT) + 1)))
 RUN_ENV := DEBUG=true DEMO_MODE=true DATABASE_URL=sqlite:///$(CURDIR)/var/portal.sqlite3 \
 	CELERY_BROKER_URL= CACHE_URL= EMAIL_HOST= PORTAL_VAR_DIR=$(CURDIR)/var \
-	SITE_URL=http://127.0.0.1:$(PORT)
+	SITE_URL=http://127.0.0.1:$(PORT) OHIF_URL=http://127.0.0.1:$(OHIF_PORT)
 
-.PHONY: run test install migrate demo lint format check bench clean
+.PHONY: run test install ohif migrate demo lint format check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,23 +24,33 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) ohif
+
+# The pinned OHIF release from the npm registry, checked and unpacked into var/ohif (quick once
+# installed); without npm, a note, and the portal runs without OHIF.
+ohif: $(STAMP)
+	$(BIN)/python manage.py install_ohif --if-npm --settings=tests.settings
 
 # The DICOM listener runs in the background beside the web server and stops with it (Ctrl-C
 # stops both; the EXIT trap also covers the web server ending on its own).
-run: $(STAMP)
+run: $(STAMP) ohif
 	mkdir -p var
 	$(RUN_ENV) $(BIN)/python -m portal.demo_env
 	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
 	$(RUN_ENV) $(BIN)/python manage.py seed_demo
 	@echo "Starting the DICOM listener on 127.0.0.1:$(DICOM_PORT) beside the web server; Ctrl-C stops both."
 	$(RUN_ENV) $(BIN)/python manage.py dicom_listener --host 127.0.0.1 --port $(DICOM_PORT) & \
-	listener=$$!; \
-	trap 'kill $$listener 2>/dev/null; wait $$listener 2>/dev/null' EXIT; \
+	listener=$$!; ohif=; \
+	if [ -f var/ohif/index.html ]; then \
+		echo "Serving OHIF on http://127.0.0.1:$(OHIF_PORT) (its own origin)."; \
+		$(RUN_ENV) $(BIN)/gunicorn -c gunicorn.conf.py -b 127.0.0.1:$(OHIF_PORT) -w 2 --threads 8 \
+			viewers.ohif:application & ohif=$$!; \
+	fi; \
+	trap 'kill $$listener $$ohif 2>/dev/null; wait $$listener $$ohif 2>/dev/null' EXIT; \
 	trap 'exit 130' INT TERM; \
 	$(RUN_ENV) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
-test: $(STAMP)
+test: $(STAMP) ohif
 	$(BIN)/python manage.py makemigrations --check --dry-run --settings=tests.settings > /dev/null
 	$(BIN)/python -m pytest
 

@@ -516,8 +516,23 @@ INGESTION_CHUNK_BYTES = env_int("INGESTION_CHUNK_BYTES", 64 * 1024 * 1024)
 DICOM_AE_TITLE = env_str("DICOM_AE_TITLE", "PORTAL")
 DICOM_LISTENER_HOST = env_str("DICOM_LISTENER_HOST", "127.0.0.1")
 DICOM_LISTENER_PORT = env_int("DICOM_LISTENER_PORT", 11112)
-# Origins (scheme://host[:port]) whose pages may call /dicomweb/ with a token; none by default.
+# Origins (scheme://host[:port]) whose pages may call /dicomweb/ with a token; none by default
+# (OHIF's, below, always may).
 DICOMWEB_CORS_ALLOWED_ORIGINS = env_list("DICOMWEB_CORS_ALLOWED_ORIGINS")
+
+# --- OHIF, the diagnostic viewer on its own origin (viewers.ohif) ---------------------------
+# Where OHIF is served (scheme://host[:port], another origin than SITE_URL's); empty: no OHIF,
+# and the portal hides its "Open in OHIF" entry points. `manage.py install_ohif` unpacks the
+# pinned @ohif/app (needs npm) into OHIF_DIR; `make run` serves it on the next port.
+OHIF_URL = env_str("OHIF_URL", "").rstrip("/")
+OHIF_DIR = Path(env_str("OHIF_DIR", str(BASE_DIR / "var" / "ohif")))
+# The most image requests OHIF opens at once (it would open 100): what the workers hold.
+OHIF_MAX_REQUESTS = env_int("OHIF_MAX_REQUESTS", 8)
+if OHIF_URL and OHIF_URL.split("/")[:3] == SITE_URL.split("/")[:3]:
+    raise ImproperlyConfigured(
+        "OHIF_URL must be another origin than SITE_URL (another port or host): OHIF's "
+        "Content-Security-Policy must not apply to the portal's pages."
+    )
 # The most results one QIDO-RS answer holds; a larger limit is cut, with a Warning header.
 DICOMWEB_QIDO_MAX_LIMIT = env_int("DICOMWEB_QIDO_MAX_LIMIT", 1000)
 # A rendered frame asked with its content version (?v=, as the viewer asks) may stay this long

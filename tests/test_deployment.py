@@ -106,3 +106,17 @@ def test_compose_trusts_its_own_proxy_and_nothing_else():
     web_env = services["web"]["environment"]
     assert web_env["TRUSTED_PROXIES"] == proxy_address
     assert web_env.get("FORWARDED_ALLOW_IPS", proxy_address) == proxy_address
+
+
+def test_compose_serves_ohif_on_its_own_host():
+    services = compose()["services"]
+    ohif = services["ohif"]
+    assert ohif["command"].startswith("gunicorn ") and "viewers.ohif:application" in ohif["command"]
+    # Configured as the web service is: the same settings say where the portal and OHIF are.
+    assert ohif["environment"] == services["web"]["environment"]
+    env = services["web"]["environment"]
+    assert interpolate(env["OHIF_URL"], {}) == "https://ohif.localhost"
+    assert interpolate(env["SITE_URL"], {}) == "https://localhost"
+    caddyfile = (ROOT / "deploy" / "Caddyfile").read_text()
+    assert "{$OHIF_HOSTNAME:ohif.localhost} {" in caddyfile
+    assert "reverse_proxy ohif:8001" in caddyfile
