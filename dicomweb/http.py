@@ -107,7 +107,7 @@ def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
 
 def _allowed_origin(request: HttpRequest) -> str | None:
     origin = request.headers.get("Origin")
-    if origin and origin in settings.DICOMWEB_CORS_ALLOWED_ORIGINS:
+    if origin and (origin in settings.DICOMWEB_CORS_ALLOWED_ORIGINS or origin == settings.OHIF_URL):
         return origin
     return None
 

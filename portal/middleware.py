@@ -6,6 +6,16 @@ from portal import decisions
 _NO_STORE = "no-store, max-age=0"
 
 
+def content_security_policy() -> str:
+    """The portal's policy; with OHIF configured, its forms may also lead there: "Open in OHIF"
+    posts to the portal, which answers with a redirect to OHIF, and browsers hold a form's
+    redirects to its page's form-action. Nothing else of the policy changes."""
+    policy = settings.CONTENT_SECURITY_POLICY
+    if settings.OHIF_URL:
+        policy = policy.replace("form-action 'self'", f"form-action 'self' {settings.OHIF_URL}")
+    return policy
+
+
 class SecurityHeadersMiddleware:
     """Adds the headers Django 5.2 does not set itself: a strict Content-Security-Policy (the
     templates carry no inline script or style) and ``Cache-Control: no-store`` on everything that
@@ -16,7 +26,7 @@ class SecurityHeadersMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
-        response.headers.setdefault("Content-Security-Policy", settings.CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("Content-Security-Policy", content_security_policy())
         response.headers.setdefault(
             "Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"
         )

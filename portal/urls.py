@@ -15,6 +15,7 @@ urlpatterns = [
     path("l/", include("guestlinks.urls_recipient")),
     path("links/", include("guestlinks.urls")),
     path("shares/", include("sharing.urls")),
+    path("viewers/", include("viewers.urls")),
     path("outbox/", include("notifications.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("portal.api_urls")),

@@ -10,8 +10,12 @@ class ViewersConfig(AppConfig):
         from django.contrib.auth.signals import user_logged_out
 
         from portal import decisions
+        from viewers import menu, viewer
         from viewers.models import ViewerToken
         from viewers.services import end_session_tokens
+
+        menu.register()
+        viewer.register()
 
         # A token deleted (logout, an ended viewing) stops at its next request.
         decisions.watch(ViewerToken, saves=False)

@@ -22,6 +22,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
@@ -34,7 +35,13 @@ from accounts.tokens import candidate_digests, secret_digest
 from audit.models import Action
 from audit.services import record
 from portal import decisions
-from studies.access import CarriedGrants, carry_grants, session_grants, studies_access
+from studies.access import (
+    CarriedGrants,
+    StudyAccess,
+    carry_grants,
+    session_grants,
+    studies_access,
+)
 from studies.models import Study
 from viewers.models import ViewerToken
 
@@ -61,24 +68,8 @@ def open_in_viewer(*, request: HttpRequest, study_uids: Sequence[str]) -> Opened
     """A new viewer token for these studies (by UID), which the request's principal must all
     be able to open now; ViewerRefused otherwise. A study the principal may not open is refused
     like one that does not exist."""
-    wanted = list(dict.fromkeys(study_uids))
-    if not wanted:
-        raise ViewerRefused(_("Choose a study to open."))
-    if len(wanted) > MAX_STUDIES:
-        raise ViewerRefused(
-            _("The viewer opens at most %(count)d studies at a time.") % {"count": MAX_STUDIES}
-        )
-    session = getattr(request, "session", None)
-    session_key = session.session_key if session is not None else None
-    if not session_key:
-        # Nothing to end it with: only a signed-in user or a guest past the gates has one.
-        raise ViewerRefused(_("Open the study from the portal first."))
-    studies = list(
-        Study.objects.select_related("patient", "organization").filter(study_uid__in=wanted)
-    )
-    accesses = studies_access(request, studies)
-    if len(studies) != len(wanted) or any(accesses[study.pk] is None for study in studies):
-        raise ViewerRefused(_("No such study."))
+    studies, accesses = _openable(request, study_uids)
+    session_key = request.session.session_key
     now = timezone.now()
     expires_at = now + timedelta(seconds=settings.VIEWER_TOKEN_SECONDS)
     for access in accesses.values():
@@ -106,6 +97,42 @@ def open_in_viewer(*, request: HttpRequest, study_uids: Sequence[str]) -> Opened
     return OpenedViewer(
         secret=secret, expires_at=expires_at, study_uids=[study.study_uid for study in studies]
     )
+
+
+def studies_to_open(*, request: HttpRequest, study_uids: Sequence[str]) -> list[Study]:
+    """The studies, in the order asked, if the request's principal may open them all in the
+    viewer now (what the confirmation lists); ViewerRefused otherwise."""
+    return _openable(request, study_uids)[0]
+
+
+def _openable(
+    request: HttpRequest, study_uids: Sequence[str]
+) -> tuple[list[Study], dict[int, StudyAccess]]:
+    wanted = list(dict.fromkeys(study_uids))
+    if not wanted:
+        raise ViewerRefused(_("Choose a study to open."))
+    if len(wanted) > MAX_STUDIES:
+        raise ViewerRefused(
+            _("The viewer opens at most %(count)d studies at a time.") % {"count": MAX_STUDIES}
+        )
+    session = getattr(request, "session", None)
+    if session is None or not session.session_key:
+        # Nothing to end it with: only a signed-in user or a guest past the gates has one.
+        raise ViewerRefused(_("Open the study from the portal first."))
+    found = Study.objects.select_related("patient", "organization").in_bulk(
+        wanted, field_name="study_uid"
+    )
+    studies = [found[uid] for uid in wanted if uid in found]
+    accesses = studies_access(request, studies)
+    if len(studies) != len(wanted) or any(accesses[study.pk] is None for study in studies):
+        raise ViewerRefused(_("No such study."))
+    return studies, accesses
+
+
+def ohif_available() -> bool:
+    """Whether OHIF is configured (``OHIF_URL``) and installed (``manage.py install_ohif``):
+    the portal shows its entry points only then."""
+    return bool(settings.OHIF_URL) and (Path(settings.OHIF_DIR) / "index.html").is_file()
 
 
 def is_viewer_token(secret: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import time_machine
@@ -243,3 +244,92 @@ def test_a_share_behind_an_sms_code_opens_once_the_code_was_entered(ct_study, al
     viewer = HttpsClient(HTTP_AUTHORIZATION=f"Bearer {opened.secret}")
     assert studies_found(viewer) == [CT_STUDY_UID]
     assert ViewerToken.objects.get().grants.keys() == {"sharing_verified"}
+
+
+# --- Open in OHIF: the entry point ------------------------------------------------------------
+
+OHIF = "https://viewer.example.org"
+
+
+@pytest.fixture
+def ohif_installed(settings, tmp_path):
+    settings.OHIF_URL = OHIF
+    settings.OHIF_DIR = tmp_path
+    (tmp_path / "index.html").write_text("<!doctype html><title>OHIF</title>")
+
+
+def test_open_in_ohif_sends_the_browser_there_with_a_new_token(ct_study, alice, ohif_installed):
+    browser = HttpsClient()
+    browser.force_login(alice)
+    page = browser.get(reverse("studies:study", args=[CT_STUDY_UID]))
+    assert b"data-open-in-ohif" in page.content
+    assert f"form-action 'self' {OHIF}" in page["Content-Security-Policy"]
+    assert "unsafe" not in page["Content-Security-Policy"]
+
+    opened = browser.post(reverse("viewers:open_in_ohif"), {"study": CT_STUDY_UID})
+
+    assert opened.status_code == 303
+    address = urlsplit(opened["Location"])
+    assert f"{address.scheme}://{address.netloc}{address.path}" == f"{OHIF}/viewer"
+    query = parse_qs(address.query)
+    assert query["StudyInstanceUIDs"] == [CT_STUDY_UID]
+    (token,) = query["token"]
+    assert token.startswith("vt_") and ViewerToken.objects.filter(user=alice).count() == 1
+
+
+def test_a_study_out_of_reach_is_not_opened(ct_study, carol, ohif_installed):
+    browser = HttpsClient()
+    browser.force_login(carol)
+
+    refused = browser.post(reverse("viewers:open_in_ohif"), {"study": CT_STUDY_UID})
+
+    assert refused.status_code == 302
+    assert not ViewerToken.objects.exists()
+
+
+def test_without_ohif_there_is_no_entry_point(ct_study, alice, settings):
+    settings.OHIF_URL = ""
+    browser = HttpsClient()
+    browser.force_login(alice)
+    page = browser.get(reverse("studies:study", args=[CT_STUDY_UID]))
+    assert b"data-open-in-ohif" not in page.content
+    assert browser.post(reverse("viewers:open_in_ohif"), {"study": CT_STUDY_UID}).status_code == 404
+
+
+def test_the_directory_menu_offers_ohif_and_its_dialog_says_what_opens(
+    ct_study, prior, alice, ohif_installed
+):
+    browser = HttpsClient()
+    browser.force_login(alice)
+    assert b'"open_in_ohif"' in browser.get(reverse("studies:directory")).content
+
+    fragment = {"HTTP_X_REQUESTED_WITH": "XMLHttpRequest"}
+    asked = browser.get(
+        reverse("viewers:open_in_ohif"), {"study": [CT_STUDY_UID, PRIOR_UID]}, **fragment
+    )
+    assert asked.status_code == 200
+    text = asked.content.decode()
+    assert "Open these 2 studies in OHIF" in text
+    assert "1 Jun 2024 CT Head" in text and "1 Jan 2020 CT Head" in text
+    assert not ViewerToken.objects.exists()  # asking makes no token
+
+    opened = browser.post(
+        reverse("viewers:open_in_ohif"), {"study": [CT_STUDY_UID, PRIOR_UID]}, **fragment
+    )
+    assert opened.status_code == 204
+    address = urlsplit(opened["X-Dialog-Redirect"])
+    assert f"{address.scheme}://{address.netloc}" == OHIF
+    assert parse_qs(address.query)["StudyInstanceUIDs"] == [f"{CT_STUDY_UID},{PRIOR_UID}"]
+
+
+def test_the_dialog_refuses_a_study_out_of_reach(ct_study, carol, ohif_installed):
+    browser = HttpsClient()
+    browser.force_login(carol)
+    fragment = {"HTTP_X_REQUESTED_WITH": "XMLHttpRequest"}
+
+    asked = browser.get(reverse("viewers:open_in_ohif"), {"study": CT_STUDY_UID}, **fragment)
+    refused = browser.post(reverse("viewers:open_in_ohif"), {"study": CT_STUDY_UID}, **fragment)
+
+    assert (asked.status_code, refused.status_code) == (404, 404)
+    assert "No such study." in refused.content.decode()
+    assert not ViewerToken.objects.exists()

@@ -1,0 +1,61 @@
+"""Opening studies in OHIF: the portal makes a viewer token and sends the browser to OHIF's
+origin with it. From the study page the button posts straight here; from the directory's
+context menu, a dialog first says what will open."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods
+
+from portal.http import SeeOther, dialog_response, is_fragment_request
+from viewers import services
+
+_DIALOG = "viewers/_open_in_ohif_dialog.html"
+_REFUSED = "viewers/_open_in_ohif_refused.html"
+_PAGE = "viewers/open_in_ohif_page.html"
+
+
+@require_http_methods(["GET", "POST"])
+def open_in_ohif(request: HttpRequest) -> HttpResponse:
+    """GET ``?study=`` (one or more UIDs): what will open, and the button (the directory's
+    dialog). POST ``study``: a new viewer token for those studies, then OHIF showing them (303,
+    or ``X-Dialog-Redirect`` for the dialog). OHIF's address carries the token, which its origin
+    never sends on (``Referrer-Policy: no-referrer``) and its log masks."""
+    if not services.ohif_available():
+        raise Http404("OHIF is not installed here.")
+    source = request.POST if request.method == "POST" else request.GET
+    study_uids = source.getlist("study")
+    if request.method == "GET":
+        try:
+            studies = services.studies_to_open(request=request, study_uids=study_uids)
+        except services.ViewerRefused as refusal:
+            return _refused(request, str(refusal))
+        context = {"title": _("Open in OHIF"), "studies": studies}
+        return dialog_response(request, _DIALOG, _PAGE, context)
+    try:
+        opened = services.open_in_viewer(request=request, study_uids=study_uids)
+    except services.ViewerRefused as refusal:
+        if is_fragment_request(request):
+            return _refused(request, str(refusal))
+        messages.error(request, str(refusal))
+        return redirect(request.POST.get("back") or "studies:directory")
+    query = urlencode({"StudyInstanceUIDs": ",".join(opened.study_uids), "token": opened.secret})
+    address = f"{settings.OHIF_URL}/viewer?{query}"
+    if is_fragment_request(request):
+        response = HttpResponse(status=204)
+        response["X-Dialog-Redirect"] = address
+        return response
+    return SeeOther(address)
+
+
+def _refused(request: HttpRequest, reason: str) -> HttpResponse:
+    context = {"title": _("Open in OHIF"), "reason": reason}
+    return dialog_response(
+        request, "viewers/_open_in_ohif_refused.html", _PAGE, context, status=404
+    )
