@@ -141,11 +141,24 @@ def _audit_arguments() -> list[str]:
     return []
 
 
+def _viewer_arguments() -> list[str]:
+    database = "postgres" if "postgres" in _databases() else "sqlite"
+    return ["--database", database]
+
+
 def _orthanc_missing() -> str:
     if shutil.which("Orthanc") is None:
         return "Orthanc is not installed (apt-get install orthanc orthanc-dicomweb)"
     if os.geteuid() != 0:
         return "Orthanc runs in a network namespace of its own, which needs root"
+    return ""
+
+
+def _ohif_missing() -> str:
+    if not (HERE.parent / "var" / "ohif" / "index.html").is_file():
+        return "OHIF is not installed (make ohif, which needs npm)"
+    if not (shutil.which("chromium") or os.path.exists("/usr/bin/chromium")):
+        return "Chromium is not installed (apt-get install chromium)"
     return ""
 
 
@@ -162,9 +175,11 @@ BENCHMARKS = {
     "share_bench.py": _share_arguments,
     "audit_bench.py": _audit_arguments,
     "dicomweb_bench.py": _dicomweb_arguments,
+    "viewer_bench.py": _viewer_arguments,
 }
 # What a benchmark needs that a machine may lack: the reason it is skipped, or "".
 MISSING = {
     "audit_bench.py": _postgres_missing,
     "dicomweb_bench.py": _orthanc_missing,
+    "viewer_bench.py": _ohif_missing,
 }

@@ -138,8 +138,9 @@ class Gunicorn:
         workers: int | None = None,
         app: str | None = None,
         name: str = "gunicorn",
+        port: int | None = None,
     ):
-        self.port = free_port()
+        self.port = port or free_port()
         self.log_path = folder / f"{name}.log"
         command = [
             sys.executable, "-m", "gunicorn",
