@@ -30,7 +30,8 @@ SQL what ``studies.access`` decides per study (``studies.selectors.access_condit
   in this session;
 - a search on the patient's identity (name, ID, birth date, sex, accession, referring physician)
   matches only studies the caller sees identified (the directory's rule): an anonymized study
-  shows its pseudonym, and no search by the real name finds it;
+  shows its pseudonym, and no search by the real name finds it; a search by the pseudonymous
+  PatientID it shows finds it (a viewer asking for "this patient's other studies");
 - where the access does not read reports (images only, anonymized), objects without pixel data
   (structured reports, PDFs) are neither listed nor counted.
 
@@ -224,6 +225,8 @@ class Filter:
 
     attribute: Attribute
     condition: Q | None
+    # The values asked for, as given (for matching a pseudonym, which no column holds).
+    values: tuple[str, ...] = ()
 
     @property
     def narrows_identity(self) -> bool:
@@ -274,7 +277,8 @@ def parse_query(
         if not key or key in _PARAMETERS:
             continue  # an empty key is what "?&includefield=..." gives (Weasis)
         attribute = _attribute_for(key, level)
-        query.filters.append(Filter(attribute, _condition(key, attribute, values, fuzzy=fuzzy)))
+        condition = _condition(key, attribute, values, fuzzy=fuzzy)
+        query.filters.append(Filter(attribute, condition, tuple(v.strip() for v in values)))
     return query
 
 
@@ -518,12 +522,39 @@ def _has_pixels(instance_ref: str) -> Exists:
     return Exists(Instance.objects.filter(**{instance_ref: OuterRef("pk")}, has_pixels=True))
 
 
+def _known_by_pseudonym(scope: Scope, query: Query) -> set[int]:
+    """The studies this caller sees anonymized whose pseudonym is what the search's identity
+    keys ask for: a viewer asks for "the patient's other studies" by the PatientID it was
+    shown (OHIF does), and finds that study. Only an exact PatientID (and nothing else about
+    the patient) can name a pseudonym; asking by it tells the caller nothing it was not shown."""
+    identity = [f for f in query.filters if f.narrows_identity]
+    if scope.identified is None or not identity:
+        return set()
+    if any(f.attribute.keyword != "PatientID" for f in identity):
+        return set()
+    wanted = {item for f in identity for value in f.values for item in value.split("\\")}
+    if not wanted or any("*" in item or "?" in item for item in wanted):
+        return set()
+    candidates = scope.studies.exclude(scope.identified)
+    if query.study_uid is not None:
+        candidates = candidates.filter(study_uid=query.study_uid)
+    return {
+        pk
+        for pk, study_uid in candidates.values_list("pk", "study_uid")
+        if pseudonym(Study(study_uid=study_uid)).patient_id in wanted
+    }
+
+
 def matching_studies(scope: Scope, query: Query) -> QuerySet[Study]:
     studies = scope.studies
     if query.study_uid is not None:
         studies = studies.filter(study_uid=query.study_uid)
+    by_pseudonym = Q(pk__in=_known_by_pseudonym(scope, query))
     for matching in query.filters_at(Level.STUDY):
         if matching.condition is None:
+            continue
+        if matching.narrows_identity:
+            studies = studies.filter(matching.condition | by_pseudonym)
             continue
         if matching.attribute.match == Match.MODALITIES:
             series = Series.objects.filter(matching.condition, study=OuterRef("pk"))
@@ -538,7 +569,7 @@ def matching_studies(scope: Scope, query: Query) -> QuerySet[Study]:
             studies = studies.filter(matching.condition)
     if scope.identified is not None and any(f.narrows_identity for f in query.filters):
         # The match itself would tell who an anonymized study is.
-        studies = studies.filter(scope.identified)
+        studies = studies.filter(scope.identified | by_pseudonym)
     return studies
 
 

@@ -591,7 +591,12 @@ def test_ohifs_other_studies_of_this_patient_reveal_nothing_through_an_anonymize
     client = token_client(carol)
     (current,) = search(client, "studies", StudyInstanceUID=CT_STUDY_UID)
     shown_id = current[PATIENT_ID]["Value"][0]
-    assert search(client, "studies", PatientID=shown_id) == []
+    # Asked by the pseudonym it was shown, OHIF finds that study (its study list) and no other.
+    (again,) = search(client, "studies", PatientID=shown_id)
+    assert again == current
+    assert uids(search(client, "series", PatientID=shown_id)) == [CT_STUDY_UID, CT_STUDY_UID]
+    assert search(client, "studies", PatientID=shown_id, PatientName="Dubois*") == []
+    assert search(client, "studies", PatientID=shown_id.replace("ANON-", "ANON-*")) == []
     assert search(client, "studies", PatientID="PAT-7001") == []
     # alice, who holds both identified, is shown both.
     assert len(search(token_client(alice), "studies", PatientID="PAT-7001")) == 2
