@@ -64,11 +64,16 @@ class OpenedViewer:
     study_uids: list[str]
 
 
-def open_in_viewer(*, request: HttpRequest, study_uids: Sequence[str]) -> OpenedViewer:
+def open_in_viewer(
+    *, request: HttpRequest, study_uids: Sequence[str], with_priors: bool = False
+) -> OpenedViewer:
     """A new viewer token for these studies (by UID), which the request's principal must all
     be able to open now; ViewerRefused otherwise. A study the principal may not open is refused
-    like one that does not exist."""
+    like one that does not exist. ``with_priors``: the token also reaches the same patients'
+    other studies that the principal may open now (a guest link's only if it includes them), so
+    the viewer can offer them for comparison; they are not recorded as viewed."""
     studies, accesses = _openable(request, study_uids)
+    priors = _priors(request, studies) if with_priors else []
     session_key = request.session.session_key
     now = timezone.now()
     expires_at = now + timedelta(seconds=settings.VIEWER_TOKEN_SECONDS)
@@ -82,7 +87,7 @@ def open_in_viewer(*, request: HttpRequest, study_uids: Sequence[str]) -> Opened
             digest=secret_digest(secret, purpose=TOKEN_PURPOSE),
             user=user,
             session_digest=secret_digest(session_key, purpose=SESSION_PURPOSE),
-            study_ids=sorted(study.pk for study in studies),
+            study_ids=sorted(study.pk for study in [*studies, *priors]),
             grants=session_grants(request),
             expires_at=expires_at,
         )
@@ -103,6 +108,19 @@ def studies_to_open(*, request: HttpRequest, study_uids: Sequence[str]) -> list[
     """The studies, in the order asked, if the request's principal may open them all in the
     viewer now (what the confirmation lists); ViewerRefused otherwise."""
     return _openable(request, study_uids)[0]
+
+
+def _priors(request: HttpRequest, studies: list[Study]) -> list[Study]:
+    """The same patients' other studies the request's principal may open, newest first, as
+    many as fit in one token."""
+    room = MAX_STUDIES - len(studies)
+    candidates = list(
+        Study.objects.filter(patient__in={study.patient_id for study in studies})
+        .exclude(pk__in=[study.pk for study in studies])
+        .order_by("-study_date", "-pk")[: 4 * MAX_STUDIES]
+    )
+    accesses = studies_access(request, candidates)
+    return [study for study in candidates if accesses[study.pk] is not None][:room]
 
 
 def _openable(

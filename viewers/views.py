@@ -39,7 +39,7 @@ def open_in_ohif(request: HttpRequest) -> HttpResponse:
         context = {"title": _("Open in OHIF"), "studies": studies}
         return dialog_response(request, _DIALOG, _PAGE, context)
     try:
-        opened = services.open_in_viewer(request=request, study_uids=study_uids)
+        opened = services.open_in_viewer(request=request, study_uids=study_uids, with_priors=True)
     except services.ViewerRefused as refusal:
         if is_fragment_request(request):
             return _refused(request, str(refusal))

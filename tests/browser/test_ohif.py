@@ -20,9 +20,12 @@ from PIL import Image
 
 from guestlinks.models import GuestLink
 from guestlinks.services.creation import LinkOptions, LinkTarget, create_link
+from sharing.services import remove_share
+from studies.anonymize import pseudonym
 from studies.models import Series, Study
 from tests.browser.conftest import ingest_ct_study, log_in
 from tests.conftest import require_service
+from tests.sharing.conftest import share
 from viewers.ohif import OhifApplication
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -195,3 +198,36 @@ def dicomweb_answers(context, address: str) -> set[int]:
     page.close()
     assert answers, "OHIF asked the portal nothing"
     return set(answers)
+
+
+def test_carol_reads_an_anonymized_share_in_ohif_until_it_is_removed(
+    page_on, alice, carol, ct_study, ohif
+):
+    made = share(alice, ct_study, ("user", carol.pk), anonymize=True)
+    alias = pseudonym(ct_study)
+    page = page_on
+    bodies: list[str] = []
+    page.context.on(
+        "response",
+        lambda r: (
+            bodies.append(r.text())
+            if "/dicomweb/" in r.url and "json" in (r.headers.get("content-type", ""))
+            else None
+        ),
+    )
+    log_in(page, "carol")
+    page.goto(f"/studies/{STUDY_UID}/")
+
+    ohif_page = open_in_ohif(page.context, page)
+    wait_for_the_series(ohif_page)
+    assert shows_an_image(ohif_page)
+
+    # What OHIF was told about the patient is the pseudonym, never who it is.
+    told = "\n".join(bodies)
+    assert alias.patient_id in told
+    for real in ("Müller", "Hans", "PID-14", "ACC-14", "19580412"):
+        assert real not in told, real
+
+    assert remove_share(user=alice, share=made) is True
+
+    assert dicomweb_answers(ohif_page.context, ohif_page.opened_at) == {401}

@@ -333,3 +333,51 @@ def test_the_dialog_refuses_a_study_out_of_reach(ct_study, carol, ohif_installed
     assert (asked.status_code, refused.status_code) == (404, 404)
     assert "No such study." in refused.content.decode()
     assert not ViewerToken.objects.exists()
+
+
+# --- Priors -------------------------------------------------------------------------------------
+
+
+def test_open_in_ohif_adds_the_priors_the_user_may_open_and_records_only_the_study(
+    ct_study, prior, alice, ohif_installed
+):
+    browser = HttpsClient()
+    browser.force_login(alice)
+
+    opened = browser.post(reverse("viewers:open_in_ohif"), {"study": CT_STUDY_UID})
+
+    (token,) = parse_qs(urlsplit(opened["Location"]).query)["token"]
+    viewer = HttpsClient(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert sorted(studies_found(viewer, PatientID="PAT-7001")) == sorted([CT_STUDY_UID, PRIOR_UID])
+    viewed = AuditEvent.objects.filter(action=Action.STUDY_VIEWED)
+    assert [event.study_uid for event in viewed] == [CT_STUDY_UID]
+
+
+@pytest.mark.parametrize("include_priors", [False, True])
+def test_a_guest_reaches_the_prior_in_ohif_only_if_the_link_includes_priors(
+    ct_study, prior, ohif_installed, include_priors
+):
+    guest = open_guest_link(ct_study.study, include_priors=include_priors)
+
+    opened = guest.post(reverse("viewers:open_in_ohif"), {"study": CT_STUDY_UID})
+
+    assert opened.status_code == 303, opened.content.decode()[:300]
+    (token,) = parse_qs(urlsplit(opened["Location"]).query)["token"]
+    viewer = HttpsClient(HTTP_AUTHORIZATION=f"Bearer {token}")
+    expected = [CT_STUDY_UID, PRIOR_UID] if include_priors else [CT_STUDY_UID]
+    assert sorted(studies_found(viewer, PatientID="PAT-7001")) == sorted(expected)
+
+
+def test_the_guests_list_of_studies_offers_ohif_where_it_is_installed(ct_study, settings, tmp_path):
+    guest = open_guest_link(ct_study.study)
+    settings.OHIF_URL = ""
+    assert b"data-open-in-ohif" not in guest.get(reverse("guest:studies")).content
+
+    settings.OHIF_URL = OHIF
+    settings.OHIF_DIR = tmp_path
+    (tmp_path / "index.html").write_text("<title>OHIF</title>")
+    listed = guest.get(reverse("guest:studies")).content.decode()
+    assert "data-open-in-ohif" in listed
+    assert f'name="study" value="{CT_STUDY_UID}"' in listed
+    opened = guest.post(reverse("viewers:open_in_ohif"), {"study": CT_STUDY_UID})
+    assert opened.status_code == 303 and opened["Location"].startswith(f"{OHIF}/viewer?")

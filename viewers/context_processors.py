@@ -1,0 +1,7 @@
+from viewers.services import ohif_available
+
+
+def ohif(request) -> dict:
+    """``ohif_available`` for templates that offer "Open in OHIF" (the guests' list of studies):
+    a callable, so only the pages that ask pay for the look."""
+    return {"ohif_available": ohif_available}
