@@ -11,7 +11,11 @@ every other path, and an ``app-config.js`` written from the portal's settings:
   the viewer token it is given (``?token=``, sent as ``Authorization: Bearer``);
 - no local files, no ``?url=`` sources, no configuration or customization loaded from the
   address, no study list (a viewer opens the studies it was given), no telemetry;
-- at most ``OHIF_MAX_REQUESTS`` image requests at once, what the portal's workers hold.
+- at most ``OHIF_MAX_REQUESTS`` image requests at once, what the portal's workers hold;
+
+and ``portal-session.js``, which its page runs first: it keeps the viewer token and has the
+portal renew it halfway through each token's life while the portal session that opened OHIF
+lives (``viewers:refresh_ohif_token``).
 
 Every answer says ``Referrer-Policy: no-referrer`` (the address carries the token) and
 ``X-Frame-Options: DENY``. Run it with gunicorn (``viewers.ohif:application``), as ``make run``
@@ -85,6 +89,57 @@ def app_config(*, portal_url: str, max_requests: int) -> dict:
     }
 
 
+_SESSION_SCRIPT = """\
+// The viewer token this page was opened with, renewed by the portal before it ends, for as long
+// as the portal session that opened OHIF lives (served by the portal's viewers.ohif).
+(function () {
+  const settings = %(settings)s;
+  let token = new URLSearchParams(window.location.search).get("token");
+  if (!token) return;
+  function schedule(seconds) {
+    window.setTimeout(renew, seconds * 1000);
+  }
+  async function renew() {
+    let response;
+    try {
+      response = await fetch(settings.refresh, {
+        method: "POST",
+        credentials: "include",
+        headers: { Authorization: "Bearer " + token },
+      });
+    } catch (error) {
+      schedule(settings.retry);
+      return false;
+    }
+    // Refused: the session or the access has ended, and so do OHIF's next requests.
+    if (!response.ok) return false;
+    token = (await response.json()).token;
+    const auth = window.services && window.services.userAuthenticationService;
+    if (auth) {
+      auth.setServiceImplementation({
+        getAuthorizationHeader: () => ({ Authorization: "Bearer " + token }),
+      });
+    }
+    schedule(settings.seconds);
+    return true;
+  }
+  window.portalRenewToken = renew;
+  schedule(settings.seconds);
+})();
+"""
+
+
+def session_script(*, portal_url: str, token_seconds: int) -> str:
+    """The script OHIF's page runs first: it keeps the viewer token from the page's address and
+    asks the portal for a new one halfway through each token's life."""
+    settings = {
+        "refresh": f"{portal_url.rstrip('/')}/viewers/ohif/token/",
+        "seconds": max(token_seconds // 2, 30),
+        "retry": 15,
+    }
+    return _SESSION_SCRIPT % {"settings": json.dumps(settings)}
+
+
 def content_security_policy(portal_url: str) -> str:
     """What OHIF needs and no more: its own scripts (with eval, for its image decoders, and
     WebAssembly), its inline styles and scripts, images and workers from blobs, and requests to
@@ -109,15 +164,19 @@ def content_security_policy(portal_url: str) -> str:
 class OhifApplication:
     """Serves ``dist`` (see the module docstring)."""
 
-    def __init__(self, dist: Path, *, portal_url: str, max_requests: int):
+    def __init__(self, dist: Path, *, portal_url: str, max_requests: int, token_seconds: int = 900):
         index = dist / "index.html"
         if not index.is_file():
             raise FileNotFoundError(
                 f"OHIF is not installed in {dist}: run `manage.py install_ohif` (needs npm)."
             )
-        self.index = index.read_bytes()
+        # Ours first, before OHIF's own scripts read the token and take it out of the address.
+        self.index = index.read_bytes().replace(
+            b"</head>", b'<script src="/portal-session.js"></script></head>', 1
+        )
         config = json.dumps(app_config(portal_url=portal_url, max_requests=max_requests))
         self.config = f"window.config = {config};\n".encode()
+        self.session = session_script(portal_url=portal_url, token_seconds=token_seconds).encode()
         self.headers = [
             ("Content-Security-Policy", content_security_policy(portal_url)),
             ("Referrer-Policy", "no-referrer"),
@@ -139,6 +198,8 @@ class OhifApplication:
         path = environ.get("PATH_INFO", "/")
         if path == "/app-config.js":
             return self._answer(with_headers, self.config, "application/javascript")
+        if path == "/portal-session.js":
+            return self._answer(with_headers, self.session, "application/javascript")
         if path in self.hidden:
             return self._page(environ, with_headers)
         return self.files(environ, with_headers)
@@ -175,6 +236,7 @@ def from_settings() -> OhifApplication:
         Path(settings.OHIF_DIR),
         portal_url=settings.SITE_URL,
         max_requests=settings.OHIF_MAX_REQUESTS,
+        token_seconds=settings.VIEWER_TOKEN_SECONDS,
     )
 
 

@@ -10,6 +10,8 @@
   (``studies.access.CarriedGrants``): the user, or the session's grants for a guest, and never
   more than the token's studies. Removing a share, revoking or deleting a link ends the token at
   the next request; so does logging out of the session it was made in.
+- **Refreshed** (:func:`refresh_viewer_token`): the viewer's page asks for a new token with the
+  old one and the portal session's cookie, before the old one ends, while that session lives.
 - **Ended**: expired tokens are deleted by the hourly ``viewers.delete_expired_tokens`` task.
 
 The secret starts with ``vt_`` so that DICOMweb tells it from an API token without a lookup;
@@ -101,6 +103,49 @@ def open_in_viewer(
             )
     return OpenedViewer(
         secret=secret, expires_at=expires_at, study_uids=[study.study_uid for study in studies]
+    )
+
+
+def refresh_viewer_token(*, request: HttpRequest, secret: str) -> OpenedViewer:
+    """A new token in place of a live one, asked by the viewer with the portal session it was
+    made in (its cookie): the viewer keeps reading while that session lives, 15 minutes at a
+    time. The same principal, the studies of the old token it may still open, the session's
+    grants as they are now; the old token ends. ViewerRefused when the token is not live, was
+    made in another session or for another user, or reaches nothing any more."""
+    token = _live_token(candidate_digests(secret, purpose=TOKEN_PURPOSE))[0]
+    session = getattr(request, "session", None)
+    session_key = session.session_key if session is not None else None
+    refused = ViewerRefused(_("Open the study from the portal again."))
+    if token is None or not session_key:
+        raise refused
+    if token.session_digest != secret_digest(session_key, purpose=SESSION_PURPOSE):
+        raise refused
+    user_id = request.user.pk if request.user.is_authenticated else None
+    if token.user_id != user_id:
+        raise refused
+    studies = list(Study.objects.filter(pk__in=token.study_ids))
+    accesses = {pk: a for pk, a in studies_access(request, studies).items() if a is not None}
+    if not accesses:
+        raise refused
+    expires_at = timezone.now() + timedelta(seconds=settings.VIEWER_TOKEN_SECONDS)
+    for access in accesses.values():
+        if access.until is not None:
+            expires_at = min(expires_at, access.until)
+    fresh = VIEWER_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with transaction.atomic():
+        ViewerToken.objects.create(
+            digest=secret_digest(fresh, purpose=TOKEN_PURPOSE),
+            user=token.user,
+            session_digest=token.session_digest,
+            study_ids=sorted(accesses),
+            grants=session_grants(request),
+            expires_at=expires_at,
+        )
+        token.delete()
+    return OpenedViewer(
+        secret=fresh,
+        expires_at=expires_at,
+        study_uids=[study.study_uid for study in studies if study.pk in accesses],
     )
 
 

@@ -8,9 +8,10 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect
 from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from portal.http import SeeOther, dialog_response, is_fragment_request
@@ -59,3 +60,36 @@ def _refused(request: HttpRequest, reason: str) -> HttpResponse:
     return dialog_response(
         request, "viewers/_open_in_ohif_refused.html", _PAGE, context, status=404
     )
+
+
+@csrf_exempt
+@require_http_methods(["POST", "OPTIONS"])
+def refresh_ohif_token(request: HttpRequest) -> HttpResponse:
+    """POST from OHIF's page (its origin only), with its viewer token (``Authorization:
+    Bearer``) and the portal session's cookie: ``{"token", "expires_at"}``, a new token for
+    the next minutes (``services.refresh_viewer_token``), or 401. No CSRF token: the request
+    must come from OHIF's origin and carry the viewer token, which no other page knows."""
+    origin = request.headers.get("Origin", "")
+    if not services.ohif_available() or origin != settings.OHIF_URL:
+        return JsonResponse({"detail": "Not allowed from here."}, status=403)
+    if request.method == "OPTIONS":
+        response = HttpResponse(status=204)
+        response["Access-Control-Allow-Methods"] = "POST"
+        response["Access-Control-Allow-Headers"] = "Authorization"
+        response["Access-Control-Max-Age"] = "600"
+    else:
+        scheme, _space, secret = request.headers.get("Authorization", "").partition(" ")
+        try:
+            if scheme.lower() != "bearer" or not services.is_viewer_token(secret.strip()):
+                raise services.ViewerRefused(_("Open the study from the portal again."))
+            fresh = services.refresh_viewer_token(request=request, secret=secret.strip())
+        except services.ViewerRefused as refusal:
+            response = JsonResponse({"detail": str(refusal)}, status=401)
+        else:
+            response = JsonResponse(
+                {"token": fresh.secret, "expires_at": fresh.expires_at.isoformat()}
+            )
+    response["Access-Control-Allow-Origin"] = origin
+    response["Access-Control-Allow-Credentials"] = "true"
+    response["Vary"] = "Origin"
+    return response

@@ -59,7 +59,9 @@ def ohif(live_server, settings):
     )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    settings.OHIF_URL = f"http://127.0.0.1:{server.server_port}"
+    # The live server is "localhost": OHIF there too, the same site as a real installation's
+    # subdomains (its page renews the token with the portal session's cookie).
+    settings.OHIF_URL = f"http://localhost:{server.server_port}"
     try:
         yield settings.OHIF_URL
     finally:
@@ -127,7 +129,9 @@ def open_in_ohif(context, page):
     return ohif_page
 
 
-def test_alice_opens_a_ct_in_ohif_from_the_directory_menu(page_on, alice, ct_study, ohif):
+def test_alice_opens_a_ct_in_ohif_from_the_directory_menu(
+    page_on, live_server, alice, ct_study, ohif
+):
     page = page_on
     addresses = ohif_addresses(page.context)
     log_in(page)
@@ -155,7 +159,25 @@ def test_alice_opens_a_ct_in_ohif_from_the_directory_menu(page_on, alice, ct_stu
     assert series_shown == Series.objects.filter(study__study_uid=STUDY_UID).count()
     assert shows_an_image(page)
     assert seen["errors"] == []
+
+    # Halfway through the token's life OHIF's page asks the portal for a new one, with the
+    # session that opened it; OHIF then reads with it, and the old one has ended.
+    before = header_in_use(page)
+    assert page.evaluate("window.portalRenewToken()") is True
+    after = header_in_use(page)
+    assert after != before and after.startswith("Bearer vt_")
+    read = "([url, h]) => fetch(url, {headers: {Authorization: h}}).then(r => r.status)"
+    studies = f"{live_server.url}/dicomweb/studies"
+    assert page.evaluate(read, [studies, after]) == 200
+    assert page.evaluate(read, [studies, before]) == 401
     assert seen["hosts"] <= {"127.0.0.1", "localhost"}
+
+
+def header_in_use(page) -> str:
+    """The Authorization header OHIF sends now."""
+    return page.evaluate(
+        "() => window.services.userAuthenticationService.getAuthorizationHeader().Authorization"
+    )
 
 
 def test_a_guest_opens_ohif_and_it_stops_with_the_link(page_on, alice, ct_study, ohif):

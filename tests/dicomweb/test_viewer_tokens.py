@@ -381,3 +381,70 @@ def test_the_guests_list_of_studies_offers_ohif_where_it_is_installed(ct_study, 
     assert f'name="study" value="{CT_STUDY_UID}"' in listed
     opened = guest.post(reverse("viewers:open_in_ohif"), {"study": CT_STUDY_UID})
     assert opened.status_code == 303 and opened["Location"].startswith(f"{OHIF}/viewer?")
+
+
+# --- Renewed while the portal session lives ----------------------------------------------------
+
+
+def renew(browser, secret: str, *, origin: str = OHIF):
+    return browser.post(
+        reverse("viewers:refresh_ohif_token"),
+        HTTP_ORIGIN=origin,
+        HTTP_AUTHORIZATION=f"Bearer {secret}",
+    )
+
+
+def opened_token(browser) -> str:
+    opened = browser.post(reverse("viewers:open_in_ohif"), {"study": CT_STUDY_UID})
+    return parse_qs(urlsplit(opened["Location"]).query)["token"][0]
+
+
+def test_ohif_renews_its_token_with_the_session_that_opened_it(ct_study, alice, ohif_installed):
+    browser = HttpsClient()
+    browser.force_login(alice)
+    old = opened_token(browser)
+
+    renewed = renew(browser, old)
+
+    assert renewed.status_code == 200
+    assert renewed["Access-Control-Allow-Origin"] == OHIF
+    assert renewed["Access-Control-Allow-Credentials"] == "true"
+    new = renewed.json()["token"]
+    assert new.startswith("vt_") and new != old
+    assert_invalid_token(HttpsClient(HTTP_AUTHORIZATION=f"Bearer {old}").get("/dicomweb/studies"))
+    assert studies_found(HttpsClient(HTTP_AUTHORIZATION=f"Bearer {new}")) == [CT_STUDY_UID]
+    assert ViewerToken.objects.count() == 1
+    preflight = browser.options(reverse("viewers:refresh_ohif_token"), HTTP_ORIGIN=OHIF)
+    assert preflight.status_code == 204
+    assert preflight["Access-Control-Allow-Headers"] == "Authorization"
+
+
+def test_only_ohif_with_the_same_live_session_renews(ct_study, alice, carol, ohif_installed):
+    browser = HttpsClient()
+    browser.force_login(alice)
+    secret = opened_token(browser)
+    elsewhere = HttpsClient()
+    elsewhere.force_login(alice)
+    other_user = HttpsClient()
+    other_user.force_login(carol)
+
+    assert renew(browser, secret, origin="https://evil.example.org").status_code == 403
+    assert renew(elsewhere, secret).status_code == 401
+    assert renew(other_user, secret).status_code == 401
+    assert renew(HttpsClient(), secret).status_code == 401
+    assert renew(browser, "vt_" + "A" * 43).status_code == 401
+    browser.post(reverse("accounts:logout"))
+    assert renew(browser, secret).status_code == 401
+    assert not ViewerToken.objects.exists()
+
+
+def test_a_guest_renews_until_the_link_is_revoked(ct_study, dana, ohif_installed):
+    guest = open_guest_link(ct_study.study)
+    secret = opened_token(guest)
+    renewed = renew(guest, secret)
+    assert renewed.status_code == 200
+    secret = renewed.json()["token"]
+
+    assert revoke_link(user=dana, link=GuestLink.objects.get(), reason="Sent to the wrong GP")
+
+    assert renew(guest, secret).status_code == 401

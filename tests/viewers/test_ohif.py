@@ -197,3 +197,17 @@ def test_the_token_in_ohifs_address_is_masked_in_the_logs():
 
     line = '"GET /viewer?StudyInstanceUIDs=1.2.3&token=vt_Zm9vYmFy-_x HTTP/1.1" 200'
     assert mask_secrets(line) == '"GET /viewer?StudyInstanceUIDs=1.2.3&token=[masked] HTTP/1.1" 200'
+
+
+def test_ohifs_page_runs_the_portals_session_script_first(dist):
+    (dist / "index.html").write_text(
+        '<html><head><script defer src="/app.bundle.0f6159c5.js"></script></head></html>'
+    )
+    app = OhifApplication(dist, portal_url=PORTAL, max_requests=8, token_seconds=900)
+
+    page = get(app, "/viewer")[2].decode()
+    assert page.index('<script src="/portal-session.js"></script>') < page.index("</head>")
+    status, headers, script = get(app, "/portal-session.js")
+    assert status == "200 OK" and headers["Content-Type"] == "application/javascript"
+    assert f'"refresh": "{PORTAL}/viewers/ohif/token/"' in script.decode()
+    assert '"seconds": 450' in script.decode()
