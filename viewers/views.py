@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from portal.csrf import accepts_opaque_origin
 from portal.http import SeeOther, dialog_response, is_fragment_request
 from viewers import services
 
@@ -22,6 +23,8 @@ _REFUSED = "viewers/_open_in_ohif_refused.html"
 _PAGE = "viewers/open_in_ohif_page.html"
 
 
+# Also posted from the guests' list of studies, a no-referrer page (portal.csrf).
+@accepts_opaque_origin
 @require_http_methods(["GET", "POST"])
 def open_in_ohif(request: HttpRequest) -> HttpResponse:
     """GET ``?study=`` (one or more UIDs): what will open, and the button (the directory's

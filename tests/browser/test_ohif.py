@@ -25,6 +25,7 @@ from studies.anonymize import pseudonym
 from studies.models import Series, Study
 from tests.browser.conftest import ingest_ct_study, log_in
 from tests.conftest import require_service
+from tests.dicomweb.test_qido import add_structured_report
 from tests.sharing.conftest import share
 from viewers.ohif import OhifApplication
 
@@ -192,6 +193,8 @@ def test_a_guest_opens_ohif_and_it_stops_with_the_link(page_on, alice, ct_study,
     page.fill("input[name=password]", LINK_PASSWORD)
     page.click("form.guest-form button[type=submit]")
     page.wait_for_url(re.compile(rf"/studies/{STUDY_UID}/$"))
+    # From the list of the studies this browser holds, as a worklist link's guest sees it.
+    page.goto("/l/studies/")
 
     ohif_page = open_in_ohif(page.context, page)
     seen = watch(ohif_page)
@@ -223,27 +226,36 @@ def dicomweb_answers(context, address: str) -> set[int]:
 
 
 def test_carol_reads_an_anonymized_share_in_ohif_until_it_is_removed(
-    page_on, alice, carol, ct_study, ohif
+    page_on, org, location, alice, carol, ct_study, ohif
 ):
+    add_structured_report(org, location, ct_study)
     made = share(alice, ct_study, ("user", carol.pk), anonymize=True)
     alias = pseudonym(ct_study)
     page = page_on
+    addresses = ohif_addresses(page.context)
     bodies: list[str] = []
     page.context.on(
         "response",
         lambda r: (
             bodies.append(r.text())
-            if "/dicomweb/" in r.url and "json" in (r.headers.get("content-type", ""))
+            if "/dicomweb/" in r.url and "json" in r.headers.get("content-type", "")
             else None
         ),
     )
     log_in(page, "carol")
-    page.goto(f"/studies/{STUDY_UID}/")
 
-    ohif_page = open_in_ohif(page.context, page)
-    wait_for_the_series(ohif_page)
-    assert shows_an_image(ohif_page)
+    # The share's row in her directory, through its Actions button.
+    page.locator(f'tr.study-row[data-id="{STUDY_UID}"] [data-menu-button]').click()
+    page.get_by_role("menuitem", name="Open in OHIF").click()
+    dialog = page.locator("#remote-dialog")
+    dialog.locator("form[action$='/viewers/ohif/']").wait_for()
+    dialog.get_by_role("button", name="Open in OHIF").click()
+    wait_for_the_series(page)
+    assert shows_an_image(page)
 
+    # No report: OHIF lists the images' series alone (the study holds a structured report too).
+    assert Series.objects.filter(study=ct_study).count() == 2
+    assert page.locator('[data-cy="study-browser-thumbnail"]').count() == 1
     # What OHIF was told about the patient is the pseudonym, never who it is.
     told = "\n".join(bodies)
     assert alias.patient_id in told
@@ -252,4 +264,4 @@ def test_carol_reads_an_anonymized_share_in_ohif_until_it_is_removed(
 
     assert remove_share(user=alice, share=made) is True
 
-    assert dicomweb_answers(ohif_page.context, ohif_page.opened_at) == {401}
+    assert dicomweb_answers(page.context, addresses[0]) == {401}
