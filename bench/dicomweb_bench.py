@@ -82,6 +82,7 @@ from bench.harness import (  # noqa: E402
     Gunicorn,
     LoadFailed,
     ThrowawayDatabase,
+    bench_clinician,
     empty_redis,
     free_port,
     interleaved,
@@ -310,22 +311,13 @@ def seed(folder: Path) -> None:
     import django
 
     django.setup()
-    from django.db import connection, transaction
+    from django.db import connection
 
-    from accounts.models import Location, Membership, Organization, Role, User
-    from accounts.permissions import CLINICIAN
     from dimse.models import DicomNode
     from studies.services.ingestion import ingest_files
 
-    password = (folder / "password").read_text()
-    with transaction.atomic():
-        org = Organization.objects.create(name="Bench Hospital")
-        location = Location.objects.create(organization=org, name="Radiology")
-        role = Role.objects.create(name="Clinician", permissions=[p.value for p in CLINICIAN])
-        reader = User.objects.create_user(USERNAME, password=password)
-        membership = Membership.objects.create(user=reader, organization=org, role=role)
-        membership.locations.add(location)
-        DicomNode.objects.create(organization=org, ae_title=SCU_AE, location=location)
+    org, location, _reader = bench_clinician(USERNAME, (folder / "password").read_text())
+    DicomNode.objects.create(organization=org, ae_title=SCU_AE, location=location)
     paths = sorted((folder / "search").glob("*.dcm")) + sorted((folder / "frames").glob("*.dcm"))
     started = time.perf_counter()
     analyzed = 0

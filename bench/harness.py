@@ -13,6 +13,7 @@
 - :func:`run_each_database` and :func:`run_worker_on_throwaway`: a benchmark that seeds and
   measures in a subprocess of its own script (``--worker``) under the portal's settings, once
   per database, on a throwaway database, with one report for all.
+- :func:`bench_clinician`: the organization, location and clinician a seeding starts from.
 - :func:`wait_until`, :func:`say`, :func:`free_port`, :func:`load_average`.
 
 The caller keeps its own report: these only measure.
@@ -444,6 +445,27 @@ def interleaved(
             )
             say(f"  round {number + 1}, {label}, {name}: {summary}")
     return results
+
+
+# --- Seeding ----------------------------------------------------------------------------------
+
+
+def bench_clinician(username: str, password: str):
+    """In a seeding subprocess (Django set up): "Bench Hospital" with a Radiology location and
+    ``username``, a clinician there; (organization, location, user)."""
+    from django.db import transaction
+
+    from accounts.models import Location, Membership, Organization, Role, User
+    from accounts.permissions import CLINICIAN
+
+    with transaction.atomic():
+        organization = Organization.objects.create(name="Bench Hospital")
+        location = Location.objects.create(organization=organization, name="Radiology")
+        role = Role.objects.create(name="Clinician", permissions=[p.value for p in CLINICIAN])
+        user = User.objects.create_user(username, password=password)
+        membership = Membership.objects.create(user=user, organization=organization, role=role)
+        membership.locations.add(location)
+    return organization, location, user
 
 
 # --- A worker subprocess per database --------------------------------------------------------

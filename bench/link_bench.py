@@ -61,6 +61,7 @@ from bench.harness import (  # noqa: E402
     DEFAULT_POSTGRES,
     Gunicorn,
     ThrowawayDatabase,
+    bench_clinician,
     empty_redis,
     interleaved,
     load_average,
@@ -136,23 +137,14 @@ def seed(path: Path, links: int) -> None:
 
     django.setup()
     from django.contrib.auth.hashers import check_password
-    from django.db import transaction
 
-    from accounts.models import Location, Membership, Organization, Role, User
-    from accounts.permissions import CLINICIAN
     from guestlinks.models import GuestLink
     from guestlinks.services.creation import LinkOptions, LinkTarget, create_link
     from studies.models import Study
     from studies.services.ingestion import ingest_files
     from studies.synthetic import make_series, to_bytes
 
-    with transaction.atomic():
-        org = Organization.objects.create(name="Bench Hospital")
-        location = Location.objects.create(organization=org, name="Radiology")
-        role = Role.objects.create(name="Clinician", permissions=[p.value for p in CLINICIAN])
-        sender = User.objects.create_user("bench-sender", password=secrets.token_urlsafe(16))
-        membership = Membership.objects.create(user=sender, organization=org, role=role)
-        membership.locations.add(location)
+    org, location, sender = bench_clinician("bench-sender", secrets.token_urlsafe(16))
     datasets = make_series(
         patient_name="Bench^Patient",
         patient_id="BENCH-1",

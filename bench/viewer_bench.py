@@ -51,6 +51,7 @@ from bench.harness import (  # noqa: E402
     DEFAULT_POSTGRES,
     Gunicorn,
     ThrowawayDatabase,
+    bench_clinician,
     empty_redis,
     load_average,
     median,
@@ -94,20 +95,10 @@ def seed(folder: Path) -> None:
     import django
 
     django.setup()
-    from django.db import transaction
-
-    from accounts.models import Location, Membership, Organization, Role, User
-    from accounts.permissions import CLINICIAN
     from studies.services.ingestion import ingest_files
     from studies.synthetic import make_series, to_bytes
 
-    password = (folder / "password").read_text()
-    with transaction.atomic():
-        org = Organization.objects.create(name="Bench Hospital")
-        location = Location.objects.create(organization=org, name="Radiology")
-        role = Role.objects.create(name="Clinician", permissions=[p.value for p in CLINICIAN])
-        user = User.objects.create_user(USERNAME, password=password)
-        Membership.objects.create(user=user, organization=org, role=role).locations.add(location)
+    org, location, _user = bench_clinician(USERNAME, (folder / "password").read_text())
     datasets = make_series(
         patient_name="Viewer^Vera",
         patient_id="BENCH-VIEWER",

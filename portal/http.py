@@ -24,3 +24,13 @@ def dialog_response(
     if is_fragment_request(request):
         return render(request, template, context, status=status)
     return render(request, page_template, {**context, "fragment": template}, status=status)
+
+
+def dialog_redirect(request: HttpRequest, url: str) -> HttpResponse:
+    """Where a dialog's form leads once done: ``X-Dialog-Redirect`` for the page's script (it
+    sends the browser there), a 303 for a browser without scripts."""
+    if is_fragment_request(request):
+        response = HttpResponse(status=204)
+        response["X-Dialog-Redirect"] = url
+        return response
+    return SeeOther(url)

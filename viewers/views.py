@@ -15,12 +15,13 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from portal.csrf import accepts_opaque_origin
-from portal.http import SeeOther, dialog_response, is_fragment_request
+from portal.http import dialog_redirect, dialog_response, is_fragment_request
 from viewers import services
 
 _DIALOG = "viewers/_open_in_ohif_dialog.html"
-_REFUSED = "viewers/_open_in_ohif_refused.html"
-_PAGE = "viewers/open_in_ohif_page.html"
+# The dialogs' shared scaffolding (studies): the page around a fragment, and a refusal.
+_REFUSED = "studies/_dialog_refused.html"
+_PAGE = "studies/_dialog_page.html"
 
 
 # Also posted from the guests' list of studies, a no-referrer page (portal.csrf).
@@ -50,19 +51,12 @@ def open_in_ohif(request: HttpRequest) -> HttpResponse:
         messages.error(request, str(refusal))
         return redirect(request.POST.get("back") or "studies:directory")
     query = urlencode({"StudyInstanceUIDs": ",".join(opened.study_uids), "token": opened.secret})
-    address = f"{settings.OHIF_URL}/viewer?{query}"
-    if is_fragment_request(request):
-        response = HttpResponse(status=204)
-        response["X-Dialog-Redirect"] = address
-        return response
-    return SeeOther(address)
+    return dialog_redirect(request, f"{settings.OHIF_URL}/viewer?{query}")
 
 
 def _refused(request: HttpRequest, reason: str) -> HttpResponse:
     context = {"title": _("Open in OHIF"), "reason": reason}
-    return dialog_response(
-        request, "viewers/_open_in_ohif_refused.html", _PAGE, context, status=404
-    )
+    return dialog_response(request, _REFUSED, _PAGE, context, status=404)
 
 
 @csrf_exempt

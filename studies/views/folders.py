@@ -15,13 +15,12 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from accounts.permissions import Perm
-from portal.http import dialog_response, is_fragment_request
+from portal.http import dialog_redirect, dialog_response
 from studies.access import organizable_worklist_ids, visible_studies
 from studies.models import Folder, Study, Worklist
 from studies.selectors import (
@@ -45,7 +44,7 @@ from studies.services.folders import (
     rename_folder,
 )
 
-PAGE_TEMPLATE = "studies/_folder_page.html"
+PAGE_TEMPLATE = "studies/_dialog_page.html"
 MAX_STUDIES = 500
 
 
@@ -58,17 +57,13 @@ def _done(request: HttpRequest, **params) -> HttpResponse:
     query = urlencode({k: v for k, v in params.items() if v is not None})
     if query:
         url = f"{url}?{query}"
-    if is_fragment_request(request):
-        response = HttpResponse(status=204)
-        response["X-Dialog-Redirect"] = url
-        return response
-    return redirect(url)
+    return dialog_redirect(request, url)
 
 
 def _refused(request: HttpRequest, exc: FolderPermissionDenied, title: str) -> HttpResponse:
     return _respond(
         request,
-        "studies/_folder_refused.html",
+        "studies/_dialog_refused.html",
         {"title": title, "reason": exc.args[0]},
         status=403,
     )
@@ -280,7 +275,7 @@ def file(request: HttpRequest) -> HttpResponse:
             "None of your worklists that hold these studies lets you file them in folders: "
             "your role does not include “%(permission)s” there."
         ) % {"permission": Perm.ORGANIZE_FOLDERS.label}
-        return _respond(request, "studies/_folder_refused.html", context, status=403)
+        return _respond(request, "studies/_dialog_refused.html", context, status=403)
     status = 200
     if request.method == "POST":
         target = request.POST.get("target", "")

@@ -265,7 +265,7 @@ def test_new_folder_dialog_creates_and_shows_the_folder(client, alice, radiology
     page = client.get(url, {"folder": folder.pk})
     assert page.status_code == 200 and "<html" in page.content.decode()
     response = client.post(url, {"folder": folder.pk, "name": "Chest"})
-    assert response.status_code == 302
+    assert response.status_code == 303  # see other: the directory, by GET
     assert Folder.objects.get(name="Chest").parent_id == folder.pk
 
 
