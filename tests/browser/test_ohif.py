@@ -32,6 +32,7 @@ from viewers.ohif import OhifApplication
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 STUDY_UID = "1.2.826.0.1.3680043.10.4343.14"
+PRIOR_UID = "1.2.826.0.1.3680043.10.4343.13"
 LINK_PASSWORD = "Tulip-Harbour-42"
 # OHIF's first load (its bundles, WebAssembly decoders) on a busy CI machine.
 OHIF_SECONDS = 45
@@ -116,12 +117,12 @@ def ohif_addresses(context) -> list[str]:
     return addresses
 
 
-def open_in_ohif(context, page):
+def open_in_ohif(context, page, button: str = "[data-open-in-ohif]"):
     """Click the study page's "Open in OHIF"; OHIF's page, with the address it was opened at
     as ``opened_at``."""
     addresses = ohif_addresses(context)
     with context.expect_page() as opened:
-        page.click("[data-open-in-ohif]")
+        page.click(button)
     ohif_page = opened.value
     ohif_page.set_default_timeout(OHIF_SECONDS * 1000)
     ohif_page.wait_for_load_state()
@@ -181,7 +182,13 @@ def header_in_use(page) -> str:
     )
 
 
-def test_a_guest_opens_ohif_and_it_stops_with_the_link(page_on, alice, ct_study, ohif):
+def test_a_guest_opens_ohif_and_it_stops_with_the_link(
+    page_on, org, location, alice, ct_study, ohif
+):
+    # The same patient's earlier study, which this link does not include.
+    ingest_ct_study(
+        org, location, study_uid=PRIOR_UID, patient_id="PID-14", accession="ACC-13", slices=2
+    )
     created = create_link(
         sender=alice,
         target=LinkTarget(study=ct_study),
@@ -195,12 +202,19 @@ def test_a_guest_opens_ohif_and_it_stops_with_the_link(page_on, alice, ct_study,
     page.wait_for_url(re.compile(rf"/studies/{STUDY_UID}/$"))
     # From the list of the studies this browser holds, as a worklist link's guest sees it.
     page.goto("/l/studies/")
+    searches = study_searches(page.context)
 
-    ohif_page = open_in_ohif(page.context, page)
+    ohif_page = open_in_ohif(
+        page.context, page, f'form:has(input[value="{STUDY_UID}"]) [data-open-in-ohif]'
+    )
     seen = watch(ohif_page)
     wait_for_the_series(ohif_page)
     assert shows_an_image(ohif_page)
     assert seen["errors"] == []
+    # OHIF asked for the patient's other studies and was told of this one alone.
+    by_patient = [body for url, body in searches if "00100020=" in url or "PatientID=" in url]
+    assert by_patient and all(STUDY_UID in body for body in by_patient)
+    assert not any(PRIOR_UID in body for _url, body in searches)
     address = ohif_page.opened_at
     # Before: the same address reads the study.
     assert dicomweb_answers(ohif_page.context, address) == {200}
@@ -211,6 +225,16 @@ def test_a_guest_opens_ohif_and_it_stops_with_the_link(page_on, alice, ct_study,
     assert dicomweb_answers(ohif_page.context, address) == {401}
     # A copied address without its token reads nothing either.
     assert dicomweb_answers(ohif_page.context, re.sub(r"&token=[^&]+", "", address)) == {401}
+
+
+def study_searches(context) -> list[tuple[str, str]]:
+    """The study searches (QIDO-RS) pages of this context make from now on, and their answers."""
+    found: list[tuple[str, str]] = []
+    context.on(
+        "response",
+        lambda r: found.append((r.url, r.text())) if "/dicomweb/studies?" in r.url else None,
+    )
+    return found
 
 
 def dicomweb_answers(context, address: str) -> set[int]:
