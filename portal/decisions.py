@@ -190,11 +190,3 @@ def _remembered(
             timeout=max(1, int(seconds)),
         )
     return answers[key]
-    answer, until = compute()
-    valid_until = now + seconds
-    if until is not None:
-        valid_until = min(valid_until, until.timestamp())
-    # An answer that ends by the time it is known (a refusal says "now") is not kept.
-    if valid_until > time.time():
-        cache.set(full_key, (generation, valid_until, answer), timeout=max(1, int(seconds)))
-    return answer
