@@ -89,6 +89,8 @@ from bench.harness import (  # noqa: E402
     load_average,
     median,
     postgres_answers,
+    prepare_portal,
+    production_env,
     run_python_load,
     run_wrk,
     say,
@@ -577,42 +579,14 @@ def main(argv: list[str] | None = None) -> int:
 
         password = secrets.token_urlsafe(18)
         (folder / "password").write_text(password)
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))},
-            "DJANGO_SETTINGS_MODULE": "portal.settings",
-            "PORTAL_ENV_FILE": "",  # a developer's demo .env is not this run's settings
-            "DEBUG": "false",
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "AUDIT_KEY": secrets.token_urlsafe(50),
-            "ALLOWED_HOSTS": "127.0.0.1",
-            # Plain HTTP on the loopback: in production TLS ends at the reverse proxy.
-            "SECURE_SSL_REDIRECT": "false",
-            # No email is sent here; with DEBUG off the portal refuses to start without a server.
-            "EMAIL_HOST": "127.0.0.1",
-            "PORTAL_VAR_DIR": str(folder / "var"),
-            "DATABASE_URL": database.create(),
-            "DICOM_AE_TITLE": PORTAL_AE,
-            "PYTHONPATH": str(ROOT),
-        }
-        for name in ("CACHE_URL", "REDIS_URL", "SITE_URL"):
-            env.pop(name, None)
-        if args.cache_url:
-            empty_redis(args.cache_url)
-            env["CACHE_URL"] = args.cache_url
+        env = production_env(
+            folder,
+            database_url=database.create(),
+            cache_url=args.cache_url,
+            DICOM_AE_TITLE=PORTAL_AE,
+        )
         say("Migrating the portal's database…")
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-        )
-        # As an installation does before serving with DEBUG off (into PORTAL_VAR_DIR/static).
-        subprocess.run(
-            [sys.executable, "manage.py", "collectstatic", "--no-input", "-v", "0"],
-            cwd=ROOT,
-            env=env,
-            check=True,
-        )
+        prepare_portal(env)
         say("Seeding the portal (ingestion, as an upload)…")
         subprocess.run(
             [sys.executable, __file__, "--seed", str(folder)], cwd=ROOT, env=env, check=True

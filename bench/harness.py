@@ -13,6 +13,8 @@
 - :func:`run_each_database` and :func:`run_worker_on_throwaway`: a benchmark that seeds and
   measures in a subprocess of its own script (``--worker``) under the portal's settings, once
   per database, on a throwaway database, with one report for all.
+- :func:`production_env` and :func:`prepare_portal`: the portal's environment as production
+  sets it, and its database migrated and static files collected.
 - :func:`bench_clinician`: the organization, location and clinician a seeding starts from.
 - :func:`wait_until`, :func:`say`, :func:`free_port`, :func:`load_average`.
 
@@ -445,6 +447,51 @@ def interleaved(
             )
             say(f"  round {number + 1}, {label}, {name}: {summary}")
     return results
+
+
+# --- The portal as production runs it --------------------------------------------------------
+
+
+def production_env(
+    folder: Path, *, database_url: str, cache_url: str, **settings: str
+) -> dict[str, str]:
+    """The portal's environment as production sets it, on the loopback: DEBUG off, fresh keys,
+    plain HTTP (in production TLS ends at the reverse proxy), an EMAIL_HOST never used (with
+    DEBUG off the portal refuses to start without one), files under ``folder/var``, this
+    database, and ``cache_url`` (emptied first) or no shared cache. ``settings`` add to it."""
+    env = {
+        **{
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith(("DJANGO_", "CELERY_"))
+            and name not in ("CACHE_URL", "REDIS_URL", "SITE_URL")
+        },
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "PORTAL_ENV_FILE": "",  # a developer's demo .env is not this run's settings
+        "DEBUG": "false",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "AUDIT_KEY": secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "false",
+        "EMAIL_HOST": "127.0.0.1",
+        "PORTAL_VAR_DIR": str(folder / "var"),
+        "DATABASE_URL": database_url,
+        "PYTHONPATH": str(ROOT),
+        **settings,
+    }
+    if cache_url:
+        empty_redis(cache_url)
+        env["CACHE_URL"] = cache_url
+    return env
+
+
+def prepare_portal(env: dict[str, str]) -> None:
+    """What an installation does before serving with DEBUG off: migrate, collect the static
+    files."""
+    for step in (["migrate", "--no-input"], ["collectstatic", "--no-input"]):
+        subprocess.run(
+            [sys.executable, "manage.py", *step, "-v", "0"], cwd=ROOT, env=env, check=True
+        )
 
 
 # --- Seeding ----------------------------------------------------------------------------------

@@ -66,6 +66,8 @@ from bench.harness import (  # noqa: E402
     interleaved,
     load_average,
     median,
+    prepare_portal,
+    production_env,
     say,
 )
 
@@ -392,33 +394,14 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, on_signal)
     try:
         say(f"Database: {args.database}; working folder {folder}")
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))},
-            "DJANGO_SETTINGS_MODULE": "portal.settings",
-            "PORTAL_ENV_FILE": "",  # a developer's demo .env is not this run's settings
-            "DEBUG": "false",
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "AUDIT_KEY": secrets.token_urlsafe(50),
-            "ALLOWED_HOSTS": "127.0.0.1",
-            # Plain HTTP on the loopback: in production TLS ends at the reverse proxy.
-            "SECURE_SSL_REDIRECT": "false",
-            # No email is sent here; with DEBUG off the portal refuses to start without a server.
-            "EMAIL_HOST": "127.0.0.1",
-            "PORTAL_VAR_DIR": str(folder / "var"),
-            "DATABASE_URL": database.create(),
-            "SITE_URL": "http://127.0.0.1",
-            "PYTHONPATH": str(ROOT),
-        }
-        for name in ("CACHE_URL", "REDIS_URL"):
-            env.pop(name, None)
-        if args.cache_url:
-            empty_redis(args.cache_url)
-            env["CACHE_URL"] = args.cache_url
+        env = production_env(
+            folder,
+            database_url=database.create(),
+            cache_url=args.cache_url,
+            SITE_URL="http://127.0.0.1",
+        )
         say("Migrating…")
-        # collectstatic as an installation does before serving with DEBUG off.
-        for step in (["migrate", "--no-input"], ["collectstatic", "--no-input"]):
-            manage = [sys.executable, "manage.py", *step, "-v", "0"]
-            subprocess.run(manage, cwd=ROOT, env=env, check=True)
+        prepare_portal(env)
         say(f"Seeding a study and {args.links} links of each kind…")
         seeded_path = folder / "seeded.json"
         subprocess.run(

@@ -56,6 +56,8 @@ from bench.harness import (  # noqa: E402
     load_average,
     median,
     postgres_answers,
+    prepare_portal,
+    production_env,
     say,
 )
 
@@ -266,35 +268,19 @@ def main(argv: list[str] | None = None) -> int:
         portal_port, ohif_port = _two_ports()
         portal_url = f"http://127.0.0.1:{portal_port}"
         ohif_url = f"http://127.0.0.1:{ohif_port}"
-        env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))},
-            "DJANGO_SETTINGS_MODULE": "portal.settings",
-            "PORTAL_ENV_FILE": "",
-            "DEBUG": "false",
-            "SECRET_KEY": secrets.token_urlsafe(50),
-            "AUDIT_KEY": secrets.token_urlsafe(50),
-            "ALLOWED_HOSTS": "127.0.0.1",
-            "SECURE_SSL_REDIRECT": "false",
-            "EMAIL_HOST": "127.0.0.1",
-            "PORTAL_VAR_DIR": str(folder / "var"),
-            "DATABASE_URL": database.create(),
-            "SITE_URL": portal_url,
-            "OHIF_URL": ohif_url,
-            "OHIF_DIR": str(ohif_dir),
-            "PYTHONPATH": str(ROOT),
-        }
-        for name in ("CACHE_URL", "REDIS_URL"):
-            env.pop(name, None)
-        if args.cache_url:
-            empty_redis(args.cache_url)
-            env["CACHE_URL"] = args.cache_url
+        env = production_env(
+            folder,
+            database_url=database.create(),
+            cache_url=args.cache_url,
+            SITE_URL=portal_url,
+            OHIF_URL=ohif_url,
+            OHIF_DIR=str(ohif_dir),
+        )
         say("Migrating and seeding the portal (a 200-slice 512x512 CT)…")
-        for step in (
-            ["manage.py", "migrate", "--no-input", "-v", "0"],
-            ["manage.py", "collectstatic", "--no-input", "-v", "0"],
-            [__file__, "--seed", str(folder)],
-        ):
-            subprocess.run([sys.executable, *step], cwd=ROOT, env=env, check=True)
+        prepare_portal(env)
+        subprocess.run(
+            [sys.executable, __file__, "--seed", str(folder)], cwd=ROOT, env=env, check=True
+        )
         say("Starting the portal and OHIF's origin (gunicorn)…")
         servers.append(Gunicorn(env, folder, port=portal_port))
         servers.append(
