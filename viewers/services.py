@@ -21,7 +21,7 @@ the REST API knows only API tokens and refuses it.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -76,22 +76,9 @@ def open_in_viewer(
     the viewer can offer them for comparison; they are not recorded as viewed."""
     studies, accesses = _openable(request, study_uids)
     priors = _priors(request, studies) if with_priors else []
-    session_key = request.session.session_key
-    now = timezone.now()
-    expires_at = now + timedelta(seconds=settings.VIEWER_TOKEN_SECONDS)
-    for access in accesses.values():
-        if access.until is not None:
-            expires_at = min(expires_at, access.until)
-    secret = VIEWER_TOKEN_PREFIX + secrets.token_urlsafe(32)
-    user = request.user if request.user.is_authenticated else None
     with transaction.atomic():
-        ViewerToken.objects.create(
-            digest=secret_digest(secret, purpose=TOKEN_PURPOSE),
-            user=user,
-            session_digest=secret_digest(session_key, purpose=SESSION_PURPOSE),
-            study_ids=sorted(study.pk for study in [*studies, *priors]),
-            grants=session_grants(request),
-            expires_at=expires_at,
+        secret, expires_at = _new_token(
+            request, [study.pk for study in [*studies, *priors]], accesses.values()
         )
         for study in studies:
             access = accesses[study.pk]
@@ -127,26 +114,36 @@ def refresh_viewer_token(*, request: HttpRequest, secret: str) -> OpenedViewer:
     accesses = {pk: a for pk, a in studies_access(request, studies).items() if a is not None}
     if not accesses:
         raise refused
-    expires_at = timezone.now() + timedelta(seconds=settings.VIEWER_TOKEN_SECONDS)
-    for access in accesses.values():
-        if access.until is not None:
-            expires_at = min(expires_at, access.until)
-    fresh = VIEWER_TOKEN_PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():
-        ViewerToken.objects.create(
-            digest=secret_digest(fresh, purpose=TOKEN_PURPOSE),
-            user=token.user,
-            session_digest=token.session_digest,
-            study_ids=sorted(accesses),
-            grants=session_grants(request),
-            expires_at=expires_at,
-        )
+        fresh, expires_at = _new_token(request, list(accesses), accesses.values())
         token.delete()
     return OpenedViewer(
         secret=fresh,
         expires_at=expires_at,
         study_uids=[study.study_uid for study in studies if study.pk in accesses],
     )
+
+
+def _new_token(
+    request: HttpRequest, study_ids: Sequence[int], accesses: Iterable[StudyAccess]
+) -> tuple[str, datetime]:
+    """Store a token for the request's principal (its user, or nobody but the session's grants,
+    which it carries) and session, reaching ``study_ids``; it ends after
+    ``VIEWER_TOKEN_SECONDS``, and before any of ``accesses`` ends. Its secret and end."""
+    expires_at = timezone.now() + timedelta(seconds=settings.VIEWER_TOKEN_SECONDS)
+    for access in accesses:
+        if access.until is not None:
+            expires_at = min(expires_at, access.until)
+    secret = VIEWER_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    ViewerToken.objects.create(
+        digest=secret_digest(secret, purpose=TOKEN_PURPOSE),
+        user=request.user if request.user.is_authenticated else None,
+        session_digest=secret_digest(request.session.session_key, purpose=SESSION_PURPOSE),
+        study_ids=sorted(study_ids),
+        grants=session_grants(request),
+        expires_at=expires_at,
+    )
+    return secret, expires_at
 
 
 def studies_to_open(*, request: HttpRequest, study_uids: Sequence[str]) -> list[Study]:
