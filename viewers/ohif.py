@@ -186,8 +186,9 @@ class OhifApplication:
         ]
         # The bundles' names carry their hash: a year in the browser's cache.
         self.files = WhiteNoise(self._page, root=str(dist), max_age=365 * 24 * 3600)
-        # Never served: the package's own configuration and hosting notes.
-        self.hidden = {"/app-config.js", "/_headers", "/_redirects", "/serve.json", "/google.js"}
+        # Never served: the package's hosting notes and its Google configuration (its own
+        # app-config.js is never reached: ours answers that address).
+        self.hidden = {"/_headers", "/_redirects", "/serve.json", "/google.js"}
 
     def __call__(self, environ: dict, start_response: _StartResponse) -> Iterable[bytes]:
         def with_headers(status: str, headers: list, exc_info=None):
