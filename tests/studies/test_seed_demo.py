@@ -36,9 +36,15 @@ def seed(*args: str) -> str:
     return out.getvalue()
 
 
+@pytest.fixture(autouse=True)
+def demo_mode(settings):
+    """seed_demo runs only where DEMO_MODE is on, as `make run` sets it."""
+    settings.DEMO_MODE = True
+
+
 @pytest.fixture
 def seeded():
-    return seed("--force")
+    return seed()
 
 
 def counts() -> dict[str, int]:
@@ -175,7 +181,7 @@ def test_the_demo_has_folders_with_studies_in_them(seeded):
     moved = board.first()
     moved.folder = folders["Teaching file"]
     moved.save(update_fields=["folder"])
-    seed("--force")
+    seed()
     assert Folder.objects.count() == 2
     moved.refresh_from_db()
     assert moved.folder_id == folders["Teaching file"].pk
@@ -236,8 +242,6 @@ def test_a_second_run_adds_nothing(seeded, settings):
     password_hash = alice.password
     Report.objects.filter(study__accession="SE24-0001").update(text="Edited by a visitor.")
 
-    # make run's own call: DEMO_MODE on, no --force.
-    settings.DEMO_MODE = True
     output = seed()
 
     assert counts() == before
@@ -254,7 +258,7 @@ def test_a_run_restores_what_the_readme_promises(seeded):
     Membership.objects.filter(user=alice).update(is_active=False)
     Role.objects.filter(name="Clinician").update(permissions=[])
 
-    seed("--force")
+    seed()
 
     alice.refresh_from_db()
     assert alice.check_password(demo.DEMO_PASSWORD)

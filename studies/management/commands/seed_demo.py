@@ -14,18 +14,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--force",
-            action="store_true",
-            help="Run even though DEMO_MODE is off (for tests; never on a real installation).",
-        )
-        parser.add_argument(
             "--small",
             action="store_true",
-            help="The same studies with a few tiny slices each: loads in seconds (for tests).",
+            help="The same studies with a few tiny slices each: loads in seconds.",
         )
 
-    def handle(self, *args, force: bool, small: bool, verbosity: int, **options):
-        if not settings.DEMO_MODE and not force:
+    def handle(self, *args, small: bool, verbosity: int, **options):
+        if not settings.DEMO_MODE:
             raise CommandError(
                 "seed_demo creates accounts whose password is published in the README, so it "
                 "runs only with DEMO_MODE=true (which needs DEBUG=true). `make run` sets both."
