@@ -401,10 +401,6 @@ def pending_login_user(request: HttpRequest) -> User | None:
     return user
 
 
-def pending_login_next(request: HttpRequest) -> str:
-    return (request.session.get(PENDING_LOGIN_KEY) or {}).get("next", "")
-
-
 def log_in_with_code(*, request: HttpRequest, token: str) -> str:
     """Second login step: check the code for the pending user and log them in. Returns where
     the first step asked to go next."""

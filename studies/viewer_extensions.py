@@ -34,10 +34,6 @@ def register_viewer_extension(extension: ViewerExtension) -> None:
     _registry[extension.key] = extension
 
 
-def unregister_viewer_extension(key: str) -> None:
-    _registry.pop(key, None)
-
-
 def extensions_context(request: HttpRequest, study: Study, access: StudyAccess) -> dict[str, Any]:
     """The merged context of every extension with something to show, plus the templates to
     include: ``viewer_header_templates`` and ``viewer_body_templates``."""
