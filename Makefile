@@ -16,7 +16,7 @@ RUN_ENV := DEBUG=true DEMO_MODE=true DATABASE_URL=sqlite:///$(CURDIR)/var/portal
 	CELERY_BROKER_URL= CACHE_URL= EMAIL_HOST= PORTAL_VAR_DIR=$(CURDIR)/var \
 	SITE_URL=http://127.0.0.1:$(PORT) OHIF_URL=http://127.0.0.1:$(OHIF_PORT)
 
-.PHONY: run test install ohif migrate demo lint format check bench clean
+.PHONY: run test install ohif migrate demo check lint typecheck format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,11 +33,17 @@ ohif: $(STAMP)
 
 # The DICOM listener runs in the background beside the web server and stops with it (Ctrl-C
 # stops both; the EXIT trap also covers the web server ending on its own).
-run: $(STAMP) ohif
+# The demo's database, with the settings of `make run`: `make migrate` brings its tables up to
+# date, `make demo` also loads the demo organizations, accounts and studies (once).
+migrate: $(STAMP)
 	mkdir -p var
 	$(RUN_ENV) $(BIN)/python -m portal.demo_env
 	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
+
+demo: migrate
 	$(RUN_ENV) $(BIN)/python manage.py seed_demo
+
+run: ohif demo
 	@echo "Starting the DICOM listener on 127.0.0.1:$(DICOM_PORT) beside the web server; Ctrl-C stops both."
 	$(RUN_ENV) $(BIN)/python manage.py dicom_listener --host 127.0.0.1 --port $(DICOM_PORT) & \
 	listener=$$!; ohif=; \
@@ -54,9 +60,18 @@ test: $(STAMP) ohif
 	$(BIN)/python manage.py makemigrations --check --dry-run --settings=tests.settings > /dev/null
 	$(BIN)/python -m pytest
 
+# The static checks CI runs before the suite: ruff, mypy, Django's system checks, and migrations
+# in step with the models.
+check: lint typecheck
+	$(BIN)/python manage.py check --settings=tests.settings
+	$(BIN)/python manage.py makemigrations --check --dry-run --settings=tests.settings > /dev/null
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format .
