@@ -41,6 +41,7 @@ from django.utils.translation import gettext as _
 
 from dicomweb.http import DicomwebError, bad_request, dicomweb_view, not_found
 from dicomweb.scope import instance_target, instances_for, study_for
+from portal.http import allow_private_caching
 from studies.access import StudyAccess
 from studies.models import Instance, Study
 from studies.rendering import JPEG_QUALITY, RenderError, Viewport, Window
@@ -263,7 +264,7 @@ def _answer(
         # The address names these exact bytes (and the window and format): the viewer's
         # browser may keep the image, for the signed-in user alone.
         response.headers["Cache-Control"] = f"private, max-age={seconds}"
-        response.private_cache = True
+        allow_private_caching(response)
     return response
 
 

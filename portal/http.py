@@ -1,7 +1,12 @@
 """Responses the apps share."""
 
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
+
+# Marks a view puts on its response for portal.middleware.
+_PRIVATELY_CACHEABLE = "_portal_privately_cacheable"
+_ERROR_PAGE = "_portal_error_page"
 
 
 class SeeOther(HttpResponseRedirect):
@@ -34,3 +39,24 @@ def dialog_redirect(request: HttpRequest, url: str) -> HttpResponse:
         response["X-Dialog-Redirect"] = url
         return response
     return SeeOther(url)
+
+
+def allow_private_caching(response: HttpResponseBase) -> None:
+    """Let the user's own browser keep this response (its Cache-Control says for how long): an
+    image whose address names its exact content, the scripts' texts. Every other dynamic
+    response gets ``no-store`` (portal.middleware.SecurityHeadersMiddleware)."""
+    setattr(response, _PRIVATELY_CACHEABLE, True)
+
+
+def may_be_cached_privately(response: HttpResponseBase) -> bool:
+    return getattr(response, _PRIVATELY_CACHEABLE, False)
+
+
+def mark_error_page(response: HttpResponseBase) -> None:
+    """This response is already the portal's own error page (portal.middleware's
+    DemoNotFoundMiddleware leaves it alone)."""
+    setattr(response, _ERROR_PAGE, True)
+
+
+def is_error_page(response: HttpResponseBase) -> bool:
+    return getattr(response, _ERROR_PAGE, False)

@@ -1,6 +1,7 @@
 from django.conf import settings
 
 from portal import decisions
+from portal.http import is_error_page, may_be_cached_privately
 
 # Every dynamic page may show patient data, so none of them may be kept by a browser or proxy.
 _NO_STORE = "no-store, max-age=0"
@@ -19,7 +20,7 @@ def content_security_policy() -> str:
 class SecurityHeadersMiddleware:
     """Adds the headers Django 5.2 does not set itself: a strict Content-Security-Policy (the
     templates carry no inline script or style) and ``Cache-Control: no-store`` on everything that
-    is not a static asset or a response its view marked ``private_cache``."""
+    is not a static asset or a response its view let browsers keep (``allow_private_caching``)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -30,10 +31,8 @@ class SecurityHeadersMiddleware:
         response.headers.setdefault(
             "Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"
         )
-        # A view may let the user's own browser keep a response (``private_cache``: an image
-        # whose address names its exact content, the scripts' texts); nothing else is stored.
-        if not request.path.startswith(settings.STATIC_URL) and not getattr(
-            response, "private_cache", False
+        if not request.path.startswith(settings.STATIC_URL) and not may_be_cached_privately(
+            response
         ):
             response.headers["Cache-Control"] = _NO_STORE
             response.headers.setdefault("Pragma", "no-cache")
@@ -55,7 +54,7 @@ class DemoNotFoundMiddleware:
             settings.DEMO_MODE
             and response.status_code == 404
             and response.get("Content-Type", "").startswith("text/html")
-            and not getattr(response, "portal_error_page", False)
+            and not is_error_page(response)
         ):
             from portal.views import page_not_found
 

@@ -15,6 +15,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import etag, require_GET
 from django.views.i18n import JavaScriptCatalog
 
+from portal.http import allow_private_caching, mark_error_page
+
 
 @require_GET
 @never_cache
@@ -54,7 +56,7 @@ def javascript_catalog(request, language: str):
         _javascript_catalog(language)[0], content_type="text/javascript; charset=utf-8"
     )
     patch_cache_control(response, private=True, no_cache=True)
-    response.private_cache = True  # portal.middleware would forbid keeping it at all
+    allow_private_caching(response)
     return response
 
 
@@ -68,8 +70,7 @@ def _error(request, status: int, title: str, advice: str) -> HttpResponse:
     response = render(
         request, "error.html", {"title": title, "advice": advice, "status": status}, status=status
     )
-    # Already the portal's page: portal.middleware.DemoNotFoundMiddleware leaves it alone.
-    response.portal_error_page = True
+    mark_error_page(response)
     return response
 
 
