@@ -10,6 +10,7 @@ import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -475,7 +476,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Logging: no secrets and no link tokens in logs (portal.logging masks them) -------------
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"mask_secrets": {"()": "portal.logging.MaskSecretsFilter"}},
