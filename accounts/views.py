@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_protect
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods, require_POST
 
-from accounts import services
+from accounts import demo, services
 from accounts.forms import CodeForm, LoginForm, PasswordChangeForm, PasswordConfirmForm
 from accounts.policy import two_factor_required
 from portal.csrf import accepts_opaque_origin
@@ -84,6 +84,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
             "next": next_url,
             "with_code": with_code,
             "demo_accounts": _demo_accounts(),
+            "demo_password": demo.DEMO_PASSWORD,
         },
         status=status,
     )
@@ -92,21 +93,8 @@ def login_view(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _demo_accounts() -> list[dict[str, str]]:
-    if not settings.DEMO_MODE:
-        return []
-    return [
-        {"username": "alice", "role": _("Clinician, first organization")},
-        {"username": "bob", "role": _("Clinician, first organization")},
-        {
-            "username": "dana",
-            "role": _(
-                "Administrator of the first organization; administrators must use two-factor "
-                "authentication, so the portal asks her to set it up first"
-            ),
-        },
-        {"username": "carol", "role": _("Clinician, second organization")},
-    ]
+def _demo_accounts() -> tuple[demo.DemoUser, ...]:
+    return demo.USERS if settings.DEMO_MODE else ()
 
 
 @sensitive_post_parameters("otp_token")

@@ -9,7 +9,8 @@ from django.conf import settings
 from django.db import transaction
 
 from dimse.models import DicomNode
-from studies.demo import ST_ELSEWHERE, DemoWorld
+from accounts.demo import ST_ELSEWHERE
+from studies.demo import DemoWorld
 
 DEMO_AE_TITLE = "DEMO_PACS"
 DEMO_LOCATION = "Radiology"

@@ -27,131 +27,28 @@ from django.db import transaction
 from django.db.models import Count
 from pydicom.uid import generate_uid
 
-from accounts.models import Group, Location, Membership, Organization, OrganizationKind, Role, User
-from accounts.permissions import ADMINISTRATOR, CLINICIAN
+from accounts.demo import (
+    DEMO_PASSWORD,
+    ORGANIZATIONS,
+    RIVERSIDE,
+    ROLES,
+    ST_ELSEWHERE,
+    USERS,
+    DemoUser,
+)
+from accounts.models import Group, Location, Membership, Organization, Role, User
 from studies.models import Entry, EntryOrigin, Folder, Instance, Report, Study
 from studies.services.ingestion import IngestResult, ingest_files
 from studies.services.worklists import group_worklist, location_worklist
 from studies.synthetic import bundled_test_file, make_multiframe, make_series, to_bytes
 
-DEMO_PASSWORD = "demo-portal"  # noqa: S105 - published in the README on purpose
 ACTOR_LABEL = "seed_demo"
-
-ST_ELSEWHERE = "St. Elsewhere Hospital"
-RIVERSIDE = "Riverside Clinic"
 
 Progress = Callable[[str], None]
 
 
 class DemoError(Exception):
     """The demo could not be loaded as declared (e.g. ingestion refused a generated file)."""
-
-
-# --- Organizations, roles, users -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DemoOrganization:
-    name: str
-    kind: str
-    locations: tuple[str, ...]
-    groups: tuple[str, ...] = ()
-
-
-ORGANIZATIONS = (
-    DemoOrganization(
-        ST_ELSEWHERE,
-        OrganizationKind.HOSPITAL,
-        locations=("Radiology", "Emergency"),
-        groups=("Neuroradiology", "Cardiology"),
-    ),
-    DemoOrganization(RIVERSIDE, OrganizationKind.CLINIC, locations=("Imaging",)),
-)
-
-# Global roles (organization=None): every organization's memberships may use them.
-ROLES = {"Clinician": CLINICIAN, "Administrator": ADMINISTRATOR}
-
-
-@dataclass(frozen=True)
-class DemoUser:
-    username: str
-    first_name: str
-    last_name: str
-    organization: str
-    role: str
-    who: str  # the README's description, printed in the summary table
-    email: str
-    language: str
-    locations: tuple[str, ...] = ()
-    groups: tuple[str, ...] = ()
-    physician_number: str = ""
-    mobile: str = ""
-    email_public: bool = False
-    mobile_public: bool = False
-    is_staff: bool = False
-
-
-USERS = (
-    DemoUser(
-        "alice",
-        "Alice",
-        "Martin",
-        ST_ELSEWHERE,
-        "Clinician",
-        who="clinician, St. Elsewhere Hospital: Radiology location, Neuroradiology group",
-        email="alice@st-elsewhere.example",
-        language="en",
-        locations=("Radiology",),
-        groups=("Neuroradiology",),
-        physician_number="RIZIV-10001",
-        # Public, so that the Share dialog's search by mobile number and by email finds her.
-        mobile="+32470000001",
-        email_public=True,
-        mobile_public=True,
-    ),
-    DemoUser(
-        "bob",
-        "Bob",
-        "Janssens",
-        ST_ELSEWHERE,
-        "Clinician",
-        # The README promises bob in the Neuroradiology group; the Emergency location and the
-        # Cardiology group give him studies alice does not have, for sharing between them.
-        who="clinician, St. Elsewhere Hospital: Emergency location, Neuroradiology and "
-        "Cardiology groups",
-        email="bob@st-elsewhere.example",
-        language="nl",
-        locations=("Emergency",),
-        groups=("Neuroradiology", "Cardiology"),
-        physician_number="RIZIV-10002",
-        mobile="+32470000002",
-    ),
-    DemoUser(
-        "dana",
-        "Dana",
-        "Dubois",
-        ST_ELSEWHERE,
-        "Administrator",
-        who="administrator of St. Elsewhere Hospital (all its studies), Django admin staff",
-        email="dana@st-elsewhere.example",
-        language="fr",
-        mobile="+32470000003",
-        is_staff=True,
-    ),
-    DemoUser(
-        "carol",
-        "Carol",
-        "Weber",
-        RIVERSIDE,
-        "Clinician",
-        who="clinician of Riverside Clinic (Imaging location), the second organization",
-        email="carol@riverside-clinic.example",
-        language="de",
-        locations=("Imaging",),
-        physician_number="BIG-20001",
-        mobile="+491701234567",
-    ),
-)
 
 
 # --- Studies ---------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ node is put back."""
 
 import pytest
 
+from accounts.demo import ST_ELSEWHERE
 from dimse.models import DicomNode
 from studies import demo
 
@@ -24,7 +25,7 @@ def test_the_demo_registers_demo_pacs_for_st_elsewheres_radiology(settings):
 
     node = DicomNode.objects.get()
     assert node.ae_title == "DEMO_PACS" and node.is_active and node.host == ""
-    assert (node.organization.name, node.location.name) == (demo.ST_ELSEWHERE, "Radiology")
+    assert (node.organization.name, node.location.name) == (ST_ELSEWHERE, "Radiology")
     assert any(
         "python -m pynetdicom storescu 127.0.0.1 11112 FOLDER -aet DEMO_PACS -aec PORTAL -r -cx"
         in line

@@ -6,15 +6,17 @@ whole demo loads in seconds.
 """
 
 import io
+import re
 
 import pytest
 from django.core.files.storage import storages
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 
+from accounts.demo import DEMO_PASSWORD
 from accounts.models import Group, Location, Membership, Organization, Role, User
 from accounts.permissions import ADMINISTRATOR, CLINICIAN
 from audit.models import AuditEvent
-from studies import demo
 from studies.access import user_study_access, visible_studies
 from studies.models import Entry, Instance, Patient, Report, Series, Study
 from studies.rendering import render_frame
@@ -76,10 +78,18 @@ def test_refuses_to_run_without_demo_mode(settings):
 
 def test_prints_the_demo_accounts_and_where_to_log_in(seeded, settings):
     assert settings.SITE_URL in seeded
-    assert demo.DEMO_PASSWORD in seeded
+    assert DEMO_PASSWORD in seeded
     for username in ("alice", "bob", "dana", "carol"):
         assert f"  {username} " in seeded
     assert f"St. Elsewhere Hospital: {ST_ELSEWHERE_STUDIES} studies" in seeded
+
+
+def test_the_login_page_lists_exactly_the_accounts_the_seed_made(seeded, client):
+    page = client.get(reverse("accounts:login"), secure=True).text
+
+    listed = set(re.findall(r"<tr><td><code>([^<]+)</code></td>", page))
+    assert listed == set(User.objects.values_list("username", flat=True))
+    assert f'<code class="demo-password">{DEMO_PASSWORD}</code>' in page
 
 
 def test_accounts_match_the_readme(seeded):
@@ -87,7 +97,7 @@ def test_accounts_match_the_readme(seeded):
         User.objects.get(username=name) for name in ("alice", "bob", "dana", "carol")
     )
     for user in (alice, bob, dana, carol):
-        assert user.check_password(demo.DEMO_PASSWORD)
+        assert user.check_password(DEMO_PASSWORD)
         assert user.is_active
     assert (alice.get_full_name(), alice.email, alice.mobile, alice.email_public) == (
         "Alice Martin",
@@ -261,6 +271,6 @@ def test_a_run_restores_what_the_readme_promises(seeded):
     seed()
 
     alice.refresh_from_db()
-    assert alice.check_password(demo.DEMO_PASSWORD)
+    assert alice.check_password(DEMO_PASSWORD)
     assert Membership.objects.get(user=alice).is_active
     assert visible_studies(alice).exists()
