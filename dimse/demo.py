@@ -8,8 +8,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import transaction
 
-from dimse.models import DicomNode
 from accounts.demo import ST_ELSEWHERE
+from dimse.models import DicomNode
 from studies.demo import DemoWorld
 
 DEMO_AE_TITLE = "DEMO_PACS"
