@@ -1,6 +1,6 @@
 from django.urls import path
 
-from studies.views import directory, folders, upload, viewer
+from studies.views import directory, download, folders, upload, viewer
 
 app_name = "studies"
 
@@ -17,5 +17,5 @@ urlpatterns = [
     path("folders/file/", folders.file, name="folder_file"),
     path("<str:study_uid>/", viewer.study, name="study"),
     path("<str:study_uid>/report/", viewer.save_report, name="report"),
-    path("<str:study_uid>/download/", upload.download_study, name="download"),
+    path("<str:study_uid>/download/", download.download_study, name="download"),
 ]
