@@ -11,12 +11,13 @@ import hashlib
 import logging
 import struct
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, time
 from typing import BinaryIO
 
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext as _
+from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_partial
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, MediaStorageDirectoryStorage
@@ -200,29 +201,57 @@ def _valid_uid(uid: str) -> bool:
     return 0 < len(uid) <= 64 and all(ch.isdigit() or ch == "." for ch in uid)
 
 
-def read_header(spool: BinaryIO, size: int) -> DicomHeader:
-    pixel_at: list[tuple[int, int]] = []
-    overruns: list[int] = []
-    last_end: list[int | None] = [None]
+@dataclass
+class _Scan:
+    """What reading the header saw of the file's layout, element by element."""
 
-    def stop_at_pixels(tag, vr, length) -> bool:
+    size: int
+    pixel_at: tuple[int, int] | None = None  # (position, length) of the Pixel Data's value
+    overruns: list[int] = field(default_factory=list)  # tags whose value runs past the end
+    last_end: int | None = None  # where the last element's value ends (None: undefined length)
+
+    def stop_at_pixels(self, spool: BinaryIO, tag, length: int) -> bool:
         # Called for each top-level element with the file positioned at its value. pydicom
         # quietly stops at the end of a cut file, so check here that each value fits in it
         # and remember where the last one ends.
         if tag in _PIXEL_TAGS:
-            pixel_at.append((spool.tell(), length))
+            self.pixel_at = (spool.tell(), length)
             return True
         if length == _UNDEFINED_LENGTH:
-            last_end[0] = None
+            self.last_end = None
         else:
-            last_end[0] = spool.tell() + length
-            if last_end[0] > size:
-                overruns.append(tag)
+            self.last_end = spool.tell() + length
+            if self.last_end > self.size:
+                self.overruns.append(tag)
         return False
 
+
+def read_header(spool: BinaryIO, size: int) -> DicomHeader:
+    scan = _Scan(size=size)
+    ds = _read_until_pixels(spool, scan)
+    transfer_syntax, media_class = _file_meta(ds)
+    _check_complete(spool, ds, scan, transfer_syntax, media_class)
+    try:
+        return _header_from(ds, transfer_syntax, media_class, has_pixels=scan.pixel_at is not None)
+    except (ValueError, TypeError, KeyError, LookupError) as exc:
+        # Undecodable character sets or malformed values in the attributes we need.
+        raise FileRejected(
+            "damaged",
+            _(
+                "The DICOM file's patient or study attributes cannot be decoded. Check the file "
+                "with the imaging system that produced it."
+            ),
+        ) from exc
+
+
+def _read_until_pixels(spool: BinaryIO, scan: _Scan) -> Dataset:
     spool.seek(0)
     try:
-        ds = read_partial(spool, stop_when=stop_at_pixels, defer_size="512 KB")
+        ds = read_partial(
+            spool,
+            stop_when=lambda tag, _vr, length: scan.stop_at_pixels(spool, tag, length),
+            defer_size="512 KB",
+        )
     except InvalidDicomError as exc:
         raise FileRejected(
             "not_dicom",
@@ -242,7 +271,11 @@ def read_header(spool: BinaryIO, size: int) -> DicomHeader:
                 "its source."
             ),
         ) from exc
+    return ds
 
+
+def _file_meta(ds: Dataset) -> tuple[str, str]:
+    """The file's transfer syntax and media storage class, refusing what is no image file."""
     meta = getattr(ds, "file_meta", None)
     transfer_syntax = str(meta.get("TransferSyntaxUID", "") if meta is not None else "").strip()
     if not transfer_syntax:
@@ -262,20 +295,27 @@ def read_header(spool: BinaryIO, size: int) -> DicomHeader:
                 "lists (the rest of the folder)."
             ),
         )
+    return transfer_syntax, media_class
+
+
+def _check_complete(
+    spool: BinaryIO, ds: Dataset, scan: _Scan, transfer_syntax: str, media_class: str
+) -> None:
+    """Refuse a file cut short, or one that describes an image without its pixels."""
     # A deflated file is inflated in memory first (a cut one fails to inflate), so positions
     # in it are not positions in the spool.
     if transfer_syntax != DeflatedExplicitVRLittleEndian:
         # A value running past the end, or a few bytes left over that make no element (the
         # file was cut inside an element's header).
-        leftover = not pixel_at and last_end[0] is not None and last_end[0] < size
-        if overruns or leftover:
+        leftover = scan.pixel_at is None and scan.last_end is not None and scan.last_end < scan.size
+        if scan.overruns or leftover:
             raise _truncated()
-        if pixel_at:
-            fragments = _check_pixel_data_complete(spool, size, *pixel_at[0])
-            _check_pixel_geometry(ds, pixel_at[0], fragments)
+        if scan.pixel_at is not None:
+            fragments = _check_pixel_data_complete(spool, scan.size, *scan.pixel_at)
+            _check_pixel_geometry(ds, scan.pixel_at, fragments)
     if len(ds) == 0:
         raise _truncated()  # nothing after the file header
-    if not pixel_at and ("Rows" in ds or _is_image_class(ds, media_class)):
+    if scan.pixel_at is None and ("Rows" in ds or _is_image_class(ds, media_class)):
         # Cut exactly between two elements before the Pixel Data, or stripped of it: either
         # way there is nothing to show.
         raise FileRejected(
@@ -285,18 +325,6 @@ def read_header(spool: BinaryIO, size: int) -> DicomHeader:
                 "short). Copy or export it again from its source."
             ),
         )
-
-    try:
-        return _header_from(ds, transfer_syntax, media_class, has_pixels=bool(pixel_at))
-    except (ValueError, TypeError, KeyError, LookupError) as exc:
-        # Undecodable character sets or malformed values in the attributes we need.
-        raise FileRejected(
-            "damaged",
-            _(
-                "The DICOM file's patient or study attributes cannot be decoded. Check the file "
-                "with the imaging system that produced it."
-            ),
-        ) from exc
 
 
 def _impossible(reason: str) -> FileRejected:
