@@ -9,6 +9,7 @@ the page cursor are not PHI and stay in the query string, so those views can be 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from django import forms
@@ -26,12 +27,14 @@ from django.views.decorators.http import require_GET, require_POST
 from portal.forms import DateField, DateInput
 from studies import menu
 from studies.access import organizable_worklist_ids
+from studies.models import Study
 from studies.selectors import (
     MAX_ID,
     MODALITIES,
     InvalidCursor,
     SearchCriteria,
     Sort,
+    StudyRow,
     can_use_directory,
     search_page,
     study_rows,
@@ -207,8 +210,6 @@ def _render_directory(
     sort = Sort.parse(params.get("sort"))
     worklist_id = _int_param(params.get("worklist"))
     folder_id = _int_param(params.get("folder"))
-    selected_worklist = visible_worklist(user, worklist_id) if worklist_id else None
-    selected_folder = visible_folder(user, folder_id) if folder_id else None
     criteria.worklist_id = worklist_id
     criteria.folder_id = folder_id
 
@@ -229,19 +230,12 @@ def _render_directory(
     except InvalidCursor:
         return redirect(url())
 
-    rows = study_rows(user, page.studies, request)
+    # Where the user may file studies in folders: the menu's folder items and drag and drop.
+    organizable = organizable_worklist_ids(user)
+    rows = _rows(request, page.studies, organizable)
     record_studies_listed(
         request=request, via="directory", keys=criteria.keys_used(), rows=len(rows)
     )
-    # Where the user may file studies in folders: the menu's folder items and drag and drop.
-    organizable = organizable_worklist_ids(user)
-    for row in rows:
-        row.href = reverse("studies:study", args=[row.study.study_uid])
-        row.link = request.build_absolute_uri(row.href)
-        row.organize = any(pk in organizable for pk in row.worklist_ids)
-    allows = menu.allowed_items(request, "study", [row.study for row in rows])
-    for row in rows:
-        row.allows = allows[row.study.pk]
 
     if form is None:
         form = SearchForm(
@@ -253,46 +247,18 @@ def _render_directory(
             }
         )
 
-    columns = []
-    for key, label, css in COLUMNS:
-        column = {"label": label, "key": key, "css": css, "sorted": None, "url": None}
-        if key:
-            column["url"] = url(sort=sort.toggled(key).param, cursor=None)
-            if sort.key == key:
-                column["sorted"] = "descending" if sort.descending else "ascending"
-        columns.append(column)
-
-    tree = worklist_tree(user)
-    _annotate_allowed(request, tree)
-    for node in tree:
-        node.group_label = TREE_GROUPS.get(node.worklist.kind, node.worklist.kind)
-        node.href = _directory_url(worklist=node.worklist.pk)
-        node.link = request.build_absolute_uri(node.href)
-        node.filter_url = url(worklist=node.worklist.pk, folder=None, cursor=None)
-        node.organize = node.worklist.pk in organizable
-        _annotate_folders(request, node.folders, url, organize=node.organize)
-
-    scope_name = None
-    if selected_folder is not None:
-        scope_name = f"{selected_folder.worklist.name} / {selected_folder.name}"
-    elif selected_worklist is not None:
-        scope_name = selected_worklist.name
-    elif worklist_id or folder_id:
-        # An id the user may not see: the list is empty, and its name stays unknown.
-        scope_name = _("Unknown worklist")
-
     context = {
         "form": form,
         "criteria": criteria,
         "search_key": search_key,
         "searching": criteria.has_search,
         "rows": rows,
-        "columns": columns,
+        "columns": _columns(sort, url),
         "sort": sort,
-        "tree": tree,
+        "tree": _tree(request, url, organizable),
         "selected_worklist_id": worklist_id if folder_id is None else None,
         "selected_folder_id": folder_id,
-        "scope_name": scope_name,
+        "scope_name": _scope_name(user, worklist_id, folder_id),
         "all_studies_url": url(worklist=None, folder=None, cursor=None),
         "clear_search_url": url(s=None, cursor=None),
         "first_page_url": url(cursor=None) if cursor else None,
@@ -303,6 +269,61 @@ def _render_directory(
         "file_studies_url": reverse("studies:folder_file") if organizable else None,
     }
     return render(request, "studies/directory.html", context, status=status)
+
+
+def _rows(request: HttpRequest, studies: list[Study], organizable: set[int]) -> list[StudyRow]:
+    """The page's rows, with their study page's address, whether the user may file them in
+    folders, and the menu items each allows."""
+    rows = study_rows(request.user, studies, request)
+    for row in rows:
+        row.href = reverse("studies:study", args=[row.study.study_uid])
+        row.link = request.build_absolute_uri(row.href)
+        row.organize = any(pk in organizable for pk in row.worklist_ids)
+    allows = menu.allowed_items(request, "study", [row.study for row in rows])
+    for row in rows:
+        row.allows = allows[row.study.pk]
+    return rows
+
+
+def _columns(sort: Sort, url: Callable[..., str]) -> list[dict]:
+    """The table's headers; a sortable one links to the other direction of its order."""
+    columns = []
+    for key, label, css in COLUMNS:
+        column = {"label": label, "key": key, "css": css, "sorted": None, "url": None}
+        if key:
+            column["url"] = url(sort=sort.toggled(key).param, cursor=None)
+            if sort.key == key:
+                column["sorted"] = "descending" if sort.descending else "ascending"
+        columns.append(column)
+    return columns
+
+
+def _tree(request: HttpRequest, url: Callable[..., str], organizable: set[int]) -> list:
+    """The worklists and their folders, each with its address, filter and menu items."""
+    tree = worklist_tree(request.user)
+    _annotate_allowed(request, tree)
+    for node in tree:
+        node.group_label = TREE_GROUPS.get(node.worklist.kind, node.worklist.kind)
+        node.href = _directory_url(worklist=node.worklist.pk)
+        node.link = request.build_absolute_uri(node.href)
+        node.filter_url = url(worklist=node.worklist.pk, folder=None, cursor=None)
+        node.organize = node.worklist.pk in organizable
+        _annotate_folders(request, node.folders, url, organize=node.organize)
+    return tree
+
+
+def _scope_name(user, worklist_id: int | None, folder_id: int | None) -> str | None:
+    """The name of the worklist or folder the list is narrowed to."""
+    folder = visible_folder(user, folder_id) if folder_id else None
+    if folder is not None:
+        return f"{folder.worklist.name} / {folder.name}"
+    worklist = visible_worklist(user, worklist_id) if worklist_id else None
+    if worklist is not None:
+        return worklist.name
+    if worklist_id or folder_id:
+        # An id the user may not see: the list is empty, and its name stays unknown.
+        return _("Unknown worklist")
+    return None
 
 
 def _annotate_allowed(request: HttpRequest, tree) -> None:
