@@ -785,10 +785,6 @@ def study_link_permissions(user: User, study: Study) -> StudyLinkPermissions:
     )
 
 
-def may_view_links(user: User, study: Study) -> bool:
-    return study_link_permissions(user, study).can_view
-
-
 def links_for_study(
     user: User, study: Study, *, permissions: StudyLinkPermissions | None = None
 ) -> list[LinkRow]:
