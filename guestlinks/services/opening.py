@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,6 +59,7 @@ from portal import decisions, throttle
 from portal.clients import client_ip
 from studies.access import entries_passed_on_in_full
 from studies.models import Folder, Study, Worklist
+from studies.selectors import folder_and_descendants
 
 # Tokens are 32 bytes of URL-safe base64 without padding (guestlinks.tokens and
 # secrets.token_urlsafe(32)): anything else is not looked up, only counted.
@@ -590,21 +590,6 @@ def _check_code(link: GuestLink, request: HttpRequest, code: str) -> None:
     )
 
 
-def _folder_ids(folder: Folder) -> list[int]:
-    """The folder and its subfolders, as the directory shows them."""
-    children: dict[int | None, list[int]] = {}
-    for pk, parent_id in Folder.objects.filter(worklist_id=folder.worklist_id).values_list(
-        "pk", "parent_id"
-    ):
-        children.setdefault(parent_id, []).append(pk)
-    found, pending = [], deque([folder.pk])
-    while pending:
-        current = pending.popleft()
-        found.append(current)
-        pending.extend(children.get(current, []))
-    return found
-
-
 def granted_studies(link: GuestLink, *, now: datetime | None = None) -> list[int]:
     """The studies a grant of ``link`` holds, as they are now (the grant keeps this list).
 
@@ -640,7 +625,7 @@ def _collection_entries(*, worklist_id: int | None, folder: Folder | None, now: 
     subfolders included), without those of shares that may not be passed on whole."""
     entries = entries_passed_on_in_full(now)
     if folder is not None:
-        return entries.filter(folder_id__in=_folder_ids(folder))
+        return entries.filter(folder_id__in=folder_and_descendants(folder))
     return entries.filter(worklist_id=worklist_id)
 
 
