@@ -3,7 +3,7 @@ an administrator revoke it, and list a study's links for those who may see them.
 
 Every function checks the caller's permission in the organization that owns the link's target
 and runs in one transaction with its audit events and queued messages. The token is shown once
-in the returned :class:`CreatedLink` (and again, through ``recover_token``, to users who may view
+in the returned :class:`CreatedLink` (and again, through ``recovered_link_url``, to users who may view
 links); it never reaches an audit event, a log line or the stored message context. The link's
 password is never sent and never stored in clear: only its argon2id hash is kept.
 """
@@ -14,10 +14,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
@@ -29,7 +27,7 @@ from audit.services import record
 from guestlinks.models import GuestLink, LinkState, TargetKind
 from guestlinks.passwords import hash_link_password
 from guestlinks.services.state import LinkStatus, link_status
-from guestlinks.tokens import digest_for, new_salt, recover_token, token_for
+from guestlinks.tokens import digest_for, link_url, new_salt, recovered_link_url, token_for
 from notifications.languages import language_of, supported_language
 from notifications.models import Channel
 from notifications.services import queue_message, validate_recipient
@@ -247,11 +245,6 @@ def _held_until(sender: User, target: LinkTarget) -> datetime | None:
         return None
     access = user_study_access(sender, target.study)
     return access.until if access is not None else None
-
-
-def link_url(token: str) -> str:
-    """The absolute address the recipient opens."""
-    return f"{settings.SITE_URL}{reverse('guest:link', args=[token])}"
 
 
 def _link_target(link: GuestLink) -> LinkTarget:
@@ -799,15 +792,11 @@ def links_for_study(
     rows = []
     for link in GuestLink.objects.filter(study=study).select_related("created_by", "ended_by"):
         status = link_status(link, now=now)
-        url = None
-        if status.is_open:
-            token = recover_token(link.token_salt, link.token_digest)
-            url = link_url(token) if token else None
         rows.append(
             LinkRow(
                 link=link,
                 status=status,
-                url=url,
+                url=recovered_link_url(link) if status.is_open else None,
                 can_delete=permissions.can_delete and link.state == LinkState.ACTIVE,
             )
         )

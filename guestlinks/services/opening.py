@@ -51,7 +51,7 @@ from guestlinks.access import GRANTS_SESSION_KEY, forget_memo
 from guestlinks.models import ConfirmationToken, GuestLink, SmsCode, TargetKind
 from guestlinks.passwords import check_link_password
 from guestlinks.services.state import LinkStatus, link_status, max_code_failures, openable
-from guestlinks.tokens import candidate_digests, recover_token
+from guestlinks.tokens import candidate_digests, recovered_link_url
 from notifications import codes
 from notifications.models import Channel
 from notifications.services import queue_message
@@ -775,15 +775,6 @@ def sender_name(link: GuestLink) -> str:
     return sender.get_full_name() or sender.get_username()
 
 
-def link_url(link: GuestLink) -> str | None:
-    """The link's absolute address, made again from its salt; None if no key still held
-    made it."""
-    token = recover_token(link.token_salt, link.token_digest)
-    if token is None:
-        return None
-    return f"{settings.SITE_URL}{reverse('guest:link', args=[token])}"
-
-
 def start_confirmation(link: GuestLink, *, request: HttpRequest | None = None) -> str:
     """The first of the two emails: ask ``link.email`` to confirm it is the intended recipient.
     Stores only the keyed digest of a new confirmation token, queues the ``email_confirmation``
@@ -857,7 +848,7 @@ def confirm_email(*, confirmation: ConfirmationToken, request: HttpRequest) -> b
         ).update(confirmed_at=now)
         if not confirmed:
             return False
-        url = link_url(link)
+        url = recovered_link_url(link)
         if url is None:
             # The key that made this link has been retired: it cannot be sent again (raising
             # here rolls the confirmation back).
