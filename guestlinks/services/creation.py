@@ -3,8 +3,8 @@ an administrator revoke it, and list a study's links for those who may see them.
 
 Every function checks the caller's permission in the organization that owns the link's target
 and runs in one transaction with its audit events and queued messages. The token is shown once
-in the returned :class:`CreatedLink` (and again, through ``recovered_link_url``, to users who may view
-links); it never reaches an audit event, a log line or the stored message context. The link's
+in the returned :class:`CreatedLink` (and again, through ``recovered_link_url``, to users who may
+view links); it never reaches an audit event, a log line or the stored message context. The link's
 password is never sent and never stored in clear: only its argon2id hash is kept.
 """
 
@@ -26,11 +26,12 @@ from audit.models import Action
 from audit.services import record
 from guestlinks.models import GuestLink, LinkState, TargetKind
 from guestlinks.passwords import hash_link_password
+from guestlinks.services.messages import queue_link_message
 from guestlinks.services.state import LinkStatus, link_status
 from guestlinks.tokens import digest_for, link_url, new_salt, recovered_link_url, token_for
 from notifications.languages import language_of, supported_language
 from notifications.models import Channel
-from notifications.services import queue_message, validate_recipient
+from notifications.services import validate_recipient
 from portal.validation import FieldErrors
 from studies.access import (
     active_memberships,
@@ -51,8 +52,6 @@ MAX_PASSWORD_LENGTH = 128
 MAX_MESSAGE_LENGTH = 2_000
 MAX_REASON_LENGTH = 1_000
 BIRTH_DATE_FORMAT = "%Y%m%d"
-
-GUEST_LINK_TEMPLATE = "guest_link"
 
 
 # --- Inputs and results ------------------------------------------------------------------------
@@ -508,19 +507,6 @@ def _check(
 # --- Creating ----------------------------------------------------------------------------------
 
 
-def message_context(*, link: GuestLink, sender: User, url: str) -> dict[str, Any]:
-    """The context of the ``guest_link`` email and SMS (see notifications.services)."""
-    return {
-        "sender_name": sender.get_full_name() or sender.get_username(),
-        "link": url,
-        "message": link.message,
-        "expires_at": link.expires_at,
-        "max_uses": link.max_uses,
-        "password_required": bool(link.password_hash),
-        "login_required": link.login_required,
-    }
-
-
 def _option_details(link: GuestLink) -> dict[str, Any]:
     """What an audit event says about a link's options: booleans and counts, never the password,
     the token, the message or the addresses. (Keys avoid the words the audit log redacts.)"""
@@ -611,7 +597,6 @@ def create_link(
             sms_code_required=options.sms_code,
         )
         queued = {"email": 0, "sms": 0, "confirmation": 0}
-        context = message_context(link=link, sender=sender, url=url)
         if link.email and link.require_email_confirmation:
             # Two steps: the recipient first proves they read this mailbox; the recipient side
             # then sends the link itself.
@@ -620,26 +605,12 @@ def create_link(
             start_confirmation(link, request=request)
             queued["confirmation"] = 1
         elif link.email:
-            queue_message(
-                channel=Channel.EMAIL,
-                to=link.email,
-                template=GUEST_LINK_TEMPLATE,
-                context=context,
-                language=link.language,
-                concerning=("guest_link", link.pk),
-            )
+            queue_link_message(link, channel=Channel.EMAIL, to=link.email, url=url)
             queued["email"] = 1
         if link.mobile and not link.require_email_confirmation:
             # With confirmation via email the link travels only through the confirmed mailbox;
             # the mobile number then serves the SMS code alone.
-            queue_message(
-                channel=Channel.SMS,
-                to=link.mobile,
-                template=GUEST_LINK_TEMPLATE,
-                context=context,
-                language=link.language,
-                concerning=("guest_link", link.pk),
-            )
+            queue_link_message(link, channel=Channel.SMS, to=link.mobile, url=url)
             queued["sms"] = 1
         _record(
             Action.LINK_CREATED,

@@ -50,6 +50,7 @@ from audit.services import record
 from guestlinks.access import GRANTS_SESSION_KEY, forget_memo
 from guestlinks.models import ConfirmationToken, GuestLink, SmsCode, TargetKind
 from guestlinks.passwords import check_link_password
+from guestlinks.services.messages import MESSAGE_CONCERNING, queue_link_message, sender_name
 from guestlinks.services.state import LinkStatus, link_status, max_code_failures, openable
 from guestlinks.tokens import candidate_digests, recovered_link_url
 from notifications import codes
@@ -65,7 +66,6 @@ from studies.selectors import folder_and_descendants
 # secrets.token_urlsafe(32)): anything else is not looked up, only counted.
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
 CONFIRM_PURPOSE = "guestlink-confirm"
-MESSAGE_CONCERNING = "guest_link"
 
 
 def _setting(name: str) -> int:
@@ -768,13 +768,6 @@ def send_code(*, link: GuestLink, request: HttpRequest) -> SentCode:
 # --- Two-step email confirmation ---------------------------------------------------------------
 
 
-def sender_name(link: GuestLink) -> str:
-    sender = link.created_by
-    if sender is None:
-        return link.organization.name
-    return sender.get_full_name() or sender.get_username()
-
-
 def start_confirmation(link: GuestLink, *, request: HttpRequest | None = None) -> str:
     """The first of the two emails: ask ``link.email`` to confirm it is the intended recipient.
     Stores only the keyed digest of a new confirmation token, queues the ``email_confirmation``
@@ -854,22 +847,7 @@ def confirm_email(*, confirmation: ConfirmationToken, request: HttpRequest) -> b
             # here rolls the confirmation back).
             raise LinkUnavailable()
         link.confirmed_at = now
-        queue_message(
-            channel=Channel.EMAIL,
-            to=link.email,
-            template="guest_link",
-            context={
-                "sender_name": sender_name(link),
-                "link": url,
-                "message": link.message,
-                "expires_at": link.expires_at,
-                "max_uses": link.max_uses,
-                "password_required": bool(link.password_hash),
-                "login_required": link.login_required,
-            },
-            language=link.language,
-            concerning=(MESSAGE_CONCERNING, link.pk),
-        )
+        queue_link_message(link, channel=Channel.EMAIL, to=link.email, url=url)
         _audit(link, Action.LINK_CONFIRMED, request, confirmation=confirmation.pk)
         _audit(
             link,
