@@ -15,14 +15,14 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from accounts.models import Organization
+from guestlinks.selectors import LinkTarget
 from guestlinks.services.creation import (
     MAX_MESSAGE_LENGTH,
     MAX_PASSWORD_LENGTH,
-    MAX_REASON_LENGTH,
     LinkOptions,
-    LinkTarget,
     default_validity_hours,
 )
+from guestlinks.services.ending import MAX_REASON_LENGTH
 from portal.forms import PolicyOptionsForm
 
 # Form fields and the organization policy flag that offers each.

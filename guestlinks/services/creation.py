@@ -1,11 +1,12 @@
-"""The sender's side of guest links: create a link (Send Link / New Guest Link), delete it, let
-an administrator revoke it, and list a study's links for those who may see them.
+"""Creating a guest link (Send Link / New Guest Link): the sender's options checked against the
+organization's policy and the portal's bounds, the link written, its messages queued and the
+event audited, in one transaction.
 
-Every function checks the caller's permission in the organization that owns the link's target
-and runs in one transaction with its audit events and queued messages. The token is shown once
-in the returned :class:`CreatedLink` (and again, through ``recovered_link_url``, to users who may
-view links); it never reaches an audit event, a log line or the stored message context. The link's
-password is never sent and never stored in clear: only its argon2id hash is kept.
+The token is shown once, in the returned :class:`CreatedLink` (and again, through
+``guestlinks.tokens.recovered_link_url``, to users who may view links); it never reaches an audit
+event, a log line or the stored message context. The link's password is never sent and never
+stored in clear: only its argon2id hash is kept. Ending a link is ``guestlinks.services.ending``;
+who may create one, and a study's list of links, ``guestlinks.selectors``.
 """
 
 from __future__ import annotations
@@ -21,28 +22,19 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from accounts.models import Organization, User
-from accounts.permissions import Perm
 from audit.models import Action
-from audit.services import record
-from guestlinks.models import GuestLink, LinkState, TargetKind
+from guestlinks.models import GuestLink
 from guestlinks.passwords import hash_link_password
+from guestlinks.selectors import LinkTarget, may_create_links, target_organization
+from guestlinks.services.events import record_link_event
 from guestlinks.services.messages import queue_link_message
-from guestlinks.services.state import LinkStatus, link_status
-from guestlinks.tokens import digest_for, link_url, new_salt, recovered_link_url, token_for
+from guestlinks.services.opening import start_confirmation
+from guestlinks.tokens import digest_for, link_url, new_salt, token_for
 from notifications.languages import language_of, supported_language
 from notifications.models import Channel
 from notifications.services import validate_recipient
 from portal.validation import FieldErrors
-from studies.access import (
-    active_memberships,
-    has_perm,
-    passes_on_in_full,
-    user_studies_access,
-    user_study_access,
-    visible_worklist_ids,
-    visible_worklists,
-)
-from studies.models import Folder, Study, Worklist
+from studies.access import user_study_access
 
 # Bounds a form or a script may not exceed, whatever the organization's policy.
 MAX_USES_LIMIT = 10_000
@@ -50,11 +42,10 @@ MAX_PASSWORD_ATTEMPTS_LIMIT = 100
 MIN_PASSWORD_LENGTH = 6
 MAX_PASSWORD_LENGTH = 128
 MAX_MESSAGE_LENGTH = 2_000
-MAX_REASON_LENGTH = 1_000
 BIRTH_DATE_FORMAT = "%Y%m%d"
 
 
-# --- Inputs and results ------------------------------------------------------------------------
+# --- Inputs and result --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -79,162 +70,10 @@ class LinkOptions:
 
 
 @dataclass(frozen=True)
-class LinkTarget:
-    """Exactly one study, worklist or folder."""
-
-    study: Study | None = None
-    worklist: Worklist | None = None
-    folder: Folder | None = None
-
-    def __post_init__(self) -> None:
-        if sum(item is not None for item in (self.study, self.worklist, self.folder)) != 1:
-            raise ValueError("A link target is exactly one study, worklist or folder.")
-
-    @property
-    def kind(self) -> str:
-        if self.study is not None:
-            return TargetKind.STUDY
-        if self.worklist is not None:
-            return TargetKind.WORKLIST
-        return TargetKind.FOLDER
-
-    @property
-    def organization_id(self) -> int | None:
-        if self.study is not None:
-            return self.study.organization_id
-        if self.worklist is not None:
-            return self.worklist.organization_id
-        return self.folder.worklist.organization_id
-
-    @property
-    def audit_id(self) -> str:
-        """The target's identifier for audit details (UIDs and ids carry no patient data)."""
-        if self.study is not None:
-            return self.study.study_uid
-        return str((self.worklist or self.folder).pk)
-
-
-@dataclass(frozen=True)
 class CreatedLink:
     link: GuestLink
     token: str = field(repr=False)
     url: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class LinkRow:
-    """One line of a study's list of links."""
-
-    link: GuestLink
-    status: LinkStatus
-    url: str | None = field(repr=False)
-    can_delete: bool
-
-    @property
-    def uses_left(self) -> int | None:
-        return self.status.uses_left
-
-
-# --- Targets -----------------------------------------------------------------------------------
-
-
-def sees_target(user: User, target: LinkTarget) -> bool:
-    """Whether the user reaches the target through the portal's access rules."""
-    if target.study is not None:
-        return user_study_access(user, target.study) is not None
-    worklist_id = target.worklist.pk if target.worklist is not None else target.folder.worklist_id
-    return visible_worklists(user).filter(pk=worklist_id).exists()
-
-
-def visible_target(
-    user: User,
-    *,
-    study_uid: str | None = None,
-    worklist_id: int | None = None,
-    folder_id: int | None = None,
-) -> LinkTarget | None:
-    """The target named by a request, or None when it does not exist or the user may not see it
-    (the two answer alike)."""
-    if study_uid:
-        study = (
-            Study.objects.select_related("organization", "patient")
-            .filter(study_uid=study_uid)
-            .first()
-        )
-        target = LinkTarget(study=study) if study is not None else None
-    elif worklist_id:
-        worklist = Worklist.objects.select_related("organization").filter(pk=worklist_id).first()
-        target = LinkTarget(worklist=worklist) if worklist is not None else None
-    elif folder_id:
-        folder = (
-            Folder.objects.select_related("worklist__organization").filter(pk=folder_id).first()
-        )
-        target = LinkTarget(folder=folder) if folder is not None else None
-    else:
-        return None
-    if target is None or not sees_target(user, target):
-        return None
-    return target
-
-
-def target_organization(target: LinkTarget) -> Organization | None:
-    organization_id = target.organization_id
-    if organization_id is None:
-        return None
-    return Organization.objects.filter(pk=organization_id).first()
-
-
-def may_create_links(user: User, target: LinkTarget) -> bool:
-    """The role's permission in the owning organization, and a target the user may hand on: a
-    study held only through a narrower share (anonymized, images only, SMS code, no further
-    sharing) cannot be sent by link, since the link would give more than the share did. A
-    personal worklist (and its folders) belongs to no organization and is never linked: it holds
-    studies shared on their senders' terms."""
-    item = target.study or target.worklist or target.folder
-    return item.pk in linkable_target_ids(user, target.kind, [item])
-
-
-def linkable_target_ids(user: User, kind: str, targets: list) -> set[int]:
-    """Of some studies, worklists or folders (``kind``), the keys of those the user may send a
-    link to (:func:`may_create_links`), reading the user's access once for all of them: the
-    directory's menu offers Send Link on these only."""
-    permitted = {
-        m.organization_id for m in active_memberships(user) if m.role.grants(Perm.CREATE_LINKS)
-    }
-    if not permitted or not targets:
-        return set()
-    if kind == TargetKind.STUDY:
-        accesses = user_studies_access(user, targets)
-        return {
-            study.pk
-            for study in targets
-            if study.organization_id in permitted and passes_on_in_full(accesses[study.pk])
-        }
-    worklist_of = {
-        item.pk: item.pk if kind == TargetKind.WORKLIST else item.worklist_id for item in targets
-    }
-    organization_of = dict(
-        Worklist.objects.filter(
-            pk__in=set(worklist_of.values()) & set(visible_worklist_ids(user))
-        ).values_list("pk", "organization_id")
-    )
-    return {
-        pk
-        for pk, worklist_id in worklist_of.items()
-        if worklist_id in organization_of and organization_of[worklist_id] in permitted
-    }
-
-
-def refusal_reason(user: User, target: LinkTarget) -> str:
-    """Why :func:`may_create_links` said no, for the dialog to explain: "personal" (a personal
-    worklist or one of its folders), "role" (no permission in the owning organization) or
-    "share" (the study is held through a narrower share)."""
-    organization_id = target.organization_id
-    if organization_id is None:
-        return "personal"
-    if has_perm(user, Perm.CREATE_LINKS, Organization(pk=organization_id)):
-        return "share"
-    return "role"
 
 
 def _held_until(sender: User, target: LinkTarget) -> datetime | None:
@@ -244,10 +83,6 @@ def _held_until(sender: User, target: LinkTarget) -> datetime | None:
         return None
     access = user_study_access(sender, target.study)
     return access.until if access is not None else None
-
-
-def _link_target(link: GuestLink) -> LinkTarget:
-    return LinkTarget(study=link.study, worklist=link.worklist, folder=link.folder)
 
 
 # --- Validation --------------------------------------------------------------------------------
@@ -529,19 +364,6 @@ def _option_details(link: GuestLink) -> dict[str, Any]:
     }
 
 
-def _record(action: str, *, actor: User, link: GuestLink, request, details: dict) -> None:
-    record(
-        action=action,
-        actor=actor,
-        request=request,
-        organization_id=link.organization_id,
-        target_type="guest_link",
-        target_id=link.pk,
-        study=link.study,
-        details=details,
-    )
-
-
 def create_link(
     *,
     sender: User,
@@ -600,8 +422,6 @@ def create_link(
         if link.email and link.require_email_confirmation:
             # Two steps: the recipient first proves they read this mailbox; the recipient side
             # then sends the link itself.
-            from guestlinks.services.opening import start_confirmation
-
             start_confirmation(link, request=request)
             queued["confirmation"] = 1
         elif link.email:
@@ -612,7 +432,7 @@ def create_link(
             # the mobile number then serves the SMS code alone.
             queue_link_message(link, channel=Channel.SMS, to=link.mobile, url=url)
             queued["sms"] = 1
-        _record(
+        record_link_event(
             Action.LINK_CREATED,
             actor=sender,
             link=link,
@@ -624,7 +444,7 @@ def create_link(
             },
         )
         if queued["email"]:
-            _record(
+            record_link_event(
                 Action.LINK_EMAILED,
                 actor=sender,
                 link=link,
@@ -632,143 +452,3 @@ def create_link(
                 details={"channel": "email", "language": link.language},
             )
     return CreatedLink(link=link, token=token, url=url)
-
-
-# --- Ending ------------------------------------------------------------------------------------
-
-
-def may_delete_link(user: User, link: GuestLink) -> bool:
-    return has_perm(user, Perm.DELETE_LINKS, Organization(pk=link.organization_id)) and sees_target(
-        user, _link_target(link)
-    )
-
-
-def may_revoke_link(user: User, link: GuestLink) -> bool:
-    if not (user.is_authenticated and user.is_active):
-        return False
-    return user.is_superuser or has_perm(
-        user, Perm.REVOKE_ANY_LINK, Organization(pk=link.organization_id)
-    )
-
-
-def _end(*, user: User, link: GuestLink, state: str, reason: str, action: str, request) -> bool:
-    with transaction.atomic():
-        # Locked so that a concurrent delete and revoke end the link once, with one event.
-        current = GuestLink.objects.select_for_update().get(pk=link.pk)
-        if current.state != LinkState.ACTIVE:
-            link.state, link.ended_at = current.state, current.ended_at
-            link.ended_by_id, link.end_reason = current.ended_by_id, current.end_reason
-            return False
-        now = timezone.now()
-        status_before = link_status(current, now=now).state
-        current.state = state
-        current.ended_at = now
-        current.ended_by = user
-        current.end_reason = reason
-        current.save(update_fields=["state", "ended_at", "ended_by", "end_reason"])
-        details: dict[str, Any] = {
-            "target_kind": current.target_kind,
-            "status_before": status_before,
-            "uses": current.uses,
-        }
-        if reason:
-            details["reason"] = reason
-        _record(action, actor=user, link=current, request=request, details=details)
-    link.state, link.ended_at, link.ended_by, link.end_reason = state, now, user, reason
-    return True
-
-
-def delete_link(*, user: User, link: GuestLink, request=None) -> bool:
-    """End a link at once (the trash can). Needs "delete guest links" in the link's organization
-    and access to its target. Returns whether this call ended it (False: it had already ended)."""
-    if not may_delete_link(user, link):
-        raise PermissionDenied(_("You may not delete this link."))
-    return _end(
-        user=user,
-        link=link,
-        state=LinkState.DELETED,
-        reason="",
-        action=Action.LINK_DELETED,
-        request=request,
-    )
-
-
-def revoke_link(*, user: User, link: GuestLink, reason: str, request=None) -> bool:
-    """An administrator ends a link (the manual: "the administrator is able to revoke a study
-    link"); it stops opening at the recipient's next request. Returns whether this call ended it."""
-    if not may_revoke_link(user, link):
-        raise PermissionDenied(_("You may not revoke this link."))
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError({"reason": [_("Say why the link is revoked.")]})
-    if len(reason) > MAX_REASON_LENGTH:
-        raise ValidationError(
-            {
-                "reason": [
-                    _("Keep the reason under %(count)s characters.") % {"count": MAX_REASON_LENGTH}
-                ]
-            }
-        )
-    return _end(
-        user=user,
-        link=link,
-        state=LinkState.REVOKED,
-        reason=reason,
-        action=Action.LINK_REVOKED,
-        request=request,
-    )
-
-
-# --- Listing -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StudyLinkPermissions:
-    """What one user may do with one study's guest links (worked out once per page)."""
-
-    can_create: bool
-    can_view: bool
-    can_delete: bool
-
-
-def study_link_permissions(user: User, study: Study) -> StudyLinkPermissions:
-    if not (user.is_authenticated and user.is_active):
-        return StudyLinkPermissions(can_create=False, can_view=False, can_delete=False)
-    granted = {
-        perm
-        for membership in active_memberships(user)
-        if membership.organization_id == study.organization_id
-        for perm in (Perm.VIEW_LINKS, Perm.DELETE_LINKS)
-        if membership.role.grants(perm)
-    }
-    sees = bool(granted) and user_study_access(user, study) is not None
-    return StudyLinkPermissions(
-        can_create=may_create_links(user, LinkTarget(study=study)),
-        can_view=sees and Perm.VIEW_LINKS in granted,
-        can_delete=sees and Perm.DELETE_LINKS in granted,
-    )
-
-
-def links_for_study(
-    user: User, study: Study, *, permissions: StudyLinkPermissions | None = None
-) -> list[LinkRow]:
-    """The study's guest links, newest first, with their status and (while they still open)
-    their address, for users who may view links in the study's organization. ``permissions``
-    (from :func:`study_link_permissions` for this user and study) saves working them out
-    again."""
-    permissions = permissions or study_link_permissions(user, study)
-    if not permissions.can_view:
-        raise PermissionDenied(_("You may not view this study's links."))
-    now = timezone.now()
-    rows = []
-    for link in GuestLink.objects.filter(study=study).select_related("created_by", "ended_by"):
-        status = link_status(link, now=now)
-        rows.append(
-            LinkRow(
-                link=link,
-                status=status,
-                url=recovered_link_url(link) if status.is_open else None,
-                can_delete=permissions.can_delete and link.state == LinkState.ACTIVE,
-            )
-        )
-    return rows

@@ -50,6 +50,7 @@ from audit.services import record
 from guestlinks.access import GRANTS_SESSION_KEY, forget_memo
 from guestlinks.models import ConfirmationToken, GuestLink, SmsCode, TargetKind
 from guestlinks.passwords import check_link_password
+from guestlinks.services.events import record_link_event
 from guestlinks.services.messages import MESSAGE_CONCERNING, queue_link_message, sender_name
 from guestlinks.services.state import LinkStatus, link_status, max_code_failures, openable
 from guestlinks.tokens import candidate_digests, recovered_link_url
@@ -256,17 +257,13 @@ def _audit(
     actor=None,
     **details: Any,
 ) -> None:
-    """One event about ``link``: its id, never its token. (Detail keys avoid the words the
-    audit trail redacts: password, code, token.)"""
-    record(
-        action=action,
+    """One event of the recipient's side; its details name the link too."""
+    record_link_event(
+        action,
+        link=link,
         actor=actor,
         request=request,
-        outcome=Outcome.MINOR_FAILURE if failed else Outcome.SUCCESS,
-        organization_id=link.organization_id,
-        target_type="guest_link",
-        target_id=link.pk,
-        study=link.study if link.target_kind == TargetKind.STUDY else None,
+        failed=failed,
         details={"link": link.pk, **details},
     )
 

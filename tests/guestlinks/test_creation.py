@@ -18,14 +18,9 @@ from accounts.permissions import Perm
 from audit.models import Action, AuditEvent
 from guestlinks.models import GuestLink, LinkState, TargetKind
 from guestlinks.passwords import check_link_password
-from guestlinks.services.creation import (
-    LinkOptions,
-    LinkTarget,
-    create_link,
-    delete_link,
-    links_for_study,
-    revoke_link,
-)
+from guestlinks.selectors import LinkTarget, links_for_study
+from guestlinks.services.creation import LinkOptions, create_link
+from guestlinks.services.ending import delete_link, revoke_link
 from guestlinks.tokens import digest_for
 from notifications.models import Channel, Message
 from studies.models import Folder
