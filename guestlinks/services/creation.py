@@ -11,15 +11,18 @@ who may create one, and a study's list of links, ``guestlinks.selectors``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.formats import date_format
+from django.utils.functional import Promise
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from accounts.models import Organization, User
 from audit.models import Action
@@ -88,6 +91,33 @@ def _held_until(sender: User, target: LinkTarget) -> datetime | None:
 # --- Validation --------------------------------------------------------------------------------
 
 
+# Each option the organization's policy may disable: the policy flag that offers it, and how a
+# refusal names it. The Send Link form shows an option only where its flag is set.
+OPTION_POLICIES: dict[str, tuple[str, Promise]] = {
+    "email": ("allow_link_email", gettext_lazy("sending them by email")),
+    "mobile": ("allow_link_sms", gettext_lazy("sending them by SMS")),
+    "max_uses": ("allow_link_max_uses", gettext_lazy("limiting the number of uses")),
+    "expires_in_days": ("allow_link_expiry", gettext_lazy("choosing the expiry")),
+    "expires_in_hours": ("allow_link_expiry", gettext_lazy("choosing the expiry")),
+    "login_required": (
+        "allow_link_login_required",
+        gettext_lazy("requiring the recipient to log in"),
+    ),
+    "password": ("allow_link_password", gettext_lazy("passwords")),
+    "password_is_birth_date": (
+        "allow_link_birth_date_password",
+        gettext_lazy("the date of birth as password"),
+    ),
+    "max_password_attempts": ("allow_link_password", gettext_lazy("passwords")),
+    "require_email_confirmation": (
+        "allow_link_email_confirmation",
+        gettext_lazy("confirmation via email"),
+    ),
+    "sms_code": ("allow_link_sms", gettext_lazy("codes sent by SMS")),
+    "include_priors": ("allow_link_priors", gettext_lazy("including priors")),
+}
+
+
 def _not_allowed(errors: FieldErrors, name: str, what: str) -> None:
     errors.add(
         name,
@@ -98,12 +128,6 @@ def _not_allowed(errors: FieldErrors, name: str, what: str) -> None:
 
 def _messages_of(exc: ValidationError) -> list[str]:
     return [str(message) for message in exc.messages]
-
-
-def _birth_date(target: LinkTarget) -> date | None:
-    if target.study is None:
-        return None
-    return target.study.patient.birth_date
 
 
 def default_validity_hours(organization: Organization) -> int:
@@ -123,7 +147,7 @@ def _expiry(
         return now + timedelta(hours=default_validity_hours(organization))
     if not organization.allow_link_expiry:
         name = "expires_in_days" if days is not None else "expires_in_hours"
-        _not_allowed(errors, name, _("choosing the expiry"))
+        _not_allowed(errors, name, str(OPTION_POLICIES[name][1]))
         return None
     valid = True
     for name, value in (("expires_in_days", days), ("expires_in_hours", hours)):
@@ -151,6 +175,200 @@ def _expiry(
 
 
 @dataclass(frozen=True)
+class _Draft:
+    """The options as the rules read them: addresses without surrounding spaces."""
+
+    options: LinkOptions
+    target: LinkTarget
+    email: str
+    mobile: str
+
+    @property
+    def password(self) -> str:
+        return self.options.password or ""
+
+    def chosen(self) -> dict[str, Any]:
+        """The options the sender used, by name. The expiry is left to :func:`_expiry`, which
+        names one field for both of its numbers."""
+        values = {
+            "email": self.email,
+            "mobile": self.mobile,
+            "max_uses": self.options.max_uses,
+            "login_required": self.options.login_required,
+            "password": self.password,
+            "password_is_birth_date": self.options.password_is_birth_date,
+            "max_password_attempts": self.options.max_password_attempts,
+            "require_email_confirmation": self.options.require_email_confirmation,
+            "sms_code": self.options.sms_code,
+            "include_priors": self.options.include_priors,
+        }
+        return {name: value for name, value in values.items() if _is_chosen(value)}
+
+
+def _is_chosen(value: Any) -> bool:
+    # Not "in (None, False, '')": 0 equals False, and zero uses is a choice (a refused one).
+    return value is not None and value is not False and value != ""
+
+
+def _study_without_birth_date(draft: _Draft) -> bool:
+    return draft.target.study is not None and draft.target.study.patient.birth_date is None
+
+
+# What a chosen option the policy allows must also hold: (breaks the rule?, its message), checked
+# in order; the first rule an option breaks is its error.
+_OptionRule = tuple[Callable[[Any, _Draft], bool], Callable[[], str]]
+OPTION_RULES: dict[str, tuple[_OptionRule, ...]] = {
+    "max_uses": (
+        (lambda uses, _d: uses < 1, lambda: _("A link must allow at least one use.")),
+        (
+            lambda uses, _d: uses > MAX_USES_LIMIT,
+            lambda: (
+                _("Enter at most %(limit)s uses, or leave the field empty for no limit.")
+                % {"limit": MAX_USES_LIMIT}
+            ),
+        ),
+    ),
+    "password": (
+        (
+            lambda password, _d: len(password) < MIN_PASSWORD_LENGTH,
+            lambda: (
+                _("Use at least %(count)s characters for the password.")
+                % {"count": MIN_PASSWORD_LENGTH}
+            ),
+        ),
+        (
+            lambda password, _d: len(password) > MAX_PASSWORD_LENGTH,
+            lambda: (
+                _("Use at most %(count)s characters for the password.")
+                % {"count": MAX_PASSWORD_LENGTH}
+            ),
+        ),
+    ),
+    # The manual: a password typed in the password field overrides the date of birth, which
+    # then needs nothing more.
+    "password_is_birth_date": (
+        (
+            lambda _v, draft: not draft.password and draft.target.study is None,
+            lambda: _(
+                "A worklist or folder has no single date of birth. Enter a password instead."
+            ),
+        ),
+        (
+            lambda _v, draft: not draft.password and _study_without_birth_date(draft),
+            lambda: _(
+                "This study has no date of birth in its DICOM data. Enter a password instead."
+            ),
+        ),
+    ),
+    "max_password_attempts": (
+        (lambda attempts, _d: attempts < 1, lambda: _("Allow at least one attempt.")),
+        (
+            lambda attempts, _d: attempts > MAX_PASSWORD_ATTEMPTS_LIMIT,
+            lambda: _("Allow at most %(limit)s attempts.") % {"limit": MAX_PASSWORD_ATTEMPTS_LIMIT},
+        ),
+        (
+            lambda _v, draft: not draft.password and not draft.options.password_is_birth_date,
+            lambda: _("Set a password (or the date of birth as password) to limit its attempts."),
+        ),
+    ),
+    "require_email_confirmation": (
+        (
+            lambda _v, draft: not draft.email,
+            lambda: _("Enter the recipient's email address: the confirmation is sent there."),
+        ),
+    ),
+    "sms_code": (
+        (
+            lambda _v, draft: not draft.mobile,
+            lambda: _("Enter the recipient's mobile phone number: the code is sent there."),
+        ),
+    ),
+}
+
+# The options that carry an address, and the channel that checks it.
+_ADDRESS_CHANNELS = {"email": Channel.EMAIL, "mobile": Channel.SMS}
+
+
+def _check_options(
+    draft: _Draft, organization: Organization, errors: FieldErrors
+) -> dict[str, str]:
+    """Refuse each chosen option the policy disables, else apply its rules; returns the
+    addresses as their channels write them."""
+    addresses = {"email": draft.email, "mobile": draft.mobile}
+    for name, value in draft.chosen().items():
+        flag, words = OPTION_POLICIES[name]
+        if not getattr(organization, flag):
+            _not_allowed(errors, name, str(words))
+        elif name in _ADDRESS_CHANNELS:
+            addresses[name] = _checked_address(name, value, errors)
+        else:
+            broken = _first_broken_rule(name, value, draft)
+            if broken is not None:
+                errors.add(name, broken)
+    return addresses
+
+
+def _first_broken_rule(name: str, value: Any, draft: _Draft) -> str | None:
+    """The message of the first of the option's rules its value breaks, if any."""
+    for breaks, message in OPTION_RULES.get(name, ()):
+        if breaks(value, draft):
+            return message()
+    return None
+
+
+def _checked_address(name: str, address: str, errors: FieldErrors) -> str:
+    try:
+        return validate_recipient(_ADDRESS_CHANNELS[name], address)
+    except ValidationError as exc:
+        for message in _messages_of(exc):
+            errors.add(name, message)
+        return address
+
+
+def _link_expiry(
+    *,
+    sender: User,
+    target: LinkTarget,
+    organization: Organization,
+    options: LinkOptions,
+    errors: FieldErrors,
+    now: datetime,
+) -> datetime | None:
+    """The chosen (or default) expiry, never past the sender's own access to the study."""
+    expires_at = _expiry(options, organization, errors, now)
+    held_until = _held_until(sender, target)
+    if held_until is None:
+        return expires_at
+    if options.expires_in_days is None and options.expires_in_hours is None:
+        # The default expiry shortened to the sender's own access.
+        return min(expires_at, held_until) if expires_at else held_until
+    if expires_at is not None and expires_at > held_until:
+        errors.add(
+            "expires_in_hours" if options.expires_in_hours else "expires_in_days",
+            _("Your own access to this study ends on %(day)s: the link cannot stay valid longer.")
+            % {"day": date_format(timezone.localtime(held_until), "DATETIME_FORMAT")},
+        )
+    return expires_at
+
+
+def _language(sender: User, options: LinkOptions, errors: FieldErrors) -> str | None:
+    if not options.language:
+        return language_of(sender)
+    language = supported_language(options.language)
+    if language is None:
+        errors.add("language", _("Choose one of the portal's languages."))
+    return language
+
+
+def _password_hash(draft: _Draft, *, uses_birth_date: bool) -> str:
+    if draft.password:
+        return hash_link_password(draft.password)
+    if uses_birth_date:
+        return hash_link_password(draft.target.study.patient.birth_date.strftime(BIRTH_DATE_FORMAT))
+    return ""
+
+
+@dataclass(frozen=True)
 class _Checked:
     email: str
     mobile: str
@@ -169,6 +387,7 @@ def _check(
     acknowledged: bool,
     now: datetime,
 ) -> _Checked:
+    """The options as the link stores them, or ValidationError naming every broken rule."""
     errors = FieldErrors()
     if not acknowledged:
         errors.add(
@@ -178,162 +397,35 @@ def _check(
                 "removed once the secure link is sent."
             ),
         )
-
-    email = (options.email or "").strip()
-    if email:
-        if not organization.allow_link_email:
-            _not_allowed(errors, "email", _("sending them by email"))
-        else:
-            try:
-                email = validate_recipient(Channel.EMAIL, email)
-            except ValidationError as exc:
-                for message in _messages_of(exc):
-                    errors.add("email", message)
-
-    mobile = (options.mobile or "").strip()
-    if mobile:
-        if not organization.allow_link_sms:
-            _not_allowed(errors, "mobile", _("sending them by SMS"))
-        else:
-            try:
-                mobile = validate_recipient(Channel.SMS, mobile)
-            except ValidationError as exc:
-                for message in _messages_of(exc):
-                    errors.add("mobile", message)
-
-    if options.max_uses is not None:
-        if not organization.allow_link_max_uses:
-            _not_allowed(errors, "max_uses", _("limiting the number of uses"))
-        elif options.max_uses < 1:
-            errors.add("max_uses", _("A link must allow at least one use."))
-        elif options.max_uses > MAX_USES_LIMIT:
-            errors.add(
-                "max_uses",
-                _("Enter at most %(limit)s uses, or leave the field empty for no limit.")
-                % {"limit": MAX_USES_LIMIT},
-            )
-
-    expires_at = _expiry(options, organization, errors, now)
-    held_until = _held_until(sender, target)
-    if held_until is not None:
-        if options.expires_in_days is None and options.expires_in_hours is None:
-            # The default expiry shortened to the sender's own access.
-            expires_at = min(expires_at, held_until) if expires_at else held_until
-        elif expires_at is not None and expires_at > held_until:
-            errors.add(
-                "expires_in_hours" if options.expires_in_hours else "expires_in_days",
-                _(
-                    "Your own access to this study ends on %(day)s: the link cannot stay "
-                    "valid longer."
-                )
-                % {"day": date_format(timezone.localtime(held_until), "DATETIME_FORMAT")},
-            )
-
-    if options.login_required and not organization.allow_link_login_required:
-        _not_allowed(errors, "login_required", _("requiring the recipient to log in"))
-
-    password = options.password or ""
-    password_hash = ""
-    uses_birth_date = False
-    if password:
-        if not organization.allow_link_password:
-            _not_allowed(errors, "password", _("passwords"))
-        elif len(password) < MIN_PASSWORD_LENGTH:
-            errors.add(
-                "password",
-                _("Use at least %(count)s characters for the password.")
-                % {"count": MIN_PASSWORD_LENGTH},
-            )
-        elif len(password) > MAX_PASSWORD_LENGTH:
-            errors.add(
-                "password",
-                _("Use at most %(count)s characters for the password.")
-                % {"count": MAX_PASSWORD_LENGTH},
-            )
-    if options.password_is_birth_date:
-        if not organization.allow_link_birth_date_password:
-            _not_allowed(errors, "password_is_birth_date", _("the date of birth as password"))
-        elif not password:
-            # The manual: a password typed in the password field overrides this option.
-            birth_date = _birth_date(target)
-            if target.study is None:
-                errors.add(
-                    "password_is_birth_date",
-                    _(
-                        "A worklist or folder has no single date of birth. Enter a password "
-                        "instead."
-                    ),
-                )
-            elif birth_date is None:
-                errors.add(
-                    "password_is_birth_date",
-                    _(
-                        "This study has no date of birth in its DICOM data. Enter a password "
-                        "instead."
-                    ),
-                )
-            else:
-                uses_birth_date = True
-    if options.max_password_attempts is not None:
-        if not organization.allow_link_password:
-            _not_allowed(errors, "max_password_attempts", _("passwords"))
-        elif options.max_password_attempts < 1:
-            errors.add("max_password_attempts", _("Allow at least one attempt."))
-        elif options.max_password_attempts > MAX_PASSWORD_ATTEMPTS_LIMIT:
-            errors.add(
-                "max_password_attempts",
-                _("Allow at most %(limit)s attempts.") % {"limit": MAX_PASSWORD_ATTEMPTS_LIMIT},
-            )
-        elif not password and not options.password_is_birth_date:
-            errors.add(
-                "max_password_attempts",
-                _("Set a password (or the date of birth as password) to limit its attempts."),
-            )
-
-    if options.require_email_confirmation:
-        if not organization.allow_link_email_confirmation:
-            _not_allowed(errors, "require_email_confirmation", _("confirmation via email"))
-        elif not email:
-            errors.add(
-                "require_email_confirmation",
-                _("Enter the recipient's email address: the confirmation is sent there."),
-            )
-
-    if options.sms_code:
-        if not organization.allow_link_sms:
-            _not_allowed(errors, "sms_code", _("codes sent by SMS"))
-        elif not mobile:
-            errors.add(
-                "sms_code",
-                _("Enter the recipient's mobile phone number: the code is sent there."),
-            )
-
-    if options.include_priors and not organization.allow_link_priors:
-        _not_allowed(errors, "include_priors", _("including priors"))
-
+    draft = _Draft(
+        options=options,
+        target=target,
+        email=(options.email or "").strip(),
+        mobile=(options.mobile or "").strip(),
+    )
+    addresses = _check_options(draft, organization, errors)
+    expires_at = _link_expiry(
+        sender=sender,
+        target=target,
+        organization=organization,
+        options=options,
+        errors=errors,
+        now=now,
+    )
     if len(options.message or "") > MAX_MESSAGE_LENGTH:
         errors.add(
             "message",
             _("Keep the message under %(count)s characters.") % {"count": MAX_MESSAGE_LENGTH},
         )
-
-    language = language_of(sender)
-    if options.language:
-        language = supported_language(options.language)
-        if language is None:
-            errors.add("language", _("Choose one of the portal's languages."))
-
+    language = _language(sender, options, errors)
     errors.raise_if_any()
 
-    if password:
-        password_hash = hash_link_password(password)
-    elif uses_birth_date:
-        password_hash = hash_link_password(_birth_date(target).strftime(BIRTH_DATE_FORMAT))
+    uses_birth_date = options.password_is_birth_date and not draft.password
     return _Checked(
-        email=email,
-        mobile=mobile,
+        email=addresses["email"],
+        mobile=addresses["mobile"],
         expires_at=expires_at,
-        password_hash=password_hash,
+        password_hash=_password_hash(draft, uses_birth_date=uses_birth_date),
         password_is_birth_date=uses_birth_date,
         language=language,
     )
