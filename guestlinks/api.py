@@ -335,9 +335,7 @@ class GuestLinkDetailView(APIView):
             .filter(pk=pk)
             .first()
         )
-        if link is None or not sees_target(
-            request.user, LinkTarget(study=link.study, worklist=link.worklist, folder=link.folder)
-        ):
+        if link is None or not sees_target(request.user, LinkTarget.of(link)):
             raise Http404(_("No such guest link."))
         # A visible link the caller's role may not delete: PermissionDenied, answered 403.
         delete_link(user=request.user, link=link, request=request)

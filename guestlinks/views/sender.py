@@ -216,10 +216,7 @@ def delete(request: HttpRequest, pk: int) -> HttpResponse:
         .filter(pk=pk)
         .first()
     )
-    target = (
-        LinkTarget(study=link.study, worklist=link.worklist, folder=link.folder) if link else None
-    )
-    if link is None or not sees_target(request.user, target):
+    if link is None or not sees_target(request.user, LinkTarget.of(link)):
         raise Http404("No such link.")
     if not may_delete_link(request.user, link):
         raise PermissionDenied
