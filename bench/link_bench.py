@@ -141,7 +141,8 @@ def seed(path: Path, links: int) -> None:
     from django.contrib.auth.hashers import check_password
 
     from guestlinks.models import GuestLink
-    from guestlinks.services.creation import LinkOptions, LinkTarget, create_link
+    from guestlinks.selectors import LinkTarget
+    from guestlinks.services.creation import LinkOptions, create_link
     from studies.models import Study
     from studies.services.ingestion import ingest_files
     from studies.synthetic import make_series, to_bytes

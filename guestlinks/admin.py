@@ -4,7 +4,7 @@ their revocation.
 Superusers see every link; staff whose role may revoke any link (REVOKE_ANY_LINK) see their
 organizations' links. Nobody adds, changes or deletes a link here: options are read-only, and a
 link is ended by revoking it with a reason (the action "Revoke selected links" or the Revoke
-button of a link's page), through ``guestlinks.services.creation.revoke_link``, which audits it.
+button of a link's page), through ``guestlinks.services.ending.revoke_link``, which audits it.
 The token, its salt and digest, and the password hash are never shown.
 """
 
@@ -27,7 +27,8 @@ from accounts.permissions import Perm
 from guestlinks.forms import RevokeForm
 from guestlinks.models import GuestLink, LinkState
 from guestlinks.presentation import options_summary
-from guestlinks.services.creation import may_revoke_link, revoke_link
+from guestlinks.selectors import may_revoke_link
+from guestlinks.services.ending import revoke_link
 from guestlinks.services.state import link_status
 from studies.access import organizations_with
 from studies.admin import study_label

@@ -23,18 +23,14 @@ from rest_framework.views import APIView
 
 from guestlinks.models import GuestLink
 from guestlinks.presentation import mailto_for
+from guestlinks.selectors import LinkRow, LinkTarget, links_for_study, sees_target, visible_target
 from guestlinks.services.creation import (
     MAX_MESSAGE_LENGTH,
     MAX_PASSWORD_LENGTH,
     LinkOptions,
-    LinkRow,
-    LinkTarget,
     create_link,
-    delete_link,
-    links_for_study,
-    sees_target,
-    visible_target,
 )
+from guestlinks.services.ending import delete_link
 from guestlinks.services.state import link_status
 from portal.qr import qr_svg
 from studies.selectors import MAX_ID
@@ -339,9 +335,7 @@ class GuestLinkDetailView(APIView):
             .filter(pk=pk)
             .first()
         )
-        if link is None or not sees_target(
-            request.user, LinkTarget(study=link.study, worklist=link.worklist, folder=link.folder)
-        ):
+        if link is None or not sees_target(request.user, LinkTarget.of(link)):
             raise Http404(_("No such guest link."))
         # A visible link the caller's role may not delete: PermissionDenied, answered 403.
         delete_link(user=request.user, link=link, request=request)

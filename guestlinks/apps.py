@@ -18,7 +18,7 @@ class GuestLinksConfig(AppConfig):
         viewer.register()
         decisions.watch(GuestLink)
         # The development outbox shows senders the messages their links caused.
-        from guestlinks.services.opening import MESSAGE_CONCERNING
+        from guestlinks.services.messages import MESSAGE_CONCERNING
         from notifications.senders import register_sender_concerns
 
         register_sender_concerns(

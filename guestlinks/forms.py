@@ -15,31 +15,19 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from accounts.models import Organization
+from guestlinks.selectors import LinkTarget
 from guestlinks.services.creation import (
     MAX_MESSAGE_LENGTH,
     MAX_PASSWORD_LENGTH,
-    MAX_REASON_LENGTH,
+    OPTION_POLICIES,
     LinkOptions,
-    LinkTarget,
     default_validity_hours,
 )
+from guestlinks.services.ending import MAX_REASON_LENGTH
 from portal.forms import PolicyOptionsForm
 
-# Form fields and the organization policy flag that offers each.
-POLICY_OF_FIELD = {
-    "email": "allow_link_email",
-    "mobile": "allow_link_sms",
-    "sms_code": "allow_link_sms",
-    "max_uses": "allow_link_max_uses",
-    "expires_in_days": "allow_link_expiry",
-    "expires_in_hours": "allow_link_expiry",
-    "login_required": "allow_link_login_required",
-    "password": "allow_link_password",
-    "max_password_attempts": "allow_link_password",
-    "password_is_birth_date": "allow_link_birth_date_password",
-    "require_email_confirmation": "allow_link_email_confirmation",
-    "include_priors": "allow_link_priors",
-}
+# Form fields and the organization policy flag that offers each (the rule create_link applies).
+POLICY_OF_FIELD = {name: flag for name, (flag, _words) in OPTION_POLICIES.items()}
 
 
 def _number(attrs: dict | None = None) -> forms.NumberInput:

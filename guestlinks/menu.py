@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.utils.translation import gettext_lazy as _
 
 from accounts.permissions import Perm
-from guestlinks.services.creation import linkable_target_ids
+from guestlinks.selectors import linkable_target_ids
 from studies.menu import MenuItem, register_menu_item
 
 SEND_LINK = MenuItem(

@@ -7,12 +7,19 @@ the presented token under SECRET_KEY and each of SECRET_KEY_FALLBACKS, so rotati
 not break links already sent.
 """
 
+from __future__ import annotations
+
 import base64
 import hashlib
 import hmac
 import secrets
+from typing import TYPE_CHECKING
 
 from django.conf import settings
+from django.urls import reverse
+
+if TYPE_CHECKING:
+    from guestlinks.models import GuestLink
 
 # 16 bytes of salt; the token itself carries 256 bits.
 SALT_BYTES = 16
@@ -57,3 +64,15 @@ def recover_token(salt: str, stored_digest: str) -> str | None:
         if hmac.compare_digest(_digest(token, key), stored_digest):
             return token
     return None
+
+
+def link_url(token: str) -> str:
+    """The absolute address a recipient opens a link with."""
+    return f"{settings.SITE_URL}{reverse('guest:link', args=[token])}"
+
+
+def recovered_link_url(link: GuestLink) -> str | None:
+    """An existing link's address, its token made again from the stored salt (to show the link
+    again, or send it after a confirmation); None if no key still held made it."""
+    token = recover_token(link.token_salt, link.token_digest)
+    return link_url(token) if token is not None else None

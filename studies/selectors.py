@@ -475,6 +475,8 @@ def folder_ancestry(folder: Folder) -> list[Folder]:
 
 
 def folder_and_descendants(folder: Folder) -> list[int]:
+    """The ids of the folder and of every folder under it: what the directory shows in it, a
+    folder's deletion removes and a folder's guest link opens."""
     children = folder_children(folder.worklist_id)
     found, stack = [], [folder.pk]
     while stack:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -51,8 +50,10 @@ from audit.services import record
 from guestlinks.access import GRANTS_SESSION_KEY, forget_memo
 from guestlinks.models import ConfirmationToken, GuestLink, SmsCode, TargetKind
 from guestlinks.passwords import check_link_password
+from guestlinks.services.events import record_link_event
+from guestlinks.services.messages import MESSAGE_CONCERNING, queue_link_message, sender_name
 from guestlinks.services.state import LinkStatus, link_status, max_code_failures, openable
-from guestlinks.tokens import candidate_digests, recover_token
+from guestlinks.tokens import candidate_digests, recovered_link_url
 from notifications import codes
 from notifications.models import Channel
 from notifications.services import queue_message
@@ -60,12 +61,12 @@ from portal import decisions, throttle
 from portal.clients import client_ip
 from studies.access import entries_passed_on_in_full
 from studies.models import Folder, Study, Worklist
+from studies.selectors import folder_and_descendants
 
 # Tokens are 32 bytes of URL-safe base64 without padding (guestlinks.tokens and
 # secrets.token_urlsafe(32)): anything else is not looked up, only counted.
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
 CONFIRM_PURPOSE = "guestlink-confirm"
-MESSAGE_CONCERNING = "guest_link"
 
 
 def _setting(name: str) -> int:
@@ -256,17 +257,13 @@ def _audit(
     actor=None,
     **details: Any,
 ) -> None:
-    """One event about ``link``: its id, never its token. (Detail keys avoid the words the
-    audit trail redacts: password, code, token.)"""
-    record(
-        action=action,
+    """One event of the recipient's side; its details name the link too."""
+    record_link_event(
+        action,
+        link=link,
         actor=actor,
         request=request,
-        outcome=Outcome.MINOR_FAILURE if failed else Outcome.SUCCESS,
-        organization_id=link.organization_id,
-        target_type="guest_link",
-        target_id=link.pk,
-        study=link.study if link.target_kind == TargetKind.STUDY else None,
+        failed=failed,
         details={"link": link.pk, **details},
     )
 
@@ -590,21 +587,6 @@ def _check_code(link: GuestLink, request: HttpRequest, code: str) -> None:
     )
 
 
-def _folder_ids(folder: Folder) -> list[int]:
-    """The folder and its subfolders, as the directory shows them."""
-    children: dict[int | None, list[int]] = {}
-    for pk, parent_id in Folder.objects.filter(worklist_id=folder.worklist_id).values_list(
-        "pk", "parent_id"
-    ):
-        children.setdefault(parent_id, []).append(pk)
-    found, pending = [], deque([folder.pk])
-    while pending:
-        current = pending.popleft()
-        found.append(current)
-        pending.extend(children.get(current, []))
-    return found
-
-
 def granted_studies(link: GuestLink, *, now: datetime | None = None) -> list[int]:
     """The studies a grant of ``link`` holds, as they are now (the grant keeps this list).
 
@@ -640,7 +622,7 @@ def _collection_entries(*, worklist_id: int | None, folder: Folder | None, now: 
     subfolders included), without those of shares that may not be passed on whole."""
     entries = entries_passed_on_in_full(now)
     if folder is not None:
-        return entries.filter(folder_id__in=_folder_ids(folder))
+        return entries.filter(folder_id__in=folder_and_descendants(folder))
     return entries.filter(worklist_id=worklist_id)
 
 
@@ -783,22 +765,6 @@ def send_code(*, link: GuestLink, request: HttpRequest) -> SentCode:
 # --- Two-step email confirmation ---------------------------------------------------------------
 
 
-def sender_name(link: GuestLink) -> str:
-    sender = link.created_by
-    if sender is None:
-        return link.organization.name
-    return sender.get_full_name() or sender.get_username()
-
-
-def link_url(link: GuestLink) -> str | None:
-    """The link's absolute address, made again from its salt; None if no key still held
-    made it."""
-    token = recover_token(link.token_salt, link.token_digest)
-    if token is None:
-        return None
-    return f"{settings.SITE_URL}{reverse('guest:link', args=[token])}"
-
-
 def start_confirmation(link: GuestLink, *, request: HttpRequest | None = None) -> str:
     """The first of the two emails: ask ``link.email`` to confirm it is the intended recipient.
     Stores only the keyed digest of a new confirmation token, queues the ``email_confirmation``
@@ -872,28 +838,13 @@ def confirm_email(*, confirmation: ConfirmationToken, request: HttpRequest) -> b
         ).update(confirmed_at=now)
         if not confirmed:
             return False
-        url = link_url(link)
+        url = recovered_link_url(link)
         if url is None:
             # The key that made this link has been retired: it cannot be sent again (raising
             # here rolls the confirmation back).
             raise LinkUnavailable()
         link.confirmed_at = now
-        queue_message(
-            channel=Channel.EMAIL,
-            to=link.email,
-            template="guest_link",
-            context={
-                "sender_name": sender_name(link),
-                "link": url,
-                "message": link.message,
-                "expires_at": link.expires_at,
-                "max_uses": link.max_uses,
-                "password_required": bool(link.password_hash),
-                "login_required": link.login_required,
-            },
-            language=link.language,
-            concerning=(MESSAGE_CONCERNING, link.pk),
-        )
+        queue_link_message(link, channel=Channel.EMAIL, to=link.email, url=url)
         _audit(link, Action.LINK_CONFIRMED, request, confirmation=confirmation.pk)
         _audit(
             link,

@@ -26,6 +26,7 @@ from guestlinks.access import grant_for_link, live_grants
 from guestlinks.forms_recipient import OpenLinkForm
 from guestlinks.models import GuestLink
 from guestlinks.services import opening
+from guestlinks.services.messages import sender_name
 from notifications.languages import speak
 from portal.csrf import accepts_opaque_origin, no_referrer
 from portal.http import SeeOther
@@ -180,7 +181,7 @@ def granted_studies(request: HttpRequest) -> HttpResponse:
     groups = [
         {
             "link": grant.link,
-            "sender": grant.link.created_by and opening.sender_name(grant.link),
+            "sender": grant.link.created_by and sender_name(grant.link),
             "organization": grant.link.organization.name,
             "studies": [study for study in studies if study.pk in grant.study_ids],
         }

@@ -23,11 +23,8 @@ from accounts.permissions import Perm
 from guestlinks.forms import SendLinkForm
 from guestlinks.models import GuestLink
 from guestlinks.presentation import mailto_for, options_summary
-from guestlinks.services.creation import (
-    CreatedLink,
+from guestlinks.selectors import (
     LinkTarget,
-    create_link,
-    delete_link,
     links_for_study,
     may_create_links,
     may_delete_link,
@@ -37,6 +34,8 @@ from guestlinks.services.creation import (
     target_organization,
     visible_target,
 )
+from guestlinks.services.creation import CreatedLink, create_link
+from guestlinks.services.ending import delete_link
 from guestlinks.services.opening import link_reach
 from guestlinks.services.state import link_status
 from notifications.languages import language_of
@@ -217,10 +216,7 @@ def delete(request: HttpRequest, pk: int) -> HttpResponse:
         .filter(pk=pk)
         .first()
     )
-    target = (
-        LinkTarget(study=link.study, worklist=link.worklist, folder=link.folder) if link else None
-    )
-    if link is None or not sees_target(request.user, target):
+    if link is None or not sees_target(request.user, LinkTarget.of(link)):
         raise Http404("No such link.")
     if not may_delete_link(request.user, link):
         raise PermissionDenied

@@ -19,7 +19,8 @@ from django.conf import settings as django_settings
 from PIL import Image
 
 from guestlinks.models import GuestLink
-from guestlinks.services.creation import LinkOptions, LinkTarget, create_link
+from guestlinks.selectors import LinkTarget
+from guestlinks.services.creation import LinkOptions, create_link
 from sharing.services import remove_share
 from studies.anonymize import pseudonym
 from studies.models import Series, Study

@@ -245,7 +245,8 @@ def test_guest_links_on_the_study_page_new_link_and_trash_can(
 def test_an_administrator_revokes_a_link_in_the_admin(page_on, live_server, settings, alice, dana):
     from django.test import Client
 
-    from guestlinks.services.creation import LinkOptions, LinkTarget, create_link
+    from guestlinks.selectors import LinkTarget
+    from guestlinks.services.creation import LinkOptions, create_link
     from tests.accounts.helpers import make_device, verified_login
     from tests.factories import make_study
 

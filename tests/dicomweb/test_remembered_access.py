@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from accounts.models import ApiToken
 from guestlinks.models import GuestLink
-from guestlinks.services.creation import revoke_link
+from guestlinks.services.ending import revoke_link
 from portal import decisions
 from sharing.services import remove_share
 from studies.models import Study

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from audit.models import Action, AuditEvent
 from guestlinks.models import GuestLink
-from guestlinks.services.creation import revoke_link
+from guestlinks.services.ending import revoke_link
 from sharing.access import remember_verification
 from sharing.models import ShareRecipient
 from sharing.services import remove_share

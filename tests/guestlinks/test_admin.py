@@ -12,7 +12,8 @@ from accounts.models import Membership, Role, User
 from accounts.permissions import Perm
 from audit.models import Action, AuditEvent
 from guestlinks.models import GuestLink, LinkState
-from guestlinks.services.creation import LinkOptions, LinkTarget, create_link
+from guestlinks.selectors import LinkTarget
+from guestlinks.services.creation import LinkOptions, create_link
 from tests.accounts.helpers import HttpsClient, make_device, plain_static_storage, verified_login
 from tests.conftest import make_user
 from tests.factories import make_study

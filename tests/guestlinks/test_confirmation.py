@@ -188,7 +188,8 @@ def test_create_link_with_confirmation_sends_only_the_first_email(
     study, alice, mailbox, django_capture_on_commit_callbacks
 ):
     """The sender's side calls start_confirmation: the link itself waits for the confirmation."""
-    from guestlinks.services.creation import LinkOptions, LinkTarget, create_link
+    from guestlinks.selectors import LinkTarget
+    from guestlinks.services.creation import LinkOptions, create_link
 
     with django_capture_on_commit_callbacks(execute=True):
         created = create_link(

@@ -16,16 +16,12 @@ from django.urls import reverse
 from accounts.models import Membership, Role
 from accounts.permissions import Perm
 from audit.models import Action, AuditEvent
+from guestlinks.forms import SendLinkForm
 from guestlinks.models import GuestLink, LinkState, TargetKind
 from guestlinks.passwords import check_link_password
-from guestlinks.services.creation import (
-    LinkOptions,
-    LinkTarget,
-    create_link,
-    delete_link,
-    links_for_study,
-    revoke_link,
-)
+from guestlinks.selectors import LinkTarget, links_for_study
+from guestlinks.services.creation import OPTION_POLICIES, LinkOptions, create_link
+from guestlinks.services.ending import delete_link, revoke_link
 from guestlinks.tokens import digest_for
 from notifications.models import Channel, Message
 from studies.models import Folder
@@ -150,6 +146,27 @@ def test_an_option_the_policy_disables_is_refused_naming_its_field(
     assert "policy does not allow" in errors_of(excinfo)[field][0]
     assert not GuestLink.objects.exists()
     assert not Message.objects.exists()
+
+
+@pytest.mark.parametrize(("flag", "options", "field"), POLICY_CASES)
+def test_the_dialog_hides_each_option_the_service_refuses(alice, study, org, flag, options, field):
+    # One table says which flag offers which option: the form hides what the service refuses.
+    setattr(org, flag, False)
+    org.save()
+    form = SendLinkForm(organization=org, target=LinkTarget(study=study))
+    hidden = {name for name, offered in form.allowed.items() if not offered}
+    refused = {name for name, (offered_by, _words) in OPTION_POLICIES.items() if offered_by == flag}
+    assert field in hidden
+    assert refused <= hidden
+
+
+def test_zero_uses_is_refused_where_the_policy_disables_limiting_uses(alice, study, org):
+    # A chosen zero is not "no limit": it is refused, by the policy first.
+    org.allow_link_max_uses = False
+    org.save()
+    with pytest.raises(ValidationError) as excinfo:
+        send(alice, study, max_uses=0)
+    assert "policy does not allow" in errors_of(excinfo)["max_uses"][0]
 
 
 def test_without_the_expiry_option_links_still_expire_after_the_default(alice, study, org):

@@ -11,7 +11,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from guestlinks.services.creation import LinkOptions, LinkTarget, create_link
+from guestlinks.selectors import LinkTarget
+from guestlinks.services.creation import LinkOptions, create_link
 from sharing.services import end_of_day
 from tests.accounts.helpers import HttpsClient
 from tests.sharing.conftest import share

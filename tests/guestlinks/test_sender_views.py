@@ -13,7 +13,8 @@ from django.urls import reverse
 from audit.models import Action, AuditEvent
 from guestlinks.models import GuestLink, LinkState, TargetKind
 from guestlinks.passwords import check_link_password
-from guestlinks.services.creation import LinkOptions, LinkTarget, create_link
+from guestlinks.selectors import LinkTarget
+from guestlinks.services.creation import LinkOptions, create_link
 from notifications.models import Channel, Message
 from studies.models import Folder
 from studies.services.worklists import location_worklist

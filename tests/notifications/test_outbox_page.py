@@ -71,7 +71,8 @@ def test_a_sender_reads_the_messages_their_links_and_shares_sent(
 ):
     """The README's promise: in the demo, a sender follows the link they sent from the outbox.
     Someone else's link to the same address stays out of it."""
-    from guestlinks.services.creation import LinkOptions, LinkTarget, create_link
+    from guestlinks.selectors import LinkTarget
+    from guestlinks.services.creation import LinkOptions, create_link
     from tests.factories import make_study
     from tests.sharing.conftest import share
 

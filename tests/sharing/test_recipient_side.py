@@ -28,7 +28,8 @@ from PIL import Image
 from accounts.models import Location
 from audit.models import Action, AuditEvent
 from guestlinks.models import GuestLink
-from guestlinks.services.creation import LinkOptions, LinkTarget, create_link
+from guestlinks.selectors import LinkTarget
+from guestlinks.services.creation import LinkOptions, create_link
 from sharing.models import Share
 from studies.access import user_study_access
 from studies.anonymize import ANONYMOUS_FAMILY_NAME, pseudonym

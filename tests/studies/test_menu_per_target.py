@@ -8,7 +8,7 @@ from django.urls import reverse
 
 from accounts.models import Role
 from accounts.permissions import Perm
-from guestlinks.services.creation import LinkTarget, may_create_links
+from guestlinks.selectors import LinkTarget, may_create_links
 from studies.services.worklists import location_worklist, personal_worklist
 from tests.accounts.helpers import HttpsClient, plain_static_storage, sign_in
 from tests.factories import make_study, share_entry
