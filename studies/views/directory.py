@@ -240,8 +240,12 @@ def _render_directory(
         row.link = request.build_absolute_uri(row.href)
         row.organize = any(pk in organizable for pk in row.worklist_ids)
     allows = menu.allowed_items(request, "study", [row.study for row in rows])
+    study_items = menu.items_for(user, "study")
     for row in rows:
         row.allows = allows[row.study.pk]
+        row.links = menu.target_links(
+            study_items, "study", row.study.study_uid, row.allows, own_url=row.href
+        )
 
     if form is None:
         form = SearchForm(
