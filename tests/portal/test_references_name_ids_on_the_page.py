@@ -13,6 +13,8 @@ from django.urls import reverse
 from tests.accounts.helpers import HttpsClient, sign_in
 from tests.factories import make_study
 from tests.guestlinks.conftest import link_path, make_link  # noqa: F401 - a fixture
+from tests.sharing.conftest import share
+from tests.sharing.test_invitation import invitation_token
 
 pytestmark = pytest.mark.django_db
 
@@ -153,4 +155,26 @@ def test_the_guest_link_pages_name_only_ids_they_have(study, make_link):  # noqa
     assert_references_hold(guest.get(link_path(token)), "guest link")
     assert_references_hold(
         guest.post(link_path(token), {"password": "wrong"}), "guest link, wrong password"
+    )
+
+
+def test_the_invitation_and_share_code_pages_name_only_ids_they_have(
+    alice, bob, study, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        share(alice, study, ("email", "gp@example.net"))
+    invitation = reverse("sharing:invitation", args=[invitation_token("gp@example.net")])
+    invited = HttpsClient()
+    assert_references_hold(invited.get(invitation), "invitation")
+    assert_references_hold(
+        invited.post(invitation, {"action": "register", "password1": "a", "password2": "b"}),
+        "invitation with errors",
+    )
+
+    bob.mobile = "+32470123456"
+    bob.save(update_fields=["mobile"])
+    guarded = share(alice, study, ("user", bob.pk), two_factor=True).recipients.get()
+    recipient = sign_in(HttpsClient(), bob)
+    assert_references_hold(
+        recipient.get(reverse("sharing:two_factor", args=[guarded.pk])), "share's SMS code"
     )
