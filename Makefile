@@ -16,7 +16,7 @@ RUN_ENV := DEBUG=true DEMO_MODE=true DATABASE_URL=sqlite:///$(CURDIR)/var/portal
 	CELERY_BROKER_URL= CACHE_URL= EMAIL_HOST= PORTAL_VAR_DIR=$(CURDIR)/var \
 	SITE_URL=http://127.0.0.1:$(PORT) OHIF_URL=http://127.0.0.1:$(OHIF_PORT)
 
-.PHONY: run test install ohif migrate demo check lint typecheck format bench clean
+.PHONY: run test install ohif axe migrate demo check lint typecheck format bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,12 +24,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP) ohif
+install: $(STAMP) ohif axe
 
 # The pinned OHIF release from the npm registry, checked and unpacked into var/ohif (quick once
 # installed); without npm, a note, and the portal runs without OHIF.
 ohif: $(STAMP)
 	$(BIN)/python manage.py install_ohif --if-npm --settings=tests.settings
+
+# The pinned axe-core, which the accessibility browser test injects into pages, checked and
+# unpacked into var/axe-core the same way (portal/npm.py).
+axe: $(STAMP)
+	$(BIN)/python manage.py install_axe --if-npm --settings=tests.settings
 
 # The DICOM listener runs in the background beside the web server and stops with it (Ctrl-C
 # stops both; the EXIT trap also covers the web server ending on its own).
@@ -56,7 +61,7 @@ run: ohif demo
 	trap 'exit 130' INT TERM; \
 	$(RUN_ENV) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
-test: $(STAMP) ohif
+test: $(STAMP) ohif axe
 	$(BIN)/python manage.py makemigrations --check --dry-run --settings=tests.settings > /dev/null
 	$(BIN)/python -m pytest
 

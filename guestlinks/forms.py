@@ -38,6 +38,11 @@ class SendLinkForm(PolicyOptionsForm):
     acknowledged = forms.BooleanField(
         label=_("I understand that authorization cannot be removed once the secure link is sent."),
         required=False,
+        widget=forms.CheckboxInput(attrs={"aria-required": "true"}),
+        help_text=_(
+            "Your organization's administrator can revoke a study link. However, the recipient "
+            "may receive and use the link before it is revoked."
+        ),
     )
     email = forms.CharField(
         label=_("Send via email to"),
@@ -69,7 +74,10 @@ class SendLinkForm(PolicyOptionsForm):
         help_text=_("The recipient receives a one-time code when opening the link."),
     )
     max_uses = forms.IntegerField(
-        label=_("Limit number of uses to"), required=False, widget=_number({"min": 1})
+        label=_("Limit number of uses to"),
+        required=False,
+        widget=_number({"min": 1}),
+        help_text=_("Empty: no limit."),
     )
     expires_in_days = forms.IntegerField(
         label=_("days"), required=False, widget=_number({"min": 0})

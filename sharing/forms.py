@@ -22,6 +22,7 @@ from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import User
@@ -182,6 +183,12 @@ class ShareForm(PolicyOptionsForm):
             calendar.attrs["max"] = terms.latest_valid_until
         if not self.is_bound:
             self.fields["valid_until"].initial = terms.default_valid_until
+        if terms.latest_valid_until is not None:
+            self.fields["valid_until"].help_text = _("At most until %(day)s.") % {
+                "day": date_format(terms.latest_valid_until, "DATE_FORMAT")
+            }
+        else:
+            self.fields["valid_until"].help_text = _("Type the date or pick it in the calendar.")
         if terms.anonymized:
             self.fields["anonymize"].help_text = _(
                 "The study was shared with you anonymized: it stays anonymized."
@@ -239,8 +246,12 @@ class ShareForm(PolicyOptionsForm):
         """Recipients' errors beside the recipients; the rest as every option form does."""
         if name in ("recipients", "star"):
             self.recipient_errors.extend(message for error in errors for message in error)
-        else:
-            super().add_service_error(name, errors)
+            return
+        if name == "access":
+            # The error names the recipients that make "Images only" unavailable: the help
+            # text would say it twice.
+            self["access"].help_text = ""
+        super().add_service_error(name, errors)
 
 
 # --- Recipient rows ----------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from django.http import HttpRequest
 from django.urls import reverse
@@ -133,6 +134,28 @@ def allowed_items(request: HttpRequest, kind: str, targets: list[Any]) -> dict[i
                 for pk in item.allowed_on(request, kind, targets):
                     allowed[pk].append(item.key)
     return {pk: " ".join(keys) for pk, keys in allowed.items()}
+
+
+def target_links(
+    items: list[MenuItem], kind: str, target_id: Any, allows: str, *, own_url: str
+) -> list[dict[str, str]]:
+    """The items of one target's menu that are pages, as the real links a page gives the target
+    for browsers without scripts: a "link" and a "dialog" item answer a GET with a page of their
+    own (a dialog's view renders it whole when not fetched by the dialog script), at the URL
+    ``static/js/contextmenu.js`` opens. ``items`` are the user's (:func:`items_for`),
+    ``allows`` the target's checked items (:func:`allowed_items`)."""
+    offered = set(allows.split())
+    return [
+        {
+            "key": item.key,
+            "label": str(item.label),
+            "href": f"{reverse(item.url_name)}?{urlencode({kind: target_id})}"
+            if item.url_name
+            else own_url,
+        }
+        for item in items
+        if item.kind in ("link", "dialog") and (item.allowed_on is None or item.key in offered)
+    ]
 
 
 def menu_for_client(user: User) -> dict[str, list[dict[str, Any]]]:

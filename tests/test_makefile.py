@@ -12,12 +12,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # target -> what its dry run must include
 EXPECTED_COMMANDS = {
-    "install": ["pip install", "manage.py install_ohif"],
+    "install": ["pip install", "manage.py install_ohif", "manage.py install_axe"],
     "ohif": ["manage.py install_ohif"],
+    "axe": ["manage.py install_axe"],
     "migrate": ["manage.py migrate"],
     "demo": ["manage.py migrate", "manage.py seed_demo"],
     "run": ["manage.py migrate", "manage.py seed_demo", "manage.py runserver"],
-    "test": ["makemigrations --check", "pytest"],
+    "test": ["manage.py install_axe", "makemigrations --check", "pytest"],
     "check": [
         "ruff check",
         "ruff format --check",

@@ -1,7 +1,8 @@
 // The directory's context menu: right-click, touch and hold (600 ms), the keyboard's menu key
 // or Shift+F10 on a study, worklist or folder (any element with data-menu-target="study" |
 // "worklist" | "folder", data-id, data-href, data-link and data-label), or its Actions button
-// (data-menu-button inside the target).
+// (data-menu-button inside the target; browsers without scripts see the target's links,
+// data-row-links, to the same URLs in its place: portal.css).
 //
 // Its items come from the server's registry (studies/menu.py) through a JSON data island:
 // {"study": [{"key", "label", "kind": "link"|"dialog"|"copy", "url", "multiple", "checked"}], ...}.

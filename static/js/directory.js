@@ -70,9 +70,17 @@ function openRow(row) {
 }
 
 if (table) {
+  // One tab stop for the table, the focused row (arrow keys move it), not one per link.
+  table.querySelectorAll("[data-row-link]").forEach((link) => {
+    link.tabIndex = -1;
+  });
+
   table.addEventListener("click", (event) => {
     const row = event.target.closest("tr.study-row");
     if (!row || event.target.closest("[data-menu-button]")) return;
+    // The row's links are for browsers without scripts: here a click selects, as on the rest of
+    // the row, and a double-click or Enter opens the study (a middle click still opens a tab).
+    if (event.target.closest("[data-row-link]")) event.preventDefault();
     if (event.target.closest("[data-select-row]")) {
       // The checkbox toggles its row without touching the others.
       setSelected(row, event.target.checked);

@@ -170,16 +170,16 @@ def test_invalid_email_and_phone_are_shown_on_their_fields(alice, study):
     )
     assert response.status_code == 400
     html = text_of(response)
-    assert 'id="send-link-email-errors"' in html
+    assert 'id="send-link-email_error"' in html
     assert "“gp@@example” is not a valid email address." in html
-    assert 'id="send-link-mobile-errors"' in html
+    assert 'id="send-link-mobile_error"' in html
     assert not GuestLink.objects.exists()
 
 
 def test_a_number_that_is_not_a_number_is_a_field_error(alice, study):
     response = post_dialog(client_for(alice), study, acknowledged="on", max_uses="two")
     assert response.status_code == 400
-    assert 'id="send-link-max_uses-errors"' in text_of(response)
+    assert 'id="send-link-max_uses_error"' in text_of(response)
 
 
 def test_get_link_with_email_password_and_two_uses(

@@ -42,9 +42,10 @@ def text_of(response) -> str:
 
 
 def field_errors(response, name: str) -> list[str]:
-    """The messages listed beside a form field (``share-<name>-errors``)."""
+    """The messages listed beside a form field (``share-<name>_error``, as templates/_field.html
+    names them)."""
     html = response.content.decode()
-    match = re.search(rf'<ul class="errors" id="share-{re.escape(name)}-errors">(.*?)</ul>', html)
+    match = re.search(rf'<ul class="errors" id="share-{re.escape(name)}_error">(.*?)</ul>', html)
     if not match:
         return []
     return [unescape(item) for item in re.findall(r"<li>(.*?)</li>", match.group(1))]

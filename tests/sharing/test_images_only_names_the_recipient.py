@@ -43,7 +43,7 @@ def dialog_post(user, study, *rows):
 
 def access_errors(response) -> list[str]:
     html = response.content.decode()
-    match = re.search(r'<ul class="errors" id="share-access-errors">(.*?)</ul>', html, re.S)
+    match = re.search(r'<ul class="errors" id="share-access_error">(.*?)</ul>', html, re.S)
     if not match:
         return []
     return [unescape(item) for item in re.findall(r"<li>(.*?)</li>", match.group(1))]

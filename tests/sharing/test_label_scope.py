@@ -214,7 +214,7 @@ def test_the_dialog_says_why_only_for_the_user_is_refused_for_a_group(alice, gro
     response = client_for(alice).post(DIALOG, body, **FRAGMENT)
     assert response.status_code == 400
     html = unescape(response.content.decode())
-    errors = re.search(r'<ul class="errors" id="share-label_scope-errors">(.*?)</ul>', html)
+    errors = re.search(r'<ul class="errors" id="share-label_scope_error">(.*?)</ul>', html)
     assert errors and "needs a user among the recipients" in errors.group(1)
     # The choice is kept for the sender to change.
     assert re.search(r'<input type="radio" name="label_scope" value="user"[^>]*checked', html)

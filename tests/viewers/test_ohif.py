@@ -16,6 +16,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from portal import npm
 from viewers.management.commands import install_ohif
 from viewers.ohif import OhifApplication, app_config
 
@@ -142,15 +143,13 @@ def test_the_pinned_release_is_unpacked(settings, tmp_path, monkeypatch):
     )
     fake_npm(bin_folder, tarball)
     monkeypatch.setenv("PATH", f"{bin_folder}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(
-        install_ohif, "INTEGRITY", install_ohif.integrity_of(bin_folder / "package.tgz")
-    )
+    monkeypatch.setattr(install_ohif, "INTEGRITY", npm.integrity_of(bin_folder / "package.tgz"))
 
     call_command("install_ohif", stdout=io.StringIO())
 
     assert (settings.OHIF_DIR / "index.html").read_bytes() == b"<title>OHIF</title>"
     assert not (settings.OHIF_DIR / "package.json").exists()
-    assert install_ohif.installed_version(settings.OHIF_DIR).endswith(install_ohif.INTEGRITY)
+    assert npm.installed_version(settings.OHIF_DIR).endswith(install_ohif.INTEGRITY)
 
 
 def test_without_npm_the_portal_runs_without_ohif(settings, tmp_path, monkeypatch):

@@ -1,23 +1,20 @@
 """Fetch the pinned OHIF viewer from the npm registry and unpack it into ``OHIF_DIR``.
 
-The package (``@ohif/app``, MIT) ships a prebuilt ``dist/``. It is fetched at install time with
-``npm pack``, checked against the integrity hash pinned here (a changed or substituted tarball
-is refused), and unpacked; nothing of it is committed, nothing is fetched at run time. Without
-npm, ``--if-npm`` says so and leaves the portal as it is (no OHIF entry points).
+The package (``@ohif/app``, MIT) ships a prebuilt ``dist/``, which is what is installed, through
+the portal's one installer of pinned npm packages (``portal.npm``: ``npm pack``, the integrity
+check, the unpacking); nothing of it is committed, nothing is fetched at run time. Without npm,
+``--if-npm`` says so and leaves the portal as it is (no OHIF entry points). The Dockerfile's node
+stage packs the VERSION pinned here.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import shutil
-import subprocess
-import tarfile
-import tempfile
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+
+from portal import npm
 
 PACKAGE = "@ohif/app"
 VERSION = "3.13.2"
@@ -25,17 +22,10 @@ INTEGRITY = (
     "sha512-WZdxmpmG7rqFgW9ZJLcbgr3XCtLi1KDNPoMaeY5PPe6j4G4fjEjjkyc"
     "ZM6C6Zk2F87BKxFfpq+jd5xXZB9E8EA=="
 )
-MARKER = ".installed"
 
 
-def installed_version(folder: Path) -> str:
-    marker = folder / MARKER
-    return marker.read_text().strip() if marker.is_file() else ""
-
-
-def integrity_of(path: Path) -> str:
-    digest = hashlib.sha512(path.read_bytes()).digest()
-    return "sha512-" + base64.b64encode(digest).decode()
+def pinned() -> npm.PinnedPackage:
+    return npm.PinnedPackage(PACKAGE, VERSION, INTEGRITY, part="dist", proof="index.html")
 
 
 class Command(BaseCommand):
@@ -56,38 +46,13 @@ class Command(BaseCommand):
 
     def handle(self, *args, if_npm: bool = False, tarball: Path | None = None, **options):
         folder = Path(settings.OHIF_DIR)
-        wanted = f"{PACKAGE}@{VERSION} {INTEGRITY}"
-        if installed_version(folder) == wanted and (folder / "index.html").is_file():
+        package = pinned()
+        if npm.is_installed(package, folder):
             self.stdout.write(f"OHIF {VERSION} is installed in {folder}.")
             return
-        with tempfile.TemporaryDirectory() as scratch:
-            work = Path(scratch)
-            if tarball is None:
-                tarball = self._fetch(work, if_npm=if_npm)
-                if tarball is None:
-                    return
-            found = integrity_of(tarball)
-            if found != INTEGRITY:
-                raise CommandError(
-                    f"{tarball.name} is not the pinned {PACKAGE} {VERSION}: its integrity is "
-                    f"{found}, not {INTEGRITY}. Nothing was installed."
-                )
-            with tarfile.open(tarball) as archive:
-                members = [m for m in archive.getmembers() if m.name.startswith("package/dist/")]
-                archive.extractall(work, members=members, filter="data")
-            staged = folder.with_name(folder.name + ".new")
-            shutil.rmtree(staged, ignore_errors=True)
-            shutil.move(str(work / "package" / "dist"), staged)
-            (staged / MARKER).write_text(wanted + "\n")
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            staged.rename(folder)
-        self.stdout.write(f"OHIF {VERSION} installed in {folder}.")
-
-    def _fetch(self, work: Path, *, if_npm: bool) -> Path | None:
-        """``npm pack`` the pinned release into ``work``; None (said) without npm."""
-        npm = shutil.which("npm")
-        if npm is None:
+        try:
+            npm.install(package, folder, tarball=tarball)
+        except npm.NpmMissing:
             message = (
                 "npm is not installed, so OHIF is not: the portal runs without its "
                 "'Open in OHIF' entry points. Install Node.js and npm, then run "
@@ -95,15 +60,8 @@ class Command(BaseCommand):
             )
             if if_npm:
                 self.stdout.write(message)
-                return None
-            raise CommandError(message)
-        fetched = subprocess.run(  # noqa: S603 - npm found on PATH, fixed arguments
-            [npm, "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", str(work)],
-            cwd=work,
-            capture_output=True,
-            text=True,
-        )
-        if fetched.returncode != 0:
-            raise CommandError(f"npm pack {PACKAGE}@{VERSION} failed: {fetched.stderr[-500:]}")
-        (tarball,) = work.glob("*.tgz")
-        return tarball
+                return
+            raise CommandError(message) from None
+        except npm.NpmError as refused:
+            raise CommandError(str(refused)) from None
+        self.stdout.write(f"OHIF {VERSION} installed in {folder}.")
