@@ -7,7 +7,6 @@ naming the permission the role lacks; a name the service refuses answers 400 wit
 
 from __future__ import annotations
 
-from django.db import transaction
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound, PermissionDenied, ValidationError
@@ -21,13 +20,13 @@ from studies.models import Folder
 from studies.selectors import MAX_ID, visible_folder, visible_worklist
 from studies.services.folders import (
     NAME_MAX_LENGTH,
+    UNCHANGED,
     FolderError,
     FolderPermissionDenied,
+    change_folder,
     create_folder,
     delete_folder,
     file_studies,
-    move_folder,
-    rename_folder,
 )
 
 MAX_STUDIES = 500
@@ -154,19 +153,19 @@ class FolderDetailView(APIView):
         data = FolderChangeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         changes = data.validated_data
-        # Both changes or neither: a name refused after a move must not leave the move done.
-        with transaction.atomic():
-            if "parent" in changes:
-                parent = _parent(request, changes["parent"], folder.worklist)
-                _call(move_folder, user=request.user, folder=folder, parent=parent, request=request)
-            if "name" in changes:
-                _call(
-                    rename_folder,
-                    user=request.user,
-                    folder=folder,
-                    name=changes["name"],
-                    request=request,
-                )
+        parent = (
+            _parent(request, changes["parent"], folder.worklist)
+            if "parent" in changes
+            else UNCHANGED
+        )
+        _call(
+            change_folder,
+            user=request.user,
+            folder=folder,
+            name=changes.get("name"),
+            parent=parent,
+            request=request,
+        )
         return Response(_folder_data(folder))
 
     @extend_schema(operation_id="folders_destroy", responses={200: _DELETED})

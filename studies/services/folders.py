@@ -111,7 +111,7 @@ def _audit(action: str, *, user: User, folder: Folder, request, **details) -> No
     )
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def create_folder(
     *,
     user: User,
@@ -135,10 +135,51 @@ def create_folder(
     return folder
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def rename_folder(
     *, user: User, folder: Folder, name: str, request: HttpRequest | None = None
 ) -> Folder:
+    return _rename(user=user, folder=folder, name=name, request=request)
+
+
+@transaction.atomic(durable=True)
+def move_folder(
+    *,
+    user: User,
+    folder: Folder,
+    parent: Folder | None,
+    request: HttpRequest | None = None,
+) -> Folder:
+    """Nest a folder in another of the same worklist, or bring it to the top level."""
+    return _move(user=user, folder=folder, parent=parent, request=request)
+
+
+class _Unchanged:
+    """The folder keeps its parent (None means the top level)."""
+
+
+UNCHANGED = _Unchanged()
+
+
+@transaction.atomic(durable=True)
+def change_folder(
+    *,
+    user: User,
+    folder: Folder,
+    name: str | None = None,
+    parent: Folder | _Unchanged | None = UNCHANGED,
+    request: HttpRequest | None = None,
+) -> Folder:
+    """Move and rename a folder as one action: both or neither, so a name refused after a move
+    does not leave the move done."""
+    if not isinstance(parent, _Unchanged):
+        _move(user=user, folder=folder, parent=parent, request=request)
+    if name is not None:
+        _rename(user=user, folder=folder, name=name, request=request)
+    return folder
+
+
+def _rename(*, user: User, folder: Folder, name: str, request: HttpRequest | None) -> Folder:
     _require_organizer(user, folder.worklist)
     name = clean_name(name)
     if name == folder.name:
@@ -151,15 +192,9 @@ def rename_folder(
     return folder
 
 
-@transaction.atomic
-def move_folder(
-    *,
-    user: User,
-    folder: Folder,
-    parent: Folder | None,
-    request: HttpRequest | None = None,
+def _move(
+    *, user: User, folder: Folder, parent: Folder | None, request: HttpRequest | None
 ) -> Folder:
-    """Nest a folder in another of the same worklist, or bring it to the top level."""
     _require_organizer(user, folder.worklist)
     if parent is not None and parent.pk in set(folder_and_descendants(folder)):
         raise FolderError(_("A folder cannot go inside itself or one of its own subfolders."))
@@ -191,7 +226,7 @@ def deletion_summary(folder: Folder) -> DeletedFolder:
     )
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def delete_folder(
     *, user: User, folder: Folder, request: HttpRequest | None = None
 ) -> DeletedFolder:
@@ -212,7 +247,7 @@ def delete_folder(
     return summary
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def file_studies(
     *,
     user: User,

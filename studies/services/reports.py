@@ -28,7 +28,7 @@ def report_version(report: Report | None) -> str:
     return report.updated_at.isoformat()
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def update_report(
     *,
     user: User,

@@ -16,7 +16,7 @@ from studies.access import StudyAccess, active_entries, visible_worklists
 from studies.models import Study
 
 
-@transaction.atomic
+@transaction.atomic(durable=True)
 def record_study_view(
     *, request: HttpRequest, study: Study, access: StudyAccess, mark_opened: bool = True
 ) -> None:
