@@ -324,17 +324,6 @@ def recipient_by_id(sender: User, kind: str, pk: int) -> RecipientResult | None:
     return None
 
 
-def result_for(sender: User, target: User | Group | Location) -> RecipientResult | None:
-    kind = (
-        RecipientKind.USER
-        if isinstance(target, User)
-        else RecipientKind.GROUP
-        if isinstance(target, Group)
-        else RecipientKind.LOCATION
-    )
-    return recipient_by_id(sender, kind, target.pk)
-
-
 # --- Favorites ---------------------------------------------------------------------------------
 
 
