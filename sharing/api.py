@@ -34,7 +34,8 @@ from sharing.selectors import (
     favorites_of,
     search_recipients,
 )
-from sharing.services import (
+from sharing.services.favorites import add_favorite, remove_favorite
+from sharing.services.shares import (
     MAX_LABEL_LENGTH,
     MAX_MESSAGE_LENGTH,
     MAX_REASON_LENGTH,
@@ -46,7 +47,6 @@ from sharing.services import (
     share_studies,
     summary_of,
 )
-from sharing.services.favorites import add_favorite, remove_favorite
 from studies.access import user_study_access, visible_worklists
 from studies.models import AccessLevel, LabelScope, Study
 from studies.selectors import MAX_ID

@@ -46,10 +46,8 @@ from notifications.services import queue_message
 from portal import decisions
 from portal.clients import client_ip
 from sharing.models import RecipientKind, Share, ShareRecipient
-
-# ``shares`` imports ``invite`` from here while it loads; importing the module (not names from
-# it) lets either module load first, and its functions are looked up when called.
-from sharing.services import shares
+from sharing.services.entries import end_of_day, grant_entries
+from sharing.services.study_items import study_items
 from sharing.services.trail import record_share_event
 from studies.services.worklists import personal_worklist
 
@@ -210,13 +208,13 @@ def invitation_expires_at(share: Share) -> datetime:
     """The end of the share's last day, or SHARE_INVITATION_DAYS after the share: the sooner."""
     limit = share.created_at + timedelta(days=settings.SHARE_INVITATION_DAYS)
     if share.valid_until is not None:
-        limit = min(limit, shares.end_of_day(share.valid_until))
+        limit = min(limit, end_of_day(share.valid_until))
     return limit
 
 
 def _share_running(share: Share, now: datetime) -> bool:
     return share.removed_at is None and (
-        share.valid_until is None or shares.end_of_day(share.valid_until) > now
+        share.valid_until is None or end_of_day(share.valid_until) > now
     )
 
 
@@ -313,7 +311,7 @@ def find_invitation(*, token: str, request: HttpRequest | None) -> Invitation:
         sender_name=sender.get_full_name() or sender.get_username(),
         organization_name=share.organization.name,
         shared_at=share.created_at,
-        studies=shares.study_items(studies, share.anonymize),
+        studies=study_items(studies, share.anonymize),
         account_exists=User._default_manager.filter(email__iexact=recipient.email).exists(),
         needs_mobile=ShareRecipient.objects.filter(
             kind=RecipientKind.EMAIL,
@@ -378,7 +376,7 @@ def _activate(
         recipient.activated_at, recipient.invitation_digest = now, spent
         share = recipient.share
         studies = list(share.studies.select_related("patient").order_by("pk"))
-        shares.grant_entries(recipient, studies, seen=seen.setdefault(share.pk, set()))
+        grant_entries(recipient, studies, seen=seen.setdefault(share.pk, set()))
         record_share_event(
             share,
             Action.SHARE_ACTIVATED,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -33,8 +33,10 @@ from notifications.services import queue_messages, validate_recipient
 from portal import decisions
 from portal.validation import FieldErrors
 from sharing.models import RecipientKind, SenderDefaults, Share, ShareRecipient
+from sharing.services.entries import grant_entries
 from sharing.services.favorites import star_targets
 from sharing.services.invitations import invite
+from sharing.services.study_items import study_items
 from sharing.services.trail import record_share_event
 from sharing.services.two_factor import recipients_without_mobile
 from studies.access import (
@@ -48,7 +50,6 @@ from studies.models import (
     ACCESS_RANK,
     AccessLevel,
     Entry,
-    EntryOrigin,
     LabelScope,
     Study,
     Worklist,
@@ -135,11 +136,6 @@ class _Resolved:
 
 
 # --- Rules -------------------------------------------------------------------------------------
-
-
-def end_of_day(day: date) -> datetime:
-    """Access lasts through the whole of the "valid till" day, in the portal's time zone."""
-    return timezone.make_aware(datetime.combine(day, time.max))
 
 
 def _sender_org_ids(sender: User) -> set[int]:
@@ -307,28 +303,6 @@ def _validity(
     return day
 
 
-def _initials(study: Study, anonymized: bool) -> str:
-    """Initials only, never a name (subjects are logged by mail servers); none if anonymized."""
-    if anonymized:
-        return ""
-    patient = study.patient
-    parts = [patient.given_name, patient.family_name]
-    if not any(parts):
-        parts = [part for part in reversed(patient.name.split("^")[:2])]
-    return "".join(f"{part.strip()[0].upper()}." for part in parts if part and part.strip())
-
-
-def study_items(studies: Sequence[Study], anonymized: bool) -> list[dict]:
-    return [
-        {
-            "patient_initials": _initials(study, anonymized),
-            "study_description": study.description,
-            "study_date": study.study_date,
-        }
-        for study in studies
-    ]
-
-
 def _viewer_link(studies: Sequence[Study]) -> str:
     if len(studies) == 1:
         return f"{settings.SITE_URL}{reverse('studies:study', args=[studies[0].study_uid])}"
@@ -372,42 +346,6 @@ def summary_of(share: Share) -> str:
 
 
 # --- Sharing -----------------------------------------------------------------------------------
-
-
-def grant_entries(
-    recipient: ShareRecipient, studies: Sequence[Study], *, seen: set[tuple[int, int]] | None = None
-) -> list[Entry]:
-    """Put the studies in the recipient's worklist as entries carrying the share's terms, and
-    link them to the recipient (so removing the share ends exactly these). ``seen`` skips a
-    study already granted to the same worklist by another recipient of the same share."""
-    share = recipient.share
-    seen = set() if seen is None else seen
-    until = end_of_day(share.valid_until) if share.valid_until is not None else None
-    entries = []
-    for study in studies:
-        if (study.pk, recipient.worklist_id) in seen:
-            continue
-        seen.add((study.pk, recipient.worklist_id))
-        entries.append(
-            Entry(
-                worklist_id=recipient.worklist_id,
-                study=study,
-                origin=EntryOrigin.SHARE,
-                added_by_id=share.sender_id,
-                level=share.level,
-                anonymized=share.anonymize,
-                can_share=share.allow_further_sharing,
-                two_factor_required=share.two_factor,
-                valid_until=until,
-                label=share.label,
-                label_scope=share.label_scope,
-                message=share.message,
-            )
-        )
-    created = Entry.objects.bulk_create(entries)
-    decisions.changed()  # bulk_create sends no post_save
-    recipient.entries.add(*created)
-    return created
 
 
 def senders_access(

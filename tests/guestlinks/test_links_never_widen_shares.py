@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from guestlinks.services.creation import LinkOptions, LinkTarget, create_link
-from sharing.services import end_of_day
+from sharing.services.entries import end_of_day
 from tests.accounts.helpers import HttpsClient
 from tests.sharing.conftest import share
 

@@ -24,7 +24,9 @@ from accounts.tokens import secret_digest
 from audit.models import Action, AuditEvent
 from notifications.models import Message
 from sharing.models import ShareRecipient
-from sharing.services import end_of_day, invitations, remove_share
+from sharing.services import invitations
+from sharing.services.entries import end_of_day
+from sharing.services.shares import remove_share
 from studies.access import user_study_access
 from studies.models import AccessLevel, Entry, EntryOrigin
 from studies.services.worklists import personal_worklist

@@ -29,8 +29,8 @@ from notifications import codes as codes_module
 from notifications.models import Channel, Message
 from sharing.access import VERIFIED_SESSION_KEY
 from sharing.models import ShareCode, ShareRecipient
-from sharing.services import Recipient, remove_share, share_studies
 from sharing.services import two_factor as tf
+from sharing.services.shares import Recipient, remove_share, share_studies
 from studies.access import study_access, user_study_access, visible_studies
 from studies.models import AccessLevel, Entry
 from tests.accounts.helpers import HttpsAPIClient, HttpsClient, plain_static_storage
