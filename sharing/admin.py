@@ -24,7 +24,8 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organization
 from sharing.models import Share, ShareRecipient
-from sharing.services.shares import may_remove_share, remove_share
+from sharing.selectors import may_remove_share
+from sharing.services.shares import remove_share
 from sharing.services.two_factor import may_unblock, unblock, unblocking_organizations
 from studies.admin import study_label
 

@@ -32,6 +32,7 @@ from sharing.selectors import (
     FavoriteItem,
     RecipientQuery,
     favorites_of,
+    may_remove_share,
     search_recipients,
 )
 from sharing.services.favorites import add_favorite, remove_favorite
@@ -42,7 +43,6 @@ from sharing.services.shares import (
     MAX_RECIPIENTS,
     Recipient,
     ShareOptions,
-    may_remove_share,
     remove_share,
     share_studies,
     summary_of,

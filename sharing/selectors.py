@@ -453,7 +453,8 @@ def worklist_share_codes(user: User) -> list[Worklist]:
 
 def manageable_shares(user: User) -> QuerySet[Share]:
     """The shares a user may remove, newest first: those they sent, and those of the
-    organizations they administer (every share for a superuser)."""
+    organizations they administer (every share for a superuser). The one rule on removing a
+    share: :func:`may_remove_share` and ``remove_share`` ask it too."""
     if not (user.is_authenticated and user.is_active):
         return Share.objects.none()
     shares = Share.objects.select_related("sender", "organization")
@@ -463,3 +464,7 @@ def manageable_shares(user: User) -> QuerySet[Share]:
         m.organization_id for m in active_memberships(user) if m.role.grants(Perm.ADMINISTER)
     ]
     return shares.filter(Q(sender=user) | Q(organization_id__in=administered))
+
+
+def may_remove_share(user: User, share: Share) -> bool:
+    return manageable_shares(user).filter(pk=share.pk).exists()

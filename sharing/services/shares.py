@@ -33,6 +33,7 @@ from notifications.services import queue_messages, validate_recipient
 from portal import decisions
 from portal.validation import FieldErrors
 from sharing.models import RecipientKind, SenderDefaults, Share, ShareRecipient
+from sharing.selectors import may_remove_share
 from sharing.services.entries import grant_entries
 from sharing.services.favorites import star_targets
 from sharing.services.invitations import invite
@@ -676,16 +677,6 @@ def _queue_messages(
 
 
 # --- Removing ----------------------------------------------------------------------------------
-
-
-def may_remove_share(user: User, share: Share) -> bool:
-    if not (user.is_authenticated and user.is_active):
-        return False
-    return (
-        user.is_superuser
-        or share.sender_id == user.pk
-        or has_perm(user, Perm.ADMINISTER, Organization(pk=share.organization_id))
-    )
 
 
 def remove_share(*, user: User, share: Share, request=None) -> bool:
