@@ -12,9 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
 from django.http import Http404
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -33,6 +31,7 @@ from sharing.selectors import (
     RecipientQuery,
     favorites_of,
     may_remove_share,
+    received_shares,
     search_recipients,
 )
 from sharing.services.favorites import add_favorite, remove_favorite
@@ -47,7 +46,7 @@ from sharing.services.shares import (
     share_studies,
     summary_of,
 )
-from studies.access import user_study_access, visible_worklists
+from studies.access import user_study_access
 from studies.models import AccessLevel, LabelScope, Study
 from studies.selectors import MAX_ID
 
@@ -223,16 +222,7 @@ class ShareListCreateView(APIView):
         if direction == "sent":
             shares = Share.objects.filter(sender=request.user)
         elif direction == "received":
-            worklists = visible_worklists(request.user).values("pk")
-            # Running shares only: an expired one gives nothing any more.
-            shares = (
-                Share.objects.filter(
-                    Q(recipients__worklist__in=worklists) | Q(recipients__user=request.user),
-                    removed_at__isnull=True,
-                )
-                .filter(Q(valid_until__isnull=True) | Q(valid_until__gte=timezone.localdate()))
-                .distinct()
-            )
+            shares = received_shares(request.user)
         else:
             raise ValidationError({"direction": [_("Choose “sent” or “received”.")]})
         shares = shares.select_related("sender")[:200]

@@ -27,10 +27,18 @@ from django.utils.formats import date_format
 
 from accounts.models import Group, Location, Membership, User
 from accounts.permissions import Perm
+from sharing.access import recipients_of
 from sharing.models import Favorite, RecipientKind, Share
-from studies.access import active_memberships, has_perm, studies_access, visible_worklists
+from studies.access import (
+    active_entries,
+    active_memberships,
+    has_perm,
+    studies_access,
+    visible_worklist_ids,
+    visible_worklists,
+)
 from studies.anonymize import PatientDisplay, patient_display
-from studies.models import Study, Worklist
+from studies.models import EntryOrigin, Study, Worklist
 
 SEARCH_KINDS = (RecipientKind.USER, RecipientKind.GROUP, RecipientKind.LOCATION)
 # The permission each searchable kind needs (besides SHARE_STUDY), as in shares.KIND_RULES.
@@ -449,6 +457,17 @@ def worklist_share_codes(user: User) -> list[Worklist]:
     return sorted(
         worklists, key=lambda w: (_WORKLIST_ORDER.get(w.kind, 9), w.name.casefold(), w.pk)
     )
+
+
+def received_shares(user: User) -> QuerySet[Share]:
+    """The running shares a user receives, as ``studies.access`` counts access: of a share not
+    removed, a recipient that is not blocked and that made an active entry (not removed,
+    blocked or expired) in one of the user's worklists."""
+    entries = active_entries().filter(
+        origin=EntryOrigin.SHARE, worklist_id__in=visible_worklist_ids(user)
+    )
+    running = recipients_of(entries).filter(blocked_at__isnull=True)
+    return Share.objects.filter(pk__in=running.values("share_id"))
 
 
 def manageable_shares(user: User) -> QuerySet[Share]:
