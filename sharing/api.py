@@ -44,10 +44,10 @@ from sharing.services.shares import (
     ShareOptions,
     remove_share,
     share_studies,
+    studies_seen_by_sender,
     summary_of,
 )
-from studies.access import user_study_access
-from studies.models import AccessLevel, LabelScope, Study
+from studies.models import AccessLevel, LabelScope
 from studies.selectors import MAX_ID
 
 KINDS = [kind.value for kind in RecipientKind]
@@ -236,13 +236,13 @@ class ShareListCreateView(APIView):
     def post(self, request: Request) -> Response:
         serializer = ShareCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        studies = []
-        for uid in dict.fromkeys(serializer.validated_data["studies"]):
-            study = Study.objects.select_related("patient").filter(study_uid=uid).first()
+        uids = list(dict.fromkeys(serializer.validated_data["studies"]))
+        seen = studies_seen_by_sender(request.user, uids, request)
+        for uid in uids:
             # Unknown and invisible studies answer alike: nothing about their existence.
-            if study is None or user_study_access(request.user, study) is None:
+            if uid not in seen:
                 raise ValidationError({"studies": [_("No such study: %(uid)s.") % {"uid": uid}]})
-            studies.append(study)
+        studies = [seen[uid][0] for uid in uids]
         share = share_studies(
             sender=request.user,
             studies=studies,

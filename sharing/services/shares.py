@@ -360,6 +360,23 @@ def senders_access(
     return user_studies_access(sender, studies)
 
 
+def studies_seen_by_sender(
+    sender: User, uids: Sequence[str], request=None
+) -> dict[str, tuple[Study, StudyAccess]]:
+    """Of the studies these uids name, those the sender sees as sharing does
+    (:func:`senders_access`), with the sender's access, by uid; the others are left out alike,
+    whether they do not exist or are hidden. The Share dialog and the REST API find the studies
+    to share here, so that one shares what the other does."""
+    studies = Study.objects.select_related("patient", "organization").filter(study_uid__in=uids)
+    studies = list(studies)
+    accesses = senders_access(sender, studies, request)
+    return {
+        study.study_uid: (study, accesses[study.pk])
+        for study in studies
+        if accesses[study.pk] is not None
+    }
+
+
 def _check_sender(
     sender: User, studies: Sequence[Study], request=None
 ) -> tuple[Organization, list[StudyAccess]]:
