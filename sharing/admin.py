@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organization
 from sharing.models import Share, ShareRecipient
-from sharing.selectors import may_remove_share
+from sharing.selectors import may_remove_share, recipient_name
 from sharing.services.shares import remove_share
 from sharing.services.two_factor import may_unblock, unblock, unblocking_organizations
 from studies.admin import study_label
@@ -125,12 +125,7 @@ class BlockedFilter(admin.SimpleListFilter):
 
 
 def recipient_label(recipient: ShareRecipient) -> str:
-    target = recipient.user or recipient.group or recipient.location
-    if target is not None:
-        return f"{recipient.get_kind_display()} · {target}"
-    if recipient.worklist_id:
-        return f"{recipient.get_kind_display()} · {recipient.worklist.name}"
-    return f"{recipient.get_kind_display()} · {recipient.email}"
+    return f"{recipient.get_kind_display()} · {recipient_name(recipient)}"
 
 
 class ShareRecipientInline(admin.TabularInline):

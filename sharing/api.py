@@ -32,6 +32,7 @@ from sharing.selectors import (
     favorites_of,
     may_remove_share,
     received_shares,
+    recipient_name,
     search_recipients,
 )
 from sharing.services.favorites import add_favorite, remove_favorite
@@ -168,18 +169,17 @@ class ShareSerializer(serializers.Serializer):
 
 
 def _recipient_data(recipient) -> dict[str, Any]:
-    if recipient.kind == RecipientKind.USER and recipient.user is not None:
-        target_id, name = recipient.user.pk, str(recipient.user)
-    elif recipient.kind == RecipientKind.GROUP and recipient.group is not None:
-        target_id, name = recipient.group.pk, str(recipient.group)
-    elif recipient.kind == RecipientKind.LOCATION and recipient.location is not None:
-        target_id, name = recipient.location.pk, str(recipient.location)
-    elif recipient.kind == RecipientKind.EMAIL:
-        target_id, name = (recipient.user.pk if recipient.user else None), recipient.email
-    else:
-        target_id = recipient.worklist_id
-        name = str(recipient.worklist) if recipient.worklist else ""
-    return {"kind": recipient.kind, "id": target_id, "name": name, "pending": recipient.pending}
+    # The user, group or location id; an email share's user once registered; a share code's
+    # worklist id.
+    target = recipient.user or recipient.group or recipient.location
+    if target is None and recipient.kind != RecipientKind.EMAIL:
+        target = recipient.worklist
+    return {
+        "kind": recipient.kind,
+        "id": target.pk if target is not None else None,
+        "name": recipient_name(recipient),
+        "pending": recipient.pending,
+    }
 
 
 def share_data(share: Share) -> dict[str, Any]:

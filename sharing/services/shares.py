@@ -33,7 +33,12 @@ from notifications.services import queue_messages, validate_recipient
 from portal import decisions
 from portal.validation import FieldErrors
 from sharing.models import RecipientKind, SenderDefaults, Share, ShareRecipient
-from sharing.selectors import may_remove_share
+from sharing.selectors import (
+    may_remove_share,
+    reachable_groups,
+    reachable_locations,
+    reachable_users,
+)
 from sharing.services.entries import grant_entries
 from sharing.services.favorites import star_targets
 from sharing.services.invitations import invite
@@ -143,13 +148,6 @@ def _sender_org_ids(sender: User) -> set[int]:
     return {m.organization_id for m in active_memberships(sender)}
 
 
-def _reachable_org(organization_id: int, sender_orgs: set[int]) -> bool:
-    """Recipients are in the sender's organizations, or in an organization open to others."""
-    if organization_id in sender_orgs:
-        return True
-    return Organization.objects.filter(pk=organization_id, searchable=True).exists()
-
-
 def _may(sender: User, perm: Perm, organization: Organization) -> bool:
     """The sender's permission in the owning organization, or, for a recipient of another
     organization sharing further, in their own memberships."""
@@ -158,34 +156,29 @@ def _may(sender: User, perm: Perm, organization: Organization) -> bool:
     return has_perm(sender, perm)
 
 
-def _resolve(
-    recipient: Recipient, *, sender_orgs: set[int], errors: FieldErrors
-) -> _Resolved | None:
+def _resolve(recipient: Recipient, *, sender: User, errors: FieldErrors) -> _Resolved | None:
+    """The recipient as the sender may reach it (``sharing.selectors``' reachability rules), or
+    None with the refusal added to ``errors``."""
     unknown = _("No such recipient: %(kind)s %(value)s.") % {
         "kind": recipient.kind,
         "value": recipient.value,
     }
     kind, value = recipient.kind, recipient.value
     if kind == RecipientKind.USER:
-        user = User.objects.filter(pk=value, is_active=True).first()
-        if user is None or not any(
-            _reachable_org(m.organization_id, sender_orgs) for m in active_memberships(user)
-        ):
+        user = reachable_users(sender).filter(pk=value).first()
+        if user is None:
             errors.add("recipients", unknown)
             return None
         return _Resolved(recipient, personal_worklist(user), user=user)
     if kind == RecipientKind.GROUP:
-        group = Group.objects.filter(pk=value).first()
-        if group is None or not (
-            group.organization_id in sender_orgs
-            or (group.searchable and _reachable_org(group.organization_id, sender_orgs))
-        ):
+        group = reachable_groups(sender).filter(pk=value).first()
+        if group is None:
             errors.add("recipients", unknown)
             return None
         return _Resolved(recipient, group_worklist(group), group=group)
     if kind == RecipientKind.LOCATION:
-        location = Location.objects.filter(pk=value).first()
-        if location is None or not _reachable_org(location.organization_id, sender_orgs):
+        location = reachable_locations(sender).filter(pk=value).first()
+        if location is None:
             errors.add("recipients", unknown)
             return None
         return _Resolved(recipient, location_worklist(location), location=location)
@@ -220,19 +213,16 @@ def _images_only_refusal(recipients: Sequence[Recipient], sender: User) -> str:
     concerned = [r for r in recipients if r.kind in (RecipientKind.USER, RecipientKind.EMAIL)]
     if not concerned:
         return ""
-    sender_orgs = _sender_org_ids(sender)
     names = []
     for recipient in concerned:
         if recipient.kind == RecipientKind.EMAIL:
             names.append(str(recipient.value).strip())
             continue
         try:
-            user = User.objects.filter(pk=int(recipient.value), is_active=True).first()
+            user = reachable_users(sender).filter(pk=int(recipient.value)).first()
         except (TypeError, ValueError):
             user = None
-        if user is not None and any(
-            _reachable_org(m.organization_id, sender_orgs) for m in active_memberships(user)
-        ):
+        if user is not None:
             names.append(str(user))
     names = [name for name in dict.fromkeys(names) if name]
     if not names:
@@ -558,8 +548,7 @@ def share_studies(
     errors.raise_if_any()
 
     with transaction.atomic():
-        sender_orgs = _sender_org_ids(sender)
-        resolved = [_resolve(r, sender_orgs=sender_orgs, errors=errors) for r in recipients]
+        resolved = [_resolve(r, sender=sender, errors=errors) for r in recipients]
         if two_factor:
             # A user without a registered mobile could never receive the code to open it.
             unreachable = recipients_without_mobile(r.user for r in resolved)

@@ -27,7 +27,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from portal.http import dialog_response, is_fragment_request
 from sharing.forms import ACCESS_CHOICES, DetailedSearchForm, RecipientRows, ShareForm
 from sharing.models import Favorite, RecipientKind, SenderDefaults, Share
-from sharing.selectors import favorites_of, search_recipients
+from sharing.selectors import favorites_of, recipient_name, search_recipients
 from sharing.services.favorites import remove_favorite
 from sharing.services.shares import (
     senders_access,
@@ -252,20 +252,10 @@ def _refused(request, context, exc: PermissionDenied) -> HttpResponse:
 def _recipient_line(recipient) -> dict:
     """Whom the share reached, in words for the sender."""
     kind = recipient.kind
-    if kind == RecipientKind.USER and recipient.user is not None:
-        name = recipient.user.get_full_name() or recipient.user.get_username()
-    elif kind == RecipientKind.GROUP and recipient.group is not None:
-        name = str(recipient.group)
-    elif kind == RecipientKind.LOCATION and recipient.location is not None:
-        name = str(recipient.location)
-    elif kind == RecipientKind.EMAIL:
-        name = recipient.email
-    else:
-        name = str(recipient.worklist) if recipient.worklist else ""
     return {
         "kind": kind,
         "kind_label": RecipientKind(kind).label,
-        "name": name,
+        "name": recipient_name(recipient),
         "pending": recipient.pending,
     }
 
