@@ -439,6 +439,281 @@ def share_terms(*, sender: User, studies: Sequence[Study], request=None) -> Shar
     )
 
 
+@dataclass(frozen=True)
+class _CheckedOptions:
+    """The share's terms once ``options`` passed every rule: cleaned, and narrowed to what a
+    share held by the sender passes on."""
+
+    level: AccessLevel | None
+    reason: str
+    label: str
+    label_scope: str
+    language: str | None
+    anonymize: bool
+    two_factor: bool
+    valid_until: date | None
+
+
+def _check_texts(options: ShareOptions, errors: FieldErrors) -> None:
+    reason = (options.reason or "").strip()
+    if not reason:
+        errors.add("reason", _("Register a reason for sharing: it is mandatory."))
+    elif len(reason) > MAX_REASON_LENGTH:
+        errors.add(
+            "reason", _("Keep the reason under %(n)s characters.") % {"n": MAX_REASON_LENGTH}
+        )
+    if not options.patient_agreed:
+        errors.add(
+            "patient_agreed", _("Without the patient's consent the study may not be shared.")
+        )
+    if len(options.message or "") > MAX_MESSAGE_LENGTH:
+        errors.add(
+            "message", _("Keep the message under %(n)s characters.") % {"n": MAX_MESSAGE_LENGTH}
+        )
+    if len(options.label or "") > MAX_LABEL_LENGTH:
+        errors.add("label", _("Keep the label under %(n)s characters.") % {"n": MAX_LABEL_LENGTH})
+    if options.label_scope not in LabelScope.values:
+        errors.add("label_scope", _("Choose “group” or “user”."))
+
+
+def _check_language(options: ShareOptions, errors: FieldErrors) -> str | None:
+    if not options.language:
+        return None
+    language = supported_language(options.language)
+    if language is None:
+        errors.add("language", _("Choose one of the portal's languages."))
+    return language
+
+
+def _check_policy_options(
+    options: ShareOptions, organization: Organization, errors: FieldErrors
+) -> None:
+    """Options the owning organization's policy may disable."""
+    if options.anonymize and not organization.allow_share_anonymize:
+        errors.add("anonymize", _("Your organization's policy does not allow anonymized shares."))
+    if options.two_factor and not organization.allow_share_two_factor:
+        errors.add("two_factor", _("Your organization's policy does not allow SMS two-factor."))
+    if options.allow_further_sharing and not organization.allow_further_sharing:
+        errors.add(
+            "allow_further_sharing",
+            _("Your organization's policy does not allow recipients to share further."),
+        )
+
+
+def _check_options(
+    options: ShareOptions,
+    *,
+    organization: Organization,
+    held: list[StudyAccess],
+    errors: FieldErrors,
+) -> _CheckedOptions:
+    """Every rule on the options, each broken one added to ``errors``."""
+    try:
+        level = AccessLevel(options.access)
+    except ValueError:
+        errors.add("access", _("Choose images, report_read or report_write."))
+        level = None
+    _check_texts(options, errors)
+    label = (options.label or "").strip()
+    language = _check_language(options, errors)
+    _check_policy_options(options, organization, errors)
+    # Further sharing never widens access.
+    if level is not None and any(ACCESS_RANK[level] > ACCESS_RANK[a.level] for a in held):
+        errors.add("access", _("You cannot give more access than you were given."))
+    return _CheckedOptions(
+        level=level,
+        reason=(options.reason or "").strip(),
+        label=label,
+        # Without a label there is nothing to show to anyone: the choice is moot.
+        label_scope=options.label_scope if label else LabelScope.GROUP,
+        language=language,
+        anonymize=options.anonymize or any(a.anonymized for a in held),
+        two_factor=options.two_factor or any(a.two_factor_required for a in held),
+        valid_until=_validity(options, organization, held, errors, timezone.localdate()),
+    )
+
+
+def _check_recipient_kinds(
+    sender: User,
+    organization: Organization,
+    recipients: Sequence[Recipient],
+    errors: FieldErrors,
+) -> None:
+    """Each kind needs its permission and the policy's consent; each refusal is said once."""
+    refused_kinds: set[str] = set()
+    for recipient in recipients:
+        if recipient.kind not in KIND_RULES or recipient.kind in refused_kinds:
+            continue
+        perm, flag = KIND_RULES[recipient.kind]
+        label = RecipientKind(recipient.kind).label
+        if not getattr(organization, flag):
+            errors.add(
+                "recipients",
+                _("Your organization's policy does not allow sharing with: %(kind)s.")
+                % {"kind": label},
+            )
+            refused_kinds.add(recipient.kind)
+        elif perm is not None and not _may(sender, perm, organization):
+            errors.add(
+                "recipients",
+                _("Your role does not allow sharing with: %(kind)s.") % {"kind": label},
+            )
+            refused_kinds.add(recipient.kind)
+
+
+def _check_recipients(
+    sender: User,
+    organization: Organization,
+    recipients: Sequence[Recipient],
+    *,
+    star: Sequence[Recipient],
+    level: AccessLevel | None,
+    errors: FieldErrors,
+) -> None:
+    """Every rule on the recipients as named, before any is resolved."""
+    if not recipients:
+        errors.add("recipients", _("Choose at least one recipient."))
+    elif len(recipients) > MAX_RECIPIENTS:
+        errors.add("recipients", _("Choose at most %(n)s recipients.") % {"n": MAX_RECIPIENTS})
+    _check_recipient_kinds(sender, organization, recipients, errors)
+    if level == AccessLevel.IMAGES:
+        refusal = _images_only_refusal(recipients, sender)
+        if refusal:
+            errors.add("access", refusal)
+    if any(s not in recipients or s.kind not in STARRABLE_KINDS for s in star):
+        errors.add("star", _("Star a user, group or location you share with."))
+
+
+def _resolve_recipients(
+    sender: User,
+    recipients: Sequence[Recipient],
+    checked: _CheckedOptions,
+    errors: FieldErrors,
+) -> list[_Resolved]:
+    """The recipients resolved to their worklists, and the rules that need them resolved.
+    Runs in the share's transaction: raising rolls back any worklist made while resolving."""
+    resolved = [_resolve(r, sender=sender, errors=errors) for r in recipients]
+    if checked.two_factor:
+        # A user without a registered mobile could never receive the code to open it.
+        unreachable = recipients_without_mobile(r.user for r in resolved)
+        if unreachable:
+            errors.add(
+                "two_factor",
+                _(
+                    "SMS two-factor needs a registered mobile number, and %(names)s has "
+                    "none. Share without two-factor, or ask them to add their number."
+                )
+                % {"names": ", ".join(str(user) for user in unreachable)},
+            )
+    if checked.label_scope == LabelScope.USER and not any(_is_personal(r) for r in resolved):
+        errors.add(
+            "label_scope",
+            _(
+                "A label only for the recipient user needs a user among the recipients: "
+                "groups and locations would not see it. Choose “For the whole group”."
+            ),
+        )
+    errors.raise_if_any()
+    return resolved
+
+
+def _add_recipients(
+    share: Share, resolved: list[_Resolved], studies: Sequence[Study]
+) -> list[dict]:
+    """Write each recipient and the entries it gives; what the audit event says of them."""
+    seen: set[tuple[int, int]] = set()
+    audit_recipients = []
+    for item in resolved:
+        row = ShareRecipient.objects.create(
+            share=share,
+            kind=item.recipient.kind,
+            user=item.user,
+            group=item.group,
+            location=item.location,
+            worklist=item.worklist,
+            email=item.email,
+        )
+        # The user, group or location id; a share code's worklist id; None while pending.
+        target = item.user or item.group or item.location or item.worklist
+        audit_recipients.append(
+            {
+                "kind": row.kind,
+                "id": target.pk if target is not None else None,
+                "pending": row.pending,
+            }
+        )
+        if item.worklist is not None:
+            grant_entries(row, studies, seen=seen)
+    return audit_recipients
+
+
+def _write_share(
+    *,
+    sender: User,
+    organization: Organization,
+    studies: Sequence[Study],
+    resolved: list[_Resolved],
+    options: ShareOptions,
+    checked: _CheckedOptions,
+    star: Sequence[Recipient],
+    request=None,
+) -> Share:
+    """Write the share, its recipients and entries, its audit event, its messages, the stars
+    and the sender's defaults, in the caller's transaction."""
+    recipient_users = [r.user for r in resolved if r.user is not None]
+    share = Share.objects.create(
+        organization=organization,
+        sender=sender,
+        level=checked.level,
+        reason=checked.reason,
+        patient_agreed=True,
+        valid_until=checked.valid_until,
+        language=checked.language or choose_language([u.language for u in recipient_users]),
+        label=checked.label,
+        label_scope=checked.label_scope,
+        urgent=options.urgent,
+        anonymize=checked.anonymize,
+        allow_further_sharing=options.allow_further_sharing,
+        message=(options.message or "").strip(),
+        two_factor=checked.two_factor,
+        send_mail=options.send_mail,
+    )
+    share.studies.set(studies)
+    audit_recipients = _add_recipients(share, resolved, studies)
+    record_share_event(
+        share,
+        Action.SHARE_CREATED,
+        actor=sender,
+        request=request,
+        studies=studies,
+        details={
+            "recipients": audit_recipients,
+            "level": checked.level,
+            "valid_until": checked.valid_until,
+            "anonymize": checked.anonymize,
+            "two_factor": checked.two_factor,
+            "further_sharing": share.allow_further_sharing,
+            "urgent": share.urgent,
+            "send_mail": share.send_mail,
+            "label_scope": share.label_scope,
+            "reason": checked.reason,
+        },
+    )
+    _queue_messages(share=share, sender=sender, studies=studies, resolved=resolved)
+    starred = set(star)
+    star_targets(
+        owner=sender,
+        targets=[r.user or r.group or r.location for r in resolved if r.recipient in starred],
+    )
+    if recipient_users:
+        # The sender's own choices, not what a held two-factor share forced on this one.
+        SenderDefaults.objects.update_or_create(
+            user=sender,
+            defaults={"two_factor": options.two_factor, "send_mail": options.send_mail},
+        )
+    return share
+
+
 def share_studies(
     *,
     sender: User,
@@ -461,191 +736,24 @@ def share_studies(
     """
     studies = list(dict.fromkeys(studies))
     organization, held = _check_sender(sender, studies, request)
-
     errors = FieldErrors()
-    try:
-        level = AccessLevel(options.access)
-    except ValueError:
-        errors.add("access", _("Choose images, report_read or report_write."))
-        level = None
-    reason = (options.reason or "").strip()
-    if not reason:
-        errors.add("reason", _("Register a reason for sharing: it is mandatory."))
-    elif len(reason) > MAX_REASON_LENGTH:
-        errors.add(
-            "reason", _("Keep the reason under %(n)s characters.") % {"n": MAX_REASON_LENGTH}
-        )
-    if not options.patient_agreed:
-        errors.add(
-            "patient_agreed", _("Without the patient's consent the study may not be shared.")
-        )
-    if len(options.message or "") > MAX_MESSAGE_LENGTH:
-        errors.add(
-            "message", _("Keep the message under %(n)s characters.") % {"n": MAX_MESSAGE_LENGTH}
-        )
-    if len(options.label or "") > MAX_LABEL_LENGTH:
-        errors.add("label", _("Keep the label under %(n)s characters.") % {"n": MAX_LABEL_LENGTH})
-    share_label = (options.label or "").strip()
-    if options.label_scope not in LabelScope.values:
-        errors.add("label_scope", _("Choose “group” or “user”."))
-    # Without a label there is nothing to show to anyone: the choice is moot.
-    label_scope = options.label_scope if share_label else LabelScope.GROUP
-    language = None
-    if options.language:
-        language = supported_language(options.language)
-        if language is None:
-            errors.add("language", _("Choose one of the portal's languages."))
-
-    # Options the owning organization's policy may disable.
-    if options.anonymize and not organization.allow_share_anonymize:
-        errors.add("anonymize", _("Your organization's policy does not allow anonymized shares."))
-    if options.two_factor and not organization.allow_share_two_factor:
-        errors.add("two_factor", _("Your organization's policy does not allow SMS two-factor."))
-    if options.allow_further_sharing and not organization.allow_further_sharing:
-        errors.add(
-            "allow_further_sharing",
-            _("Your organization's policy does not allow recipients to share further."),
-        )
-
-    # Further sharing never widens access.
-    if level is not None and any(ACCESS_RANK[level] > ACCESS_RANK[a.level] for a in held):
-        errors.add("access", _("You cannot give more access than you were given."))
-    anonymize = options.anonymize or any(a.anonymized for a in held)
-    two_factor = options.two_factor or any(a.two_factor_required for a in held)
-    today = timezone.localdate()
-    valid_until = _validity(options, organization, held, errors, today)
-
-    # Recipients: each kind needs its permission and the policy's consent.
-    if not recipients:
-        errors.add("recipients", _("Choose at least one recipient."))
-    elif len(recipients) > MAX_RECIPIENTS:
-        errors.add("recipients", _("Choose at most %(n)s recipients.") % {"n": MAX_RECIPIENTS})
-    refused_kinds: set[str] = set()
-    for recipient in recipients:
-        if recipient.kind not in KIND_RULES or recipient.kind in refused_kinds:
-            continue
-        perm, flag = KIND_RULES[recipient.kind]
-        label = RecipientKind(recipient.kind).label
-        if not getattr(organization, flag):
-            errors.add(
-                "recipients",
-                _("Your organization's policy does not allow sharing with: %(kind)s.")
-                % {"kind": label},
-            )
-            refused_kinds.add(recipient.kind)
-        elif perm is not None and not _may(sender, perm, organization):
-            errors.add(
-                "recipients",
-                _("Your role does not allow sharing with: %(kind)s.") % {"kind": label},
-            )
-            refused_kinds.add(recipient.kind)
-    if level == AccessLevel.IMAGES:
-        refusal = _images_only_refusal(recipients, sender)
-        if refusal:
-            errors.add("access", refusal)
-    if any(s not in recipients or s.kind not in STARRABLE_KINDS for s in star):
-        errors.add("star", _("Star a user, group or location you share with."))
+    checked = _check_options(options, organization=organization, held=held, errors=errors)
+    _check_recipients(
+        sender, organization, recipients, star=star, level=checked.level, errors=errors
+    )
     errors.raise_if_any()
-
     with transaction.atomic():
-        resolved = [_resolve(r, sender=sender, errors=errors) for r in recipients]
-        if two_factor:
-            # A user without a registered mobile could never receive the code to open it.
-            unreachable = recipients_without_mobile(r.user for r in resolved)
-            if unreachable:
-                errors.add(
-                    "two_factor",
-                    _(
-                        "SMS two-factor needs a registered mobile number, and %(names)s has "
-                        "none. Share without two-factor, or ask them to add their number."
-                    )
-                    % {"names": ", ".join(str(user) for user in unreachable)},
-                )
-        if label_scope == LabelScope.USER and not any(_is_personal(r) for r in resolved):
-            errors.add(
-                "label_scope",
-                _(
-                    "A label only for the recipient user needs a user among the recipients: "
-                    "groups and locations would not see it. Choose “For the whole group”."
-                ),
-            )
-        # Raising inside the block rolls back any worklist made while resolving.
-        errors.raise_if_any()
-        recipient_users = [r.user for r in resolved if r.user is not None]
-        language = language or choose_language([u.language for u in recipient_users])
-        share = Share.objects.create(
-            organization=organization,
+        resolved = _resolve_recipients(sender, recipients, checked, errors)
+        return _write_share(
             sender=sender,
-            level=level,
-            reason=reason,
-            patient_agreed=True,
-            valid_until=valid_until,
-            language=language,
-            label=share_label,
-            label_scope=label_scope,
-            urgent=options.urgent,
-            anonymize=anonymize,
-            allow_further_sharing=options.allow_further_sharing,
-            message=(options.message or "").strip(),
-            two_factor=two_factor,
-            send_mail=options.send_mail,
-        )
-        share.studies.set(studies)
-        seen: set[tuple[int, int]] = set()
-        audit_recipients = []
-        for item in resolved:
-            row = ShareRecipient.objects.create(
-                share=share,
-                kind=item.recipient.kind,
-                user=item.user,
-                group=item.group,
-                location=item.location,
-                worklist=item.worklist,
-                email=item.email,
-            )
-            # The user, group or location id; a share code's worklist id; None while pending.
-            target = item.user or item.group or item.location or item.worklist
-            audit_recipients.append(
-                {
-                    "kind": row.kind,
-                    "id": target.pk if target is not None else None,
-                    "pending": row.pending,
-                }
-            )
-            if item.worklist is not None:
-                grant_entries(row, studies, seen=seen)
-        record_share_event(
-            share,
-            Action.SHARE_CREATED,
-            actor=sender,
-            request=request,
+            organization=organization,
             studies=studies,
-            details={
-                "recipients": audit_recipients,
-                "level": level,
-                "valid_until": valid_until,
-                "anonymize": anonymize,
-                "two_factor": two_factor,
-                "further_sharing": share.allow_further_sharing,
-                "urgent": share.urgent,
-                "send_mail": share.send_mail,
-                "label_scope": share.label_scope,
-                "reason": reason,
-            },
+            resolved=resolved,
+            options=options,
+            checked=checked,
+            star=star,
+            request=request,
         )
-        _queue_messages(share=share, sender=sender, studies=studies, resolved=resolved)
-        starred = set(star)
-        star_targets(
-            owner=sender,
-            targets=[r.user or r.group or r.location for r in resolved if r.recipient in starred],
-        )
-        if any(r.user is not None for r in resolved):
-            # The sender's own choices, not what a held two-factor share forced on this one.
-            SenderDefaults.objects.update_or_create(
-                user=sender,
-                defaults={"two_factor": options.two_factor, "send_mail": options.send_mail},
-            )
-    return share
 
 
 def _is_personal(resolved: _Resolved) -> bool:
