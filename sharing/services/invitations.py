@@ -36,8 +36,13 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import User
-from accounts.services import AccountExists as AddressTaken
-from accounts.services import complete_login, register_user, release_attempt, reserve_attempt
+from accounts.services import (
+    AccountExists,
+    complete_login,
+    register_user,
+    release_attempt,
+    reserve_attempt,
+)
 from accounts.tokens import candidate_digests, secret_digest
 from audit.models import Action, Outcome
 from audit.services import record
@@ -140,8 +145,9 @@ class InvitationThrottled(InvitationError):
         )
 
 
-class AccountExists(InvitationError):
-    """The address has an account by now: its owner logs in and accepts."""
+class InvitedAddressHasAccount(InvitationError):
+    """The address has an account by now: its owner logs in and accepts (registering refused
+    with ``accounts.services.AccountExists``)."""
 
     status = 409
 
@@ -403,9 +409,9 @@ def register(
     """Create the invited person's account with the invited address (the token proved they
     receive mail there), activate every pending email share of that address, and log them in.
 
-    Raises AccountExists when the address has an account by now, ValidationError for fields the
-    account rules refuse, and the refusals of :func:`find_invitation` when the invitation was
-    accepted, withdrawn or expired meanwhile; nothing is created then."""
+    Raises InvitedAddressHasAccount when the address has an account by now, ValidationError for
+    fields the account rules refuse, and the refusals of :func:`find_invitation` when the
+    invitation was accepted, withdrawn or expired meanwhile; nothing is created then."""
     with transaction.atomic():
         recipients = _lock_pending(invitation)
         if not (mobile or "").strip() and any(r.share.two_factor for r in recipients):
@@ -436,8 +442,8 @@ def register(
                     "share": invitation.share.pk,
                 },
             )
-        except AddressTaken as exc:
-            raise AccountExists() from exc
+        except AccountExists as exc:
+            raise InvitedAddressHasAccount() from exc
         activated = _activate(user=user, recipients=recipients, request=request)
     # A fresh account has no second factor: the password it just chose is its login.
     complete_login(request=request, user=user, backend=_LOGIN_BACKEND)

@@ -519,7 +519,7 @@ def test_a_registration_that_loses_the_race_for_the_address_creates_nothing(stud
     invitation = invitations.find_invitation(token=invitation_token(), request=None)
     # Between the page and the submit, the address got an account elsewhere.
     make_user("greta", email=ADDRESS)
-    with pytest.raises(invitations.AccountExists):
+    with pytest.raises(invitations.InvitedAddressHasAccount):
         invitations.register(
             invitation=invitation,
             request=_service_request(),
@@ -606,7 +606,7 @@ def test_concurrent_submits_create_one_account_on_postgresql(require_postgres, o
     users = [o for o in outcomes if isinstance(o, User)]
     assert len(users) == 1
     assert all(
-        isinstance(o, invitations.InvitationAccepted | invitations.AccountExists)
+        isinstance(o, invitations.InvitationAccepted | invitations.InvitedAddressHasAccount)
         for o in outcomes
         if not isinstance(o, User)
     )
