@@ -202,7 +202,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.other_studies < 0:
         parser.error("--other-studies cannot be negative")
     if args.recipients > 100:
-        parser.error("a share takes at most 100 recipients (sharing.services.MAX_RECIPIENTS)")
+        parser.error(
+            "a share takes at most 100 recipients (sharing.services.shares.MAX_RECIPIENTS)"
+        )
     return args
 
 
@@ -560,7 +562,7 @@ def seed_received_shares(
     from django.utils import timezone
 
     from sharing.models import RecipientKind, Share, ShareRecipient
-    from sharing.services.shares import end_of_day
+    from sharing.services.entries import end_of_day
     from studies.models import AccessLevel, Entry, EntryOrigin
 
     order = list(study_pks)
@@ -968,7 +970,8 @@ def measure_shares(world: World, args: argparse.Namespace) -> dict:
     from audit.models import Action, AuditEvent
     from notifications.models import Message, MessageStatus
     from sharing.models import ShareRecipient
-    from sharing.services.shares import Recipient, ShareOptions, end_of_day, share_studies
+    from sharing.services.entries import end_of_day
+    from sharing.services.shares import Recipient, ShareOptions, share_studies
     from studies.models import AccessLevel, Entry, EntryOrigin, Study
 
     publish_failures = _count_warnings("notifications.services")

@@ -4,8 +4,8 @@ removal, and the unblock of recipients blocked after too many wrong SMS codes.
 Superusers (the service desk) see every share; staff who administer an organization
 (Perm.ADMINISTER) see the shares it sent. Nobody adds a share or changes its terms here: every
 field is read-only. A share ends through "Remove the selected shares"
-(``sharing.services.remove_share``); a blocked recipient is unblocked by the action "Unblock the
-selected recipients" or the Unblock button of its page
+(``sharing.services.shares.remove_share``); a blocked recipient is unblocked by the action
+"Unblock the selected recipients" or the Unblock button of its page
 (``sharing.services.two_factor.unblock``). Both services check the permission again and audit.
 Lists name senders, recipients and study descriptions, never patients.
 """
@@ -24,7 +24,8 @@ from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Organization
 from sharing.models import Share, ShareRecipient
-from sharing.services import may_remove_share, remove_share
+from sharing.selectors import may_remove_share, recipient_name
+from sharing.services.shares import remove_share
 from sharing.services.two_factor import may_unblock, unblock, unblocking_organizations
 from studies.admin import study_label
 
@@ -124,12 +125,7 @@ class BlockedFilter(admin.SimpleListFilter):
 
 
 def recipient_label(recipient: ShareRecipient) -> str:
-    target = recipient.user or recipient.group or recipient.location
-    if target is not None:
-        return f"{recipient.get_kind_display()} · {target}"
-    if recipient.worklist_id:
-        return f"{recipient.get_kind_display()} · {recipient.worklist.name}"
-    return f"{recipient.get_kind_display()} · {recipient.email}"
+    return f"{recipient.get_kind_display()} · {recipient_name(recipient)}"
 
 
 class ShareRecipientInline(admin.TabularInline):

@@ -12,9 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
 from django.http import Http404
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
@@ -32,23 +30,25 @@ from sharing.selectors import (
     FavoriteItem,
     RecipientQuery,
     favorites_of,
+    may_remove_share,
+    received_shares,
+    recipient_name,
     search_recipients,
 )
-from sharing.services import (
+from sharing.services.favorites import add_favorite, remove_favorite
+from sharing.services.shares import (
     MAX_LABEL_LENGTH,
     MAX_MESSAGE_LENGTH,
     MAX_REASON_LENGTH,
     MAX_RECIPIENTS,
     Recipient,
     ShareOptions,
-    may_remove_share,
     remove_share,
     share_studies,
+    studies_seen_by_sender,
     summary_of,
 )
-from sharing.services.favorites import add_favorite, remove_favorite
-from studies.access import user_study_access, visible_worklists
-from studies.models import AccessLevel, LabelScope, Study
+from studies.models import AccessLevel, LabelScope
 from studies.selectors import MAX_ID
 
 KINDS = [kind.value for kind in RecipientKind]
@@ -169,18 +169,17 @@ class ShareSerializer(serializers.Serializer):
 
 
 def _recipient_data(recipient) -> dict[str, Any]:
-    if recipient.kind == RecipientKind.USER and recipient.user is not None:
-        target_id, name = recipient.user.pk, str(recipient.user)
-    elif recipient.kind == RecipientKind.GROUP and recipient.group is not None:
-        target_id, name = recipient.group.pk, str(recipient.group)
-    elif recipient.kind == RecipientKind.LOCATION and recipient.location is not None:
-        target_id, name = recipient.location.pk, str(recipient.location)
-    elif recipient.kind == RecipientKind.EMAIL:
-        target_id, name = (recipient.user.pk if recipient.user else None), recipient.email
-    else:
-        target_id = recipient.worklist_id
-        name = str(recipient.worklist) if recipient.worklist else ""
-    return {"kind": recipient.kind, "id": target_id, "name": name, "pending": recipient.pending}
+    # The user, group or location id; an email share's user once registered; a share code's
+    # worklist id.
+    target = recipient.user or recipient.group or recipient.location
+    if target is None and recipient.kind != RecipientKind.EMAIL:
+        target = recipient.worklist
+    return {
+        "kind": recipient.kind,
+        "id": target.pk if target is not None else None,
+        "name": recipient_name(recipient),
+        "pending": recipient.pending,
+    }
 
 
 def share_data(share: Share) -> dict[str, Any]:
@@ -223,16 +222,7 @@ class ShareListCreateView(APIView):
         if direction == "sent":
             shares = Share.objects.filter(sender=request.user)
         elif direction == "received":
-            worklists = visible_worklists(request.user).values("pk")
-            # Running shares only: an expired one gives nothing any more.
-            shares = (
-                Share.objects.filter(
-                    Q(recipients__worklist__in=worklists) | Q(recipients__user=request.user),
-                    removed_at__isnull=True,
-                )
-                .filter(Q(valid_until__isnull=True) | Q(valid_until__gte=timezone.localdate()))
-                .distinct()
-            )
+            shares = received_shares(request.user)
         else:
             raise ValidationError({"direction": [_("Choose “sent” or “received”.")]})
         shares = shares.select_related("sender")[:200]
@@ -246,13 +236,13 @@ class ShareListCreateView(APIView):
     def post(self, request: Request) -> Response:
         serializer = ShareCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        studies = []
-        for uid in dict.fromkeys(serializer.validated_data["studies"]):
-            study = Study.objects.select_related("patient").filter(study_uid=uid).first()
+        uids = list(dict.fromkeys(serializer.validated_data["studies"]))
+        seen = studies_seen_by_sender(request.user, uids, request)
+        for uid in uids:
             # Unknown and invisible studies answer alike: nothing about their existence.
-            if study is None or user_study_access(request.user, study) is None:
+            if uid not in seen:
                 raise ValidationError({"studies": [_("No such study: %(uid)s.") % {"uid": uid}]})
-            studies.append(study)
+        studies = [seen[uid][0] for uid in uids]
         share = share_studies(
             sender=request.user,
             studies=studies,

@@ -147,7 +147,7 @@ class ShareRecipient(models.Model):
         return self.worklist_id is None
 
 
-class ShareCode(models.Model):
+class ShareSmsCode(models.Model):
     """A six-digit SMS code that opens a share asking for two-factor, for one recipient user;
     stored as a keyed digest, single use, valid ten minutes. A resend replaces the previous
     code (``replaced_at``) and never resets the recipient's failure count."""
@@ -161,8 +161,8 @@ class ShareCode(models.Model):
     replaced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        verbose_name = _("share code")
-        verbose_name_plural = _("share codes")
+        verbose_name = _("share SMS code")
+        verbose_name_plural = _("share SMS codes")
         indexes = [
             models.Index(fields=["recipient", "user", "-created_at"], name="sharecode_recent")
         ]

@@ -3,8 +3,9 @@ favorites, the shares a user may manage with their studies as that user may see 
 share codes of the user's worklists.
 
 A sender finds the users, groups and locations ("radiology departments") they could share with,
-and nothing else: the reachability rules are those ``sharing.services.shares`` applies when it
-resolves a recipient (its ``_resolve``):
+and nothing else. The reachability rules live here alone (``reachable_users``,
+``reachable_groups``, ``reachable_locations``), and ``sharing.services.shares`` asks them when it
+resolves a recipient:
 
 - users with an active membership in one of the sender's organizations or in a searchable
   organization (only those memberships are named; a non-searchable organization's users are
@@ -27,10 +28,18 @@ from django.utils.formats import date_format
 
 from accounts.models import Group, Location, Membership, User
 from accounts.permissions import Perm
-from sharing.models import Favorite, RecipientKind, Share
-from studies.access import active_memberships, has_perm, studies_access, visible_worklists
+from sharing.access import recipients_of
+from sharing.models import Favorite, RecipientKind, Share, ShareRecipient
+from studies.access import (
+    active_entries,
+    active_memberships,
+    has_perm,
+    studies_access,
+    visible_worklist_ids,
+    visible_worklists,
+)
 from studies.anonymize import PatientDisplay, patient_display
-from studies.models import Study, Worklist
+from studies.models import EntryOrigin, Study, Worklist
 
 SEARCH_KINDS = (RecipientKind.USER, RecipientKind.GROUP, RecipientKind.LOCATION)
 # The permission each searchable kind needs (besides SHARE_STUDY), as in shares.KIND_RULES.
@@ -121,11 +130,19 @@ def _reachable_memberships(sender_orgs: list[int]) -> Q:
 
 
 def reachable_users(sender: User) -> QuerySet[User]:
-    sender_orgs = _sender_org_ids(sender)
-    memberships = Membership.objects.filter(_reachable_memberships(sender_orgs))
+    """The active users with a membership through which the sender may reach them."""
+    memberships = Membership.objects.filter(_reachable_memberships(_sender_org_ids(sender)))
+    return User.objects.filter(is_active=True).filter(
+        Exists(memberships.filter(user=OuterRef("pk")))
+    )
+
+
+def _listed_users(sender: User) -> QuerySet[User]:
+    """:func:`reachable_users` as searches and favorites list them: without the sender, with
+    the memberships through which each is reachable (the only organizations a result names)."""
+    memberships = Membership.objects.filter(_reachable_memberships(_sender_org_ids(sender)))
     return (
-        User.objects.filter(is_active=True)
-        .filter(Exists(memberships.filter(user=OuterRef("pk"))))
+        reachable_users(sender)
         .exclude(pk=sender.pk)
         .prefetch_related(
             Prefetch(
@@ -170,7 +187,7 @@ def _user_result(user: User) -> RecipientResult:
     return RecipientResult(
         kind=RecipientKind.USER,
         id=user.pk,
-        name=user.get_full_name() or user.get_username(),
+        name=str(user),
         organization=", ".join(m.organization.name for m in memberships),
         physician_number=user.physician_number,
         email=user.email if user.email_public else "",
@@ -237,7 +254,7 @@ def _name_condition(text: str, *fields: str) -> Q:
 
 
 def _users(sender: User, query: RecipientQuery) -> list[RecipientResult]:
-    users = reachable_users(sender)
+    users = _listed_users(sender)
     if query.text.strip():
         users = users.filter(_user_text_condition(query.text))
     if query.name.strip():
@@ -313,7 +330,7 @@ def recipient_by_id(sender: User, kind: str, pk: int) -> RecipientResult | None:
     """One user, group or location the sender could share with, or None (unknown and
     unreachable alike)."""
     if kind == RecipientKind.USER:
-        user = reachable_users(sender).filter(pk=pk).first()
+        user = _listed_users(sender).filter(pk=pk).first()
         return _user_result(user) if user else None
     if kind == RecipientKind.GROUP:
         group = reachable_groups(sender).filter(pk=pk).first()
@@ -322,17 +339,6 @@ def recipient_by_id(sender: User, kind: str, pk: int) -> RecipientResult | None:
         location = reachable_locations(sender).filter(pk=pk).first()
         return _location_result(location) if location else None
     return None
-
-
-def result_for(sender: User, target: User | Group | Location) -> RecipientResult | None:
-    kind = (
-        RecipientKind.USER
-        if isinstance(target, User)
-        else RecipientKind.GROUP
-        if isinstance(target, Group)
-        else RecipientKind.LOCATION
-    )
-    return recipient_by_id(sender, kind, target.pk)
 
 
 # --- Favorites ---------------------------------------------------------------------------------
@@ -352,7 +358,7 @@ def favorites_of(
         wanted[favorite.kind].append(favorite.user_id or favorite.group_id or favorite.location_id)
     found: dict[tuple[str, int], RecipientResult] = {}
     if wanted[RecipientKind.USER]:
-        for user in reachable_users(owner).filter(pk__in=wanted[RecipientKind.USER]):
+        for user in _listed_users(owner).filter(pk__in=wanted[RecipientKind.USER]):
             found[(RecipientKind.USER, user.pk)] = _user_result(user)
     if wanted[RecipientKind.GROUP]:
         for group in reachable_groups(owner).filter(pk__in=wanted[RecipientKind.GROUP]):
@@ -372,14 +378,14 @@ def favorites_of(
 # --- Shares a user may manage ------------------------------------------------------------------
 
 
-def recipient_name(recipient) -> str:
-    """Who a share was for, as its sender or an administrator knows them."""
-    target = recipient.user or recipient.group or recipient.location
-    if target is not None:
-        return str(target)
-    if recipient.worklist_id:
-        return recipient.worklist.name
-    return recipient.email
+def recipient_name(recipient: ShareRecipient) -> str:
+    """Who a share was for, as its sender or an administrator knows them: the user, group or
+    location; for an email share the address it was sent to, before and after its owner
+    registers; for a share code the worklist."""
+    if recipient.kind == RecipientKind.EMAIL:
+        return recipient.email
+    target = recipient.user or recipient.group or recipient.location or recipient.worklist
+    return str(target) if target is not None else ""
 
 
 def _study_summary(study: Study) -> str:
@@ -462,9 +468,21 @@ def worklist_share_codes(user: User) -> list[Worklist]:
     )
 
 
+def received_shares(user: User) -> QuerySet[Share]:
+    """The running shares a user receives, as ``studies.access`` counts access: of a share not
+    removed, a recipient that is not blocked and that made an active entry (not removed,
+    blocked or expired) in one of the user's worklists."""
+    entries = active_entries().filter(
+        origin=EntryOrigin.SHARE, worklist_id__in=visible_worklist_ids(user)
+    )
+    running = recipients_of(entries).filter(blocked_at__isnull=True)
+    return Share.objects.filter(pk__in=running.values("share_id"))
+
+
 def manageable_shares(user: User) -> QuerySet[Share]:
     """The shares a user may remove, newest first: those they sent, and those of the
-    organizations they administer (every share for a superuser)."""
+    organizations they administer (every share for a superuser). The one rule on removing a
+    share: :func:`may_remove_share` and ``remove_share`` ask it too."""
     if not (user.is_authenticated and user.is_active):
         return Share.objects.none()
     shares = Share.objects.select_related("sender", "organization")
@@ -474,3 +492,7 @@ def manageable_shares(user: User) -> QuerySet[Share]:
         m.organization_id for m in active_memberships(user) if m.role.grants(Perm.ADMINISTER)
     ]
     return shares.filter(Q(sender=user) | Q(organization_id__in=administered))
+
+
+def may_remove_share(user: User, share: Share) -> bool:
+    return manageable_shares(user).filter(pk=share.pk).exists()

@@ -1,42 +1,11 @@
-"""The sharing app's actions. One module per capability:
+"""The sharing app's actions. One module per capability, and callers import from the module
+that owns what they use (``from sharing.services.shares import share_studies``):
 
-- ``shares``: share studies, remove a share;
+- ``shares``: share studies, the terms the Share dialog offers, remove a share;
+- ``entries``: the worklist entries a share gives each recipient, and when they end;
+- ``study_items``: what a share's messages say about its studies;
 - ``favorites``: the sender's starred recipients;
 - ``two_factor``: the SMS code that opens a share asking for it, its lockout and unblock;
-- ``invitations``: an email share to an address without an account, activated on registration.
-
-Callers import from the module that owns the action; this package re-exports the share actions
-the REST API and tests have always used.
+- ``invitations``: an email share to an address without an account, activated on registration;
+- ``trail``: the audit events of a share, one per study.
 """
-
-from sharing.services.shares import (
-    MAX_LABEL_LENGTH,
-    MAX_MESSAGE_LENGTH,
-    MAX_REASON_LENGTH,
-    MAX_RECIPIENTS,
-    Recipient,
-    ShareOptions,
-    ShareTerms,
-    end_of_day,
-    may_remove_share,
-    remove_share,
-    share_studies,
-    share_terms,
-    summary_of,
-)
-
-__all__ = [
-    "MAX_LABEL_LENGTH",
-    "MAX_MESSAGE_LENGTH",
-    "MAX_REASON_LENGTH",
-    "MAX_RECIPIENTS",
-    "Recipient",
-    "ShareOptions",
-    "ShareTerms",
-    "end_of_day",
-    "may_remove_share",
-    "remove_share",
-    "share_studies",
-    "share_terms",
-    "summary_of",
-]

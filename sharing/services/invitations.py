@@ -36,8 +36,13 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from accounts.models import User
-from accounts.services import AccountExists as AddressTaken
-from accounts.services import complete_login, register_user, release_attempt, reserve_attempt
+from accounts.services import (
+    AccountExists,
+    complete_login,
+    register_user,
+    release_attempt,
+    reserve_attempt,
+)
 from accounts.tokens import candidate_digests, secret_digest
 from audit.models import Action, Outcome
 from audit.services import record
@@ -46,10 +51,8 @@ from notifications.services import queue_message
 from portal import decisions
 from portal.clients import client_ip
 from sharing.models import RecipientKind, Share, ShareRecipient
-
-# ``shares`` imports ``invite`` from here while it loads; importing the module (not names from
-# it) lets either module load first, and its functions are looked up when called.
-from sharing.services import shares
+from sharing.services.entries import end_of_day, grant_entries
+from sharing.services.study_items import study_items
 from sharing.services.trail import record_share_event
 from studies.services.worklists import personal_worklist
 
@@ -142,8 +145,9 @@ class InvitationThrottled(InvitationError):
         )
 
 
-class AccountExists(InvitationError):
-    """The address has an account by now: its owner logs in and accepts."""
+class InvitedAddressHasAccount(InvitationError):
+    """The address has an account by now: its owner logs in and accepts (registering refused
+    with ``accounts.services.AccountExists``)."""
 
     status = 409
 
@@ -210,13 +214,13 @@ def invitation_expires_at(share: Share) -> datetime:
     """The end of the share's last day, or SHARE_INVITATION_DAYS after the share: the sooner."""
     limit = share.created_at + timedelta(days=settings.SHARE_INVITATION_DAYS)
     if share.valid_until is not None:
-        limit = min(limit, shares.end_of_day(share.valid_until))
+        limit = min(limit, end_of_day(share.valid_until))
     return limit
 
 
 def _share_running(share: Share, now: datetime) -> bool:
     return share.removed_at is None and (
-        share.valid_until is None or shares.end_of_day(share.valid_until) > now
+        share.valid_until is None or end_of_day(share.valid_until) > now
     )
 
 
@@ -313,7 +317,7 @@ def find_invitation(*, token: str, request: HttpRequest | None) -> Invitation:
         sender_name=sender.get_full_name() or sender.get_username(),
         organization_name=share.organization.name,
         shared_at=share.created_at,
-        studies=shares.study_items(studies, share.anonymize),
+        studies=study_items(studies, share.anonymize),
         account_exists=User._default_manager.filter(email__iexact=recipient.email).exists(),
         needs_mobile=ShareRecipient.objects.filter(
             kind=RecipientKind.EMAIL,
@@ -378,7 +382,7 @@ def _activate(
         recipient.activated_at, recipient.invitation_digest = now, spent
         share = recipient.share
         studies = list(share.studies.select_related("patient").order_by("pk"))
-        shares.grant_entries(recipient, studies, seen=seen.setdefault(share.pk, set()))
+        grant_entries(recipient, studies, seen=seen.setdefault(share.pk, set()))
         record_share_event(
             share,
             Action.SHARE_ACTIVATED,
@@ -405,9 +409,9 @@ def register(
     """Create the invited person's account with the invited address (the token proved they
     receive mail there), activate every pending email share of that address, and log them in.
 
-    Raises AccountExists when the address has an account by now, ValidationError for fields the
-    account rules refuse, and the refusals of :func:`find_invitation` when the invitation was
-    accepted, withdrawn or expired meanwhile; nothing is created then."""
+    Raises InvitedAddressHasAccount when the address has an account by now, ValidationError for
+    fields the account rules refuse, and the refusals of :func:`find_invitation` when the
+    invitation was accepted, withdrawn or expired meanwhile; nothing is created then."""
     with transaction.atomic():
         recipients = _lock_pending(invitation)
         if not (mobile or "").strip() and any(r.share.two_factor for r in recipients):
@@ -438,8 +442,8 @@ def register(
                     "share": invitation.share.pk,
                 },
             )
-        except AddressTaken as exc:
-            raise AccountExists() from exc
+        except AccountExists as exc:
+            raise InvitedAddressHasAccount() from exc
         activated = _activate(user=user, recipients=recipients, request=request)
     # A fresh account has no second factor: the password it just chose is its login.
     complete_login(request=request, user=user, backend=_LOGIN_BACKEND)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, timedelta
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -33,8 +33,16 @@ from notifications.services import queue_messages, validate_recipient
 from portal import decisions
 from portal.validation import FieldErrors
 from sharing.models import RecipientKind, SenderDefaults, Share, ShareRecipient
+from sharing.selectors import (
+    may_remove_share,
+    reachable_groups,
+    reachable_locations,
+    reachable_users,
+)
+from sharing.services.entries import grant_entries
 from sharing.services.favorites import star_targets
 from sharing.services.invitations import invite
+from sharing.services.study_items import study_items
 from sharing.services.trail import record_share_event
 from sharing.services.two_factor import recipients_without_mobile
 from studies.access import (
@@ -48,7 +56,6 @@ from studies.models import (
     ACCESS_RANK,
     AccessLevel,
     Entry,
-    EntryOrigin,
     LabelScope,
     Study,
     Worklist,
@@ -137,20 +144,8 @@ class _Resolved:
 # --- Rules -------------------------------------------------------------------------------------
 
 
-def end_of_day(day: date) -> datetime:
-    """Access lasts through the whole of the "valid till" day, in the portal's time zone."""
-    return timezone.make_aware(datetime.combine(day, time.max))
-
-
 def _sender_org_ids(sender: User) -> set[int]:
     return {m.organization_id for m in active_memberships(sender)}
-
-
-def _reachable_org(organization_id: int, sender_orgs: set[int]) -> bool:
-    """Recipients are in the sender's organizations, or in an organization open to others."""
-    if organization_id in sender_orgs:
-        return True
-    return Organization.objects.filter(pk=organization_id, searchable=True).exists()
 
 
 def _may(sender: User, perm: Perm, organization: Organization) -> bool:
@@ -161,34 +156,29 @@ def _may(sender: User, perm: Perm, organization: Organization) -> bool:
     return has_perm(sender, perm)
 
 
-def _resolve(
-    recipient: Recipient, *, sender_orgs: set[int], errors: FieldErrors
-) -> _Resolved | None:
+def _resolve(recipient: Recipient, *, sender: User, errors: FieldErrors) -> _Resolved | None:
+    """The recipient as the sender may reach it (``sharing.selectors``' reachability rules), or
+    None with the refusal added to ``errors``."""
     unknown = _("No such recipient: %(kind)s %(value)s.") % {
         "kind": recipient.kind,
         "value": recipient.value,
     }
     kind, value = recipient.kind, recipient.value
     if kind == RecipientKind.USER:
-        user = User.objects.filter(pk=value, is_active=True).first()
-        if user is None or not any(
-            _reachable_org(m.organization_id, sender_orgs) for m in active_memberships(user)
-        ):
+        user = reachable_users(sender).filter(pk=value).first()
+        if user is None:
             errors.add("recipients", unknown)
             return None
         return _Resolved(recipient, personal_worklist(user), user=user)
     if kind == RecipientKind.GROUP:
-        group = Group.objects.filter(pk=value).first()
-        if group is None or not (
-            group.organization_id in sender_orgs
-            or (group.searchable and _reachable_org(group.organization_id, sender_orgs))
-        ):
+        group = reachable_groups(sender).filter(pk=value).first()
+        if group is None:
             errors.add("recipients", unknown)
             return None
         return _Resolved(recipient, group_worklist(group), group=group)
     if kind == RecipientKind.LOCATION:
-        location = Location.objects.filter(pk=value).first()
-        if location is None or not _reachable_org(location.organization_id, sender_orgs):
+        location = reachable_locations(sender).filter(pk=value).first()
+        if location is None:
             errors.add("recipients", unknown)
             return None
         return _Resolved(recipient, location_worklist(location), location=location)
@@ -223,19 +213,16 @@ def _images_only_refusal(recipients: Sequence[Recipient], sender: User) -> str:
     concerned = [r for r in recipients if r.kind in (RecipientKind.USER, RecipientKind.EMAIL)]
     if not concerned:
         return ""
-    sender_orgs = _sender_org_ids(sender)
     names = []
     for recipient in concerned:
         if recipient.kind == RecipientKind.EMAIL:
             names.append(str(recipient.value).strip())
             continue
         try:
-            user = User.objects.filter(pk=int(recipient.value), is_active=True).first()
+            user = reachable_users(sender).filter(pk=int(recipient.value)).first()
         except (TypeError, ValueError):
             user = None
-        if user is not None and any(
-            _reachable_org(m.organization_id, sender_orgs) for m in active_memberships(user)
-        ):
+        if user is not None:
             names.append(str(user))
     names = [name for name in dict.fromkeys(names) if name]
     if not names:
@@ -307,28 +294,6 @@ def _validity(
     return day
 
 
-def _initials(study: Study, anonymized: bool) -> str:
-    """Initials only, never a name (subjects are logged by mail servers); none if anonymized."""
-    if anonymized:
-        return ""
-    patient = study.patient
-    parts = [patient.given_name, patient.family_name]
-    if not any(parts):
-        parts = [part for part in reversed(patient.name.split("^")[:2])]
-    return "".join(f"{part.strip()[0].upper()}." for part in parts if part and part.strip())
-
-
-def study_items(studies: Sequence[Study], anonymized: bool) -> list[dict]:
-    return [
-        {
-            "patient_initials": _initials(study, anonymized),
-            "study_description": study.description,
-            "study_date": study.study_date,
-        }
-        for study in studies
-    ]
-
-
 def _viewer_link(studies: Sequence[Study]) -> str:
     if len(studies) == 1:
         return f"{settings.SITE_URL}{reverse('studies:study', args=[studies[0].study_uid])}"
@@ -374,42 +339,6 @@ def summary_of(share: Share) -> str:
 # --- Sharing -----------------------------------------------------------------------------------
 
 
-def grant_entries(
-    recipient: ShareRecipient, studies: Sequence[Study], *, seen: set[tuple[int, int]] | None = None
-) -> list[Entry]:
-    """Put the studies in the recipient's worklist as entries carrying the share's terms, and
-    link them to the recipient (so removing the share ends exactly these). ``seen`` skips a
-    study already granted to the same worklist by another recipient of the same share."""
-    share = recipient.share
-    seen = set() if seen is None else seen
-    until = end_of_day(share.valid_until) if share.valid_until is not None else None
-    entries = []
-    for study in studies:
-        if (study.pk, recipient.worklist_id) in seen:
-            continue
-        seen.add((study.pk, recipient.worklist_id))
-        entries.append(
-            Entry(
-                worklist_id=recipient.worklist_id,
-                study=study,
-                origin=EntryOrigin.SHARE,
-                added_by_id=share.sender_id,
-                level=share.level,
-                anonymized=share.anonymize,
-                can_share=share.allow_further_sharing,
-                two_factor_required=share.two_factor,
-                valid_until=until,
-                label=share.label,
-                label_scope=share.label_scope,
-                message=share.message,
-            )
-        )
-    created = Entry.objects.bulk_create(entries)
-    decisions.changed()  # bulk_create sends no post_save
-    recipient.entries.add(*created)
-    return created
-
-
 def senders_access(
     sender: User, studies: Sequence[Study], request=None
 ) -> dict[int, StudyAccess | None]:
@@ -419,6 +348,23 @@ def senders_access(
     if request is not None and getattr(request.user, "pk", None) == sender.pk:
         return studies_access(request, studies)
     return user_studies_access(sender, studies)
+
+
+def studies_seen_by_sender(
+    sender: User, uids: Sequence[str], request=None
+) -> dict[str, tuple[Study, StudyAccess]]:
+    """Of the studies these uids name, those the sender sees as sharing does
+    (:func:`senders_access`), with the sender's access, by uid; the others are left out alike,
+    whether they do not exist or are hidden. The Share dialog and the REST API find the studies
+    to share here, so that one shares what the other does."""
+    studies = Study.objects.select_related("patient", "organization").filter(study_uid__in=uids)
+    studies = list(studies)
+    accesses = senders_access(sender, studies, request)
+    return {
+        study.study_uid: (study, accesses[study.pk])
+        for study in studies
+        if accesses[study.pk] is not None
+    }
 
 
 def _check_sender(
@@ -493,6 +439,281 @@ def share_terms(*, sender: User, studies: Sequence[Study], request=None) -> Shar
     )
 
 
+@dataclass(frozen=True)
+class _CheckedOptions:
+    """The share's terms once ``options`` passed every rule: cleaned, and narrowed to what a
+    share held by the sender passes on."""
+
+    level: AccessLevel | None
+    reason: str
+    label: str
+    label_scope: str
+    language: str | None
+    anonymize: bool
+    two_factor: bool
+    valid_until: date | None
+
+
+def _check_texts(options: ShareOptions, errors: FieldErrors) -> None:
+    reason = (options.reason or "").strip()
+    if not reason:
+        errors.add("reason", _("Register a reason for sharing: it is mandatory."))
+    elif len(reason) > MAX_REASON_LENGTH:
+        errors.add(
+            "reason", _("Keep the reason under %(n)s characters.") % {"n": MAX_REASON_LENGTH}
+        )
+    if not options.patient_agreed:
+        errors.add(
+            "patient_agreed", _("Without the patient's consent the study may not be shared.")
+        )
+    if len(options.message or "") > MAX_MESSAGE_LENGTH:
+        errors.add(
+            "message", _("Keep the message under %(n)s characters.") % {"n": MAX_MESSAGE_LENGTH}
+        )
+    if len(options.label or "") > MAX_LABEL_LENGTH:
+        errors.add("label", _("Keep the label under %(n)s characters.") % {"n": MAX_LABEL_LENGTH})
+    if options.label_scope not in LabelScope.values:
+        errors.add("label_scope", _("Choose “group” or “user”."))
+
+
+def _check_language(options: ShareOptions, errors: FieldErrors) -> str | None:
+    if not options.language:
+        return None
+    language = supported_language(options.language)
+    if language is None:
+        errors.add("language", _("Choose one of the portal's languages."))
+    return language
+
+
+def _check_policy_options(
+    options: ShareOptions, organization: Organization, errors: FieldErrors
+) -> None:
+    """Options the owning organization's policy may disable."""
+    if options.anonymize and not organization.allow_share_anonymize:
+        errors.add("anonymize", _("Your organization's policy does not allow anonymized shares."))
+    if options.two_factor and not organization.allow_share_two_factor:
+        errors.add("two_factor", _("Your organization's policy does not allow SMS two-factor."))
+    if options.allow_further_sharing and not organization.allow_further_sharing:
+        errors.add(
+            "allow_further_sharing",
+            _("Your organization's policy does not allow recipients to share further."),
+        )
+
+
+def _check_options(
+    options: ShareOptions,
+    *,
+    organization: Organization,
+    held: list[StudyAccess],
+    errors: FieldErrors,
+) -> _CheckedOptions:
+    """Every rule on the options, each broken one added to ``errors``."""
+    try:
+        level = AccessLevel(options.access)
+    except ValueError:
+        errors.add("access", _("Choose images, report_read or report_write."))
+        level = None
+    _check_texts(options, errors)
+    label = (options.label or "").strip()
+    language = _check_language(options, errors)
+    _check_policy_options(options, organization, errors)
+    # Further sharing never widens access.
+    if level is not None and any(ACCESS_RANK[level] > ACCESS_RANK[a.level] for a in held):
+        errors.add("access", _("You cannot give more access than you were given."))
+    return _CheckedOptions(
+        level=level,
+        reason=(options.reason or "").strip(),
+        label=label,
+        # Without a label there is nothing to show to anyone: the choice is moot.
+        label_scope=options.label_scope if label else LabelScope.GROUP,
+        language=language,
+        anonymize=options.anonymize or any(a.anonymized for a in held),
+        two_factor=options.two_factor or any(a.two_factor_required for a in held),
+        valid_until=_validity(options, organization, held, errors, timezone.localdate()),
+    )
+
+
+def _check_recipient_kinds(
+    sender: User,
+    organization: Organization,
+    recipients: Sequence[Recipient],
+    errors: FieldErrors,
+) -> None:
+    """Each kind needs its permission and the policy's consent; each refusal is said once."""
+    refused_kinds: set[str] = set()
+    for recipient in recipients:
+        if recipient.kind not in KIND_RULES or recipient.kind in refused_kinds:
+            continue
+        perm, flag = KIND_RULES[recipient.kind]
+        label = RecipientKind(recipient.kind).label
+        if not getattr(organization, flag):
+            errors.add(
+                "recipients",
+                _("Your organization's policy does not allow sharing with: %(kind)s.")
+                % {"kind": label},
+            )
+            refused_kinds.add(recipient.kind)
+        elif perm is not None and not _may(sender, perm, organization):
+            errors.add(
+                "recipients",
+                _("Your role does not allow sharing with: %(kind)s.") % {"kind": label},
+            )
+            refused_kinds.add(recipient.kind)
+
+
+def _check_recipients(
+    sender: User,
+    organization: Organization,
+    recipients: Sequence[Recipient],
+    *,
+    star: Sequence[Recipient],
+    level: AccessLevel | None,
+    errors: FieldErrors,
+) -> None:
+    """Every rule on the recipients as named, before any is resolved."""
+    if not recipients:
+        errors.add("recipients", _("Choose at least one recipient."))
+    elif len(recipients) > MAX_RECIPIENTS:
+        errors.add("recipients", _("Choose at most %(n)s recipients.") % {"n": MAX_RECIPIENTS})
+    _check_recipient_kinds(sender, organization, recipients, errors)
+    if level == AccessLevel.IMAGES:
+        refusal = _images_only_refusal(recipients, sender)
+        if refusal:
+            errors.add("access", refusal)
+    if any(s not in recipients or s.kind not in STARRABLE_KINDS for s in star):
+        errors.add("star", _("Star a user, group or location you share with."))
+
+
+def _resolve_recipients(
+    sender: User,
+    recipients: Sequence[Recipient],
+    checked: _CheckedOptions,
+    errors: FieldErrors,
+) -> list[_Resolved]:
+    """The recipients resolved to their worklists, and the rules that need them resolved.
+    Runs in the share's transaction: raising rolls back any worklist made while resolving."""
+    resolved = [_resolve(r, sender=sender, errors=errors) for r in recipients]
+    if checked.two_factor:
+        # A user without a registered mobile could never receive the code to open it.
+        unreachable = recipients_without_mobile(r.user for r in resolved)
+        if unreachable:
+            errors.add(
+                "two_factor",
+                _(
+                    "SMS two-factor needs a registered mobile number, and %(names)s has "
+                    "none. Share without two-factor, or ask them to add their number."
+                )
+                % {"names": ", ".join(str(user) for user in unreachable)},
+            )
+    if checked.label_scope == LabelScope.USER and not any(_is_personal(r) for r in resolved):
+        errors.add(
+            "label_scope",
+            _(
+                "A label only for the recipient user needs a user among the recipients: "
+                "groups and locations would not see it. Choose “For the whole group”."
+            ),
+        )
+    errors.raise_if_any()
+    return resolved
+
+
+def _add_recipients(
+    share: Share, resolved: list[_Resolved], studies: Sequence[Study]
+) -> list[dict]:
+    """Write each recipient and the entries it gives; what the audit event says of them."""
+    seen: set[tuple[int, int]] = set()
+    audit_recipients = []
+    for item in resolved:
+        row = ShareRecipient.objects.create(
+            share=share,
+            kind=item.recipient.kind,
+            user=item.user,
+            group=item.group,
+            location=item.location,
+            worklist=item.worklist,
+            email=item.email,
+        )
+        # The user, group or location id; a share code's worklist id; None while pending.
+        target = item.user or item.group or item.location or item.worklist
+        audit_recipients.append(
+            {
+                "kind": row.kind,
+                "id": target.pk if target is not None else None,
+                "pending": row.pending,
+            }
+        )
+        if item.worklist is not None:
+            grant_entries(row, studies, seen=seen)
+    return audit_recipients
+
+
+def _write_share(
+    *,
+    sender: User,
+    organization: Organization,
+    studies: Sequence[Study],
+    resolved: list[_Resolved],
+    options: ShareOptions,
+    checked: _CheckedOptions,
+    star: Sequence[Recipient],
+    request=None,
+) -> Share:
+    """Write the share, its recipients and entries, its audit event, its messages, the stars
+    and the sender's defaults, in the caller's transaction."""
+    recipient_users = [r.user for r in resolved if r.user is not None]
+    share = Share.objects.create(
+        organization=organization,
+        sender=sender,
+        level=checked.level,
+        reason=checked.reason,
+        patient_agreed=True,
+        valid_until=checked.valid_until,
+        language=checked.language or choose_language([u.language for u in recipient_users]),
+        label=checked.label,
+        label_scope=checked.label_scope,
+        urgent=options.urgent,
+        anonymize=checked.anonymize,
+        allow_further_sharing=options.allow_further_sharing,
+        message=(options.message or "").strip(),
+        two_factor=checked.two_factor,
+        send_mail=options.send_mail,
+    )
+    share.studies.set(studies)
+    audit_recipients = _add_recipients(share, resolved, studies)
+    record_share_event(
+        share,
+        Action.SHARE_CREATED,
+        actor=sender,
+        request=request,
+        studies=studies,
+        details={
+            "recipients": audit_recipients,
+            "level": checked.level,
+            "valid_until": checked.valid_until,
+            "anonymize": checked.anonymize,
+            "two_factor": checked.two_factor,
+            "further_sharing": share.allow_further_sharing,
+            "urgent": share.urgent,
+            "send_mail": share.send_mail,
+            "label_scope": share.label_scope,
+            "reason": checked.reason,
+        },
+    )
+    _queue_messages(share=share, sender=sender, studies=studies, resolved=resolved)
+    starred = set(star)
+    star_targets(
+        owner=sender,
+        targets=[r.user or r.group or r.location for r in resolved if r.recipient in starred],
+    )
+    if recipient_users:
+        # The sender's own choices, not what a held two-factor share forced on this one.
+        SenderDefaults.objects.update_or_create(
+            user=sender,
+            defaults={"two_factor": options.two_factor, "send_mail": options.send_mail},
+        )
+    return share
+
+
 def share_studies(
     *,
     sender: User,
@@ -515,192 +736,24 @@ def share_studies(
     """
     studies = list(dict.fromkeys(studies))
     organization, held = _check_sender(sender, studies, request)
-
     errors = FieldErrors()
-    try:
-        level = AccessLevel(options.access)
-    except ValueError:
-        errors.add("access", _("Choose images, report_read or report_write."))
-        level = None
-    reason = (options.reason or "").strip()
-    if not reason:
-        errors.add("reason", _("Register a reason for sharing: it is mandatory."))
-    elif len(reason) > MAX_REASON_LENGTH:
-        errors.add(
-            "reason", _("Keep the reason under %(n)s characters.") % {"n": MAX_REASON_LENGTH}
-        )
-    if not options.patient_agreed:
-        errors.add(
-            "patient_agreed", _("Without the patient's consent the study may not be shared.")
-        )
-    if len(options.message or "") > MAX_MESSAGE_LENGTH:
-        errors.add(
-            "message", _("Keep the message under %(n)s characters.") % {"n": MAX_MESSAGE_LENGTH}
-        )
-    if len(options.label or "") > MAX_LABEL_LENGTH:
-        errors.add("label", _("Keep the label under %(n)s characters.") % {"n": MAX_LABEL_LENGTH})
-    share_label = (options.label or "").strip()
-    if options.label_scope not in LabelScope.values:
-        errors.add("label_scope", _("Choose “group” or “user”."))
-    # Without a label there is nothing to show to anyone: the choice is moot.
-    label_scope = options.label_scope if share_label else LabelScope.GROUP
-    language = None
-    if options.language:
-        language = supported_language(options.language)
-        if language is None:
-            errors.add("language", _("Choose one of the portal's languages."))
-
-    # Options the owning organization's policy may disable.
-    if options.anonymize and not organization.allow_share_anonymize:
-        errors.add("anonymize", _("Your organization's policy does not allow anonymized shares."))
-    if options.two_factor and not organization.allow_share_two_factor:
-        errors.add("two_factor", _("Your organization's policy does not allow SMS two-factor."))
-    if options.allow_further_sharing and not organization.allow_further_sharing:
-        errors.add(
-            "allow_further_sharing",
-            _("Your organization's policy does not allow recipients to share further."),
-        )
-
-    # Further sharing never widens access.
-    if level is not None and any(ACCESS_RANK[level] > ACCESS_RANK[a.level] for a in held):
-        errors.add("access", _("You cannot give more access than you were given."))
-    anonymize = options.anonymize or any(a.anonymized for a in held)
-    two_factor = options.two_factor or any(a.two_factor_required for a in held)
-    today = timezone.localdate()
-    valid_until = _validity(options, organization, held, errors, today)
-
-    # Recipients: each kind needs its permission and the policy's consent.
-    if not recipients:
-        errors.add("recipients", _("Choose at least one recipient."))
-    elif len(recipients) > MAX_RECIPIENTS:
-        errors.add("recipients", _("Choose at most %(n)s recipients.") % {"n": MAX_RECIPIENTS})
-    refused_kinds: set[str] = set()
-    for recipient in recipients:
-        if recipient.kind not in KIND_RULES or recipient.kind in refused_kinds:
-            continue
-        perm, flag = KIND_RULES[recipient.kind]
-        label = RecipientKind(recipient.kind).label
-        if not getattr(organization, flag):
-            errors.add(
-                "recipients",
-                _("Your organization's policy does not allow sharing with: %(kind)s.")
-                % {"kind": label},
-            )
-            refused_kinds.add(recipient.kind)
-        elif perm is not None and not _may(sender, perm, organization):
-            errors.add(
-                "recipients",
-                _("Your role does not allow sharing with: %(kind)s.") % {"kind": label},
-            )
-            refused_kinds.add(recipient.kind)
-    if level == AccessLevel.IMAGES:
-        refusal = _images_only_refusal(recipients, sender)
-        if refusal:
-            errors.add("access", refusal)
-    if any(s not in recipients or s.kind not in STARRABLE_KINDS for s in star):
-        errors.add("star", _("Star a user, group or location you share with."))
+    checked = _check_options(options, organization=organization, held=held, errors=errors)
+    _check_recipients(
+        sender, organization, recipients, star=star, level=checked.level, errors=errors
+    )
     errors.raise_if_any()
-
     with transaction.atomic():
-        sender_orgs = _sender_org_ids(sender)
-        resolved = [_resolve(r, sender_orgs=sender_orgs, errors=errors) for r in recipients]
-        if two_factor:
-            # A user without a registered mobile could never receive the code to open it.
-            unreachable = recipients_without_mobile(r.user for r in resolved)
-            if unreachable:
-                errors.add(
-                    "two_factor",
-                    _(
-                        "SMS two-factor needs a registered mobile number, and %(names)s has "
-                        "none. Share without two-factor, or ask them to add their number."
-                    )
-                    % {"names": ", ".join(str(user) for user in unreachable)},
-                )
-        if label_scope == LabelScope.USER and not any(_is_personal(r) for r in resolved):
-            errors.add(
-                "label_scope",
-                _(
-                    "A label only for the recipient user needs a user among the recipients: "
-                    "groups and locations would not see it. Choose “For the whole group”."
-                ),
-            )
-        # Raising inside the block rolls back any worklist made while resolving.
-        errors.raise_if_any()
-        recipient_users = [r.user for r in resolved if r.user is not None]
-        language = language or choose_language([u.language for u in recipient_users])
-        share = Share.objects.create(
-            organization=organization,
+        resolved = _resolve_recipients(sender, recipients, checked, errors)
+        return _write_share(
             sender=sender,
-            level=level,
-            reason=reason,
-            patient_agreed=True,
-            valid_until=valid_until,
-            language=language,
-            label=share_label,
-            label_scope=label_scope,
-            urgent=options.urgent,
-            anonymize=anonymize,
-            allow_further_sharing=options.allow_further_sharing,
-            message=(options.message or "").strip(),
-            two_factor=two_factor,
-            send_mail=options.send_mail,
-        )
-        share.studies.set(studies)
-        seen: set[tuple[int, int]] = set()
-        audit_recipients = []
-        for item in resolved:
-            row = ShareRecipient.objects.create(
-                share=share,
-                kind=item.recipient.kind,
-                user=item.user,
-                group=item.group,
-                location=item.location,
-                worklist=item.worklist,
-                email=item.email,
-            )
-            # The user, group or location id; a share code's worklist id; None while pending.
-            target = item.user or item.group or item.location or item.worklist
-            audit_recipients.append(
-                {
-                    "kind": row.kind,
-                    "id": target.pk if target is not None else None,
-                    "pending": row.pending,
-                }
-            )
-            if item.worklist is not None:
-                grant_entries(row, studies, seen=seen)
-        record_share_event(
-            share,
-            Action.SHARE_CREATED,
-            actor=sender,
-            request=request,
+            organization=organization,
             studies=studies,
-            details={
-                "recipients": audit_recipients,
-                "level": level,
-                "valid_until": valid_until,
-                "anonymize": anonymize,
-                "two_factor": two_factor,
-                "further_sharing": share.allow_further_sharing,
-                "urgent": share.urgent,
-                "send_mail": share.send_mail,
-                "label_scope": share.label_scope,
-                "reason": reason,
-            },
+            resolved=resolved,
+            options=options,
+            checked=checked,
+            star=star,
+            request=request,
         )
-        _queue_messages(share=share, sender=sender, studies=studies, resolved=resolved)
-        starred = set(star)
-        star_targets(
-            owner=sender,
-            targets=[r.user or r.group or r.location for r in resolved if r.recipient in starred],
-        )
-        if any(r.user is not None for r in resolved):
-            # The sender's own choices, not what a held two-factor share forced on this one.
-            SenderDefaults.objects.update_or_create(
-                user=sender,
-                defaults={"two_factor": options.two_factor, "send_mail": options.send_mail},
-            )
-    return share
 
 
 def _is_personal(resolved: _Resolved) -> bool:
@@ -738,16 +791,6 @@ def _queue_messages(
 
 
 # --- Removing ----------------------------------------------------------------------------------
-
-
-def may_remove_share(user: User, share: Share) -> bool:
-    if not (user.is_authenticated and user.is_active):
-        return False
-    return (
-        user.is_superuser
-        or share.sender_id == user.pk
-        or has_perm(user, Perm.ADMINISTER, Organization(pk=share.organization_id))
-    )
 
 
 def remove_share(*, user: User, share: Share, request=None) -> bool:

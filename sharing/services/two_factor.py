@@ -44,7 +44,7 @@ from notifications import codes
 from notifications.codes import is_code_shaped, normalize_code
 from portal import decisions
 from sharing.access import recipients_of, remember_verification, two_factor_entries
-from sharing.models import ShareCode, ShareRecipient
+from sharing.models import ShareRecipient, ShareSmsCode
 from sharing.services.trail import record_share_event
 from studies.access import has_perm, organizations_with
 
@@ -235,7 +235,7 @@ def _block(recipient: ShareRecipient, now: datetime) -> None:
     its users: no code sent before the block opens anything after an unblock."""
     ShareRecipient.objects.filter(pk=recipient.pk, blocked_at__isnull=True).update(blocked_at=now)
     decisions.changed()
-    ShareCode.objects.filter(
+    ShareSmsCode.objects.filter(
         recipient=recipient, used_at__isnull=True, replaced_at__isnull=True
     ).update(replaced_at=now)
     recipient.refresh_from_db(fields=["blocked_at"])
@@ -249,7 +249,7 @@ def _code_policy(
     code, and the limit blocks it."""
     return codes.CodePolicy(
         holder=ShareRecipient.objects.filter(pk=recipient.pk).select_related("share__organization"),
-        code_model=ShareCode,
+        code_model=ShareSmsCode,
         owner={"recipient": recipient, "user": user},
         purpose=f"share-sms:{recipient.pk}:{user.pk}",
         max_failures=max_failures(),

@@ -27,9 +27,14 @@ from django.views.decorators.http import require_GET, require_http_methods
 from portal.http import dialog_response, is_fragment_request
 from sharing.forms import ACCESS_CHOICES, DetailedSearchForm, RecipientRows, ShareForm
 from sharing.models import Favorite, RecipientKind, SenderDefaults, Share
-from sharing.selectors import favorites_of, search_recipients
+from sharing.selectors import favorites_of, recipient_name, search_recipients
 from sharing.services.favorites import remove_favorite
-from sharing.services.shares import senders_access, share_studies, share_terms
+from sharing.services.shares import (
+    senders_access,
+    share_studies,
+    share_terms,
+    studies_seen_by_sender,
+)
 from studies.anonymize import patient_display
 from studies.models import Study
 from studies.selectors import MAX_ID
@@ -54,19 +59,10 @@ def _selected_studies(request: HttpRequest) -> list[tuple[Study, object]]:
     uids = list(dict.fromkeys(uid.strip()[:64] for uid in data.getlist("study") if uid.strip()))
     if not uids or len(uids) > MAX_STUDIES:
         raise Http404("No such study.")
-    studies = {
-        study.study_uid: study
-        for study in Study.objects.select_related("patient", "organization").filter(
-            study_uid__in=uids
-        )
-    }
-    if len(studies) != len(uids):
+    seen = studies_seen_by_sender(request.user, uids, request)
+    if len(seen) != len(uids):
         raise Http404("No such study.")
-    ordered = [studies[uid] for uid in uids]
-    accesses = senders_access(request.user, ordered, request)
-    if any(access is None for access in accesses.values()):
-        raise Http404("No such study.")
-    return [(study, accesses[study.pk]) for study in ordered]
+    return [seen[uid] for uid in uids]
 
 
 def _study_context(selected) -> dict:
@@ -256,20 +252,10 @@ def _refused(request, context, exc: PermissionDenied) -> HttpResponse:
 def _recipient_line(recipient) -> dict:
     """Whom the share reached, in words for the sender."""
     kind = recipient.kind
-    if kind == RecipientKind.USER and recipient.user is not None:
-        name = recipient.user.get_full_name() or recipient.user.get_username()
-    elif kind == RecipientKind.GROUP and recipient.group is not None:
-        name = str(recipient.group)
-    elif kind == RecipientKind.LOCATION and recipient.location is not None:
-        name = str(recipient.location)
-    elif kind == RecipientKind.EMAIL:
-        name = recipient.email
-    else:
-        name = str(recipient.worklist) if recipient.worklist else ""
     return {
         "kind": kind,
         "kind_label": RecipientKind(kind).label,
-        "name": name,
+        "name": recipient_name(recipient),
         "pending": recipient.pending,
     }
 

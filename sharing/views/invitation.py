@@ -166,7 +166,7 @@ def _register(request: HttpRequest, invitation: invitations.Invitation) -> HttpR
                 errors,
             )
         return _page(request, invitation, form=form, status=400)
-    except invitations.AccountExists as refusal:
+    except invitations.InvitedAddressHasAccount as refusal:
         # Registered meanwhile (another tab, a double submit): that account logs in and accepts.
         return _page(
             request, invitation, error=refusal.message, status=refusal.status, account_exists=True

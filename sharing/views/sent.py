@@ -29,7 +29,7 @@ from sharing.selectors import (
     shared_studies,
     worklist_share_codes,
 )
-from sharing.services import remove_share
+from sharing.services.shares import remove_share
 from studies.selectors import MAX_ID
 from studies.services.viewing import record_studies_listed
 

@@ -15,7 +15,8 @@ import re
 import pytest
 from django.test import Client
 
-from guestlinks.services.creation import LinkOptions, LinkTarget, create_link
+from guestlinks.selectors import LinkTarget
+from guestlinks.services.creation import LinkOptions, create_link
 from portal import npm
 from portal.management.commands import install_axe
 from tests.accounts.helpers import make_device, verified_login

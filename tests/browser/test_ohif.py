@@ -21,7 +21,7 @@ from PIL import Image
 from guestlinks.models import GuestLink
 from guestlinks.selectors import LinkTarget
 from guestlinks.services.creation import LinkOptions, create_link
-from sharing.services import remove_share
+from sharing.services.shares import remove_share
 from studies.anonymize import pseudonym
 from studies.models import Series, Study
 from tests.browser.conftest import ingest_ct_study, log_in

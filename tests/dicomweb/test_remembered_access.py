@@ -18,7 +18,7 @@ from accounts.models import ApiToken
 from guestlinks.models import GuestLink
 from guestlinks.services.ending import revoke_link
 from portal import decisions
-from sharing.services import remove_share
+from sharing.services.shares import remove_share
 from studies.models import Study
 from tests.accounts.helpers import HttpsClient
 from tests.dicomweb.conftest import CT_STUDY_UID, token_client

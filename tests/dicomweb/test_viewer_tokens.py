@@ -23,7 +23,7 @@ from guestlinks.models import GuestLink
 from guestlinks.services.ending import revoke_link
 from sharing.access import remember_verification
 from sharing.models import ShareRecipient
-from sharing.services import remove_share
+from sharing.services.shares import remove_share
 from studies.anonymize import pseudonym
 from studies.models import Entry, Study
 from studies.synthetic import to_bytes

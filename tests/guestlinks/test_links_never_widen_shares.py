@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from guestlinks.selectors import LinkTarget
 from guestlinks.services.creation import LinkOptions, create_link
-from sharing.services import end_of_day
+from sharing.services.entries import end_of_day
 from tests.accounts.helpers import HttpsClient
 from tests.sharing.conftest import share
 

@@ -146,8 +146,8 @@ def test_guest_links_and_shares_send_and_check_through_the_one_mechanism(
     assert used == [
         ("issue", "SmsCode"),
         ("verify", "SmsCode"),
-        ("issue", "ShareCode"),
-        ("verify", "ShareCode"),
+        ("issue", "ShareSmsCode"),
+        ("verify", "ShareSmsCode"),
     ]
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from accounts.models import Membership, Role
-from sharing.services import Recipient, ShareOptions, share_studies
+from sharing.services.shares import Recipient, ShareOptions, share_studies
 from tests.conftest import make_user
 from tests.factories import make_study
 

@@ -123,6 +123,18 @@ def test_an_expired_share_is_no_longer_listed_as_received(study, alice, bob):
     assert len(client_for(alice).get(URL, {"direction": "sent"}).json()) == 2
 
 
+def test_a_share_blocked_for_its_recipient_is_not_listed_as_received(study, alice, bob):
+    """Too many wrong SMS codes block the recipient: the share gives bob nothing until the
+    sending organization unblocks it, so it is not among the shares he receives."""
+    bob.mobile = "+32470123456"
+    bob.save(update_fields=["mobile"])
+    blocked = share(alice, study, ("user", bob.pk), two_factor=True)
+    running = share(alice, study, ("user", bob.pk))
+    blocked.recipients.update(blocked_at=timezone.now())
+    received = client_for(bob).get(URL, {"direction": "received"}).json()
+    assert [s["id"] for s in received] == [running.pk]
+
+
 def test_delete_answers_204_and_access_ends(study, alice, bob):
     made = share(alice, study, ("user", bob.pk))
     assert client_for(alice).delete(f"{URL}{made.pk}/").status_code == 204

@@ -11,8 +11,8 @@ from accounts.models import Group, Location, Membership, Organization
 from accounts.permissions import Perm
 from sharing.models import Favorite, Share
 from sharing.selectors import favorites_of
-from sharing.services import Recipient, share_studies
 from sharing.services.favorites import add_favorite, remove_favorite
+from sharing.services.shares import Recipient, share_studies
 from tests.accounts.helpers import HttpsAPIClient
 from tests.conftest import make_user
 from tests.sharing.conftest import member, options

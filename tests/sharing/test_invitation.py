@@ -24,7 +24,9 @@ from accounts.tokens import secret_digest
 from audit.models import Action, AuditEvent
 from notifications.models import Message
 from sharing.models import ShareRecipient
-from sharing.services import end_of_day, invitations, remove_share
+from sharing.services import invitations
+from sharing.services.entries import end_of_day
+from sharing.services.shares import remove_share
 from studies.access import user_study_access
 from studies.models import AccessLevel, Entry, EntryOrigin
 from studies.services.worklists import personal_worklist
@@ -517,7 +519,7 @@ def test_a_registration_that_loses_the_race_for_the_address_creates_nothing(stud
     invitation = invitations.find_invitation(token=invitation_token(), request=None)
     # Between the page and the submit, the address got an account elsewhere.
     make_user("greta", email=ADDRESS)
-    with pytest.raises(invitations.AccountExists):
+    with pytest.raises(invitations.InvitedAddressHasAccount):
         invitations.register(
             invitation=invitation,
             request=_service_request(),
@@ -604,7 +606,7 @@ def test_concurrent_submits_create_one_account_on_postgresql(require_postgres, o
     users = [o for o in outcomes if isinstance(o, User)]
     assert len(users) == 1
     assert all(
-        isinstance(o, invitations.InvitationAccepted | invitations.AccountExists)
+        isinstance(o, invitations.InvitationAccepted | invitations.InvitedAddressHasAccount)
         for o in outcomes
         if not isinstance(o, User)
     )

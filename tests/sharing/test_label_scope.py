@@ -17,7 +17,7 @@ from django.urls import reverse
 from accounts.models import Membership
 from audit.models import Action, AuditEvent
 from sharing.models import Share
-from sharing.services.shares import grant_entries
+from sharing.services.entries import grant_entries
 from studies.models import Entry, LabelScope
 from studies.selectors import study_rows
 from studies.services.worklists import personal_worklist

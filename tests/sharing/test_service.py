@@ -12,7 +12,8 @@ from accounts.permissions import Perm
 from audit.models import Action, AuditEvent
 from notifications.models import Message
 from sharing.models import Share, ShareRecipient
-from sharing.services import end_of_day, remove_share
+from sharing.services.entries import end_of_day
+from sharing.services.shares import remove_share
 from studies.access import user_study_access
 from studies.models import AccessLevel, Entry, EntryOrigin
 from studies.services.worklists import location_worklist

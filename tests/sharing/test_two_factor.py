@@ -28,9 +28,9 @@ from audit.models import Action, AuditEvent, Outcome
 from notifications import codes as codes_module
 from notifications.models import Channel, Message
 from sharing.access import VERIFIED_SESSION_KEY
-from sharing.models import ShareCode, ShareRecipient
-from sharing.services import Recipient, remove_share, share_studies
+from sharing.models import ShareRecipient, ShareSmsCode
 from sharing.services import two_factor as tf
+from sharing.services.shares import Recipient, remove_share, share_studies
 from studies.access import study_access, user_study_access, visible_studies
 from studies.models import AccessLevel, Entry
 from tests.accounts.helpers import HttpsAPIClient, HttpsClient, plain_static_storage
@@ -123,7 +123,7 @@ def test_send_code_texts_six_digits_to_the_registered_mobile_and_stores_only_a_d
     code = texted(guarded, bob)
 
     assert len(code) == 6 and code.isdigit()
-    stored = ShareCode.objects.get(recipient=guarded, user=bob)
+    stored = ShareSmsCode.objects.get(recipient=guarded, user=bob)
     assert code not in stored.code_hash and len(stored.code_hash) == 64
     assert abs(stored.expires_at - stored.created_at - timedelta(minutes=10)) < timedelta(seconds=1)
     message = Message.objects.get(channel=Channel.SMS)
@@ -173,7 +173,7 @@ def test_a_user_without_a_mobile_is_told_what_to_do(alice, bob, study):
     assert "Ask an administrator of your organization to register your mobile number" in (
         response.content.decode()
     )
-    assert not Message.objects.exists() and not ShareCode.objects.exists()
+    assert not Message.objects.exists() and not ShareSmsCode.objects.exists()
     assert tf.recipients_without_mobile([bob, None]) == [bob]
 
 
@@ -228,7 +228,9 @@ def test_a_resend_replaces_the_code_and_keeps_the_failures(guarded, bob, monkeyp
     with time_machine.travel(start + timedelta(seconds=61), tick=False):
         texted(guarded, bob, request)
         assert codes_texted(guarded) == ["123456", "654321"]
-        assert ShareCode.objects.filter(recipient=guarded, replaced_at__isnull=False).count() == 1
+        assert (
+            ShareSmsCode.objects.filter(recipient=guarded, replaced_at__isnull=False).count() == 1
+        )
         # The old code no longer opens: it is a wrong code now, and the count goes on.
         with pytest.raises(tf.CodeRefused):
             tf.verify_code(user=bob, recipient=guarded, code="123456", request=request)
@@ -239,7 +241,7 @@ def test_a_resend_replaces_the_code_and_keeps_the_failures(guarded, bob, monkeyp
 
 def test_a_code_expires_after_ten_minutes(guarded, bob):
     code = texted(guarded, bob)
-    sent_at = ShareCode.objects.get().created_at
+    sent_at = ShareSmsCode.objects.get().created_at
     request = service_request(bob)
 
     with (
@@ -259,7 +261,7 @@ def test_a_code_opens_once(guarded, bob, study):
     first = logged_in(bob)
     response = first.post(code_url(guarded), {"action": "verify", "code": f"{code[:3]} {code[3:]}"})
     assert response.status_code == 303
-    assert ShareCode.objects.get().used_at is not None
+    assert ShareSmsCode.objects.get().used_at is not None
 
     # Single use: bob's other browser with the same code gets nowhere.
     other = logged_in(bob)
@@ -332,7 +334,7 @@ def test_a_blocked_share_refuses_even_the_right_code_and_sends_no_code(guarded, 
         tf.send_code(user=bob, recipient=guarded, request=request)
     assert study_access(request, study) is None
     assert refresh(guarded).code_failures == 5  # guesses at a blocked share are not counted
-    assert ShareCode.objects.get().replaced_at is not None  # the block retired the code
+    assert ShareSmsCode.objects.get().replaced_at is not None  # the block retired the code
     assert len(codes_texted(guarded)) == 1
     assert AuditEvent.objects.filter(action=Action.SHARE_BLOCKED).count() == 1
     # The pages say so too, and the viewer leads there.

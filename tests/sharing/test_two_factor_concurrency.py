@@ -18,7 +18,7 @@ from django.db import connection
 from audit.models import Action, AuditEvent
 from audit.selectors import verify_chain
 from notifications import codes as codes_module
-from sharing.models import ShareCode, ShareRecipient
+from sharing.models import ShareRecipient, ShareSmsCode
 from sharing.services import two_factor as tf
 from studies.access import study_access
 from tests.guestlinks.test_link_concurrency import sqlite_file_database  # noqa: F401
@@ -129,7 +129,7 @@ def test_the_right_code_sent_thirty_times_at_once_opens_once_on_postgresql(
     assert study_access(outcomes["verified"][0], study) is not None
     recipient.refresh_from_db()
     assert (recipient.code_failures, recipient.blocked_at) == (0, None)
-    assert ShareCode.objects.get().used_at is not None
+    assert ShareSmsCode.objects.get().used_at is not None
     assert AuditEvent.objects.filter(action=Action.SHARE_CODE_VERIFIED).count() == 1
 
 

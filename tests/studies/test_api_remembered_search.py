@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.translation import override
 
 from audit.models import Action, AuditEvent
-from sharing.services import remove_share
+from sharing.services.shares import remove_share
 from tests.dicomweb.conftest import token_client as dicomweb_token_client
 from tests.factories import make_study, share_entry
 from tests.sharing.conftest import share
