@@ -11,7 +11,7 @@ through a share passes on at most what they hold.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -159,50 +159,78 @@ def _may(sender: User, perm: Perm, organization: Organization) -> bool:
 def _resolve(recipient: Recipient, *, sender: User, errors: FieldErrors) -> _Resolved | None:
     """The recipient as the sender may reach it (``sharing.selectors``' reachability rules), or
     None with the refusal added to ``errors``."""
-    unknown = _("No such recipient: %(kind)s %(value)s.") % {
-        "kind": recipient.kind,
-        "value": recipient.value,
-    }
-    kind, value = recipient.kind, recipient.value
-    if kind == RecipientKind.USER:
-        user = reachable_users(sender).filter(pk=value).first()
-        if user is None:
-            errors.add("recipients", unknown)
-            return None
-        return _Resolved(recipient, personal_worklist(user), user=user)
-    if kind == RecipientKind.GROUP:
-        group = reachable_groups(sender).filter(pk=value).first()
-        if group is None:
-            errors.add("recipients", unknown)
-            return None
-        return _Resolved(recipient, group_worklist(group), group=group)
-    if kind == RecipientKind.LOCATION:
-        location = reachable_locations(sender).filter(pk=value).first()
-        if location is None:
-            errors.add("recipients", unknown)
-            return None
-        return _Resolved(recipient, location_worklist(location), location=location)
-    if kind == RecipientKind.SHARE_CODE:
-        # Any worklist of any organization: knowing the code is what the sender brings.
-        code = str(value).strip().upper()
-        worklist = Worklist.objects.filter(share_code=code).first() if code else None
-        if worklist is None:
-            errors.add("recipients", _("No worklist has the share code %(code)s.") % {"code": code})
-            return None
-        return _Resolved(recipient, worklist)
-    if kind == RecipientKind.EMAIL:
-        try:
-            email = validate_recipient(Channel.EMAIL, str(value))
-        except ValidationError as exc:
-            for message in exc.messages:
-                errors.add("recipients", message)
-            return None
-        user = User.objects.filter(email__iexact=email, is_active=True).first()
-        if user is None:
-            return _Resolved(recipient, None, email=email)
-        return _Resolved(recipient, personal_worklist(user), user=user, email=email)
-    errors.add("recipients", _("Unknown recipient kind %(kind)s.") % {"kind": kind})
+    resolver = _RESOLVERS.get(recipient.kind)
+    if resolver is None:
+        refusals = [_("Unknown recipient kind %(kind)s.") % {"kind": recipient.kind}]
+    else:
+        resolved = resolver(recipient, sender)
+        if isinstance(resolved, _Resolved):
+            return resolved
+        refusals = resolved
+    for message in refusals:
+        errors.add("recipients", message)
     return None
+
+
+# Each kind's resolver answers the recipient resolved, or the messages that refuse it.
+_Resolution = _Resolved | list[str]
+
+
+def _unknown(recipient: Recipient) -> list[str]:
+    return [
+        _("No such recipient: %(kind)s %(value)s.")
+        % {"kind": recipient.kind, "value": recipient.value}
+    ]
+
+
+def _resolve_user(recipient: Recipient, sender: User) -> _Resolution:
+    user = reachable_users(sender).filter(pk=recipient.value).first()
+    if user is None:
+        return _unknown(recipient)
+    return _Resolved(recipient, personal_worklist(user), user=user)
+
+
+def _resolve_group(recipient: Recipient, sender: User) -> _Resolution:
+    group = reachable_groups(sender).filter(pk=recipient.value).first()
+    if group is None:
+        return _unknown(recipient)
+    return _Resolved(recipient, group_worklist(group), group=group)
+
+
+def _resolve_location(recipient: Recipient, sender: User) -> _Resolution:
+    location = reachable_locations(sender).filter(pk=recipient.value).first()
+    if location is None:
+        return _unknown(recipient)
+    return _Resolved(recipient, location_worklist(location), location=location)
+
+
+def _resolve_share_code(recipient: Recipient, _sender: User) -> _Resolution:
+    # Any worklist of any organization: knowing the code is what the sender brings.
+    code = str(recipient.value).strip().upper()
+    worklist = Worklist.objects.filter(share_code=code).first() if code else None
+    if worklist is None:
+        return [_("No worklist has the share code %(code)s.") % {"code": code}]
+    return _Resolved(recipient, worklist)
+
+
+def _resolve_email(recipient: Recipient, _sender: User) -> _Resolution:
+    try:
+        email = validate_recipient(Channel.EMAIL, str(recipient.value))
+    except ValidationError as exc:
+        return list(exc.messages)
+    user = User.objects.filter(email__iexact=email, is_active=True).first()
+    if user is None:
+        return _Resolved(recipient, None, email=email)
+    return _Resolved(recipient, personal_worklist(user), user=user, email=email)
+
+
+_RESOLVERS: dict[str, Callable[[Recipient, User], _Resolution]] = {
+    RecipientKind.USER: _resolve_user,
+    RecipientKind.GROUP: _resolve_group,
+    RecipientKind.LOCATION: _resolve_location,
+    RecipientKind.SHARE_CODE: _resolve_share_code,
+    RecipientKind.EMAIL: _resolve_email,
+}
 
 
 def _images_only_refusal(recipients: Sequence[Recipient], sender: User) -> str:
