@@ -50,7 +50,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, time
+from datetime import date, datetime, time
 from enum import IntEnum, StrEnum
 from functools import cached_property, reduce
 from typing import Any
@@ -153,7 +153,16 @@ ATTRIBUTES: list[Attribute] = [
     Attribute("Columns", Level.INSTANCE, Match.NUMBER, "columns"),
     Attribute("NumberOfFrames", Level.INSTANCE, Match.NUMBER, "frames"),
 ]
-_TAGS = {a.keyword: dicomjson.parse_attribute_id(a.keyword) for a in ATTRIBUTES}
+
+
+def _known_tag(keyword: str) -> int:
+    tag = dicomjson.parse_attribute_id(keyword)
+    if tag is None:
+        raise ValueError(f"{keyword} in ATTRIBUTES is not a keyword of the DICOM dictionary")
+    return tag
+
+
+_TAGS = {a.keyword: _known_tag(a.keyword) for a in ATTRIBUTES}
 _VRS = {keyword: dicomjson.vr_of(tag) for keyword, tag in _TAGS.items()}
 _KEYS = {keyword: dicomjson.tag_key(tag) for keyword, tag in _TAGS.items()}
 BY_TAG = {a.tag: a for a in ATTRIBUTES}
@@ -308,22 +317,29 @@ def _include(query: Query, token: str) -> None:
     if token.lower() == "all":
         query.include_all = True
         return
-    path = token.split(".")
-    tags = [dicomjson.parse_attribute_id(part) for part in path]
-    if None in tags:
+    tags = _tag_path(token)
+    if tags is None:
         raise _invalid(
             "includefield", f"{token} is neither a DICOM keyword (StudyDate) nor a tag (00080020)."
         )
-    attribute = BY_TAG.get(tags[0]) if len(path) == 1 else None
+    attribute = BY_TAG.get(tags[0]) if len(tags) == 1 else None
     # Attributes the portal does not hold (or below the searched level, like OHIF's Modality in
     # a study search) are simply not returned, as PS3.18 allows.
     if attribute is not None and (attribute.level is None or attribute.level <= query.level):
         query.include.add(attribute.keyword)
 
 
+def _tag_path(text: str) -> list[int] | None:
+    """The tags of a dotted attribute path (``ReferencedSeriesSequence.00081155``), or None when
+    a part is neither a DICOM keyword nor a tag."""
+    tags = [dicomjson.parse_attribute_id(part) for part in text.split(".")]
+    known = [tag for tag in tags if tag is not None]
+    return known if len(known) == len(tags) else None
+
+
 def _attribute_for(key: str, level: Level) -> Attribute:
-    tags = [dicomjson.parse_attribute_id(part) for part in key.split(".")]
-    if None in tags:
+    tags = _tag_path(key)
+    if tags is None:
         raise bad_request(
             f"Unknown query key {key}: use a DICOM keyword (PatientName) or tag (00100010), "
             "or limit, offset, fuzzymatching, includefield."
@@ -407,6 +423,7 @@ def _item_condition(key: str, attribute: Attribute, item: str, *, fuzzy: bool) -
             # space), wildcards kept.
             return _pattern_condition(attribute.field, normalize_name(item))
         case _:  # a person name, word by word
+            name: F | Lower
             if attribute.match == Match.NAME:
                 name, words = F(attribute.field), normalize_name(item).split()
             else:
@@ -423,7 +440,7 @@ def _item_condition(key: str, attribute: Attribute, item: str, *, fuzzy: bool) -
 
 def _date_range(key: str, text: str) -> tuple[date | None, date | None]:
     low_text, dash, high_text = text.partition("-")
-    bounds = []
+    bounds: list[date | None] = []
     for part in (low_text, high_text) if dash else (text, text):
         if not part:
             bounds.append(None)
@@ -653,17 +670,17 @@ def study_facts(
     """The facts of each study. Those the scope shows plainly (identified, with reports) are
     shown so; the authority answers for the others, all at once, and a study it does not admit
     after all is left out."""
-    studies = {study.pk: study for study in studies}
+    by_pk = {study.pk: study for study in studies}
     answers: dict[int, StudyAccess | None] = {}
-    if scope.plain is not None and studies:
+    if scope.plain is not None and by_pk:
         plain = set(
-            Study.objects.filter(scope.plain, pk__in=list(studies)).values_list("pk", flat=True)
+            Study.objects.filter(scope.plain, pk__in=list(by_pk)).values_list("pk", flat=True)
         )
-        answers = accesses_for(request, [s for pk, s in studies.items() if pk not in plain])
+        answers = accesses_for(request, [s for pk, s in by_pk.items() if pk not in plain])
     withheld = [pk for pk, access in answers.items() if access and not access.can_read_report]
     counts = _listed_counts(withheld) if withheld else {}
-    facts = {}
-    for pk, study in studies.items():
+    facts: dict[int, StudyFacts] = {}
+    for pk, study in by_pk.items():
         access = answers.get(pk, _PLAIN)
         if access is None:
             continue
@@ -895,7 +912,7 @@ def _answer(
     the first of the principal's dated shares to end ends it, and the session's grants are part
     of the key. A radiologist's viewer asks the same searches again and again."""
 
-    def compute() -> tuple[tuple[str, int, bool], object]:
+    def compute() -> tuple[tuple[str, int, bool], datetime | None]:
         rows, more = _RUNNERS[level](request, scope_for(request), query)
         keywords = returned_keywords(query)
         retrieve_base = settings.SITE_URL + reverse("dicomweb:studies")

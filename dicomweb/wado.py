@@ -30,13 +30,13 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 import pydicom
 from django.conf import settings
 from django.core.cache import caches
 from django.core.files.storage import storages
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.urls import reverse
 from django.utils.functional import Promise
 from django.utils.translation import gettext as _
@@ -269,7 +269,7 @@ def retrieve(
     study_uid: str,
     series_uid: str | None = None,
     instance_uid: str | None = None,
-) -> HttpResponse:
+) -> HttpResponseBase:
     """A study, a series or an instance as ``multipart/related; type="application/dicom"``."""
     wanted = _wanted(request, _DATASETS_OFFERED)
     study, access, instances = _lookup(request, study_uid, series_uid, instance_uid)
@@ -313,7 +313,7 @@ def _instance_body(
 
 
 def _served_file(
-    fp: BinaryIO, *, stored_syntax: str, syntax: str, study: Study, anonymized: bool
+    fp: IO[bytes], *, stored_syntax: str, syntax: str, study: Study, anonymized: bool
 ) -> Iterator[bytes]:
     """The Part-10 bytes of a stored file in ``syntax``, de-identified when ``anonymized``."""
     if syntax == stored_syntax and syntax not in NEVER_SERVED:
@@ -325,7 +325,7 @@ def _served_file(
         if stored.pixel_tag is None:
             yield dataset_bytes(deidentify_dataset(stored.dataset, study))
             return
-        if stored.pixel_data_end() == size:
+        if stored.element_at is not None and stored.pixel_data_end() == size:
             # The identifying attributes all precede the pixel data: rewrite those and copy
             # the pixel data as stored, so a large image is never held in memory.
             yield dataset_bytes(deidentify_dataset(stored.dataset, study))
@@ -341,7 +341,7 @@ def _served_file(
         yield data[start : start + _CHUNK]
 
 
-def _chunks(fp: BinaryIO, start: int) -> Iterator[bytes]:
+def _chunks(fp: IO[bytes], start: int) -> Iterator[bytes]:
     fp.seek(start)
     while chunk := fp.read(_CHUNK):
         yield chunk
@@ -356,7 +356,7 @@ def metadata(
     study_uid: str,
     series_uid: str | None = None,
     instance_uid: str | None = None,
-) -> HttpResponse:
+) -> HttpResponseBase:
     """The instances' attributes as DICOM JSON (PS3.18 F.2), binary values behind BulkDataURIs."""
     _check_json_accept(request)
     study, access, instances = _lookup(request, study_uid, series_uid, instance_uid)
@@ -510,7 +510,7 @@ _FRAMES_OFFERED = gettext_lazy(
 @dicomweb_view("GET")
 def frames(
     request: HttpRequest, study_uid: str, series_uid: str, instance_uid: str, frame_list: str
-) -> HttpResponse:
+) -> HttpResponseBase:
     """Frames of an instance, one part each, in the order asked for."""
     numbers = _frame_numbers(frame_list)
     wanted = _wanted(request, _FRAMES_OFFERED)
@@ -531,7 +531,7 @@ def frames(
 @dicomweb_view("GET")
 def bulkdata(
     request: HttpRequest, study_uid: str, series_uid: str, instance_uid: str, tag_path: str
-) -> HttpResponse:
+) -> HttpResponseBase:
     """The value of one element (see the module docstring for the path); the pixel data's is
     its frames."""
     path = _tag_path(tag_path)
@@ -601,7 +601,7 @@ def _frames_response(
     *,
     syntax: str,
     resource: str,
-) -> HttpResponse:
+) -> HttpResponseBase:
     instance = target.instance
     part_type = pixel_media_type(syntax)
     parts = _frame_parts(instance, numbers, syntax=syntax)
