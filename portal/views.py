@@ -3,6 +3,7 @@ and what to do next, and never show a traceback or anything about the request.""
 
 import functools
 import hashlib
+from typing import cast
 
 from django.conf import settings
 from django.db import connection
@@ -34,7 +35,9 @@ def _javascript_catalog(language: str) -> tuple[bytes, str]:
     request = HttpRequest()
     request.method = "GET"
     with translation.override(language):
-        catalog = JavaScriptCatalog.as_view(domain="djangojs", packages=["portal"])(request)
+        view = JavaScriptCatalog.as_view(domain="djangojs", packages=["portal"])
+        # The catalog view renders a whole page: an HttpResponse, never a streaming one.
+        catalog = cast(HttpResponse, view(request))
     return catalog.content, hashlib.sha256(catalog.content).hexdigest()[:32]
 
 
