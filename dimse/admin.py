@@ -7,6 +7,7 @@ they administer, and is offered only those organizations and their locations.
 
 from django import forms
 from django.contrib import admin
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from accounts.admin import administered_organization_ids
@@ -47,7 +48,7 @@ class DicomNodeAdmin(admin.ModelAdmin):
     )
 
     @admin.display(description=_("host"), ordering="host")
-    def host_or_any(self, node: DicomNode) -> str:
+    def host_or_any(self, node: DicomNode) -> str | Promise:
         return node.host or _("any address")
 
     def _sees_all(self, request, action: str) -> bool:

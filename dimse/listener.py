@@ -56,8 +56,11 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, AllStoragePresentationContexts, _config, evt, register_uid
 from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.service_class import ServiceClass, StorageServiceClass
-from pynetdicom.sop_class import Verification, uid_to_service_class
+
+# pynetdicom makes its SOP class names at import time, so its types cannot list them.
+from pynetdicom.sop_class import Verification, uid_to_service_class  # type: ignore[attr-defined]
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
 
 from dimse.services import (
@@ -267,7 +270,8 @@ def _on_store(event: evt.Event, server: ListenerServer) -> Dataset:
         return response
     # As Django does per request: a connection the database dropped is replaced, not reused.
     close_old_connections()
-    request = event.request
+    # pynetdicom calls this handler for EVT_C_STORE alone, whose request is a C-STORE.
+    request = cast(C_STORE, event.request)
     # The data set exactly as the peer encoded it, behind file meta information naming the
     # negotiated transfer syntax: in the temporary file pynetdicom spooled it into as it arrived
     # (make_server turns that on), else from memory.
