@@ -53,12 +53,14 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from enum import IntEnum, StrEnum
 from functools import cached_property, reduce
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Count, Exists, F, Lookup, OuterRef, Q, QuerySet
 from django.db.models.functions import Lower
+from django.db.models.sql.compiler import SQLCompiler
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.urls import reverse
 from django.utils import timezone
@@ -196,24 +198,29 @@ _WARNING_TEXT = (
 # --- Wildcard matching in the database ----------------------------------------------------------
 
 
-class DicomWildcard(Lookup):
+# Lookup is generic in django-stubs only; Django's class cannot be subscripted.
+class DicomWildcard(Lookup):  # type: ignore[type-arg]
     """``field`` matches a DICOM wildcard pattern (``*`` any run, ``?`` one character),
     case-sensitively on every database: PostgreSQL's LIKE, SQLite's GLOB (its LIKE ignores
     case). Both match without backtracking blow-ups, unlike a regular expression."""
 
     lookup_name = "dicom_wildcard"
 
-    def __init__(self, lhs, pattern: str):
+    def __init__(self, lhs: F | Lower, pattern: str):
         super().__init__(lhs, pattern)
         self.pattern = pattern
 
-    def as_sql(self, compiler, connection):
+    def as_sql(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
+    ) -> tuple[str, list[str | int]]:
         lhs, lhs_params = self.process_lhs(compiler, connection)
         escaped = re.sub(r"([\\%_])", r"\\\1", self.pattern)
         pattern = escaped.replace("*", "%").replace("?", "_")
         return f"{lhs} LIKE %s", [*lhs_params, pattern]
 
-    def as_sqlite(self, compiler, connection):
+    def as_sqlite(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
+    ) -> tuple[str, list[str | int]]:
         lhs, lhs_params = self.process_lhs(compiler, connection)
         return f"{lhs} GLOB %s", [*lhs_params, self.pattern.replace("[", "[[]")]
 
@@ -453,7 +460,7 @@ def _date_range(key: str, text: str) -> tuple[date | None, date | None]:
             raise _invalid(
                 key, "expected a date YYYYMMDD or a range YYYYMMDD-YYYYMMDD (either end open)."
             ) from None
-    return _ordered(key, *bounds)
+    return _ordered(key, bounds[0], bounds[1])
 
 
 def _time_range(key: str, text: str) -> tuple[time | None, time | None]:
@@ -485,7 +492,11 @@ def _time_bound(key: str, text: str, *, upper: bool) -> time:
         ) from None
 
 
-def _ordered(key: str, low, high):
+# The two ends of a date or time range.
+Bound = TypeVar("Bound", date, time)
+
+
+def _ordered(key: str, low: Bound | None, high: Bound | None) -> tuple[Bound | None, Bound | None]:
     if low is None and high is None:
         raise _invalid(key, "a range needs at least one end.")
     if low is not None and high is not None and low > high:
@@ -789,7 +800,9 @@ def _attributes(values: dict[str, list[Any]]) -> dict[str, dicomjson.JsonAttribu
 _COMMON = _attributes({"SpecificCharacterSet": ["ISO_IR 192"], "InstanceAvailability": ["ONLINE"]})
 
 
-def _dataset(row: Row, keywords: list[str], retrieve_base: str) -> dict:
+def _dataset(
+    row: Row, keywords: list[str], retrieve_base: str
+) -> dict[str, dicomjson.JsonAttribute]:
     url = f"{retrieve_base}/{row.facts.study.study_uid}"
     attributes = _COMMON | row.facts.attributes
     if row.series is not None:

@@ -42,7 +42,7 @@ import tempfile
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, BinaryIO, Protocol, cast
+from typing import IO, TYPE_CHECKING, BinaryIO, Protocol, cast
 
 import pydicom
 from django.conf import settings
@@ -54,6 +54,7 @@ from django.utils.translation import gettext as _
 
 from accounts.models import Location, User
 from accounts.permissions import Perm
+from dicomweb.dicomjson import JsonAttribute, JsonDataset
 from dicomweb.http import DICOM_JSON, DicomwebError, bad_request, dicomweb_view
 from dicomweb.multipart import parse_accept
 from studies.access import has_perm
@@ -65,6 +66,9 @@ from studies.services.ingestion import (
     Transfer,
     resolve_upload_location,
 )
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +159,8 @@ def _body(request: HttpRequest) -> _Body:
     chunked = request.headers.get("Transfer-Encoding", "").lower() == "chunked"
     if chunked and not request.META.get("CONTENT_LENGTH"):
         if request.META.get("wsgi.input_terminated"):
-            return request.META["wsgi.input"]
+            stream: _Body = request.META["wsgi.input"]
+            return stream
         raise bad_request(
             _("This server cannot read a chunked request body: send it with a Content-Length.")
         )
@@ -196,13 +201,14 @@ class _PartReader(io.RawIOBase):
         self._position = max(0, base + offset)
         return self._position
 
-    def readinto(self, buffer) -> int:
-        wanted = min(len(buffer), self._size - self._position)
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer)
+        wanted = min(len(view), self._size - self._position)
         if wanted <= 0:
             return 0
         self._spool.seek(self._start + self._position)
         data = self._spool.read(wanted)
-        buffer[: len(data)] = data
+        view[: len(data)] = data
         self._position += len(data)
         return len(data)
 
@@ -320,7 +326,7 @@ def _identify(reader: _PartReader) -> _Identity:
         return _Identity()
     meta = getattr(ds, "file_meta", None) or pydicom.Dataset()
 
-    def uid(value) -> str:
+    def uid(value: object) -> str:
         return str(value or "").strip().rstrip("\x00")[:64]
 
     return _Identity(
@@ -404,7 +410,7 @@ def _store(
 # --- The answer -------------------------------------------------------------------------------
 
 
-def _element(vr: str, *values) -> dict:
+def _element(vr: str, *values: object) -> JsonAttribute:
     return {"vr": vr, "Value": list(values)} if values else {"vr": vr}
 
 
@@ -416,7 +422,7 @@ def _study_url(study_uid: str) -> str:
     return _absolute(reverse("dicomweb:study", kwargs={"study_uid": study_uid}))
 
 
-def _response_body(outcomes: list[_Outcome], study_uid: str | None) -> dict:
+def _response_body(outcomes: list[_Outcome], study_uid: str | None) -> JsonDataset:
     stored = {
         instance.sop_instance_uid: instance
         for instance in Instance.objects.filter(

@@ -41,11 +41,12 @@ from django.urls import reverse
 from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from pydicom import Dataset
+from pydicom import DataElement, Dataset
 from pydicom.filewriter import correct_ambiguous_vr
 from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
 
 from dicomweb.audit import record_frames_retrieved, record_retrieve
+from dicomweb.dicomjson import JsonAttribute, JsonDataset
 from dicomweb.http import DICOM_JSON, DicomwebError, bad_request, dicomweb_view, not_found
 from dicomweb.multipart import (
     Part,
@@ -405,7 +406,7 @@ def _metadata_stream(
     yield b"]" if separator == b"," else b"[]"
 
 
-def _instance_metadata(instance: Instance, *, study: Study, anonymized: bool) -> dict:
+def _instance_metadata(instance: Instance, *, study: Study, anonymized: bool) -> JsonDataset:
     base = settings.SITE_URL + reverse(
         "dicomweb:instance",
         kwargs={
@@ -451,10 +452,10 @@ def _little_endian(stored: StoredFile) -> bool:
 
 def dataset_json(
     ds: Dataset, *, bulk_uri: Callable[[str], str], little_endian: bool = True, prefix: str = ""
-) -> dict:
+) -> JsonDataset:
     """``ds`` as DICOM JSON (PS3.18 F.2): binary values in little-endian order, inline when
     short, else (and pixel data always) a BulkDataURI naming the element's tag path."""
-    attributes: dict[str, dict] = {}
+    attributes: JsonDataset = {}
     for element in ds:
         tag = element.tag
         if tag.element == 0:
@@ -485,7 +486,7 @@ def dataset_json(
     return attributes
 
 
-def _json_element(element) -> dict:
+def _json_element(element: DataElement) -> JsonAttribute:
     if " or " in element.VR:
         # An ambiguous VR pydicom could not settle from the dataset: its first reading.
         element.VR = element.VR.split(" or ")[0]
