@@ -254,7 +254,9 @@ def _still_reaches(request: HttpRequest, carried: CarriedGrants) -> bool:
     return decisions.remember(f"viewer-reach:{carried.token_id}", decide)
 
 
-def end_session_tokens(sender, request: HttpRequest | None = None, **kwargs) -> None:
+def end_session_tokens(
+    sender: object, request: HttpRequest | None = None, **kwargs: object
+) -> None:
     """Logging out ends the viewer tokens made in that session (``user_logged_out``)."""
     session = getattr(request, "session", None)
     session_key = session.session_key if session is not None else None

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 PACKAGE = "@ohif/app"
 VERSION = "3.13.2"
@@ -41,7 +41,7 @@ def integrity_of(path: Path) -> str:
 class Command(BaseCommand):
     help = f"Fetch {PACKAGE} {VERSION} (npm pack), check its integrity, unpack it into OHIF_DIR."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--if-npm",
             action="store_true",
@@ -54,7 +54,9 @@ class Command(BaseCommand):
             "Dockerfile's ohif stage does) instead of fetching it; it is checked the same way",
         )
 
-    def handle(self, *args, if_npm: bool = False, tarball: Path | None = None, **options):
+    def handle(
+        self, *args: object, if_npm: bool = False, tarball: Path | None = None, **options: object
+    ) -> None:
         folder = Path(settings.OHIF_DIR)
         wanted = f"{PACKAGE}@{VERSION} {INTEGRITY}"
         if installed_version(folder) == wanted and (folder / "index.html").is_file():
