@@ -75,7 +75,7 @@ class AssociationRequest:
     address: str
     port: int | None = None
 
-    def audit_details(self) -> dict:
+    def audit_details(self) -> dict[str, object]:
         return {
             "calling_ae": self.calling_ae,
             "called_ae": self.called_ae,
