@@ -15,12 +15,13 @@ no CSRF token; a session-authenticated write (STOW-RS from a same-origin page) s
 
 from __future__ import annotations
 
+import enum
 import json
 from collections.abc import Callable, Iterable
 from functools import wraps
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import AuthenticationFailed
@@ -32,6 +33,9 @@ from viewers import services as viewer_tokens
 DICOM_JSON = "application/dicom+json"
 _CHALLENGE = 'Bearer realm="DICOMweb", Token realm="DICOMweb"'
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# A view's answer may stream (WADO-RS instances, frames): HttpResponseBase covers both kinds.
+View = Callable[..., HttpResponseBase]
 
 
 class DicomwebError(Exception):
@@ -62,9 +66,20 @@ def bad_request(detail: str) -> DicomwebError:
     return DicomwebError(400, detail)
 
 
-def _authenticate_token(request: HttpRequest) -> HttpResponse | None:
-    """Log the request in as the API token's user (or as a viewer token's principal), or answer
-    401 for a bad token."""
+class Credential(enum.Enum):
+    """How a DICOMweb request was authenticated, which decides what else it must show."""
+
+    # The browser session (a user, or a guest's grants), or nothing yet: a write needs CSRF.
+    SESSION = enum.auto()
+    # An API token: no cookie a third-party page could ride on, so no CSRF token.
+    API_TOKEN = enum.auto()
+    # A viewer token: as an API token, and it only reads.
+    VIEWER_TOKEN = enum.auto()
+
+
+def _authenticate_token(request: HttpRequest) -> Credential | HttpResponse:
+    """Log the request in as the API token's user (or as a viewer token's principal) and say
+    which credential it came with, or answer 401 for a bad token."""
     header = request.headers.get("Authorization", "")
     scheme, _space, secret = header.partition(" ")
     scheme = scheme.lower()
@@ -75,31 +90,30 @@ def _authenticate_token(request: HttpRequest) -> HttpResponse | None:
                 "The viewer token is invalid or has ended: open the study again from the portal.",
                 {"WWW-Authenticate": 'Bearer realm="DICOMweb", error="invalid_token"'},
             )
-        request.dicomweb_token = True
-        request.viewer_token = True
-        return None
+        return Credential.VIEWER_TOKEN
     backends = {"token": ApiTokenAuthentication, "bearer": BearerTokenAuthentication}
     if scheme not in backends:
-        return None
+        return Credential.SESSION
     try:
         authenticated = backends[scheme]().authenticate(request)
     except AuthenticationFailed as failed:
         return error_response(401, str(failed.detail), {"WWW-Authenticate": _CHALLENGE})
-    if authenticated is not None:
-        request.user = authenticated[0]
-        request.dicomweb_token = True
-    return None
+    if authenticated is None:
+        return Credential.SESSION
+    request.user = authenticated[0]
+    return Credential.API_TOKEN
 
 
 def _has_principal(request: HttpRequest) -> bool:
     return request.user.is_authenticated or bool(granted_study_ids(request))
 
 
-def _csrf_failure(request: HttpRequest) -> HttpResponse | None:
-    """Django's own CSRF check, for a session-authenticated write."""
-    check = CsrfViewMiddleware(lambda _request: None)
+def _csrf_failure(request: HttpRequest, view: View) -> HttpResponse | None:
+    """Django's own CSRF check of ``view``, for a session-authenticated write."""
+    # process_request and process_view alone decide; the middleware never calls get_response.
+    check = CsrfViewMiddleware(lambda _request: HttpResponse())
     check.process_request(request)
-    rejected = check.process_view(request, None, (), {})
+    rejected = check.process_view(request, view, (), {})
     if rejected is not None:
         return error_response(403, "CSRF verification failed: send the X-CSRFToken header.")
     return None
@@ -112,7 +126,7 @@ def _allowed_origin(request: HttpRequest) -> str | None:
     return None
 
 
-def _add_cors(request: HttpRequest, response: HttpResponse, methods: Iterable[str]) -> None:
+def _add_cors(request: HttpRequest, response: HttpResponseBase, methods: Iterable[str]) -> None:
     origin = _allowed_origin(request)
     if origin is None:
         return
@@ -128,21 +142,23 @@ def _add_cors(request: HttpRequest, response: HttpResponse, methods: Iterable[st
     response.headers["Vary"] = f"{vary}, Origin" if vary else "Origin"
 
 
-def dicomweb_view(*methods: str) -> Callable:
+def dicomweb_view(*methods: str) -> Callable[[View], View]:
     """Decorate a DICOMweb view answering ``methods`` (HEAD goes with GET): authentication,
     the 401/405 answers, CORS and :class:`DicomwebError` turned into responses."""
     allowed = list(methods) + (["HEAD"] if "GET" in methods else [])
     allow_header = ", ".join([*allowed, "OPTIONS"])
 
-    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    def decorator(view: View) -> View:
         @csrf_exempt
         @wraps(view)
-        def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponseBase:
             response = _dispatch(request, args, kwargs)
             _add_cors(request, response, allowed)
             return response
 
-        def _dispatch(request: HttpRequest, args, kwargs) -> HttpResponse:
+        def _dispatch(
+            request: HttpRequest, args: tuple[object, ...], kwargs: dict[str, object]
+        ) -> HttpResponseBase:
             if request.method == "OPTIONS":
                 # A CORS preflight carries no credentials; it reveals nothing but the methods.
                 return HttpResponse(status=204, headers={"Allow": allow_header})
@@ -152,10 +168,10 @@ def dicomweb_view(*methods: str) -> Callable:
                     f"{request.method} is not supported here.",
                     {"Allow": allow_header},
                 )
-            refused = _authenticate_token(request)
-            if refused is not None:
-                return refused
-            if getattr(request, "viewer_token", False) and request.method not in _SAFE_METHODS:
+            credential = _authenticate_token(request)
+            if isinstance(credential, HttpResponse):
+                return credential
+            if credential is Credential.VIEWER_TOKEN and request.method not in _SAFE_METHODS:
                 return error_response(403, "A viewer token only reads: it cannot store.")
             if not _has_principal(request):
                 return error_response(
@@ -165,8 +181,8 @@ def dicomweb_view(*methods: str) -> Callable:
                 )
             if (
                 request.method not in _SAFE_METHODS
-                and not getattr(request, "dicomweb_token", False)
-                and (failed := _csrf_failure(request)) is not None
+                and credential is Credential.SESSION
+                and (failed := _csrf_failure(request, view)) is not None
             ):
                 return failed
             try:
@@ -179,7 +195,7 @@ def dicomweb_view(*methods: str) -> Callable:
     return decorator
 
 
-def by_method(**views: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def by_method(**views: View) -> View:
     """One URL answered by several DICOMweb views, chosen by method: ``/studies`` is a QIDO-RS
     search on GET and a STOW-RS store on POST. Each view keeps its own :func:`dicomweb_view`."""
     handlers = {method.upper(): view for method, view in views.items()}
@@ -188,8 +204,8 @@ def by_method(**views: Callable[..., HttpResponse]) -> Callable[..., HttpRespons
     allow_header = ", ".join([*handlers, "OPTIONS"])
 
     @csrf_exempt
-    def dispatch(request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        view = handlers.get(request.method)
+    def dispatch(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponseBase:
+        view = handlers.get(request.method or "")
         if request.method == "OPTIONS":
             view = next(iter(handlers.values()))
         if view is None:

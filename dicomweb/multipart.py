@@ -18,7 +18,7 @@ import secrets
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from django.http import HttpResponse, StreamingHttpResponse
+from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 MULTIPART_RELATED = "multipart/related"
 
@@ -180,7 +180,7 @@ def multipart_stream(parts: Iterable[Part], boundary: str) -> Iterator[bytes]:
 
 def multipart_response(
     parts: Iterable[Part], *, part_type: str, stream: bool = True, head: bool = False
-) -> HttpResponse:
+) -> HttpResponseBase:
     """A ``multipart/related; type=part_type`` response. ``stream`` sends the parts as they are
     produced (no Content-Length); otherwise the body is built first. ``head`` answers with the
     headers alone, producing nothing."""

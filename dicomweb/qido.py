@@ -50,15 +50,17 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, time
+from datetime import date, datetime, time
 from enum import IntEnum, StrEnum
 from functools import cached_property, reduce
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Count, Exists, F, Lookup, OuterRef, Q, QuerySet
 from django.db.models.functions import Lower
+from django.db.models.sql.compiler import SQLCompiler
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.urls import reverse
 from django.utils import timezone
@@ -153,7 +155,16 @@ ATTRIBUTES: list[Attribute] = [
     Attribute("Columns", Level.INSTANCE, Match.NUMBER, "columns"),
     Attribute("NumberOfFrames", Level.INSTANCE, Match.NUMBER, "frames"),
 ]
-_TAGS = {a.keyword: dicomjson.parse_attribute_id(a.keyword) for a in ATTRIBUTES}
+
+
+def _known_tag(keyword: str) -> int:
+    tag = dicomjson.parse_attribute_id(keyword)
+    if tag is None:
+        raise ValueError(f"{keyword} in ATTRIBUTES is not a keyword of the DICOM dictionary")
+    return tag
+
+
+_TAGS = {a.keyword: _known_tag(a.keyword) for a in ATTRIBUTES}
 _VRS = {keyword: dicomjson.vr_of(tag) for keyword, tag in _TAGS.items()}
 _KEYS = {keyword: dicomjson.tag_key(tag) for keyword, tag in _TAGS.items()}
 BY_TAG = {a.tag: a for a in ATTRIBUTES}
@@ -187,24 +198,29 @@ _WARNING_TEXT = (
 # --- Wildcard matching in the database ----------------------------------------------------------
 
 
-class DicomWildcard(Lookup):
+# Lookup is generic in django-stubs only; Django's class cannot be subscripted.
+class DicomWildcard(Lookup):  # type: ignore[type-arg]
     """``field`` matches a DICOM wildcard pattern (``*`` any run, ``?`` one character),
     case-sensitively on every database: PostgreSQL's LIKE, SQLite's GLOB (its LIKE ignores
     case). Both match without backtracking blow-ups, unlike a regular expression."""
 
     lookup_name = "dicom_wildcard"
 
-    def __init__(self, lhs, pattern: str):
+    def __init__(self, lhs: F | Lower, pattern: str):
         super().__init__(lhs, pattern)
         self.pattern = pattern
 
-    def as_sql(self, compiler, connection):
+    def as_sql(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
+    ) -> tuple[str, list[str | int]]:
         lhs, lhs_params = self.process_lhs(compiler, connection)
         escaped = re.sub(r"([\\%_])", r"\\\1", self.pattern)
         pattern = escaped.replace("*", "%").replace("?", "_")
         return f"{lhs} LIKE %s", [*lhs_params, pattern]
 
-    def as_sqlite(self, compiler, connection):
+    def as_sqlite(
+        self, compiler: SQLCompiler, connection: BaseDatabaseWrapper
+    ) -> tuple[str, list[str | int]]:
         lhs, lhs_params = self.process_lhs(compiler, connection)
         return f"{lhs} GLOB %s", [*lhs_params, self.pattern.replace("[", "[[]")]
 
@@ -308,22 +324,29 @@ def _include(query: Query, token: str) -> None:
     if token.lower() == "all":
         query.include_all = True
         return
-    path = token.split(".")
-    tags = [dicomjson.parse_attribute_id(part) for part in path]
-    if None in tags:
+    tags = _tag_path(token)
+    if tags is None:
         raise _invalid(
             "includefield", f"{token} is neither a DICOM keyword (StudyDate) nor a tag (00080020)."
         )
-    attribute = BY_TAG.get(tags[0]) if len(path) == 1 else None
+    attribute = BY_TAG.get(tags[0]) if len(tags) == 1 else None
     # Attributes the portal does not hold (or below the searched level, like OHIF's Modality in
     # a study search) are simply not returned, as PS3.18 allows.
     if attribute is not None and (attribute.level is None or attribute.level <= query.level):
         query.include.add(attribute.keyword)
 
 
+def _tag_path(text: str) -> list[int] | None:
+    """The tags of a dotted attribute path (``ReferencedSeriesSequence.00081155``), or None when
+    a part is neither a DICOM keyword nor a tag."""
+    tags = [dicomjson.parse_attribute_id(part) for part in text.split(".")]
+    known = [tag for tag in tags if tag is not None]
+    return known if len(known) == len(tags) else None
+
+
 def _attribute_for(key: str, level: Level) -> Attribute:
-    tags = [dicomjson.parse_attribute_id(part) for part in key.split(".")]
-    if None in tags:
+    tags = _tag_path(key)
+    if tags is None:
         raise bad_request(
             f"Unknown query key {key}: use a DICOM keyword (PatientName) or tag (00100010), "
             "or limit, offset, fuzzymatching, includefield."
@@ -407,6 +430,7 @@ def _item_condition(key: str, attribute: Attribute, item: str, *, fuzzy: bool) -
             # space), wildcards kept.
             return _pattern_condition(attribute.field, normalize_name(item))
         case _:  # a person name, word by word
+            name: F | Lower
             if attribute.match == Match.NAME:
                 name, words = F(attribute.field), normalize_name(item).split()
             else:
@@ -423,7 +447,7 @@ def _item_condition(key: str, attribute: Attribute, item: str, *, fuzzy: bool) -
 
 def _date_range(key: str, text: str) -> tuple[date | None, date | None]:
     low_text, dash, high_text = text.partition("-")
-    bounds = []
+    bounds: list[date | None] = []
     for part in (low_text, high_text) if dash else (text, text):
         if not part:
             bounds.append(None)
@@ -436,7 +460,7 @@ def _date_range(key: str, text: str) -> tuple[date | None, date | None]:
             raise _invalid(
                 key, "expected a date YYYYMMDD or a range YYYYMMDD-YYYYMMDD (either end open)."
             ) from None
-    return _ordered(key, *bounds)
+    return _ordered(key, bounds[0], bounds[1])
 
 
 def _time_range(key: str, text: str) -> tuple[time | None, time | None]:
@@ -468,7 +492,11 @@ def _time_bound(key: str, text: str, *, upper: bool) -> time:
         ) from None
 
 
-def _ordered(key: str, low, high):
+# The two ends of a date or time range.
+Bound = TypeVar("Bound", date, time)
+
+
+def _ordered(key: str, low: Bound | None, high: Bound | None) -> tuple[Bound | None, Bound | None]:
     if low is None and high is None:
         raise _invalid(key, "a range needs at least one end.")
     if low is not None and high is not None and low > high:
@@ -653,17 +681,17 @@ def study_facts(
     """The facts of each study. Those the scope shows plainly (identified, with reports) are
     shown so; the authority answers for the others, all at once, and a study it does not admit
     after all is left out."""
-    studies = {study.pk: study for study in studies}
+    by_pk = {study.pk: study for study in studies}
     answers: dict[int, StudyAccess | None] = {}
-    if scope.plain is not None and studies:
+    if scope.plain is not None and by_pk:
         plain = set(
-            Study.objects.filter(scope.plain, pk__in=list(studies)).values_list("pk", flat=True)
+            Study.objects.filter(scope.plain, pk__in=list(by_pk)).values_list("pk", flat=True)
         )
-        answers = accesses_for(request, [s for pk, s in studies.items() if pk not in plain])
+        answers = accesses_for(request, [s for pk, s in by_pk.items() if pk not in plain])
     withheld = [pk for pk, access in answers.items() if access and not access.can_read_report]
     counts = _listed_counts(withheld) if withheld else {}
-    facts = {}
-    for pk, study in studies.items():
+    facts: dict[int, StudyFacts] = {}
+    for pk, study in by_pk.items():
         access = answers.get(pk, _PLAIN)
         if access is None:
             continue
@@ -772,7 +800,9 @@ def _attributes(values: dict[str, list[Any]]) -> dict[str, dicomjson.JsonAttribu
 _COMMON = _attributes({"SpecificCharacterSet": ["ISO_IR 192"], "InstanceAvailability": ["ONLINE"]})
 
 
-def _dataset(row: Row, keywords: list[str], retrieve_base: str) -> dict:
+def _dataset(
+    row: Row, keywords: list[str], retrieve_base: str
+) -> dict[str, dicomjson.JsonAttribute]:
     url = f"{retrieve_base}/{row.facts.study.study_uid}"
     attributes = _COMMON | row.facts.attributes
     if row.series is not None:
@@ -895,7 +925,7 @@ def _answer(
     the first of the principal's dated shares to end ends it, and the session's grants are part
     of the key. A radiologist's viewer asks the same searches again and again."""
 
-    def compute() -> tuple[tuple[str, int, bool], object]:
+    def compute() -> tuple[tuple[str, int, bool], datetime | None]:
         rows, more = _RUNNERS[level](request, scope_for(request), query)
         keywords = returned_keywords(query)
         retrieve_base = settings.SITE_URL + reverse("dicomweb:studies")

@@ -222,7 +222,8 @@ def _answer(
     thumbnail: bool,
 ) -> HttpResponse:
     rendering = _rendering(request)
-    if instance_uid is not None:
+    # An instance's address always names its series too (urls.py).
+    if instance_uid is not None and series_uid is not None:
         study_pk, access, instance, number = _instance_target(
             request,
             study_uid=study_uid,

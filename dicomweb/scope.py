@@ -139,7 +139,7 @@ def instance_target(
         if position is None:
             return {key(instance_uid): _("No such instance.")}, timezone.now()
         start = max(0, min(position - SERIES_NEIGHBOURS // 2, len(series) - SERIES_NEIGHBOURS))
-        targets = {
+        targets: dict[str, InstanceTarget | str] = {
             key(instance.sop_instance_uid): InstanceTarget(
                 study_pk=study_pk, access=access, instance=instance
             )

@@ -42,7 +42,7 @@ import tempfile
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO, Protocol, cast
 
 import pydicom
 from django.conf import settings
@@ -52,8 +52,9 @@ from django.urls import reverse
 from django.utils.http import parse_header_parameters
 from django.utils.translation import gettext as _
 
-from accounts.models import Location
+from accounts.models import Location, User
 from accounts.permissions import Perm
+from dicomweb.dicomjson import JsonAttribute, JsonDataset
 from dicomweb.http import DICOM_JSON, DicomwebError, bad_request, dicomweb_view
 from dicomweb.multipart import parse_accept
 from studies.access import has_perm
@@ -65,6 +66,9 @@ from studies.services.ingestion import (
     Transfer,
     resolve_upload_location,
 )
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 logger = logging.getLogger(__name__)
 
@@ -103,12 +107,19 @@ def _check_accept(request: HttpRequest) -> None:
     raise DicomwebError(406, _("The store response is available as application/dicom+json."))
 
 
-def _upload_location(request: HttpRequest) -> Location:
-    """Where the studies are filed: the REST upload's rules, as DICOMweb statuses."""
-    if not has_perm(request.user, Perm.UPLOAD_STUDIES):
+def _uploader(request: HttpRequest) -> User:
+    """Who stores the instances: a user with the permission. A guest (grants in the session,
+    no account) may not, like a user without it."""
+    user = request.user
+    if not user.is_authenticated or not has_perm(user, Perm.UPLOAD_STUDIES):
         raise DicomwebError(403, _("Your account may not upload studies."))
+    return user
+
+
+def _upload_location(request: HttpRequest, uploader: User) -> Location:
+    """Where the studies are filed: the REST upload's rules, as DICOMweb statuses."""
     try:
-        return resolve_upload_location(request.user, request.GET.get("location"))
+        return resolve_upload_location(uploader, request.GET.get("location"))
     except PermissionDenied as denied:
         raise DicomwebError(403, str(denied)) from None
     except ValidationError as invalid:
@@ -135,14 +146,21 @@ def _boundary(request: HttpRequest) -> bytes:
     return boundary.encode("ascii")
 
 
-def _body(request: HttpRequest) -> BinaryIO:
+class _Body(Protocol):
+    """What the request body is read through: the request, or the server's input stream."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+def _body(request: HttpRequest) -> _Body:
     """The request body as a stream. A chunked body has no Content-Length, so Django's stream of
     the request is empty; a server that decoded the chunks says so (``wsgi.input_terminated``,
     as gunicorn does) and its input is read to its end instead."""
     chunked = request.headers.get("Transfer-Encoding", "").lower() == "chunked"
     if chunked and not request.META.get("CONTENT_LENGTH"):
         if request.META.get("wsgi.input_terminated"):
-            return request.META["wsgi.input"]
+            stream: _Body = request.META["wsgi.input"]
+            return stream
         raise bad_request(
             _("This server cannot read a chunked request body: send it with a Content-Length.")
         )
@@ -162,7 +180,7 @@ class _Part:
 class _PartReader(io.RawIOBase):
     """One part of the spooled body, read as a file of its own."""
 
-    def __init__(self, spool: BinaryIO, part: _Part):
+    def __init__(self, spool: IO[bytes], part: _Part):
         super().__init__()
         self._spool = spool
         self._start = part.start
@@ -183,18 +201,27 @@ class _PartReader(io.RawIOBase):
         self._position = max(0, base + offset)
         return self._position
 
-    def readinto(self, buffer) -> int:
-        wanted = min(len(buffer), self._size - self._position)
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer)
+        wanted = min(len(view), self._size - self._position)
         if wanted <= 0:
             return 0
         self._spool.seek(self._start + self._position)
         data = self._spool.read(wanted)
-        buffer[: len(data)] = data
+        view[: len(data)] = data
         self._position += len(data)
         return len(data)
 
 
-def _spool_body(stream: BinaryIO, delimiter: bytes) -> tuple[BinaryIO, list[int]]:
+def _part_file(spool: IO[bytes], part: _Part) -> BinaryIO:
+    """The part as the stream ingestion files."""
+    # Ingestion annotates its streams as BinaryIO but reads them through read and seek alone,
+    # which this raw file has. (A BufferedReader around it would be a BinaryIO, but one that
+    # pydicom cannot read: it asks for the name the part does not have.)
+    return cast(BinaryIO, _PartReader(spool, part))
+
+
+def _spool_body(stream: _Body, delimiter: bytes) -> tuple[IO[bytes], list[int]]:
     """Copy the body to a spooled file, noting where each ``CRLF--boundary`` starts. The body
     is read as if it began with a CRLF, so that a first delimiter at its very start (no
     preamble) is found like the others, at offset -2."""
@@ -219,12 +246,12 @@ def _spool_body(stream: BinaryIO, delimiter: bytes) -> tuple[BinaryIO, list[int]
     return spool, found
 
 
-def _read_at(spool: BinaryIO, offset: int, size: int) -> bytes:
+def _read_at(spool: IO[bytes], offset: int, size: int) -> bytes:
     spool.seek(offset)
     return spool.read(size)
 
 
-def _parts(spool: BinaryIO, delimiters: list[int], delimiter: bytes) -> list[_Part]:
+def _parts(spool: IO[bytes], delimiters: list[int], delimiter: bytes) -> list[_Part]:
     """The parts between the delimiters, up to the close delimiter; 400 for a malformed body,
     415 for a part that is not application/dicom."""
     if not delimiters:
@@ -249,7 +276,7 @@ def _parts(spool: BinaryIO, delimiters: list[int], delimiter: bytes) -> list[_Pa
     return parts
 
 
-def _content_of(spool: BinaryIO, number: int, start: int, end: int) -> _Part:
+def _content_of(spool: IO[bytes], number: int, start: int, end: int) -> _Part:
     """The part's body after its header fields, once they say it is DICOM (or say nothing)."""
     head = _read_at(spool, start, min(end - start, _MAX_PART_HEADERS))
     if head.startswith(b"\r\n"):
@@ -299,7 +326,7 @@ def _identify(reader: _PartReader) -> _Identity:
         return _Identity()
     meta = getattr(ds, "file_meta", None) or pydicom.Dataset()
 
-    def uid(value) -> str:
+    def uid(value: object) -> str:
         return str(value or "").strip().rstrip("\x00")[:64]
 
     return _Identity(
@@ -345,8 +372,9 @@ def _in_study(study_uid: str) -> Callable[[DicomHeader], None]:
 def _store(
     request: HttpRequest,
     *,
-    spool: BinaryIO,
+    spool: IO[bytes],
     parts: list[_Part],
+    uploader: User,
     location: Location,
     study_uid: str | None,
 ) -> list[_Outcome]:
@@ -356,12 +384,12 @@ def _store(
     with IngestionBatch(
         organization=location.organization,
         location=location,
-        uploaded_by=request.user,
+        uploaded_by=uploader,
         request=request,
         transfer=Transfer(protocol="STOW-RS", details={"parts": len(parts)}),
     ) as batch:
         for part in parts:
-            filed = batch.add(f"part {part.number}", _PartReader(spool, part), check=check)
+            filed = batch.add(f"part {part.number}", _part_file(spool, part), check=check)
             if filed.status == FileStatus.REJECTED:
                 outcome = _Outcome(
                     part,
@@ -382,7 +410,7 @@ def _store(
 # --- The answer -------------------------------------------------------------------------------
 
 
-def _element(vr: str, *values) -> dict:
+def _element(vr: str, *values: object) -> JsonAttribute:
     return {"vr": vr, "Value": list(values)} if values else {"vr": vr}
 
 
@@ -394,7 +422,7 @@ def _study_url(study_uid: str) -> str:
     return _absolute(reverse("dicomweb:study", kwargs={"study_uid": study_uid}))
 
 
-def _response_body(outcomes: list[_Outcome], study_uid: str | None) -> dict:
+def _response_body(outcomes: list[_Outcome], study_uid: str | None) -> JsonDataset:
     stored = {
         instance.sop_instance_uid: instance
         for instance in Instance.objects.filter(
@@ -456,13 +484,21 @@ def _warning_header(outcomes: list[_Outcome]) -> str:
 def store(request: HttpRequest, study_uid: str | None = None) -> HttpResponse:
     """Store the instances of a multipart/related body (see the module docstring)."""
     _check_accept(request)
-    location = _upload_location(request)
+    uploader = _uploader(request)
+    location = _upload_location(request, uploader)
     boundary = _boundary(request)
     delimiter = b"\r\n--" + boundary
     spool, delimiters = _spool_body(_body(request), delimiter)
     with contextlib.closing(spool):
         parts = _parts(spool, delimiters, delimiter)
-        outcomes = _store(request, spool=spool, parts=parts, location=location, study_uid=study_uid)
+        outcomes = _store(
+            request,
+            spool=spool,
+            parts=parts,
+            uploader=uploader,
+            location=location,
+            study_uid=study_uid,
+        )
     body = _response_body(outcomes, study_uid)
     failures = sum(outcome.failure is not None for outcome in outcomes)
     warnings = sum(outcome.warning is not None for outcome in outcomes)

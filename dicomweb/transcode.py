@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 import pydicom
@@ -282,7 +282,7 @@ class StoredFile:
     """A stored DICOM file opened for serving: the attributes before its pixel data, and where
     the pixel data lies, found without reading it. ``fp`` must stay open while in use."""
 
-    fp: BinaryIO
+    fp: IO[bytes]
     dataset: Dataset  # everything before the pixel data; the whole dataset when deflated
     syntax: str
     pixel_tag: int | None = None
@@ -316,7 +316,7 @@ class StoredFile:
             position += length
 
 
-def open_stored(fp: BinaryIO) -> StoredFile:
+def open_stored(fp: IO[bytes]) -> StoredFile:
     """Read a stored file's attributes up to its pixel data (all of it when deflated)."""
     fp.seek(0)
     dataset = pydicom.dcmread(fp, stop_before_pixels=True)
@@ -393,7 +393,7 @@ class StoredFrames:
             raise TranscodeError(f"frame {index + 1} does not exist")
         try:
             if syntax == served_syntax(self.syntax) and is_compressed(self.syntax):
-                self._fp.seek(self._stored.value_at)
+                self._fp.seek(self._value_at())
                 return get_frame(
                     self._fp,
                     index,
@@ -414,24 +414,27 @@ class StoredFrames:
             self._fp.seek(0)
             # Decoded as pydicom's decompress() would, so frames agree with the dataset
             # retrieved uncompressed (colour as interleaved RGB).
-            return _little_endian_pixels(pixel_array(self._fp, index=index), self.header)
+            # pydicom annotates pixel_array's file as BinaryIO, yet reads it, as dcmread does,
+            # through read, seek and tell alone (its ReadableBuffer), which a storage file has.
+            pixels = pixel_array(self._fp, index=index)  # type: ignore[arg-type]
+            return _little_endian_pixels(pixels, self.header)
         length = self._native_frame_length()
-        source: Dataset | BinaryIO
+        source: Dataset | IO[bytes]
         if self._stored.inflated:
             source = self.header
-            if length is not None:
+            if length is not None and self._stored.pixel_tag is not None:
                 start = index * length
                 return bytes(self.header[self._stored.pixel_tag].value[start : start + length])
         else:
             source = self._fp
             if self.syntax != ExplicitVRBigEndian and length is not None:
-                self._fp.seek(self._stored.value_at + index * length)
+                self._fp.seek(self._value_at() + index * length)
                 return self._fp.read(length)
             self._fp.seek(0)
         planar = _stored_planar(self.header)
-        return _little_endian_pixels(
-            pixel_array(source, index=index, raw=True), self.header, planar=planar
-        )
+        # BinaryIO in pydicom's annotation, a ReadableBuffer in fact (see above).
+        pixels = pixel_array(source, index=index, raw=True)  # type: ignore[arg-type]
+        return _little_endian_pixels(pixels, self.header, planar=planar)
 
     def native_layout(self) -> tuple[int, int] | None:
         """Where the frames lie in the file when they can be read straight from it as Explicit
@@ -447,7 +450,14 @@ class StoredFrames:
         length = self._native_frame_length()
         if length is None:
             return None
-        return self._stored.value_at, length
+        return self._value_at(), length
+
+    def _value_at(self) -> int:
+        """Where the pixel data's value starts in the file, which :func:`open_stored` finds for
+        every file with pixel data that is not deflated."""
+        if self._stored.value_at is None:
+            raise TranscodeError("the pixel data was not found in the file")
+        return self._stored.value_at
 
     def _native_frame_length(self) -> int | None:
         """Bytes per uncompressed frame, or None when frames do not start on a byte (1-bit

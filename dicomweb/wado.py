@@ -30,22 +30,23 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 import pydicom
 from django.conf import settings
 from django.core.cache import caches
 from django.core.files.storage import storages
-from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.urls import reverse
 from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from pydicom import Dataset
+from pydicom import DataElement, Dataset
 from pydicom.filewriter import correct_ambiguous_vr
 from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
 
 from dicomweb.audit import record_frames_retrieved, record_retrieve
+from dicomweb.dicomjson import JsonAttribute, JsonDataset
 from dicomweb.http import DICOM_JSON, DicomwebError, bad_request, dicomweb_view, not_found
 from dicomweb.multipart import (
     Part,
@@ -269,7 +270,7 @@ def retrieve(
     study_uid: str,
     series_uid: str | None = None,
     instance_uid: str | None = None,
-) -> HttpResponse:
+) -> HttpResponseBase:
     """A study, a series or an instance as ``multipart/related; type="application/dicom"``."""
     wanted = _wanted(request, _DATASETS_OFFERED)
     study, access, instances = _lookup(request, study_uid, series_uid, instance_uid)
@@ -313,7 +314,7 @@ def _instance_body(
 
 
 def _served_file(
-    fp: BinaryIO, *, stored_syntax: str, syntax: str, study: Study, anonymized: bool
+    fp: IO[bytes], *, stored_syntax: str, syntax: str, study: Study, anonymized: bool
 ) -> Iterator[bytes]:
     """The Part-10 bytes of a stored file in ``syntax``, de-identified when ``anonymized``."""
     if syntax == stored_syntax and syntax not in NEVER_SERVED:
@@ -325,7 +326,7 @@ def _served_file(
         if stored.pixel_tag is None:
             yield dataset_bytes(deidentify_dataset(stored.dataset, study))
             return
-        if stored.pixel_data_end() == size:
+        if stored.element_at is not None and stored.pixel_data_end() == size:
             # The identifying attributes all precede the pixel data: rewrite those and copy
             # the pixel data as stored, so a large image is never held in memory.
             yield dataset_bytes(deidentify_dataset(stored.dataset, study))
@@ -341,7 +342,7 @@ def _served_file(
         yield data[start : start + _CHUNK]
 
 
-def _chunks(fp: BinaryIO, start: int) -> Iterator[bytes]:
+def _chunks(fp: IO[bytes], start: int) -> Iterator[bytes]:
     fp.seek(start)
     while chunk := fp.read(_CHUNK):
         yield chunk
@@ -356,7 +357,7 @@ def metadata(
     study_uid: str,
     series_uid: str | None = None,
     instance_uid: str | None = None,
-) -> HttpResponse:
+) -> HttpResponseBase:
     """The instances' attributes as DICOM JSON (PS3.18 F.2), binary values behind BulkDataURIs."""
     _check_json_accept(request)
     study, access, instances = _lookup(request, study_uid, series_uid, instance_uid)
@@ -405,7 +406,7 @@ def _metadata_stream(
     yield b"]" if separator == b"," else b"[]"
 
 
-def _instance_metadata(instance: Instance, *, study: Study, anonymized: bool) -> dict:
+def _instance_metadata(instance: Instance, *, study: Study, anonymized: bool) -> JsonDataset:
     base = settings.SITE_URL + reverse(
         "dicomweb:instance",
         kwargs={
@@ -451,10 +452,10 @@ def _little_endian(stored: StoredFile) -> bool:
 
 def dataset_json(
     ds: Dataset, *, bulk_uri: Callable[[str], str], little_endian: bool = True, prefix: str = ""
-) -> dict:
+) -> JsonDataset:
     """``ds`` as DICOM JSON (PS3.18 F.2): binary values in little-endian order, inline when
     short, else (and pixel data always) a BulkDataURI naming the element's tag path."""
-    attributes: dict[str, dict] = {}
+    attributes: JsonDataset = {}
     for element in ds:
         tag = element.tag
         if tag.element == 0:
@@ -485,7 +486,7 @@ def dataset_json(
     return attributes
 
 
-def _json_element(element) -> dict:
+def _json_element(element: DataElement) -> JsonAttribute:
     if " or " in element.VR:
         # An ambiguous VR pydicom could not settle from the dataset: its first reading.
         element.VR = element.VR.split(" or ")[0]
@@ -510,7 +511,7 @@ _FRAMES_OFFERED = gettext_lazy(
 @dicomweb_view("GET")
 def frames(
     request: HttpRequest, study_uid: str, series_uid: str, instance_uid: str, frame_list: str
-) -> HttpResponse:
+) -> HttpResponseBase:
     """Frames of an instance, one part each, in the order asked for."""
     numbers = _frame_numbers(frame_list)
     wanted = _wanted(request, _FRAMES_OFFERED)
@@ -531,7 +532,7 @@ def frames(
 @dicomweb_view("GET")
 def bulkdata(
     request: HttpRequest, study_uid: str, series_uid: str, instance_uid: str, tag_path: str
-) -> HttpResponse:
+) -> HttpResponseBase:
     """The value of one element (see the module docstring for the path); the pixel data's is
     its frames."""
     path = _tag_path(tag_path)
@@ -601,7 +602,7 @@ def _frames_response(
     *,
     syntax: str,
     resource: str,
-) -> HttpResponse:
+) -> HttpResponseBase:
     instance = target.instance
     part_type = pixel_media_type(syntax)
     parts = _frame_parts(instance, numbers, syntax=syntax)

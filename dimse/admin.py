@@ -5,8 +5,14 @@ whose role there grants "Organization: administer") manages the nodes of the org
 they administer, and is offered only those organizations and their locations.
 """
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin
+from django.db.models import ForeignKey, QuerySet
+from django.forms import ModelChoiceField
+from django.http import HttpRequest
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from accounts.admin import administered_organization_ids
@@ -23,12 +29,12 @@ class DicomNodeForm(forms.ModelForm):
         return clean_ae_title(self.cleaned_data.get("ae_title", ""))
 
     def clean_host(self) -> str:
-        host = self.cleaned_data.get("host", "").strip()
+        host: str = self.cleaned_data.get("host", "").strip()
         parse_host(host)
         return host
 
 
-def _administers(request, node: DicomNode | None) -> bool:
+def _administers(request: HttpRequest, node: DicomNode | None) -> bool:
     ids = administered_organization_ids(request)
     return bool(ids) if node is None else node.organization_id in ids
 
@@ -47,19 +53,21 @@ class DicomNodeAdmin(admin.ModelAdmin):
     )
 
     @admin.display(description=_("host"), ordering="host")
-    def host_or_any(self, node: DicomNode) -> str:
+    def host_or_any(self, node: DicomNode) -> str | Promise:
         return node.host or _("any address")
 
-    def _sees_all(self, request, action: str) -> bool:
+    def _sees_all(self, request: HttpRequest, action: str) -> bool:
         return request.user.has_perm(f"dimse.{action}_dicomnode")
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[DicomNode]:
         queryset = super().get_queryset(request)
         if self._sees_all(request, "view") or self._sees_all(request, "change"):
             return queryset
         return queryset.filter(organization_id__in=administered_organization_ids(request))
 
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+    def formfield_for_foreignkey(
+        self, db_field: ForeignKey, request: HttpRequest, **kwargs: Any
+    ) -> ModelChoiceField | None:
         if not self._sees_all(request, "change"):
             ids = administered_organization_ids(request)
             if db_field.name == "organization":
@@ -71,17 +79,17 @@ class DicomNodeAdmin(admin.ModelAdmin):
             kwargs["queryset"] = kwargs["queryset"].select_related("organization")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-    def has_module_permission(self, request):
+    def has_module_permission(self, request: HttpRequest) -> bool:
         return super().has_module_permission(request) or _administers(request, None)
 
-    def has_view_permission(self, request, obj=None):
+    def has_view_permission(self, request: HttpRequest, obj: DicomNode | None = None) -> bool:
         return super().has_view_permission(request, obj) or _administers(request, obj)
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return super().has_add_permission(request) or _administers(request, None)
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: DicomNode | None = None) -> bool:
         return super().has_change_permission(request, obj) or _administers(request, obj)
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: DicomNode | None = None) -> bool:
         return super().has_delete_permission(request, obj) or _administers(request, obj)

@@ -27,8 +27,9 @@ import logging
 import socketserver
 import threading
 import time
-from collections.abc import Iterator
-from typing import cast
+from collections.abc import Callable, Iterator
+from socketserver import BaseRequestHandler
+from typing import TYPE_CHECKING, cast
 
 from django.conf import settings
 from django.db import close_old_connections, connections
@@ -56,9 +57,17 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, AllStoragePresentationContexts, _config, evt, register_uid
 from pynetdicom.association import Association
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.service_class import ServiceClass, StorageServiceClass
-from pynetdicom.sop_class import Verification, uid_to_service_class
+
+# pynetdicom makes its SOP class names at import time, so its types cannot list them.
+from pynetdicom.sop_class import Verification, uid_to_service_class  # type: ignore[attr-defined]
 from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
+
+if TYPE_CHECKING:
+    import ssl
+
+    from pynetdicom.presentation import PresentationContext
 
 from dimse.services import (
     OUT_OF_RESOURCES,
@@ -164,11 +173,22 @@ class ListenerServer(ThreadedAssociationServer):
     """pynetdicom's threaded association server, with a stop that works whether or not it was
     ever started, and one :class:`Reception` per accepted association."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(
+        self,
+        ae: AE,
+        address: tuple[str, int] | tuple[str, int, int, int],
+        ae_title: str,
+        contexts: list[PresentationContext],
+        ssl_context: ssl.SSLContext | None = None,
+        evt_handlers: list[evt.EventHandlerType] | None = None,
+        request_handler: Callable[..., BaseRequestHandler] | None = None,
+    ) -> None:
         self._receptions: dict[Association, Reception] = {}
         self._lock = threading.Lock()
         self._serve_requested = False
-        super().__init__(*args, **kwargs)
+        super().__init__(
+            ae, address, ae_title, contexts, ssl_context, evt_handlers, request_handler
+        )
 
     @property
     def host(self) -> str:
@@ -267,7 +287,8 @@ def _on_store(event: evt.Event, server: ListenerServer) -> Dataset:
         return response
     # As Django does per request: a connection the database dropped is replaced, not reused.
     close_old_connections()
-    request = event.request
+    # pynetdicom calls this handler for EVT_C_STORE alone, whose request is a C-STORE.
+    request = cast(C_STORE, event.request)
     # The data set exactly as the peer encoded it, behind file meta information naming the
     # negotiated transfer syntax: in the temporary file pynetdicom spooled it into as it arrived
     # (make_server turns that on), else from memory.
@@ -365,10 +386,15 @@ def stop(server: ListenerServer, *, grace: float = 10.0) -> None:
 
 @contextlib.contextmanager
 def running(
-    host: str = "127.0.0.1", port: int = 0, *, grace: float = 10.0, **options
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    grace: float = 10.0,
+    ae_title: str | None = None,
+    max_associations: int = DEFAULT_MAX_ASSOCIATIONS,
 ) -> Iterator[ListenerServer]:
     """A listener serving in a thread for the duration of the block."""
-    server = make_server(host, port, **options)
+    server = make_server(host, port, ae_title=ae_title, max_associations=max_associations)
     start_in_thread(server)
     try:
         yield server

@@ -132,7 +132,7 @@ class DicomNode(models.Model):
         return f"{self.ae_title} ({self.organization.name})"
 
     def clean(self) -> None:
-        errors: dict[str, list] = {}
+        errors: dict[str, list[str]] = {}
         if self.ae_title:  # an empty one is the field's own "required" error
             try:
                 self.ae_title = clean_ae_title(self.ae_title)

@@ -16,7 +16,7 @@ import ipaddress
 import logging
 import socket
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 from django.utils.translation import gettext as _
 
@@ -75,7 +75,7 @@ class AssociationRequest:
     address: str
     port: int | None = None
 
-    def audit_details(self) -> dict:
+    def audit_details(self) -> dict[str, object]:
         return {
             "calling_ae": self.calling_ae,
             "called_ae": self.called_ae,
@@ -130,7 +130,7 @@ def accept_association(*, request: AssociationRequest, ae_title: str) -> DicomNo
 
 def _refuse(
     request: AssociationRequest, reason: str, diagnostic: int, *, node: DicomNode | None = None
-):
+) -> NoReturn:
     details = {**request.audit_details(), "reason": reason}
     if node is not None:
         details["node_id"] = node.pk
@@ -165,7 +165,10 @@ def host_matches(host: str, address: str) -> bool:
     if not isinstance(expected, str):
         return peer in expected
     try:
-        resolved = {info[4][0] for info in socket.getaddrinfo(expected, None)}
+        # An IP address (IPv4 or IPv6) is the first item of its socket address, as a string.
+        resolved = {
+            info[4][0] for info in socket.getaddrinfo(expected, None) if isinstance(info[4][0], str)
+        }
     except OSError as error:
         # Refusing is the safe answer: a node pinned to a name must come from that name.
         logger.warning("DICOM node host %r does not resolve: %s", expected, error)

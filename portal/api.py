@@ -1,24 +1,33 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from django.core.exceptions import PermissionDenied, ValidationError
 from rest_framework import exceptions, status
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle as DrfScopedRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from portal.clients import client_ip
 
+if TYPE_CHECKING:
+    from drf_spectacular.generators import SchemaGenerator
+
 
 class ScopedRateThrottle(DrfScopedRateThrottle):
     """DRF's scoped rate throttle, per client as ``portal.clients`` finds it (behind a trusted
     proxy, the address it forwards) rather than DRF's own reading of X-Forwarded-For."""
 
-    def get_ident(self, request):
+    def get_ident(self, request: Request) -> str:
         return client_ip(request) or "unknown"
 
 
-def exception_handler(exc, context):
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, plus Django's ValidationError turned into field errors (400), so services can
     raise the one error type both the HTML views and the API understand."""
     if isinstance(exc, ValidationError):
+        body: dict[str, list[str] | str]
         if hasattr(exc, "error_dict"):
             body = {
                 field: [str(m) for e in errors for m in e.messages]
@@ -31,6 +40,9 @@ def exception_handler(exc, context):
         exc = exceptions.PermissionDenied(str(exc) or None)
     return drf_exception_handler(exc, context)
 
+
+# An OpenAPI document or a part of it, as JSON.
+JsonObject = dict[str, Any]
 
 _ERROR_SCHEMA = {
     "type": "object",
@@ -60,7 +72,9 @@ _STANDARD_ERRORS = {
 }
 
 
-def document_standard_errors(result, generator, request, public):
+def document_standard_errors(
+    result: JsonObject, generator: SchemaGenerator, request: Request | None, public: bool
+) -> JsonObject:
     """drf-spectacular post-processing hook: every operation documents the error answers every
     view can give (400 field errors, 401, 403, 404) in their one shape, so the schema matches
     what the API really sends, and no view has to repeat them. A view that documents its own
@@ -93,7 +107,7 @@ def document_standard_errors(result, generator, request, public):
     return result
 
 
-def _has_named_schema(response: dict) -> bool:
+def _has_named_schema(response: JsonObject) -> bool:
     """Whether a documented response names its body's schema (not a bare "any object")."""
     return any(
         "$ref" in media.get("schema", {}) or "anyOf" in media.get("schema", {})

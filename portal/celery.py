@@ -17,7 +17,7 @@ app.autodiscover_tasks()
 
 
 @worker_init.connect
-def _refuse_to_start_on_check_errors(**kwargs) -> None:
+def _refuse_to_start_on_check_errors(**kwargs: object) -> None:
     # Celery's Django fix-up runs the system checks when a worker starts and ignores what they
     # find; a worker delivers the messages, so it is the last process that may run without them.
     # SystemExit, because Celery logs and swallows a signal handler's exceptions.

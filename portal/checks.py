@@ -1,9 +1,14 @@
+from collections.abc import Sequence
+
+from django.apps import AppConfig
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 
 @register(Tags.security, deploy=True)
-def shared_cache_check(app_configs, **kwargs):
+def shared_cache_check(
+    app_configs: Sequence[AppConfig] | None, **kwargs: object
+) -> list[CheckMessage]:
     """Login throttles and rendered frames live in the cache. A per-process cache gives each
     gunicorn worker its own failure counters, multiplying the guesses an attacker gets."""
     if settings.DEBUG or settings.CACHE_URL:
@@ -18,7 +23,9 @@ def shared_cache_check(app_configs, **kwargs):
 
 
 @register(Tags.security, deploy=True)
-def trusted_proxies_check(app_configs, **kwargs):
+def trusted_proxies_check(
+    app_configs: Sequence[AppConfig] | None, **kwargs: object
+) -> list[CheckMessage]:
     """Behind a proxy (it sets X-Forwarded-Proto) every request comes from the proxy's address:
     unless the portal knows the proxy, every per-address throttle is shared by all clients, one
     prober locks everyone out, and the audit trail names the proxy instead of the client."""
@@ -37,7 +44,9 @@ def trusted_proxies_check(app_configs, **kwargs):
 
 
 @register(Tags.security)
-def remembered_decisions_check(app_configs, **kwargs):
+def remembered_decisions_check(
+    app_configs: Sequence[AppConfig] | None, **kwargs: object
+) -> list[CheckMessage]:
     """A revoked link or removed share stops remembered access decisions through a generation
     held in the cache (portal.decisions). In a per-process cache only the process that made the
     change would notice; the others would go on serving until their decisions end."""

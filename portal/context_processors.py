@@ -1,11 +1,12 @@
 from django.conf import settings
+from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
 from accounts.permissions import Perm
 from studies.access import has_perm
 
 
-def portal(request):
+def portal(request: HttpRequest) -> dict[str, object]:
     user = getattr(request, "user", None)
     return {
         "SITE_NAME": settings.SITE_NAME,

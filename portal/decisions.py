@@ -31,17 +31,21 @@ import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.conf import settings
-from django.core.cache import caches
+from django.core.cache import BaseCache, caches
 from django.db import transaction
+from django.db.models import Model
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 _GENERATION_KEY = "decisions:generation"
 _MISSING = object()
-# The answers this request has already had (None outside a request).
-_request_answers: ContextVar[dict | None] = ContextVar("decisions_request_answers", default=None)
+# The answers this request has already had (None outside a request): of every kind, as the
+# cache holds them.
+_request_answers: ContextVar[dict[str, Any] | None] = ContextVar(
+    "decisions_request_answers", default=None
+)
 
 T = TypeVar("T")
 
@@ -50,7 +54,7 @@ def enabled() -> bool:
     return settings.ACCESS_DECISION_SECONDS > 0
 
 
-def _cache():
+def _cache() -> BaseCache:
     return caches["default"]
 
 
@@ -98,16 +102,16 @@ def kept_for_request() -> Iterator[None]:
         _request_answers.reset(token)
 
 
-def _on_change(sender, **kwargs) -> None:
+def _on_change(sender: object, **kwargs: object) -> None:
     changed()
 
 
-def _on_m2m_change(sender, action: str, **kwargs) -> None:
+def _on_m2m_change(sender: object, action: str, **kwargs: object) -> None:
     if action in {"post_add", "post_remove", "post_clear"}:
         changed()
 
 
-def watch(*models, saves: bool = True) -> None:
+def watch(*models: type[Model], saves: bool = True) -> None:
     """Forget remembered answers whenever a row of these models is deleted and, with
     ``saves``, saved. Called from the apps' ``ready()``; a model whose rows never change what
     an answer says once written (an instance) is watched for deletion only."""
@@ -117,7 +121,7 @@ def watch(*models, saves: bool = True) -> None:
         post_delete.connect(_on_change, sender=model, dispatch_uid=f"decisions-delete-{model}")
 
 
-def watch_relation(through) -> None:
+def watch_relation(through: type[Model]) -> None:
     """Forget remembered answers when a many-to-many relation (``Model.field.through``)
     changes."""
     m2m_changed.connect(_on_m2m_change, sender=through, dispatch_uid=f"decisions-m2m-{through}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from datetime import date
+from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
@@ -25,7 +26,7 @@ class DateInput(forms.DateInput):
 
     template_name = "portal/widgets/date_input.html"
 
-    def __init__(self, attrs=None):
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
         super().__init__(
             attrs={
                 "placeholder": _("dd/mm/yyyy"),
@@ -38,7 +39,7 @@ class DateInput(forms.DateInput):
             format=TYPED_DATE_FORMAT,
         )
 
-    def format_value(self, value):
+    def format_value(self, value: object) -> str | None:
         if isinstance(value, str):
             # A date typed in another accepted form comes back as dd/mm/yyyy; what is not a date
             # comes back as typed, so it can be corrected.
@@ -47,7 +48,7 @@ class DateInput(forms.DateInput):
         # An empty box renders no value, as Django's text inputs do.
         return super().format_value(value) or None
 
-    def get_context(self, name, value, attrs):
+    def get_context(self, name: str, value: object, attrs: dict[str, Any] | None) -> dict[str, Any]:
         context = super().get_context(name, value, attrs)
         widget_attrs = context["widget"]["attrs"]
         bounds = {key: widget_attrs.pop(key, None) for key in ("min", "max")}

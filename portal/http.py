@@ -1,5 +1,7 @@
 """Responses the apps share."""
 
+from collections.abc import Mapping
+
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
@@ -22,7 +24,12 @@ def is_fragment_request(request: HttpRequest) -> bool:
 
 
 def dialog_response(
-    request: HttpRequest, template: str, page_template: str, context: dict, *, status: int = 200
+    request: HttpRequest,
+    template: str,
+    page_template: str,
+    context: Mapping[str, object],
+    *,
+    status: int = 200,
 ) -> HttpResponse:
     """A dialog's fragment for the page's script, or the whole page ``page_template`` around
     it (which includes the template named ``fragment``) for a browser without scripts."""

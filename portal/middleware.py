@@ -1,7 +1,12 @@
+from collections.abc import Callable
+
 from django.conf import settings
+from django.http import HttpRequest, HttpResponseBase
 
 from portal import decisions
 from portal.http import is_error_page, may_be_cached_privately
+
+GetResponse = Callable[[HttpRequest], HttpResponseBase]
 
 # Every dynamic page may show patient data, so none of them may be kept by a browser or proxy.
 _NO_STORE = "no-store, max-age=0"
@@ -22,10 +27,10 @@ class SecurityHeadersMiddleware:
     templates carry no inline script or style) and ``Cache-Control: no-store`` on everything that
     is not a static asset or a response its view let browsers keep (``allow_private_caching``)."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         response = self.get_response(request)
         response.headers.setdefault("Content-Security-Policy", content_security_policy())
         response.headers.setdefault(
@@ -45,10 +50,10 @@ class DemoNotFoundMiddleware:
     page is unstyled, breaks the Content-Security-Policy with its inline style, and lists the
     site's URL patterns to any visitor. Outside the demo, a developer keeps the technical page."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         response = self.get_response(request)
         if (
             settings.DEMO_MODE
@@ -65,9 +70,9 @@ class DemoNotFoundMiddleware:
 class DecisionsMiddleware:
     """Each request asks the shared cache for a remembered answer once (``portal.decisions``)."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         with decisions.kept_for_request():
             return self.get_response(request)

@@ -74,11 +74,11 @@ def reserve_spaced(key: str, *, free: int, delay: int, window: int) -> int | Non
     if count <= free:
         return None
     now = int(time.time())
-    window_end = cache.get(_until_key(key)) or now + window
+    window_end: int = cache.get(_until_key(key)) or now + window
     # The first attempt over the allowance starts the schedule; concurrent ones find it set.
     cache.add(_over_key(key), now, timeout=max(1, window_end - now))
-    start = cache.get(_over_key(key)) or now
-    slot = start + delay * (2 ** min(count - free, 32) - 1)
+    start: int = cache.get(_over_key(key)) or now
+    slot: int = start + delay * (2 ** min(count - free, 32) - 1)
     if now >= slot:
         return None
     hand_back(key)

@@ -3,6 +3,7 @@ and what to do next, and never show a traceback or anything about the request.""
 
 import functools
 import hashlib
+from typing import cast
 
 from django.conf import settings
 from django.db import connection
@@ -20,7 +21,7 @@ from portal.http import allow_private_caching, mark_error_page
 
 @require_GET
 @never_cache
-def healthz(request):
+def healthz(request: HttpRequest) -> JsonResponse:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
     return JsonResponse({"status": "ok"})
@@ -34,17 +35,19 @@ def _javascript_catalog(language: str) -> tuple[bytes, str]:
     request = HttpRequest()
     request.method = "GET"
     with translation.override(language):
-        catalog = JavaScriptCatalog.as_view(domain="djangojs", packages=["portal"])(request)
+        view = JavaScriptCatalog.as_view(domain="djangojs", packages=["portal"])
+        # The catalog view renders a whole page: an HttpResponse, never a streaming one.
+        catalog = cast(HttpResponse, view(request))
     return catalog.content, hashlib.sha256(catalog.content).hexdigest()[:32]
 
 
-def _catalog_etag(request, language: str) -> str | None:
+def _catalog_etag(request: HttpRequest, language: str) -> str | None:
     return _javascript_catalog(language)[1] if language in dict(settings.LANGUAGES) else None
 
 
 @require_GET
 @etag(_catalog_etag)
-def javascript_catalog(request, language: str):
+def javascript_catalog(request: HttpRequest, language: str) -> HttpResponse:
     """The texts of the portal's scripts (``static/js``, the ``djangojs`` catalogs in
     ``locale/``) in ``language``. The language is in the address, not taken from the request,
     because a page may speak another language than its visitor's (a guest page speaks its link's
@@ -64,7 +67,7 @@ def javascript_catalog(request, language: str):
 _JSON_PREFIXES = ("/api/", "/dicomweb/")
 
 
-def _error(request, status: int, title: str, advice: str) -> HttpResponse:
+def _error(request: HttpRequest, status: int, title: str, advice: str) -> HttpResponse:
     if request.path.startswith(_JSON_PREFIXES):
         return JsonResponse({"detail": title}, status=status)
     response = render(
@@ -74,11 +77,11 @@ def _error(request, status: int, title: str, advice: str) -> HttpResponse:
     return response
 
 
-def bad_request(request, exception=None):
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return _error(request, 400, _("Bad request"), _("Check what you entered and try again."))
 
 
-def permission_denied(request, exception=None):
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return _error(
         request,
         403,
@@ -87,7 +90,7 @@ def permission_denied(request, exception=None):
     )
 
 
-def page_not_found(request, exception=None):
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     return _error(
         request,
         404,
@@ -96,7 +99,7 @@ def page_not_found(request, exception=None):
     )
 
 
-def server_error(request):
+def server_error(request: HttpRequest) -> HttpResponse:
     return _error(
         request,
         500,

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import Exists, Min, OuterRef, Q, QuerySet
 from django.http import Http404, HttpRequest
 from django.utils import timezone
@@ -239,7 +240,7 @@ def visible_worklist_ids(user: User) -> list[int]:
     return decisions.remember(f"worklists:{user.pk}", read)
 
 
-def access_ends(user: User) -> datetime | None:
+def access_ends(user: User | AnonymousUser) -> datetime | None:
     """When the first of the user's dated accesses ends (a share's valid_until in one of the
     user's worklists), if any: what remembers an answer about all the user's studies at once
     (a search) keeps it no longer."""
@@ -291,7 +292,7 @@ def entries_passed_on_in_full(now: datetime | None = None) -> QuerySet[Entry]:
 # --- Studies -------------------------------------------------------------------------------
 
 
-def visible_studies(user: User) -> QuerySet[Study]:
+def visible_studies(user: User | AnonymousUser) -> QuerySet[Study]:
     """Every study the user may find in the directory or the API (never ``objects.all()``)."""
     if not user.is_authenticated or not user.is_active:
         return Study.objects.none()

@@ -25,6 +25,7 @@ from datetime import date, datetime
 from functools import cached_property
 from typing import Any
 
+from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
 from django.core.files.storage import storages
 from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
@@ -411,7 +412,7 @@ def _narrowing_shares(user: User) -> set[tuple[bool, bool, str]]:
     return decisions.remember(f"narrowing:{user.pk}", read)
 
 
-def access_conditions(user: User) -> AccessConditions:
+def access_conditions(user: User | AnonymousUser) -> AccessConditions:
     if not user.is_authenticated:
         return AccessConditions()
     narrowing = _narrowing_shares(user)

@@ -1,6 +1,8 @@
 """Viewer tokens: what an external DICOMweb viewer (OHIF, on its own origin) is given to read
 the studies a principal opened in it, and nothing else."""
 
+from datetime import datetime
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -40,5 +42,5 @@ class ViewerToken(models.Model):
     def __str__(self) -> str:
         return f"Viewer token {self.pk}"
 
-    def is_live(self, now=None) -> bool:
+    def is_live(self, now: datetime | None = None) -> bool:
         return (now or timezone.now()) < self.expires_at

@@ -28,11 +28,13 @@ import json
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from whitenoise import WhiteNoise
 
 _StartResponse = Callable[..., object]
+Environ = dict[str, Any]
 
 
 def _origin(url: str) -> str:
@@ -40,7 +42,7 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def app_config(*, portal_url: str, max_requests: int) -> dict:
+def app_config(*, portal_url: str, max_requests: int) -> dict[str, object]:
     """OHIF's configuration (``window.config``): the portal's DICOMweb as its one data source
     and nothing loaded from elsewhere."""
     dicomweb = f"{portal_url.rstrip('/')}/dicomweb"
@@ -190,8 +192,10 @@ class OhifApplication:
         # app-config.js is never reached: ours answers that address).
         self.hidden = {"/_headers", "/_redirects", "/serve.json", "/google.js"}
 
-    def __call__(self, environ: dict, start_response: _StartResponse) -> Iterable[bytes]:
-        def with_headers(status: str, headers: list, exc_info=None):
+    def __call__(self, environ: Environ, start_response: _StartResponse) -> Iterable[bytes]:
+        def with_headers(
+            status: str, headers: list[tuple[str, str]], exc_info: object = None
+        ) -> object:
             names = {name.lower() for name, _value in headers}
             headers = headers + [(n, v) for n, v in self.headers if n.lower() not in names]
             return start_response(status, headers, exc_info)
@@ -203,9 +207,10 @@ class OhifApplication:
             return self._answer(with_headers, self.session, "application/javascript")
         if path in self.hidden:
             return self._page(environ, with_headers)
-        return self.files(environ, with_headers)
+        served: Iterable[bytes] = self.files(environ, with_headers)  # WhiteNoise is untyped
+        return served
 
-    def _page(self, environ: dict, start_response: _StartResponse) -> Iterable[bytes]:
+    def _page(self, environ: Environ, start_response: _StartResponse) -> Iterable[bytes]:
         """Every address that is not a file is a page of the single-page app."""
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
             start_response("405 Method Not Allowed", [("Allow", "GET, HEAD")])
@@ -213,7 +218,7 @@ class OhifApplication:
         return self._answer(start_response, self.index, "text/html; charset=utf-8")
 
     @staticmethod
-    def _answer(start_response: _StartResponse, body: bytes, content_type: str):
+    def _answer(start_response: _StartResponse, body: bytes, content_type: str) -> list[bytes]:
         start_response(
             "200 OK",
             [
@@ -241,7 +246,7 @@ def from_settings() -> OhifApplication:
     )
 
 
-def application(environ: dict, start_response: _StartResponse) -> Iterable[bytes]:
+def application(environ: Environ, start_response: _StartResponse) -> Iterable[bytes]:
     """gunicorn's entry point: built on the first request of each worker."""
     global _application
     if _application is None:

@@ -134,11 +134,15 @@ def _new_token(
     for access in accesses:
         if access.until is not None:
             expires_at = min(expires_at, access.until)
+    session_key = request.session.session_key
+    if session_key is None:
+        # Both callers refuse a request without one first: the token ends with its session.
+        raise ViewerRefused(_("Open the study from the portal first."))
     secret = VIEWER_TOKEN_PREFIX + secrets.token_urlsafe(32)
     ViewerToken.objects.create(
         digest=secret_digest(secret, purpose=TOKEN_PURPOSE),
         user=request.user if request.user.is_authenticated else None,
-        session_digest=secret_digest(request.session.session_key, purpose=SESSION_PURPOSE),
+        session_digest=secret_digest(session_key, purpose=SESSION_PURPOSE),
         study_ids=sorted(study_ids),
         grants=session_grants(request),
         expires_at=expires_at,
@@ -183,8 +187,8 @@ def _openable(
         wanted, field_name="study_uid"
     )
     studies = [found[uid] for uid in wanted if uid in found]
-    accesses = studies_access(request, studies)
-    if len(studies) != len(wanted) or any(accesses[study.pk] is None for study in studies):
+    accesses = {pk: a for pk, a in studies_access(request, studies).items() if a is not None}
+    if len(studies) != len(wanted) or any(study.pk not in accesses for study in studies):
         raise ViewerRefused(_("No such study."))
     return studies, accesses
 
@@ -208,7 +212,7 @@ def authenticate(request: HttpRequest, secret: str) -> bool:
     )
     if token is None:
         return False
-    user = token.user if token.user_id is not None else AnonymousUser()
+    user = token.user if token.user is not None else AnonymousUser()
     carried = CarriedGrants(
         token_id=token.pk,
         study_ids=frozenset(int(pk) for pk in token.study_ids),
@@ -250,7 +254,9 @@ def _still_reaches(request: HttpRequest, carried: CarriedGrants) -> bool:
     return decisions.remember(f"viewer-reach:{carried.token_id}", decide)
 
 
-def end_session_tokens(sender, request: HttpRequest | None = None, **kwargs) -> None:
+def end_session_tokens(
+    sender: object, request: HttpRequest | None = None, **kwargs: object
+) -> None:
     """Logging out ends the viewer tokens made in that session (``user_logged_out``)."""
     session = getattr(request, "session", None)
     session_key = session.session_key if session is not None else None

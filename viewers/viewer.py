@@ -1,10 +1,16 @@
 """The "Open in OHIF" button of the study page, where OHIF is installed."""
 
+from typing import Any
+
+from django.http import HttpRequest
+
+from studies.access import StudyAccess
+from studies.models import Study
 from studies.viewer_extensions import ViewerExtension, register_viewer_extension
 from viewers.services import ohif_available
 
 
-def _context(request, study, access) -> dict:
+def _context(request: HttpRequest, study: Study, access: StudyAccess) -> dict[str, Any]:
     return {"ohif_study": study} if ohif_available() else {}
 
 

@@ -24,6 +24,7 @@ from tests.accounts.helpers import HttpsClient
 from tests.conftest import make_user
 from tests.dicomweb.conftest import CT_STUDY_UID, api_token, ct_datasets, token_client
 from tests.dicomweb.plain_http import dicomweb_client, live_portal
+from tests.dicomweb.test_qido import open_guest_link
 
 BOUNDARY = "portal-test-7c0f"
 CONTENT_TYPE = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
@@ -411,6 +412,17 @@ def test_no_upload_permission_is_403(viewer_only):
     assert response.status_code == 403
     assert "may not upload" in response.json()["detail"]
     assert not Instance.objects.exists()
+
+
+def test_a_guest_with_a_links_grant_may_not_store(ct_study):
+    guest = open_guest_link(Study.objects.get(study_uid=CT_STUDY_UID))
+    stored_before = Instance.objects.count()
+
+    response = store(guest, *other_study())
+
+    assert response.status_code == 403
+    assert "may not upload" in response.json()["detail"]
+    assert Instance.objects.count() == stored_before
 
 
 def test_anonymous_store_is_401(db):

@@ -7,9 +7,10 @@ progress finish for a few seconds and exits. Whatever a peer was told is stored 
 import logging
 import signal
 import threading
+from types import FrameType
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections
 
 from dimse import listener
@@ -22,7 +23,7 @@ class Command(BaseCommand):
         "into their locations' worklists. Stops on SIGTERM or Ctrl-C."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--host",
             default=settings.DICOM_LISTENER_HOST,
@@ -42,7 +43,9 @@ class Command(BaseCommand):
             help="Seconds running associations get to finish at shutdown (default: 10).",
         )
 
-    def handle(self, *args, host: str, port: int, grace: float, verbosity: int, **options):
+    def handle(
+        self, *args: object, host: str, port: int, grace: float, verbosity: int, **options: object
+    ) -> None:
         if verbosity < 3:
             # pynetdicom describes every PDU and message at INFO and DEBUG; the portal's own
             # logger says what matters: associations admitted, refused and ended, refused instances.
@@ -57,7 +60,7 @@ class Command(BaseCommand):
 
         stopping = threading.Event()
 
-        def request_stop(signum, frame):
+        def request_stop(signum: int, frame: FrameType | None) -> None:
             stopping.set()
 
         previous = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from portal import npm
 
@@ -31,7 +31,7 @@ def pinned() -> npm.PinnedPackage:
 class Command(BaseCommand):
     help = f"Fetch {PACKAGE} {VERSION} (npm pack), check its integrity, unpack it into OHIF_DIR."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--if-npm",
             action="store_true",
@@ -44,7 +44,9 @@ class Command(BaseCommand):
             "Dockerfile's ohif stage does) instead of fetching it; it is checked the same way",
         )
 
-    def handle(self, *args, if_npm: bool = False, tarball: Path | None = None, **options):
+    def handle(
+        self, *args: object, if_npm: bool = False, tarball: Path | None = None, **options: object
+    ) -> None:
         folder = Path(settings.OHIF_DIR)
         package = pinned()
         if npm.is_installed(package, folder):
