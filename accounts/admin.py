@@ -30,9 +30,9 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts import services
 from accounts.models import ApiToken, Group, Location, Membership, Organization, Role, User
 from accounts.permissions import Perm
-from accounts.validators import normalize_mobile
 from audit.models import Action
 from audit.services import record
+from portal.phones import normalize_mobile
 
 # --- The admin site -------------------------------------------------------------------------
 

@@ -47,12 +47,12 @@ from accounts.middleware import LAST_SEEN_KEY, SESSION_STARTED_KEY
 from accounts.models import ApiToken, Membership, Organization, User
 from accounts.permissions import Perm
 from accounts.policy import has_two_factor, two_factor_required
-from accounts.tokens import secret_digest
-from accounts.validators import normalize_mobile
 from audit.models import Action, Outcome
 from audit.services import record
 from notifications.languages import supported_language
 from portal.clients import client_ip
+from portal.digests import secret_digest
+from portal.phones import normalize_mobile
 
 # Between the password and the code, the session names the user without logging them in. The
 # code must follow within a few minutes, or the password is asked again.

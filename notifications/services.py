@@ -43,12 +43,12 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from accounts.validators import normalize_mobile
 from audit.models import Action
 from audit.services import record
 from notifications.languages import supported_language
 from notifications.models import Channel, Message, MessageStatus
 from notifications.tasks import publish
+from portal.phones import normalize_mobile
 
 logger = logging.getLogger(__name__)
 

@@ -38,13 +38,13 @@ from django.utils.translation import gettext as _
 from accounts.models import User
 from accounts.services import AccountExists as AddressTaken
 from accounts.services import complete_login, register_user, release_attempt, reserve_attempt
-from accounts.tokens import candidate_digests, secret_digest
 from audit.models import Action, Outcome
 from audit.services import record
 from notifications.models import Channel
 from notifications.services import queue_message
 from portal import decisions
 from portal.clients import client_ip
+from portal.digests import candidate_digests, secret_digest
 from sharing.models import RecipientKind, Share, ShareRecipient
 
 # ``shares`` imports ``invite`` from here while it loads; importing the module (not names from
