@@ -44,8 +44,7 @@ from django_otp.util import random_hex
 from accounts import lockout
 from accounts.authentication import TOKEN_PURPOSE
 from accounts.middleware import LAST_SEEN_KEY, SESSION_STARTED_KEY
-from accounts.models import ApiToken, Membership, Organization, User
-from accounts.permissions import Perm
+from accounts.models import ApiToken, Organization, User
 from accounts.policy import has_two_factor, two_factor_required
 from audit.models import Action, Outcome
 from audit.services import record
@@ -642,16 +641,6 @@ def end_api_tokens(*, request: HttpRequest, user: User, reason: str) -> int:
 
 
 # --- Administration ----------------------------------------------------------------------------
-
-
-@transaction.atomic
-def administered_organization_ids(user: User) -> set[int]:
-    """The organizations a user administers in the admin: a staff member whose active
-    membership there has a role granting "Organization: administer"."""
-    if not (user.is_active and user.is_staff):
-        return set()
-    memberships = Membership.objects.filter(user=user, is_active=True).select_related("role")
-    return {m.organization_id for m in memberships if m.role.grants(Perm.ADMINISTER)}
 
 
 def may_change_colleague(colleague: User, administered: set[int]) -> bool:

@@ -22,12 +22,12 @@ from django.utils.timezone import localtime
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from accounts.memberships import organizations_with
 from accounts.permissions import Perm
 from audit.codes import EVENT_CODES
 from audit.models import Action, AuditEvent
 from audit.selectors import events_visible_to, study_labels, verify_chain
 from audit.services import record
-from studies.access import organizations_with
 
 # DICOM PS3.16 CID 150 "Audit Event ID" meanings, for the event code filter.
 EVENT_CODE_NAMES = {

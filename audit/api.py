@@ -31,11 +31,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.memberships import organizations_with
 from accounts.permissions import Perm
 from audit.models import Action, AuditEvent, Outcome
 from audit.selectors import events_page, events_visible_to, filter_events
 from audit.services import record
-from studies.access import organizations_with
 
 PAGE_SIZE = 100
 FILTERS = ("study", "actor", "action", "since", "until")

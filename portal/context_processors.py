@@ -1,8 +1,8 @@
 from django.conf import settings
 from django.utils.functional import SimpleLazyObject
 
+from accounts.memberships import has_perm
 from accounts.permissions import Perm
-from studies.access import has_perm
 
 
 def portal(request):

@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils.formats import date_format
 
+from accounts.memberships import active_memberships, administered_organization_ids, has_perm
 from accounts.models import Group, Location, Membership, User
 from accounts.permissions import Perm
 from sharing.models import Favorite, RecipientKind, Share
-from studies.access import active_memberships, has_perm, studies_access, visible_worklists
+from studies.access import studies_access, visible_worklists
 from studies.anonymize import PatientDisplay, patient_display
 from studies.models import Study, Worklist
 
@@ -470,7 +471,5 @@ def manageable_shares(user: User) -> QuerySet[Share]:
     shares = Share.objects.select_related("sender", "organization")
     if user.is_superuser:
         return shares
-    administered = [
-        m.organization_id for m in active_memberships(user) if m.role.grants(Perm.ADMINISTER)
-    ]
+    administered = administered_organization_ids(user)
     return shares.filter(Q(sender=user) | Q(organization_id__in=administered))

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
+from accounts.memberships import active_memberships, has_perm
 from accounts.models import Organization, User
 from accounts.permissions import Perm
 from audit.models import Action
@@ -35,8 +36,6 @@ from notifications.models import Channel
 from notifications.services import queue_message, validate_recipient
 from portal.validation import FieldErrors
 from studies.access import (
-    active_memberships,
-    has_perm,
     passes_on_in_full,
     user_studies_access,
     user_study_access,

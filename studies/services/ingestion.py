@@ -33,12 +33,13 @@ from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext as _
 
+from accounts.memberships import active_memberships
 from accounts.models import Location, Organization, User
 from accounts.permissions import Perm
 from audit.models import Action, Outcome
 from audit.services import record
 from portal import decisions
-from studies.access import active_memberships, may_upload_to
+from studies.access import may_upload_to
 from studies.dicom_header import DicomHeader, FileRejected, normalize_name, read_header
 from studies.models import Instance, Patient, Series, Study
 from studies.services.worklists import file_received_studies

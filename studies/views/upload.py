@@ -28,11 +28,12 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.memberships import has_perm
 from accounts.models import Location
 from accounts.permissions import Perm
 from audit.models import Action
 from audit.services import record
-from studies.access import get_study_for, has_perm
+from studies.access import get_study_for
 from studies.anonymize import deidentify_dataset, patient_display
 from studies.models import Instance, Study
 from studies.services.ingestion import (
