@@ -432,9 +432,7 @@ def organizable_worklist_ids(user: User) -> set[int]:
     ids = visible_worklist_ids(user)
     if not ids:
         return set()
-    organizing = {
-        m.organization_id for m in active_memberships(user) if m.role.grants(Perm.ORGANIZE_FOLDERS)
-    }
+    organizing = set(organizations_with(user, Perm.ORGANIZE_FOLDERS))
     return {
         pk
         for pk, owner_id, organization_id in Worklist.objects.filter(pk__in=ids).values_list(

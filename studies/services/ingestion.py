@@ -33,7 +33,7 @@ from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext as _
 
-from accounts.memberships import active_memberships
+from accounts.memberships import active_memberships, has_perm
 from accounts.models import Location, Organization, User
 from accounts.permissions import Perm
 from audit.models import Action, Outcome
@@ -732,7 +732,7 @@ def resolve_upload_location(user: User, location_id: object = None) -> Location:
         if len(allowed) == 1:
             return allowed[0]
         if not allowed:
-            if not any(m.role.grants(Perm.UPLOAD_STUDIES) for m in active_memberships(user)):
+            if not has_perm(user, Perm.UPLOAD_STUDIES):
                 raise PermissionDenied(_("Your account may not upload studies."))
             raise ValidationError(
                 {
