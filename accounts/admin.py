@@ -28,11 +28,12 @@ from django_otp.plugins.otp_totp.admin import TOTPDeviceAdmin
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import services
+from accounts.memberships import administered_organization_ids
 from accounts.models import ApiToken, Group, Location, Membership, Organization, Role, User
 from accounts.permissions import Perm
-from accounts.validators import normalize_mobile
 from audit.models import Action
 from audit.services import record
+from portal.phones import normalize_mobile
 
 # --- The admin site -------------------------------------------------------------------------
 
@@ -109,7 +110,7 @@ def colleagues_of(administered: set[int]):
 def _scope_choices(db_field, request, kwargs) -> None:
     """Offer (and accept) an organization's administrator only their organizations, their
     locations, groups and roles (and the roles every organization may use), and their members."""
-    administered = administered_organization_ids(request)
+    administered = administered_organization_ids(request.user)
     model = db_field.related_model
     if model is Organization:
         kwargs["queryset"] = Organization.objects.filter(pk__in=administered)
@@ -147,11 +148,11 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
     def _scoped(self, request) -> bool:
         """Acting only as an organization's administrator (no Django permission on the model)."""
         return not self._django_perm(request, "view") and bool(
-            administered_organization_ids(request)
+            administered_organization_ids(request.user)
         )
 
     def _administers(self, request, obj) -> bool:
-        administered = administered_organization_ids(request)
+        administered = administered_organization_ids(request.user)
         if obj is None:
             return bool(administered)
         owners = self.organization_ids(obj)
@@ -161,11 +162,11 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
         queryset = super().get_queryset(request)
         if not self._scoped(request):
             return queryset
-        return self.scope(queryset, administered_organization_ids(request)).distinct()
+        return self.scope(queryset, administered_organization_ids(request.user)).distinct()
 
     def has_module_permission(self, request):
         return super().has_module_permission(request) or bool(
-            administered_organization_ids(request)
+            administered_organization_ids(request.user)
         )
 
     def has_view_permission(self, request, obj=None):
@@ -289,13 +290,13 @@ class MembershipInline(admin.StackedInline):
 
     def _scoped(self, request) -> bool:
         return not request.user.has_perm("accounts.view_membership") and bool(
-            administered_organization_ids(request)
+            administered_organization_ids(request.user)
         )
 
     def get_queryset(self, request):
         queryset = super().get_queryset(request)
         if self._scoped(request):
-            queryset = queryset.filter(organization__in=administered_organization_ids(request))
+            queryset = queryset.filter(organization__in=administered_organization_ids(request.user))
         return queryset
 
     def has_view_permission(self, request, obj=None):
@@ -426,12 +427,12 @@ class UserAdmin(OrganizationScopedAdmin, DjangoUserAdmin):
         if obj is None or DjangoUserAdmin.has_view_permission(self, request, obj):
             return super().has_view_permission(request, obj)
         # Colleagues who also belong elsewhere are seen, though not changed.
-        return bool(self.organization_ids(obj) & administered_organization_ids(request))
+        return bool(self.organization_ids(obj) & administered_organization_ids(request.user))
 
     def has_change_permission(self, request, obj=None):
         if obj is None or DjangoUserAdmin.has_change_permission(self, request, obj):
             return super().has_change_permission(request, obj)
-        return services.may_change_colleague(obj, administered_organization_ids(request))
+        return services.may_change_colleague(obj, administered_organization_ids(request.user))
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
@@ -463,7 +464,7 @@ class UserAdmin(OrganizationScopedAdmin, DjangoUserAdmin):
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None and self._scoped(request):
-            administered = administered_organization_ids(request)
+            administered = administered_organization_ids(request.user)
             kwargs["form"] = ColleagueCreationForm
             form = super().get_form(request, obj, **kwargs)
             form.base_fields["organization"].queryset = Organization.objects.filter(
@@ -513,18 +514,8 @@ class UserAdmin(OrganizationScopedAdmin, DjangoUserAdmin):
 # --- Organizations and their parts ----------------------------------------------------------
 
 
-def administered_organization_ids(request) -> set[int]:
-    """The organizations the signed-in user administers (``services``), once per request: the
-    admin asks for every permission of every object."""
-    if not hasattr(request, "_administered_organization_ids"):
-        request._administered_organization_ids = services.administered_organization_ids(
-            request.user
-        )
-    return request._administered_organization_ids
-
-
 def _administers(request, organization) -> bool:
-    ids = administered_organization_ids(request)
+    ids = administered_organization_ids(request.user)
     return bool(ids) if organization is None else organization.pk in ids
 
 
@@ -570,7 +561,7 @@ class OrganizationAdmin(admin.ModelAdmin):
         queryset = super().get_queryset(request)
         if request.user.has_perm("accounts.view_organization"):
             return queryset
-        return queryset.filter(pk__in=administered_organization_ids(request))
+        return queryset.filter(pk__in=administered_organization_ids(request.user))
 
     def get_readonly_fields(self, request, obj=None):
         if request.user.has_perm("accounts.change_organization"):
@@ -710,7 +701,7 @@ class RoleAdmin(OrganizationScopedAdmin):
     def has_view_permission(self, request, obj=None):
         shared = obj is not None and obj.organization_id is None
         return super().has_view_permission(request, obj) or (
-            shared and bool(administered_organization_ids(request))
+            shared and bool(administered_organization_ids(request.user))
         )
 
     def get_form(self, request, obj=None, **kwargs):

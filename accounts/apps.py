@@ -9,10 +9,14 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         from django_otp.plugins.otp_totp.models import TOTPDevice
 
+        from accounts.memberships import administered_organization_ids
         from accounts.models import ApiToken, Group, Location, Membership, Organization, Role, User
+        from audit.selectors import register_trail_organizations
         from portal import decisions
 
         # Who a token is and what a user may reach depend on these (portal.decisions).
         decisions.watch(User, Organization, Role, Membership, Location, Group, ApiToken, TOTPDevice)
         decisions.watch_relation(Membership.locations.through)
         decisions.watch_relation(Membership.groups.through)
+        # An organization's administrators read its audit trail.
+        register_trail_organizations(administered_organization_ids)

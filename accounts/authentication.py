@@ -5,8 +5,8 @@ from rest_framework import authentication, exceptions
 
 from accounts.models import ApiToken
 from accounts.policy import needs_two_factor
-from accounts.tokens import candidate_digests
 from portal import decisions
+from portal.digests import candidate_digests
 from portal.once import first_in_period
 
 # The HMAC purpose label of API tokens, not a secret.

@@ -8,7 +8,7 @@ from django.contrib.auth import password_validation
 from django.utils.translation import gettext_lazy as _
 
 from accounts.models import Language, User
-from accounts.validators import normalize_mobile
+from portal.phones import normalize_mobile
 
 _CODE_SPACING = re.compile(r"[\s-]+")
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.permissions import Perm
-from accounts.validators import validate_e164
+from portal.phones import validate_e164
 
 
 class Language(models.TextChoices):

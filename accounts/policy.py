@@ -9,8 +9,8 @@ anyone may set it up. A user with a device always logs in with its code.
 
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.models import Membership, User
-from accounts.permissions import Perm
+from accounts.memberships import active_memberships, administered_organization_ids
+from accounts.models import User
 from portal import decisions
 
 
@@ -25,23 +25,17 @@ def has_two_factor(user: User) -> bool:
 
 
 def two_factor_required(user: User) -> bool:
-    """Whether the user must have two-factor authentication (see the module's docstring);
-    remembered until a membership, role, organization or the user changes."""
+    """Whether the user must have two-factor authentication (see the module's docstring): asked
+    of the user's active memberships (``accounts.memberships``), remembered until a membership,
+    role, organization or the user changes."""
     if not user.is_authenticated:
         return False
     if user.is_staff or user.is_superuser:
         return True
 
-    def read() -> tuple[bool, None]:
-        memberships = Membership.objects.filter(user=user, is_active=True).select_related(
-            "organization", "role"
-        )
-        required = any(
-            m.organization.require_two_factor or m.role.grants(Perm.ADMINISTER) for m in memberships
-        )
-        return required, None
-
-    return decisions.remember(f"two-factor-required:{user.pk}", read)
+    return bool(administered_organization_ids(user)) or any(
+        m.organization.require_two_factor for m in active_memberships(user)
+    )
 
 
 def needs_two_factor(user: User) -> bool:

@@ -44,15 +44,14 @@ from django_otp.util import random_hex
 from accounts import lockout
 from accounts.authentication import TOKEN_PURPOSE
 from accounts.middleware import LAST_SEEN_KEY, SESSION_STARTED_KEY
-from accounts.models import ApiToken, Membership, Organization, User
-from accounts.permissions import Perm
+from accounts.models import ApiToken, Organization, User
 from accounts.policy import has_two_factor, two_factor_required
-from accounts.tokens import secret_digest
-from accounts.validators import normalize_mobile
 from audit.models import Action, Outcome
 from audit.services import record
 from notifications.languages import supported_language
 from portal.clients import client_ip
+from portal.digests import secret_digest
+from portal.phones import normalize_mobile
 
 # Between the password and the code, the session names the user without logging them in. The
 # code must follow within a few minutes, or the password is asked again.
@@ -638,16 +637,6 @@ def end_api_tokens(*, request: HttpRequest, user: User, reason: str) -> int:
 
 
 # --- Administration ----------------------------------------------------------------------------
-
-
-@transaction.atomic
-def administered_organization_ids(user: User) -> set[int]:
-    """The organizations a user administers in the admin: a staff member whose active
-    membership there has a role granting "Organization: administer"."""
-    if not (user.is_active and user.is_staff):
-        return set()
-    memberships = Membership.objects.filter(user=user, is_active=True).select_related("role")
-    return {m.organization_id for m in memberships if m.role.grants(Perm.ADMINISTER)}
 
 
 def may_change_colleague(colleague: User, administered: set[int]) -> bool:

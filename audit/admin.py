@@ -22,12 +22,10 @@ from django.utils.timezone import localtime
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from accounts.permissions import Perm
 from audit.codes import EVENT_CODES
 from audit.models import Action, AuditEvent
-from audit.selectors import events_visible_to, study_labels, verify_chain
+from audit.selectors import events_visible_to, study_labels, trail_organization_ids, verify_chain
 from audit.services import record
-from studies.access import organizations_with
 
 # DICOM PS3.16 CID 150 "Audit Event ID" meanings, for the event code filter.
 EVENT_CODE_NAMES = {
@@ -145,7 +143,7 @@ class AuditEventAdmin(admin.ModelAdmin):
         user = request.user
         if not (user.is_active and user.is_staff):
             return False
-        return _sees_whole_trail(user) or bool(organizations_with(user, Perm.ADMINISTER))
+        return _sees_whole_trail(user) or bool(trail_organization_ids(user))
 
     def has_module_permission(self, request):
         return self.has_view_permission(request)
@@ -154,7 +152,7 @@ class AuditEventAdmin(admin.ModelAdmin):
         queryset = super().get_queryset(request)
         if _sees_whole_trail(request.user):
             return queryset
-        organization_ids = organizations_with(request.user, Perm.ADMINISTER)
+        organization_ids = trail_organization_ids(request.user)
         return queryset & events_visible_to(user=request.user, organization_ids=organization_ids)
 
     # --- How events read ---------------------------------------------------------------
@@ -197,9 +195,7 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def _record_read(self, request, **details):
         organization_ids = (
-            []
-            if _sees_whole_trail(request.user)
-            else organizations_with(request.user, Perm.ADMINISTER)
+            [] if _sees_whole_trail(request.user) else trail_organization_ids(request.user)
         )
         record(
             action=Action.AUDIT_READ,

@@ -31,11 +31,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.permissions import Perm
 from audit.models import Action, AuditEvent, Outcome
-from audit.selectors import events_page, events_visible_to, filter_events
+from audit.selectors import events_page, events_visible_to, filter_events, trail_organization_ids
 from audit.services import record
-from studies.access import organizations_with
 
 PAGE_SIZE = 100
 FILTERS = ("study", "actor", "action", "since", "until")
@@ -223,7 +221,7 @@ class AuditTrailView(APIView):
         tags=["audit"],
     )
     def get(self, request: Request) -> Response:
-        organization_ids = organizations_with(request.user, Perm.ADMINISTER)
+        organization_ids = trail_organization_ids(request.user)
         if not organization_ids:
             with transaction.atomic():
                 record(

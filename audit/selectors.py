@@ -5,12 +5,12 @@ Nothing here writes; callers record their own AUDIT_READ / AUDIT_VERIFIED events
 """
 
 import hmac
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.db.models import Q, QuerySet
-from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 
 from audit.checkpoints import Checkpoint
@@ -21,31 +21,38 @@ from audit.signing import SigningKey, head_seal_valid, verification_keys
 # --- Who sees what -------------------------------------------------------------------------
 
 
+# Audit imports no feature app: the apps that know its readers tell it, each in its
+# AppConfig.ready(), which organizations' trail a user reads (accounts) and how a study is named
+# to a reader who may see it (studies). Until they have, a reader sees no organization's trail
+# and studies keep their UIDs.
+TrailOrganizations = Callable[[Any], Collection[int]]
+StudyLabels = Callable[[Any, Iterable[str]], dict[str, str]]
+
+_readers: dict[str, Callable] = {}
+
+
+def register_trail_organizations(organizations: TrailOrganizations) -> None:
+    """``organizations(user)``: the organizations whose trail the user reads."""
+    _readers["organizations"] = organizations
+
+
+def register_study_labels(labels: StudyLabels) -> None:
+    """``labels(user, study_uids)``: a label for each study the user may see, by UID."""
+    _readers["study_labels"] = labels
+
+
+def trail_organization_ids(user) -> list[int]:
+    """The organizations whose events the user reads (those the user administers)."""
+    organizations = _readers.get("organizations")
+    return sorted(organizations(user)) if organizations else []
+
+
 def study_labels(user, study_uids: Iterable[str]) -> dict[str, str]:
     """How the trail names studies to this reader: patient, study description and date where
     the access authority lets the reader see the study (the pseudonym where that access is
     anonymized); the others are not in the answer and keep their UID."""
-    from studies.access import user_studies_access
-    from studies.anonymize import patient_display
-    from studies.models import Study
-
-    studies = list(
-        Study.objects.select_related("patient").filter(study_uid__in=set(study_uids) - {""})
-    )
-    accesses = user_studies_access(user, studies)
-    labels = {}
-    for study in studies:
-        access = accesses.get(study.pk)
-        if access is None:
-            continue
-        patient = patient_display(study, anonymized=access.anonymized)
-        parts = [
-            patient.name,
-            study.description or _("Study"),
-            date_format(study.study_date, "DATE_FORMAT") if study.study_date else "",
-        ]
-        labels[study.study_uid] = " · ".join(part for part in parts if part)
-    return labels
+    labels = _readers.get("study_labels")
+    return labels(user, study_uids) if labels else {}
 
 
 def events_visible_to(*, user, organization_ids: Iterable[int]) -> QuerySet[AuditEvent]:

@@ -52,12 +52,12 @@ from django.urls import reverse
 from django.utils.http import parse_header_parameters
 from django.utils.translation import gettext as _
 
+from accounts.memberships import has_perm
 from accounts.models import Location, User
 from accounts.permissions import Perm
 from dicomweb.dicomjson import JsonAttribute, JsonDataset
 from dicomweb.http import DICOM_JSON, DicomwebError, bad_request, dicomweb_view
 from dicomweb.multipart import parse_accept
-from studies.access import has_perm
 from studies.dicom_header import DicomHeader, FileRejected
 from studies.models import Instance
 from studies.services.ingestion import (

@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
-from accounts.admin import administered_organization_ids
+from accounts.memberships import administered_organization_ids
 from accounts.models import Location, Organization
 from dimse.models import DicomNode, clean_ae_title, parse_host
 
@@ -35,7 +35,7 @@ class DicomNodeForm(forms.ModelForm):
 
 
 def _administers(request: HttpRequest, node: DicomNode | None) -> bool:
-    ids = administered_organization_ids(request)
+    ids = administered_organization_ids(request.user)
     return bool(ids) if node is None else node.organization_id in ids
 
 
@@ -63,13 +63,13 @@ class DicomNodeAdmin(admin.ModelAdmin):
         queryset = super().get_queryset(request)
         if self._sees_all(request, "view") or self._sees_all(request, "change"):
             return queryset
-        return queryset.filter(organization_id__in=administered_organization_ids(request))
+        return queryset.filter(organization_id__in=administered_organization_ids(request.user))
 
     def formfield_for_foreignkey(
         self, db_field: ForeignKey, request: HttpRequest, **kwargs: Any
     ) -> ModelChoiceField | None:
         if not self._sees_all(request, "change"):
-            ids = administered_organization_ids(request)
+            ids = administered_organization_ids(request.user)
             if db_field.name == "organization":
                 kwargs["queryset"] = Organization.objects.filter(pk__in=ids)
             elif db_field.name == "location":

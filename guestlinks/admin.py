@@ -22,6 +22,7 @@ from django.urls import path, reverse
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from accounts.memberships import organizations_with
 from accounts.models import Organization
 from accounts.permissions import Perm
 from guestlinks.forms import RevokeForm
@@ -30,7 +31,6 @@ from guestlinks.presentation import options_summary
 from guestlinks.selectors import may_revoke_link
 from guestlinks.services.ending import revoke_link
 from guestlinks.services.state import link_status
-from studies.access import organizations_with
 from studies.admin import study_label
 
 

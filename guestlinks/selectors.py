@@ -14,14 +14,13 @@ from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from accounts.memberships import active_memberships, has_perm
 from accounts.models import Organization, User
 from accounts.permissions import Perm
 from guestlinks.models import GuestLink, LinkState, TargetKind
 from guestlinks.services.state import LinkStatus, link_status
 from guestlinks.tokens import recovered_link_url
 from studies.access import (
-    active_memberships,
-    has_perm,
     passes_on_in_full,
     user_studies_access,
     user_study_access,

@@ -41,9 +41,9 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 from django.utils.translation import ngettext
 
-from accounts.tokens import secret_digest
 from notifications.models import Channel
 from notifications.services import queue_message
+from portal.digests import secret_digest
 
 SMS_CODE_DIGITS = 6
 SMS_TEMPLATE = "sms_code"

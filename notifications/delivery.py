@@ -23,6 +23,9 @@ hands them to another worker. Those messages may then go out twice, which is the
 losing one: a mail server or Twilio cannot take part in our transaction. Recording the sent ones
 per batch rather than per message widens that window to one batch (a fraction of a second of
 email), and saves a commit per message.
+
+Once sent, a message's body is erased after ``NOTIFICATIONS_BODY_RETENTION_DAYS``
+(``erase_sent_bodies``).
 """
 
 from __future__ import annotations
@@ -302,3 +305,17 @@ def _error_text(message: Message, exc: BaseException) -> str:
         text = text.replace(message.recipient, "[recipient]")
     text = mask_secrets(text)
     return text[:ERROR_MAX_LENGTH]
+
+
+def erase_sent_bodies(*, older_than_days: int) -> int:
+    """Blank the bodies of messages sent more than ``older_than_days`` ago. A sent message's body
+    is the only plain copy of the links and codes it carried; once delivered, the outbox need not
+    keep it for a database dump to find. Returns how many were erased."""
+    if older_than_days <= 0:
+        return 0
+    cutoff = timezone.now() - timedelta(days=older_than_days)
+    return (
+        Message.objects.filter(status=MessageStatus.SENT, sent_at__lt=cutoff)
+        .exclude(body_text="", body_html="")
+        .update(body_text="", body_html="", updated_at=timezone.now())
+    )

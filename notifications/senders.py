@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Q
 
-from accounts.models import User
-
-SentBy = Callable[[User], Iterable[int]]
+SentBy = Callable[[AbstractBaseUser], Iterable[int]]
 
 _sent_by: dict[str, SentBy] = {}
 
@@ -24,7 +23,7 @@ def register_sender_concerns(concerning_type: str, sent_by: SentBy) -> None:
     _sent_by[concerning_type] = sent_by
 
 
-def caused_by(user: User) -> Q:
+def caused_by(user: AbstractBaseUser) -> Q:
     """The messages concerning what the user sent (a share's notification and invitations, a
     guest link's email, SMS and codes)."""
     condition = Q(pk__in=[])

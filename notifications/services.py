@@ -29,7 +29,6 @@ import json
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -44,11 +43,12 @@ from django.utils.text import Truncator
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from accounts.validators import normalize_mobile
 from audit.models import Action
 from audit.services import record
 from notifications.languages import supported_language
 from notifications.models import Channel, Message, MessageStatus
+from notifications.tasks import publish
+from portal.phones import normalize_mobile
 
 logger = logging.getLogger(__name__)
 
@@ -262,32 +262,6 @@ def _publish_committed(number: int) -> None:
     publish(committed)
 
 
-def publish(message_ids: Sequence[int]) -> int:
-    """Hand messages to the workers, ``NOTIFICATIONS_DELIVERY_BATCH`` to a task. Returns how many
-    were handed over: fewer than all if the broker could not take them (down, unreachable, timing
-    out). Those stay QUEUED and the periodic re-queue sends them: never an error for the user
-    whose action has already committed.
-
-    No publish retries: Celery's default three tries cost about 0.6 s per task while the broker
-    is down. The re-queue is the retry."""
-    from notifications.tasks import deliver_messages  # tasks imports delivery, which imports us
-
-    ids = list(message_ids)
-    size = max(1, settings.NOTIFICATIONS_DELIVERY_BATCH)
-    for start in range(0, len(ids), size):
-        batch = ids[start : start + size]
-        try:
-            deliver_messages.apply_async((batch,), retry=False)
-        except Exception as exc:
-            logger.warning(
-                "Messages not handed over (%s) stay queued for the periodic re-queue: %s",
-                len(ids) - start,
-                f"{type(exc).__name__}: {exc}",
-            )
-            return start
-    return len(ids)
-
-
 # --- Administration ---------------------------------------------------------------------------
 
 RETRYABLE_STATUSES = (MessageStatus.FAILED, MessageStatus.DEAD)
@@ -331,17 +305,3 @@ def retry_messages(*, message_ids: Iterable[int], actor, request=None) -> list[i
             retried.append(message.pk)
         publish_on_commit(retried)
     return retried
-
-
-def erase_sent_bodies(*, older_than_days: int) -> int:
-    """Blank the bodies of messages sent more than ``older_than_days`` ago. A sent message's body
-    is the only plain copy of the links and codes it carried; once delivered, the outbox need not
-    keep it for a database dump to find. Returns how many were erased."""
-    if older_than_days <= 0:
-        return 0
-    cutoff = timezone.now() - timedelta(days=older_than_days)
-    return (
-        Message.objects.filter(status=MessageStatus.SENT, sent_at__lt=cutoff)
-        .exclude(body_text="", body_html="")
-        .update(body_text="", body_html="", updated_at=timezone.now())
-    )

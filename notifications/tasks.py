@@ -1,4 +1,6 @@
-"""Celery tasks. They carry message ids only, never addresses or bodies.
+"""Celery tasks, and ``publish``, which hands message ids to them. They carry message ids only,
+never addresses or bodies. ``services`` queues messages and publishes them through this module;
+nothing here imports ``services``.
 
 ``deliver_messages`` sends a batch of messages (those queued by one transaction, up to
 ``NOTIFICATIONS_DELIVERY_BATCH``). It acknowledges its broker message only after it ran
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from datetime import timedelta
 
 from celery import shared_task
@@ -24,7 +27,6 @@ from django.utils import timezone
 
 from notifications import delivery
 from notifications.models import Message, MessageStatus
-from notifications.services import erase_sent_bodies, publish
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,30 @@ def _schedule(message_id: int, countdown: float) -> None:
         )
 
 
+def publish(message_ids: Sequence[int]) -> int:
+    """Hand messages to the workers, ``NOTIFICATIONS_DELIVERY_BATCH`` to a task. Returns how many
+    were handed over: fewer than all if the broker could not take them (down, unreachable, timing
+    out). Those stay QUEUED and the periodic re-queue sends them: never an error for the user
+    whose action has already committed.
+
+    No publish retries: Celery's default three tries cost about 0.6 s per task while the broker
+    is down. The re-queue is the retry."""
+    ids = list(message_ids)
+    size = max(1, settings.NOTIFICATIONS_DELIVERY_BATCH)
+    for start in range(0, len(ids), size):
+        batch = ids[start : start + size]
+        try:
+            deliver_messages.apply_async((batch,), retry=False)
+        except Exception as exc:
+            logger.warning(
+                "Messages not handed over (%s) stay queued for the periodic re-queue: %s",
+                len(ids) - start,
+                f"{type(exc).__name__}: {exc}",
+            )
+            return start
+    return len(ids)
+
+
 def undelivered_ids(*, limit: int) -> list[int]:
     """Ids of messages due for an attempt that no worker is on: QUEUED past the grace period
     (younger ones are being published after their commit), FAILED whose retry time has come,
@@ -93,4 +119,4 @@ def requeue_undelivered() -> int:
 
 @shared_task(name="notifications.erase_sent_bodies", ignore_result=True)
 def erase_old_bodies() -> int:
-    return erase_sent_bodies(older_than_days=settings.NOTIFICATIONS_BODY_RETENTION_DAYS)
+    return delivery.erase_sent_bodies(older_than_days=settings.NOTIFICATIONS_BODY_RETENTION_DAYS)

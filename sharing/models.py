@@ -123,7 +123,7 @@ class ShareRecipient(models.Model):
     email = models.EmailField(blank=True, verbose_name=_("email"))
     entries = models.ManyToManyField(Entry, blank=True, related_name="+", verbose_name=_("entries"))
     # An email recipient without an account: the invitation's token, stored as its digest
-    # (accounts.tokens.secret_digest), and when registering with the address activated it.
+    # (portal.digests.secret_digest), and when registering with the address activated it.
     invitation_digest = models.CharField(
         max_length=64, blank=True, db_index=True, verbose_name=_("invitation digest")
     )

@@ -26,14 +26,13 @@ from dataclasses import dataclass, field
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils.formats import date_format
 
+from accounts.memberships import active_memberships, administered_organization_ids, has_perm
 from accounts.models import Group, Location, Membership, User
 from accounts.permissions import Perm
 from sharing.access import recipients_of
 from sharing.models import Favorite, RecipientKind, Share, ShareRecipient
 from studies.access import (
     active_entries,
-    active_memberships,
-    has_perm,
     studies_access,
     visible_worklist_ids,
     visible_worklists,
@@ -488,9 +487,7 @@ def manageable_shares(user: User) -> QuerySet[Share]:
     shares = Share.objects.select_related("sender", "organization")
     if user.is_superuser:
         return shares
-    administered = [
-        m.organization_id for m in active_memberships(user) if m.role.grants(Perm.ADMINISTER)
-    ]
+    administered = administered_organization_ids(user)
     return shares.filter(Q(sender=user) | Q(organization_id__in=administered))
 
 

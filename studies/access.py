@@ -29,6 +29,7 @@ from django.db.models import Exists, Min, OuterRef, Q, QuerySet
 from django.http import Http404, HttpRequest
 from django.utils import timezone
 
+from accounts.memberships import active_memberships, has_perm, organizations_with
 from accounts.models import Membership, Organization, User
 from accounts.permissions import Perm
 from portal import decisions
@@ -177,38 +178,6 @@ def access_challenge(request: HttpRequest, study_uid: str) -> str | None:
         if url:
             return url
     return None
-
-
-# --- Memberships and permissions -----------------------------------------------------------
-
-
-def active_memberships(user: User) -> list[Membership]:
-    """The user's active memberships with their roles and organizations. Every access question
-    starts here, several times a request: remembered (``portal.decisions``) until a membership,
-    role or organization changes."""
-    if not user.is_authenticated or not user.is_active:
-        return []
-
-    def read() -> tuple[list[Membership], None]:
-        memberships = Membership.objects.filter(user=user, is_active=True).select_related(
-            "role", "organization"
-        )
-        return list(memberships), None
-
-    return decisions.remember(f"memberships:{user.pk}", read)
-
-
-def has_perm(user: User, perm: Perm, organization: Organization | None = None) -> bool:
-    """Whether one of the user's active memberships (in ``organization``, if given) grants it."""
-    return any(
-        m.role.grants(perm)
-        for m in active_memberships(user)
-        if organization is None or m.organization_id == organization.pk
-    )
-
-
-def organizations_with(user: User, perm: Perm) -> list[int]:
-    return [m.organization_id for m in active_memberships(user) if m.role.grants(perm)]
 
 
 # --- Worklists -----------------------------------------------------------------------------
@@ -464,9 +433,7 @@ def organizable_worklist_ids(user: User) -> set[int]:
     ids = visible_worklist_ids(user)
     if not ids:
         return set()
-    organizing = {
-        m.organization_id for m in active_memberships(user) if m.role.grants(Perm.ORGANIZE_FOLDERS)
-    }
+    organizing = set(organizations_with(user, Perm.ORGANIZE_FOLDERS))
     return {
         pk
         for pk, owner_id, organization_id in Worklist.objects.filter(pk__in=ids).values_list(

@@ -7,7 +7,9 @@ class StudiesConfig(AppConfig):
     verbose_name = _("Studies and worklists")
 
     def ready(self) -> None:
+        from audit.selectors import register_study_labels
         from portal import decisions
+        from studies.audit_labels import study_labels
         from studies.models import Entry, Instance, Patient, Series, Study, Worklist
 
         # What a principal may reach of a study, and what a remembered search answers, depend
@@ -15,3 +17,4 @@ class StudiesConfig(AppConfig):
         # can only go (a new one changes its study's counts, which saves the study).
         decisions.watch(Study, Worklist, Entry, Patient)
         decisions.watch(Series, Instance, saves=False)
+        register_study_labels(study_labels)

@@ -43,9 +43,10 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
+from accounts.memberships import has_perm
 from accounts.models import User
 from accounts.permissions import Perm
-from studies.access import has_perm, organizable_worklist_ids
+from studies.access import organizable_worklist_ids
 from studies.selectors import held_entries
 
 TARGET_KINDS = frozenset({"study", "worklist", "folder"})

@@ -32,17 +32,15 @@ from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from accounts.memberships import active_memberships, has_perm, organizations_with
 from accounts.models import User
 from accounts.permissions import Perm
 from portal import decisions
 from studies.access import (
     StudyAccess,
     active_entries,
-    active_memberships,
     granted_study_ids,
-    has_perm,
     organizable_worklist_ids,
-    organizations_with,
     studies_access,
     user_studies_access,
     visible_studies,

@@ -33,10 +33,10 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.tokens import candidate_digests, secret_digest
 from audit.models import Action
 from audit.services import record
 from portal import decisions
+from portal.digests import candidate_digests, secret_digest
 from studies.access import (
     CarriedGrants,
     StudyAccess,

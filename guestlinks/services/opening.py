@@ -43,8 +43,6 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from accounts.tokens import candidate_digests as secret_candidate_digests
-from accounts.tokens import secret_digest
 from audit.models import Action, Outcome
 from audit.services import record
 from guestlinks.access import GRANTS_SESSION_KEY, forget_memo
@@ -59,6 +57,8 @@ from notifications.models import Channel
 from notifications.services import queue_message
 from portal import decisions, throttle
 from portal.clients import client_ip
+from portal.digests import candidate_digests as secret_candidate_digests
+from portal.digests import secret_digest
 from studies.access import entries_passed_on_in_full
 from studies.models import Folder, Study, Worklist
 from studies.selectors import folder_and_descendants

@@ -43,13 +43,13 @@ from accounts.services import (
     release_attempt,
     reserve_attempt,
 )
-from accounts.tokens import candidate_digests, secret_digest
 from audit.models import Action, Outcome
 from audit.services import record
 from notifications.models import Channel
 from notifications.services import queue_message
 from portal import decisions
 from portal.clients import client_ip
+from portal.digests import candidate_digests, secret_digest
 from sharing.models import RecipientKind, Share, ShareRecipient
 from sharing.services.entries import end_of_day, grant_entries
 from sharing.services.study_items import study_items

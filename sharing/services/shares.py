@@ -24,6 +24,7 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from accounts.memberships import active_memberships, has_perm
 from accounts.models import Group, Location, Organization, User
 from accounts.permissions import Perm
 from audit.models import Action
@@ -45,13 +46,7 @@ from sharing.services.invitations import invite
 from sharing.services.study_items import study_items
 from sharing.services.trail import record_share_event
 from sharing.services.two_factor import recipients_without_mobile
-from studies.access import (
-    StudyAccess,
-    active_memberships,
-    has_perm,
-    studies_access,
-    user_studies_access,
-)
+from studies.access import StudyAccess, studies_access, user_studies_access
 from studies.models import (
     ACCESS_RANK,
     AccessLevel,

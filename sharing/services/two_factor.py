@@ -37,6 +37,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from accounts.memberships import administered_organization_ids, has_perm
 from accounts.models import Organization, User
 from accounts.permissions import Perm
 from audit.models import Action
@@ -46,7 +47,6 @@ from portal import decisions
 from sharing.access import recipients_of, remember_verification, two_factor_entries
 from sharing.models import ShareRecipient, ShareSmsCode
 from sharing.services.trail import record_share_event
-from studies.access import has_perm, organizations_with
 
 # The cap on codes counts the codes sent to one user for one share in this window: enough for
 # any real use, too few to flood a phone, and it frees itself without an administrator.
@@ -360,7 +360,7 @@ def unblocking_organizations(user: User) -> list[int] | None:
         return []
     if user.is_superuser:
         return None
-    return organizations_with(user, Perm.ADMINISTER)
+    return sorted(administered_organization_ids(user))
 
 
 def may_unblock(user: User, recipient: ShareRecipient) -> bool:

@@ -13,8 +13,8 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.memberships import has_perm
 from accounts.permissions import Perm
-from studies.access import has_perm
 from studies.services.ingestion import ingest_files, resolve_upload_location
 
 

@@ -33,12 +33,13 @@ from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext as _
 
+from accounts.memberships import active_memberships, has_perm
 from accounts.models import Location, Organization, User
 from accounts.permissions import Perm
 from audit.models import Action, Outcome
 from audit.services import record
 from portal import decisions
-from studies.access import active_memberships, may_upload_to
+from studies.access import may_upload_to
 from studies.dicom_header import DicomHeader, FileRejected, normalize_name, read_header
 from studies.models import Instance, Patient, Series, Study
 from studies.services.worklists import file_received_studies
@@ -731,7 +732,7 @@ def resolve_upload_location(user: User, location_id: object = None) -> Location:
         if len(allowed) == 1:
             return allowed[0]
         if not allowed:
-            if not any(m.role.grants(Perm.UPLOAD_STUDIES) for m in active_memberships(user)):
+            if not has_perm(user, Perm.UPLOAD_STUDIES):
                 raise PermissionDenied(_("Your account may not upload studies."))
             raise ValidationError(
                 {

@@ -20,9 +20,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.memberships import has_perm
 from accounts.models import Location
 from accounts.permissions import Perm
-from studies.access import has_perm
 from studies.services.ingestion import (
     ingest_files,
     resolve_upload_location,

@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 from accounts.authentication import TOKEN_PURPOSE
 from accounts.models import ApiToken
 from accounts.policy import needs_two_factor
-from accounts.tokens import secret_digest
+from portal.digests import secret_digest
 
 PASSWORD = "correct-horse-battery"  # what tests.conftest.make_user gives every user
 

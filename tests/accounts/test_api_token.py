@@ -6,8 +6,8 @@ from django.urls import reverse
 
 from accounts.authentication import TOKEN_PURPOSE
 from accounts.models import ApiToken
-from accounts.tokens import secret_digest
 from audit.models import Action, AuditEvent
+from portal.digests import secret_digest
 from tests.accounts.helpers import PASSWORD, code_for, wrong_code_for
 
 pytestmark = pytest.mark.django_db

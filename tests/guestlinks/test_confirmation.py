@@ -19,11 +19,11 @@ from aiosmtpd.controller import Controller
 from django.conf import settings as django_settings
 from django.urls import reverse
 
-from accounts.tokens import secret_digest
 from audit.models import Action, AuditEvent
 from guestlinks.models import ConfirmationToken, GuestLink, LinkState
 from guestlinks.services import opening
 from notifications.models import Message, MessageStatus
+from portal.digests import secret_digest
 from portal.logging import mask_secrets
 from tests.accounts.helpers import HttpsClient
 from tests.guestlinks.conftest import link_path

@@ -15,7 +15,7 @@ from django.db import connections
 
 from notifications.delivery import deliver, deliver_batch
 from notifications.models import MessageStatus
-from notifications.services import publish
+from notifications.tasks import publish
 from tests.integration.helpers import fresh, queue_shares, wait_until
 
 pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]

@@ -13,10 +13,10 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from audit.models import Action, AuditEvent
-from notifications.delivery import deliver
+from notifications.delivery import deliver, erase_sent_bodies
 from notifications.encryption import UNREADABLE_NOTICE, derive_key
 from notifications.models import Message, MessageStatus
-from notifications.services import erase_sent_bodies, retry_messages
+from notifications.services import retry_messages
 from tests.conftest import make_user
 from tests.notifications.conftest import LINK
 

@@ -12,8 +12,8 @@ from kombu.exceptions import OperationalError
 
 from notifications import services
 from notifications.models import Channel, Message, MessageStatus
-from notifications.services import publish, queue_message, queue_messages, stored_context
-from notifications.tasks import deliver_messages
+from notifications.services import queue_message, queue_messages, stored_context
+from notifications.tasks import deliver_messages, publish
 from tests.notifications.conftest import LINK, share_context
 
 pytestmark = pytest.mark.django_db

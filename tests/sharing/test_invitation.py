@@ -20,9 +20,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Membership, User
-from accounts.tokens import secret_digest
 from audit.models import Action, AuditEvent
 from notifications.models import Message
+from portal.digests import secret_digest
 from sharing.models import ShareRecipient
 from sharing.services import invitations
 from sharing.services.entries import end_of_day

@@ -23,10 +23,10 @@ from django.utils.dateparse import parse_datetime
 from accounts.authentication import TOKEN_PURPOSE
 from accounts.models import ApiToken, Membership, User
 from accounts.permissions import Perm
-from accounts.tokens import secret_digest
 from audit.models import Action, AuditEvent, Outcome
 from notifications import codes as codes_module
 from notifications.models import Channel, Message
+from portal.digests import secret_digest
 from sharing.access import VERIFIED_SESSION_KEY
 from sharing.models import ShareRecipient, ShareSmsCode
 from sharing.services import two_factor as tf

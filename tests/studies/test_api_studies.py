@@ -10,8 +10,8 @@ from django.urls import reverse
 
 from accounts.authentication import TOKEN_PURPOSE
 from accounts.models import ApiToken
-from accounts.tokens import secret_digest
 from audit.models import Action, AuditEvent
+from portal.digests import secret_digest
 from studies.dicom_header import normalize_name
 from studies.models import AccessLevel, Entry, Folder, Patient, Report
 from studies.services.worklists import location_worklist, personal_worklist

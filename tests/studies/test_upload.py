@@ -11,8 +11,8 @@ from django.urls import reverse
 from accounts.authentication import TOKEN_PURPOSE
 from accounts.models import ApiToken, Membership, Role
 from accounts.permissions import Perm
-from accounts.tokens import secret_digest
 from audit.models import Action, AuditEvent
+from portal.digests import secret_digest
 from studies.models import Entry, Instance, Study
 from studies.synthetic import make_series, to_bytes
 from tests.accounts.helpers import HttpsAPIClient as APIClient

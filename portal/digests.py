@@ -1,4 +1,5 @@
-"""Keyed digests for secrets the portal hands out (API tokens now, link tokens later).
+"""Keyed digests for secrets the portal hands out: API tokens, guest-link, invitation and viewer
+tokens, and one-time codes.
 
 Only the HMAC of a secret is stored. Lookups compute the digest under the current SECRET_KEY and
 each of SECRET_KEY_FALLBACKS, so rotating the key does not invalidate tokens already issued.

@@ -1,3 +1,5 @@
+"""Mobile numbers as every app stores them: E.164, whatever way they were typed."""
+
 import phonenumbers
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
