@@ -115,44 +115,31 @@ def forbidden_arrows(imports: list[Import], allowed: dict[str, set[str]]) -> lis
 
 
 def import_cycles(imports: list[Import]) -> list[list[str]]:
-    """The groups of modules that import one another at module level (strongly connected
-    components of more than one module, Tarjan's algorithm)."""
+    """The groups of modules that import one another at module level, each sorted: modules
+    that reach each other through the imports (a few hundred modules: reachability is enough)."""
     graph: dict[str, set[str]] = {}
     for imported in imports:
         if imported.module_level:
             graph.setdefault(imported.importer, set()).add(imported.imported)
-            graph.setdefault(imported.imported, set())
-    index: dict[str, int] = {}
-    lowlink: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    cycles = []
+    reach = {module: _reachable(graph, module) for module in graph}
+    groups = {
+        frozenset({module} | {other for other in reach[module] if module in reach.get(other, ())})
+        for module in graph
+        if module in reach[module]
+    }
+    return sorted(sorted(group) for group in groups)
 
-    def visit(module: str) -> None:
-        index[module] = lowlink[module] = len(index)
-        stack.append(module)
-        on_stack.add(module)
-        for neighbour in sorted(graph[module]):
-            if neighbour not in index:
-                visit(neighbour)
-                lowlink[module] = min(lowlink[module], lowlink[neighbour])
-            elif neighbour in on_stack:
-                lowlink[module] = min(lowlink[module], index[neighbour])
-        if lowlink[module] == index[module]:
-            component = []
-            while True:
-                member = stack.pop()
-                on_stack.discard(member)
-                component.append(member)
-                if member == module:
-                    break
-            if len(component) > 1:
-                cycles.append(sorted(component))
 
-    for module in sorted(graph):
-        if module not in index:
-            visit(module)
-    return cycles
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """The modules ``start`` imports, directly or through others."""
+    seen: set[str] = set()
+    pending = list(graph.get(start, ()))
+    while pending:
+        module = pending.pop()
+        if module not in seen:
+            seen.add(module)
+            pending.extend(graph.get(module, ()))
+    return seen
 
 
 # --- The project ---------------------------------------------------------------------------
