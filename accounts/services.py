@@ -174,7 +174,7 @@ def _reserve_or_refuse(
     reservation.release()
     if user is None:
         user = _known_user(username)
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         record(
             action=Action.LOGIN_THROTTLED,
             actor=user,
@@ -198,7 +198,7 @@ def _known_user(username: str) -> User | None:
 
 def _record_failed_password(*, request: HttpRequest, username: str, step: str) -> None:
     actor = _known_user(username)
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         record(
             action=Action.LOGIN_FAILED,
             actor=actor,
@@ -248,7 +248,7 @@ def _check_password_and_code(
         if verified is not None:
             reservation.release()
             return user, verified
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         # The right password with a wrong code: the trail tells the security officer.
         record(
             action=Action.TWO_FACTOR_FAILED,
@@ -295,7 +295,7 @@ def check_two_factor_code(*, request: HttpRequest, user: User, token: str) -> TO
         if verified is not None:
             reservation.release()
             return verified
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         record(
             action=Action.TWO_FACTOR_FAILED,
             actor=user,
@@ -321,7 +321,7 @@ def complete_login(
 ) -> None:
     """Log the user in: a new session key (so a key planted before login is worthless), the
     device that verified them, and the LOGIN event."""
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         auth_login(request, user, backend=backend)
         if device is not None:
             django_otp.login(request, device)
@@ -419,7 +419,7 @@ def verify_session(*, request: HttpRequest, token: str) -> None:
     before the device was set up, by the administration and ``TwoFactorMiddleware``)."""
     user = request.user
     device = check_two_factor_code(request=request, user=user, token=token)
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         # The session gains privileges: give it a key nobody saw before.
         request.session.cycle_key()
         django_otp.login(request, device)
@@ -433,7 +433,7 @@ def verify_session(*, request: HttpRequest, token: str) -> None:
 
 
 def log_out(*, request: HttpRequest) -> None:
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         if request.user.is_authenticated:
             record(action=Action.LOGOUT, request=request)
         auth_logout(request)
@@ -448,7 +448,7 @@ def _check_current_password(*, request: HttpRequest, user: User, password: str, 
     if user.check_password(password):
         reservation.release()
         return
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         record(
             action=Action.LOGIN_FAILED,
             actor=user,
@@ -468,7 +468,7 @@ def change_password(
     _check_current_password(
         request=request, user=user, password=old_password, step="password change"
     )
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         user.set_password(new_password)
         user.save(update_fields=["password"])
         update_session_auth_hash(request, user)
@@ -521,7 +521,7 @@ def confirm_enrolment(*, request: HttpRequest, token: str) -> TOTPDevice:
         raise InvalidCode(
             _("That code is not right. Check the clock of your phone and enter the current code.")
         )
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         # last_t records the code just used, so it cannot be replayed at the next login.
         device = TOTPDevice.objects.create(
             user=user,
@@ -552,7 +552,7 @@ def remove_two_factor(*, request: HttpRequest, password: str) -> None:
     _check_current_password(
         request=request, user=user, password=password, step="two-factor removal"
     )
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         devices = list(devices_for_user(user, confirmed=None))
         for device in devices:
             device.delete()
@@ -610,7 +610,7 @@ def issue_api_token(
                 )
             )
     secret = ApiToken.new_secret()
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         token = ApiToken.objects.create(
             user=user,
             digest=secret_digest(secret, purpose=TOKEN_PURPOSE),

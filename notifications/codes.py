@@ -206,7 +206,7 @@ def issue(
     sent counter). Raises a :class:`NotIssued`; ValidationError from the outbox for a number
     that cannot receive SMS. Either way nothing is stored."""
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         # The lock serializes concurrent requests for one holder, so the cooldown and the cap
         # hold.
         holder = _lock(policy)
@@ -283,7 +283,7 @@ def verify(policy: CodePolicy, code: str) -> Check:
     it is a guess) under the holder's lock, and spend or count it."""
     now = timezone.now()
     field = policy.failures_field
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         # Checked under the row's lock: concurrent guesses queue here, each sees the count the
         # previous one left, and none is checked once the holder is closed.
         holder = _lock(policy)

@@ -200,7 +200,7 @@ def _mark_sent(sent: list[tuple[Message, str]]) -> dict[int, DeliveryResult]:
     if not sent:
         return results
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         for message, provider_id in sent:
             updated = _still_ours(message).update(
                 status=MessageStatus.SENT,
@@ -271,7 +271,7 @@ def _retry_later(message: Message, error: str) -> DeliveryResult:
 
 def _give_up(message: Message, reason: str) -> DeliveryResult:
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         updated = _still_ours(message).update(
             status=MessageStatus.DEAD, lease_until=None, last_error=reason, updated_at=now
         )

@@ -271,7 +271,7 @@ def retry_messages(*, message_ids: Iterable[int], actor, request=None) -> list[i
     """Queue failed or dead messages again with a fresh set of attempts; other messages are left
     alone. Each retry is audited. Returns the ids queued again."""
     retried: list[int] = []
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         # Locked so that a worker's concurrent claim or a second administrator's click waits, and
         # then sees the status this transaction leaves.
         messages = (

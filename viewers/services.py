@@ -76,7 +76,7 @@ def open_in_viewer(
     the viewer can offer them for comparison; they are not recorded as viewed."""
     studies, accesses = _openable(request, study_uids)
     priors = _priors(request, studies) if with_priors else []
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         secret, expires_at = _new_token(
             request, [study.pk for study in [*studies, *priors]], accesses.values()
         )
@@ -114,7 +114,7 @@ def refresh_viewer_token(*, request: HttpRequest, secret: str) -> OpenedViewer:
     accesses = {pk: a for pk, a in studies_access(request, studies).items() if a is not None}
     if not accesses:
         raise refused
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         fresh, expires_at = _new_token(request, list(accesses), accesses.values())
         token.delete()
     return OpenedViewer(

@@ -486,7 +486,7 @@ def create_link(
     salt = new_salt()
     token = token_for(salt)
     url = link_url(token)
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         link = GuestLink.objects.create(
             organization=organization,
             created_by=sender,

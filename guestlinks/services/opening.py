@@ -216,7 +216,7 @@ def _count_probe(request: HttpRequest) -> None:
     if throttle.reserve({key: probe_limit()}, window=window) is None:
         return
     if cache.add(f"{key}:alerted", True, timeout=window):
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             record(
                 action=Action.LINK_REFUSED,
                 request=request,
@@ -274,7 +274,7 @@ def _refuse(link: GuestLink, request: HttpRequest, status: LinkStatus, *, once: 
     scanner may repeat)."""
     key = f"guestlink-refused:{link.pk}:{_address(request)}"
     if not once or cache.add(key, True, timeout=OPENED_AUDIT_SECONDS):
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             _audit(link, Action.LINK_REFUSED, request, failed=True, reason=status.state)
     raise LinkUnavailable()
 
@@ -364,7 +364,7 @@ def show_link(*, link: GuestLink, request: HttpRequest) -> LinkPage:
     if cache.add(
         f"guestlink-opened:{link.pk}:{_address(request)}", True, timeout=OPENED_AUDIT_SECONDS
     ):
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             _audit(link, Action.LINK_OPENED, request)
     return describe_link(link, request)
 
@@ -421,7 +421,7 @@ def _check_account(link: GuestLink, request: HttpRequest) -> None:
     if not user.is_authenticated:
         raise LoginRequired(_("Log in to continue."))
     if link.email and not _same_email(user.email, link):
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             _audit(link, Action.LINK_REFUSED, request, failed=True, reason="other_account")
         raise WrongAccount(
             _(
@@ -483,7 +483,7 @@ def _check_password(link: GuestLink, request: HttpRequest, password: str) -> Non
     if check_link_password(password, link.password_hash):
         _forgive_failure(link, "password_failures", keys)
         return
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         link.refresh_from_db(fields=["password_failures"])
         limit = link.max_password_attempts
         locked = limit is not None and link.password_failures >= limit
@@ -694,7 +694,7 @@ def open_link(
         _check_code(link, request, code)
     now = timezone.now()
     study_ids: list[int] = []
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         counted = GuestLink.objects.filter(openable(now=now), pk=link.pk).update(uses=F("uses") + 1)
         decisions.changed()
         if counted:
@@ -829,7 +829,7 @@ def confirm_email(*, confirmation: ConfirmationToken, request: HttpRequest) -> b
     link = confirmation.link
     _check_open(link, request)
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         spent = ConfirmationToken.objects.filter(pk=confirmation.pk, used_at__isnull=True).update(
             used_at=now
         )

@@ -64,7 +64,7 @@ def add_favorite(*, owner: User, kind: str, target_id: int) -> tuple[Favorite, b
     if existing is not None:
         return existing, False
     try:
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             favorite = Favorite.objects.create(owner=owner, kind=kind, **{f"{field}_id": target_id})
     except IntegrityError:
         # Starred at the same moment elsewhere: the other request made it.

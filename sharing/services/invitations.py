@@ -259,7 +259,7 @@ def _reserve_probe(request: HttpRequest | None) -> None:
         return
     # Audited once per window and address: a prober must not be able to flood the trail.
     if cache.add(f"share-invitation-throttled:{ip}", True, timeout=settings.LOGIN_FAILURE_WINDOW):
-        with transaction.atomic():
+        with transaction.atomic(durable=True):
             record(
                 action=Action.LOGIN_THROTTLED,
                 request=request,
@@ -412,7 +412,7 @@ def register(
     Raises InvitedAddressHasAccount when the address has an account by now, ValidationError for
     fields the account rules refuse, and the refusals of :func:`find_invitation` when the
     invitation was accepted, withdrawn or expired meanwhile; nothing is created then."""
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         recipients = _lock_pending(invitation)
         if not (mobile or "").strip() and any(r.share.two_factor for r in recipients):
             # Without one, the shares asking for SMS codes could never be opened.
@@ -456,7 +456,7 @@ def accept(*, invitation: Invitation, request: HttpRequest) -> list[ShareRecipie
     user = request.user
     if not (user.is_authenticated and user.email.strip().lower() == invitation.email.lower()):
         raise WrongAccount()
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         recipients = _lock_pending(invitation)
         return _activate(user=user, recipients=recipients, request=request)
 

@@ -765,7 +765,7 @@ def share_studies(
         sender, organization, recipients, star=star, level=checked.level, errors=errors
     )
     errors.raise_if_any()
-    with transaction.atomic():
+    with transaction.atomic(durable=True):
         resolved = _resolve_recipients(sender, recipients, checked, errors)
         return _write_share(
             sender=sender,
