@@ -53,8 +53,13 @@ class User(AbstractUser):
         ]
         indexes = [models.Index(fields=["physician_number"])]
 
+    @property
+    def display_name(self) -> str:
+        """The name the portal shows others for this user: the full name, else the username."""
+        return self.get_full_name() or self.get_username()
+
     def __str__(self) -> str:
-        return self.get_full_name() or self.username
+        return self.display_name
 
 
 class OrganizationKind(models.TextChoices):

@@ -225,7 +225,7 @@ def _row_data(row: LinkRow) -> dict[str, Any]:
         "state_label": row.status.label,
         "target": link_target(link),
         "created_at": link.created_at,
-        "created_by": (creator.get_full_name() or creator.get_username()) if creator else None,
+        "created_by": creator.display_name if creator else None,
         "expires_at": link.expires_at,
         "uses": link.uses,
         "uses_left": row.status.uses_left,

@@ -23,7 +23,7 @@ def sender_name(link: GuestLink) -> str:
     sender = link.created_by
     if sender is None:
         return link.organization.name
-    return sender.get_full_name() or sender.get_username()
+    return sender.display_name
 
 
 def link_message_context(link: GuestLink, *, url: str) -> dict[str, Any]:

@@ -314,7 +314,7 @@ def find_invitation(*, token: str, request: HttpRequest | None) -> Invitation:
         recipient=recipient,
         email=recipient.email,
         expires_at=invitation_expires_at(share),
-        sender_name=sender.get_full_name() or sender.get_username(),
+        sender_name=sender.display_name,
         organization_name=share.organization.name,
         shared_at=share.created_at,
         studies=study_items(studies, share.anonymize),

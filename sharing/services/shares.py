@@ -326,7 +326,7 @@ def _viewer_link(studies: Sequence[Study]) -> str:
 def _message_context(*, share: Share, sender: User, studies: Sequence[Study], link: str) -> dict:
     items = study_items(studies, share.anonymize)
     context = {
-        "sender_name": sender.get_full_name() or sender.get_username(),
+        "sender_name": sender.display_name,
         "link": link,
         "message": share.message,
         "urgent": share.urgent,

@@ -195,7 +195,7 @@ def describe(*, user: User, recipient: ShareRecipient) -> CodePage:
     return CodePage(
         recipient=recipient,
         organization_name=share.organization.name,
-        sender_name=sender.get_full_name() or sender.get_username(),
+        sender_name=sender.display_name,
         shared_at=share.created_at,
         blocked=recipient.blocked_at is not None,
         has_mobile=bool(mobile_hint(user)),

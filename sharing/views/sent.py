@@ -62,7 +62,7 @@ def _rows(request: HttpRequest, shares: list, *, limit: int = 5) -> list[dict]:
             {
                 "share": share,
                 "state": _state(share, today),
-                "sender": share.sender.get_full_name() or share.sender.get_username(),
+                "sender": share.sender.display_name,
                 "own": share.sender_id == request.user.pk,
                 "recipients": [
                     {

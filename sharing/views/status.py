@@ -44,7 +44,7 @@ def blocked_shares(request: HttpRequest) -> HttpResponse:
                 "share": share,
                 "who": recipient_name(recipient),
                 "kind": recipient.get_kind_display(),
-                "sender": share.sender.get_full_name() or share.sender.get_username(),
+                "sender": share.sender.display_name,
                 "studies": studies,
                 "more_studies": more_studies,
             }
