@@ -28,6 +28,11 @@ def active_memberships(user: User) -> list[Membership]:
     return decisions.remember(f"memberships:{user.pk}", read)
 
 
+def member_organization_ids(user: User) -> set[int]:
+    """The organizations the user is an active member of, whatever the role."""
+    return {m.organization_id for m in active_memberships(user)}
+
+
 def has_perm(user: User, perm: Perm, organization: Organization | None = None) -> bool:
     """Whether one of the user's active memberships (in ``organization``, if given) grants it."""
     return any(

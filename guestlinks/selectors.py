@@ -14,7 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from accounts.memberships import active_memberships, has_perm
+from accounts.memberships import active_memberships, has_perm, organizations_with
 from accounts.models import Organization, User
 from accounts.permissions import Perm
 from guestlinks.models import GuestLink, LinkState, TargetKind
@@ -148,9 +148,7 @@ def linkable_target_ids(user: User, kind: str, targets: list) -> set[int]:
     """Of some studies, worklists or folders (``kind``), the keys of those the user may send a
     link to (:func:`may_create_links`), reading the user's access once for all of them: the
     directory's menu offers Send Link on these only."""
-    permitted = {
-        m.organization_id for m in active_memberships(user) if m.role.grants(Perm.CREATE_LINKS)
-    }
+    permitted = set(organizations_with(user, Perm.CREATE_LINKS))
     if not permitted or not targets:
         return set()
     if kind == TargetKind.STUDY:

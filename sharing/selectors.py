@@ -26,7 +26,11 @@ from dataclasses import dataclass, field
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from django.utils.formats import date_format
 
-from accounts.memberships import active_memberships, administered_organization_ids, has_perm
+from accounts.memberships import (
+    administered_organization_ids,
+    has_perm,
+    member_organization_ids,
+)
 from accounts.models import Group, Location, Membership, User
 from accounts.permissions import Perm
 from sharing.access import recipients_of
@@ -41,11 +45,13 @@ from studies.anonymize import PatientDisplay, patient_display
 from studies.models import EntryOrigin, Study, Worklist
 
 SEARCH_KINDS = (RecipientKind.USER, RecipientKind.GROUP, RecipientKind.LOCATION)
-# The permission each searchable kind needs (besides SHARE_STUDY), as in shares.KIND_RULES.
-KIND_PERMS = {
-    RecipientKind.USER: Perm.SHARE_USERS,
-    RecipientKind.GROUP: Perm.SHARE_GROUPS,
-    RecipientKind.LOCATION: Perm.SHARE_LOCATIONS,
+# The permission and the policy flag each recipient kind needs (besides SHARE_STUDY).
+KIND_RULES: dict[str, tuple[Perm | None, str]] = {
+    RecipientKind.USER: (Perm.SHARE_USERS, "allow_share_users"),
+    RecipientKind.GROUP: (Perm.SHARE_GROUPS, "allow_share_groups"),
+    RecipientKind.LOCATION: (Perm.SHARE_LOCATIONS, "allow_share_locations"),
+    RecipientKind.SHARE_CODE: (None, "allow_share_codes"),
+    RecipientKind.EMAIL: (Perm.SHARE_EMAIL, "allow_share_email"),
 }
 MIN_QUERY_LENGTH = 2
 MAX_QUERY_LENGTH = 100
@@ -118,11 +124,7 @@ class FavoriteItem:
 # --- Reachability ------------------------------------------------------------------------------
 
 
-def _sender_org_ids(sender: User) -> list[int]:
-    return [m.organization_id for m in active_memberships(sender)]
-
-
-def _reachable_memberships(sender_orgs: list[int]) -> Q:
+def _reachable_memberships(sender_orgs: set[int]) -> Q:
     return Q(is_active=True) & (
         Q(organization_id__in=sender_orgs) | Q(organization__searchable=True)
     )
@@ -130,7 +132,7 @@ def _reachable_memberships(sender_orgs: list[int]) -> Q:
 
 def reachable_users(sender: User) -> QuerySet[User]:
     """The active users with a membership through which the sender may reach them."""
-    memberships = Membership.objects.filter(_reachable_memberships(_sender_org_ids(sender)))
+    memberships = Membership.objects.filter(_reachable_memberships(member_organization_ids(sender)))
     return User.objects.filter(is_active=True).filter(
         Exists(memberships.filter(user=OuterRef("pk")))
     )
@@ -139,7 +141,7 @@ def reachable_users(sender: User) -> QuerySet[User]:
 def _listed_users(sender: User) -> QuerySet[User]:
     """:func:`reachable_users` as searches and favorites list them: without the sender, with
     the memberships through which each is reachable (the only organizations a result names)."""
-    memberships = Membership.objects.filter(_reachable_memberships(_sender_org_ids(sender)))
+    memberships = Membership.objects.filter(_reachable_memberships(member_organization_ids(sender)))
     return (
         reachable_users(sender)
         .exclude(pk=sender.pk)
@@ -154,14 +156,14 @@ def _listed_users(sender: User) -> QuerySet[User]:
 
 
 def reachable_groups(sender: User) -> QuerySet[Group]:
-    sender_orgs = _sender_org_ids(sender)
+    sender_orgs = member_organization_ids(sender)
     return Group.objects.filter(
         Q(organization_id__in=sender_orgs) | Q(searchable=True, organization__searchable=True)
     ).select_related("organization")
 
 
 def reachable_locations(sender: User) -> QuerySet[Location]:
-    sender_orgs = _sender_org_ids(sender)
+    sender_orgs = member_organization_ids(sender)
     return Location.objects.filter(
         Q(organization_id__in=sender_orgs) | Q(organization__searchable=True)
     ).select_related("organization")
@@ -173,7 +175,7 @@ def searchable_kinds(sender: User) -> list[str]:
     of the studies decides again when the share is made)."""
     if not has_perm(sender, Perm.SHARE_STUDY):
         return []
-    return [kind for kind in SEARCH_KINDS if has_perm(sender, KIND_PERMS[kind])]
+    return [kind for kind in SEARCH_KINDS if has_perm(sender, KIND_RULES[kind][0])]
 
 
 # --- Results -----------------------------------------------------------------------------------
@@ -262,7 +264,7 @@ def _users(sender: User, query: RecipientQuery) -> list[RecipientResult]:
         users = users.filter(physician_number__icontains=query.physician_number.strip()[:40])
     if query.organization.strip():
         # Only the organizations through which the user is reachable may match.
-        sender_orgs = _sender_org_ids(sender)
+        sender_orgs = member_organization_ids(sender)
         memberships = Membership.objects.filter(_reachable_memberships(sender_orgs)).filter(
             _name_condition(query.organization, "organization__name")
         )

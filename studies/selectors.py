@@ -32,7 +32,12 @@ from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from accounts.memberships import active_memberships, has_perm, organizations_with
+from accounts.memberships import (
+    active_memberships,
+    has_perm,
+    member_organization_ids,
+    organizations_with,
+)
 from accounts.models import User
 from accounts.permissions import Perm
 from portal import decisions
@@ -347,7 +352,7 @@ def _identified_condition(user: User, worklist_ids: list[int]) -> Q:
     (as ``access.best_access`` prefers such a grant). A two-factor share counts as masked even once
     its code was entered: searching has no session, and the match would name the patient."""
     org_wide = organizations_with(user, Perm.VIEW_ALL_STUDIES)
-    member_orgs = [m.organization_id for m in active_memberships(user)]
+    member_orgs = member_organization_ids(user)
     entries = active_entries().filter(study=OuterRef("pk"), worklist_id__in=worklist_ids)
     own_entries = Exists(entries.exclude(origin=EntryOrigin.SHARE))
     clear_shares = Exists(

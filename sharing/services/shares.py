@@ -24,7 +24,7 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from accounts.memberships import active_memberships, has_perm
+from accounts.memberships import has_perm, member_organization_ids
 from accounts.models import Group, Location, Organization, User
 from accounts.permissions import Perm
 from audit.models import Action
@@ -35,6 +35,7 @@ from portal import decisions
 from portal.validation import FieldErrors
 from sharing.models import RecipientKind, SenderDefaults, Share, ShareRecipient
 from sharing.selectors import (
+    KIND_RULES,
     may_remove_share,
     reachable_groups,
     reachable_locations,
@@ -67,15 +68,6 @@ SHARE_TEMPLATE = "share_notification"
 
 # The recipients a sender may star as favorites.
 STARRABLE_KINDS = frozenset({RecipientKind.USER, RecipientKind.GROUP, RecipientKind.LOCATION})
-
-# The permission and the policy flag each recipient kind needs (besides SHARE_STUDY).
-KIND_RULES: dict[str, tuple[Perm | None, str]] = {
-    RecipientKind.USER: (Perm.SHARE_USERS, "allow_share_users"),
-    RecipientKind.GROUP: (Perm.SHARE_GROUPS, "allow_share_groups"),
-    RecipientKind.LOCATION: (Perm.SHARE_LOCATIONS, "allow_share_locations"),
-    RecipientKind.SHARE_CODE: (None, "allow_share_codes"),
-    RecipientKind.EMAIL: (Perm.SHARE_EMAIL, "allow_share_email"),
-}
 
 
 # --- Inputs ------------------------------------------------------------------------------------
@@ -139,14 +131,10 @@ class _Resolved:
 # --- Rules -------------------------------------------------------------------------------------
 
 
-def _sender_org_ids(sender: User) -> set[int]:
-    return {m.organization_id for m in active_memberships(sender)}
-
-
 def _may(sender: User, perm: Perm, organization: Organization) -> bool:
     """The sender's permission in the owning organization, or, for a recipient of another
     organization sharing further, in their own memberships."""
-    if organization.pk in _sender_org_ids(sender):
+    if organization.pk in member_organization_ids(sender):
         return has_perm(sender, perm, organization)
     return has_perm(sender, perm)
 
