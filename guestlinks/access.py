@@ -125,8 +125,8 @@ def grant_access(request: HttpRequest, study: Study) -> StudyAccess | None:
     if not granting:
         return None
     # Of several grants, the one that lasts longest (no expiry first).
-    expiries = [grant.link.expires_at for grant in granting]
-    until = None if None in expiries else max(expiries)
+    expiries = [grant.link.expires_at for grant in granting if grant.link.expires_at is not None]
+    until = max(expiries) if len(expiries) == len(granting) else None
     return StudyAccess(
         level=AccessLevel.REPORT_READ,
         anonymized=False,

@@ -22,16 +22,18 @@ from django.urls import path, reverse
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from accounts.http import AuthenticatedRequest
 from accounts.memberships import organizations_with
 from accounts.models import Organization
 from accounts.permissions import Perm
 from guestlinks.forms import RevokeForm
 from guestlinks.models import GuestLink, LinkState
 from guestlinks.presentation import options_summary
-from guestlinks.selectors import may_revoke_link
+from guestlinks.selectors import LinkTarget, may_revoke_link
 from guestlinks.services.ending import revoke_link
 from guestlinks.services.state import link_status
 from studies.admin import study_label
+from studies.models import Study, Worklist
 
 
 def _revocable_organizations(user) -> list[int] | None:
@@ -136,11 +138,12 @@ class GuestLinkAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("target"))
     def target(self, obj: GuestLink) -> str:
-        if obj.study_id:
-            return study_label(obj.study)
-        if obj.worklist_id:
-            return f"{gettext('Worklist')} · {obj.worklist.name}"
-        return f"{gettext('Folder')} · {obj.folder.name}"
+        item = LinkTarget.of(obj).item
+        if isinstance(item, Study):
+            return study_label(item)
+        if isinstance(item, Worklist):
+            return f"{gettext('Worklist')} · {item.name}"
+        return f"{gettext('Folder')} · {item.name}"
 
     @admin.display(description=_("state"))
     def status(self, obj: GuestLink) -> str:
@@ -195,7 +198,7 @@ class GuestLinkAdmin(admin.ModelAdmin):
 
     # --- Revoking ----------------------------------------------------------------------------
 
-    def _revoke(self, request: HttpRequest, links: list[GuestLink], reason: str) -> int:
+    def _revoke(self, request: AuthenticatedRequest, links: list[GuestLink], reason: str) -> int:
         revoked = 0
         with transaction.atomic():
             for link in links:
@@ -250,7 +253,7 @@ class GuestLinkAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "guestlinks/admin/revoke.html", context)
 
     @admin.action(description=_("Revoke selected links"), permissions=["revoke"])
-    def revoke_selected(self, request: HttpRequest, queryset):
+    def revoke_selected(self, request: AuthenticatedRequest, queryset):
         links = list(queryset.select_related("study", "worklist", "folder", "created_by"))
         form = RevokeForm(request.POST if "reason" in request.POST else None)
         if request.POST.get("post") == "yes" and form.is_valid():
@@ -273,7 +276,7 @@ class GuestLinkAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def revoke_view(self, request: HttpRequest, object_id: str):
+    def revoke_view(self, request: AuthenticatedRequest, object_id: str):
         """The change page's Revoke button: ask for the reason, then revoke this link."""
         link = self.get_object(request, object_id)
         if link is None:
