@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
 
 from django import forms
 from django.conf import settings
@@ -60,14 +61,18 @@ POLICY_OF_FIELD = {
     "allow_further_sharing": "allow_further_sharing",
 }
 
-PLACEHOLDERS = {
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
+# Keyed by the kinds' values: a row names its kind as text.
+PLACEHOLDERS: dict[str, StrOrPromise] = {
     RecipientKind.USER: _("Name, physician number, public mobile or email"),
     RecipientKind.GROUP: _("Group name or organization"),
     RecipientKind.LOCATION: _("Location or organization name"),
     RecipientKind.SHARE_CODE: _("The worklist's share code"),
     RecipientKind.EMAIL: "name@example.org",
 }
-KIND_LABELS = {
+KIND_LABELS: dict[str, StrOrPromise] = {
     RecipientKind.USER: _("User"),
     RecipientKind.GROUP: _("Group"),
     RecipientKind.LOCATION: _("Location (radiology department)"),
@@ -245,7 +250,7 @@ class ShareForm(PolicyOptionsForm):
     def add_service_error(self, name: str, errors: list[ValidationError]) -> None:
         """Recipients' errors beside the recipients; the rest as every option form does."""
         if name in ("recipients", "star"):
-            self.recipient_errors.extend(message for error in errors for message in error)
+            self.recipient_errors.extend(message for error in errors for message in error.messages)
             return
         if name == "access":
             # The error names the recipients that make "Images only" unavailable: the help
@@ -451,18 +456,17 @@ def _int_or_zero(value) -> int:
         return -1
 
 
+_FOUND_KINDS = [
+    (RecipientKind.USER.value, _("User")),
+    (RecipientKind.GROUP.value, _("Group")),
+    (RecipientKind.LOCATION.value, _("Radiology department")),
+]
+
+
 class DetailedSearchForm(forms.Form):
     """The detailed search: one kind and criteria (PACSonWEB "Detailed search")."""
 
-    kind = forms.ChoiceField(
-        label=_("Look for a"),
-        choices=[
-            (RecipientKind.USER.value, _("User")),
-            (RecipientKind.GROUP.value, _("Group")),
-            (RecipientKind.LOCATION.value, _("Radiology department")),
-        ],
-        required=False,
-    )
+    kind = forms.ChoiceField(label=_("Look for a"), choices=_FOUND_KINDS, required=False)
     name = forms.CharField(label=_("Name"), required=False, max_length=MAX_QUERY_LENGTH)
     physician_number = forms.CharField(label=_("Physician number"), required=False, max_length=40)
     organization = forms.CharField(
@@ -473,9 +477,8 @@ class DetailedSearchForm(forms.Form):
         kwargs.setdefault("prefix", "find")
         kwargs.setdefault("auto_id", "share-%s")
         super().__init__(*args, **kwargs)
-        self.fields["kind"].choices = [
-            choice for choice in self.fields["kind"].choices if choice[0] in kinds
-        ]
+        kind = cast(forms.ChoiceField, self.fields["kind"])  # declared above
+        kind.choices = [choice for choice in _FOUND_KINDS if choice[0] in kinds]
 
     def query(self) -> RecipientQuery:
         data = self.cleaned_data

@@ -247,6 +247,14 @@ class Favorite(models.Model):
     def target(self):
         return self.user or self.group or self.location
 
+    @property
+    def target_id(self) -> int:
+        """The starred user's, group's or location's id (``favorite_one_target``: exactly one)."""
+        target_id = self.user_id or self.group_id or self.location_id
+        if target_id is None:
+            raise ValueError(f"Favorite {self.pk} names no user, group or location.")
+        return target_id
+
 
 class SenderDefaults(models.Model):
     """The two-factor and send-mail choices of a user's last share with a user, offered again

@@ -21,6 +21,7 @@ address that is not public.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
@@ -299,7 +300,8 @@ def _locations(sender: User, query: RecipientQuery) -> list[RecipientResult]:
     return [_location_result(location) for location in locations]
 
 
-_SEARCHES = {
+# Keyed by the kinds' values: a query names its kind as text.
+_SEARCHES: dict[str, Callable[[User, RecipientQuery], list[RecipientResult]]] = {
     RecipientKind.USER: _users,
     RecipientKind.GROUP: _groups,
     RecipientKind.LOCATION: _locations,
@@ -351,10 +353,10 @@ def favorites_of(
     favorites = Favorite.objects.filter(owner=owner)
     if kinds is not None:
         favorites = favorites.filter(kind__in=kinds)
-    wanted = {kind: [] for kind in SEARCH_KINDS}
+    wanted: dict[str, list[int]] = {kind: [] for kind in SEARCH_KINDS}
     rows = list(favorites)
     for favorite in rows:
-        wanted[favorite.kind].append(favorite.user_id or favorite.group_id or favorite.location_id)
+        wanted[favorite.kind].append(favorite.target_id)
     found: dict[tuple[str, int], RecipientResult] = {}
     if wanted[RecipientKind.USER]:
         for user in _listed_users(owner).filter(pk__in=wanted[RecipientKind.USER]):
@@ -367,8 +369,7 @@ def favorites_of(
             found[(RecipientKind.LOCATION, location.pk)] = _location_result(location)
     items = []
     for favorite in rows:
-        target_id = favorite.user_id or favorite.group_id or favorite.location_id
-        result = found.get((favorite.kind, target_id))
+        result = found.get((favorite.kind, favorite.target_id))
         if result is not None:
             items.append(FavoriteItem(favorite=favorite, recipient=result))
     return items

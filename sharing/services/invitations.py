@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -461,6 +462,6 @@ def accept(*, invitation: Invitation, request: HttpRequest) -> list[ShareRecipie
         return _activate(user=user, recipients=recipients, request=request)
 
 
-def accepted_by(refusal: InvitationAccepted, user: User) -> bool:
+def accepted_by(refusal: InvitationAccepted, user: User | AnonymousUser) -> bool:
     """Whether an already accepted invitation was accepted by this (logged-in) user."""
     return user.is_authenticated and refusal.user_id is not None and refusal.user_id == user.pk

@@ -24,6 +24,7 @@ from django.urls import path
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts.http import AuthenticatedRequest
 from portal.http import dialog_response, is_fragment_request
 from sharing.forms import ACCESS_CHOICES, DetailedSearchForm, RecipientRows, ShareForm
 from sharing.models import Favorite, RecipientKind, SenderDefaults, Share
@@ -52,7 +53,7 @@ def _respond(request: HttpRequest, template: str, context: dict, *, status: int 
     return dialog_response(request, template, PAGE_TEMPLATE, context, status=status)
 
 
-def _selected_studies(request: HttpRequest) -> list[tuple[Study, object]]:
+def _selected_studies(request: AuthenticatedRequest) -> list[tuple[Study, object]]:
     """The selected studies and the user's access to each; 404 for any the user may not see
     (exactly like one that does not exist)."""
     data = request.POST if request.method == "POST" else request.GET
@@ -77,7 +78,7 @@ def _study_context(selected) -> dict:
     return {"studies": studies, "patient_names": [name for name in patients if name]}
 
 
-def _favorites(request: HttpRequest, kinds) -> list:
+def _favorites(request: AuthenticatedRequest, kinds) -> list:
     return favorites_of(request.user, kinds=[k for k in kinds if k in RecipientKind.values])
 
 
@@ -108,7 +109,7 @@ def _render_form(request, context, *, form, rows, finder, favorites, status=200,
     return _respond(request, FORM_TEMPLATE, context, status=status)
 
 
-def _remove_favorite(request: HttpRequest, value: str) -> None:
+def _remove_favorite(request: AuthenticatedRequest, value: str) -> None:
     """Remove one of the sender's favorites. Someone else's, or one already gone (removed in
     another tab), is left alone: the list shown afterwards is the truth either way."""
     try:
@@ -129,7 +130,7 @@ def _edit(
     form as edited, without errors (it is still being filled in), status 200."""
     data = request.POST
     finder = DetailedSearchForm(data, kinds=terms.recipient_kinds)
-    extra = {"show_favorites": True} if show_favorites else {}
+    extra: dict[str, object] = {"show_favorites": True} if show_favorites else {}
     intent = data.get("intent")
     if "remove_row" in data:
         rows.remove(data["remove_row"])
@@ -153,7 +154,7 @@ def _edit(
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def share_dialog(request: HttpRequest) -> HttpResponse:
+def share_dialog(request: AuthenticatedRequest) -> HttpResponse:
     selected = _selected_studies(request)
     context = _study_context(selected)
     try:
@@ -226,7 +227,7 @@ def _confirmation(request: HttpRequest, share: Share, context: dict) -> HttpResp
 
 @login_required
 @require_GET
-def share_done(request: HttpRequest, pk: int) -> HttpResponse:
+def share_done(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """The confirmation of a share, for its sender (the page a browser without scripts lands
     on after sharing; "Share again" works from it as from the dialog)."""
     share = Share.objects.filter(pk=pk, sender=request.user).first() if pk <= MAX_ID else None

@@ -23,6 +23,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts.http import AuthenticatedRequest
+from sharing.models import Share
 from sharing.selectors import (
     manageable_shares,
     recipient_name,
@@ -52,7 +54,7 @@ def _with_recipients(shares):
     )
 
 
-def _rows(request: HttpRequest, shares: list, *, limit: int = 5) -> list[dict]:
+def _rows(request: AuthenticatedRequest, shares: list, *, limit: int = 5) -> list[dict]:
     today = timezone.localdate()
     studies = shared_studies(request, shares, limit=limit)
     rows = []
@@ -88,7 +90,7 @@ def _audit_listed(request: HttpRequest, rows: list[dict]) -> None:
         record_studies_listed(request=request, via="shares", keys=(), rows=named)
 
 
-def _manageable(request: HttpRequest, pk: int):
+def _manageable(request: AuthenticatedRequest, pk: int) -> Share:
     share = (
         _with_recipients(manageable_shares(request.user)).filter(pk=pk).first()
         if pk <= MAX_ID
@@ -101,7 +103,7 @@ def _manageable(request: HttpRequest, pk: int):
 
 @login_required
 @require_GET
-def shares_page(request: HttpRequest) -> HttpResponse:
+def shares_page(request: AuthenticatedRequest) -> HttpResponse:
     shares = _with_recipients(manageable_shares(request.user))
     # Keyset paging by id: ``?before=<id>`` shows the older ones.
     before = request.GET.get("before", "")
@@ -121,7 +123,7 @@ def shares_page(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def remove(request: HttpRequest, pk: int) -> HttpResponse:
+def remove(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """GET: what removing this share ends, and for whom, with the button that removes it. POST
     with ``confirm``: remove it. A POST without ``confirm`` (a form or script that skipped the
     question) removes nothing and shows the question."""
