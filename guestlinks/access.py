@@ -82,7 +82,8 @@ def live_grants(request: HttpRequest) -> list[LiveGrant]:
     signature = tuple((link_id, at) for link_id, _ids, at in stored)
     memo = getattr(request, _MEMO_ATTRIBUTE, None)
     if memo is not None and memo[0] == signature:
-        return memo[1]
+        remembered: list[LiveGrant] = memo[1]  # as set below
+        return remembered
     grants: list[LiveGrant] = []
     if stored:
         now = timezone.now()

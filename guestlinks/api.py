@@ -44,7 +44,7 @@ class GuestLinkTargetInputSerializer(serializers.Serializer):
     worklist = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     folder = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
 
-    def validate(self, attrs):
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if len([key for key in ("study", "worklist", "folder") if attrs.get(key)]) != 1:
             raise serializers.ValidationError(
                 _("Name exactly one of “study”, “worklist” or “folder”.")
@@ -52,7 +52,7 @@ class GuestLinkTargetInputSerializer(serializers.Serializer):
         return attrs
 
 
-def _count(**kwargs) -> serializers.IntegerField:
+def _count(**kwargs: Any) -> serializers.IntegerField:
     return serializers.IntegerField(required=False, allow_null=True, default=None, **kwargs)
 
 

@@ -9,7 +9,7 @@ here, and a study held only through a narrower share is never one a link may han
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
@@ -153,7 +153,7 @@ def may_create_links(user: User, target: LinkTarget) -> bool:
     return item.pk in linkable_target_ids(user, target.kind, [item])
 
 
-def linkable_target_ids(user: User, kind: str, targets: list) -> set[int]:
+def linkable_target_ids(user: User, kind: str, targets: list[Any]) -> set[int]:
     """Of some studies, worklists or folders (``kind``), the keys of those the user may send a
     link to (:func:`may_create_links`), reading the user's access once for all of them: the
     directory's menu offers Send Link on these only."""

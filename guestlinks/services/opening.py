@@ -43,6 +43,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from accounts.models import User
 from audit.models import Action, Outcome
 from audit.services import record
 from guestlinks.access import GRANTS_SESSION_KEY, forget_memo
@@ -254,7 +255,7 @@ def _audit(
     request: HttpRequest | None,
     *,
     failed: bool = False,
-    actor=None,
+    actor: User | None = None,
     **details: Any,
 ) -> None:
     """One event of the recipient's side; its details name the link too."""

@@ -92,7 +92,7 @@ def _subject(target: LinkTarget) -> str:
     return _("Folder “%(name)s”") % {"name": item.name}
 
 
-def _result_context(created: CreatedLink) -> dict:
+def _result_context(created: CreatedLink) -> dict[str, Any]:
     link = created.link
     mailto = mailto_for(email=link.email, url=created.url, language=link.language)
     return {
@@ -159,7 +159,7 @@ def send_link_dialog(request: AuthenticatedRequest) -> HttpResponse:
 # --- The study page ----------------------------------------------------------------------------
 
 
-def study_links_context(request: HttpRequest, study: Study) -> dict:
+def study_links_context(request: HttpRequest, study: Study) -> dict[str, Any]:
     """What the viewer's Guest links button and dialog need (``studies/views/viewer.py`` adds it
     to the page). Empty for guests and for users who may neither create nor view links."""
     user = request.user
