@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django.conf import settings
+from django.db.models import Model
 from django.http import Http404
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
@@ -23,7 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.models import User
-from sharing.models import Favorite, FavoriteKind, RecipientKind, Share
+from sharing.models import Favorite, FavoriteKind, RecipientKind, Share, ShareRecipient
 from sharing.selectors import (
     MAX_QUERY_LENGTH,
     MIN_QUERY_LENGTH,
@@ -62,13 +63,14 @@ class RecipientInputSerializer(serializers.Serializer):
     share_code = serializers.CharField(required=False, max_length=16)
     email = serializers.CharField(required=False, max_length=254)
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: object) -> dict[str, Any]:
         # Exactly one known key: an unknown one would otherwise be dropped in silence.
         if not isinstance(data, dict) or len(data) != 1 or set(data) - set(KINDS):
             raise serializers.ValidationError(
                 _("Name exactly one of “user”, “group”, “location”, “share_code” or “email”.")
             )
-        return super().to_internal_value(data)
+        validated: dict[str, Any] = super().to_internal_value(data)
+        return validated
 
 
 class ShareCreateSerializer(serializers.Serializer):
@@ -172,10 +174,10 @@ class ShareSerializer(serializers.Serializer):
     removed_at = serializers.DateTimeField(allow_null=True)
 
 
-def _recipient_data(recipient) -> dict[str, Any]:
+def _recipient_data(recipient: ShareRecipient) -> dict[str, Any]:
     # The user, group or location id; an email share's user once registered; a share code's
     # worklist id.
-    target = recipient.user or recipient.group or recipient.location
+    target: Model | None = recipient.user or recipient.group or recipient.location
     if target is None and recipient.kind != RecipientKind.EMAIL:
         target = recipient.worklist
     return {
@@ -367,7 +369,7 @@ class FavoriteInputSerializer(serializers.Serializer):
     group = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     location = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: object) -> dict[str, Any]:
         if (
             not isinstance(data, dict)
             or len(data) != 1
@@ -376,7 +378,8 @@ class FavoriteInputSerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 {"non_field_errors": [_("Name exactly one of “user”, “group” or “location”.")]}
             )
-        return super().to_internal_value(data)
+        validated: dict[str, Any] = super().to_internal_value(data)
+        return validated
 
 
 def _favorite_data(item: FavoriteItem) -> dict[str, Any]:

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.http import QueryDict
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
@@ -177,7 +178,7 @@ class ShareForm(PolicyOptionsForm):
         help_text=_("The recipient user gets an email with a link to the study and your message."),
     )
 
-    def __init__(self, *args, terms: ShareTerms, **kwargs):
+    def __init__(self, *args: Any, terms: ShareTerms, **kwargs: Any) -> None:
         kwargs.setdefault("auto_id", "share-%s")
         super().__init__(*args, **kwargs)
         self.terms = terms
@@ -204,7 +205,7 @@ class ShareForm(PolicyOptionsForm):
             )
 
     @classmethod
-    def redisplay(cls, data, *, terms: ShareTerms) -> ShareForm:
+    def redisplay(cls, data: QueryDict, *, terms: ShareTerms) -> ShareForm:
         """An unbound form showing what was posted, without errors: for the dialog's own
         buttons (add a recipient, search...) that change the form but share nothing."""
         posted = cls(data, terms=terms)
@@ -299,7 +300,7 @@ class RecipientRow:
         return Recipient(self.kind, self.text.strip()) if self.text.strip() else None
 
 
-def _int(value) -> int | None:
+def _int(value: object) -> int | None:
     try:
         number = int(str(value or "").strip())
     except ValueError:
@@ -315,10 +316,10 @@ class RecipientRows:
         self,
         sender: User,
         terms: ShareTerms,
-        data=None,
+        data: QueryDict | None = None,
         *,
         favorite_keys: set[str] | None = None,
-    ):
+    ) -> None:
         self.sender = sender
         self.terms = terms
         self.favorite_keys = favorite_keys or set()
@@ -333,7 +334,7 @@ class RecipientRows:
             self.add()
 
     @property
-    def kind_options(self) -> list[dict]:
+    def kind_options(self) -> list[dict[str, Any]]:
         """The row's kind menu: each kind's label, placeholder and whether it is searched."""
         return [
             {
@@ -355,7 +356,7 @@ class RecipientRows:
         kinds = self.terms.recipient_kinds
         return kinds[0] if kinds else RecipientKind.USER
 
-    def _parse(self, data, index: int) -> RecipientRow:
+    def _parse(self, data: QueryDict, index: int) -> RecipientRow:
         prefix = f"recipient-{index}"
         kind = str(data.get(f"{prefix}-kind") or "").strip()
         if kind not in RecipientKind.values:
@@ -389,7 +390,7 @@ class RecipientRows:
         self.rows.append(row)
         return row
 
-    def remove(self, index) -> None:
+    def remove(self, index: str) -> None:
         self.rows = [row for row in self.rows if row.index != _int_or_zero(index)]
         if not self.rows:
             self.add()
@@ -449,7 +450,7 @@ class RecipientRows:
         ]
 
 
-def _int_or_zero(value) -> int:
+def _int_or_zero(value: object) -> int:
     try:
         return int(str(value).strip())
     except ValueError:
@@ -473,7 +474,7 @@ class DetailedSearchForm(forms.Form):
         label=_("Organization"), required=False, max_length=MAX_QUERY_LENGTH
     )
 
-    def __init__(self, *args, kinds: tuple[str, ...] = (), **kwargs):
+    def __init__(self, *args: Any, kinds: tuple[str, ...] = (), **kwargs: Any) -> None:
         kwargs.setdefault("prefix", "find")
         kwargs.setdefault("auto_id", "share-%s")
         super().__init__(*args, **kwargs)

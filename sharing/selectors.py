@@ -23,8 +23,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.http import HttpRequest
 from django.utils.formats import date_format
 
 from accounts.memberships import active_memberships, administered_organization_ids, has_perm
@@ -76,7 +78,7 @@ class RecipientResult:
         """``kind:id``, what the dialog's buttons post to choose this recipient."""
         return f"{self.kind}:{self.id}"
 
-    def as_api(self) -> dict:
+    def as_api(self) -> dict[str, Any]:
         data = {
             "kind": self.kind,
             "id": self.id,
@@ -399,7 +401,7 @@ def _study_summary(study: Study) -> str:
     )
 
 
-def study_summaries(share, limit: int = 5) -> tuple[list[str], int]:
+def study_summaries(share: Share, limit: int = 5) -> tuple[list[str], int]:
     """The first studies of a share as "description · date" (never the patient: these lists are
     screens an office shares), and how many more there are."""
     studies = list(share.studies.order_by("pk")[: limit + 1])
@@ -425,7 +427,7 @@ class SharedStudy:
 
 
 def shared_studies(
-    request, shares: list[Share], *, limit: int = 5
+    request: HttpRequest, shares: list[Share], *, limit: int = 5
 ) -> dict[int, tuple[list[SharedStudy], int]]:
     """For each share (by id): its first ``limit`` studies with their patient as the request's
     user may see them (``studies.access``, asked once for all of them), and how many more."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -323,7 +324,9 @@ def _viewer_link(studies: Sequence[Study]) -> str:
     return f"{settings.SITE_URL}{reverse('studies:directory')}"
 
 
-def _message_context(*, share: Share, sender: User, studies: Sequence[Study], link: str) -> dict:
+def _message_context(
+    *, share: Share, sender: User, studies: Sequence[Study], link: str
+) -> dict[str, Any]:
     items = study_items(studies, share.anonymize)
     context = {
         "sender_name": sender.get_full_name() or sender.get_username(),
@@ -648,7 +651,7 @@ def _resolve_recipients(
 
 def _add_recipients(
     share: Share, resolved: list[_Resolved], studies: Sequence[Study]
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Write each recipient and the entries it gives; what the audit event says of them."""
     seen: set[tuple[int, int]] = set()
     audit_recipients = []

@@ -14,8 +14,12 @@ removes nothing and answers that page. No script is needed.
 
 from __future__ import annotations
 
+from datetime import date
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
@@ -40,7 +44,7 @@ PAGE_SIZE = 50
 CONFIRM_STUDIES = 20
 
 
-def _state(share, today) -> str:
+def _state(share: Share, today: date) -> str:
     if share.removed_at is not None:
         return "removed"
     if share.valid_until is not None and share.valid_until < today:
@@ -48,13 +52,15 @@ def _state(share, today) -> str:
     return "running"
 
 
-def _with_recipients(shares):
+def _with_recipients(shares: QuerySet[Share]) -> QuerySet[Share]:
     return shares.prefetch_related(
         "recipients__user", "recipients__group", "recipients__location", "recipients__worklist"
     )
 
 
-def _rows(request: AuthenticatedRequest, shares: list, *, limit: int = 5) -> list[dict]:
+def _rows(
+    request: AuthenticatedRequest, shares: list[Share], *, limit: int = 5
+) -> list[dict[str, Any]]:
     today = timezone.localdate()
     studies = shared_studies(request, shares, limit=limit)
     rows = []
@@ -82,7 +88,7 @@ def _rows(request: AuthenticatedRequest, shares: list, *, limit: int = 5) -> lis
     return rows
 
 
-def _audit_listed(request: HttpRequest, rows: list[dict]) -> None:
+def _audit_listed(request: HttpRequest, rows: list[dict[str, Any]]) -> None:
     """A page that names patients is a list of studies: one "Query" event (as the directory's),
     counting the studies whose patient it named."""
     named = sum(1 for row in rows for item in row["studies"] if item.patient is not None)
