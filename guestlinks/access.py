@@ -82,7 +82,8 @@ def live_grants(request: HttpRequest) -> list[LiveGrant]:
     signature = tuple((link_id, at) for link_id, _ids, at in stored)
     memo = getattr(request, _MEMO_ATTRIBUTE, None)
     if memo is not None and memo[0] == signature:
-        return memo[1]
+        remembered: list[LiveGrant] = memo[1]  # as set below
+        return remembered
     grants: list[LiveGrant] = []
     if stored:
         now = timezone.now()
@@ -125,8 +126,8 @@ def grant_access(request: HttpRequest, study: Study) -> StudyAccess | None:
     if not granting:
         return None
     # Of several grants, the one that lasts longest (no expiry first).
-    expiries = [grant.link.expires_at for grant in granting]
-    until = None if None in expiries else max(expiries)
+    expiries = [grant.link.expires_at for grant in granting if grant.link.expires_at is not None]
+    until = max(expiries) if len(expiries) == len(granting) else None
     return StudyAccess(
         level=AccessLevel.REPORT_READ,
         anonymized=False,

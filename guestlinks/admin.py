@@ -10,32 +10,39 @@ The token, its salt and digest, and the password hash are never shown.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.utils import flatten_fieldsets
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.http import Http404, HttpRequest, HttpResponseRedirect
+from django.db.models import QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
+from accounts.http import AuthenticatedRequest
 from accounts.memberships import organizations_with
-from accounts.models import Organization
+from accounts.models import Organization, User
 from accounts.permissions import Perm
 from guestlinks.forms import RevokeForm
 from guestlinks.models import GuestLink, LinkState
 from guestlinks.presentation import options_summary
-from guestlinks.selectors import may_revoke_link
+from guestlinks.selectors import LinkTarget, may_revoke_link
 from guestlinks.services.ending import revoke_link
 from guestlinks.services.state import link_status
 from studies.admin import study_label
+from studies.models import Study, Worklist
 
 
-def _revocable_organizations(user) -> list[int] | None:
-    """The organizations whose links the user administers; None means all (superusers)."""
+def _revocable_organizations(request: HttpRequest) -> list[int] | None:
+    """The organizations whose links the admin user administers; None means all (superusers)."""
+    # The admin site lets only active staff users in (AdminSite.has_permission).
+    user = cast(User, request.user)
     if user.is_superuser:
         return None
     return organizations_with(user, Perm.REVOKE_ANY_LINK)
@@ -47,16 +54,19 @@ class OrganizationFilter(admin.SimpleListFilter):
     title = _("organization")
     parameter_name = "organization"
 
-    def lookups(self, request, model_admin):
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin[GuestLink]
+    ) -> list[tuple[str, str]]:
         organizations = Organization.objects.order_by("name")
-        scope = _revocable_organizations(request.user)
+        scope = _revocable_organizations(request)
         if scope is not None:
             organizations = organizations.filter(pk__in=scope)
         return [(str(org.pk), org.name) for org in organizations]
 
-    def queryset(self, request, queryset):
-        if self.value():
-            return queryset.filter(organization_id=self.value())
+    def queryset(self, request: HttpRequest, queryset: QuerySet[GuestLink]) -> QuerySet[GuestLink]:
+        organization_id = self.value()
+        if organization_id:
+            return queryset.filter(organization_id=organization_id)
         return queryset
 
 
@@ -136,11 +146,12 @@ class GuestLinkAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("target"))
     def target(self, obj: GuestLink) -> str:
-        if obj.study_id:
-            return study_label(obj.study)
-        if obj.worklist_id:
-            return f"{gettext('Worklist')} · {obj.worklist.name}"
-        return f"{gettext('Folder')} · {obj.folder.name}"
+        item = LinkTarget.of(obj).item
+        if isinstance(item, Study):
+            return study_label(item)
+        if isinstance(item, Worklist):
+            return f"{gettext('Worklist')} · {item.name}"
+        return f"{gettext('Folder')} · {item.name}"
 
     @admin.display(description=_("state"))
     def status(self, obj: GuestLink) -> str:
@@ -164,7 +175,7 @@ class GuestLinkAdmin(admin.ModelAdmin):
         user = request.user
         if not (user.is_active and user.is_staff):
             return False
-        scope = _revocable_organizations(user)
+        scope = _revocable_organizations(request)
         if scope is None:
             return True
         if obj is not None:
@@ -180,22 +191,22 @@ class GuestLinkAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: GuestLink | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: GuestLink | None = None) -> bool:
         return False
 
-    def get_queryset(self, request: HttpRequest):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[GuestLink]:
         queryset = super().get_queryset(request)
-        scope = _revocable_organizations(request.user)
+        scope = _revocable_organizations(request)
         if scope is not None:
             queryset = queryset.filter(organization_id__in=scope)
         return queryset
 
     # --- Revoking ----------------------------------------------------------------------------
 
-    def _revoke(self, request: HttpRequest, links: list[GuestLink], reason: str) -> int:
+    def _revoke(self, request: AuthenticatedRequest, links: list[GuestLink], reason: str) -> int:
         revoked = 0
         with transaction.atomic():
             for link in links:
@@ -231,7 +242,9 @@ class GuestLinkAdmin(admin.ModelAdmin):
                 messages.WARNING,
             )
 
-    def _confirmation_page(self, request, *, links, form, action_form: bool):
+    def _confirmation_page(
+        self, request: HttpRequest, *, links: list[GuestLink], form: RevokeForm, action_form: bool
+    ) -> TemplateResponse:
         opts = self.model._meta
         context = {
             **self.admin_site.each_context(request),
@@ -250,7 +263,9 @@ class GuestLinkAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "guestlinks/admin/revoke.html", context)
 
     @admin.action(description=_("Revoke selected links"), permissions=["revoke"])
-    def revoke_selected(self, request: HttpRequest, queryset):
+    def revoke_selected(
+        self, request: AuthenticatedRequest, queryset: QuerySet[GuestLink]
+    ) -> TemplateResponse | None:
         links = list(queryset.select_related("study", "worklist", "folder", "created_by"))
         form = RevokeForm(request.POST if "reason" in request.POST else None)
         if request.POST.get("post") == "yes" and form.is_valid():
@@ -263,7 +278,7 @@ class GuestLinkAdmin(admin.ModelAdmin):
                 return None
         return self._confirmation_page(request, links=links, form=form, action_form=True)
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         return [
             path(
                 "<path:object_id>/revoke/",
@@ -273,7 +288,7 @@ class GuestLinkAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def revoke_view(self, request: HttpRequest, object_id: str):
+    def revoke_view(self, request: AuthenticatedRequest, object_id: str) -> HttpResponse:
         """The change page's Revoke button: ask for the reason, then revoke this link."""
         link = self.get_object(request, object_id)
         if link is None:
@@ -295,7 +310,13 @@ class GuestLinkAdmin(admin.ModelAdmin):
                 return redirect(change_url)
         return self._confirmation_page(request, links=[link], form=form, action_form=False)
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         link = self.get_object(request, object_id)
         extra_context = {
             **(extra_context or {}),

@@ -9,7 +9,7 @@ nothing is created.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.http import Http404
@@ -21,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import User
 from guestlinks.models import GuestLink
 from guestlinks.presentation import mailto_for
 from guestlinks.selectors import LinkRow, LinkTarget, links_for_study, sees_target, visible_target
@@ -43,7 +44,7 @@ class GuestLinkTargetInputSerializer(serializers.Serializer):
     worklist = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     folder = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
 
-    def validate(self, attrs):
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if len([key for key in ("study", "worklist", "folder") if attrs.get(key)]) != 1:
             raise serializers.ValidationError(
                 _("Name exactly one of “study”, “worklist” or “folder”.")
@@ -51,7 +52,7 @@ class GuestLinkTargetInputSerializer(serializers.Serializer):
         return attrs
 
 
-def _count(**kwargs) -> serializers.IntegerField:
+def _count(**kwargs: Any) -> serializers.IntegerField:
     return serializers.IntegerField(required=False, allow_null=True, default=None, **kwargs)
 
 
@@ -208,7 +209,7 @@ def link_options(link: GuestLink) -> dict[str, Any]:
 
 
 def link_target(link: GuestLink) -> dict[str, Any]:
-    if link.study_id:
+    if link.study is not None:
         return {"kind": link.target_kind, "study": link.study.study_uid}
     if link.worklist_id:
         return {"kind": link.target_kind, "worklist": link.worklist_id}
@@ -272,11 +273,13 @@ class GuestLinkCreateView(APIView):
         ],
     )
     def post(self, request: Request) -> Response:
+        # IsAuthenticated, the API's default permission, lets only users in.
+        user = cast(User, request.user)
         serializer = GuestLinkCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         target_data = serializer.validated_data["target"]
         target = visible_target(
-            request.user,
+            user,
             study_uid=target_data.get("study"),
             worklist_id=target_data.get("worklist"),
             folder_id=target_data.get("folder"),
@@ -284,7 +287,7 @@ class GuestLinkCreateView(APIView):
         if target is None:
             raise Http404(_("No such study, worklist or folder."))
         created = create_link(
-            sender=request.user,
+            sender=user,
             target=target,
             options=serializer.options(),
             acknowledged=serializer.validated_data["acknowledged"],
@@ -315,10 +318,12 @@ class StudyGuestLinksView(APIView):
         responses={200: GuestLinkSerializer(many=True), 403: _ERROR, 404: _ERROR},
     )
     def get(self, request: Request, study_uid: str) -> Response:
-        target = visible_target(request.user, study_uid=study_uid[:64])
-        if target is None:
+        # IsAuthenticated, the API's default permission, lets only users in.
+        user = cast(User, request.user)
+        target = visible_target(user, study_uid=study_uid[:64])
+        if target is None or target.study is None:
             raise Http404(_("No such study."))
-        rows = links_for_study(request.user, target.study)
+        rows = links_for_study(user, target.study)
         return Response(GuestLinkSerializer([_row_data(row) for row in rows], many=True).data)
 
 
@@ -330,13 +335,15 @@ class GuestLinkDetailView(APIView):
         responses={204: None, 403: _ERROR, 404: _ERROR},
     )
     def delete(self, request: Request, pk: int) -> Response:
+        # IsAuthenticated, the API's default permission, lets only users in.
+        user = cast(User, request.user)
         link = (
             GuestLink.objects.select_related("study__organization", "worklist", "folder__worklist")
             .filter(pk=pk)
             .first()
         )
-        if link is None or not sees_target(request.user, LinkTarget.of(link)):
+        if link is None or not sees_target(user, LinkTarget.of(link)):
             raise Http404(_("No such guest link."))
         # A visible link the caller's role may not delete: PermissionDenied, answered 403.
-        delete_link(user=request.user, link=link, request=request)
+        delete_link(user=user, link=link, request=request)
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -23,5 +23,7 @@ class GuestLinksConfig(AppConfig):
 
         register_sender_concerns(
             MESSAGE_CONCERNING,
-            lambda user: GuestLink.objects.filter(created_by=user).values_list("pk", flat=True),
+            lambda user: GuestLink.objects.filter(created_by_id=user.pk).values_list(
+                "pk", flat=True
+            ),
         )

@@ -9,6 +9,8 @@ only the allowed ones (:meth:`SendLinkForm.allowed`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
@@ -30,7 +32,7 @@ from portal.forms import PolicyOptionsForm
 POLICY_OF_FIELD = {name: flag for name, (flag, _words) in OPTION_POLICIES.items()}
 
 
-def _number(attrs: dict | None = None) -> forms.NumberInput:
+def _number(attrs: dict[str, Any] | None = None) -> forms.NumberInput:
     return forms.NumberInput(attrs={"inputmode": "numeric", "class": "short", **(attrs or {})})
 
 
@@ -133,12 +135,12 @@ class SendLinkForm(PolicyOptionsForm):
 
     def __init__(
         self,
-        *args,
+        *args: Any,
         organization: Organization,
         target: LinkTarget,
         language: str = "",
-        **kwargs,
-    ):
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("initial", {}).setdefault("language", language)
         # Unique on the study page, which has forms of its own.
         kwargs.setdefault("auto_id", "send-link-%s")

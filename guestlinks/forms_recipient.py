@@ -4,6 +4,8 @@ throttle."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
@@ -31,7 +33,7 @@ class OpenLinkForm(forms.Form):
         ),
     )
 
-    def __init__(self, *args, page: LinkPage, **kwargs):
+    def __init__(self, *args: Any, page: LinkPage, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not page.password_required:
             del self.fields["password"]

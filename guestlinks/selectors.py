@@ -9,6 +9,7 @@ here, and a study held only through a narrower share is never one a link may han
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from django.core.exceptions import PermissionDenied
 from django.utils import timezone
@@ -48,6 +49,12 @@ class LinkTarget:
         return cls(study=link.study, worklist=link.worklist, folder=link.folder)
 
     @property
+    def item(self) -> Study | Worklist | Folder:
+        """The study, worklist or folder."""
+        # __post_init__ holds exactly one of the three.
+        return cast(Study | Worklist | Folder, self.study or self.worklist or self.folder)
+
+    @property
     def kind(self) -> str:
         if self.study is not None:
             return TargetKind.STUDY
@@ -59,16 +66,17 @@ class LinkTarget:
     def organization_id(self) -> int | None:
         if self.study is not None:
             return self.study.organization_id
-        if self.worklist is not None:
-            return self.worklist.organization_id
-        return self.folder.worklist.organization_id
+        item = self.item
+        if isinstance(item, Folder):
+            return item.worklist.organization_id
+        return item.organization_id
 
     @property
     def audit_id(self) -> str:
         """The target's identifier for audit details (UIDs and ids carry no patient data)."""
         if self.study is not None:
             return self.study.study_uid
-        return str((self.worklist or self.folder).pk)
+        return str(self.item.pk)
 
 
 @dataclass(frozen=True)
@@ -92,7 +100,8 @@ def sees_target(user: User, target: LinkTarget) -> bool:
     """Whether the user reaches the target through the portal's access rules."""
     if target.study is not None:
         return user_study_access(user, target.study) is not None
-    worklist_id = target.worklist.pk if target.worklist is not None else target.folder.worklist_id
+    item = target.item
+    worklist_id = item.worklist_id if isinstance(item, Folder) else item.pk
     return visible_worklists(user).filter(pk=worklist_id).exists()
 
 
@@ -140,11 +149,11 @@ def may_create_links(user: User, target: LinkTarget) -> bool:
     sharing) cannot be sent by link, since the link would give more than the share did. A
     personal worklist (and its folders) belongs to no organization and is never linked: it holds
     studies shared on their senders' terms."""
-    item = target.study or target.worklist or target.folder
+    item = target.item
     return item.pk in linkable_target_ids(user, target.kind, [item])
 
 
-def linkable_target_ids(user: User, kind: str, targets: list) -> set[int]:
+def linkable_target_ids(user: User, kind: str, targets: list[Any]) -> set[int]:
     """Of some studies, worklists or folders (``kind``), the keys of those the user may send a
     link to (:func:`may_create_links`), reading the user's access once for all of them: the
     directory's menu offers Send Link on these only."""

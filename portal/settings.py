@@ -34,7 +34,7 @@ DEMO_MODE = env_bool("DEMO_MODE", False)
 if DEMO_MODE and not DEBUG:
     raise ImproperlyConfigured("DEMO_MODE publishes demo passwords; it runs only with DEBUG=true.")
 
-SECRET_KEY = env_str("SECRET_KEY")
+SECRET_KEY = env_str("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("Set SECRET_KEY (or SECRET_KEY_FILE) when DEBUG is off.")

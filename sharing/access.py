@@ -140,14 +140,16 @@ def verified_share_access(request: HttpRequest, study: Study) -> StudyAccess | N
     """The access a share verified in this session gives to ``study``, or None. No query when
     the session holds no verification (most requests)."""
     verified = verified_recipient_ids(request)
-    if not verified:
+    user = request.user
+    # Only a logged-in user has verified shares.
+    if not verified or not user.is_authenticated:
         return None
     opened_by_verified = _Links.objects.filter(
         sharerecipient_id__in=verified,
         sharerecipient__blocked_at__isnull=True,
         sharerecipient__share__removed_at__isnull=True,
     ).values("entry_id")
-    entries = two_factor_entries(request.user, study).filter(pk__in=opened_by_verified)
+    entries = two_factor_entries(user, study).filter(pk__in=opened_by_verified)
     # The entries' own terms, two-factor kept, so that sharing further keeps asking for codes.
     return best_access(shared_entry_access(entry) for entry in entries)
 

@@ -12,6 +12,8 @@ Lists name senders, recipients and study descriptions, never patients.
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets
 from django.core.exceptions import PermissionDenied
@@ -22,7 +24,8 @@ from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import Organization
+from accounts.http import AuthenticatedRequest
+from accounts.models import Organization, User
 from sharing.models import Share, ShareRecipient
 from sharing.selectors import may_remove_share, recipient_name
 from sharing.services.shares import remove_share
@@ -32,7 +35,8 @@ from studies.admin import study_label
 
 def _scope(request: HttpRequest) -> list[int] | None:
     """The organizations whose shares the admin user sees; None means all (superusers)."""
-    return unblocking_organizations(request.user)
+    # The admin site lets only active staff users in (AdminSite.has_permission).
+    return unblocking_organizations(cast(User, request.user))
 
 
 class _ScopedReadOnly(admin.ModelAdmin):
@@ -234,7 +238,7 @@ class ShareAdmin(_ScopedReadOnly):
         return self.has_view_permission(request)
 
     @admin.action(description=_("Remove the selected shares"), permissions=["remove"])
-    def remove_selected(self, request: HttpRequest, queryset) -> None:
+    def remove_selected(self, request: AuthenticatedRequest, queryset) -> None:
         shares = list(queryset)
         removed = 0
         with transaction.atomic():
@@ -313,7 +317,7 @@ class ShareRecipientAdmin(_ScopedReadOnly):
     def has_unblock_permission(self, request: HttpRequest) -> bool:
         return self.has_view_permission(request)
 
-    def _unblock(self, request: HttpRequest, recipients: list[ShareRecipient]) -> None:
+    def _unblock(self, request: AuthenticatedRequest, recipients: list[ShareRecipient]) -> None:
         unblocked = 0
         with transaction.atomic():
             for recipient in recipients:
@@ -345,7 +349,7 @@ class ShareRecipientAdmin(_ScopedReadOnly):
             )
 
     @admin.action(description=_("Unblock the selected recipients"), permissions=["unblock"])
-    def unblock_selected(self, request: HttpRequest, queryset) -> None:
+    def unblock_selected(self, request: AuthenticatedRequest, queryset) -> None:
         self._unblock(request, list(queryset.select_related("share")))
 
     def get_urls(self):
@@ -358,7 +362,7 @@ class ShareRecipientAdmin(_ScopedReadOnly):
             *super().get_urls(),
         ]
 
-    def unblock_view(self, request: HttpRequest, object_id: str):
+    def unblock_view(self, request: AuthenticatedRequest, object_id: str):
         """The change page's Unblock button (a POST form)."""
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])

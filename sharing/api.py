@@ -9,9 +9,10 @@ neither see nor remove answers 404.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
+from django.db.models import Model
 from django.http import Http404
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
@@ -22,7 +23,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from sharing.models import Favorite, FavoriteKind, RecipientKind, Share
+from accounts.models import User
+from sharing.models import Favorite, FavoriteKind, RecipientKind, Share, ShareRecipient
 from sharing.selectors import (
     MAX_QUERY_LENGTH,
     MIN_QUERY_LENGTH,
@@ -61,20 +63,22 @@ class RecipientInputSerializer(serializers.Serializer):
     share_code = serializers.CharField(required=False, max_length=16)
     email = serializers.CharField(required=False, max_length=254)
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: object) -> dict[str, Any]:
         # Exactly one known key: an unknown one would otherwise be dropped in silence.
         if not isinstance(data, dict) or len(data) != 1 or set(data) - set(KINDS):
             raise serializers.ValidationError(
                 _("Name exactly one of “user”, “group”, “location”, “share_code” or “email”.")
             )
-        return super().to_internal_value(data)
+        validated: dict[str, Any] = super().to_internal_value(data)
+        return validated
 
 
 class ShareCreateSerializer(serializers.Serializer):
     studies = serializers.ListField(
         child=serializers.CharField(max_length=64), min_length=1, max_length=500
     )
-    recipients = RecipientInputSerializer(many=True, max_length=MAX_RECIPIENTS)
+    # many=True makes a ListSerializer, which takes max_length; the stubs' __init__ omits it.
+    recipients = RecipientInputSerializer(many=True, max_length=MAX_RECIPIENTS)  # type: ignore[call-arg]
     access = serializers.ChoiceField(choices=AccessLevel.choices)
     reason = serializers.CharField(
         max_length=MAX_REASON_LENGTH, help_text="Registered and audited; never shown."
@@ -88,7 +92,8 @@ class ShareCreateSerializer(serializers.Serializer):
         allow_null=True,
         default=None,
     )
-    label = serializers.CharField(
+    # DRF's metaclass takes declared fields off the class; the stubs see Field.label instead.
+    label = serializers.CharField(  # type: ignore[assignment]
         required=False, allow_blank=True, default="", max_length=MAX_LABEL_LENGTH
     )
     label_scope = serializers.ChoiceField(
@@ -158,7 +163,8 @@ class ShareSerializer(serializers.Serializer):
     access = serializers.CharField()
     anonymize = serializers.BooleanField()
     allow_further_sharing = serializers.BooleanField()
-    label = serializers.CharField()
+    # DRF's metaclass takes declared fields off the class; the stubs see Field.label instead.
+    label = serializers.CharField()  # type: ignore[assignment]
     label_scope = serializers.ChoiceField(
         choices=LabelScope.choices, help_text="Who among the recipients sees the label."
     )
@@ -168,10 +174,10 @@ class ShareSerializer(serializers.Serializer):
     removed_at = serializers.DateTimeField(allow_null=True)
 
 
-def _recipient_data(recipient) -> dict[str, Any]:
+def _recipient_data(recipient: ShareRecipient) -> dict[str, Any]:
     # The user, group or location id; an email share's user once registered; a share code's
     # worklist id.
-    target = recipient.user or recipient.group or recipient.location
+    target: Model | None = recipient.user or recipient.group or recipient.location
     if target is None and recipient.kind != RecipientKind.EMAIL:
         target = recipient.worklist
     return {
@@ -218,11 +224,13 @@ class ShareListCreateView(APIView):
         responses={200: ShareSerializer(many=True)},
     )
     def get(self, request: Request) -> Response:
+        # IsAuthenticated, the API's default permission, lets only users in.
+        user = cast(User, request.user)
         direction = request.query_params.get("direction", "sent")
         if direction == "sent":
-            shares = Share.objects.filter(sender=request.user)
+            shares = Share.objects.filter(sender=user)
         elif direction == "received":
-            shares = received_shares(request.user)
+            shares = received_shares(user)
         else:
             raise ValidationError({"direction": [_("Choose “sent” or “received”.")]})
         shares = shares.select_related("sender")[:200]
@@ -234,17 +242,19 @@ class ShareListCreateView(APIView):
         responses={201: ShareSerializer, 400: OpenApiTypes.OBJECT, 403: _ERROR},
     )
     def post(self, request: Request) -> Response:
+        # IsAuthenticated, the API's default permission, lets only users in.
+        user = cast(User, request.user)
         serializer = ShareCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         uids = list(dict.fromkeys(serializer.validated_data["studies"]))
-        seen = studies_seen_by_sender(request.user, uids, request)
+        seen = studies_seen_by_sender(user, uids, request)
         for uid in uids:
             # Unknown and invisible studies answer alike: nothing about their existence.
             if uid not in seen:
                 raise ValidationError({"studies": [_("No such study: %(uid)s.") % {"uid": uid}]})
         studies = [seen[uid][0] for uid in uids]
         share = share_studies(
-            sender=request.user,
+            sender=user,
             studies=studies,
             recipients=serializer.recipients_list(),
             options=serializer.options(),
@@ -259,10 +269,12 @@ class ShareDetailView(APIView):
 
     @extend_schema(operation_id="shares_destroy", responses={204: None, 404: _ERROR})
     def delete(self, request: Request, pk: int) -> Response:
+        # IsAuthenticated, the API's default permission, lets only users in.
+        user = cast(User, request.user)
         share = Share.objects.filter(pk=pk).first() if pk <= MAX_ID else None
-        if share is None or not may_remove_share(request.user, share):
+        if share is None or not may_remove_share(user, share):
             raise Http404(_("No such share."))
-        remove_share(user=request.user, share=share, request=request)
+        remove_share(user=user, share=share, request=request)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -339,7 +351,8 @@ class RecipientSearchView(APIView):
     def get(self, request: Request) -> Response:
         params = RecipientQuerySerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        results = search_recipients(request.user, params.query())
+        # IsAuthenticated, the API's default permission, lets only users in.
+        results = search_recipients(cast(User, request.user), params.query())
         return Response([result.as_api() for result in results])
 
 
@@ -356,7 +369,7 @@ class FavoriteInputSerializer(serializers.Serializer):
     group = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     location = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
 
-    def to_internal_value(self, data):
+    def to_internal_value(self, data: object) -> dict[str, Any]:
         if (
             not isinstance(data, dict)
             or len(data) != 1
@@ -365,7 +378,8 @@ class FavoriteInputSerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 {"non_field_errors": [_("Name exactly one of “user”, “group” or “location”.")]}
             )
-        return super().to_internal_value(data)
+        validated: dict[str, Any] = super().to_internal_value(data)
+        return validated
 
 
 def _favorite_data(item: FavoriteItem) -> dict[str, Any]:
@@ -382,7 +396,9 @@ class FavoriteListCreateView(APIView):
 
     @extend_schema(operation_id="favorites_list", responses={200: FavoriteSerializer(many=True)})
     def get(self, request: Request) -> Response:
-        return Response([_favorite_data(item) for item in favorites_of(request.user)])
+        # IsAuthenticated, the API's default permission, lets only users in.
+        owner = cast(User, request.user)
+        return Response([_favorite_data(item) for item in favorites_of(owner)])
 
     @extend_schema(
         operation_id="favorites_create",
@@ -395,11 +411,13 @@ class FavoriteListCreateView(APIView):
         },
     )
     def post(self, request: Request) -> Response:
+        # IsAuthenticated, the API's default permission, lets only users in.
+        owner = cast(User, request.user)
         serializer = FavoriteInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         ((kind, target_id),) = serializer.validated_data.items()
-        favorite, created = add_favorite(owner=request.user, kind=kind, target_id=target_id)
-        item = next(i for i in favorites_of(request.user) if i.favorite.pk == favorite.pk)
+        favorite, created = add_favorite(owner=owner, kind=kind, target_id=target_id)
+        item = next(i for i in favorites_of(owner) if i.favorite.pk == favorite.pk)
         return Response(
             _favorite_data(item), status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
         )
@@ -408,10 +426,10 @@ class FavoriteListCreateView(APIView):
 class FavoriteDetailView(APIView):
     @extend_schema(operation_id="favorites_destroy", responses={204: None, 404: _ERROR})
     def delete(self, request: Request, pk: int) -> Response:
-        favorite = (
-            Favorite.objects.filter(pk=pk, owner=request.user).first() if pk <= MAX_ID else None
-        )
+        # IsAuthenticated, the API's default permission, lets only users in.
+        owner = cast(User, request.user)
+        favorite = Favorite.objects.filter(pk=pk, owner=owner).first() if pk <= MAX_ID else None
         if favorite is None:
             raise Http404(_("No such favorite."))
-        remove_favorite(owner=request.user, favorite=favorite)
+        remove_favorite(owner=owner, favorite=favorite)
         return Response(status=status.HTTP_204_NO_CONTENT)

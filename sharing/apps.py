@@ -20,6 +20,7 @@ class SharingConfig(AppConfig):
         from notifications.senders import register_sender_concerns
 
         register_sender_concerns(
-            "share", lambda user: Share.objects.filter(sender=user).values_list("pk", flat=True)
+            "share",
+            lambda user: Share.objects.filter(sender_id=user.pk).values_list("pk", flat=True),
         )
         decisions.watch_relation(ShareRecipient.entries.through)

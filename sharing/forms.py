@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.http import QueryDict
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.translation import gettext_lazy as _
@@ -60,14 +62,18 @@ POLICY_OF_FIELD = {
     "allow_further_sharing": "allow_further_sharing",
 }
 
-PLACEHOLDERS = {
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
+# Keyed by the kinds' values: a row names its kind as text.
+PLACEHOLDERS: dict[str, StrOrPromise] = {
     RecipientKind.USER: _("Name, physician number, public mobile or email"),
     RecipientKind.GROUP: _("Group name or organization"),
     RecipientKind.LOCATION: _("Location or organization name"),
     RecipientKind.SHARE_CODE: _("The worklist's share code"),
     RecipientKind.EMAIL: "name@example.org",
 }
-KIND_LABELS = {
+KIND_LABELS: dict[str, StrOrPromise] = {
     RecipientKind.USER: _("User"),
     RecipientKind.GROUP: _("Group"),
     RecipientKind.LOCATION: _("Location (radiology department)"),
@@ -172,7 +178,7 @@ class ShareForm(PolicyOptionsForm):
         help_text=_("The recipient user gets an email with a link to the study and your message."),
     )
 
-    def __init__(self, *args, terms: ShareTerms, **kwargs):
+    def __init__(self, *args: Any, terms: ShareTerms, **kwargs: Any) -> None:
         kwargs.setdefault("auto_id", "share-%s")
         super().__init__(*args, **kwargs)
         self.terms = terms
@@ -199,7 +205,7 @@ class ShareForm(PolicyOptionsForm):
             )
 
     @classmethod
-    def redisplay(cls, data, *, terms: ShareTerms) -> ShareForm:
+    def redisplay(cls, data: QueryDict, *, terms: ShareTerms) -> ShareForm:
         """An unbound form showing what was posted, without errors: for the dialog's own
         buttons (add a recipient, search...) that change the form but share nothing."""
         posted = cls(data, terms=terms)
@@ -245,7 +251,7 @@ class ShareForm(PolicyOptionsForm):
     def add_service_error(self, name: str, errors: list[ValidationError]) -> None:
         """Recipients' errors beside the recipients; the rest as every option form does."""
         if name in ("recipients", "star"):
-            self.recipient_errors.extend(message for error in errors for message in error)
+            self.recipient_errors.extend(message for error in errors for message in error.messages)
             return
         if name == "access":
             # The error names the recipients that make "Images only" unavailable: the help
@@ -294,7 +300,7 @@ class RecipientRow:
         return Recipient(self.kind, self.text.strip()) if self.text.strip() else None
 
 
-def _int(value) -> int | None:
+def _int(value: object) -> int | None:
     try:
         number = int(str(value or "").strip())
     except ValueError:
@@ -310,10 +316,10 @@ class RecipientRows:
         self,
         sender: User,
         terms: ShareTerms,
-        data=None,
+        data: QueryDict | None = None,
         *,
         favorite_keys: set[str] | None = None,
-    ):
+    ) -> None:
         self.sender = sender
         self.terms = terms
         self.favorite_keys = favorite_keys or set()
@@ -328,7 +334,7 @@ class RecipientRows:
             self.add()
 
     @property
-    def kind_options(self) -> list[dict]:
+    def kind_options(self) -> list[dict[str, Any]]:
         """The row's kind menu: each kind's label, placeholder and whether it is searched."""
         return [
             {
@@ -350,7 +356,7 @@ class RecipientRows:
         kinds = self.terms.recipient_kinds
         return kinds[0] if kinds else RecipientKind.USER
 
-    def _parse(self, data, index: int) -> RecipientRow:
+    def _parse(self, data: QueryDict, index: int) -> RecipientRow:
         prefix = f"recipient-{index}"
         kind = str(data.get(f"{prefix}-kind") or "").strip()
         if kind not in RecipientKind.values:
@@ -384,7 +390,7 @@ class RecipientRows:
         self.rows.append(row)
         return row
 
-    def remove(self, index) -> None:
+    def remove(self, index: str) -> None:
         self.rows = [row for row in self.rows if row.index != _int_or_zero(index)]
         if not self.rows:
             self.add()
@@ -444,38 +450,36 @@ class RecipientRows:
         ]
 
 
-def _int_or_zero(value) -> int:
+def _int_or_zero(value: object) -> int:
     try:
         return int(str(value).strip())
     except ValueError:
         return -1
 
 
+_FOUND_KINDS = [
+    (RecipientKind.USER.value, _("User")),
+    (RecipientKind.GROUP.value, _("Group")),
+    (RecipientKind.LOCATION.value, _("Radiology department")),
+]
+
+
 class DetailedSearchForm(forms.Form):
     """The detailed search: one kind and criteria (PACSonWEB "Detailed search")."""
 
-    kind = forms.ChoiceField(
-        label=_("Look for a"),
-        choices=[
-            (RecipientKind.USER.value, _("User")),
-            (RecipientKind.GROUP.value, _("Group")),
-            (RecipientKind.LOCATION.value, _("Radiology department")),
-        ],
-        required=False,
-    )
+    kind = forms.ChoiceField(label=_("Look for a"), choices=_FOUND_KINDS, required=False)
     name = forms.CharField(label=_("Name"), required=False, max_length=MAX_QUERY_LENGTH)
     physician_number = forms.CharField(label=_("Physician number"), required=False, max_length=40)
     organization = forms.CharField(
         label=_("Organization"), required=False, max_length=MAX_QUERY_LENGTH
     )
 
-    def __init__(self, *args, kinds: tuple[str, ...] = (), **kwargs):
+    def __init__(self, *args: Any, kinds: tuple[str, ...] = (), **kwargs: Any) -> None:
         kwargs.setdefault("prefix", "find")
         kwargs.setdefault("auto_id", "share-%s")
         super().__init__(*args, **kwargs)
-        self.fields["kind"].choices = [
-            choice for choice in self.fields["kind"].choices if choice[0] in kinds
-        ]
+        kind = cast(forms.ChoiceField, self.fields["kind"])  # declared above
+        kind.choices = [choice for choice in _FOUND_KINDS if choice[0] in kinds]
 
     def query(self) -> RecipientQuery:
         data = self.cleaned_data

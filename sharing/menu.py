@@ -8,11 +8,21 @@ selected study; the dialog checks the user's access to each study again.
 
 from __future__ import annotations
 
+from typing import Any, cast
+
+from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from accounts.models import User
 from accounts.permissions import Perm
 from sharing.services.shares import shareable_study_ids
 from studies.menu import MenuItem, register_menu_item
+
+
+def _shareable(request: HttpRequest, kind: str, studies: list[Any]) -> set[int]:
+    # The directory's pages, the only ones with a menu, are behind login_required.
+    return shareable_study_ids(cast(User, request.user), studies, request)
+
 
 SHARE = MenuItem(
     key="share",
@@ -24,7 +34,7 @@ SHARE = MenuItem(
     # After Open, before Copy Link (50) and Send Link (60).
     order=40,
     multiple=True,
-    allowed_on=lambda request, kind, studies: shareable_study_ids(request.user, studies, request),
+    allowed_on=_shareable,
 )
 
 

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import Group, Location, Organization
+from accounts.models import Group, Location, Organization, User
 from studies.models import AccessLevel, Entry, LabelScope, Study, Worklist
 
 
@@ -244,8 +244,16 @@ class Favorite(models.Model):
         return f"Favorite {self.get_kind_display()} of {self.owner_id}"
 
     @property
-    def target(self):
+    def target(self) -> User | Group | Location | None:
         return self.user or self.group or self.location
+
+    @property
+    def target_id(self) -> int:
+        """The starred user's, group's or location's id (``favorite_one_target``: exactly one)."""
+        target_id = self.user_id or self.group_id or self.location_id
+        if target_id is None:
+            raise ValueError(f"Favorite {self.pk} names no user, group or location.")
+        return target_id
 
 
 class SenderDefaults(models.Model):

@@ -21,9 +21,12 @@ address that is not public.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.http import HttpRequest
 from django.utils.formats import date_format
 
 from accounts.memberships import (
@@ -81,7 +84,7 @@ class RecipientResult:
         """``kind:id``, what the dialog's buttons post to choose this recipient."""
         return f"{self.kind}:{self.id}"
 
-    def as_api(self) -> dict:
+    def as_api(self) -> dict[str, Any]:
         data = {
             "kind": self.kind,
             "id": self.id,
@@ -301,7 +304,8 @@ def _locations(sender: User, query: RecipientQuery) -> list[RecipientResult]:
     return [_location_result(location) for location in locations]
 
 
-_SEARCHES = {
+# Keyed by the kinds' values: a query names its kind as text.
+_SEARCHES: dict[str, Callable[[User, RecipientQuery], list[RecipientResult]]] = {
     RecipientKind.USER: _users,
     RecipientKind.GROUP: _groups,
     RecipientKind.LOCATION: _locations,
@@ -353,10 +357,10 @@ def favorites_of(
     favorites = Favorite.objects.filter(owner=owner)
     if kinds is not None:
         favorites = favorites.filter(kind__in=kinds)
-    wanted = {kind: [] for kind in SEARCH_KINDS}
+    wanted: dict[str, list[int]] = {kind: [] for kind in SEARCH_KINDS}
     rows = list(favorites)
     for favorite in rows:
-        wanted[favorite.kind].append(favorite.user_id or favorite.group_id or favorite.location_id)
+        wanted[favorite.kind].append(favorite.target_id)
     found: dict[tuple[str, int], RecipientResult] = {}
     if wanted[RecipientKind.USER]:
         for user in _listed_users(owner).filter(pk__in=wanted[RecipientKind.USER]):
@@ -369,8 +373,7 @@ def favorites_of(
             found[(RecipientKind.LOCATION, location.pk)] = _location_result(location)
     items = []
     for favorite in rows:
-        target_id = favorite.user_id or favorite.group_id or favorite.location_id
-        result = found.get((favorite.kind, target_id))
+        result = found.get((favorite.kind, favorite.target_id))
         if result is not None:
             items.append(FavoriteItem(favorite=favorite, recipient=result))
     return items
@@ -400,7 +403,7 @@ def _study_summary(study: Study) -> str:
     )
 
 
-def study_summaries(share, limit: int = 5) -> tuple[list[str], int]:
+def study_summaries(share: Share, limit: int = 5) -> tuple[list[str], int]:
     """The first studies of a share as "description · date" (never the patient: these lists are
     screens an office shares), and how many more there are."""
     studies = list(share.studies.order_by("pk")[: limit + 1])
@@ -426,7 +429,7 @@ class SharedStudy:
 
 
 def shared_studies(
-    request, shares: list[Share], *, limit: int = 5
+    request: HttpRequest, shares: list[Share], *, limit: int = 5
 ) -> dict[int, tuple[list[SharedStudy], int]]:
     """For each share (by id): its first ``limit`` studies with their patient as the request's
     user may see them (``studies.access``, asked once for all of them), and how many more."""

@@ -351,21 +351,28 @@ def _link_expiry(
     return expires_at
 
 
-def _language(sender: User, options: LinkOptions, errors: FieldErrors) -> str | None:
+def _language(sender: User, options: LinkOptions, errors: FieldErrors) -> str:
     if not options.language:
         return language_of(sender)
     language = supported_language(options.language)
     if language is None:
         errors.add("language", _("Choose one of the portal's languages."))
+        # Never stored: the error refuses the options (errors.raise_if_any).
+        return ""
     return language
 
 
 def _password_hash(draft: _Draft, *, uses_birth_date: bool) -> str:
     if draft.password:
         return hash_link_password(draft.password)
-    if uses_birth_date:
-        return hash_link_password(draft.target.study.patient.birth_date.strftime(BIRTH_DATE_FORMAT))
-    return ""
+    if not uses_birth_date:
+        return ""
+    study = draft.target.study
+    birth_date = study.patient.birth_date if study is not None else None
+    if birth_date is None:
+        # The option's rules refuse a worklist, a folder and a study without a date of birth.
+        raise ValueError("A date of birth password needs the study's date of birth.")
+    return hash_link_password(birth_date.strftime(BIRTH_DATE_FORMAT))
 
 
 @dataclass(frozen=True)

@@ -31,18 +31,19 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from accounts.models import User
 from audit.models import Action, Outcome
 from audit.services import record
 from guestlinks.access import GRANTS_SESSION_KEY, forget_memo
@@ -60,7 +61,7 @@ from portal.clients import client_ip
 from portal.digests import candidate_digests as secret_candidate_digests
 from portal.digests import secret_digest
 from studies.access import entries_passed_on_in_full
-from studies.models import Folder, Study, Worklist
+from studies.models import Entry, Folder, Study, Worklist
 from studies.selectors import folder_and_descendants
 
 # Tokens are 32 bytes of URL-safe base64 without padding (guestlinks.tokens and
@@ -254,7 +255,7 @@ def _audit(
     request: HttpRequest | None,
     *,
     failed: bool = False,
-    actor=None,
+    actor: User | None = None,
     **details: Any,
 ) -> None:
     """One event of the recipient's side; its details name the link too."""
@@ -330,7 +331,10 @@ def describe_link(link: GuestLink, request: HttpRequest) -> LinkPage:
     user = request.user
     logged_in = user.is_authenticated
     wrong_account = bool(
-        link.login_required and logged_in and link.email and not _same_email(user.email, link)
+        link.login_required
+        and user.is_authenticated
+        and link.email
+        and not _same_email(user.email, link)
     )
     attempts_left = None
     if link.password_hash and link.max_password_attempts is not None:
@@ -384,13 +388,20 @@ class Grant:
         return destination_for(self.link)
 
 
+def _study_of(link: GuestLink) -> Study:
+    """A study link's study."""
+    if link.study is None:
+        raise ValueError(f"Guest link {link.pk} is a study link without a study.")
+    return link.study
+
+
 def destination_for(link: GuestLink) -> str:
     """Where a grant of this link leads, without the token: the viewer for a study link, the
     guest's list of studies for a worklist or folder link -- and for a study link that carries
     a message, since the viewer shows only the messages of shares and the sender's message is
     due once the gates are passed."""
     if link.target_kind == TargetKind.STUDY and not link.message:
-        return reverse("studies:study", args=[link.study.study_uid])
+        return reverse("studies:study", args=[_study_of(link).study_uid])
     return reverse("guest:studies")
 
 
@@ -529,7 +540,8 @@ def _code_policy(link: GuestLink, request: HttpRequest | None) -> codes.CodePoli
         owner={"link": link},
         purpose=f"guestlink-sms:{link.pk}",
         max_failures=max_code_failures(),
-        closed=lambda row: not link_status(row).is_open,
+        # The holder rows are this link's (``holder``).
+        closed=lambda row: not link_status(cast(GuestLink, row)).is_open,
         audit=lambda row, action, **details: _audit(row, action, request, **details),
         sent_action=Action.LINK_CODE_SENT,
         wrong_action=Action.LINK_WRONG_CODE,
@@ -559,7 +571,9 @@ def _check_code(link: GuestLink, request: HttpRequest, code: str) -> None:
     if check.outcome == codes.Outcome.VERIFIED:
         return
     if check.outcome == codes.Outcome.CLOSED:
-        _refuse(check.holder, request, link_status(check.holder), once=False)
+        # The locked holder row: the link (_code_policy).
+        holder = cast(GuestLink, check.holder)
+        _refuse(holder, request, link_status(holder), once=False)
     if check.outcome == codes.Outcome.NO_CODE:
         raise used_or_expired
     if check.reached_limit:
@@ -598,12 +612,15 @@ def granted_studies(link: GuestLink, *, now: datetime | None = None) -> list[int
     now = now or timezone.now()
     entries = entries_passed_on_in_full(now)
     if link.target_kind == TargetKind.STUDY:
-        ids = [link.study_id]
+        study_id = link.study_id
+        if study_id is None:
+            raise ValueError(f"Guest link {link.pk} is a study link without a study.")
+        ids = [study_id]
         if link.include_priors:
-            holding = entries.filter(study_id=link.study_id).values("worklist_id")
+            holding = entries.filter(study_id=study_id).values("worklist_id")
             priors = (
-                Study.objects.filter(patient_id=link.study.patient_id)
-                .exclude(pk=link.study_id)
+                Study.objects.filter(patient_id=_study_of(link).patient_id)
+                .exclude(pk=study_id)
                 .filter(Exists(entries.filter(study=OuterRef("pk"), worklist_id__in=holding)))
                 .order_by("pk")
                 .values_list("pk", flat=True)
@@ -617,12 +634,16 @@ def granted_studies(link: GuestLink, *, now: datetime | None = None) -> list[int
     return sorted(set(held.values_list("study_id", flat=True)))
 
 
-def _collection_entries(*, worklist_id: int | None, folder: Folder | None, now: datetime):
+def _collection_entries(
+    *, worklist_id: int | None, folder: Folder | None, now: datetime
+) -> QuerySet[Entry]:
     """The active entries a worklist's or folder's grant takes its studies from (a folder's
     subfolders included), without those of shares that may not be passed on whole."""
     entries = entries_passed_on_in_full(now)
     if folder is not None:
         return entries.filter(folder_id__in=folder_and_descendants(folder))
+    if worklist_id is None:
+        return entries.none()
     return entries.filter(worklist_id=worklist_id)
 
 
@@ -751,8 +772,9 @@ def send_code(*, link: GuestLink, request: HttpRequest) -> SentCode:
             cap=max_sms_codes(),
         )
     except codes.HolderClosed as refusal:
-        # It closed after the first gate.
-        _refuse(refusal.holder, request, link_status(refusal.holder), once=False)
+        # It closed after the first gate. The locked holder row: the link (_code_policy).
+        holder = cast(GuestLink, refusal.holder)
+        _refuse(holder, request, link_status(holder), once=False)
     except codes.TooSoon as refusal:
         raise CodeNotSent(refusal.message, retry_after=refusal.wait) from None
     except codes.CapReached:
@@ -812,12 +834,12 @@ def find_confirmation(*, token: str, request: HttpRequest) -> ConfirmationToken:
             .filter(digest__in=secret_candidate_digests(token, purpose=CONFIRM_PURPOSE))
             .first()
         )
-    status = link_status(confirmation.link) if confirmation is not None else None
-    if status is None or not status.is_open:
-        _count_probe(request)
     if confirmation is None:
+        _count_probe(request)
         raise LinkUnavailable()
+    status = link_status(confirmation.link)
     if not status.is_open:
+        _count_probe(request)
         _refuse(confirmation.link, request, status, once=True)
     return confirmation
 

@@ -9,6 +9,8 @@ let the user send links answers 403 with an explanation.
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -19,12 +21,15 @@ from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from accounts.http import AuthenticatedRequest
+from accounts.models import User
 from accounts.permissions import Perm
 from guestlinks.forms import SendLinkForm
 from guestlinks.models import GuestLink
 from guestlinks.presentation import mailto_for, options_summary
 from guestlinks.selectors import (
     LinkTarget,
+    StudyLinkPermissions,
     links_for_study,
     may_create_links,
     may_delete_link,
@@ -43,7 +48,7 @@ from portal.http import is_fragment_request
 from portal.qr import qr_svg
 from studies.access import user_study_access
 from studies.anonymize import patient_display
-from studies.models import Study
+from studies.models import Study, Worklist
 from studies.selectors import MAX_ID
 
 
@@ -55,7 +60,7 @@ def _int_param(value: str | None) -> int | None:
     return number if 0 < number <= MAX_ID else None
 
 
-def _target_from(request: HttpRequest) -> LinkTarget:
+def _target_from(request: AuthenticatedRequest) -> LinkTarget:
     data = request.POST if request.method == "POST" else request.GET
     target = visible_target(
         request.user,
@@ -68,7 +73,7 @@ def _target_from(request: HttpRequest) -> LinkTarget:
     return target
 
 
-def _patient_name(user, target: LinkTarget) -> str:
+def _patient_name(user: User, target: LinkTarget) -> str:
     """Whose study is about to be sent, so the sender can check it is the right patient (the
     sender's own screen; titles and URLs never carry it)."""
     if target.study is None:
@@ -79,14 +84,15 @@ def _patient_name(user, target: LinkTarget) -> str:
 
 def _subject(target: LinkTarget) -> str:
     """What the dialog says it sends."""
-    if target.study is not None:
-        return target.study.description or _("Study")
-    if target.worklist is not None:
-        return _("Worklist “%(name)s”") % {"name": target.worklist.name}
-    return _("Folder “%(name)s”") % {"name": target.folder.name}
+    item = target.item
+    if isinstance(item, Study):
+        return item.description or _("Study")
+    if isinstance(item, Worklist):
+        return _("Worklist “%(name)s”") % {"name": item.name}
+    return _("Folder “%(name)s”") % {"name": item.name}
 
 
-def _result_context(created: CreatedLink) -> dict:
+def _result_context(created: CreatedLink) -> dict[str, Any]:
     link = created.link
     mailto = mailto_for(email=link.email, url=created.url, language=link.language)
     return {
@@ -104,7 +110,7 @@ def _result_context(created: CreatedLink) -> dict:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def send_link_dialog(request: HttpRequest) -> HttpResponse:
+def send_link_dialog(request: AuthenticatedRequest) -> HttpResponse:
     """GET: the Send Link form for ``?study=`` / ``?worklist=`` / ``?folder=``. POST: create the
     link and answer the Get Link result, or the form again with its errors."""
     target = _target_from(request)
@@ -153,13 +159,16 @@ def send_link_dialog(request: HttpRequest) -> HttpResponse:
 # --- The study page ----------------------------------------------------------------------------
 
 
-def study_links_context(request: HttpRequest, study: Study) -> dict:
+def study_links_context(request: HttpRequest, study: Study) -> dict[str, Any]:
     """What the viewer's Guest links button and dialog need (``studies/views/viewer.py`` adds it
     to the page). Empty for guests and for users who may neither create nor view links."""
-    permissions = study_link_permissions(request.user, study)
+    user = request.user
+    if not user.is_authenticated:
+        return {}
+    permissions = study_link_permissions(user, study)
     if not (permissions.can_create or permissions.can_view):
         return {}
-    rows = _rows(request, study, permissions) if permissions.can_view else []
+    rows = _rows(user, study, permissions) if permissions.can_view else []
     return {
         "guest_links": {
             "study": study,
@@ -171,7 +180,9 @@ def study_links_context(request: HttpRequest, study: Study) -> dict:
     }
 
 
-def _rows(request: HttpRequest, study: Study, permissions=None) -> list[dict]:
+def _rows(
+    user: User, study: Study, permissions: StudyLinkPermissions | None = None
+) -> list[dict[str, Any]]:
     return [
         {
             "link": row.link,
@@ -180,35 +191,37 @@ def _rows(request: HttpRequest, study: Study, permissions=None) -> list[dict]:
             "summary": options_summary(row.link),
             "can_delete": row.can_delete,
         }
-        for row in links_for_study(request.user, study, permissions=permissions)
+        for row in links_for_study(user, study, permissions=permissions)
     ]
 
 
-def _visible_study(request: HttpRequest, study_uid: str) -> Study:
+def _visible_study(request: AuthenticatedRequest, study_uid: str) -> Study:
     target = visible_target(request.user, study_uid=study_uid[:64])
-    if target is None:
+    if target is None or target.study is None:
         raise Http404("No such study.")
     return target.study
 
 
-def _list_response(request: HttpRequest, study: Study, *, status: int = 200) -> HttpResponse:
+def _list_response(
+    request: AuthenticatedRequest, study: Study, *, status: int = 200
+) -> HttpResponse:
     permissions = study_link_permissions(request.user, study)
     if not permissions.can_view:
         raise PermissionDenied
-    context = {"study": study, "rows": _rows(request, study, permissions)}
+    context = {"study": study, "rows": _rows(request.user, study, permissions)}
     return render(request, "guestlinks/_study_links_list.html", context, status=status)
 
 
 @login_required
 @require_GET
-def study_links(request: HttpRequest, study_uid: str) -> HttpResponse:
+def study_links(request: AuthenticatedRequest, study_uid: str) -> HttpResponse:
     """The study's list of guest links, as a fragment (refreshed after a link is made)."""
     return _list_response(request, _visible_study(request, study_uid))
 
 
 @login_required
 @require_POST
-def delete(request: HttpRequest, pk: int) -> HttpResponse:
+def delete(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """The trash can: the link stops opening at once. From the study page's script the answer is
     the refreshed list; without scripts, the study page again."""
     link = (

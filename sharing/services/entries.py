@@ -28,17 +28,20 @@ def grant_entries(
     """Put the studies in the recipient's worklist as entries carrying the share's terms, and
     link them to the recipient (so removing the share ends exactly these). ``seen`` skips a
     study already granted to the same worklist by another recipient of the same share."""
+    worklist_id = recipient.worklist_id
+    if worklist_id is None:
+        raise ValueError(f"Share recipient {recipient.pk} has no worklist yet (pending).")
     share = recipient.share
     seen = set() if seen is None else seen
     until = end_of_day(share.valid_until) if share.valid_until is not None else None
     entries = []
     for study in studies:
-        if (study.pk, recipient.worklist_id) in seen:
+        if (study.pk, worklist_id) in seen:
             continue
-        seen.add((study.pk, recipient.worklist_id))
+        seen.add((study.pk, worklist_id))
         entries.append(
             Entry(
-                worklist_id=recipient.worklist_id,
+                worklist_id=worklist_id,
                 study=study,
                 origin=EntryOrigin.SHARE,
                 added_by_id=share.sender_id,

@@ -18,7 +18,8 @@ from accounts.models import Group, Location, User
 from sharing.models import Favorite, FavoriteKind
 from sharing.selectors import recipient_by_id, searchable_kinds
 
-_FIELD_OF_KIND = {
+# Keyed by the kinds' values: the API names a kind as text.
+_FIELD_OF_KIND: dict[str, str] = {
     FavoriteKind.USER: "user",
     FavoriteKind.GROUP: "group",
     FavoriteKind.LOCATION: "location",

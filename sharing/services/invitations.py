@@ -25,8 +25,10 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -189,7 +191,7 @@ def invitation_link(token: str) -> str:
     return f"{settings.SITE_URL}{reverse('sharing:invitation', args=[token])}"
 
 
-def invite(*, recipient: ShareRecipient, context: dict) -> None:
+def invite(*, recipient: ShareRecipient, context: dict[str, Any]) -> None:
     """Give a pending email recipient its invitation token and queue the invitation email
     (``context``: the share message's) in the share's language. The token exists only in the
     email; the recipient row keeps its keyed digest."""
@@ -235,7 +237,7 @@ class Invitation:
     sender_name: str
     organization_name: str
     shared_at: datetime
-    studies: list[dict] = field(default_factory=list)
+    studies: list[dict[str, Any]] = field(default_factory=list)
     account_exists: bool = False
     # A pending share of the address asks for SMS codes: the account needs a mobile number.
     needs_mobile: bool = False
@@ -270,7 +272,7 @@ def _reserve_probe(request: HttpRequest | None) -> None:
     raise InvitationThrottled(retry_at)
 
 
-def _digests_for(token: str):
+def _digests_for(token: str) -> tuple[list[str], list[str]]:
     """The live and the spent digests this token would have (under every key of
     SECRET_KEY_FALLBACKS too); the lookup goes by them, never by comparing tokens."""
     live = candidate_digests(token, purpose=INVITATION_PURPOSE)
@@ -461,6 +463,6 @@ def accept(*, invitation: Invitation, request: HttpRequest) -> list[ShareRecipie
         return _activate(user=user, recipients=recipients, request=request)
 
 
-def accepted_by(refusal: InvitationAccepted, user: User) -> bool:
+def accepted_by(refusal: InvitationAccepted, user: User | AnonymousUser) -> bool:
     """Whether an already accepted invitation was accepted by this (logged-in) user."""
     return user.is_authenticated and refusal.user_id is not None and refusal.user_id == user.pk

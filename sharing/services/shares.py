@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -311,7 +312,9 @@ def _viewer_link(studies: Sequence[Study]) -> str:
     return f"{settings.SITE_URL}{reverse('studies:directory')}"
 
 
-def _message_context(*, share: Share, sender: User, studies: Sequence[Study], link: str) -> dict:
+def _message_context(
+    *, share: Share, sender: User, studies: Sequence[Study], link: str
+) -> dict[str, Any]:
     items = study_items(studies, share.anonymize)
     context = {
         "sender_name": sender.display_name,
@@ -368,13 +371,14 @@ def studies_seen_by_sender(
     (:func:`senders_access`), with the sender's access, by uid; the others are left out alike,
     whether they do not exist or are hidden. The Share dialog and the REST API find the studies
     to share here, so that one shares what the other does."""
-    studies = Study.objects.select_related("patient", "organization").filter(study_uid__in=uids)
-    studies = list(studies)
+    studies = list(
+        Study.objects.select_related("patient", "organization").filter(study_uid__in=uids)
+    )
     accesses = senders_access(sender, studies, request)
     return {
-        study.study_uid: (study, accesses[study.pk])
+        study.study_uid: (study, access)
         for study in studies
-        if accesses[study.pk] is not None
+        if (access := accesses[study.pk]) is not None
     }
 
 
@@ -603,7 +607,12 @@ def _resolve_recipients(
 ) -> list[_Resolved]:
     """The recipients resolved to their worklists, and the rules that need them resolved.
     Runs in the share's transaction: raising rolls back any worklist made while resolving."""
-    resolved = [_resolve(r, sender=sender, errors=errors) for r in recipients]
+    # A recipient that does not resolve is refused in ``errors``; the rules below judge the others.
+    resolved = [
+        item
+        for item in (_resolve(r, sender=sender, errors=errors) for r in recipients)
+        if item is not None
+    ]
     if checked.two_factor:
         # A user without a registered mobile could never receive the code to open it.
         unreachable = recipients_without_mobile(r.user for r in resolved)
@@ -630,7 +639,7 @@ def _resolve_recipients(
 
 def _add_recipients(
     share: Share, resolved: list[_Resolved], studies: Sequence[Study]
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Write each recipient and the entries it gives; what the audit event says of them."""
     seen: set[tuple[int, int]] = set()
     audit_recipients = []
@@ -671,6 +680,8 @@ def _write_share(
 ) -> Share:
     """Write the share, its recipients and entries, its audit event, its messages, the stars
     and the sender's defaults, in the caller's transaction."""
+    if checked.level is None:
+        raise ValueError("A share is written only with options that passed their rules.")
     recipient_users = [r.user for r in resolved if r.user is not None]
     share = Share.objects.create(
         organization=organization,
@@ -714,7 +725,11 @@ def _write_share(
     starred = set(star)
     star_targets(
         owner=sender,
-        targets=[r.user or r.group or r.location for r in resolved if r.recipient in starred],
+        targets=[
+            target
+            for r in resolved
+            if r.recipient in starred and (target := r.user or r.group or r.location) is not None
+        ],
     )
     if recipient_users:
         # The sender's own choices, not what a held two-factor share forced on this one.

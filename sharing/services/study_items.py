@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from studies.models import Study
 
@@ -19,7 +20,7 @@ def _initials(study: Study, anonymized: bool) -> str:
     return "".join(f"{part.strip()[0].upper()}." for part in parts if part and part.strip())
 
 
-def study_items(studies: Sequence[Study], anonymized: bool) -> list[dict]:
+def study_items(studies: Sequence[Study], anonymized: bool) -> list[dict[str, Any]]:
     return [
         {
             "patient_initials": _initials(study, anonymized),

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from accounts.models import User
 from audit.models import Outcome
 from audit.services import record
 from sharing.models import Share
@@ -18,7 +19,7 @@ def record_share_event(
     share: Share,
     action: str,
     *,
-    actor,
+    actor: User | None,
     request: HttpRequest | None,
     details: dict[str, Any],
     studies: Iterable[Study] | None = None,

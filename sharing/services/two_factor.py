@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -253,8 +253,9 @@ def _code_policy(
         owner={"recipient": recipient, "user": user},
         purpose=f"share-sms:{recipient.pk}:{user.pk}",
         max_failures=max_failures(),
-        closed=lambda row: row.blocked_at is not None,
-        at_limit=_block,
+        # The holder rows are this recipient's (``holder``).
+        closed=lambda row: cast(ShareRecipient, row).blocked_at is not None,
+        at_limit=lambda row, now: _block(cast(ShareRecipient, row), now),
         reset_failures_on_success=True,
         audit=lambda row, action, **details: _audit(row, action, request, actor=user, **details),
         sent_action=Action.SHARE_CODE_SENT,
@@ -290,7 +291,8 @@ def send_code(*, user: User, recipient: ShareRecipient, request: HttpRequest) ->
             cap_window=CODE_CAP_WINDOW,
         )
     except codes.HolderClosed as refusal:
-        raise ShareBlocked(blocked_message(refusal.holder)) from None
+        # The locked holder row: the recipient (_code_policy).
+        raise ShareBlocked(blocked_message(cast(ShareRecipient, refusal.holder))) from None
     except codes.TooSoon as refusal:
         raise CodeNotSent(refusal.message, retry_after=refusal.wait) from None
     except codes.CapReached as refusal:
@@ -299,7 +301,7 @@ def send_code(*, user: User, recipient: ShareRecipient, request: HttpRequest) ->
                 "We sent you too many codes for this share today. Use the newest one, or try "
                 "again tomorrow. If no code arrives, contact %(organization)s."
             )
-            % {"organization": refusal.holder.share.organization.name}
+            % {"organization": cast(ShareRecipient, refusal.holder).share.organization.name}
         ) from None
     except ValidationError:
         # A number that cannot receive SMS is no number: nothing is stored (rolled back).
@@ -326,7 +328,8 @@ def verify_code(*, user: User, recipient: ShareRecipient, code: str, request: Ht
     policy = _code_policy(recipient, user, request)
     # Raised after the check's transaction: the failure, the block and their audit events stay.
     check = codes.verify(policy, code)
-    locked = check.holder
+    # The locked holder row: the recipient (_code_policy).
+    locked = cast(ShareRecipient, check.holder)
     if check.verified:
         remember_verification(request, locked)
         return

@@ -15,6 +15,9 @@ with an explanation.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
@@ -24,17 +27,21 @@ from django.urls import path
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts.http import AuthenticatedRequest
+from accounts.models import User
 from portal.http import dialog_response, is_fragment_request
 from sharing.forms import ACCESS_CHOICES, DetailedSearchForm, RecipientRows, ShareForm
-from sharing.models import Favorite, RecipientKind, SenderDefaults, Share
-from sharing.selectors import favorites_of, recipient_name, search_recipients
+from sharing.models import Favorite, RecipientKind, SenderDefaults, Share, ShareRecipient
+from sharing.selectors import FavoriteItem, favorites_of, recipient_name, search_recipients
 from sharing.services.favorites import remove_favorite
 from sharing.services.shares import (
+    ShareTerms,
     senders_access,
     share_studies,
     share_terms,
     studies_seen_by_sender,
 )
+from studies.access import StudyAccess
 from studies.anonymize import patient_display
 from studies.models import Study
 from studies.selectors import MAX_ID
@@ -48,11 +55,13 @@ REFUSED_TEMPLATE = "sharing/_share_refused.html"
 PAGE_TEMPLATE = "sharing/_share_page.html"
 
 
-def _respond(request: HttpRequest, template: str, context: dict, *, status: int = 200):
+def _respond(
+    request: HttpRequest, template: str, context: dict[str, Any], *, status: int = 200
+) -> HttpResponse:
     return dialog_response(request, template, PAGE_TEMPLATE, context, status=status)
 
 
-def _selected_studies(request: HttpRequest) -> list[tuple[Study, object]]:
+def _selected_studies(request: AuthenticatedRequest) -> list[tuple[Study, StudyAccess]]:
     """The selected studies and the user's access to each; 404 for any the user may not see
     (exactly like one that does not exist)."""
     data = request.POST if request.method == "POST" else request.GET
@@ -65,7 +74,7 @@ def _selected_studies(request: HttpRequest) -> list[tuple[Study, object]]:
     return [seen[uid] for uid in uids]
 
 
-def _study_context(selected) -> dict:
+def _study_context(selected: list[tuple[Study, StudyAccess]]) -> dict[str, Any]:
     """What the dialog says it shares. The patient's name is shown in the dialog's body so the
     sender can check it is the right patient; titles and URLs never carry it."""
     studies = [study for study, _access in selected]
@@ -77,11 +86,11 @@ def _study_context(selected) -> dict:
     return {"studies": studies, "patient_names": [name for name in patients if name]}
 
 
-def _favorites(request: HttpRequest, kinds) -> list:
+def _favorites(request: AuthenticatedRequest, kinds: Sequence[str]) -> list[FavoriteItem]:
     return favorites_of(request.user, kinds=[k for k in kinds if k in RecipientKind.values])
 
 
-def _initial_choices(user) -> dict:
+def _initial_choices(user: User) -> dict[str, bool]:
     """The two-factor and send-mail choices of the sender's last share with a user."""
     defaults = SenderDefaults.objects.filter(user=user).first()
     if defaults is None:
@@ -93,7 +102,17 @@ def _initial_choices(user) -> dict:
 EDIT_INTENTS = frozenset({"add_recipient", "search", "detailed_search", "favorites"})
 
 
-def _render_form(request, context, *, form, rows, finder, favorites, status=200, **extra):
+def _render_form(
+    request: AuthenticatedRequest,
+    context: dict[str, Any],
+    *,
+    form: ShareForm,
+    rows: RecipientRows,
+    finder: DetailedSearchForm,
+    favorites: list[FavoriteItem],
+    status: int = 200,
+    **extra: Any,
+) -> HttpResponse:
     context.update(
         {
             "form": form,
@@ -108,7 +127,7 @@ def _render_form(request, context, *, form, rows, finder, favorites, status=200,
     return _respond(request, FORM_TEMPLATE, context, status=status)
 
 
-def _remove_favorite(request: HttpRequest, value: str) -> None:
+def _remove_favorite(request: AuthenticatedRequest, value: str) -> None:
     """Remove one of the sender's favorites. Someone else's, or one already gone (removed in
     another tab), is left alone: the list shown afterwards is the truth either way."""
     try:
@@ -123,13 +142,19 @@ def _remove_favorite(request: HttpRequest, value: str) -> None:
 
 
 def _edit(
-    request, context, *, terms, rows, favorites, show_favorites: bool = False
+    request: AuthenticatedRequest,
+    context: dict[str, Any],
+    *,
+    terms: ShareTerms,
+    rows: RecipientRows,
+    favorites: list[FavoriteItem],
+    show_favorites: bool = False,
 ) -> HttpResponse:
     """Add, remove or choose a recipient, search, show the favorites, remove one of them: the
     form as edited, without errors (it is still being filled in), status 200."""
     data = request.POST
     finder = DetailedSearchForm(data, kinds=terms.recipient_kinds)
-    extra = {"show_favorites": True} if show_favorites else {}
+    extra: dict[str, Any] = {"show_favorites": True} if show_favorites else {}
     intent = data.get("intent")
     if "remove_row" in data:
         rows.remove(data["remove_row"])
@@ -153,7 +178,7 @@ def _edit(
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def share_dialog(request: HttpRequest) -> HttpResponse:
+def share_dialog(request: AuthenticatedRequest) -> HttpResponse:
     selected = _selected_studies(request)
     context = _study_context(selected)
     try:
@@ -218,7 +243,7 @@ def share_dialog(request: HttpRequest) -> HttpResponse:
     )
 
 
-def _confirmation(request: HttpRequest, share: Share, context: dict) -> HttpResponse:
+def _confirmation(request: HttpRequest, share: Share, context: dict[str, Any]) -> HttpResponse:
     context.update(_done_context(share, context["studies"]))
     context["text"] = render_to_string(DONE_TEXT_TEMPLATE, context, request=request)
     return _respond(request, DONE_TEMPLATE, context)
@@ -226,7 +251,7 @@ def _confirmation(request: HttpRequest, share: Share, context: dict) -> HttpResp
 
 @login_required
 @require_GET
-def share_done(request: HttpRequest, pk: int) -> HttpResponse:
+def share_done(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """The confirmation of a share, for its sender (the page a browser without scripts lands
     on after sharing; "Share again" works from it as from the dialog)."""
     share = Share.objects.filter(pk=pk, sender=request.user).first() if pk <= MAX_ID else None
@@ -234,14 +259,17 @@ def share_done(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404("No such share.")
     studies = list(share.studies.select_related("patient", "organization").order_by("pk"))
     accesses = senders_access(request.user, studies, request)
-    selected = [(study, accesses[study.pk]) for study in studies]
-    if any(access is None for _study, access in selected):
-        # The sender no longer holds one of them: nothing to confirm or share again.
-        raise Http404("No such share.")
+    selected = []
+    for study in studies:
+        access = accesses[study.pk]
+        if access is None:
+            # The sender no longer holds one of them: nothing to confirm or share again.
+            raise Http404("No such share.")
+        selected.append((study, access))
     return _confirmation(request, share, _study_context(selected))
 
 
-def _refused(request, context, exc: PermissionDenied) -> HttpResponse:
+def _refused(request: HttpRequest, context: dict[str, Any], exc: PermissionDenied) -> HttpResponse:
     context["refusal"] = str(exc) or _("You may not share these studies.")
     return _respond(request, REFUSED_TEMPLATE, context, status=403)
 
@@ -249,7 +277,7 @@ def _refused(request, context, exc: PermissionDenied) -> HttpResponse:
 # --- The confirmation --------------------------------------------------------------------------
 
 
-def _recipient_line(recipient) -> dict:
+def _recipient_line(recipient: ShareRecipient) -> dict[str, Any]:
     """Whom the share reached, in words for the sender."""
     kind = recipient.kind
     return {
@@ -260,7 +288,7 @@ def _recipient_line(recipient) -> dict:
     }
 
 
-def _done_context(share: Share, studies: list[Study]) -> dict:
+def _done_context(share: Share, studies: list[Study]) -> dict[str, Any]:
     recipients = share.recipients.select_related(
         "user", "group__organization", "location__organization", "worklist"
     )

@@ -26,6 +26,7 @@ from accounts.forms import RegistrationForm
 from notifications.languages import supported_language
 from portal.csrf import accepts_opaque_origin, no_referrer
 from portal.http import SeeOther
+from sharing.models import ShareRecipient
 from sharing.services import invitations
 
 _PAGE = "sharing/invitation/page.html"
@@ -47,7 +48,7 @@ def _unavailable(request: HttpRequest, refusal: invitations.InvitationError) -> 
     return response
 
 
-def _to_directory(request: HttpRequest, activated: list) -> HttpResponse:
+def _to_directory(request: HttpRequest, activated: list[ShareRecipient]) -> HttpResponse:
     count = sum(r.entries.count() for r in activated)
     if count:
         messages.success(

@@ -14,8 +14,12 @@ removes nothing and answers that page. No script is needed.
 
 from __future__ import annotations
 
+from datetime import date
+from typing import Any
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
@@ -23,6 +27,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
+from accounts.http import AuthenticatedRequest
+from sharing.models import Share
 from sharing.selectors import (
     manageable_shares,
     recipient_name,
@@ -38,7 +44,7 @@ PAGE_SIZE = 50
 CONFIRM_STUDIES = 20
 
 
-def _state(share, today) -> str:
+def _state(share: Share, today: date) -> str:
     if share.removed_at is not None:
         return "removed"
     if share.valid_until is not None and share.valid_until < today:
@@ -46,13 +52,15 @@ def _state(share, today) -> str:
     return "running"
 
 
-def _with_recipients(shares):
+def _with_recipients(shares: QuerySet[Share]) -> QuerySet[Share]:
     return shares.prefetch_related(
         "recipients__user", "recipients__group", "recipients__location", "recipients__worklist"
     )
 
 
-def _rows(request: HttpRequest, shares: list, *, limit: int = 5) -> list[dict]:
+def _rows(
+    request: AuthenticatedRequest, shares: list[Share], *, limit: int = 5
+) -> list[dict[str, Any]]:
     today = timezone.localdate()
     studies = shared_studies(request, shares, limit=limit)
     rows = []
@@ -80,7 +88,7 @@ def _rows(request: HttpRequest, shares: list, *, limit: int = 5) -> list[dict]:
     return rows
 
 
-def _audit_listed(request: HttpRequest, rows: list[dict]) -> None:
+def _audit_listed(request: HttpRequest, rows: list[dict[str, Any]]) -> None:
     """A page that names patients is a list of studies: one "Query" event (as the directory's),
     counting the studies whose patient it named."""
     named = sum(1 for row in rows for item in row["studies"] if item.patient is not None)
@@ -88,7 +96,7 @@ def _audit_listed(request: HttpRequest, rows: list[dict]) -> None:
         record_studies_listed(request=request, via="shares", keys=(), rows=named)
 
 
-def _manageable(request: HttpRequest, pk: int):
+def _manageable(request: AuthenticatedRequest, pk: int) -> Share:
     share = (
         _with_recipients(manageable_shares(request.user)).filter(pk=pk).first()
         if pk <= MAX_ID
@@ -101,7 +109,7 @@ def _manageable(request: HttpRequest, pk: int):
 
 @login_required
 @require_GET
-def shares_page(request: HttpRequest) -> HttpResponse:
+def shares_page(request: AuthenticatedRequest) -> HttpResponse:
     shares = _with_recipients(manageable_shares(request.user))
     # Keyset paging by id: ``?before=<id>`` shows the older ones.
     before = request.GET.get("before", "")
@@ -121,7 +129,7 @@ def shares_page(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def remove(request: HttpRequest, pk: int) -> HttpResponse:
+def remove(request: AuthenticatedRequest, pk: int) -> HttpResponse:
     """GET: what removing this share ends, and for whom, with the button that removes it. POST
     with ``confirm``: remove it. A POST without ``confirm`` (a form or script that skipped the
     question) removes nothing and shows the question."""

@@ -13,24 +13,26 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.http import AuthenticatedRequest
+from accounts.models import User
 from sharing.selectors import recipient_name, study_summaries
 from sharing.services import two_factor
 
 
-def _may_use_page(user) -> bool:
+def _may_use_page(user: User) -> bool:
     scope = two_factor.unblocking_organizations(user)
     return scope is None or bool(scope)
 
 
 @login_required
 @require_GET
-def blocked_shares(request: HttpRequest) -> HttpResponse:
+def blocked_shares(request: AuthenticatedRequest) -> HttpResponse:
     if not _may_use_page(request.user):
         raise PermissionDenied(_("Only an administrator of an organization can see this page."))
     recipients = list(two_factor.blocked_recipients(request.user)[:500])
@@ -54,7 +56,7 @@ def blocked_shares(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def unblock(request: HttpRequest, recipient_id: int) -> HttpResponse:
+def unblock(request: AuthenticatedRequest, recipient_id: int) -> HttpResponse:
     recipient = None
     if _may_use_page(request.user):
         recipient = two_factor.administered_recipients(request.user).filter(pk=recipient_id).first()

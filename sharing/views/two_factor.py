@@ -21,6 +21,7 @@ from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_http_methods
 
+from accounts.http import AuthenticatedRequest
 from notifications.codes import is_code_shaped, normalize_code
 from portal.http import SeeOther
 from sharing.access import verified_recipient_ids
@@ -83,7 +84,7 @@ def _destination(request: HttpRequest, recipient: ShareRecipient) -> str:
 
 
 def _page(
-    request: HttpRequest,
+    request: AuthenticatedRequest,
     recipient: ShareRecipient,
     *,
     form: CodeForm | None = None,
@@ -123,7 +124,7 @@ def _blocked(request: HttpRequest, recipient: ShareRecipient, message: str = "")
 @login_required
 @sensitive_post_parameters("code")
 @require_http_methods(["GET", "POST"])
-def code_page(request: HttpRequest, recipient_id: int) -> HttpResponse:
+def code_page(request: AuthenticatedRequest, recipient_id: int) -> HttpResponse:
     try:
         recipient = two_factor.find_recipient(user=request.user, recipient_id=recipient_id)
     except two_factor.ShareUnavailable:
@@ -140,7 +141,7 @@ def code_page(request: HttpRequest, recipient_id: int) -> HttpResponse:
     return _page(request, recipient)
 
 
-def _send_code(request: HttpRequest, recipient: ShareRecipient) -> HttpResponse:
+def _send_code(request: AuthenticatedRequest, recipient: ShareRecipient) -> HttpResponse:
     try:
         sent = two_factor.send_code(user=request.user, recipient=recipient, request=request)
     except two_factor.ShareUnavailable:
@@ -164,7 +165,7 @@ def _send_code(request: HttpRequest, recipient: ShareRecipient) -> HttpResponse:
     return _page(request, recipient, notice=notice)
 
 
-def _verify(request: HttpRequest, recipient: ShareRecipient) -> HttpResponse:
+def _verify(request: AuthenticatedRequest, recipient: ShareRecipient) -> HttpResponse:
     form = CodeForm(request.POST)
     if not form.is_valid():
         return _page(request, recipient, form=form, status=400)

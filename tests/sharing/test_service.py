@@ -97,6 +97,17 @@ def test_unknown_share_code_is_refused(study, alice):
     assert_nothing_shared()
 
 
+def test_unknown_recipient_beside_two_factor_is_refused_not_an_error(study, alice, bob):
+    # The rules that need resolved recipients (a registered mobile for SMS two-factor) judge
+    # the recipients that resolved: the unknown one is refused, not a server error.
+    bob.mobile = "+32470000000"
+    bob.save(update_fields=["mobile"])
+    with pytest.raises(ValidationError) as excinfo:
+        share(alice, study, ("share_code", "NOSUCHCODE"), ("user", bob.pk), two_factor=True)
+    assert field_of(excinfo) == {"recipients"}
+    assert_nothing_shared()
+
+
 def test_email_of_an_existing_user_goes_to_their_personal_worklist(study, alice, carol):
     made = share(alice, study, ("email", "CAROL@example.org"))
     assert user_study_access(carol, study) is not None
