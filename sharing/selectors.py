@@ -178,7 +178,12 @@ def searchable_kinds(sender: User) -> list[str]:
     of the studies decides again when the share is made)."""
     if not has_perm(sender, Perm.SHARE_STUDY):
         return []
-    return [kind for kind in SEARCH_KINDS if has_perm(sender, KIND_RULES[kind][0])]
+    return [kind for kind in SEARCH_KINDS if _kind_permitted(sender, kind)]
+
+
+def _kind_permitted(sender: User, kind: str) -> bool:
+    perm = KIND_RULES[kind][0]
+    return perm is None or has_perm(sender, perm)
 
 
 # --- Results -----------------------------------------------------------------------------------
