@@ -1,3 +1,5 @@
+from typing import NoReturn
+
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -78,16 +80,18 @@ class AuditEventQuerySet(models.QuerySet):
     remove history without going through the hash chain. (The database triggers installed by
     migration 0002 refuse the same statements from any other client.)"""
 
-    def update(self, **kwargs):
+    def update(self, **kwargs: object) -> NoReturn:
         raise PermissionError("Audit events are append-only.")
 
-    update.alters_data = True
+    # Django's own update() and delete() carry these marks (templates never call them, a manager
+    # does not copy delete()); django-stubs declares them as plain methods, without the marks.
+    update.alters_data = True  # type: ignore[attr-defined]
 
-    def delete(self):
+    def delete(self) -> NoReturn:
         raise PermissionError("Audit events are append-only.")
 
-    delete.alters_data = True
-    delete.queryset_only = True
+    delete.alters_data = True  # type: ignore[attr-defined]
+    delete.queryset_only = True  # type: ignore[attr-defined]
 
 
 class AuditEvent(models.Model):

@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import json
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
@@ -27,6 +27,9 @@ from audit.signing import SigningKey, current_key, seal_head
 # The one authority on the client's address (behind a trusted proxy, the address it forwards);
 # callers have always found it here too.
 from portal.clients import canonical_ip, client_ip
+
+if TYPE_CHECKING:
+    from django.db.backends.postgresql.operations import DatabaseOperations as PostgresOperations
 
 GENESIS_HASH = "0" * 64
 ANONYMOUS_RECIPIENT = "anonymous recipient"
@@ -185,6 +188,8 @@ def record(
                 defaults={"last_hash": GENESIS_HASH, "seal": seal_head(chain, 0, GENESIS_HASH)},
             )
             head = _locked_head(chain)
+            if head is None:
+                raise RuntimeError(f"The head of audit chain {chain} was created but is missing.")
         last_hash, count = head
         event.key_id = key.id
         _chain_onto(event, last_hash, key)
@@ -240,6 +245,8 @@ def _appended_in_two_round_trips(event: AuditEvent, chain: int, key: SigningKey)
     ORM's path runs then."""
     if connection.vendor != "postgresql":
         return False
+    # The vendor was just checked: these are PostgreSQL's operations, which compose_sql is.
+    operations = cast("PostgresOperations", connection.ops)
     own_transaction = not connection.in_atomic_block
     # Everything but the chaining is prepared before the lock is taken.
     event.key_id = key.id
@@ -251,7 +258,7 @@ def _appended_in_two_round_trips(event: AuditEvent, chain: int, key: SigningKey)
     with connection.cursor() as cursor:
         try:
             if own_transaction:
-                cursor.execute(connection.ops.compose_sql(f"BEGIN; {_LOCK}", [chain]))
+                cursor.execute(operations.compose_sql(f"BEGIN; {_LOCK}", [chain]))
                 cursor.nextset()
             else:
                 cursor.execute(_LOCK, [chain])
@@ -271,7 +278,7 @@ def _appended_in_two_round_trips(event: AuditEvent, chain: int, key: SigningKey)
             ]
             append = f"{_APPEND}; COMMIT" if own_transaction else _APPEND
             params = [event.hash, count + 1, seal, chain, *values]
-            cursor.execute(connection.ops.compose_sql(append, params))
+            cursor.execute(operations.compose_sql(append, params))
             cursor.nextset()
             event.pk = cursor.fetchone()[0]
         except BaseException:

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
+from audit.checkpoints import Checkpoint
 from audit.checkpoints import read as read_checkpoints
 from audit.models import Action
 from audit.selectors import CHECKPOINT_INVALID, VerificationResult, verify_chain
@@ -52,7 +53,8 @@ class Command(BaseCommand):
     def handle(self, *args, chunk_size: int, checkpoints: str | None, **options):
         if chunk_size < 1:
             raise CommandError(_("--chunk-size must be at least 1."))
-        published, invalid = [], []
+        published: list[Checkpoint] = []
+        invalid: list[tuple[int, str]] = []
         if checkpoints is not None:
             path = checkpoints or settings.AUDIT_CHECKPOINT_FILE
             try:
