@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Protocol
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.console import EmailBackend as DjangoConsoleEmailBackend
-from django.core.mail.message import DNS_NAME, EmailAlternative
+from django.core.mail.message import EmailAlternative
+from django.core.mail.utils import DNS_NAME
 from django.urls import reverse
 from django.utils.module_loading import import_string
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
@@ -276,9 +277,9 @@ def _twilio_http_client() -> HttpClient:
     making one), else Twilio's own client with a timeout: without one a stalled connection would
     hold the message past its lease."""
     configured = getattr(settings, "TWILIO_HTTP_CLIENT", None)
-    if isinstance(configured, str) and configured:
-        configured = import_string(configured)
-    if configured is None or configured == "":
+    if isinstance(configured, str):
+        configured = import_string(configured) if configured else None
+    if configured is None:
         return TwilioHttpClient(timeout=getattr(settings, "TWILIO_TIMEOUT", 30))
     if isinstance(configured, HttpClient):
         return configured

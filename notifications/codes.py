@@ -33,7 +33,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, cast
 
 from django.db import models, transaction
 from django.db.models import F
@@ -85,6 +85,15 @@ def resend_wait_message(seconds: int) -> str:
 # --- The policy: what a feature says about its codes ---------------------------------------------
 
 
+class SentCode(Protocol):
+    """The fields of a code row that the checking reads: every feature's code model has them
+    (with ``expires_at``, ``used_at``, ``replaced_at`` and ``created_at``, which the queries
+    below filter on)."""
+
+    pk: Any
+    code_hash: str
+
+
 def _never(_holder: models.Model) -> bool:
     return False
 
@@ -126,7 +135,7 @@ class CodePolicy:
     @property
     def codes(self) -> models.QuerySet:
         """Every code of this holder, open or not."""
-        return self.code_model.objects.filter(**self.owner)
+        return self.code_model._default_manager.filter(**self.owner)
 
     def digest(self, code: str) -> str:
         # An HMAC, not argon2: a six-digit code lives minutes behind a failure limit (and, for
@@ -136,17 +145,19 @@ class CodePolicy:
         return secret_digest(code, purpose=self.purpose)
 
     def _holder_row(self, holder: models.Model) -> models.QuerySet:
-        return type(holder).objects.filter(pk=holder.pk)
+        return type(holder)._default_manager.filter(pk=holder.pk)
 
 
-def current_code(policy: CodePolicy, now: datetime | None = None) -> models.Model | None:
+def current_code(policy: CodePolicy, now: datetime | None = None) -> SentCode | None:
     """The newest code that may still be entered (unused, not replaced, not expired)."""
     now = now or timezone.now()
-    return (
+    newest = (
         policy.codes.filter(used_at__isnull=True, replaced_at__isnull=True, expires_at__gt=now)
         .order_by("-created_at", "-pk")
         .first()
     )
+    # A row of policy.code_model, which codes are created in with a code_hash (issue below).
+    return cast(SentCode | None, newest)
 
 
 def _lock(policy: CodePolicy) -> models.Model:
@@ -227,7 +238,7 @@ def issue(
         codes.filter(used_at__isnull=True, replaced_at__isnull=True).update(replaced_at=now)
         code = new_code()
         expires_at = now + validity
-        policy.code_model.objects.create(
+        policy.code_model._default_manager.create(
             **policy.owner, code_hash=policy.digest(code), expires_at=expires_at
         )
         policy._holder_row(holder).update(**{policy.sent_field: F(policy.sent_field) + 1})
@@ -299,9 +310,9 @@ def verify(policy: CodePolicy, code: str) -> Check:
         if constant_time_compare(policy.digest(code), current.code_hash):
             # Single use, by a conditional UPDATE: a request that read the same code as current
             # a moment ago spends nothing.
-            spent = policy.code_model.objects.filter(pk=current.pk, used_at__isnull=True).update(
-                used_at=now
-            )
+            spent = policy.code_model._default_manager.filter(
+                pk=current.pk, used_at__isnull=True
+            ).update(used_at=now)
             if not spent:
                 return result(Outcome.NO_CODE)
             if policy.reset_failures_on_success:

@@ -30,7 +30,7 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -52,7 +52,8 @@ from portal.phones import normalize_mobile
 
 logger = logging.getLogger(__name__)
 
-SUBJECT_MAX_LENGTH = Message._meta.get_field("subject").max_length
+# The subject field sets its max_length (an optional argument of the text field it is).
+SUBJECT_MAX_LENGTH = cast(int, Message._meta.get_field("subject").max_length)
 # Context keys whose values are secrets (a link's token, a one-time code): the rendered body
 # needs them, the stored context does not.
 SECRET_CONTEXT_WORDS = ("link", "url", "code", "token", "password", "secret", "otp")
@@ -96,10 +97,10 @@ def render_message(
         body_text = render_to_string(f"notifications/{template}/body.txt", values).strip()
         if channel == Channel.SMS:
             return "", body_text, ""
-        subject = render_to_string(f"notifications/{template}/subject.txt", values)
+        rendered_subject = render_to_string(f"notifications/{template}/subject.txt", values)
         body_html = render_to_string(f"notifications/{template}/body.html", values)
     # One line, whatever the template's layout: a newline in a header would end it.
-    subject = Truncator(" ".join(subject.split())).chars(SUBJECT_MAX_LENGTH)
+    subject = Truncator(" ".join(rendered_subject.split())).chars(SUBJECT_MAX_LENGTH)
     return subject, body_text + "\n", body_html
 
 
