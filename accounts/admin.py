@@ -2,6 +2,8 @@
 only staff whose session was verified with a one-time code, and it logs in and out through the
 portal's pages so that both are throttled and audited the same way."""
 
+from typing import TYPE_CHECKING, TypedDict
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -34,6 +36,9 @@ from accounts.permissions import Perm
 from audit.models import Action
 from audit.services import record
 from portal.phones import normalize_mobile
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 # --- The admin site -------------------------------------------------------------------------
 
@@ -220,8 +225,15 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
 # --- Users ----------------------------------------------------------------------------------
 
 
+class TwoFactorAnnotation(TypedDict):
+    """What the users' list annotates each user with (UserAdmin.get_queryset)."""
+
+    has_two_factor: bool
+
+
+# django-stubs declares the auth forms without their Meta, which Django's forms have.
 class UserChangeForm(auth_forms.UserChangeForm):
-    class Meta(auth_forms.UserChangeForm.Meta):
+    class Meta(auth_forms.UserChangeForm.Meta):  # type: ignore[name-defined]
         model = User
 
     def clean_mobile(self) -> str:
@@ -230,7 +242,7 @@ class UserChangeForm(auth_forms.UserChangeForm):
 
 
 class UserCreationForm(auth_forms.AdminUserCreationForm):
-    class Meta(auth_forms.AdminUserCreationForm.Meta):
+    class Meta(auth_forms.AdminUserCreationForm.Meta):  # type: ignore[name-defined]
         model = User
         fields = ("username", "first_name", "last_name", "email")
 
@@ -507,7 +519,7 @@ class UserAdmin(OrganizationScopedAdmin, DjangoUserAdmin):
         return response
 
     @admin.display(boolean=True, description=_("two-factor"), ordering="has_two_factor")
-    def two_factor(self, user: User) -> bool:
+    def two_factor(self, user: "WithAnnotations[User, TwoFactorAnnotation]") -> bool:
         return user.has_two_factor
 
 
