@@ -340,9 +340,11 @@ def user_study_access(user: User, study: Study) -> StudyAccess | None:
     return user_studies_access(user, [study])[study.pk]
 
 
-def user_studies_access(user: User, studies: Iterable[Study]) -> dict[int, StudyAccess | None]:
+def user_studies_access(
+    user: User | AnonymousUser, studies: Iterable[Study]
+) -> dict[int, StudyAccess | None]:
     """The user's access to each study (by primary key), reading memberships, worklists and
-    entries once for all of them."""
+    entries once for all of them. An anonymous visitor (a guest) has none of its own."""
     studies = list(studies)
     found: dict[int, StudyAccess | None] = {study.pk: None for study in studies}
     if not user.is_authenticated or not user.is_active or not studies:
