@@ -86,12 +86,12 @@ def resend_wait_message(seconds: int) -> str:
 
 
 class SentCode(Protocol):
-    """The fields of a code row that the checking reads: every feature's code model has them
-    (with ``expires_at``, ``used_at``, ``replaced_at`` and ``created_at``, which the queries
-    below filter on)."""
+    """The fields of a code row read here: every feature's code model has them (with
+    ``expires_at``, ``used_at`` and ``replaced_at``, which the queries below filter on)."""
 
     pk: Any
     code_hash: str
+    created_at: datetime
 
 
 def _never(_holder: models.Model) -> bool:
@@ -105,7 +105,7 @@ class CodePolicy:
 
     # Exactly the holder row (a queryset, so the feature chooses what to select with it). Only
     # the holder's own row is locked.
-    holder: models.QuerySet
+    holder: models.QuerySet[models.Model]
     code_model: type[models.Model]
     # The fields that bind a code to its holder, for finding and for creating codes:
     # {"link": link}, or {"recipient": recipient, "user": user}.
@@ -133,7 +133,7 @@ class CodePolicy:
     sent_field: str = "codes_sent"
 
     @property
-    def codes(self) -> models.QuerySet:
+    def codes(self) -> models.QuerySet[models.Model]:
         """Every code of this holder, open or not."""
         return self.code_model._default_manager.filter(**self.owner)
 
@@ -144,20 +144,21 @@ class CodePolicy:
         # slow a search of a million codes that expire within minutes anyway.
         return secret_digest(code, purpose=self.purpose)
 
-    def _holder_row(self, holder: models.Model) -> models.QuerySet:
+    def _holder_row(self, holder: models.Model) -> models.QuerySet[models.Model]:
         return type(holder)._default_manager.filter(pk=holder.pk)
 
 
 def current_code(policy: CodePolicy, now: datetime | None = None) -> SentCode | None:
     """The newest code that may still be entered (unused, not replaced, not expired)."""
     now = now or timezone.now()
-    newest = (
+    return _newest(
         policy.codes.filter(used_at__isnull=True, replaced_at__isnull=True, expires_at__gt=now)
-        .order_by("-created_at", "-pk")
-        .first()
     )
-    # A row of policy.code_model, which codes are created in with a code_hash (issue below).
-    return cast(SentCode | None, newest)
+
+
+def _newest(codes: models.QuerySet[models.Model]) -> SentCode | None:
+    # Rows of policy.code_model, whose codes are created with a code_hash (issue below).
+    return cast(SentCode | None, codes.order_by("-created_at", "-pk").first())
 
 
 def _lock(policy: CodePolicy) -> models.Model:
@@ -224,7 +225,7 @@ def issue(
         if policy.closed(holder):
             raise HolderClosed(holder)
         codes = policy.codes
-        last = codes.order_by("-created_at", "-pk").first()
+        last = _newest(codes)
         wait = resend_wait(last.created_at if last else None, resend_seconds, now)
         if wait:
             raise TooSoon(holder, wait)

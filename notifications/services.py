@@ -33,10 +33,12 @@ from functools import partial
 from typing import Any, cast
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import EmailValidator
 from django.db import transaction
+from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.text import Truncator
@@ -138,7 +140,8 @@ def stored_context(context: Mapping[str, Any]) -> dict[str, Any]:
         return value
 
     # Dates and datetimes become ISO strings, as the JSON column will give them back.
-    return redact(json.loads(json.dumps(dict(context), cls=DjangoJSONEncoder)))
+    stored: dict[str, Any] = redact(json.loads(json.dumps(dict(context), cls=DjangoJSONEncoder)))
+    return stored
 
 
 # --- Queueing ---------------------------------------------------------------------------------
@@ -236,7 +239,7 @@ class _WaitingForCommit(threading.local):
     waiting then belonged to a transaction that rolled back: its callback was dropped with it,
     and so is the group."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.groups: dict[int, list[int]] = {}
         self.numbers = itertools.count()
 
@@ -268,7 +271,12 @@ def _publish_committed(number: int) -> None:
 RETRYABLE_STATUSES = (MessageStatus.FAILED, MessageStatus.DEAD)
 
 
-def retry_messages(*, message_ids: Iterable[int], actor, request=None) -> list[int]:
+def retry_messages(
+    *,
+    message_ids: Iterable[int],
+    actor: AbstractBaseUser | None,
+    request: HttpRequest | None = None,
+) -> list[int]:
     """Queue failed or dead messages again with a fresh set of attempts; other messages are left
     alone. Each retry is audited. Returns the ids queued again."""
     retried: list[int] = []
