@@ -13,8 +13,9 @@ import contextlib
 import hashlib
 import json
 from datetime import UTC
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.http import HttpRequest
@@ -26,7 +27,8 @@ from audit.signing import SigningKey, current_key, seal_head
 
 # The one authority on the client's address (behind a trusted proxy, the address it forwards);
 # callers have always found it here too.
-from portal.clients import canonical_ip, client_ip
+from portal.clients import canonical_ip as canonical_ip
+from portal.clients import client_ip as client_ip
 
 if TYPE_CHECKING:
     from django.db.backends.postgresql.operations import DatabaseOperations as PostgresOperations
@@ -56,7 +58,8 @@ def storable_details(details: dict[str, Any] | None) -> dict[str, Any]:
     objects) is what lets the hash be recomputed from the stored row. NaN and infinities are
     refused: PostgreSQL's jsonb cannot store them, so they must not work on SQLite either."""
     encoded = json.dumps(details or {}, cls=DjangoJSONEncoder, allow_nan=False)
-    return redact(json.loads(encoded))
+    stored: dict[str, Any] = redact(json.loads(encoded))
+    return stored
 
 
 # Python writes floats of 1e16 and beyond in exponent form; PostgreSQL's jsonb stores them as
@@ -129,17 +132,31 @@ def hashed_fields(event: AuditEvent) -> dict[str, Any]:
     }
 
 
+class _AuditedPatient(Protocol):
+    patient_id: str
+
+
+class AuditedStudy(Protocol):
+    """What the trail reads of a study (a ``studies.Study``, which audit does not import)."""
+
+    study_uid: str
+    organization_id: int
+
+    @property
+    def patient(self) -> _AuditedPatient: ...
+
+
 def record(
     *,
     action: str,
-    actor=None,
+    actor: AbstractBaseUser | None = None,
     actor_label: str | None = None,
     request: HttpRequest | None = None,
     outcome: str = Outcome.SUCCESS,
     organization_id: int | None = None,
     target_type: str = "",
     target_id: str | int = "",
-    study=None,
+    study: AuditedStudy | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one event. ``actor`` defaults to the request's user; with neither, the event is
@@ -160,7 +177,8 @@ def record(
         # Hashed as given and read back as an integer: "5" and 5 must not hash differently.
         organization_id = int(organization_id)
     event = AuditEvent(
-        actor=actor,
+        # By id: audit knows users as AUTH_USER_MODEL's base class, not as the accounts model.
+        actor_id=actor.pk if actor is not None else None,
         actor_label=actor_label,
         ip=client_ip(request),
         action=action,
