@@ -412,7 +412,8 @@ def log_in_with_code(*, request: HttpRequest, token: str) -> str:
     device = check_two_factor_code(request=request, user=user, token=token)
     pending = request.session.pop(PENDING_LOGIN_KEY)
     complete_login(request=request, user=user, device=device, backend=pending["backend"])
-    return pending["next"]
+    next_url: str = pending["next"]
+    return next_url
 
 
 def verify_session(*, request: HttpRequest, user: User, token: str) -> None:
@@ -488,7 +489,8 @@ class Enrolment:
 
     @property
     def config_url(self) -> str:
-        return self.device.config_url
+        url: str = self.device.config_url
+        return url
 
     @property
     def secret(self) -> str:

@@ -21,7 +21,7 @@ from accounts import demo, services
 from accounts.forms import CodeForm, LoginForm, PasswordChangeForm, PasswordConfirmForm
 from accounts.http import AuthenticatedRequest
 from accounts.models import User
-from accounts.policy import two_factor_required
+from accounts.policy import has_two_factor, two_factor_required
 from portal.csrf import accepts_opaque_origin
 from portal.qr import qr_svg
 
@@ -112,7 +112,7 @@ def two_factor_verify(request: HttpRequest) -> HttpResponse:
         next_url = _safe_next(request) or resolve_url(settings.LOGIN_REDIRECT_URL)
         if signed_in.is_verified():
             return redirect(next_url)
-        if not services.has_two_factor(signed_in):
+        if not has_two_factor(signed_in):
             return redirect("accounts:two_factor")
         pending_user = None
     else:
@@ -205,7 +205,7 @@ def two_factor(request: AuthenticatedRequest) -> HttpResponse:
     """Set up an authenticator app (QR code, secret as text, confirmation code), or remove it
     after entering the password again."""
     next_url = _safe_next(request)
-    enabled = services.has_two_factor(request.user)
+    enabled = has_two_factor(request.user)
     status = 200
     context = {
         "enabled": enabled,

@@ -215,11 +215,12 @@ def access_ends(user: User | AnonymousUser) -> datetime | None:
     (a search) keeps it no longer."""
     if not user.is_authenticated:
         return None
-    return (
+    first: datetime | None = (
         active_entries()
         .filter(worklist_id__in=visible_worklist_ids(user), valid_until__isnull=False)
         .aggregate(first=Min("valid_until"))["first"]
     )
+    return first
 
 
 def active_entries(now: datetime | None = None) -> QuerySet[Entry]:

@@ -415,7 +415,8 @@ def _greyscale(
         if high - low < min(pixels.size, _MAX_LOOKUP_ENTRIES):
             every_value = np.arange(low, high + 1, dtype=np.int64)
             levels = _grey_levels(every_value, ds, index, chosen, invert=invert)
-            return levels[np.subtract(pixels, low, dtype=np.intp)]
+            looked_up: np.ndarray = levels[np.subtract(pixels, low, dtype=np.intp)]
+            return looked_up
     return _grey_levels(pixels, ds, index, chosen, invert=invert)
 
 
@@ -547,7 +548,8 @@ def _functional_group_item(ds: Dataset, index: int, keyword: str) -> Dataset | N
     for group in groups:
         sequence = group.get(keyword)
         if sequence:
-            return sequence[0]
+            item: Dataset = sequence[0]
+            return item
     return None
 
 

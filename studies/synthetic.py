@@ -573,7 +573,8 @@ def _ct_stored_values(labels: np.ndarray, rng: np.random.Generator) -> np.ndarra
     lut = np.array([CT_HU[label] for label in range(len(CT_HU))], dtype=np.float64)
     hu = lut[labels] + rng.normal(0.0, CT_NOISE_HU, labels.shape)
     hu[labels == AIR] = CT_HU[AIR]  # air outside the body is clean, as on real scanners
-    return np.rint(hu - CT_INTERCEPT).astype(np.int16)
+    stored: np.ndarray = np.rint(hu - CT_INTERCEPT).astype(np.int16)
+    return stored
 
 
 def _mr_stored_values(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -585,7 +586,8 @@ def _mr_stored_values(labels: np.ndarray, rng: np.random.Generator) -> np.ndarra
     real = signal + rng.normal(0.0, MR_NOISE, labels.shape)
     imaginary = rng.normal(0.0, MR_NOISE, labels.shape)
     magnitude = np.hypot(real, imaginary)
-    return np.clip(np.rint(magnitude), 0, 2**MR_BITS_STORED - 1).astype(np.uint16)
+    stored: np.ndarray = np.clip(np.rint(magnitude), 0, 2**MR_BITS_STORED - 1).astype(np.uint16)
+    return stored
 
 
 def _window_from_data(volume: np.ndarray) -> tuple[float, float]:
@@ -610,8 +612,8 @@ def _echo_frame(
     tissue = 70.0 + 110.0 * np.exp(-(((r - 1.15) / 0.18) ** 2))  # bright myocardium ring
     tissue = np.where(r < 1.0, 12.0, tissue)  # dark blood pool
     speckle = rng.rayleigh(1.0, (rows, columns)) / math.sqrt(math.pi / 2)
-    grey = np.clip(tissue * speckle * (1.1 - 0.4 * depth), 0, 255) * sector
-    grey = np.rint(grey).astype(np.uint8)
+    brightness = np.clip(tissue * speckle * (1.1 - 0.4 * depth), 0, 255) * sector
+    grey: np.ndarray = np.rint(brightness).astype(np.uint8)
     if not color:
         return grey
 

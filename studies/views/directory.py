@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
@@ -99,8 +100,9 @@ class SearchForm(forms.Form):
     )
     sort = forms.CharField(required=False, widget=forms.HiddenInput, max_length=20)
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         start, end = data.get("date_from"), data.get("date_to")
         if start and end and start > end:
             self.add_error("date_to", _("The end date is before the start date."))

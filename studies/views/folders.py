@@ -11,6 +11,7 @@ directory showing the result (``X-Dialog-Redirect`` for the dialog, a redirect f
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
@@ -49,7 +50,13 @@ PAGE_TEMPLATE = "studies/_dialog_page.html"
 MAX_STUDIES = 500
 
 
-def _respond(request: AuthenticatedRequest, template: str, context: dict, *, status: int = 200):
+def _respond(
+    request: AuthenticatedRequest,
+    template: str,
+    context: Mapping[str, object],
+    *,
+    status: int = 200,
+) -> HttpResponse:
     return dialog_response(request, template, PAGE_TEMPLATE, context, status=status)
 
 
