@@ -2,6 +2,10 @@
 only staff whose session was verified with a one-time code, and it logs in and out through the
 portal's pages so that both are throttled and audited the same way."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypedDict, cast
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -13,7 +17,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
-from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.decorators import method_decorator
@@ -31,9 +35,13 @@ from accounts import services
 from accounts.memberships import administered_organization_ids
 from accounts.models import ApiToken, Group, Location, Membership, Organization, Role, User
 from accounts.permissions import Perm
+from accounts.policy import has_two_factor
 from audit.models import Action
 from audit.services import record
 from portal.phones import normalize_mobile
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 # --- The admin site -------------------------------------------------------------------------
 
@@ -58,7 +66,7 @@ class PortalAdminSite(OTPAdminSite):
         if user.is_verified():
             return HttpResponseRedirect(next_url)
         query = urlencode({REDIRECT_FIELD_NAME: next_url})
-        if services.has_two_factor(user):
+        if has_two_factor(user):
             return redirect(f"{reverse('accounts:two_factor_verify')}?{query}")
         messages.warning(
             request,
@@ -141,7 +149,7 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
     def scope(self, queryset, administered: set[int]):
         return queryset.filter(organization__in=administered)
 
-    def _django_perm(self, request, action: str) -> bool:
+    def _django_perm(self, request: HttpRequest, action: str) -> bool:
         opts = self.opts
         return request.user.has_perm(f"{opts.app_label}.{action}_{opts.model_name}")
 
@@ -220,8 +228,15 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
 # --- Users ----------------------------------------------------------------------------------
 
 
+class TwoFactorAnnotation(TypedDict):
+    """What the users' list annotates each user with (UserAdmin.get_queryset)."""
+
+    has_two_factor: bool
+
+
+# django-stubs declares the auth forms without their Meta, which Django's forms have.
 class UserChangeForm(auth_forms.UserChangeForm):
-    class Meta(auth_forms.UserChangeForm.Meta):
+    class Meta(auth_forms.UserChangeForm.Meta):  # type: ignore[name-defined]
         model = User
 
     def clean_mobile(self) -> str:
@@ -230,7 +245,7 @@ class UserChangeForm(auth_forms.UserChangeForm):
 
 
 class UserCreationForm(auth_forms.AdminUserCreationForm):
-    class Meta(auth_forms.AdminUserCreationForm.Meta):
+    class Meta(auth_forms.AdminUserCreationForm.Meta):  # type: ignore[name-defined]
         model = User
         fields = ("username", "first_name", "last_name", "email")
 
@@ -248,18 +263,22 @@ class MembershipForm(forms.ModelForm):
         organization_id = self.instance.organization_id if self.instance.pk else None
         if organization_id is None:
             return
+        # The model form's fields of these relations: model choice fields, each with its choices.
         for name in ("locations", "groups"):
             if name in self.fields:
-                field = self.fields[name]
-                field.queryset = field.queryset.filter(organization_id=organization_id)
+                field = cast(forms.ModelChoiceField, self.fields[name])
+                if field.queryset is not None:
+                    field.queryset = field.queryset.filter(organization_id=organization_id)
         if "role" in self.fields:
-            field = self.fields["role"]
-            field.queryset = field.queryset.filter(
-                Q(organization__isnull=True) | Q(organization_id=organization_id)
-            )
+            field = cast(forms.ModelChoiceField, self.fields["role"])
+            if field.queryset is not None:
+                field.queryset = field.queryset.filter(
+                    Q(organization__isnull=True) | Q(organization_id=organization_id)
+                )
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         organization = cleaned.get("organization")
         if organization is None:
             return cleaned
@@ -302,7 +321,11 @@ class MembershipInline(admin.StackedInline):
     def has_view_permission(self, request, obj=None):
         return super().has_view_permission(request, obj) or self._scoped(request)
 
-    def has_add_permission(self, request, obj):
+    # An inline's takes the parent object (Django); django-stubs ignores the same difference
+    # from BaseModelAdmin's in its InlineModelAdmin.
+    def has_add_permission(  # type: ignore[override]
+        self, request: HttpRequest, obj: User | None
+    ) -> bool:
         return super().has_add_permission(request, obj) or self._scoped(request)
 
     def has_change_permission(self, request, obj=None):
@@ -333,7 +356,8 @@ class ColleagueCreationForm(UserCreationForm):
     role = forms.ModelChoiceField(label=_("Role"), queryset=Role.objects.none())
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         organization, role = cleaned.get("organization"), cleaned.get("role")
         if organization and role and role.organization_id not in (None, organization.pk):
             self.add_error("role", _("This role belongs to another organization."))
@@ -462,19 +486,22 @@ class UserAdmin(OrganizationScopedAdmin, DjangoUserAdmin):
             return []  # the add form names the first membership itself
         return super().get_inlines(request, obj)
 
-    def get_form(self, request, obj=None, **kwargs):
+    def get_form(
+        self, request: HttpRequest, obj: User | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm[User]]:
         if obj is None and self._scoped(request):
             administered = administered_organization_ids(request.user)
             kwargs["form"] = ColleagueCreationForm
-            form = super().get_form(request, obj, **kwargs)
-            form.base_fields["organization"].queryset = Organization.objects.filter(
-                pk__in=administered
-            )
-            form.base_fields["role"].queryset = Role.objects.filter(
+            form = super().get_form(request, obj, change=change, **kwargs)
+            # ColleagueCreationForm's own model choice fields.
+            organization = cast(forms.ModelChoiceField, form.base_fields["organization"])
+            organization.queryset = Organization.objects.filter(pk__in=administered)
+            role = cast(forms.ModelChoiceField, form.base_fields["role"])
+            role.queryset = Role.objects.filter(
                 Q(organization__isnull=True) | Q(organization__in=administered)
             )
             return form
-        return super().get_form(request, obj, **kwargs)
+        return super().get_form(request, obj, change=change, **kwargs)
 
     def save_model(self, request, obj, form, change):
         with transaction.atomic():
@@ -507,7 +534,7 @@ class UserAdmin(OrganizationScopedAdmin, DjangoUserAdmin):
         return response
 
     @admin.display(boolean=True, description=_("two-factor"), ordering="has_two_factor")
-    def two_factor(self, user: User) -> bool:
+    def two_factor(self, user: WithAnnotations[User, TwoFactorAnnotation]) -> bool:
         return user.has_two_factor
 
 
@@ -704,8 +731,10 @@ class RoleAdmin(OrganizationScopedAdmin):
             shared and bool(administered_organization_ids(request.user))
         )
 
-    def get_form(self, request, obj=None, **kwargs):
-        form = super().get_form(request, obj, **kwargs)
+    def get_form(
+        self, request: HttpRequest, obj: Role | None = None, change: bool = False, **kwargs: Any
+    ) -> type[forms.ModelForm[Role]]:
+        form = super().get_form(request, obj, change=change, **kwargs)
         if self._scoped(request) and "organization" in form.base_fields:
             # An organization's role, never one every organization would use.
             form.base_fields["organization"].required = True

@@ -88,7 +88,9 @@ class MeSerializer(serializers.ModelSerializer):
             .select_related("organization", "role")
             .order_by("organization__name")
         )
-        return MembershipSerializer(memberships, many=True).data
+        # A many=True serializer's data is a list (a ReturnList); djangorestframework-stubs
+        # types it as the one object's ReturnDict.
+        return MembershipSerializer(memberships, many=True).data  # type: ignore[return-value]
 
 
 class ObtainTokenView(APIView):

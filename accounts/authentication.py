@@ -37,7 +37,8 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
         token, refusal = decisions.remember(
             f"api-token:{decisions.digest(digests[0])}", lambda: _check_token(digests)
         )
-        if refusal:
+        if token is None:
+            # A token is answered without a refusal, and a refusal without a token.
             raise exceptions.AuthenticationFailed(refusal)
         # At most one write per token in five minutes, whatever the number of requests.
         if first_in_period(f"api-token-used:{token.pk}", 300):

@@ -116,7 +116,8 @@ class PasswordChangeForm(forms.Form):
         ].help_text = password_validation.password_validators_help_text_html()
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         new1, new2 = cleaned.get("new_password1"), cleaned.get("new_password2")
         if new1 and new2:
             if new1 != new2:
@@ -198,7 +199,8 @@ class RegistrationForm(forms.Form):
         return normalize_mobile(self.cleaned_data["mobile"])
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         password1, password2 = cleaned.get("password1"), cleaned.get("password2")
         if password1 and password2:
             if password1 != password2:

@@ -7,15 +7,18 @@ organization changes. What a user may do with a study is ``studies.access``'s qu
 starts from these answers.
 """
 
+from django.contrib.auth.models import AnonymousUser
+
 from accounts.models import Membership, Organization, User
 from accounts.permissions import Perm
 from portal import decisions
 
 
-def active_memberships(user: User) -> list[Membership]:
+def active_memberships(user: User | AnonymousUser) -> list[Membership]:
     """The user's active memberships with their roles and organizations. Every access question
     starts here, several times a request: remembered (``portal.decisions``) until a membership,
-    role or organization changes."""
+    role or organization changes. An anonymous visitor has none, so everything below grants
+    them nothing."""
     if not user.is_authenticated or not user.is_active:
         return []
 
@@ -28,12 +31,14 @@ def active_memberships(user: User) -> list[Membership]:
     return decisions.remember(f"memberships:{user.pk}", read)
 
 
-def member_organization_ids(user: User) -> set[int]:
+def member_organization_ids(user: User | AnonymousUser) -> set[int]:
     """The organizations the user is an active member of, whatever the role."""
     return {m.organization_id for m in active_memberships(user)}
 
 
-def has_perm(user: User, perm: Perm, organization: Organization | None = None) -> bool:
+def has_perm(
+    user: User | AnonymousUser, perm: Perm, organization: Organization | None = None
+) -> bool:
     """Whether one of the user's active memberships (in ``organization``, if given) grants it."""
     return any(
         m.role.grants(perm)
@@ -42,12 +47,12 @@ def has_perm(user: User, perm: Perm, organization: Organization | None = None) -
     )
 
 
-def organizations_with(user: User, perm: Perm) -> list[int]:
+def organizations_with(user: User | AnonymousUser, perm: Perm) -> list[int]:
     """The organizations in which one of the user's active memberships grants ``perm``."""
     return [m.organization_id for m in active_memberships(user) if m.role.grants(perm)]
 
 
-def administered_organization_ids(user: User) -> set[int]:
+def administered_organization_ids(user: User | AnonymousUser) -> set[int]:
     """The organizations the user administers (a role there granting "Organization:
     administer"): whose audit trail they read, whose blocked shares they unblock and whose shares
     they remove, and whose accounts, locations, groups and DICOM nodes they manage in the admin."""

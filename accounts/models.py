@@ -1,4 +1,5 @@
 import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -42,6 +43,12 @@ class User(AbstractUser):
     )
     mobile_public = models.BooleanField(_("mobile number is public"), default=False)
     email_public = models.BooleanField(_("email address is public"), default=False)
+
+    # Not stored: set on an instance at run time, and declared so that the code reading them is
+    # checked. authenticate() names the backend that accepted the user; django-otp's
+    # OTPMiddleware gives the request's user is_verified(), true once the session passed a device.
+    backend: str
+    is_verified: Callable[[], bool]
 
     class Meta:
         verbose_name = _("user")

@@ -43,6 +43,7 @@ from django_otp.util import random_hex
 
 from accounts import lockout
 from accounts.authentication import TOKEN_PURPOSE
+from accounts.http import AuthenticatedRequest
 from accounts.middleware import LAST_SEEN_KEY, SESSION_STARTED_KEY
 from accounts.models import ApiToken, Organization, User
 from accounts.policy import has_two_factor, two_factor_required
@@ -411,13 +412,14 @@ def log_in_with_code(*, request: HttpRequest, token: str) -> str:
     device = check_two_factor_code(request=request, user=user, token=token)
     pending = request.session.pop(PENDING_LOGIN_KEY)
     complete_login(request=request, user=user, device=device, backend=pending["backend"])
-    return pending["next"]
+    next_url: str = pending["next"]
+    return next_url
 
 
-def verify_session(*, request: HttpRequest, token: str) -> None:
-    """Raise an already logged-in session to two-factor verified (asked of a session that began
-    before the device was set up, by the administration and ``TwoFactorMiddleware``)."""
-    user = request.user
+def verify_session(*, request: HttpRequest, user: User, token: str) -> None:
+    """Raise the session of ``user``, already logged in, to two-factor verified (asked of a
+    session that began before the device was set up, by the administration and
+    ``TwoFactorMiddleware``)."""
     device = check_two_factor_code(request=request, user=user, token=token)
     with transaction.atomic(durable=True):
         # The session gains privileges: give it a key nobody saw before.
@@ -487,7 +489,8 @@ class Enrolment:
 
     @property
     def config_url(self) -> str:
-        return self.device.config_url
+        url: str = self.device.config_url
+        return url
 
     @property
     def secret(self) -> str:
@@ -496,7 +499,7 @@ class Enrolment:
         return " ".join(text[i : i + 4] for i in range(0, len(text), 4))
 
 
-def start_enrolment(*, request: HttpRequest) -> Enrolment:
+def start_enrolment(*, request: AuthenticatedRequest) -> Enrolment:
     """The device the user is setting up in this session (the same one on every reload, so a
     QR code already scanned stays valid until confirmed)."""
     key = request.session.get(ENROLMENT_KEY)
@@ -506,7 +509,7 @@ def start_enrolment(*, request: HttpRequest) -> Enrolment:
     return Enrolment(TOTPDevice(user=request.user, name=TOTP_DEVICE_NAME, key=key))
 
 
-def confirm_enrolment(*, request: HttpRequest, token: str) -> TOTPDevice:
+def confirm_enrolment(*, request: AuthenticatedRequest, token: str) -> TOTPDevice:
     """Save the device being set up once the app shows it holds the secret, and count this
     session as verified by it."""
     user = request.user
@@ -546,7 +549,7 @@ def confirm_enrolment(*, request: HttpRequest, token: str) -> TOTPDevice:
     return device
 
 
-def remove_two_factor(*, request: HttpRequest, password: str) -> None:
+def remove_two_factor(*, request: AuthenticatedRequest, password: str) -> None:
     """Delete every one-time-code device of the user after the password is entered again."""
     user = request.user
     _check_current_password(

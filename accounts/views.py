@@ -19,7 +19,9 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import demo, services
 from accounts.forms import CodeForm, LoginForm, PasswordChangeForm, PasswordConfirmForm
-from accounts.policy import two_factor_required
+from accounts.http import AuthenticatedRequest
+from accounts.models import User
+from accounts.policy import has_two_factor, two_factor_required
 from portal.csrf import accepts_opaque_origin
 from portal.qr import qr_svg
 
@@ -104,11 +106,13 @@ def _demo_accounts() -> tuple[demo.DemoUser, ...]:
 def two_factor_verify(request: HttpRequest) -> HttpResponse:
     """The second login step; also raises a logged-in session that began without the code to a
     verified one (the administration requires it)."""
+    signed_in: User | None = None
     if request.user.is_authenticated:
+        signed_in = request.user
         next_url = _safe_next(request) or resolve_url(settings.LOGIN_REDIRECT_URL)
-        if request.user.is_verified():
+        if signed_in.is_verified():
             return redirect(next_url)
-        if not services.has_two_factor(request.user):
+        if not has_two_factor(signed_in):
             return redirect("accounts:two_factor")
         pending_user = None
     else:
@@ -124,10 +128,10 @@ def two_factor_verify(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         token = form.cleaned_data["otp_token"]
         try:
-            if pending_user is not None:
-                next_url = services.log_in_with_code(request=request, token=token)
+            if signed_in is not None:
+                services.verify_session(request=request, user=signed_in, token=token)
             else:
-                services.verify_session(request=request, token=token)
+                next_url = services.log_in_with_code(request=request, token=token)
         except services.PendingLoginExpired as exc:
             messages.warning(request, exc.message)
             return redirect("accounts:login")
@@ -165,7 +169,7 @@ def logout_view(request: HttpRequest) -> HttpResponse:
 @csrf_protect
 @never_cache
 @require_http_methods(["GET", "POST"])
-def password_change(request: HttpRequest) -> HttpResponse:
+def password_change(request: AuthenticatedRequest) -> HttpResponse:
     form = PasswordChangeForm(request.user, request.POST or None)
     status = 200
     if request.method == "POST" and form.is_valid():
@@ -188,7 +192,7 @@ def password_change(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @never_cache
-def password_change_done(request: HttpRequest) -> HttpResponse:
+def password_change_done(request: AuthenticatedRequest) -> HttpResponse:
     return render(request, "accounts/password_change_done.html")
 
 
@@ -197,11 +201,11 @@ def password_change_done(request: HttpRequest) -> HttpResponse:
 @csrf_protect
 @never_cache
 @require_http_methods(["GET", "POST"])
-def two_factor(request: HttpRequest) -> HttpResponse:
+def two_factor(request: AuthenticatedRequest) -> HttpResponse:
     """Set up an authenticator app (QR code, secret as text, confirmation code), or remove it
     after entering the password again."""
     next_url = _safe_next(request)
-    enabled = services.has_two_factor(request.user)
+    enabled = has_two_factor(request.user)
     status = 200
     context = {
         "enabled": enabled,
@@ -209,29 +213,31 @@ def two_factor(request: HttpRequest) -> HttpResponse:
         "required": two_factor_required(request.user),
     }
     if enabled:
-        form = PasswordConfirmForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
+        remove_form = PasswordConfirmForm(request.POST or None)
+        if request.method == "POST" and remove_form.is_valid():
+            password = remove_form.cleaned_data["password"]
             try:
-                services.remove_two_factor(request=request, password=form.cleaned_data["password"])
+                services.remove_two_factor(request=request, password=password)
             except services.Throttled as exc:
-                form.add_error(None, exc.message)
+                remove_form.add_error(None, exc.message)
                 status = _TOO_MANY_REQUESTS
             except services.AuthenticationRefused as exc:
-                form.add_error("password", exc.message)
+                remove_form.add_error("password", exc.message)
             else:
                 messages.success(
                     request,
                     _("Two-factor authentication is off. Logins now ask only for your password."),
                 )
                 return redirect("accounts:two_factor")
-        context["remove_form"] = form
+        context["remove_form"] = remove_form
     else:
-        form = CodeForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
+        confirm_form = CodeForm(request.POST or None)
+        if request.method == "POST" and confirm_form.is_valid():
+            token = confirm_form.cleaned_data["otp_token"]
             try:
-                services.confirm_enrolment(request=request, token=form.cleaned_data["otp_token"])
+                services.confirm_enrolment(request=request, token=token)
             except services.AuthenticationRefused as exc:
-                form.add_error("otp_token", exc.message)
+                confirm_form.add_error("otp_token", exc.message)
             else:
                 messages.success(
                     request,
@@ -243,7 +249,7 @@ def two_factor(request: HttpRequest) -> HttpResponse:
                 return redirect(next_url or "accounts:two_factor")
         enrolment = services.start_enrolment(request=request)
         context.update(
-            confirm_form=form,
+            confirm_form=confirm_form,
             qr_svg=_qr_svg(enrolment.config_url),
             secret=enrolment.secret,
             issuer=settings.OTP_TOTP_ISSUER,
@@ -255,7 +261,7 @@ def two_factor(request: HttpRequest) -> HttpResponse:
 @csrf_protect
 @never_cache
 @require_http_methods(["GET"])
-def api_tokens(request: HttpRequest) -> HttpResponse:
+def api_tokens(request: AuthenticatedRequest) -> HttpResponse:
     """The user's API tokens (REST API and DICOMweb): when each was made, last used and ends.
     Never a secret: the portal keeps only digests."""
     tokens = request.user.api_tokens.order_by("-created_at")
@@ -274,7 +280,7 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
 @login_required
 @csrf_protect
 @require_POST
-def revoke_api_token(request: HttpRequest, token_id: int) -> HttpResponse:
+def revoke_api_token(request: AuthenticatedRequest, token_id: int) -> HttpResponse:
     # Someone else's token is "not found", like one that does not exist.
     token = get_object_or_404(request.user.api_tokens.select_related("user"), pk=token_id)
     services.revoke_api_tokens(request=request, tokens=[token], reason="revoked by its owner")

@@ -6,16 +6,20 @@ organizations' events and their own actions, the same scope as the REST API. Eve
 trail that is opened is itself an AUDIT_READ event.
 """
 
+from __future__ import annotations
+
 import json
+from typing import Any
 
 from django.contrib import admin, messages
-from django.contrib.admin.views.main import ERROR_FLAG
+from django.contrib.admin.views.main import ERROR_FLAG, ChangeList
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import HttpResponseNotAllowed
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template import engines
-from django.urls import path
+from django.urls import URLPattern, path
 from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.timezone import localtime
@@ -70,20 +74,25 @@ class EventCodeFilter(admin.SimpleListFilter):
     title = _("event code")
     parameter_name = "event_code"
 
-    def lookups(self, request, model_admin):
+    def lookups(
+        self, request: HttpRequest, model_admin: admin.ModelAdmin[AuditEvent]
+    ) -> list[tuple[str, str]]:
         codes = sorted({event_id for event_id, _type in EVENT_CODES.values()})
         return [
             (code, f"{code} {EVENT_CODE_NAMES[code]}" if code in EVENT_CODE_NAMES else code)
             for code in codes
         ]
 
-    def queryset(self, request, queryset):
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[AuditEvent]
+    ) -> QuerySet[AuditEvent]:
         if self.value():
             return queryset.filter(event_code=self.value())
         return queryset
 
 
-def _sees_whole_trail(user) -> bool:
+def _sees_whole_trail(request: HttpRequest) -> bool:
+    user = request.user
     return user.is_superuser or user.has_perm("audit.view_auditevent")
 
 
@@ -122,35 +131,39 @@ class AuditEventAdmin(admin.ModelAdmin):
     )
     readonly_fields = fields
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.change_list_template = engines["django"].from_string(CHANGE_LIST_TEMPLATE)
+        # A compiled template, which Django's TemplateResponse takes as well as a name;
+        # django-stubs declares the attribute a class-level name.
+        self.change_list_template = engines["django"].from_string(  # type: ignore[misc]
+            CHANGE_LIST_TEMPLATE
+        )
 
     # --- Nobody writes -------------------------------------------------------------------
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
         return False
 
     # --- Who reads what ------------------------------------------------------------------
 
-    def has_view_permission(self, request, obj=None):
+    def has_view_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
         user = request.user
         if not (user.is_active and user.is_staff):
             return False
-        return _sees_whole_trail(user) or bool(trail_organization_ids(user))
+        return _sees_whole_trail(request) or bool(trail_organization_ids(user))
 
-    def has_module_permission(self, request):
+    def has_module_permission(self, request: HttpRequest) -> bool:
         return self.has_view_permission(request)
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
         queryset = super().get_queryset(request)
-        if _sees_whole_trail(request.user):
+        if _sees_whole_trail(request):
             return queryset
         organization_ids = trail_organization_ids(request.user)
         return queryset & events_visible_to(user=request.user, organization_ids=organization_ids)
@@ -158,12 +171,12 @@ class AuditEventAdmin(admin.ModelAdmin):
     # --- How events read ---------------------------------------------------------------
 
     @admin.display(description=_("time"), ordering="at")
-    def when(self, obj):
+    def when(self, obj: AuditEvent) -> str:
         # With its zone: an audit trail is read across sites, exported and compared with logs.
         return date_format(localtime(obj.at), "Y-m-d H:i:s T (O)")
 
     @admin.display(description=_("study"), ordering="study_uid")
-    def study(self, obj):
+    def study(self, obj: AuditEvent) -> str:
         if not obj.study_uid:
             return "—"
         label = getattr(obj, "study_label", None)
@@ -171,7 +184,7 @@ class AuditEventAdmin(admin.ModelAdmin):
             return obj.study_uid
         return format_html('{}<br><span class="quiet">{}</span>', label, obj.study_uid)
 
-    def get_changelist_instance(self, request):
+    def get_changelist_instance(self, request: HttpRequest) -> ChangeList:
         # The page's studies named in one go, for this reader, on the page's own objects.
         changelist = super().get_changelist_instance(request)
         labels = study_labels(request.user, {event.study_uid for event in changelist.result_list})
@@ -179,23 +192,25 @@ class AuditEventAdmin(admin.ModelAdmin):
             event.study_label = labels.get(event.study_uid)
         return changelist
 
-    def get_object(self, request, object_id, from_field=None):
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> AuditEvent | None:
         event = super().get_object(request, object_id, from_field)
         if event is not None:
             event.study_label = study_labels(request.user, [event.study_uid]).get(event.study_uid)
         return event
 
     @admin.display(description=_("details"))
-    def details_pretty(self, obj):
+    def details_pretty(self, obj: AuditEvent) -> str:
         return format_html(
             "<pre>{}</pre>", json.dumps(obj.details, indent=2, sort_keys=True, ensure_ascii=False)
         )
 
     # --- Reading is audited --------------------------------------------------------------
 
-    def _record_read(self, request, **details):
+    def _record_read(self, request: HttpRequest, **details: object) -> None:
         organization_ids = (
-            [] if _sees_whole_trail(request.user) else trail_organization_ids(request.user)
+            [] if _sees_whole_trail(request) else trail_organization_ids(request.user)
         )
         record(
             action=Action.AUDIT_READ,
@@ -207,7 +222,9 @@ class AuditEventAdmin(admin.ModelAdmin):
             details={"via": "admin", **details},
         )
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
         with transaction.atomic():
             response = super().changelist_view(request, extra_context)
             # One event per page served (not per row); error pages and redirects read nothing.
@@ -219,7 +236,13 @@ class AuditEventAdmin(admin.ModelAdmin):
                 self._record_read(request, view="list", filters=dict(request.GET.items()))
         return response
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
         with transaction.atomic():
             response = super().change_view(request, object_id, form_url, extra_context)
             if request.method == "GET" and response.status_code == 200:
@@ -228,7 +251,7 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     # --- Verify chain --------------------------------------------------------------------
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         return [
             path(
                 "verify/",
@@ -238,7 +261,7 @@ class AuditEventAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def verify_view(self, request):
+    def verify_view(self, request: HttpRequest) -> HttpResponse:
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
         if not self.has_view_permission(request):

@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -78,11 +79,11 @@ class InstantField(serializers.Field):
         "range": _("This date is out of range."),
     }
 
-    def __init__(self, *, boundary: str = "start", **kwargs):
+    def __init__(self, *, boundary: str = "start", **kwargs: Any) -> None:
         self.boundary = boundary
         super().__init__(**kwargs)
 
-    def to_internal_value(self, data) -> datetime:
+    def to_internal_value(self, data: object) -> datetime:
         text = str(data).strip()
         try:
             # A bare date first: Python's datetime parser would take "2024-05-17" as midnight,
@@ -115,7 +116,7 @@ class InstantField(serializers.Field):
             self.fail("range")
         return instant
 
-    def to_representation(self, value):
+    def to_representation(self, value: datetime) -> str:
         return value.isoformat()
 
 
@@ -137,7 +138,7 @@ class AuditQuerySerializer(serializers.Serializer):
                 _("Invalid cursor: use the “next” link of the previous page.")
             ) from exc
 
-    def validate(self, attrs):
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         since, until = attrs.get("since"), attrs.get("until")
         if since is not None and until is not None and since >= until:
             raise serializers.ValidationError({"until": [_("“until” must be after “since”.")]})
@@ -166,7 +167,7 @@ class AuditEventSerializer(serializers.Serializer):
     patient_id = serializers.CharField()
 
     @extend_schema_field(TargetSerializer(allow_null=True))
-    def get_target(self, event: AuditEvent) -> dict | None:
+    def get_target(self, event: AuditEvent) -> dict[str, str] | None:
         if not event.target_type and not event.target_id:
             return None
         return {"type": event.target_type, "id": event.target_id}

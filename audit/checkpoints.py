@@ -18,9 +18,11 @@ import hmac
 import json
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
+from typing import TypedDict
 
 from django.conf import settings
 from django.db.models import F
@@ -34,15 +36,31 @@ logger = logging.getLogger("audit.checkpoint")
 SIGNED_FIELDS = ("chain", "count", "last_hash", "at", "key_id")
 
 
-def _message(fields: dict) -> bytes:
+def _message(fields: Mapping[str, object]) -> bytes:
     return json.dumps(
         {name: fields[name] for name in SIGNED_FIELDS}, sort_keys=True, separators=(",", ":")
     ).encode()
 
 
-def sign(*, chain: int, count: int, last_hash: str, at: str, key: SigningKey) -> dict:
+class SignedCheckpoint(TypedDict):
+    chain: int
+    count: int
+    last_hash: str
+    at: str
+    key_id: str
+    mac: str
+
+
+def sign(*, chain: int, count: int, last_hash: str, at: str, key: SigningKey) -> SignedCheckpoint:
     fields = {"chain": chain, "count": count, "last_hash": last_hash, "at": at, "key_id": key.id}
-    return {**fields, "mac": key.mac(_message(fields))}
+    return SignedCheckpoint(
+        chain=chain,
+        count=count,
+        last_hash=last_hash,
+        at=at,
+        key_id=key.id,
+        mac=key.mac(_message(fields)),
+    )
 
 
 @dataclass(frozen=True)
@@ -113,7 +131,7 @@ def _append(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def write_checkpoints(*, path: Path | str | None = None) -> list[dict]:
+def write_checkpoints(*, path: Path | str | None = None) -> list[SignedCheckpoint]:
     """Publish a signed checkpoint of every chain whose count changed since its last one.
     Returns what was written."""
     key = current_key()

@@ -1,3 +1,5 @@
+from typing import Any, NoReturn
+
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -73,21 +75,23 @@ class Action(models.TextChoices):
     )
 
 
-class AuditEventQuerySet(models.QuerySet):
+class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
     """Bulk writes are refused like single ones: ``update()`` and ``delete()`` would rewrite or
     remove history without going through the hash chain. (The database triggers installed by
     migration 0002 refuse the same statements from any other client.)"""
 
-    def update(self, **kwargs):
+    def update(self, **kwargs: object) -> NoReturn:
         raise PermissionError("Audit events are append-only.")
 
-    update.alters_data = True
+    # Django's own update() and delete() carry these marks (templates never call them, a manager
+    # does not copy delete()); django-stubs declares them as plain methods, without the marks.
+    update.alters_data = True  # type: ignore[attr-defined]
 
-    def delete(self):
+    def delete(self) -> NoReturn:
         raise PermissionError("Audit events are append-only.")
 
-    delete.alters_data = True
-    delete.queryset_only = True
+    delete.alters_data = True  # type: ignore[attr-defined]
+    delete.queryset_only = True  # type: ignore[attr-defined]
 
 
 class AuditEvent(models.Model):
@@ -145,15 +149,19 @@ class AuditEvent(models.Model):
         ordering = ["-id"]
         indexes = [models.Index(fields=["organization_id", "-id"], name="audit_org_recent")]
 
+    # Not stored: how the trail's admin names the event's study to its reader (set on the
+    # events of a page, audit.selectors.study_labels; None where the reader may not see it).
+    study_label: str | None
+
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:
             raise PermissionError("Audit events are append-only.")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise PermissionError("Audit events are append-only.")
 
 

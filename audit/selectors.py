@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.db.models import Q, QuerySet
 from django.utils.translation import gettext as _
 
@@ -28,34 +30,44 @@ from audit.signing import SigningKey, head_seal_valid, verification_keys
 TrailOrganizations = Callable[[Any], Collection[int]]
 StudyLabels = Callable[[Any, Iterable[str]], dict[str, str]]
 
-_readers: dict[str, Callable] = {}
+
+class _Readers:
+    organizations: TrailOrganizations | None = None
+    study_labels: StudyLabels | None = None
+
+
+_readers = _Readers()
 
 
 def register_trail_organizations(organizations: TrailOrganizations) -> None:
     """``organizations(user)``: the organizations whose trail the user reads."""
-    _readers["organizations"] = organizations
+    _readers.organizations = organizations
 
 
 def register_study_labels(labels: StudyLabels) -> None:
     """``labels(user, study_uids)``: a label for each study the user may see, by UID."""
-    _readers["study_labels"] = labels
+    _readers.study_labels = labels
 
 
-def trail_organization_ids(user) -> list[int]:
+def trail_organization_ids(user: AbstractBaseUser | AnonymousUser) -> list[int]:
     """The organizations whose events the user reads (those the user administers)."""
-    organizations = _readers.get("organizations")
+    organizations = _readers.organizations
     return sorted(organizations(user)) if organizations else []
 
 
-def study_labels(user, study_uids: Iterable[str]) -> dict[str, str]:
+def study_labels(
+    user: AbstractBaseUser | AnonymousUser, study_uids: Iterable[str]
+) -> dict[str, str]:
     """How the trail names studies to this reader: patient, study description and date where
     the access authority lets the reader see the study (the pseudonym where that access is
     anonymized); the others are not in the answer and keep their UID."""
-    labels = _readers.get("study_labels")
+    labels = _readers.study_labels
     return labels(user, study_uids) if labels else {}
 
 
-def events_visible_to(*, user, organization_ids: Iterable[int]) -> QuerySet[AuditEvent]:
+def events_visible_to(
+    *, user: AbstractBaseUser | AnonymousUser, organization_ids: Iterable[int]
+) -> QuerySet[AuditEvent]:
     """Events of the given organizations (those the user administers), plus the user's own
     actions wherever they happened. The caller decides which organizations those are."""
     return AuditEvent.objects.filter(

@@ -13,8 +13,9 @@ import contextlib
 import hashlib
 import json
 from datetime import UTC
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
 from django.http import HttpRequest
@@ -26,7 +27,11 @@ from audit.signing import SigningKey, current_key, seal_head
 
 # The one authority on the client's address (behind a trusted proxy, the address it forwards);
 # callers have always found it here too.
-from portal.clients import canonical_ip, client_ip
+from portal.clients import canonical_ip as canonical_ip
+from portal.clients import client_ip as client_ip
+
+if TYPE_CHECKING:
+    from django.db.backends.postgresql.operations import DatabaseOperations as PostgresOperations
 
 GENESIS_HASH = "0" * 64
 ANONYMOUS_RECIPIENT = "anonymous recipient"
@@ -53,7 +58,8 @@ def storable_details(details: dict[str, Any] | None) -> dict[str, Any]:
     objects) is what lets the hash be recomputed from the stored row. NaN and infinities are
     refused: PostgreSQL's jsonb cannot store them, so they must not work on SQLite either."""
     encoded = json.dumps(details or {}, cls=DjangoJSONEncoder, allow_nan=False)
-    return redact(json.loads(encoded))
+    stored: dict[str, Any] = redact(json.loads(encoded))
+    return stored
 
 
 # Python writes floats of 1e16 and beyond in exponent form; PostgreSQL's jsonb stores them as
@@ -126,17 +132,31 @@ def hashed_fields(event: AuditEvent) -> dict[str, Any]:
     }
 
 
+class _AuditedPatient(Protocol):
+    patient_id: str
+
+
+class AuditedStudy(Protocol):
+    """What the trail reads of a study (a ``studies.Study``, which audit does not import)."""
+
+    study_uid: str
+    organization_id: int
+
+    @property
+    def patient(self) -> _AuditedPatient: ...
+
+
 def record(
     *,
     action: str,
-    actor=None,
+    actor: AbstractBaseUser | None = None,
     actor_label: str | None = None,
     request: HttpRequest | None = None,
     outcome: str = Outcome.SUCCESS,
     organization_id: int | None = None,
     target_type: str = "",
     target_id: str | int = "",
-    study=None,
+    study: AuditedStudy | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one event. ``actor`` defaults to the request's user; with neither, the event is
@@ -157,7 +177,8 @@ def record(
         # Hashed as given and read back as an integer: "5" and 5 must not hash differently.
         organization_id = int(organization_id)
     event = AuditEvent(
-        actor=actor,
+        # By id: audit knows users as AUTH_USER_MODEL's base class, not as the accounts model.
+        actor_id=actor.pk if actor is not None else None,
         actor_label=actor_label,
         ip=client_ip(request),
         action=action,
@@ -185,6 +206,8 @@ def record(
                 defaults={"last_hash": GENESIS_HASH, "seal": seal_head(chain, 0, GENESIS_HASH)},
             )
             head = _locked_head(chain)
+            if head is None:
+                raise RuntimeError(f"The head of audit chain {chain} was created but is missing.")
         last_hash, count = head
         event.key_id = key.id
         _chain_onto(event, last_hash, key)
@@ -240,6 +263,8 @@ def _appended_in_two_round_trips(event: AuditEvent, chain: int, key: SigningKey)
     ORM's path runs then."""
     if connection.vendor != "postgresql":
         return False
+    # The vendor was just checked: these are PostgreSQL's operations, which compose_sql is.
+    operations = cast("PostgresOperations", connection.ops)
     own_transaction = not connection.in_atomic_block
     # Everything but the chaining is prepared before the lock is taken.
     event.key_id = key.id
@@ -251,7 +276,7 @@ def _appended_in_two_round_trips(event: AuditEvent, chain: int, key: SigningKey)
     with connection.cursor() as cursor:
         try:
             if own_transaction:
-                cursor.execute(connection.ops.compose_sql(f"BEGIN; {_LOCK}", [chain]))
+                cursor.execute(operations.compose_sql(f"BEGIN; {_LOCK}", [chain]))
                 cursor.nextset()
             else:
                 cursor.execute(_LOCK, [chain])
@@ -271,7 +296,7 @@ def _appended_in_two_round_trips(event: AuditEvent, chain: int, key: SigningKey)
             ]
             append = f"{_APPEND}; COMMIT" if own_transaction else _APPEND
             params = [event.hash, count + 1, seal, chain, *values]
-            cursor.execute(connection.ops.compose_sql(append, params))
+            cursor.execute(operations.compose_sql(append, params))
             cursor.nextset()
             event.pk = cursor.fetchone()[0]
         except BaseException:

@@ -9,7 +9,7 @@ nothing is created.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from django.conf import settings
 from django.http import Http404
@@ -21,7 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import User
+from accounts.http import api_user
 from guestlinks.models import GuestLink
 from guestlinks.presentation import mailto_for
 from guestlinks.selectors import LinkRow, LinkTarget, links_for_study, sees_target, visible_target
@@ -274,7 +274,7 @@ class GuestLinkCreateView(APIView):
     )
     def post(self, request: Request) -> Response:
         # IsAuthenticated, the API's default permission, lets only users in.
-        user = cast(User, request.user)
+        user = api_user(request)
         serializer = GuestLinkCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         target_data = serializer.validated_data["target"]
@@ -319,7 +319,7 @@ class StudyGuestLinksView(APIView):
     )
     def get(self, request: Request, study_uid: str) -> Response:
         # IsAuthenticated, the API's default permission, lets only users in.
-        user = cast(User, request.user)
+        user = api_user(request)
         target = visible_target(user, study_uid=study_uid[:64])
         if target is None or target.study is None:
             raise Http404(_("No such study."))
@@ -336,7 +336,7 @@ class GuestLinkDetailView(APIView):
     )
     def delete(self, request: Request, pk: int) -> Response:
         # IsAuthenticated, the API's default permission, lets only users in.
-        user = cast(User, request.user)
+        user = api_user(request)
         link = (
             GuestLink.objects.select_related("study__organization", "worklist", "folder__worklist")
             .filter(pk=pk)

@@ -8,20 +8,18 @@ dialog (``guestlinks:dialog``), which checks again.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import User
+from accounts.http import AuthenticatedRequest
 from accounts.permissions import Perm
 from guestlinks.selectors import linkable_target_ids
 from studies.menu import MenuItem, register_menu_item
 
 
-def _linkable(request: HttpRequest, kind: str, targets: list[Any]) -> set[int]:
-    # The directory's pages, the only ones with a menu, are behind login_required.
-    return linkable_target_ids(cast(User, request.user), kind, targets)
+def _linkable(request: AuthenticatedRequest, kind: str, targets: list[Any]) -> set[int]:
+    return linkable_target_ids(request.user, kind, targets)
 
 
 SEND_LINK = MenuItem(

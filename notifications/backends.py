@@ -23,13 +23,16 @@ import smtplib
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from email.utils import make_msgid
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail import EmailMessage, EmailMultiAlternatives, get_connection
+from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.console import EmailBackend as DjangoConsoleEmailBackend
-from django.core.mail.message import DNS_NAME, EmailAlternative
+from django.core.mail.message import EmailAlternative
+from django.core.mail.utils import DNS_NAME
 from django.urls import reverse
 from django.utils.module_loading import import_string
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
@@ -122,10 +125,10 @@ class _KeptConnection:
     kept connection dropped by the server is sent once more on a new one (nothing was accepted:
     the server hung up before the message began)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._connection = None
-        self._settings: tuple = ()
+        self._connection: BaseEmailBackend | None = None
+        self._settings: tuple[object, ...] = ()
         self._last_used = 0.0
 
     def send(self, email: EmailMultiAlternatives) -> int:
@@ -175,7 +178,7 @@ class _KeptConnection:
                 connection.close()
 
 
-def _email_settings() -> tuple:
+def _email_settings() -> tuple[object, ...]:
     """What a kept connection was opened with: another server or account needs a new one."""
     return tuple(
         getattr(settings, name, None)
@@ -206,10 +209,10 @@ class ConsoleEmailBackend(DjangoConsoleEmailBackend):
     """Django's console backend with link tokens masked (and, with ``DEBUG`` off, one-time codes
     and whole links): a terminal's scroll-back and a container's log are no place for them."""
 
-    def write_message(self, message):
+    def write_message(self, message: EmailMessage) -> None:
         super().write_message(_masked_email(message))
 
-    def send_messages(self, email_messages):
+    def send_messages(self, email_messages: Sequence[EmailMessage]) -> int:
         sent = super().send_messages(email_messages)
         if sent and settings.DEBUG:
             outbox = f"{settings.SITE_URL}{reverse('notifications:outbox')}"
@@ -218,16 +221,17 @@ class ConsoleEmailBackend(DjangoConsoleEmailBackend):
         return sent
 
 
-def _masked_email(message: EmailMultiAlternatives):
+def _masked_email(message: EmailMessage) -> EmailMessage:
     mask = console_mask()
     masked = copy.copy(message)
     masked.subject = mask(str(message.subject))
     masked.body = mask(str(message.body))
-    masked.alternatives = []
-    for content, mimetype in getattr(message, "alternatives", []):
-        if isinstance(content, str):
-            content = mask(content)
-        masked.alternatives.append(EmailAlternative(content, mimetype))
+    if isinstance(masked, EmailMultiAlternatives):
+        masked.alternatives = []
+        for content, mimetype in getattr(message, "alternatives", []):
+            if isinstance(content, str):
+                content = mask(content)
+            masked.alternatives.append(EmailAlternative(content, mimetype))
     return masked
 
 
@@ -276,9 +280,9 @@ def _twilio_http_client() -> HttpClient:
     making one), else Twilio's own client with a timeout: without one a stalled connection would
     hold the message past its lease."""
     configured = getattr(settings, "TWILIO_HTTP_CLIENT", None)
-    if isinstance(configured, str) and configured:
-        configured = import_string(configured)
-    if configured is None or configured == "":
+    if isinstance(configured, str):
+        configured = import_string(configured) if configured else None
+    if configured is None:
         return TwilioHttpClient(timeout=getattr(settings, "TWILIO_TIMEOUT", 30))
     if isinstance(configured, HttpClient):
         return configured
@@ -313,7 +317,8 @@ class TwilioSmsBackend:
             raise DeliveryError(f"Twilio unreachable: {_describe(exc)}") from exc
         except TwilioException as exc:
             raise DeliveryError(f"Twilio client error: {type(exc).__name__}") from exc
-        return created.sid
+        sid: str = created.sid
+        return sid
 
 
 def _classify_twilio_error(exc: TwilioRestException | TwilioServiceException) -> DeliveryError:
@@ -346,7 +351,7 @@ class ConsoleSmsBackend:
     configured (the start-up check refuses this configuration; this is for a process that
     skipped it)."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
 
     def send(self, message: Message) -> str:
@@ -381,7 +386,7 @@ def mask_codes_and_links(text: str) -> str:
     return _CODE.sub(MASK, _URL.sub("[link]", text))
 
 
-def console_mask():
+def console_mask() -> Callable[[str], str]:
     """What the console backends hide: link tokens in development, codes and links otherwise."""
     return mask_secrets if settings.DEBUG else mask_codes_and_links
 
@@ -398,5 +403,6 @@ def get_backend(channel: str) -> Backend:
     if channel == Channel.EMAIL:
         return EmailBackend()
     if channel == Channel.SMS:
-        return import_string(settings.SMS_BACKEND)()
+        backend: Backend = import_string(settings.SMS_BACKEND)()
+        return backend
     raise ValueError(f"No backend for channel {channel!r}")

@@ -8,17 +8,22 @@ recipients' addresses and mobile numbers. These are errors, not warnings, and no
 through ``portal.startup``.
 """
 
+from collections.abc import Sequence
+
+from django.apps import AppConfig
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import CheckMessage, Error, Tags, register
 
 from notifications.backends import prints_messages
 
 
 @register(Tags.security)
-def message_backends_check(app_configs, **kwargs):
+def message_backends_check(
+    app_configs: Sequence[AppConfig] | None, **kwargs: object
+) -> list[CheckMessage]:
     if settings.DEBUG:
         return []
-    errors = []
+    errors: list[CheckMessage] = []
     if prints_messages(settings.EMAIL_BACKEND):
         errors.append(
             Error(

@@ -33,7 +33,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, cast
 
 from django.db import models, transaction
 from django.db.models import F
@@ -85,6 +85,15 @@ def resend_wait_message(seconds: int) -> str:
 # --- The policy: what a feature says about its codes ---------------------------------------------
 
 
+class SentCode(Protocol):
+    """The fields of a code row read here: every feature's code model has them (with
+    ``expires_at``, ``used_at`` and ``replaced_at``, which the queries below filter on)."""
+
+    pk: Any
+    code_hash: str
+    created_at: datetime
+
+
 def _never(_holder: models.Model) -> bool:
     return False
 
@@ -96,7 +105,7 @@ class CodePolicy:
 
     # Exactly the holder row (a queryset, so the feature chooses what to select with it). Only
     # the holder's own row is locked.
-    holder: models.QuerySet
+    holder: models.QuerySet[models.Model]
     code_model: type[models.Model]
     # The fields that bind a code to its holder, for finding and for creating codes:
     # {"link": link}, or {"recipient": recipient, "user": user}.
@@ -124,9 +133,9 @@ class CodePolicy:
     sent_field: str = "codes_sent"
 
     @property
-    def codes(self) -> models.QuerySet:
+    def codes(self) -> models.QuerySet[models.Model]:
         """Every code of this holder, open or not."""
-        return self.code_model.objects.filter(**self.owner)
+        return self.code_model._default_manager.filter(**self.owner)
 
     def digest(self, code: str) -> str:
         # An HMAC, not argon2: a six-digit code lives minutes behind a failure limit (and, for
@@ -135,18 +144,21 @@ class CodePolicy:
         # slow a search of a million codes that expire within minutes anyway.
         return secret_digest(code, purpose=self.purpose)
 
-    def _holder_row(self, holder: models.Model) -> models.QuerySet:
-        return type(holder).objects.filter(pk=holder.pk)
+    def _holder_row(self, holder: models.Model) -> models.QuerySet[models.Model]:
+        return type(holder)._default_manager.filter(pk=holder.pk)
 
 
-def current_code(policy: CodePolicy, now: datetime | None = None) -> models.Model | None:
+def current_code(policy: CodePolicy, now: datetime | None = None) -> SentCode | None:
     """The newest code that may still be entered (unused, not replaced, not expired)."""
     now = now or timezone.now()
-    return (
+    return _newest(
         policy.codes.filter(used_at__isnull=True, replaced_at__isnull=True, expires_at__gt=now)
-        .order_by("-created_at", "-pk")
-        .first()
     )
+
+
+def _newest(codes: models.QuerySet[models.Model]) -> SentCode | None:
+    # Rows of policy.code_model, whose codes are created with a code_hash (issue below).
+    return cast(SentCode | None, codes.order_by("-created_at", "-pk").first())
 
 
 def _lock(policy: CodePolicy) -> models.Model:
@@ -213,7 +225,7 @@ def issue(
         if policy.closed(holder):
             raise HolderClosed(holder)
         codes = policy.codes
-        last = codes.order_by("-created_at", "-pk").first()
+        last = _newest(codes)
         wait = resend_wait(last.created_at if last else None, resend_seconds, now)
         if wait:
             raise TooSoon(holder, wait)
@@ -227,7 +239,7 @@ def issue(
         codes.filter(used_at__isnull=True, replaced_at__isnull=True).update(replaced_at=now)
         code = new_code()
         expires_at = now + validity
-        policy.code_model.objects.create(
+        policy.code_model._default_manager.create(
             **policy.owner, code_hash=policy.digest(code), expires_at=expires_at
         )
         policy._holder_row(holder).update(**{policy.sent_field: F(policy.sent_field) + 1})
@@ -299,9 +311,9 @@ def verify(policy: CodePolicy, code: str) -> Check:
         if constant_time_compare(policy.digest(code), current.code_hash):
             # Single use, by a conditional UPDATE: a request that read the same code as current
             # a moment ago spends nothing.
-            spent = policy.code_model.objects.filter(pk=current.pk, used_at__isnull=True).update(
-                used_at=now
-            )
+            spent = policy.code_model._default_manager.filter(
+                pk=current.pk, used_at__isnull=True
+            ).update(used_at=now)
             if not spent:
                 return result(Outcome.NO_CODE)
             if policy.reset_failures_on_success:

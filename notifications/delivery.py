@@ -39,7 +39,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from audit.models import Action, Outcome
@@ -70,7 +70,9 @@ class DeliveryResult(str):
     claimed: bool
     retry_in: float | None
 
-    def __new__(cls, status: str, *, claimed: bool, retry_in: float | None = None):
+    def __new__(
+        cls, status: str, *, claimed: bool, retry_in: float | None = None
+    ) -> DeliveryResult:
         result = super().__new__(cls, status)
         result.claimed = claimed
         result.retry_in = retry_in
@@ -84,7 +86,8 @@ def backoff_seconds(attempts: int) -> float:
     base = settings.NOTIFICATIONS_BACKOFF_BASE
     ceiling = settings.NOTIFICATIONS_BACKOFF_CEILING
     exponent = min(max(attempts - 1, 0), 32)  # 2**32 * base is past any ceiling already
-    return min(ceiling, base * 2**exponent) * random.uniform(0.5, 1.5)
+    growth: int = 2**exponent
+    return min(ceiling, base * growth) * random.uniform(0.5, 1.5)
 
 
 def deliver(message_id: int) -> DeliveryResult:
@@ -177,7 +180,7 @@ def _attempt(message: Message) -> DeliveryResult | str:
     return str(provider_id or "")
 
 
-def _still_ours(message: Message):
+def _still_ours(message: Message) -> QuerySet[Message]:
     """The row while it is still SENDING with this claim's attempt number."""
     return Message.objects.filter(
         pk=message.pk, status=MessageStatus.SENDING, attempts=message.attempts
@@ -215,7 +218,7 @@ def _mark_sent(sent: list[tuple[Message, str]]) -> dict[int, DeliveryResult]:
             else:
                 results[message.pk] = _lost_lease(message)
     for message, _provider_id in sent:
-        if results[message.pk] == MessageStatus.SENT:
+        if results[message.pk] == MessageStatus.SENT.value:
             logger.info(
                 "Message %s sent by %s (attempt %s)", message.pk, message.channel, message.attempts
             )

@@ -42,7 +42,7 @@ class UnreadableText(str):
 
     ciphertext: str
 
-    def __new__(cls, ciphertext: str):
+    def __new__(cls, ciphertext: str) -> UnreadableText:
         text = super().__new__(cls, UNREADABLE_NOTICE)
         text.ciphertext = ciphertext
         return text

@@ -1,9 +1,14 @@
+from typing import Any
+
 from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.expressions import Expression
 
 from notifications.encryption import InvalidToken, UnreadableText, decrypt, encrypt
 
 
-class EncryptedTextField(models.TextField):
+# Django's fields are generic in django-stubs only: not subscriptable at run time.
+class EncryptedTextField(models.TextField):  # type: ignore[type-arg]
     """Text stored encrypted (``notifications.encryption``) and read back in clear: code using
     the ORM sees the text, a raw read of the table sees only Fernet tokens.
 
@@ -12,7 +17,7 @@ class EncryptedTextField(models.TextField):
     nothing: these columns are read, never searched. A stored token no configured key decrypts
     reads as an :class:`~notifications.encryption.UnreadableText`."""
 
-    def get_prep_value(self, value):
+    def get_prep_value(self, value: Any) -> Any:
         if isinstance(value, UnreadableText):
             return value.ciphertext
         value = super().get_prep_value(value)
@@ -20,7 +25,9 @@ class EncryptedTextField(models.TextField):
             return value
         return encrypt(value)
 
-    def from_db_value(self, value, expression, connection):
+    def from_db_value(
+        self, value: str | None, expression: Expression, connection: BaseDatabaseWrapper
+    ) -> str | None:
         if value is None or value == "":
             return value
         try:

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from django.conf import settings
+from django.http import HttpRequest
 from django.utils import translation
 
 
@@ -25,7 +26,7 @@ def supported_language(code: str | None) -> str | None:
     return primary if primary in supported else None
 
 
-def speak(request, code: str | None) -> None:
+def speak(request: HttpRequest, code: str | None) -> None:
     """Answer ``request`` in the portal's language for ``code``, when the portal has it (after
     Django's LocaleMiddleware chose one from the cookie or the browser)."""
     language = supported_language(code)
@@ -49,6 +50,6 @@ def choose_language(languages: Sequence[str], override: str | None = None) -> st
     return spoken[0]
 
 
-def language_of(user) -> str:
+def language_of(user: object) -> str:
     """The language a user reads messages in (their profile's), or the portal's default."""
     return supported_language(getattr(user, "language", None)) or settings.LANGUAGE_CODE

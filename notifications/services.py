@@ -30,13 +30,15 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import EmailValidator
 from django.db import transaction
+from django.http import HttpRequest
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.text import Truncator
@@ -52,7 +54,8 @@ from portal.phones import normalize_mobile
 
 logger = logging.getLogger(__name__)
 
-SUBJECT_MAX_LENGTH = Message._meta.get_field("subject").max_length
+# The subject field sets its max_length (an optional argument of the text field it is).
+SUBJECT_MAX_LENGTH = cast(int, Message._meta.get_field("subject").max_length)
 # Context keys whose values are secrets (a link's token, a one-time code): the rendered body
 # needs them, the stored context does not.
 SECRET_CONTEXT_WORDS = ("link", "url", "code", "token", "password", "secret", "otp")
@@ -96,10 +99,10 @@ def render_message(
         body_text = render_to_string(f"notifications/{template}/body.txt", values).strip()
         if channel == Channel.SMS:
             return "", body_text, ""
-        subject = render_to_string(f"notifications/{template}/subject.txt", values)
+        rendered_subject = render_to_string(f"notifications/{template}/subject.txt", values)
         body_html = render_to_string(f"notifications/{template}/body.html", values)
     # One line, whatever the template's layout: a newline in a header would end it.
-    subject = Truncator(" ".join(subject.split())).chars(SUBJECT_MAX_LENGTH)
+    subject = Truncator(" ".join(rendered_subject.split())).chars(SUBJECT_MAX_LENGTH)
     return subject, body_text + "\n", body_html
 
 
@@ -137,7 +140,8 @@ def stored_context(context: Mapping[str, Any]) -> dict[str, Any]:
         return value
 
     # Dates and datetimes become ISO strings, as the JSON column will give them back.
-    return redact(json.loads(json.dumps(dict(context), cls=DjangoJSONEncoder)))
+    stored: dict[str, Any] = redact(json.loads(json.dumps(dict(context), cls=DjangoJSONEncoder)))
+    return stored
 
 
 # --- Queueing ---------------------------------------------------------------------------------
@@ -235,7 +239,7 @@ class _WaitingForCommit(threading.local):
     waiting then belonged to a transaction that rolled back: its callback was dropped with it,
     and so is the group."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.groups: dict[int, list[int]] = {}
         self.numbers = itertools.count()
 
@@ -267,7 +271,12 @@ def _publish_committed(number: int) -> None:
 RETRYABLE_STATUSES = (MessageStatus.FAILED, MessageStatus.DEAD)
 
 
-def retry_messages(*, message_ids: Iterable[int], actor, request=None) -> list[int]:
+def retry_messages(
+    *,
+    message_ids: Iterable[int],
+    actor: AbstractBaseUser | None,
+    request: HttpRequest | None = None,
+) -> list[int]:
     """Queue failed or dead messages again with a fresh set of attempts; other messages are left
     alone. Each retry is audited. Returns the ids queued again."""
     retried: list[int] = []

@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
@@ -43,7 +43,7 @@ MAX_COUNTDOWN = 600
     reject_on_worker_lost=True,
     ignore_result=True,
 )
-def deliver_messages(self, message_ids: list[int]) -> dict[str, int]:
+def deliver_messages(self: Task, message_ids: list[int]) -> dict[str, int]:
     """Returns how many messages were left in each status (the worker logs it; no ids)."""
     results = delivery.deliver_batch(message_ids)
     # In-process (eager) runs cannot wait: a countdown would run the task at once, too early.

@@ -8,7 +8,7 @@ page does not exist."""
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db.models import Q
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -19,7 +19,7 @@ from notifications.senders import caused_by
 OUTBOX_SIZE = 50
 
 
-def outbox(request):
+def outbox(request: HttpRequest) -> HttpResponse:
     # Checked before the login redirect, so that a production site does not even reveal the page.
     if not settings.DEBUG:
         raise Http404
@@ -29,8 +29,11 @@ def outbox(request):
 @require_GET
 @never_cache
 @login_required
-def _outbox(request):
+def _outbox(request: HttpRequest) -> HttpResponse:
     user = request.user
+    if not user.is_authenticated:
+        # login_required has sent an anonymous visitor to the login page already.
+        raise Http404
     messages = Message.objects.all()
     if not user.is_staff:
         mine = Q(pk__in=[])

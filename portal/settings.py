@@ -10,7 +10,7 @@ import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -44,7 +44,7 @@ SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS")
 # The audit chain's HMAC key (audit.signing): its own secret, never stored in the database, so
 # that whoever can rewrite the database still cannot recompute the chain. After a rotation keep
 # the old keys in AUDIT_KEY_FALLBACKS for as long as the events they signed are kept.
-AUDIT_KEY = env_str("AUDIT_KEY")
+AUDIT_KEY = env_str("AUDIT_KEY", "")
 if not AUDIT_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("Set AUDIT_KEY (or AUDIT_KEY_FILE) when DEBUG is off.")
@@ -275,7 +275,7 @@ FORMAT_MODULE_PATH = ["portal.formats"]
 # The language menu's choice, for this browser (a logged-in user's is kept on the account too).
 LANGUAGE_COOKIE_AGE = int(timedelta(days=365).total_seconds())
 LANGUAGE_COOKIE_HTTPONLY = True
-LANGUAGE_COOKIE_SAMESITE = "Lax"
+LANGUAGE_COOKIE_SAMESITE: Final = "Lax"
 TIME_ZONE = env_str("TIME_ZONE", "Europe/Brussels")
 USE_I18N = True
 USE_TZ = True

@@ -9,7 +9,7 @@ neither see nor remove answers 404.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from django.conf import settings
 from django.db.models import Model
@@ -23,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts.models import User
+from accounts.http import api_user
 from sharing.models import Favorite, FavoriteKind, RecipientKind, Share, ShareRecipient
 from sharing.selectors import (
     MAX_QUERY_LENGTH,
@@ -225,7 +225,7 @@ class ShareListCreateView(APIView):
     )
     def get(self, request: Request) -> Response:
         # IsAuthenticated, the API's default permission, lets only users in.
-        user = cast(User, request.user)
+        user = api_user(request)
         direction = request.query_params.get("direction", "sent")
         if direction == "sent":
             shares = Share.objects.filter(sender=user)
@@ -243,7 +243,7 @@ class ShareListCreateView(APIView):
     )
     def post(self, request: Request) -> Response:
         # IsAuthenticated, the API's default permission, lets only users in.
-        user = cast(User, request.user)
+        user = api_user(request)
         serializer = ShareCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         uids = list(dict.fromkeys(serializer.validated_data["studies"]))
@@ -270,7 +270,7 @@ class ShareDetailView(APIView):
     @extend_schema(operation_id="shares_destroy", responses={204: None, 404: _ERROR})
     def delete(self, request: Request, pk: int) -> Response:
         # IsAuthenticated, the API's default permission, lets only users in.
-        user = cast(User, request.user)
+        user = api_user(request)
         share = Share.objects.filter(pk=pk).first() if pk <= MAX_ID else None
         if share is None or not may_remove_share(user, share):
             raise Http404(_("No such share."))
@@ -352,7 +352,7 @@ class RecipientSearchView(APIView):
         params = RecipientQuerySerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         # IsAuthenticated, the API's default permission, lets only users in.
-        results = search_recipients(cast(User, request.user), params.query())
+        results = search_recipients(api_user(request), params.query())
         return Response([result.as_api() for result in results])
 
 
@@ -397,7 +397,7 @@ class FavoriteListCreateView(APIView):
     @extend_schema(operation_id="favorites_list", responses={200: FavoriteSerializer(many=True)})
     def get(self, request: Request) -> Response:
         # IsAuthenticated, the API's default permission, lets only users in.
-        owner = cast(User, request.user)
+        owner = api_user(request)
         return Response([_favorite_data(item) for item in favorites_of(owner)])
 
     @extend_schema(
@@ -412,7 +412,7 @@ class FavoriteListCreateView(APIView):
     )
     def post(self, request: Request) -> Response:
         # IsAuthenticated, the API's default permission, lets only users in.
-        owner = cast(User, request.user)
+        owner = api_user(request)
         serializer = FavoriteInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         ((kind, target_id),) = serializer.validated_data.items()
@@ -427,7 +427,7 @@ class FavoriteDetailView(APIView):
     @extend_schema(operation_id="favorites_destroy", responses={204: None, 404: _ERROR})
     def delete(self, request: Request, pk: int) -> Response:
         # IsAuthenticated, the API's default permission, lets only users in.
-        owner = cast(User, request.user)
+        owner = api_user(request)
         favorite = Favorite.objects.filter(pk=pk, owner=owner).first() if pk <= MAX_ID else None
         if favorite is None:
             raise Http404(_("No such favorite."))

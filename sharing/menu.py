@@ -8,20 +8,18 @@ selected study; the dialog checks the user's access to each study again.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from accounts.models import User
+from accounts.http import AuthenticatedRequest
 from accounts.permissions import Perm
 from sharing.services.shares import shareable_study_ids
 from studies.menu import MenuItem, register_menu_item
 
 
-def _shareable(request: HttpRequest, kind: str, studies: list[Any]) -> set[int]:
-    # The directory's pages, the only ones with a menu, are behind login_required.
-    return shareable_study_ids(cast(User, request.user), studies, request)
+def _shareable(request: AuthenticatedRequest, kind: str, studies: list[Any]) -> set[int]:
+    return shareable_study_ids(request.user, studies, request)
 
 
 SHARE = MenuItem(

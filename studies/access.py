@@ -215,11 +215,12 @@ def access_ends(user: User | AnonymousUser) -> datetime | None:
     (a search) keeps it no longer."""
     if not user.is_authenticated:
         return None
-    return (
+    first: datetime | None = (
         active_entries()
         .filter(worklist_id__in=visible_worklist_ids(user), valid_until__isnull=False)
         .aggregate(first=Min("valid_until"))["first"]
     )
+    return first
 
 
 def active_entries(now: datetime | None = None) -> QuerySet[Entry]:
@@ -340,9 +341,11 @@ def user_study_access(user: User, study: Study) -> StudyAccess | None:
     return user_studies_access(user, [study])[study.pk]
 
 
-def user_studies_access(user: User, studies: Iterable[Study]) -> dict[int, StudyAccess | None]:
+def user_studies_access(
+    user: User | AnonymousUser, studies: Iterable[Study]
+) -> dict[int, StudyAccess | None]:
     """The user's access to each study (by primary key), reading memberships, worklists and
-    entries once for all of them."""
+    entries once for all of them. An anonymous visitor (a guest) has none of its own."""
     studies = list(studies)
     found: dict[int, StudyAccess | None] = {study.pk: None for study in studies}
     if not user.is_authenticated or not user.is_active or not studies:

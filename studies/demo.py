@@ -18,7 +18,7 @@ import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypedDict
 
 import pydicom
 from django.apps import apps as django_apps
@@ -650,10 +650,26 @@ def _is_complete(study: DemoStudy, scale: Scale) -> bool:
     return bool(found) and found[0] >= scale.instances(study)
 
 
+class _StudyHeader(TypedDict):
+    """What every generated file of a demo study says of its patient and study."""
+
+    patient_name: str
+    patient_id: str
+    birth_date: str
+    sex: str
+    study_uid: str
+    study_date: str
+    study_time: str
+    study_description: str
+    accession: str
+    institution: str
+    referring_physician: str
+
+
 def _study_files(study: DemoStudy, scale: Scale) -> Iterator[tuple[str, BinaryIO]]:
     """The study's files, generated one series at a time so that memory holds one series."""
     patient = study.patient
-    common = {
+    common: _StudyHeader = {
         "patient_name": patient.name,
         "patient_id": patient.patient_id,
         "birth_date": patient.birth_date,

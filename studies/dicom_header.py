@@ -13,7 +13,7 @@ import struct
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import date, time
-from typing import BinaryIO
+from typing import IO
 
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext as _
@@ -210,7 +210,7 @@ class _Scan:
     overruns: list[int] = field(default_factory=list)  # tags whose value runs past the end
     last_end: int | None = None  # where the last element's value ends (None: undefined length)
 
-    def stop_at_pixels(self, spool: BinaryIO, tag, length: int) -> bool:
+    def stop_at_pixels(self, spool: IO[bytes], tag, length: int) -> bool:
         # Called for each top-level element with the file positioned at its value. pydicom
         # quietly stops at the end of a cut file, so check here that each value fits in it
         # and remember where the last one ends.
@@ -226,7 +226,7 @@ class _Scan:
         return False
 
 
-def read_header(spool: BinaryIO, size: int) -> DicomHeader:
+def read_header(spool: IO[bytes], size: int) -> DicomHeader:
     scan = _Scan(size=size)
     ds = _read_until_pixels(spool, scan)
     transfer_syntax, media_class = _file_meta(ds)
@@ -244,11 +244,13 @@ def read_header(spool: BinaryIO, size: int) -> DicomHeader:
         ) from exc
 
 
-def _read_until_pixels(spool: BinaryIO, scan: _Scan) -> Dataset:
+def _read_until_pixels(spool: IO[bytes], scan: _Scan) -> Dataset:
     spool.seek(0)
     try:
+        # pydicom annotates read_partial's file as BinaryIO, yet reads it through read, seek
+        # and tell alone (its ReadableBuffer), which a spooled file has.
         ds = read_partial(
-            spool,
+            spool,  # type: ignore[arg-type]
             stop_when=lambda tag, _vr, length: scan.stop_at_pixels(spool, tag, length),
             defer_size="512 KB",
         )
@@ -278,7 +280,7 @@ def _file_meta(ds: Dataset) -> tuple[str, str]:
     """The file's transfer syntax and media storage class, refusing what is no image file."""
     meta = getattr(ds, "file_meta", None)
     transfer_syntax = str(meta.get("TransferSyntaxUID", "") if meta is not None else "").strip()
-    if not transfer_syntax:
+    if meta is None or not transfer_syntax:
         raise FileRejected(
             "not_dicom",
             _(
@@ -299,7 +301,7 @@ def _file_meta(ds: Dataset) -> tuple[str, str]:
 
 
 def _check_complete(
-    spool: BinaryIO, ds: Dataset, scan: _Scan, transfer_syntax: str, media_class: str
+    spool: IO[bytes], ds: Dataset, scan: _Scan, transfer_syntax: str, media_class: str
 ) -> None:
     """Refuse a file cut short, or one that describes an image without its pixels."""
     # A deflated file is inflated in memory first (a cut one fails to inflate), so positions
@@ -392,7 +394,7 @@ def _truncated() -> FileRejected:
     )
 
 
-def _check_pixel_data_complete(spool: BinaryIO, size: int, position: int, length: int) -> int:
+def _check_pixel_data_complete(spool: IO[bytes], size: int, position: int, length: int) -> int:
     """Reject files cut short (an interrupted copy) before they are stored and fail to render.
     Returns the number of fragments of encapsulated (compressed) pixel data, after the basic
     offset table; 0 for native pixel data."""

@@ -39,10 +39,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
+from accounts.http import AuthenticatedRequest
 from accounts.memberships import has_perm
 from accounts.models import User
 from accounts.permissions import Perm
@@ -50,7 +50,7 @@ from studies.access import organizable_worklist_ids
 from studies.selectors import held_entries
 
 TARGET_KINDS = frozenset({"study", "worklist", "folder"})
-TargetCheck = Callable[[HttpRequest, str, list[Any]], set[int]]
+TargetCheck = Callable[[AuthenticatedRequest, str, list[Any]], set[int]]
 ITEM_KINDS = frozenset({"link", "dialog", "copy"})
 
 
@@ -125,7 +125,7 @@ def items_for(user: User, target_kind: str) -> list[MenuItem]:
     )
 
 
-def allowed_items(request: HttpRequest, kind: str, targets: list[Any]) -> dict[int, str]:
+def allowed_items(request: AuthenticatedRequest, kind: str, targets: list[Any]) -> dict[int, str]:
     """For each target of a page (by key), the space-separated keys of the checked items offered
     on it: what ``data-allows`` carries for ``static/js/contextmenu.js``."""
     allowed: dict[int, list[str]] = {target.pk: [] for target in targets}
@@ -182,7 +182,7 @@ COPY_LINK = MenuItem(
 )
 
 
-def organizable_targets(request: HttpRequest, kind: str, targets: list[Any]) -> set[int]:
+def organizable_targets(request: AuthenticatedRequest, kind: str, targets: list[Any]) -> set[int]:
     """The worklists and folders whose folders the user may organize, and the studies held in
     such a worklist (``studies.access.organizable_worklist_ids``)."""
     ids = organizable_worklist_ids(request.user)

@@ -20,7 +20,7 @@ import math
 import numbers
 import os
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import numpy as np
 import pydicom
@@ -43,7 +43,7 @@ __all__ = [
     "window_presets",
 ]
 
-Source = str | os.PathLike[str] | BinaryIO | Dataset
+Source = str | os.PathLike[str] | IO[bytes] | Dataset
 
 JPEG_QUALITY = 90
 
@@ -148,13 +148,14 @@ class Viewport:
                 f"got {text!r}"
             )
         try:
-            values = [int(part) if part else None for part in parts]
+            # Width and height are there (checked above); the region's values may be left empty.
+            width, height = int(parts[0]), int(parts[1])
+            region = [int(part) if part else None for part in parts[2:]]
         except ValueError:
             raise ValueError(
                 f"viewport values must be whole numbers of pixels, got {text!r}"
             ) from None
-        width, height, *region = values + [None] * (6 - len(values))
-        x, y, region_width, region_height = region
+        x, y, region_width, region_height = region + [None] * (4 - len(region))
         return cls(width, height, x or 0, y or 0, region_width, region_height)
 
     def source_box(self, columns: int, rows: int) -> tuple[int, int, int, int]:
@@ -294,7 +295,7 @@ def _load_frame(source: Source, frame: int) -> tuple[Dataset, np.ndarray]:
     return header, _decode(header, source, frame)
 
 
-def _read_header(source: str | os.PathLike[str] | BinaryIO) -> Dataset:
+def _read_header(source: str | os.PathLike[str] | IO[bytes]) -> Dataset:
     """Read everything except the pixel data.
 
     Pixel data is then decoded one frame at a time straight from the file by
@@ -313,7 +314,7 @@ def _read_header(source: str | os.PathLike[str] | BinaryIO) -> Dataset:
         raise RenderError(f"not a readable DICOM Part-10 file: {exc}") from exc
 
 
-def _rewind_and_read(source: str | os.PathLike[str] | BinaryIO) -> Dataset:
+def _rewind_and_read(source: str | os.PathLike[str] | IO[bytes]) -> Dataset:
     _rewind(source)
     return pydicom.dcmread(source)
 
@@ -345,9 +346,8 @@ def _check_renderable(ds: Dataset, frame: int) -> None:
             "no decoder exists for it (video and JPIP syntaxes are not supported)"
         ) from None
     if not decoder.is_available:
-        missing = "; ".join(
-            f"{plugin}: {', '.join(deps)}" for plugin, deps in decoder.missing_dependencies
-        )
+        # pydicom says it per plugin: "pylibjpeg - requires pylibjpeg and pylibjpeg-openjpeg".
+        missing = "; ".join(decoder.missing_dependencies)
         raise RenderError(
             f"transfer syntax {syntax} ({syntax.name}) cannot be decoded here: "
             f"the decoding libraries are not installed ({missing})"
@@ -368,7 +368,9 @@ def _decode(header: Dataset, pixel_source: Source, frame: int) -> np.ndarray:
     """Decode only ``frame`` (index-based API: other frames are never decompressed)."""
     syntax = _transfer_syntax(header)
     try:
-        return pixel_array(pixel_source, index=frame - 1)
+        # pydicom annotates pixel_array's file as BinaryIO, yet reads it, as dcmread does,
+        # through read, seek and tell alone (its ReadableBuffer), which a storage file has.
+        return pixel_array(pixel_source, index=frame - 1)  # type: ignore[arg-type]
     except (AttributeError, KeyError) as exc:
         raise RenderError(f"the pixel data cannot be read: {exc}") from exc
     except Exception as exc:  # decoders raise RuntimeError/ValueError/codec errors alike
@@ -413,7 +415,8 @@ def _greyscale(
         if high - low < min(pixels.size, _MAX_LOOKUP_ENTRIES):
             every_value = np.arange(low, high + 1, dtype=np.int64)
             levels = _grey_levels(every_value, ds, index, chosen, invert=invert)
-            return levels[np.subtract(pixels, low, dtype=np.intp)]
+            looked_up: np.ndarray = levels[np.subtract(pixels, low, dtype=np.intp)]
+            return looked_up
     return _grey_levels(pixels, ds, index, chosen, invert=invert)
 
 
@@ -545,7 +548,8 @@ def _functional_group_item(ds: Dataset, index: int, keyword: str) -> Dataset | N
     for group in groups:
         sequence = group.get(keyword)
         if sequence:
-            return sequence[0]
+            item: Dataset = sequence[0]
+            return item
     return None
 
 

@@ -30,6 +30,7 @@ from django.core.cache import cache
 from django.core.files.storage import storages
 from django.db.models import Case, Exists, F, OuterRef, Q, QuerySet, Value, When
 from django.http import HttpRequest
+from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 from accounts.memberships import (
@@ -471,10 +472,11 @@ def folder_ancestry(folder: Folder) -> list[Folder]:
     """The folder and its parents up to the worklist's top level, nearest first, from one read
     of the worklist's folders."""
     by_id = {f.pk: f for f in Folder.objects.filter(worklist_id=folder.worklist_id)}
-    chain, current = [], by_id.get(folder.pk, folder)
+    chain: list[Folder] = []
+    current: Folder | None = by_id.get(folder.pk, folder)
     while current is not None and len(chain) < _ANCESTRY_LIMIT:
         chain.append(current)
-        current = by_id.get(current.parent_id)
+        current = None if current.parent_id is None else by_id.get(current.parent_id)
     return chain
 
 
@@ -534,13 +536,14 @@ class SearchScope:
 
 def search_scope(user: User, criteria: SearchCriteria) -> SearchScope:
     worklist_ids = visible_worklist_ids(user)
-    in_worklist = criteria.worklist_id is not None and criteria.worklist_id in worklist_ids
-    if in_worklist:
+    chosen = criteria.worklist_id
+    in_worklist = chosen is not None and chosen in worklist_ids
+    if in_worklist and chosen is not None:
         # An active entry in one of the user's worklists is what makes a study visible, so the
         # chosen worklist's condition alone says both; stated twice (visible anywhere, and in
         # this worklist) it misleads PostgreSQL's row estimate into scanning the whole table.
         base = Study.objects.filter(
-            Exists(active_entries().filter(study=OuterRef("pk"), worklist_id=criteria.worklist_id))
+            Exists(active_entries().filter(study=OuterRef("pk"), worklist_id=chosen))
         )
     else:
         base = visible_studies(user)
@@ -670,6 +673,14 @@ class StudyRow:
     patient: PatientDisplay
     worklist_ids: list[int] = field(default_factory=list)
     shared_entries: list[Entry] = field(default_factory=list)
+    # What the directory page adds (studies.views.directory): the study page's address and
+    # absolute link, whether the user may file it in folders, the menu items that depend on it
+    # (``data-allows``) and the real links of its menu.
+    href: str = ""
+    link: str = ""
+    organize: bool = False
+    allows: str = ""
+    links: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def anonymized(self) -> bool:
@@ -775,15 +786,28 @@ _KIND_ORDER = {"location": 0, "group": 1, "personal": 2}
 
 
 @dataclass
-class FolderNode:
+class _TreeNode:
+    # What the directory page adds to each node (studies.views.directory): the address of its
+    # list and absolute link, the list narrowed to it, whether the user may organize its
+    # folders, and the menu items that depend on it (``data-allows``).
+    href: str = field(default="", kw_only=True)
+    link: str = field(default="", kw_only=True)
+    filter_url: str = field(default="", kw_only=True)
+    organize: bool = field(default=False, kw_only=True)
+    allows: str = field(default="", kw_only=True)
+
+
+@dataclass
+class FolderNode(_TreeNode):
     folder: Folder
     children: list[FolderNode] = field(default_factory=list)
 
 
 @dataclass
-class WorklistNode:
+class WorklistNode(_TreeNode):
     worklist: Worklist
     folders: list[FolderNode] = field(default_factory=list)
+    group_label: str | Promise = ""
 
 
 def worklist_tree(user: User) -> list[WorklistNode]:
@@ -943,8 +967,9 @@ def default_window(instance: Instance) -> tuple[float, float] | None:
     return window
 
 
-def reached_through(user: User, study: Study) -> list[Entry]:
-    """The user's active shared entries for ``study`` (the ones that may carry a message)."""
+def reached_through(user: User | AnonymousUser, study: Study) -> list[Entry]:
+    """The user's active shared entries for ``study`` (the ones that may carry a message); a
+    guest has none."""
     if not user.is_authenticated:
         return []
     return list(
@@ -960,7 +985,7 @@ def reached_through(user: User, study: Study) -> list[Entry]:
 
 
 def priors_for(
-    user: User,
+    user: User | AnonymousUser,
     study: Study,
     access: StudyAccess,
     *,

@@ -27,6 +27,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.tag import Tag
 from pydicom.uid import (
     PYDICOM_IMPLEMENTATION_UID,
+    UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
     MRImageStorage,
@@ -427,8 +428,8 @@ def _base_dataset(
     """Patient, study, series, equipment and SOP common modules plus File Meta."""
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = sop_class
-    ds.file_meta.MediaStorageSOPInstanceUID = sop_uid
+    ds.file_meta.MediaStorageSOPClassUID = UID(sop_class)
+    ds.file_meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds.file_meta.ImplementationVersionName = f"PYDICOM {pydicom.__version__}"[:16]
@@ -490,7 +491,8 @@ def _add_mr_acquisition(ds: Dataset) -> None:
 
 def _phantom_labels(body_part: str, rows: int, columns: int, t: float) -> np.ndarray:
     """Label map of one slice; ``t`` in [0, 1] runs from the top to the bottom slice."""
-    y, x = np.mgrid[-1 : 1 : rows * 1j, -1 : 1 : columns * 1j]
+    # A complex step is mgrid's number of points, which numpy's stubs do not know.
+    y, x = np.mgrid[-1 : 1 : rows * 1j, -1 : 1 : columns * 1j]  # type: ignore[misc]
     labels = np.full((rows, columns), AIR, dtype=np.uint8)
     for label, cx, cy, ax, ay in _shapes(body_part, t):
         if ax > 0 and ay > 0:
@@ -571,7 +573,8 @@ def _ct_stored_values(labels: np.ndarray, rng: np.random.Generator) -> np.ndarra
     lut = np.array([CT_HU[label] for label in range(len(CT_HU))], dtype=np.float64)
     hu = lut[labels] + rng.normal(0.0, CT_NOISE_HU, labels.shape)
     hu[labels == AIR] = CT_HU[AIR]  # air outside the body is clean, as on real scanners
-    return np.rint(hu - CT_INTERCEPT).astype(np.int16)
+    stored: np.ndarray = np.rint(hu - CT_INTERCEPT).astype(np.int16)
+    return stored
 
 
 def _mr_stored_values(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -583,7 +586,8 @@ def _mr_stored_values(labels: np.ndarray, rng: np.random.Generator) -> np.ndarra
     real = signal + rng.normal(0.0, MR_NOISE, labels.shape)
     imaginary = rng.normal(0.0, MR_NOISE, labels.shape)
     magnitude = np.hypot(real, imaginary)
-    return np.clip(np.rint(magnitude), 0, 2**MR_BITS_STORED - 1).astype(np.uint16)
+    stored: np.ndarray = np.clip(np.rint(magnitude), 0, 2**MR_BITS_STORED - 1).astype(np.uint16)
+    return stored
 
 
 def _window_from_data(volume: np.ndarray) -> tuple[float, float]:
@@ -598,7 +602,7 @@ def _echo_frame(
     rows: int, columns: int, phase: float, color: bool, rng: np.random.Generator
 ) -> np.ndarray:
     """One apical-view-like echo frame: a speckled sector with a beating chamber."""
-    y, x = np.mgrid[0 : 1 : rows * 1j, -1 : 1 : columns * 1j]
+    y, x = np.mgrid[0 : 1 : rows * 1j, -1 : 1 : columns * 1j]  # type: ignore[misc]
     depth = np.hypot(x * columns / rows / 1.2, y)
     angle = np.arctan2(x * columns / rows / 1.2, y)
     sector = (np.abs(angle) < math.radians(45)) & (depth < 0.95) & (depth > 0.05)
@@ -608,8 +612,8 @@ def _echo_frame(
     tissue = 70.0 + 110.0 * np.exp(-(((r - 1.15) / 0.18) ** 2))  # bright myocardium ring
     tissue = np.where(r < 1.0, 12.0, tissue)  # dark blood pool
     speckle = rng.rayleigh(1.0, (rows, columns)) / math.sqrt(math.pi / 2)
-    grey = np.clip(tissue * speckle * (1.1 - 0.4 * depth), 0, 255) * sector
-    grey = np.rint(grey).astype(np.uint8)
+    brightness = np.clip(tissue * speckle * (1.1 - 0.4 * depth), 0, 255) * sector
+    grey: np.ndarray = np.rint(brightness).astype(np.uint8)
     if not color:
         return grey
 

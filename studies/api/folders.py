@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.http import api_user
 from studies.access import visible_studies
 from studies.api.studies import FolderSerializer
 from studies.models import Folder
@@ -32,16 +33,18 @@ from studies.services.folders import (
 MAX_STUDIES = 500
 
 
+# The serializers' metaclass takes declared fields off the class, so a "parent" field leaves
+# Field.parent alone; djangorestframework-stubs sees it replace that attribute.
 class NewFolderSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=NAME_MAX_LENGTH)
-    parent = serializers.IntegerField(
+    parent = serializers.IntegerField(  # type: ignore[assignment]
         allow_null=True, required=False, min_value=1, max_value=MAX_ID
     )
 
 
 class FolderChangeSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=NAME_MAX_LENGTH, required=False)
-    parent = serializers.IntegerField(
+    parent = serializers.IntegerField(  # type: ignore[assignment]
         allow_null=True, required=False, min_value=1, max_value=MAX_ID
     )
 
@@ -69,14 +72,14 @@ def _folder_data(folder: Folder) -> dict:
 
 
 def _worklist(request: Request, worklist_id: int):
-    worklist = visible_worklist(request.user, worklist_id)
+    worklist = visible_worklist(api_user(request), worklist_id)
     if worklist is None:
         raise NotFound("No such worklist.")
     return worklist
 
 
 def _folder(request: Request, folder_id: int) -> Folder:
-    folder = visible_folder(request.user, folder_id)
+    folder = visible_folder(api_user(request), folder_id)
     if folder is None:
         raise NotFound("No such folder.")
     return folder
@@ -87,7 +90,7 @@ def _parent(
 ) -> Folder | None:
     if parent_id is None:
         return None
-    parent = visible_folder(request.user, parent_id)
+    parent = visible_folder(api_user(request), parent_id)
     if parent is None or parent.worklist_id != worklist.pk:
         raise ValidationError({field: ["No such folder in this worklist."]})
     return parent
@@ -126,7 +129,7 @@ class WorklistFoldersView(APIView):
         data.is_valid(raise_exception=True)
         folder = _call(
             create_folder,
-            user=request.user,
+            user=api_user(request),
             worklist=worklist,
             name=data.validated_data["name"],
             parent=_parent(request, data.validated_data.get("parent"), worklist),
@@ -160,7 +163,7 @@ class FolderDetailView(APIView):
         )
         _call(
             change_folder,
-            user=request.user,
+            user=api_user(request),
             folder=folder,
             name=changes.get("name"),
             parent=parent,
@@ -171,7 +174,7 @@ class FolderDetailView(APIView):
     @extend_schema(operation_id="folders_destroy", responses={200: _DELETED})
     def delete(self, request: Request, folder_id: int) -> Response:
         folder = _folder(request, folder_id)
-        summary = _call(delete_folder, user=request.user, folder=folder, request=request)
+        summary = _call(delete_folder, user=api_user(request), folder=folder, request=request)
         return Response(
             {
                 "name": summary.name,
@@ -194,14 +197,14 @@ class WorklistFileStudiesView(APIView):
         data = FileStudiesSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         uids = list(dict.fromkeys(data.validated_data["studies"]))
-        studies = list(visible_studies(request.user).filter(study_uid__in=uids))
+        studies = list(visible_studies(api_user(request)).filter(study_uid__in=uids))
         if len(studies) != len(uids):
             raise NotFound("No such study.")
         folder_id = data.validated_data["folder"]
         folder = _parent(request, folder_id, worklist, "folder")
         moved = _call(
             file_studies,
-            user=request.user,
+            user=api_user(request),
             worklist=worklist,
             studies=studies,
             folder=folder,

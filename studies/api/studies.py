@@ -8,6 +8,7 @@ pseudonym, no birth date and no accession.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.utils.translation import get_language
@@ -20,6 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.http import api_user
 from portal import decisions
 from studies.access import access_ends, get_study_for, search_decision_key, visible_worklists
 from studies.anonymize import patient_display
@@ -155,7 +157,9 @@ class StudyDetailSerializer(StudySerializer):
 class FolderSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
-    parent = serializers.IntegerField(allow_null=True)
+    # The serializer's metaclass takes declared fields off the class, so this field leaves
+    # Field.parent alone; djangorestframework-stubs sees it replace that attribute.
+    parent = serializers.IntegerField(allow_null=True)  # type: ignore[assignment]
 
 
 class WorklistSerializer(serializers.Serializer):
@@ -204,19 +208,21 @@ def _listed_page(
     dated shares to end ends it. A client pages and searches the same lists again and again.
     Raises :class:`InvalidCursor` (never remembered)."""
 
-    def compute() -> tuple[tuple[list[dict], str | None, str | None], object]:
+    user = api_user(request)
+
+    def compute() -> tuple[tuple[list[dict], str | None, str | None], datetime | None]:
         page = search_page(
-            request.user,
+            user,
             criteria,
             sort=sort,
             cursor=cursor,
             page_size=settings.DIRECTORY_PAGE_SIZE,
         )
-        rows = study_rows(request.user, page.studies, request)
+        rows = study_rows(user, page.studies, request)
         # Plain values in the shared cache: an answer written by an older version of this code
         # still reads.
         results = [_study_fields(row) for row in rows]
-        return (results, page.next_cursor, page.previous_cursor), access_ends(request.user)
+        return (results, page.next_cursor, page.previous_cursor), access_ends(user)
 
     key = search_decision_key(request, "studies", criteria, sort.param, cursor, get_language())
     results, next_cursor, previous_cursor = decisions.remember(key, compute)
@@ -331,7 +337,7 @@ class WorklistListView(APIView):
 
     @extend_schema(operation_id="worklists_list", responses={200: WorklistSerializer(many=True)})
     def get(self, request: Request) -> Response:
-        worklists = list(visible_worklists(request.user).order_by("kind", "name", "pk"))
+        worklists = list(visible_worklists(api_user(request)).order_by("kind", "name", "pk"))
         folders: dict[int, list[dict]] = {w.pk: [] for w in worklists}
         for folder in Folder.objects.filter(worklist_id__in=folders).order_by("name", "pk"):
             folders[folder.worklist_id].append(

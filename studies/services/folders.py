@@ -10,6 +10,7 @@ its audit event.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -24,7 +25,8 @@ from studies.access import may_organize_folders
 from studies.models import Entry, Folder, Study, Worklist
 from studies.selectors import folder_ancestry, folder_and_descendants, folder_children
 
-NAME_MAX_LENGTH = Folder._meta.get_field("name").max_length
+# A CharField, whose max_length is always set.
+NAME_MAX_LENGTH = cast(int, Folder._meta.get_field("name").max_length)
 # Deeper trees stop being a help in a side panel; ten levels is more than any manual shows.
 MAX_DEPTH = 10
 
@@ -266,7 +268,7 @@ def file_studies(
     entries = (
         Entry.objects.select_related("study__patient")
         .filter(worklist=worklist, study__in=studies, removed_at__isnull=True)
-        .exclude(folder_id=target)
+        .exclude(folder=folder)
         .order_by("pk")
     )
     moved = list(entries)

@@ -21,7 +21,7 @@ import logging
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import IO
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -149,7 +149,7 @@ class _Received:
     """A file read and checked, not yet filed: its bytes spooled, its header parsed."""
 
     name: str
-    spool: tempfile.SpooledTemporaryFile
+    spool: tempfile.SpooledTemporaryFile[bytes]
     sha256: str
     size: int
     header: DicomHeader
@@ -159,7 +159,7 @@ class _Received:
 # --- Spooling and storage ---------------------------------------------------------------------
 
 
-def _spool(stream: BinaryIO, limit: int) -> tuple[tempfile.SpooledTemporaryFile, str, int]:
+def _spool(stream: IO[bytes], limit: int) -> tuple[tempfile.SpooledTemporaryFile[bytes], str, int]:
     """Copy the upload to a spooled file, hashing as it goes; stop as soon as it is too large."""
     spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY)  # noqa: SIM115 - caller closes
     digest = hashlib.sha256()
@@ -188,7 +188,7 @@ def _spool(stream: BinaryIO, limit: int) -> tuple[tempfile.SpooledTemporaryFile,
     return spool, digest.hexdigest(), size
 
 
-def _read_chunk(stream: BinaryIO, spool: BinaryIO) -> bytes:
+def _read_chunk(stream: IO[bytes], spool: IO[bytes]) -> bytes:
     try:
         return stream.read(_CHUNK)
     except OSError as error:
@@ -205,7 +205,7 @@ def storage_name(sha256: str) -> str:
     return f"{sha256[:2]}/{sha256[2:4]}/{sha256}.dcm"
 
 
-def _store_bytes(spool: BinaryIO, sha256: str) -> str:
+def _store_bytes(spool: IO[bytes], sha256: str) -> str:
     storage = storages["dicom"]
     name = storage_name(sha256)
     if storage.exists(name):
@@ -753,10 +753,10 @@ def resolve_upload_location(user: User, location_id: object = None) -> Location:
     for location in allowed:
         if location.pk == wanted:
             return location
-    location = Location.objects.select_related("organization").filter(pk=wanted).first()
-    if location is None:
+    elsewhere = Location.objects.select_related("organization").filter(pk=wanted).first()
+    if elsewhere is None:
         raise ValidationError({"location": [_("Choose a valid location.")]})
-    if not may_upload_to(user, location.organization):
+    if not may_upload_to(user, elsewhere.organization):
         raise PermissionDenied(_("Your account may not upload studies to this organization."))
     raise ValidationError({"location": [_("You do not work from this location.")]})
 
@@ -808,7 +808,7 @@ class IngestionBatch:
         self._limit = settings.UPLOAD_MAX_FILE_SIZE
         self._finished = False
 
-    def add(self, name: str, stream: BinaryIO, *, check: Check | None = None) -> FileOutcome:
+    def add(self, name: str, stream: IO[bytes], *, check: Check | None = None) -> FileOutcome:
         """Store one file, or reject it with a reason. ``check`` is called with the file's
         header before anything is stored and may refuse the file by raising
         :class:`FileRejected` (a C-STORE whose data set is not the instance it announced).
@@ -828,7 +828,7 @@ class IngestionBatch:
 
     def add_all(
         self,
-        files: Iterable[tuple[str, BinaryIO]],
+        files: Iterable[tuple[str, IO[bytes]]],
         *,
         on_file: Callable[[FileOutcome], None] | None = None,
     ) -> None:
@@ -877,24 +877,24 @@ class IngestionBatch:
                 except FileRejected as rejected:
                     filed[position] = rejected
         finally:
-            for item in received:
-                item.spool.close()
+            for spooled in received:
+                spooled.spool.close()
             # What was filed is accounted for, also when a later file's failure propagates.
             position = 0
             for item in chunk:
                 if isinstance(item, _Received):
-                    outcome = filed.get(position)
+                    filing = filed.get(position)
                     position += 1
-                    if outcome is None:
+                    if filing is None:
                         continue
-                    if isinstance(outcome, FileRejected):
-                        item = self._rejected(item.name, outcome)
+                    if isinstance(filing, FileRejected):
+                        outcome = self._rejected(item.name, filing)
                     else:
-                        item = self._filed(item, *outcome)
+                        outcome = self._filed(item, *filing)
                 else:
-                    self._keep(item)
+                    outcome = self._keep(item)
                 if on_file is not None:
-                    on_file(item)
+                    on_file(outcome)
 
     @property
     def _filing(self) -> dict:
@@ -997,7 +997,7 @@ class IngestionBatch:
 
 def ingest_files(
     *,
-    files: Iterable[tuple[str, BinaryIO]],
+    files: Iterable[tuple[str, IO[bytes]]],
     organization: Organization,
     location: Location | None,
     uploaded_by: User | None = None,
@@ -1034,7 +1034,7 @@ def _display_name(name: str) -> str:
     return cleaned[-255:] or _("(unnamed file)")
 
 
-def _receive(name: str, stream: BinaryIO, *, limit: int, check: Check | None = None) -> _Received:
+def _receive(name: str, stream: IO[bytes], *, limit: int, check: Check | None = None) -> _Received:
     """Spool and hash the file, read its header and run ``check``; FileRejected if unfit."""
     spool, sha256, size = _spool(stream, limit)
     try:

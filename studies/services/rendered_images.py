@@ -88,7 +88,7 @@ def rendered_bytes(
         viewport=viewport,
         quality=quality,
     )
-    body = cache.get(key)
+    body: bytes | None = cache.get(key)
     if body is None:
         with storages["dicom"].open(instance.file, "rb") as source:
             body = render_frame(

@@ -31,7 +31,7 @@ def report_version(report: Report | None) -> str:
 @transaction.atomic(durable=True)
 def update_report(
     *,
-    user: User,
+    user: User | None,
     study: Study,
     text: str,
     access: StudyAccess,
@@ -39,6 +39,7 @@ def update_report(
     base_version: str | None = None,
 ) -> Report:
     """Replace the study's report text and audit the change (lengths only: report text is PHI).
+    ``user`` is None for a guest whose link lets them write the report.
 
     ``base_version`` is the :func:`report_version` the editor started from; if the report was
     saved since, :class:`ReportConflict` is raised and nothing changes.

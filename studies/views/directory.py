@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlencode
 
 from django import forms
@@ -17,13 +18,14 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.http import AuthenticatedRequest
 from portal.forms import DateField, DateInput
 from studies import menu
 from studies.access import organizable_worklist_ids
@@ -31,10 +33,12 @@ from studies.models import Study
 from studies.selectors import (
     MAX_ID,
     MODALITIES,
+    FolderNode,
     InvalidCursor,
     SearchCriteria,
     Sort,
     StudyRow,
+    WorklistNode,
     can_use_directory,
     search_page,
     study_rows,
@@ -96,8 +100,9 @@ class SearchForm(forms.Form):
     )
     sort = forms.CharField(required=False, widget=forms.HiddenInput, max_length=20)
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        data = self.cleaned_data
         start, end = data.get("date_from"), data.get("date_to")
         if start and end and start > end:
             self.add_error("date_to", _("The end date is before the start date."))
@@ -129,7 +134,7 @@ def _directory_url(**params) -> str:
     return f"{url}?{urlencode(query)}" if query else url
 
 
-def _saved_criteria(request: HttpRequest, key: str | None) -> SearchCriteria | None:
+def _saved_criteria(request: AuthenticatedRequest, key: str | None) -> SearchCriteria | None:
     if not key:
         return SearchCriteria()
     saved = request.session.get(SEARCHES_SESSION_KEY, {})
@@ -138,7 +143,7 @@ def _saved_criteria(request: HttpRequest, key: str | None) -> SearchCriteria | N
     return SearchCriteria.from_session(saved[key])
 
 
-def _save_criteria(request: HttpRequest, criteria: SearchCriteria) -> str:
+def _save_criteria(request: AuthenticatedRequest, criteria: SearchCriteria) -> str:
     saved = dict(request.session.get(SEARCHES_SESSION_KEY, {}))
     key = secrets.token_urlsafe(6)
     saved[key] = criteria.to_session()
@@ -149,7 +154,7 @@ def _save_criteria(request: HttpRequest, criteria: SearchCriteria) -> str:
     return key
 
 
-def _require_directory(request: HttpRequest) -> None:
+def _require_directory(request: AuthenticatedRequest) -> None:
     if not can_use_directory(request.user):
         raise PermissionDenied(
             _("Your account has no access to the study directory. Ask your administrator.")
@@ -158,7 +163,7 @@ def _require_directory(request: HttpRequest) -> None:
 
 @login_required
 @require_GET
-def directory(request: HttpRequest) -> HttpResponse:
+def directory(request: AuthenticatedRequest) -> HttpResponse:
     _require_directory(request)
     key = request.GET.get("s") or None
     criteria = _saved_criteria(request, key)
@@ -170,7 +175,7 @@ def directory(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def search(request: HttpRequest) -> HttpResponse:
+def search(request: AuthenticatedRequest) -> HttpResponse:
     _require_directory(request)
     form = SearchForm(request.POST)
     if not form.is_valid():
@@ -197,7 +202,7 @@ def search(request: HttpRequest) -> HttpResponse:
 
 
 def _render_directory(
-    request: HttpRequest,
+    request: AuthenticatedRequest,
     *,
     criteria: SearchCriteria,
     search_key: str | None,
@@ -271,7 +276,9 @@ def _render_directory(
     return render(request, "studies/directory.html", context, status=status)
 
 
-def _rows(request: HttpRequest, studies: list[Study], organizable: set[int]) -> list[StudyRow]:
+def _rows(
+    request: AuthenticatedRequest, studies: list[Study], organizable: set[int]
+) -> list[StudyRow]:
     """The page's rows, with their study page's address, whether the user may file them in
     folders, and the menu items each allows."""
     rows = study_rows(request.user, studies, request)
@@ -303,7 +310,9 @@ def _columns(sort: Sort, url: Callable[..., str]) -> list[dict]:
     return columns
 
 
-def _tree(request: HttpRequest, url: Callable[..., str], organizable: set[int]) -> list:
+def _tree(
+    request: AuthenticatedRequest, url: Callable[..., str], organizable: set[int]
+) -> list[WorklistNode]:
     """The worklists and their folders, each with its address, filter and menu items."""
     tree = worklist_tree(request.user)
     _annotate_allowed(request, tree)
@@ -331,24 +340,29 @@ def _scope_name(user, worklist_id: int | None, folder_id: int | None) -> str | N
     return None
 
 
-def _annotate_allowed(request: HttpRequest, tree) -> None:
+def _annotate_allowed(request: AuthenticatedRequest, tree: list[WorklistNode]) -> None:
     """Each worklist's and folder's ``allows``: the menu items that depend on the target."""
-    folders = []
+    folders: list[FolderNode] = []
     pending = [child for node in tree for child in node.folders]
     while pending:
-        node = pending.pop()
-        folders.append(node)
-        pending.extend(node.children)
-    for kind, nodes, key in (
-        ("worklist", tree, lambda node: node.worklist),
-        ("folder", folders, lambda node: node.folder),
-    ):
-        allows = menu.allowed_items(request, kind, [key(node) for node in nodes])
-        for node in nodes:
-            node.allows = allows[key(node).pk]
+        folder = pending.pop()
+        folders.append(folder)
+        pending.extend(folder.children)
+    worklist_allows = menu.allowed_items(request, "worklist", [node.worklist for node in tree])
+    for node in tree:
+        node.allows = worklist_allows[node.worklist.pk]
+    folder_allows = menu.allowed_items(request, "folder", [folder.folder for folder in folders])
+    for folder in folders:
+        folder.allows = folder_allows[folder.folder.pk]
 
 
-def _annotate_folders(request: HttpRequest, folders, url, *, organize: bool) -> None:
+def _annotate_folders(
+    request: AuthenticatedRequest,
+    folders: list[FolderNode],
+    url: Callable[..., str],
+    *,
+    organize: bool,
+) -> None:
     for node in folders:
         node.href = _directory_url(folder=node.folder.pk)
         node.link = request.build_absolute_uri(node.href)

@@ -6,8 +6,11 @@ prefetchers and crawlers never export patient data.
 
 from __future__ import annotations
 
+from typing import cast
+
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_http_methods
@@ -20,7 +23,7 @@ from studies.services import archive
 
 
 @require_http_methods(["GET", "POST"])
-def download_study(request: HttpRequest, study_uid: str) -> HttpResponse:
+def download_study(request: HttpRequest, study_uid: str) -> HttpResponseBase:
     try:
         study, access = get_study_for(request, study_uid)
     except Http404:
@@ -61,7 +64,8 @@ def download_study(request: HttpRequest, study_uid: str) -> HttpResponse:
     response = StreamingHttpResponse(
         archive.zip_stream(members, study, access.anonymized), content_type="application/zip"
     )
-    response.headers["Content-Disposition"] = content_disposition_header(
-        True, archive.archive_name(study)
+    # Only an inline answer without a file name has no header: an attachment always has one.
+    response.headers["Content-Disposition"] = cast(
+        str, content_disposition_header(True, archive.archive_name(study))
     )
     return response

@@ -11,14 +11,16 @@ directory showing the result (``X-Dialog-Redirect`` for the dialog, a redirect f
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
+from accounts.http import AuthenticatedRequest
 from accounts.permissions import Perm
 from portal.http import dialog_redirect, dialog_response
 from studies.access import organizable_worklist_ids, visible_studies
@@ -48,11 +50,17 @@ PAGE_TEMPLATE = "studies/_dialog_page.html"
 MAX_STUDIES = 500
 
 
-def _respond(request: HttpRequest, template: str, context: dict, *, status: int = 200):
+def _respond(
+    request: AuthenticatedRequest,
+    template: str,
+    context: Mapping[str, object],
+    *,
+    status: int = 200,
+) -> HttpResponse:
     return dialog_response(request, template, PAGE_TEMPLATE, context, status=status)
 
 
-def _done(request: HttpRequest, **params) -> HttpResponse:
+def _done(request: AuthenticatedRequest, **params) -> HttpResponse:
     url = reverse("studies:directory")
     query = urlencode({k: v for k, v in params.items() if v is not None})
     if query:
@@ -60,7 +68,9 @@ def _done(request: HttpRequest, **params) -> HttpResponse:
     return dialog_redirect(request, url)
 
 
-def _refused(request: HttpRequest, exc: FolderPermissionDenied, title: str) -> HttpResponse:
+def _refused(
+    request: AuthenticatedRequest, exc: FolderPermissionDenied, title: str
+) -> HttpResponse:
     return _respond(
         request,
         "studies/_dialog_refused.html",
@@ -77,12 +87,12 @@ def _id(value) -> int | None:
     return number if 0 < number <= MAX_ID else None
 
 
-def _param(request: HttpRequest, name: str) -> int | None:
+def _param(request: AuthenticatedRequest, name: str) -> int | None:
     data = request.POST if request.method == "POST" else request.GET
     return _id(data.get(name))
 
 
-def _folder_or_404(request: HttpRequest, name: str = "folder") -> Folder:
+def _folder_or_404(request: AuthenticatedRequest, name: str = "folder") -> Folder:
     folder_id = _param(request, name)
     folder = visible_folder(request.user, folder_id) if folder_id else None
     if folder is None:
@@ -90,7 +100,7 @@ def _folder_or_404(request: HttpRequest, name: str = "folder") -> Folder:
     return folder
 
 
-def _worklist_or_404(request: HttpRequest) -> Worklist:
+def _worklist_or_404(request: AuthenticatedRequest) -> Worklist:
     worklist_id = _param(request, "worklist")
     worklist = visible_worklist(request.user, worklist_id) if worklist_id else None
     if worklist is None:
@@ -105,7 +115,7 @@ def _folder_path(folder: Folder) -> str:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def new_folder(request: HttpRequest) -> HttpResponse:
+def new_folder(request: AuthenticatedRequest) -> HttpResponse:
     """``?worklist=<id>`` makes a top-level folder, ``?folder=<id>`` a subfolder of it."""
     if _param(request, "folder"):
         parent = _folder_or_404(request)
@@ -127,12 +137,12 @@ def new_folder(request: HttpRequest) -> HttpResponse:
     }
     status = 200
     if request.method == "POST":
-        context["name"] = request.POST.get("name", "")
+        name = context["name"] = request.POST.get("name", "")
         try:
             folder = create_folder(
                 user=request.user,
                 worklist=worklist,
-                name=context["name"],
+                name=name,
                 parent=parent,
                 request=request,
             )
@@ -149,7 +159,7 @@ def new_folder(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def rename(request: HttpRequest) -> HttpResponse:
+def rename(request: AuthenticatedRequest) -> HttpResponse:
     folder = _folder_or_404(request)
     title = _("Rename folder")
     context = {
@@ -163,9 +173,9 @@ def rename(request: HttpRequest) -> HttpResponse:
     }
     status = 200
     if request.method == "POST":
-        context["name"] = request.POST.get("name", "")
+        name = context["name"] = request.POST.get("name", "")
         try:
-            rename_folder(user=request.user, folder=folder, name=context["name"], request=request)
+            rename_folder(user=request.user, folder=folder, name=name, request=request)
         except FolderPermissionDenied as exc:
             return _refused(request, exc, title)
         except FolderError as exc:
@@ -179,7 +189,7 @@ def rename(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def move(request: HttpRequest) -> HttpResponse:
+def move(request: AuthenticatedRequest) -> HttpResponse:
     """Nest the folder in another folder of its worklist, or bring it to the top level."""
     folder = _folder_or_404(request)
     title = _("Move folder")
@@ -220,7 +230,7 @@ def move(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def delete(request: HttpRequest) -> HttpResponse:
+def delete(request: AuthenticatedRequest) -> HttpResponse:
     """Asks first: what the folder holds and that its studies stay in the worklist."""
     folder = _folder_or_404(request)
     title = _("Delete folder")
@@ -241,7 +251,7 @@ def delete(request: HttpRequest) -> HttpResponse:
     return _respond(request, "studies/_folder_delete.html", context)
 
 
-def _selected_studies(request: HttpRequest) -> list[Study]:
+def _selected_studies(request: AuthenticatedRequest) -> list[Study]:
     """The selected studies; 404 for any the user may not see, exactly like an unknown one."""
     data = request.POST if request.method == "POST" else request.GET
     uids = list(dict.fromkeys(uid.strip()[:64] for uid in data.getlist("study") if uid.strip()))
@@ -256,7 +266,7 @@ def _selected_studies(request: HttpRequest) -> list[Study]:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def file(request: HttpRequest) -> HttpResponse:
+def file(request: AuthenticatedRequest) -> HttpResponse:
     """Move to folder...: the selected studies into a folder of a worklist holding them, or out
     of any folder to the worklist's top level."""
     studies = _selected_studies(request)

@@ -8,20 +8,23 @@ shows the results.
 from __future__ import annotations
 
 import logging
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts.http import AuthenticatedRequest
 from accounts.memberships import has_perm
-from accounts.models import Location
+from accounts.models import Location, User
 from accounts.permissions import Perm
 from studies.services.ingestion import (
     ingest_files,
@@ -46,18 +49,21 @@ class UploadForm(forms.Form):
         empty_label=None,
     )
 
-    def __init__(self, *args, locations: list[Location], **kwargs):
+    def __init__(self, *args: Any, locations: list[Location], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        field = self.fields["location"]
+        # The copy of the ModelChoiceField declared above.
+        field = cast(forms.ModelChoiceField, self.fields["location"])
         field.queryset = Location.objects.filter(
             pk__in=[location.pk for location in locations]
         ).select_related("organization")
 
 
-def _upload_context(request: HttpRequest, **extra) -> dict:
-    locations = upload_locations(request.user)
+def _upload_context(
+    user: User, *, form: UploadForm | None = None, **extra: object
+) -> dict[str, object]:
+    locations = upload_locations(user)
     return {
-        "form": extra.pop("form", None)
+        "form": form
         or UploadForm(
             initial={"location": locations[0].pk} if locations else None, locations=locations
         ),
@@ -70,10 +76,10 @@ def _upload_context(request: HttpRequest, **extra) -> dict:
 
 @login_required
 @require_GET
-def upload_page(request: HttpRequest) -> HttpResponse:
+def upload_page(request: AuthenticatedRequest) -> HttpResponse:
     if not has_perm(request.user, Perm.UPLOAD_STUDIES):
         raise PermissionDenied
-    return render(request, "studies/upload.html", _upload_context(request))
+    return render(request, "studies/upload.html", _upload_context(request.user))
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -81,15 +87,17 @@ def _wants_json(request: HttpRequest) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-def _uploaded_files(request: HttpRequest) -> list[tuple[str, object]]:
+def _uploaded_files(request: HttpRequest) -> list[tuple[str, UploadedFile]]:
     """(name, file) pairs. upload.js sends each file's path within a chosen folder as "paths"
     (Django keeps only the base name of an uploaded file), so the results name files the way
     the user sees them on the disc."""
     files = request.FILES.getlist("files")
     paths = request.POST.getlist("paths")
+    # Django names every file it parsed from the form: the name falls back on "" for the type's
+    # sake only.
     if len(paths) != len(files):
-        paths = [upload.name for upload in files]
-    return [(path or upload.name, upload) for path, upload in zip(paths, files, strict=True)]
+        paths = [upload.name or "" for upload in files]
+    return [(path or upload.name or "", upload) for path, upload in zip(paths, files, strict=True)]
 
 
 @require_POST
@@ -133,7 +141,7 @@ def upload_files(request: HttpRequest) -> HttpResponse:
         for field, messages in errors.items():
             form.add_error(field if field in form.fields else None, messages)
         return render(
-            request, "studies/upload.html", _upload_context(request, form=form), status=400
+            request, "studies/upload.html", _upload_context(request.user, form=form), status=400
         )
 
     if json_wanted:
@@ -142,6 +150,6 @@ def upload_files(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "studies/upload.html",
-        _upload_context(request, form=form, result=result),
+        _upload_context(request.user, form=form, result=result),
         status=result.status_code,
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import sys
+import types
 
 import numpy as np
 import pydicom
@@ -13,8 +15,14 @@ from django.utils.functional import Promise
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut, pixel_array
+from pydicom.pixels.decoders.base import Decoder
 from pydicom.sequence import Sequence
-from pydicom.uid import MPEG2MPML, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+from pydicom.uid import (
+    MPEG2MPML,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    SecondaryCaptureImageStorage,
+)
 
 from studies.rendering import (
     RenderError,
@@ -143,6 +151,25 @@ def test_unsupported_transfer_syntax_raises_helpful_error():
     ds.file_meta.TransferSyntaxUID = MPEG2MPML
     with pytest.raises(
         RenderError, match=r"1\.2\.840\.10008\.1\.2\.4\.100 .*cannot be decoded here"
+    ):
+        render_frame(ds, frame=1)
+
+
+def test_syntax_whose_decoding_libraries_are_missing_names_them(monkeypatch):
+    # A decoder as pydicom builds it on an installation without its plugin's library.
+    plugin = types.ModuleType("absent_jpeg2000_plugin")
+    plugin.is_available = lambda syntax: False
+    plugin.DECODER_DEPENDENCIES = {JPEG2000Lossless: ("openjpeg",)}
+    monkeypatch.setitem(sys.modules, plugin.__name__, plugin)
+    decoder = Decoder(JPEG2000Lossless)
+    decoder.add_plugin("openjpeg-plugin", (plugin.__name__, "decode_pixel_data"))
+    monkeypatch.setattr("studies.rendering.get_decoder", lambda syntax: decoder)
+    ds = pydicom.dcmread(bundled_test_file("MR_small.dcm"))
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    with pytest.raises(
+        RenderError,
+        match=r"cannot be decoded here: the decoding libraries are not installed "
+        r"\(openjpeg-plugin - requires openjpeg\)",
     ):
         render_frame(ds, frame=1)
 

@@ -13,7 +13,7 @@ from audit.checkpoints import write_checkpoints
 class Command(BaseCommand):
     help = "Append a signed checkpoint of every audit chain that grew to AUDIT_CHECKPOINT_FILE."
 
-    def handle(self, *args, **options):
+    def handle(self, *args: object, **options: object) -> None:
         written = write_checkpoints()
         count = len(written)
         self.stdout.write(

@@ -9,6 +9,7 @@ fails.
 """
 
 import importlib
+from typing import Any
 
 from django.core.management.commands import flush
 from django.db import connections, transaction
@@ -20,7 +21,7 @@ _append_only = importlib.import_module("audit.migrations.0002_append_only")
 
 
 class Command(flush.Command):
-    def handle(self, **options):
+    def handle(self, **options: Any) -> None:
         connection = connections[options["database"]]
         if connection.vendor != "sqlite":
             return super().handle(**options)

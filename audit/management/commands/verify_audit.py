@@ -12,9 +12,10 @@ and rewrote history anyway, or deleted the newest events or a whole chain with i
 import getpass
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.translation import gettext as _
 
+from audit.checkpoints import Checkpoint
 from audit.checkpoints import read as read_checkpoints
 from audit.models import Action
 from audit.selectors import CHECKPOINT_INVALID, VerificationResult, verify_chain
@@ -33,7 +34,7 @@ def _operator() -> str:
 class Command(BaseCommand):
     help = "Verify the audit trail's hash chains; exit status 1 if any event was altered or lost."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--chunk-size",
             type=int,
@@ -49,10 +50,13 @@ class Command(BaseCommand):
             help="Also check the published checkpoints (default file: AUDIT_CHECKPOINT_FILE).",
         )
 
-    def handle(self, *args, chunk_size: int, checkpoints: str | None, **options):
+    def handle(
+        self, *args: object, chunk_size: int, checkpoints: str | None, **options: object
+    ) -> None:
         if chunk_size < 1:
             raise CommandError(_("--chunk-size must be at least 1."))
-        published, invalid = [], []
+        published: list[Checkpoint] = []
+        invalid: list[tuple[int, str]] = []
         if checkpoints is not None:
             path = checkpoints or settings.AUDIT_CHECKPOINT_FILE
             try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from portal import npm
 
@@ -34,14 +34,14 @@ def axe_dir() -> Path:
 class Command(BaseCommand):
     help = f"Fetch {PACKAGE} {VERSION} (npm pack), check its integrity, unpack it into var/."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--if-npm",
             action="store_true",
             help="without npm, say so and succeed (the accessibility test then cannot run)",
         )
 
-    def handle(self, *args, if_npm: bool = False, **options):
+    def handle(self, *args: object, if_npm: bool = False, **options: object) -> None:
         folder = axe_dir()
         package = pinned()
         if npm.is_installed(package, folder):

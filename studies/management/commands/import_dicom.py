@@ -8,9 +8,11 @@ stored or rejected on its own; the summary lists every rejected file with its re
 from __future__ import annotations
 
 import getpass
+import io
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -22,13 +24,15 @@ BAR_WIDTH = 30
 PLAIN_INTERVAL_SECONDS = 10.0
 
 
-class _Unreadable:
-    """Stands in for a file that could not be opened, so ingestion reports it by name."""
+class _Unreadable(io.BytesIO):
+    """Stands in for a file that could not be opened, so ingestion reports it by name: reading
+    it raises the error of the opening."""
 
     def __init__(self, error: OSError):
+        super().__init__()
         self.error = error
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int | None = -1) -> bytes:
         raise self.error
 
 
@@ -156,7 +160,7 @@ class Command(BaseCommand):
         return files
 
     @staticmethod
-    def _open_each(files: list[tuple[str, Path]]) -> Iterator[tuple[str, object]]:
+    def _open_each(files: list[tuple[str, Path]]) -> Iterator[tuple[str, IO[bytes]]]:
         # One file open at a time, however many thousands there are.
         for name, path in files:
             try:
