@@ -427,7 +427,8 @@ def measure(world: World, *, repetitions: int, budget: float, explain: bool) -> 
     from django.urls import reverse
 
     from studies.dicom_header import normalize_name
-    from studies.selectors import SearchCriteria, Sort, search_page, search_studies
+    from studies.pagination import Sort
+    from studies.selectors import SearchCriteria, search_page, search_studies
 
     rng = random.Random(SEED + 1)
     reader = world.reader

@@ -760,7 +760,7 @@ def kind_of(statement: str) -> str:
 
 
 def is_page_query(statement: str) -> bool:
-    """Whether this is the keyset page query of ``studies.selectors.paginate``: studies, in
+    """Whether this is the keyset page query of ``studies.pagination.paginate``: studies, in
     order, LIMIT page size + 1."""
     return (
         kind_of(statement) == "SELECT studies_study"

@@ -33,8 +33,8 @@ from guestlinks.services.creation import (
 )
 from guestlinks.services.ending import delete_link
 from guestlinks.services.state import link_status
+from portal.http import MAX_ID
 from portal.qr import qr_svg
-from studies.selectors import MAX_ID
 
 # --- Serializers (validate the body, shape the output, decide nothing) --------------------------
 

@@ -6,6 +6,10 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.http.response import HttpResponseBase
 from django.shortcuts import render
 
+# The largest primary key a database accepts (64-bit): a larger id in an address, a form or an API
+# request names nothing.
+MAX_ID = 2**63 - 1
+
 # Marks a view puts on its response for portal.middleware.
 _PRIVATELY_CACHEABLE = "_portal_privately_cacheable"
 _ERROR_PAGE = "_portal_error_page"

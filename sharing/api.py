@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.http import api_user
+from portal.http import MAX_ID
 from sharing.models import Favorite, FavoriteKind, RecipientKind, Share, ShareRecipient
 from sharing.selectors import (
     MAX_QUERY_LENGTH,
@@ -51,7 +52,6 @@ from sharing.services.shares import (
     summary_of,
 )
 from studies.models import AccessLevel, LabelScope
-from studies.selectors import MAX_ID
 
 KINDS = [kind.value for kind in RecipientKind]
 

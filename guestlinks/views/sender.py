@@ -44,12 +44,11 @@ from guestlinks.services.ending import delete_link
 from guestlinks.services.opening import link_reach
 from guestlinks.services.state import link_status
 from notifications.languages import language_of
-from portal.http import is_fragment_request
+from portal.http import MAX_ID, is_fragment_request
 from portal.qr import qr_svg
 from studies.access import user_study_access
 from studies.anonymize import patient_display
 from studies.models import Study, Worklist
-from studies.selectors import MAX_ID
 
 
 def _int_param(value: str | None) -> int | None:

@@ -29,7 +29,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.http import AuthenticatedRequest
 from accounts.models import User
-from portal.http import dialog_response, is_fragment_request
+from portal.http import MAX_ID, dialog_response, is_fragment_request
 from sharing.forms import ACCESS_CHOICES, DetailedSearchForm, RecipientRows, ShareForm
 from sharing.models import Favorite, RecipientKind, SenderDefaults, Share, ShareRecipient
 from sharing.selectors import FavoriteItem, favorites_of, recipient_name, search_recipients
@@ -44,7 +44,6 @@ from sharing.services.shares import (
 from studies.access import StudyAccess
 from studies.anonymize import patient_display
 from studies.models import Study
-from studies.selectors import MAX_ID
 
 MAX_STUDIES = 500
 

@@ -28,6 +28,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.http import AuthenticatedRequest
+from portal.http import MAX_ID
 from sharing.models import Share
 from sharing.selectors import (
     manageable_shares,
@@ -36,7 +37,6 @@ from sharing.selectors import (
     worklist_share_codes,
 )
 from sharing.services.shares import remove_share
-from studies.selectors import MAX_ID
 from studies.services.viewing import record_studies_listed
 
 PAGE_SIZE = 50

@@ -15,10 +15,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.http import api_user
+from portal.http import MAX_ID
 from studies.access import visible_studies
 from studies.api.studies import FolderSerializer
 from studies.models import Folder
-from studies.selectors import MAX_ID, visible_folder, visible_worklist
+from studies.selectors import visible_folder, visible_worklist
 from studies.services.folders import (
     NAME_MAX_LENGTH,
     UNCHANGED,

@@ -23,19 +23,12 @@ from rest_framework.views import APIView
 
 from accounts.http import api_user
 from portal import decisions
+from portal.http import MAX_ID
 from studies.access import access_ends, get_study_for, search_decision_key, visible_worklists
 from studies.anonymize import patient_display
 from studies.models import Folder, Report, WorklistKind
-from studies.selectors import (
-    MAX_ID,
-    InvalidCursor,
-    SearchCriteria,
-    Sort,
-    StudyRow,
-    search_page,
-    study_rows,
-    study_series,
-)
+from studies.pagination import InvalidCursor, Sort
+from studies.selectors import SearchCriteria, StudyRow, search_page, study_rows, study_series
 from studies.services.viewing import record_studies_listed, record_study_view
 
 # --- Serializers (validate the query, shape the output, decide nothing) ------------------------

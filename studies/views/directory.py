@@ -27,16 +27,15 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.http import AuthenticatedRequest
 from portal.forms import DateField, DateInput
+from portal.http import MAX_ID
 from studies import menu
 from studies.access import organizable_worklist_ids
 from studies.models import Study
+from studies.pagination import InvalidCursor, Sort
 from studies.selectors import (
-    MAX_ID,
     MODALITIES,
     FolderNode,
-    InvalidCursor,
     SearchCriteria,
-    Sort,
     StudyRow,
     WorklistNode,
     can_use_directory,

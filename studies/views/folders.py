@@ -22,11 +22,10 @@ from django.views.decorators.http import require_http_methods
 
 from accounts.http import AuthenticatedRequest
 from accounts.permissions import Perm
-from portal.http import dialog_redirect, dialog_response
+from portal.http import MAX_ID, dialog_redirect, dialog_response
 from studies.access import organizable_worklist_ids, visible_studies
 from studies.models import Folder, Study, Worklist
 from studies.selectors import (
-    MAX_ID,
     folder_ancestry,
     folder_and_descendants,
     folder_choices,

@@ -18,13 +18,8 @@ from accounts.models import Membership, Role
 from accounts.permissions import Perm
 from studies.dicom_header import normalize_name
 from studies.models import AccessLevel, Entry, EntryOrigin, Folder, Patient, Study
-from studies.selectors import (
-    InvalidCursor,
-    SearchCriteria,
-    Sort,
-    search_page,
-    search_studies,
-)
+from studies.pagination import InvalidCursor, Sort
+from studies.selectors import SearchCriteria, search_page, search_studies
 from studies.services.ingestion import ingest_files
 from studies.services.worklists import location_worklist, personal_worklist
 from studies.synthetic import make_series, to_bytes
