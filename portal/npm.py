@@ -17,8 +17,11 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 MARKER = ".installed"
 
@@ -103,3 +106,51 @@ def _pack(package: PinnedPackage, work: Path) -> Path:
         raise NpmError(f"npm pack {package.name}@{package.version} failed: {fetched.stderr[-500:]}")
     (tarball,) = work.glob("*.tgz")
     return tarball
+
+
+class InstallCommand(BaseCommand, metaclass=ABCMeta):
+    """A management command that installs one pinned package (``install_ohif``, ``install_axe``):
+    already installed, installed now, or, without npm, an error or (``--if-npm``) a note."""
+
+    label: str  # how the messages name the package
+    without_npm: str  # what is missing without it, and how to install it later
+
+    @abstractmethod
+    def pinned(self) -> PinnedPackage:
+        """The package, its version and its integrity."""
+
+    @abstractmethod
+    def folder(self) -> Path:
+        """Where it is unpacked."""
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--if-npm",
+            action="store_true",
+            help="without npm, say so and succeed",
+        )
+        parser.add_argument(
+            "--tarball",
+            type=Path,
+            help="install this package file (fetched by `npm pack` elsewhere) instead of "
+            "fetching it; it is checked the same way",
+        )
+
+    def handle(
+        self, *args: object, if_npm: bool = False, tarball: Path | None = None, **options: object
+    ) -> None:
+        package, folder = self.pinned(), self.folder()
+        if is_installed(package, folder):
+            self.stdout.write(f"{self.label} {package.version} is installed in {folder}.")
+            return
+        try:
+            install(package, folder, tarball=tarball)
+        except NpmMissing:
+            message = f"npm is not installed, so {self.label} is not: {self.without_npm}"
+            if if_npm:
+                self.stdout.write(message)
+                return
+            raise CommandError(message) from None
+        except NpmError as refused:
+            raise CommandError(str(refused)) from None
+        self.stdout.write(f"{self.label} {package.version} installed in {folder}.")

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from portal import npm
 
@@ -31,33 +30,15 @@ def axe_dir() -> Path:
     return Path(settings.BASE_DIR) / "var" / "axe-core"
 
 
-class Command(BaseCommand):
+class Command(npm.InstallCommand):
     help = f"Fetch {PACKAGE} {VERSION} (npm pack), check its integrity, unpack it into var/."
+    label = "axe-core"
+    without_npm = (
+        "the accessibility browser test cannot run. Install Node.js and npm, then run `make axe`."
+    )
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument(
-            "--if-npm",
-            action="store_true",
-            help="without npm, say so and succeed (the accessibility test then cannot run)",
-        )
+    def pinned(self) -> npm.PinnedPackage:
+        return pinned()
 
-    def handle(self, *args: object, if_npm: bool = False, **options: object) -> None:
-        folder = axe_dir()
-        package = pinned()
-        if npm.is_installed(package, folder):
-            self.stdout.write(f"axe-core {VERSION} is installed in {folder}.")
-            return
-        try:
-            npm.install(package, folder)
-        except npm.NpmMissing:
-            message = (
-                "npm is not installed, so axe-core is not: the accessibility browser test "
-                "cannot run. Install Node.js and npm, then run `make axe`."
-            )
-            if if_npm:
-                self.stdout.write(message)
-                return
-            raise CommandError(message) from None
-        except npm.NpmError as refused:
-            raise CommandError(str(refused)) from None
-        self.stdout.write(f"axe-core {VERSION} installed in {folder}.")
+    def folder(self) -> Path:
+        return axe_dir()
