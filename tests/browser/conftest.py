@@ -124,6 +124,28 @@ def log_in(page, username: str = "alice") -> None:
     page.wait_for_url(re.compile(r"/studies/$"))
 
 
+def log_in_verified(page, user, live_url: str) -> None:
+    """Give ``page``'s browser a session of ``user`` that passed the password and the one-time
+    code (the administration requires both), made by Django's test client: a browser cannot
+    read the code from an authenticator app."""
+    from django.conf import settings
+    from django.test import Client
+
+    from tests.accounts.helpers import make_device, verified_login
+
+    client = Client()
+    verified_login(client, user, make_device(user))
+    page.context.add_cookies(
+        [
+            {
+                "name": settings.SESSION_COOKIE_NAME,
+                "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+                "url": live_url,
+            }
+        ]
+    )
+
+
 def ingest_ct_study(
     org,
     location,

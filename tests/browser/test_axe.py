@@ -13,14 +13,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.test import Client
 
 from guestlinks.selectors import LinkTarget
 from guestlinks.services.creation import LinkOptions, create_link
 from portal import npm
 from portal.management.commands import install_axe
-from tests.accounts.helpers import make_device, verified_login
-from tests.browser.conftest import ingest_ct_study, log_in
+from tests.browser.conftest import ingest_ct_study, log_in, log_in_verified
 from tests.conftest import require_service
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -150,18 +148,8 @@ def test_a_guests_pages_have_no_serious_violation(checked_page, alice, ct_study)
 
 
 def test_the_audit_trail_has_no_serious_violation(checked_page, live_server, settings, dana):
-    client = Client()
-    verified_login(client, dana, make_device(dana))
     page = checked_page
-    page.context.add_cookies(
-        [
-            {
-                "name": settings.SESSION_COOKIE_NAME,
-                "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                "url": live_server.url,
-            }
-        ]
-    )
+    log_in_verified(page, dana, live_server.url)
     page.goto("/admin/audit/auditevent/")
     page.locator("#result_list, #changelist").first.wait_for()
     assert_accessible(page, "audit trail")

@@ -9,6 +9,7 @@ import re
 import pytest
 
 from accounts.models import User
+from tests.browser.conftest import log_in_verified
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -16,25 +17,12 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 def test_dana_adds_a_colleague_with_a_role(
     page_on, live_server, settings, dana, org, clinician_role
 ):
-    from django.test import Client
-
     from accounts.models import Organization
-    from tests.accounts.helpers import make_device, verified_login
 
     Organization.objects.create(name="Riverside Clinic", kind="clinic")
     # Dana's session passed the password and the one-time code (the admin requires both).
-    client = Client()
-    verified_login(client, dana, make_device(dana))
     page = page_on
-    page.context.add_cookies(
-        [
-            {
-                "name": settings.SESSION_COOKIE_NAME,
-                "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                "url": live_server.url,
-            }
-        ]
-    )
+    log_in_verified(page, dana, live_server.url)
     missing = []
     page.on("response", lambda r: missing.append(r.url) if r.status == 404 else None)
     page.goto("/admin/")

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from guestlinks.models import GuestLink, LinkState
-from tests.browser.conftest import ingest_ct_study, log_in
+from tests.browser.conftest import ingest_ct_study, log_in, log_in_verified
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -243,11 +243,9 @@ def test_guest_links_on_the_study_page_new_link_and_trash_can(
 
 
 def test_an_administrator_revokes_a_link_in_the_admin(page_on, live_server, settings, alice, dana):
-    from django.test import Client
 
     from guestlinks.selectors import LinkTarget
     from guestlinks.services.creation import LinkOptions, create_link
-    from tests.accounts.helpers import make_device, verified_login
     from tests.factories import make_study
 
     membership = alice.memberships.get()
@@ -259,18 +257,8 @@ def test_an_administrator_revokes_a_link_in_the_admin(page_on, live_server, sett
         acknowledged=True,
     )
     # Dana's session passed the password and the one-time code (the admin requires both).
-    client = Client()
-    verified_login(client, dana, make_device(dana))
     page = page_on
-    page.context.add_cookies(
-        [
-            {
-                "name": settings.SESSION_COOKIE_NAME,
-                "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                "url": live_server.url,
-            }
-        ]
-    )
+    log_in_verified(page, dana, live_server.url)
     page.goto("/admin/guestlinks/guestlink/")
     row = page.locator("#result_list tbody tr").first
     assert "CT Chest" in row.inner_text() and "0 / 3" in row.inner_text()

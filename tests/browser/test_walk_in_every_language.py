@@ -13,15 +13,13 @@ from datetime import date, timedelta
 
 import pytest
 from django.conf import settings
-from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from guestlinks.models import GuestLink
 from sharing.models import Share
 from studies.models import Study
-from tests.accounts.helpers import make_device, verified_login
-from tests.browser.conftest import ingest_ct_study, log_in
+from tests.browser.conftest import ingest_ct_study, log_in, log_in_verified
 from tests.guestlinks.conftest import link_path, make_link  # noqa: F401 - a fixture
 from tests.portal.test_pages_in_every_language import (
     ENGLISH,
@@ -326,18 +324,8 @@ def test_the_walk_reads_in_the_language_after_the_scripts_ran(
     walk["guest landing, wrong password"] = (visible_lines(guest), [])
 
     # The administrator revokes the guest's link in the admin (her session passed the code).
-    client = Client()
-    verified_login(client, dana, make_device(dana))
     admin = new_page()
-    admin.context.add_cookies(
-        [
-            {
-                "name": settings.SESSION_COOKIE_NAME,
-                "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                "url": live_server.url,
-            }
-        ]
-    )
+    log_in_verified(admin, dana, live_server.url)
     admin.goto(reverse("admin:guestlinks_guestlink_changelist"))
     admin.locator(f'input.action-select[value="{guest_link.pk}"]').check()
     wait_for_text(admin, ".action-counter")
