@@ -33,7 +33,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from django.db import models, transaction
 from django.db.models import F
@@ -98,14 +98,18 @@ def _never(_holder: models.Model) -> bool:
     return False
 
 
+# The feature's holder model (GuestLink, ShareRecipient): the callbacks and the results name it.
+Holder = TypeVar("Holder", bound=models.Model)
+
+
 @dataclass(frozen=True)
-class CodePolicy:
+class CodePolicy(Generic[Holder]):
     """How one feature's codes differ. ``audit(holder, action, *, failed=False, **details)``
     records one event in the caller's transaction (the feature binds request and actor)."""
 
     # Exactly the holder row (a queryset, so the feature chooses what to select with it). Only
     # the holder's own row is locked.
-    holder: models.QuerySet[models.Model]
+    holder: models.QuerySet[Holder]
     code_model: type[models.Model]
     # The fields that bind a code to its holder, for finding and for creating codes:
     # {"link": link}, or {"recipient": recipient, "user": user}.
@@ -120,11 +124,11 @@ class CodePolicy:
     # The wrong-code event's detail that says this guess reached the limit ("locked", "blocked").
     limit_detail: str
     # Under the lock: True when the holder takes no code, neither sent nor checked.
-    closed: Callable[[models.Model], bool] = _never
+    closed: Callable[[Holder], bool] = _never
     # The guess that reaches the limit, under the lock, before it is audited: what the limit
     # does besides the count (block the recipient and retire its codes). None: the count alone
     # closes the holder (a guest link's state is derived from it).
-    at_limit: Callable[[models.Model, datetime], None] | None = None
+    at_limit: Callable[[Holder, datetime], None] | None = None
     # A right code resets the count ("wrong codes in a row"), or leaves it.
     reset_failures_on_success: bool = False
     verified_action: str | None = None
@@ -148,7 +152,7 @@ class CodePolicy:
         return type(holder)._default_manager.filter(pk=holder.pk)
 
 
-def current_code(policy: CodePolicy, now: datetime | None = None) -> SentCode | None:
+def current_code(policy: CodePolicy[Any], now: datetime | None = None) -> SentCode | None:
     """The newest code that may still be entered (unused, not replaced, not expired)."""
     now = now or timezone.now()
     return _newest(
@@ -161,7 +165,7 @@ def _newest(codes: models.QuerySet[models.Model]) -> SentCode | None:
     return cast(SentCode | None, codes.order_by("-created_at", "-pk").first())
 
 
-def _lock(policy: CodePolicy) -> models.Model:
+def _lock(policy: CodePolicy[Holder]) -> Holder:
     return policy.holder.select_for_update(of=("self",)).get()
 
 
@@ -197,13 +201,13 @@ class TooSoon(NotIssued):
 
 
 @dataclass(frozen=True)
-class Issued:
+class Issued(Generic[Holder]):
     expires_at: datetime
-    holder: models.Model
+    holder: Holder
 
 
 def issue(
-    policy: CodePolicy,
+    policy: CodePolicy[Holder],
     *,
     to: str,
     language: str,
@@ -212,7 +216,7 @@ def issue(
     resend_seconds: int,
     cap: int,
     cap_window: timedelta | None = None,
-) -> Issued:
+) -> Issued[Holder]:
     """Text a new code to ``to``, replacing the holder's open codes. ``cap`` codes at most: in
     ``cap_window`` (counted from this owner's codes), or with None in the holder's life (its
     sent counter). Raises a :class:`NotIssued`; ValidationError from the outbox for a number
@@ -271,10 +275,10 @@ class Outcome(enum.StrEnum):
 
 
 @dataclass(frozen=True)
-class Check:
+class Check(Generic[Holder]):
     outcome: Outcome
     # The locked row as the check left it.
-    holder: models.Model
+    holder: Holder
     failures: int
     reached_limit: bool = False
     # The policy's limit, so that both features say how many wrong codes are still allowed.
@@ -290,7 +294,7 @@ class Check:
         return max(0, self.max_failures - self.failures)
 
 
-def verify(policy: CodePolicy, code: str) -> Check:
+def verify(policy: CodePolicy[Holder], code: str) -> Check[Holder]:
     """Check ``code`` (normalized and code-shaped: the feature turns anything else away before
     it is a guess) under the holder's lock, and spend or count it."""
     now = timezone.now()
@@ -300,7 +304,7 @@ def verify(policy: CodePolicy, code: str) -> Check:
         # previous one left, and none is checked once the holder is closed.
         holder = _lock(policy)
 
-        def result(outcome: Outcome, reached: bool = False) -> Check:
+        def result(outcome: Outcome, reached: bool = False) -> Check[Holder]:
             return Check(outcome, holder, getattr(holder, field), reached, policy.max_failures)
 
         if policy.closed(holder):

@@ -529,7 +529,7 @@ def _check_password(link: GuestLink, request: HttpRequest, password: str) -> Non
     raise GateFailed(_("Wrong password. Check it and try again."), field="password")
 
 
-def _code_policy(link: GuestLink, request: HttpRequest | None) -> codes.CodePolicy:
+def _code_policy(link: GuestLink, request: HttpRequest | None) -> codes.CodePolicy[GuestLink]:
     """A link's SMS codes: bound to the link, checked under its row's lock. A link that no
     longer opens takes no code, and reaching the limit needs nothing more than the count:
     ``state.link_status`` calls the link locked from ``code_failures`` alone. A right code
@@ -541,7 +541,7 @@ def _code_policy(link: GuestLink, request: HttpRequest | None) -> codes.CodePoli
         purpose=f"guestlink-sms:{link.pk}",
         max_failures=max_code_failures(),
         # The holder rows are this link's (``holder``).
-        closed=lambda row: not link_status(cast(GuestLink, row)).is_open,
+        closed=lambda row: not link_status(row).is_open,
         audit=lambda row, action, **details: _audit(row, action, request, **details),
         sent_action=Action.LINK_CODE_SENT,
         wrong_action=Action.LINK_WRONG_CODE,
@@ -572,7 +572,7 @@ def _check_code(link: GuestLink, request: HttpRequest, code: str) -> None:
         return
     if check.outcome == codes.Outcome.CLOSED:
         # The locked holder row: the link (_code_policy).
-        holder = cast(GuestLink, check.holder)
+        holder = check.holder
         _refuse(holder, request, link_status(holder), once=False)
     if check.outcome == codes.Outcome.NO_CODE:
         raise used_or_expired

@@ -243,7 +243,7 @@ def _block(recipient: ShareRecipient, now: datetime) -> None:
 
 def _code_policy(
     recipient: ShareRecipient, user: User, request: HttpRequest | None
-) -> codes.CodePolicy:
+) -> codes.CodePolicy[ShareRecipient]:
     """A share's SMS codes: the user's own (bound to the recipient and the user), checked
     under the recipient's lock, whose count all its users share; a blocked bucket takes no
     code, and the limit blocks it."""
@@ -254,8 +254,8 @@ def _code_policy(
         purpose=f"share-sms:{recipient.pk}:{user.pk}",
         max_failures=max_failures(),
         # The holder rows are this recipient's (``holder``).
-        closed=lambda row: cast(ShareRecipient, row).blocked_at is not None,
-        at_limit=lambda row, now: _block(cast(ShareRecipient, row), now),
+        closed=lambda row: row.blocked_at is not None,
+        at_limit=lambda row, now: _block(row, now),
         reset_failures_on_success=True,
         audit=lambda row, action, **details: _audit(row, action, request, actor=user, **details),
         sent_action=Action.SHARE_CODE_SENT,
@@ -329,7 +329,7 @@ def verify_code(*, user: User, recipient: ShareRecipient, code: str, request: Ht
     # Raised after the check's transaction: the failure, the block and their audit events stay.
     check = codes.verify(policy, code)
     # The locked holder row: the recipient (_code_policy).
-    locked = cast(ShareRecipient, check.holder)
+    locked = check.holder
     if check.verified:
         remember_verification(request, locked)
         return
