@@ -7,6 +7,7 @@ import ast
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from django.conf import settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -153,14 +154,18 @@ def test_every_app_of_the_project_has_its_arrows():
     assert sorted(ALLOWED_ARROWS) == sorted(project_apps())
 
 
-def test_no_app_imports_what_architecture_forbids():
-    imports = imports_of(project_sources(project_apps()))
-    assert forbidden_arrows(imports, ALLOWED_ARROWS) == []
+@pytest.fixture(scope="module")
+def project_imports() -> list[Import]:
+    """Every import of the project's apps, read once for the tests below."""
+    return imports_of(project_sources(project_apps()))
 
 
-def test_no_import_cycle_between_modules():
-    imports = imports_of(project_sources(project_apps()))
-    assert import_cycles(imports) == []
+def test_no_app_imports_what_architecture_forbids(project_imports):
+    assert forbidden_arrows(project_imports, ALLOWED_ARROWS) == []
+
+
+def test_no_import_cycle_between_modules(project_imports):
+    assert import_cycles(project_imports) == []
 
 
 # --- The checker, on a small made-up project -----------------------------------------------
