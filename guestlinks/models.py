@@ -92,7 +92,11 @@ class GuestLink(models.Model):
     # Counters and state, changed only by conditional UPDATEs in guestlinks.services
     uses = models.PositiveIntegerField(default=0, verbose_name=_("uses"))
     opens = models.PositiveIntegerField(
-        default=0, help_text=_("Times the link page was shown."), verbose_name=_("opens")
+        default=0,
+        help_text=_(
+            "Visits to the link page; reloads from one address within ten minutes count once."
+        ),
+        verbose_name=_("opens"),
     )
     password_failures = models.PositiveIntegerField(default=0, verbose_name=_("password failures"))
     code_failures = models.PositiveIntegerField(default=0, verbose_name=_("code failures"))

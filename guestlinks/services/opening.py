@@ -11,10 +11,11 @@ address (a hospital's NAT, a mobile carrier's) deny them their studies. The look
 indexed query by keyed digest, so it runs for every well-formed token, throttled or not.
 
 A GET never spends a link (mail scanners and chat previews fetch links): :func:`show_link` only
-counts ``opens`` and audits the visit. :func:`open_link` is the POST: the gates in the order of
-ARCHITECTURE.md (active -> email confirmation -> login -> password -> SMS code), then ONE use,
-counted by a conditional UPDATE on the rules of ``state.openable`` so that N concurrent openings
-of a link with K uses left admit exactly K, then the grant goes into a new session key.
+counts the visit in ``opens`` and audits it, once per address in ten minutes. :func:`open_link`
+is the POST: the gates in the order of ARCHITECTURE.md (active -> email confirmation -> login
+-> password -> SMS code), then ONE use, counted by a conditional UPDATE on the rules of
+``state.openable`` so that N concurrent openings of a link with K uses left admit exactly K, then
+the grant goes into a new session key.
 
 Password and code guesses are throttled per link and per address before they reach the hasher.
 A password guess is counted as a failure *before* it is checked, by a conditional UPDATE that
@@ -359,16 +360,20 @@ def describe_link(link: GuestLink, request: HttpRequest) -> LinkPage:
 
 
 def show_link(*, link: GuestLink, request: HttpRequest) -> LinkPage:
-    """The GET of the link page: refuse a closed link; else count the view and audit it (once
-    per link and address per ten minutes). Never spends a use."""
+    """The GET of the link page: refuse a closed link; else count the visit and audit it.
+    Never spends a use.
+
+    A visit is counted once per link and address per ten minutes, in the same transaction as
+    its audit event, so the "Opened" count the sender sees and the trail's events agree, and a
+    reload or a scanner's second fetch neither inflates the count nor costs a write."""
     status = link_status(link)
     if not status.is_open:
         _refuse(link, request, status, once=True)
-    GuestLink.objects.filter(pk=link.pk).update(opens=F("opens") + 1)
     if cache.add(
         f"guestlink-opened:{link.pk}:{_address(request)}", True, timeout=OPENED_AUDIT_SECONDS
     ):
         with transaction.atomic(durable=True):
+            GuestLink.objects.filter(pk=link.pk).update(opens=F("opens") + 1)
             _audit(link, Action.LINK_OPENED, request)
     return describe_link(link, request)
 

@@ -107,12 +107,18 @@ def test_a_closed_link_keeps_its_count_against_the_address(study, make_link, set
 # --- The GET ----------------------------------------------------------------------------------
 
 
-def test_show_link_counts_the_view_and_spends_nothing(study, make_link):
+def test_show_link_counts_a_visit_per_address_and_spends_nothing(study, make_link):
     link, _token = make_link(study, max_uses=1)
     page = opening.show_link(link=link, request=service_request())
     assert page.organization_name == study.organization.name
     link.refresh_from_db()
     assert (link.opens, link.uses) == (1, 0)
+
+    for address in ("192.0.2.1", "192.0.2.1", "192.0.2.2"):
+        opening.show_link(link=link, request=service_request(address=address))
+    link.refresh_from_db()
+    assert (link.opens, link.uses) == (3, 0)
+    assert AuditEvent.objects.filter(action=Action.LINK_OPENED).count() == link.opens
 
 
 def test_show_link_refuses_a_closed_link_and_audits_it_once_per_address(study, make_link):
