@@ -8,10 +8,14 @@ here, and a study held only through a narrower share is never one a link may han
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from django.core.exceptions import PermissionDenied
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models.query import get_related_populators  # type: ignore[attr-defined] # not in the stubs
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -29,6 +33,73 @@ from studies.access import (
     visible_worklists,
 )
 from studies.models import Folder, Study, Worklist
+
+# --- The link a token names --------------------------------------------------------------------
+
+# What the link page and the gates read besides the link: its organization's name, and the study
+# and patient its audit events name.
+_LINK_PAGE_RELATIONS = ("organization", "study__patient")
+
+
+class _PreparedLinkLookup:
+    """The query of :func:`link_by_token_digests`, built by the ORM once per thread, database and
+    number of digests, then only run. The link page is the busiest address anyone may fetch
+    without logging in (recipients, mail scanners, chat previews), and building this one query
+    took four times as long as running it. The rows become models exactly as a queryset's do:
+    the same converters, ``from_db`` and ``select_related`` populators."""
+
+    def __init__(self, alias: str, digest_count: int) -> None:
+        placeholders = [f"digest-{index}" for index in range(digest_count)]
+        queryset = (
+            GuestLink.objects.using(alias)
+            .select_related(*_LINK_PAGE_RELATIONS)
+            .filter(token_digest__in=placeholders)
+            # Digests are unique: no order is needed to take the one match.
+            .order_by()[:1]
+        )
+        self.compiler = queryset.query.get_compiler(using=alias)
+        self.sql, params = self.compiler.as_sql()
+        if list(params) != placeholders:
+            raise RuntimeError(f"The link lookup takes other parameters than digests: {params}")
+        select, klass_info = self.compiler.select, self.compiler.klass_info
+        assert klass_info is not None
+        columns = klass_info["select_fields"]
+        self.link_columns = slice(columns[0], columns[-1] + 1)
+        self.link_attnames = [column.target.attname for column, _, _ in select[self.link_columns]]
+        self.populators = get_related_populators(klass_info, select, alias)
+        self.alias = alias
+
+    def run(self, digests: Sequence[str]) -> GuestLink | None:
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(self.sql, list(digests))
+            rows = cursor.fetchall()
+        for row in self.compiler.results_iter([rows]):
+            link = GuestLink.from_db(self.alias, self.link_attnames, row[self.link_columns])
+            for populator in self.populators:
+                populator.populate(row, link)
+            return link
+        return None
+
+
+_prepared_lookups = threading.local()
+
+
+def link_by_token_digests(digests: Sequence[str]) -> GuestLink | None:
+    """The link whose token has one of these keyed digests (``guestlinks.tokens``), whatever its
+    state, with its organization, study and patient; None if there is none."""
+    alias = DEFAULT_DB_ALIAS
+    lookups: dict[tuple[str, int], _PreparedLinkLookup] = _prepared_lookups.__dict__.setdefault(
+        "lookups", {}
+    )
+    lookup = lookups.get((alias, len(digests)))
+    # A thread's connection object lives as long as the thread; a new one (tests swap them) gets
+    # its query built again.
+    if lookup is None or lookup.compiler.connection is not connections[alias]:
+        lookup = lookups[(alias, len(digests))] = _PreparedLinkLookup(alias, len(digests))
+    return lookup.run(digests)
+
+
+# --- Targets -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

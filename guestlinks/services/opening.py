@@ -50,6 +50,7 @@ from audit.services import record
 from guestlinks.access import GRANTS_SESSION_KEY, forget_memo
 from guestlinks.models import ConfirmationToken, GuestLink, SmsCode, TargetKind
 from guestlinks.passwords import check_link_password
+from guestlinks.selectors import link_by_token_digests
 from guestlinks.services.events import record_link_event
 from guestlinks.services.messages import MESSAGE_CONCERNING, queue_link_message, sender_name
 from guestlinks.services.state import LinkStatus, link_status, max_code_failures, openable
@@ -291,14 +292,7 @@ def find_link(*, token: str, request: HttpRequest) -> GuestLink:
     against the address; a link that opens is found whatever the address did before."""
     link = None
     if _TOKEN_SHAPE.fullmatch(token or ""):
-        # What the page and the gates read: the organization's name, the study (and its patient,
-        # for the audit trail). Digests are unique, so no order is needed to take the one match.
-        found = (
-            GuestLink.objects.select_related("organization", "study__patient")
-            .filter(token_digest__in=candidate_digests(token))
-            .order_by()[:1]
-        )
-        link = next(iter(found), None)
+        link = link_by_token_digests(candidate_digests(token))
     if link is None or not link_status(link).is_open:
         _count_probe(request)
     if link is None:

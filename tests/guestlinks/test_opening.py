@@ -45,6 +45,35 @@ def test_links_sent_before_a_key_rotation_still_open(study, make_link, settings)
         opening.find_link(token=token, request=service_request())
 
 
+def test_the_found_link_is_the_row_as_a_queryset_reads_it_in_one_query(
+    study, make_link, django_assert_num_queries
+):
+    link, token = make_link(
+        study,
+        password="open-sesame-42",
+        max_uses=3,
+        expires_in=timedelta(days=2),
+        email="recipient@example.org",
+        sms_code_required=True,
+        mobile="+32470123456",
+    )
+    with django_assert_num_queries(1):
+        found = opening.find_link(token=token, request=service_request())
+    expected = GuestLink.objects.get(pk=link.pk)
+    fields = [field.attname for field in GuestLink._meta.concrete_fields]
+    assert [getattr(found, name) for name in fields] == [getattr(expected, name) for name in fields]
+    assert found.expires_at.tzinfo is not None and found.expires_at == expected.expires_at
+    assert not found._state.adding
+    # Its organization, study and patient came with it (the page and the audit read them).
+    with django_assert_num_queries(0):
+        assert found.organization.name == study.organization.name
+        assert found.study.patient == study.patient
+    # Saved again, the row it came from is updated, not a new one added.
+    found.opens = 7
+    found.save(update_fields=["opens"])
+    assert GuestLink.objects.get(pk=link.pk).opens == 7
+
+
 def test_the_probe_allowance_is_per_address(study, make_link, settings):
     settings.GUESTLINK_PROBE_LIMIT = 2
     for _ in range(2):
