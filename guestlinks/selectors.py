@@ -46,7 +46,8 @@ class _PreparedLinkLookup:
     number of digests, then only run. The link page is the busiest address anyone may fetch
     without logging in (recipients, mail scanners, chat previews), and building this one query
     took four times as long as running it. The rows become models exactly as a queryset's do:
-    the same converters, ``from_db`` and ``select_related`` populators."""
+    the same converters, ``from_db`` and ``select_related`` populators (the link has no composite
+    fields, the one other step of a queryset's rows)."""
 
     def __init__(self, alias: str, digest_count: int) -> None:
         placeholders = [f"digest-{index}" for index in range(digest_count)]
@@ -67,13 +68,15 @@ class _PreparedLinkLookup:
         self.link_columns = slice(columns[0], columns[-1] + 1)
         self.link_attnames = [column.target.attname for column, _, _ in select[self.link_columns]]
         self.populators = get_related_populators(klass_info, select, alias)
+        # Which columns need a Python conversion (SQLite's dates, for one): asked once too.
+        self.converters = self.compiler.get_converters([column for column, _, _ in select])
         self.alias = alias
 
     def run(self, digests: Sequence[str]) -> GuestLink | None:
         with connections[self.alias].cursor() as cursor:
             cursor.execute(self.sql, list(digests))
             rows = cursor.fetchall()
-        for row in self.compiler.results_iter([rows]):
+        for row in self.compiler.apply_converters(rows, self.converters):
             link = GuestLink.from_db(self.alias, self.link_attnames, row[self.link_columns])
             for populator in self.populators:
                 populator.populate(row, link)
