@@ -379,11 +379,13 @@ class Entry(models.Model):
         indexes = [
             models.Index(fields=["worklist", "study"], name="entry_worklist_study"),
             models.Index(fields=["study", "worklist"], name="entry_study_worklist"),
-            # Every search asks whether the user holds any anonymized share at all.
+            # Every search asks whether the user holds any anonymized or two-factor share at
+            # all; without this the answer "none" reads every entry of the user's worklists.
             models.Index(
                 fields=["worklist"],
-                condition=models.Q(origin="share", anonymized=True),
-                name="entry_anonymized_share",
+                condition=models.Q(origin="share")
+                & (models.Q(anonymized=True) | models.Q(two_factor_required=True)),
+                name="entry_masked_share",
             ),
         ]
 
