@@ -137,25 +137,44 @@ def allowed_items(request: AuthenticatedRequest, kind: str, targets: list[Any]) 
     return {pk: " ".join(keys) for pk, keys in allowed.items()}
 
 
+@dataclass(frozen=True)
+class PageLink:
+    """A menu item that is a page of its own ("link" or "dialog"), with what its link on every
+    target of a page shares: the label in the page's language and the address without the
+    target (``item.url_name``; None for an item that acts on the target's own page)."""
+
+    item: MenuItem
+    label: str
+    address: str | None
+
+
+def page_links(items: list[MenuItem]) -> list[PageLink]:
+    """The items of ``items`` (:func:`items_for`) that answer a GET with a page of their own (a
+    dialog's view renders it whole when not fetched by the dialog script), translated and
+    reversed once for all the targets of a page."""
+    return [
+        PageLink(item, str(item.label), reverse(item.url_name) if item.url_name else None)
+        for item in items
+        if item.kind in ("link", "dialog")
+    ]
+
+
 def target_links(
-    items: list[MenuItem], kind: str, target_id: Any, allows: str, *, own_url: str
+    links: list[PageLink], kind: str, target_id: Any, allows: str, *, own_url: str
 ) -> list[dict[str, str]]:
-    """The items of one target's menu that are pages, as the real links a page gives the target
-    for browsers without scripts: a "link" and a "dialog" item answer a GET with a page of their
-    own (a dialog's view renders it whole when not fetched by the dialog script), at the URL
-    ``static/js/contextmenu.js`` opens. ``items`` are the user's (:func:`items_for`),
-    ``allows`` the target's checked items (:func:`allowed_items`)."""
+    """One target's page links (:func:`page_links`) as the real links a page gives it for
+    browsers without scripts, at the URLs ``static/js/contextmenu.js`` opens. ``allows`` are the
+    target's checked items (:func:`allowed_items`)."""
     offered = set(allows.split())
+    query = urlencode({kind: target_id})
     return [
         {
-            "key": item.key,
-            "label": str(item.label),
-            "href": f"{reverse(item.url_name)}?{urlencode({kind: target_id})}"
-            if item.url_name
-            else own_url,
+            "key": link.item.key,
+            "label": link.label,
+            "href": f"{link.address}?{query}" if link.address else own_url,
         }
-        for item in items
-        if item.kind in ("link", "dialog") and (item.allowed_on is None or item.key in offered)
+        for link in links
+        if link.item.allowed_on is None or link.item.key in offered
     ]
 
 

@@ -286,12 +286,12 @@ def _rows(
         row.link = request.build_absolute_uri(row.href)
         row.organize = any(pk in organizable for pk in row.worklist_ids)
     allows = menu.allowed_items(request, "study", [row.study for row in rows])
-    study_items = menu.items_for(request.user, "study")
+    study_links = menu.page_links(menu.items_for(request.user, "study"))
     for row in rows:
         row.allows = allows[row.study.pk]
         # Real links, for a browser without scripts; the menu script enhances them.
         row.links = menu.target_links(
-            study_items, "study", row.study.study_uid, row.allows, own_url=row.href
+            study_links, "study", row.study.study_uid, row.allows, own_url=row.href
         )
     return rows
 
