@@ -142,6 +142,9 @@ def test_the_page_before_the_gates_shows_nothing_of_the_study(guest, org, study,
     assert 'name="password"' in html
     assert "Open study" in html
     assert 'method="post"' in html
+    # Each stylesheet once (the layout used to link the guest pages' own a second time).
+    stylesheets = re.findall(r'<link rel="stylesheet" href="([^"]+)"', html)
+    assert stylesheets and len(stylesheets) == len(set(stylesheets))
 
 
 def test_the_link_page_is_private_and_self_contained(guest, study, make_link):
