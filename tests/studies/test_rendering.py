@@ -611,8 +611,8 @@ def test_window_presets():
 # --------------------------------------------------------------------------- grey levels per value
 
 
-def _noisy(dtype, low: int, high: int) -> np.ndarray:
-    return np.random.default_rng(7).integers(low, high, size=(64, 48), endpoint=True, dtype=dtype)
+def _noisy(dtype, low: int, high: int, size: tuple[int, int] = (64, 48)) -> np.ndarray:
+    return np.random.default_rng(7).integers(low, high, size=size, endpoint=True, dtype=dtype)
 
 
 def _voi_lut(entries: int, first: int) -> Sequence:
@@ -630,6 +630,14 @@ def _voi_lut(entries: int, first: int) -> Sequence:
             _noisy(np.int16, -2000, 3000),
             "MONOCHROME2",
             {"RescaleSlope": 1, "RescaleIntercept": -1024, "WindowCenter": 40, "WindowWidth": 400},
+            None,
+        ),
+        # Signed values over 32,767 apart: a pixel's distance from the smallest one passes the
+        # pixels' own signed range (and more pixels than values, so they are looked up).
+        (
+            _noisy(np.int16, -30000, 30000, size=(256, 256)),
+            "MONOCHROME2",
+            {"WindowCenter": 0, "WindowWidth": 50000},
             None,
         ),
         # A window asked for, sigmoid, on fractional rescale.
