@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import wraps
 
 from django.conf import settings
@@ -86,12 +87,42 @@ class Credential(enum.Enum):
 # and the view's arguments: an instance-level view's access to its instance.
 DecisionsAhead = Callable[[str, dict[str, object]], list[str]]
 
-# Whom each API token's last request in this process stood for, by the token's decision key (a
-# digest of its digest): its next request asks the cache for the token's verdict and for that
-# principal's decisions in one round trip. A guess, never an answer: a decision asked ahead is
-# used only if authenticating makes the request that principal.
-_principal_of_token: dict[str, str] = {}
-_REMEMBERED_PRINCIPALS = 10_000
+
+@dataclass(frozen=True)
+class _AskedBefore:
+    """What a token's last request in this process asked besides the token's verdict: whom the
+    token stood for, and the token's own other decisions (whether a viewer token's principal
+    still reaches its studies)."""
+
+    principal: str
+    own_keys: tuple[str, ...]
+
+
+# By the token's decision key (a digest of its digest): a token's next request asks the cache
+# for the token's verdict, its other decisions and its principal's in one round trip. A guess,
+# never an answer: a decision asked ahead answers only the request that asks it, under the same
+# key, so only if authenticating makes the request that principal.
+_asked_before: dict[str, _AskedBefore] = {}
+_REMEMBERED_TOKENS = 10_000
+
+
+def _ask_ahead(
+    token_key: str | None, ahead: DecisionsAhead | None, kwargs: dict[str, object]
+) -> None:
+    """Ask the cache at once for what the token's last request asked, as this one will."""
+    if token_key is None or ahead is None:
+        return
+    before = _asked_before.get(token_key)
+    if before is not None:
+        decisions.prefetch(token_key, *before.own_keys, *ahead(before.principal, kwargs))
+
+
+def _note_asked(token_key: str | None, request: HttpRequest, *own_keys: str) -> None:
+    if token_key is None:
+        return
+    if len(_asked_before) >= _REMEMBERED_TOKENS:
+        _asked_before.clear()
+    _asked_before[token_key] = _AskedBefore(decision_principal(request), own_keys)
 
 
 def _authenticate_token(
@@ -101,24 +132,23 @@ def _authenticate_token(
     which credential it came with, or answer 401 for a bad token."""
     header = request.headers.get("Authorization", "")
     scheme, _space, secret = header.partition(" ")
-    scheme = scheme.lower()
-    if scheme == "bearer" and viewer_tokens.is_viewer_token(secret.strip()):
-        if not viewer_tokens.authenticate(request, secret.strip()):
+    scheme, secret = scheme.lower(), secret.strip()
+    if scheme == "bearer" and viewer_tokens.is_viewer_token(secret):
+        token_key = viewer_tokens.token_decision_key(secret) if ahead is not None else None
+        _ask_ahead(token_key, ahead, kwargs)
+        if not viewer_tokens.authenticate(request, secret):
             return error_response(
                 401,
                 "The viewer token is invalid or has ended: open the study again from the portal.",
                 {"WWW-Authenticate": 'Bearer realm="DICOMweb", error="invalid_token"'},
             )
+        _note_asked(token_key, request, *viewer_tokens.own_decision_keys(request))
         return Credential.VIEWER_TOKEN
     backends = {"token": ApiTokenAuthentication, "bearer": BearerTokenAuthentication}
     if scheme not in backends:
         return Credential.SESSION
-    token_key = None
-    if ahead is not None:
-        token_key = token_decision_key(secret.strip())
-        principal = _principal_of_token.get(token_key)
-        if principal is not None:
-            decisions.prefetch(token_key, *ahead(principal, kwargs))
+    token_key = token_decision_key(secret) if ahead is not None else None
+    _ask_ahead(token_key, ahead, kwargs)
     try:
         authenticated = backends[scheme]().authenticate(request)
     except AuthenticationFailed as failed:
@@ -126,10 +156,7 @@ def _authenticate_token(
     if authenticated is None:
         return Credential.SESSION
     request.user = authenticated[0]
-    if token_key is not None:
-        if len(_principal_of_token) >= _REMEMBERED_PRINCIPALS:
-            _principal_of_token.clear()
-        _principal_of_token[token_key] = decision_principal(request)
+    _note_asked(token_key, request)
     return Credential.API_TOKEN
 
 

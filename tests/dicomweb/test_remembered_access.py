@@ -348,17 +348,32 @@ def test_a_tokens_next_frames_ask_the_cache_once(ct_study, alice, counting_cache
         assert counting_cache.asked == 1
 
 
+def test_a_viewer_tokens_next_frames_ask_the_cache_once(ct_study, alice, counting_cache):
+    """OHIF's token: its verdict, whether its principal still reaches its studies, and the
+    instance decision, in one round trip."""
+    from tests.dicomweb.test_viewer_tokens import open_viewer, signed_in
+
+    viewer = open_viewer(signed_in(alice), CT_STUDY_UID)
+    first, second = ct_study.instances[:2]
+    assert frame(viewer, first).status_code == 200
+    counting_cache.asked = 0
+
+    assert frame(viewer, second).status_code == 200
+    assert counting_cache.asked == 1
+
+
 def test_a_wrong_guess_at_whom_a_token_stands_for_decides_nothing(ct_study, alice, carol):
     """A token's request asks ahead for the decisions of whom the token stood for last; should
     that guess be wrong, the answer asked ahead is another principal's and is not used."""
     ct = ct_study.instances[0]
     assert frame(token_client(alice), ct).status_code == 200  # alice's access, remembered
     secret = api_token(carol)  # carol reaches nothing of the study
-    dicomweb_http._principal_of_token[token_decision_key(secret)] = f"user:{alice.pk}"
+    key = token_decision_key(secret)
+    dicomweb_http._asked_before[key] = dicomweb_http._AskedBefore(f"user:{alice.pk}", ())
 
     carols = HttpsClient(HTTP_AUTHORIZATION=f"Bearer {secret}")
     assert frame(carols, ct).status_code == 404
-    assert dicomweb_http._principal_of_token[token_decision_key(secret)] == f"user:{carol.pk}"
+    assert dicomweb_http._asked_before[key].principal == f"user:{carol.pk}"
 
 
 def test_answers_asked_ahead_are_kept_for_the_request_only_while_true(counting_cache):
