@@ -6,7 +6,7 @@ from rest_framework import authentication, exceptions
 from accounts.models import ApiToken
 from accounts.policy import needs_two_factor
 from portal import decisions
-from portal.digests import candidate_digests
+from portal.digests import candidate_digests, secret_digest
 from portal.once import first_in_period
 
 # The HMAC purpose label of API tokens, not a secret.
@@ -35,7 +35,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Invalid token header.") from exc
         digests = candidate_digests(secret, purpose=TOKEN_PURPOSE)
         token, refusal = decisions.remember(
-            f"api-token:{decisions.digest(digests[0])}", lambda: _check_token(digests)
+            _decision_key(digests[0]), lambda: _check_token(digests)
         )
         if token is None:
             # A token is answered without a refusal, and a refusal without a token.
@@ -47,6 +47,16 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return self.keyword
+
+
+def token_decision_key(secret: str) -> str:
+    """The key the verdict on this token is remembered under (``portal.decisions``), for a
+    request that asks the cache for it ahead of authenticating (``decisions.prefetch``)."""
+    return _decision_key(secret_digest(secret, purpose=TOKEN_PURPOSE))
+
+
+def _decision_key(digest: str) -> str:
+    return f"api-token:{decisions.digest(digest)}"
 
 
 def _check_token(digests: list[str]) -> tuple[tuple[ApiToken | None, str], datetime | None]:

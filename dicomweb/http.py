@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import wraps
 
 from django.conf import settings
@@ -26,8 +27,13 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework.exceptions import AuthenticationFailed
 
-from accounts.authentication import ApiTokenAuthentication, BearerTokenAuthentication
-from studies.access import granted_study_ids
+from accounts.authentication import (
+    ApiTokenAuthentication,
+    BearerTokenAuthentication,
+    token_decision_key,
+)
+from portal import decisions
+from studies.access import decision_principal, granted_study_ids
 from viewers import services as viewer_tokens
 
 DICOM_JSON = "application/dicom+json"
@@ -77,23 +83,72 @@ class Credential(enum.Enum):
     VIEWER_TOKEN = enum.auto()
 
 
-def _authenticate_token(request: HttpRequest) -> Credential | HttpResponse:
+# The decisions a view will ask for its principal (``decisions.prefetch``), given the principal
+# and the view's arguments: an instance-level view's access to its instance.
+DecisionsAhead = Callable[[str, dict[str, object]], list[str]]
+
+
+@dataclass(frozen=True)
+class _AskedBefore:
+    """What a token's last request in this process asked besides the token's verdict: whom the
+    token stood for, and the token's own other decisions (whether a viewer token's principal
+    still reaches its studies)."""
+
+    principal: str
+    own_keys: tuple[str, ...]
+
+
+# By the token's decision key (a digest of its digest): a token's next request asks the cache
+# for the token's verdict, its other decisions and its principal's in one round trip. A guess,
+# never an answer: a decision asked ahead answers only the request that asks it, under the same
+# key, so only if authenticating makes the request that principal.
+_asked_before: dict[str, _AskedBefore] = {}
+_REMEMBERED_TOKENS = 10_000
+
+
+def _ask_ahead(
+    token_key: str | None, ahead: DecisionsAhead | None, kwargs: dict[str, object]
+) -> None:
+    """Ask the cache at once for what the token's last request asked, as this one will."""
+    if token_key is None or ahead is None:
+        return
+    before = _asked_before.get(token_key)
+    if before is not None:
+        decisions.prefetch(token_key, *before.own_keys, *ahead(before.principal, kwargs))
+
+
+def _note_asked(token_key: str | None, request: HttpRequest, *own_keys: str) -> None:
+    if token_key is None:
+        return
+    if len(_asked_before) >= _REMEMBERED_TOKENS:
+        _asked_before.clear()
+    _asked_before[token_key] = _AskedBefore(decision_principal(request), own_keys)
+
+
+def _authenticate_token(
+    request: HttpRequest, ahead: DecisionsAhead | None, kwargs: dict[str, object]
+) -> Credential | HttpResponse:
     """Log the request in as the API token's user (or as a viewer token's principal) and say
     which credential it came with, or answer 401 for a bad token."""
     header = request.headers.get("Authorization", "")
     scheme, _space, secret = header.partition(" ")
-    scheme = scheme.lower()
-    if scheme == "bearer" and viewer_tokens.is_viewer_token(secret.strip()):
-        if not viewer_tokens.authenticate(request, secret.strip()):
+    scheme, secret = scheme.lower(), secret.strip()
+    if scheme == "bearer" and viewer_tokens.is_viewer_token(secret):
+        token_key = viewer_tokens.token_decision_key(secret) if ahead is not None else None
+        _ask_ahead(token_key, ahead, kwargs)
+        if not viewer_tokens.authenticate(request, secret):
             return error_response(
                 401,
                 "The viewer token is invalid or has ended: open the study again from the portal.",
                 {"WWW-Authenticate": 'Bearer realm="DICOMweb", error="invalid_token"'},
             )
+        _note_asked(token_key, request, *viewer_tokens.own_decision_keys(request))
         return Credential.VIEWER_TOKEN
     backends = {"token": ApiTokenAuthentication, "bearer": BearerTokenAuthentication}
     if scheme not in backends:
         return Credential.SESSION
+    token_key = token_decision_key(secret) if ahead is not None else None
+    _ask_ahead(token_key, ahead, kwargs)
     try:
         authenticated = backends[scheme]().authenticate(request)
     except AuthenticationFailed as failed:
@@ -101,6 +156,7 @@ def _authenticate_token(request: HttpRequest) -> Credential | HttpResponse:
     if authenticated is None:
         return Credential.SESSION
     request.user = authenticated[0]
+    _note_asked(token_key, request)
     return Credential.API_TOKEN
 
 
@@ -142,9 +198,11 @@ def _add_cors(request: HttpRequest, response: HttpResponseBase, methods: Iterabl
     response.headers["Vary"] = f"{vary}, Origin" if vary else "Origin"
 
 
-def dicomweb_view(*methods: str) -> Callable[[View], View]:
+def dicomweb_view(*methods: str, ahead: DecisionsAhead | None = None) -> Callable[[View], View]:
     """Decorate a DICOMweb view answering ``methods`` (HEAD goes with GET): authentication,
-    the 401/405 answers, CORS and :class:`DicomwebError` turned into responses."""
+    the 401/405 answers, CORS and :class:`DicomwebError` turned into responses. ``ahead`` names
+    the decisions the view asks for: an API token's request asks the cache for them with the
+    token's own."""
     allowed = list(methods) + (["HEAD"] if "GET" in methods else [])
     allow_header = ", ".join([*allowed, "OPTIONS"])
 
@@ -168,7 +226,7 @@ def dicomweb_view(*methods: str) -> Callable[[View], View]:
                     f"{request.method} is not supported here.",
                     {"Allow": allow_header},
                 )
-            credential = _authenticate_token(request)
+            credential = _authenticate_token(request, ahead, kwargs)
             if isinstance(credential, HttpResponse):
                 return credential
             if credential is Credential.VIEWER_TOKEN and request.method not in _SAFE_METHODS:

@@ -40,7 +40,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
 
 from dicomweb.http import DicomwebError, bad_request, dicomweb_view, not_found
-from dicomweb.scope import instance_target, instances_for, study_for
+from dicomweb.scope import instance_decision_ahead, instance_target, instances_for, study_for
 from portal.http import allow_private_caching
 from studies.access import StudyAccess
 from studies.models import Instance, Study
@@ -269,7 +269,7 @@ def _answer(
     return response
 
 
-@dicomweb_view("GET")
+@dicomweb_view("GET", ahead=instance_decision_ahead)
 def rendered(
     request: HttpRequest,
     study_uid: str,
@@ -288,7 +288,7 @@ def rendered(
     )
 
 
-@dicomweb_view("GET")
+@dicomweb_view("GET", ahead=instance_decision_ahead)
 def thumbnail(
     request: HttpRequest,
     study_uid: str,

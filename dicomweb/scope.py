@@ -121,7 +121,7 @@ def instance_target(
     principal = decision_principal(request)
 
     def key(uid: str) -> str:
-        return f"instance:{principal}:{decisions.digest(study_uid, series_uid, uid)}"
+        return instance_decision_key(principal, study_uid, series_uid, uid)
 
     def decide() -> tuple[dict[str, InstanceTarget | str], datetime | None]:
         reached = _study_reached(request, study_uid)
@@ -151,6 +151,24 @@ def instance_target(
     if isinstance(target, str):
         raise not_found(target)
     return target
+
+
+def instance_decision_key(principal: str, study_uid: str, series_uid: str, uid: str) -> str:
+    """The key whether ``principal`` reaches the instance at these UIDs is remembered under."""
+    return f"instance:{principal}:{decisions.digest(study_uid, series_uid, uid)}"
+
+
+def instance_decision_ahead(principal: str, kwargs: dict[str, object]) -> list[str]:
+    """The decision an instance-level request (its frames, rendered, thumbnail) asks for, by
+    its view's arguments; nothing for a study or series level one."""
+    study_uid, series_uid, uid = (
+        kwargs.get("study_uid"),
+        kwargs.get("series_uid"),
+        kwargs.get("instance_uid"),
+    )
+    if isinstance(study_uid, str) and isinstance(series_uid, str) and isinstance(uid, str):
+        return [instance_decision_key(principal, study_uid, series_uid, uid)]
+    return []
 
 
 def _study_reached(request: HttpRequest, study_uid: str) -> tuple[int, StudyAccess] | str:

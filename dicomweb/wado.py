@@ -54,7 +54,13 @@ from dicomweb.multipart import (
     multipart_response,
     parse_accept,
 )
-from dicomweb.scope import InstanceTarget, instance_target, instances_for, study_for
+from dicomweb.scope import (
+    InstanceTarget,
+    instance_decision_ahead,
+    instance_target,
+    instances_for,
+    study_for,
+)
 from dicomweb.transcode import (
     EXPLICIT_LE,
     NEVER_SERVED,
@@ -508,7 +514,7 @@ _FRAMES_OFFERED = gettext_lazy(
 )
 
 
-@dicomweb_view("GET")
+@dicomweb_view("GET", ahead=instance_decision_ahead)
 def frames(
     request: HttpRequest, study_uid: str, series_uid: str, instance_uid: str, frame_list: str
 ) -> HttpResponseBase:
@@ -529,7 +535,7 @@ def frames(
     return _frames_response(request, target, numbers, syntax=syntax, resource="frames")
 
 
-@dicomweb_view("GET")
+@dicomweb_view("GET", ahead=instance_decision_ahead)
 def bulkdata(
     request: HttpRequest, study_uid: str, series_uid: str, instance_uid: str, tag_path: str
 ) -> HttpResponseBase:

@@ -166,6 +166,33 @@ def remember_with_neighbours(
     return answer
 
 
+def prefetch(*keys: str) -> None:
+    """Ask the cache in one round trip for the answers to questions this request is about to
+    ask (a viewer's frame: who its token is, and whether its principal reaches the instance),
+    rather than in one round trip each. The answers found still true are kept for the request
+    and answer those questions there; any other is asked and computed as usual. Outside a
+    request, nothing is kept, so nothing is asked."""
+    kept = _request_answers.get()
+    if kept is None or not enabled():
+        return
+    wanted = [key for key in keys if key not in kept]
+    if not wanted:
+        return
+    found = _cache().get_many([_GENERATION_KEY, *(f"decisions:{key}" for key in wanted)])
+    generation = found.get(_GENERATION_KEY)
+    now = time.time()
+    for key in wanted:
+        stored = found.get(f"decisions:{key}", _MISSING)
+        if generation is not None and stored is not _MISSING and _holds(stored, generation, now):
+            kept[key] = stored[2]
+
+
+def _holds(stored: tuple[str, float, Any], generation: str, now: float) -> bool:
+    """Whether a remembered (generation, valid until, answer) is still the answer."""
+    stored_generation, valid_until, _answer = stored
+    return bool(stored_generation == generation and now < valid_until)
+
+
 def _remembered(
     key: str, compute: Callable[[], tuple[dict[str, T], datetime | None]], seconds: int
 ) -> T:
@@ -176,10 +203,9 @@ def _remembered(
     generation = found.get(_GENERATION_KEY) or current_generation()
     stored = found.get(full_key, _MISSING)
     now = time.time()
-    if stored is not _MISSING:
-        stored_generation, valid_until, answer = stored
-        if stored_generation == generation and now < valid_until:
-            return answer
+    if stored is not _MISSING and _holds(stored, generation, now):
+        answer: T = stored[2]
+        return answer
     answers, until = compute()
     valid_until = now + seconds
     if until is not None:

@@ -15,10 +15,13 @@ standard does not apply VOI to colour data; they are only brought to 8 bits.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import numbers
 import os
+import struct
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -28,7 +31,14 @@ from django.utils.translation import gettext_lazy as _
 from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi, get_decoder, pixel_array
+from pydicom.pixels import (
+    apply_color_lut,
+    apply_modality_lut,
+    apply_voi,
+    as_pixel_options,
+    get_decoder,
+    pixel_array,
+)
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 __all__ = [
@@ -59,8 +69,13 @@ _WINDOW_FUNCTIONS = {"linear": "LINEAR", "linear-exact": "LINEAR_EXACT", "sigmoi
 MAX_VIEWPORT = 4096
 # The largest table of grey levels computed per stored value (16-bit data needs at most this).
 _MAX_LOOKUP_ENTRIES = 2**16
-# The three pixel data elements pydicom can decode (Pixel, Float, Double Float).
-_PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+# The three pixel data elements pydicom can decode (Pixel, Float, Double Float), by tag.
+_PIXEL_ELEMENTS = {
+    (0x7FE0, 0x0010): "PixelData",
+    (0x7FE0, 0x0008): "FloatPixelData",
+    (0x7FE0, 0x0009): "DoubleFloatPixelData",
+}
+_PIXEL_KEYWORDS = tuple(_PIXEL_ELEMENTS.values())
 
 
 class RenderError(Exception):
@@ -264,8 +279,10 @@ def render_frame(
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be between 1 and 100, got {quality}")
 
-    ds, pixels = _load_frame(source, frame)
-    image = Image.fromarray(_to_display(pixels, ds, frame - 1, window))
+    with _opened(source) as opened:
+        ds, pixels = _load_frame(opened, frame)
+        # Inside: a large value the header left in the file (a LUT) is read back from it.
+        image = Image.fromarray(_to_display(pixels, ds, frame - 1, window))
     if viewport is not None:
         image = viewport.apply(image)
     if max_size is not None:
@@ -276,34 +293,52 @@ def render_frame(
 # --------------------------------------------------------------------------- loading
 
 
-def _load_frame(source: Source, frame: int) -> tuple[Dataset, np.ndarray]:
+@contextlib.contextmanager
+def _opened(source: Source) -> Iterator[Dataset | IO[bytes]]:
+    """The source as a dataset or an open file: a path is opened once, for the header, the
+    frame and any value read back later, rather than by each of them."""
+    if isinstance(source, Dataset) or hasattr(source, "read"):
+        yield source  # type: ignore[misc]  # a dataset, or a file object (it reads)
+        return
+    try:
+        handle = open(source, "rb")  # noqa: SIM115  # closed below, after rendering
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise RenderError(f"not a readable DICOM Part-10 file: {exc}") from exc
+    with handle:
+        yield handle
+
+
+def _load_frame(source: Dataset | IO[bytes], frame: int) -> tuple[Dataset, np.ndarray]:
     """Return (metadata dataset, decoded pixels of the single requested frame)."""
+    index = frame - 1
     if isinstance(source, Dataset):
         _check_renderable(source, frame)
         if not any(keyword in source for keyword in _PIXEL_KEYWORDS):
             raise RenderError(
                 "the dataset has no pixel data element, so there is nothing to render"
             )
-        return source, _decode(source, source, frame)
+        return source, _decode(source, frame, lambda: pixel_array(source, index=index))
 
     header = _read_header(source)
     _check_renderable(header, frame)
     if header.file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian:
         # The frame-level reader below seeks into the raw file, which is
         # zlib-compressed for this syntax, so read it fully (inflated) instead.
-        return header, _decode(header, _rewind_and_read(source), frame)
-    return header, _decode(header, source, frame)
+        whole = _rewind_and_read(source)
+        return header, _decode(header, frame, lambda: pixel_array(whole, index=index))
+    return header, _decode(header, frame, lambda: _frame_after_header(header, source, index))
 
 
-def _read_header(source: str | os.PathLike[str] | IO[bytes]) -> Dataset:
-    """Read everything except the pixel data.
+def _read_header(source: IO[bytes]) -> Dataset:
+    """Read everything except the pixel data, leaving the file at the pixel data element.
 
-    Pixel data is then decoded one frame at a time straight from the file by
-    ``pixel_array(path, index=...)``, so a 1 GB cine never sits in memory.
-    ``defer_size`` additionally skips loading large non-pixel values we rarely
-    need (overlays, private blobs, ICC profiles); it is safe here because the
-    header never outlives this call, so the file is still there (and any open
-    file object still open) if a deferred LUT has to be read back.
+    The frame is then decoded straight from the file (``_frame_after_header``), so a 1 GB
+    cine never sits in memory and the header is parsed once. ``defer_size``
+    additionally skips loading large non-pixel values we rarely need (overlays, private
+    blobs, ICC profiles); it is safe here because the header never outlives the open file,
+    so a deferred LUT can be read back.
     """
     _rewind(source)
     try:
@@ -314,17 +349,15 @@ def _read_header(source: str | os.PathLike[str] | IO[bytes]) -> Dataset:
         raise RenderError(f"not a readable DICOM Part-10 file: {exc}") from exc
 
 
-def _rewind_and_read(source: str | os.PathLike[str] | IO[bytes]) -> Dataset:
+def _rewind_and_read(source: IO[bytes]) -> Dataset:
     _rewind(source)
     return pydicom.dcmread(source)
 
 
-def _rewind(source: object) -> None:
-    # dcmread reads from the current position; pixel_array() always seeks to 0,
-    # so both must agree that the Part-10 stream starts at offset 0.
-    seek = getattr(source, "seek", None)
-    if seek is not None:
-        seek(0)
+def _rewind(source: IO[bytes]) -> None:
+    # dcmread reads from the current position, and the Part-10 stream starts at offset 0
+    # whatever a caller read of the file before.
+    source.seek(0)
 
 
 def _check_renderable(ds: Dataset, frame: int) -> None:
@@ -364,13 +397,54 @@ def _transfer_syntax(ds: Dataset) -> UID:
     return UID(syntax)
 
 
-def _decode(header: Dataset, pixel_source: Source, frame: int) -> np.ndarray:
-    """Decode only ``frame`` (index-based API: other frames are never decompressed)."""
+def _frame_after_header(header: Dataset, source: IO[bytes], index: int) -> np.ndarray:
+    """Decode frame ``index`` (0-based) from the file ``_read_header`` left at the pixel data
+    element, described by the header it read: what ``pixel_array(file, index=...)`` does,
+    without parsing the header a second time."""
+    at_pixels = source.tell()
+    syntax = _transfer_syntax(header)
+    # Reading the header's values may read a deferred one (an extended offset table) back
+    # from the file, so come back to the pixel data element afterwards.
+    options = as_pixel_options(header, transfer_syntax_uid=syntax)
+    source.seek(at_pixels)
+    options.update(_pixel_element(source, syntax))
+    # pydicom annotates the file as BinaryIO, yet reads it, as dcmread does, through read,
+    # seek and tell alone, which a storage file has.
+    frame: np.ndarray = get_decoder(syntax).as_array(
+        source,  # type: ignore[arg-type]
+        index=index,
+        validate=True,
+        **options,
+    )[0]
+    return frame
+
+
+def _pixel_element(source: IO[bytes], syntax: UID) -> dict[str, str]:
+    """Read the pixel data element's tag, VR and length, leaving the file at its value. Like
+    pydicom's own frame reader, read it as the transfer syntax says it is encoded."""
+    byte_order = "<" if syntax.is_little_endian else ">"
+    start = source.read(8)
+    if len(start) < 8:
+        raise AttributeError("the file ends before its pixel data element")
+    options = {}
+    if syntax.is_implicit_VR:
+        group, element, _length = struct.unpack(f"{byte_order}HHL", start)
+    else:
+        # Pixel data VRs (OB, OW, OF, OD) have two reserved bytes, then a 4-byte length.
+        group, element, vr, _reserved = struct.unpack(f"{byte_order}HH2sH", start)
+        options["pixel_vr"] = vr.decode("ascii", "replace")
+        source.read(4)
+    keyword = _PIXEL_ELEMENTS.get((group, element))
+    if keyword is None:
+        raise AttributeError(f"({group:04X},{element:04X}) is not a pixel data element")
+    return {"pixel_keyword": keyword, **options}
+
+
+def _decode(header: Dataset, frame: int, decode: Callable[[], np.ndarray]) -> np.ndarray:
+    """``decode()``'s frame (it decodes that frame alone), or a RenderError saying why not."""
     syntax = _transfer_syntax(header)
     try:
-        # pydicom annotates pixel_array's file as BinaryIO, yet reads it, as dcmread does,
-        # through read, seek and tell alone (its ReadableBuffer), which a storage file has.
-        return pixel_array(pixel_source, index=frame - 1)  # type: ignore[arg-type]
+        return decode()
     except (AttributeError, KeyError) as exc:
         raise RenderError(f"the pixel data cannot be read: {exc}") from exc
     except Exception as exc:  # decoders raise RuntimeError/ValueError/codec errors alike
@@ -415,9 +489,20 @@ def _greyscale(
         if high - low < min(pixels.size, _MAX_LOOKUP_ENTRIES):
             every_value = np.arange(low, high + 1, dtype=np.int64)
             levels = _grey_levels(every_value, ds, index, chosen, invert=invert)
-            looked_up: np.ndarray = levels[np.subtract(pixels, low, dtype=np.intp)]
+            looked_up: np.ndarray = levels.take(_distances_from(pixels, low))
             return looked_up
     return _grey_levels(pixels, ds, index, chosen, invert=invert)
+
+
+def _distances_from(pixels: np.ndarray, low: int) -> np.ndarray:
+    """Each pixel's distance from ``low``, the smallest of them, as unsigned integers as wide as
+    the pixels (for 16-bit data a quarter of the memory of platform-sized ones, which ``take``
+    gathers by in two thirds of the time). Subtracting in the pixels' own type wraps around
+    where a distance passes its signed range; the unsigned reading of those bits is the
+    distance, since two values of n bits are less than 2**n apart."""
+    distances: np.ndarray = np.subtract(pixels, pixels.dtype.type(low))
+    unsigned: np.ndarray = distances.view(np.dtype(f"u{distances.dtype.itemsize}"))
+    return unsigned
 
 
 def _grey_levels(

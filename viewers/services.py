@@ -40,6 +40,7 @@ from portal.digests import candidate_digests, secret_digest
 from studies.access import (
     CarriedGrants,
     StudyAccess,
+    carried_grants,
     carry_grants,
     session_grants,
     studies_access,
@@ -203,13 +204,32 @@ def is_viewer_token(secret: str) -> bool:
     return secret.startswith(VIEWER_TOKEN_PREFIX)
 
 
+def token_decision_key(secret: str) -> str:
+    """The key the token's verdict is remembered under (``portal.decisions``), for a request that
+    asks the cache for it ahead of authenticating (``decisions.prefetch``)."""
+    return _decision_key(secret_digest(secret, purpose=TOKEN_PURPOSE))
+
+
+def own_decision_keys(request: HttpRequest) -> list[str]:
+    """The keys of the decisions authenticating the request's viewer token asked for, besides
+    its verdict (whether its principal still reaches its studies)."""
+    carried = carried_grants(request)
+    return [_reach_key(carried.token_id)] if carried is not None else []
+
+
+def _decision_key(digest: str) -> str:
+    return f"viewer-token:{decisions.digest(digest)}"
+
+
+def _reach_key(token_id: int) -> str:
+    return f"viewer-reach:{token_id}"
+
+
 def authenticate(request: HttpRequest, secret: str) -> bool:
     """Make ``request`` one of the token's (see the module docstring); False, touching nothing,
     for a token that is unknown, expired, or whose principal reaches none of its studies now."""
     digests = candidate_digests(secret, purpose=TOKEN_PURPOSE)
-    token = decisions.remember(
-        f"viewer-token:{decisions.digest(digests[0])}", lambda: _live_token(digests)
-    )
+    token = decisions.remember(_decision_key(digests[0]), lambda: _live_token(digests))
     if token is None:
         return False
     user = token.user if token.user is not None else AnonymousUser()
@@ -251,7 +271,7 @@ def _still_reaches(request: HttpRequest, carried: CarriedGrants) -> bool:
         ends = [access.until for access in reached if access.until is not None]
         return True, (max(ends) if len(ends) == len(reached) else None)
 
-    return decisions.remember(f"viewer-reach:{carried.token_id}", decide)
+    return decisions.remember(_reach_key(carried.token_id), decide)
 
 
 def end_session_tokens(

@@ -14,14 +14,16 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from accounts.authentication import token_decision_key
 from accounts.models import ApiToken
+from dicomweb import http as dicomweb_http
 from guestlinks.models import GuestLink
 from guestlinks.services.ending import revoke_link
 from portal import decisions
 from sharing.services.shares import remove_share
 from studies.models import Study
 from tests.accounts.helpers import HttpsClient
-from tests.dicomweb.conftest import CT_STUDY_UID, token_client
+from tests.dicomweb.conftest import CT_STUDY_UID, api_token, token_client
 from tests.dicomweb.test_qido import open_guest_link
 from tests.dicomweb.test_wado import RAW_FRAMES, instance_url, parts_of
 from tests.factories import share_entry
@@ -330,3 +332,69 @@ def test_the_directory_asks_for_the_users_memberships_once_a_page(alice, countin
     asked = counting_cache.answers_asked
     assert {f"decisions:memberships:{alice.pk}", f"decisions:worklists:{alice.pk}"} <= set(asked)
     assert len(asked) == len(set(asked)), asked
+
+
+def test_a_tokens_next_frames_ask_the_cache_once(ct_study, alice, counting_cache):
+    """Who the token is and whether its user reaches the instance come back in one round trip:
+    the token's earlier request told this process whom it stands for."""
+    client = token_client(alice)
+    first, second = ct_study.instances[:2]
+    assert frame(client, first).status_code == 200
+    rendered = instance_url(second, "frames", "1", "rendered")
+
+    for url, accept in ((instance_url(second, "frames", "1"), RAW_FRAMES), (rendered, "image/png")):
+        counting_cache.asked = 0
+        assert client.get(url, HTTP_ACCEPT=accept).status_code == 200
+        assert counting_cache.asked == 1
+
+
+def test_a_viewer_tokens_next_frames_ask_the_cache_once(ct_study, alice, counting_cache):
+    """OHIF's token: its verdict, whether its principal still reaches its studies, and the
+    instance decision, in one round trip."""
+    from tests.dicomweb.test_viewer_tokens import open_viewer, signed_in
+
+    viewer = open_viewer(signed_in(alice), CT_STUDY_UID)
+    first, second = ct_study.instances[:2]
+    assert frame(viewer, first).status_code == 200
+    counting_cache.asked = 0
+
+    assert frame(viewer, second).status_code == 200
+    assert counting_cache.asked == 1
+
+
+def test_a_wrong_guess_at_whom_a_token_stands_for_decides_nothing(ct_study, alice, carol):
+    """A token's request asks ahead for the decisions of whom the token stood for last; should
+    that guess be wrong, the answer asked ahead is another principal's and is not used."""
+    ct = ct_study.instances[0]
+    assert frame(token_client(alice), ct).status_code == 200  # alice's access, remembered
+    secret = api_token(carol)  # carol reaches nothing of the study
+    key = token_decision_key(secret)
+    dicomweb_http._asked_before[key] = dicomweb_http._AskedBefore(f"user:{alice.pk}", ())
+
+    carols = HttpsClient(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert frame(carols, ct).status_code == 404
+    assert dicomweb_http._asked_before[key].principal == f"user:{carol.pk}"
+
+
+def test_answers_asked_ahead_are_kept_for_the_request_only_while_true(counting_cache):
+    computed = []
+
+    def compute():
+        computed.append(1)
+        return "the answer", None
+
+    decisions.remember("ahead-test", compute)
+    with decisions.kept_for_request():
+        decisions.prefetch("ahead-test", "ahead-unknown")
+        assert decisions.remember("ahead-test", compute) == "the answer"
+        assert (counting_cache.asked, len(computed)) == (2, 1)
+
+    decisions.changed()
+    with decisions.kept_for_request():
+        decisions.prefetch("ahead-test")
+        # Of an older generation: asked (and computed) again.
+        assert decisions.remember("ahead-test", compute) == "the answer"
+        assert (counting_cache.asked, len(computed)) == (4, 2)
+    # Outside a request nothing would be kept, so nothing is asked.
+    decisions.prefetch("ahead-test")
+    assert counting_cache.asked == 4

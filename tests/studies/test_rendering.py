@@ -21,6 +21,7 @@ from pydicom.uid import (
     MPEG2MPML,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
+    RLELossless,
     SecondaryCaptureImageStorage,
 )
 
@@ -115,6 +116,51 @@ def test_path_file_object_and_dataset_sources_render_identically(name):
     with path.open("rb") as handle:
         assert render_frame(handle, frame=1) == from_path
     assert render_frame(pydicom.dcmread(path), frame=1) == from_path
+
+
+@pytest.fixture
+def header_reads(monkeypatch) -> list[object]:
+    """The files whose preamble pydicom reads: once for each time it parses their header."""
+    reads: list[object] = []
+    read_preamble = pydicom.filereader.read_preamble
+
+    def counted(fp, force):
+        reads.append(fp)
+        return read_preamble(fp, force)
+
+    monkeypatch.setattr(pydicom.filereader, "read_preamble", counted)
+    return reads
+
+
+@pytest.mark.parametrize("opened", [False, True], ids=["path", "file object"])
+def test_a_stored_frame_is_decoded_from_the_header_read_once(header_reads, tmp_path, opened):
+    path = tmp_path / "slice.dcm"
+    path.write_bytes(to_bytes(ct_slice(rows=64, columns=64)))
+    expected = render_frame(pydicom.dcmread(path), frame=1, image_format="jpeg")
+    header_reads.clear()
+    if opened:
+        with path.open("rb") as handle:
+            assert render_frame(handle, frame=1, image_format="jpeg") == expected
+    else:
+        assert render_frame(path, frame=1, image_format="jpeg") == expected
+    assert len(header_reads) == 1
+
+
+def test_a_frame_after_a_deferred_extended_offset_table_decodes(tmp_path):
+    # 200 frames: an 1,600-byte offset table, which the header leaves in the file (over 1 KB)
+    # and reads back on the way to the pixel data.
+    frames = np.arange(200 * 4 * 4, dtype=np.uint8).reshape(200, 4, 4)
+    ds = grey_dataset(frames[0])
+    ds.set_pixel_data(frames, "MONOCHROME2", 8)
+    ds.compress(RLELossless, encapsulate_ext=True)
+    path = tmp_path / "cine.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    assert len(pydicom.dcmread(path).ExtendedOffsetTable) == 1600
+    for frame in (1, 137, 200):
+        expected = render_frame(pydicom.dcmread(path), frame=frame)
+        assert render_frame(path, frame=frame) == expected
+        assert render_frame(io.BytesIO(path.read_bytes()), frame=frame) == expected
+    np.testing.assert_array_equal(render(path, frame=200), render(grey_dataset(frames[199])))
 
 
 @pytest.mark.parametrize("name", BUNDLED_UNDECODABLE)
@@ -565,8 +611,8 @@ def test_window_presets():
 # --------------------------------------------------------------------------- grey levels per value
 
 
-def _noisy(dtype, low: int, high: int) -> np.ndarray:
-    return np.random.default_rng(7).integers(low, high, size=(64, 48), endpoint=True, dtype=dtype)
+def _noisy(dtype, low: int, high: int, size: tuple[int, int] = (64, 48)) -> np.ndarray:
+    return np.random.default_rng(7).integers(low, high, size=size, endpoint=True, dtype=dtype)
 
 
 def _voi_lut(entries: int, first: int) -> Sequence:
@@ -584,6 +630,14 @@ def _voi_lut(entries: int, first: int) -> Sequence:
             _noisy(np.int16, -2000, 3000),
             "MONOCHROME2",
             {"RescaleSlope": 1, "RescaleIntercept": -1024, "WindowCenter": 40, "WindowWidth": 400},
+            None,
+        ),
+        # Signed values over 32,767 apart: a pixel's distance from the smallest one passes the
+        # pixels' own signed range (and more pixels than values, so they are looked up).
+        (
+            _noisy(np.int16, -30000, 30000, size=(256, 256)),
+            "MONOCHROME2",
+            {"WindowCenter": 0, "WindowWidth": 50000},
             None,
         ),
         # A window asked for, sigmoid, on fractional rescale.
