@@ -18,8 +18,10 @@ without it.
 
 Within one request (:func:`kept_for_request`, which ``portal.middleware.DecisionsMiddleware``
 opens around each one) an answer is asked of the cache once: a directory page asks for the
-user's memberships twenty times. The request's copy is dropped by :func:`changed`, so a request
-that changes access and then reads it sees the change.
+user's memberships twenty times. Answers too particular to be shared (a page's access to its
+studies) are kept for the request alone (:func:`once_per_request`). The request's copy is
+dropped by :func:`changed`, so a request that changes access and then reads it sees the
+change.
 """
 
 from __future__ import annotations
@@ -163,6 +165,24 @@ def remember_with_neighbours(
     answer = _remembered(key, compute, seconds)
     if kept is not None:
         kept[key] = answer
+    return answer
+
+
+def once_per_request(key: str, compute: Callable[[], T]) -> T:
+    """``compute()``'s answer, computed once within a request (:func:`kept_for_request`) and
+    forgotten with the request's other answers when something changes (:func:`changed`); outside
+    a request, computed each time. For answers a page asks several times (a page's access to its
+    studies, asked by each of its menu items) that are too particular to one page to be worth
+    keeping in the shared cache."""
+    kept = _request_answers.get()
+    if kept is None:
+        return compute()
+    key = f"request:{key}"
+    if key in kept:
+        answer: T = kept[key]
+        return answer
+    answer = compute()
+    kept[key] = answer
     return answer
 
 

@@ -345,11 +345,24 @@ def user_studies_access(
     user: User | AnonymousUser, studies: Iterable[Study]
 ) -> dict[int, StudyAccess | None]:
     """The user's access to each study (by primary key), reading memberships, worklists and
-    entries once for all of them. An anonymous visitor (a guest) has none of its own."""
+    entries once for all of them. An anonymous visitor (a guest) has none of its own.
+
+    Within a request the answer for the same studies is worked out once (a directory page's
+    menu items each ask it of the page's rows), and again after any change
+    (``portal.decisions.once_per_request``)."""
     studies = list(studies)
-    found: dict[int, StudyAccess | None] = {study.pk: None for study in studies}
     if not user.is_authenticated or not user.is_active or not studies:
-        return found
+        return {study.pk: None for study in studies}
+    question = ",".join(str(pk) for pk in sorted({study.pk for study in studies}))
+    found = decisions.once_per_request(
+        f"studies-access:{user.pk}:{question}", lambda: _user_studies_access(user, studies)
+    )
+    # The caller's own copy: studies_access adds the session's grants to it.
+    return dict(found)
+
+
+def _user_studies_access(user: User, studies: list[Study]) -> dict[int, StudyAccess | None]:
+    found: dict[int, StudyAccess | None] = {study.pk: None for study in studies}
     memberships = list(active_memberships(user))
     org_wide = {m.organization_id for m in memberships if m.role.grants(Perm.VIEW_ALL_STUDIES)}
     worklist_ids = visible_worklist_ids(user)
@@ -432,18 +445,24 @@ def organizable_worklist_ids(user: User) -> set[int]:
     """The worklists in which the user may make, rename, nest and delete folders and file
     studies in them. Owners arrange their personal worklist as they like; a location's or a
     group's worklist takes the role's permission in the worklist's organization. Folders only
-    arrange shortcuts: nobody gains or loses access to a study by them."""
+    arrange shortcuts: nobody gains or loses access to a study by them. Remembered
+    (``portal.decisions``) until a worklist, membership or role changes."""
     ids = visible_worklist_ids(user)
     if not ids:
         return set()
-    organizing = set(organizations_with(user, Perm.ORGANIZE_FOLDERS))
-    return {
-        pk
-        for pk, owner_id, organization_id in Worklist.objects.filter(pk__in=ids).values_list(
+
+    def read() -> tuple[frozenset[int], None]:
+        organizing = set(organizations_with(user, Perm.ORGANIZE_FOLDERS))
+        worklists = Worklist.objects.filter(pk__in=ids).values_list(
             "pk", "owner_id", "organization_id"
         )
-        if (owner_id == user.pk if owner_id is not None else organization_id in organizing)
-    }
+        return frozenset(
+            pk
+            for pk, owner_id, organization_id in worklists
+            if (owner_id == user.pk if owner_id is not None else organization_id in organizing)
+        ), None
+
+    return set(decisions.remember(f"organizable:{user.pk}", read))
 
 
 def may_organize_folders(user: User, worklist: Worklist) -> bool:

@@ -10,11 +10,12 @@ class StudiesConfig(AppConfig):
         from audit.selectors import register_study_labels
         from portal import decisions
         from studies.audit_labels import study_labels
-        from studies.models import Entry, Instance, Patient, Series, Study, Worklist
+        from studies.models import Entry, Folder, Instance, Patient, Series, Study, Worklist
 
         # What a principal may reach of a study, and what a remembered search answers, depend
-        # on these (portal.decisions); a stored series or instance never changes what it is, it
-        # can only go (a new one changes its study's counts, which saves the study).
-        decisions.watch(Study, Worklist, Entry, Patient)
+        # on these (portal.decisions): a search within a folder takes its subfolders' studies.
+        # A stored series or instance never changes what it is, it can only go (a new one
+        # changes its study's counts, which saves the study).
+        decisions.watch(Study, Worklist, Entry, Patient, Folder)
         decisions.watch(Series, Instance, saves=False)
         register_study_labels(study_labels)

@@ -27,6 +27,7 @@ from django.http import HttpRequest
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
+from accounts.http import AuthenticatedRequest
 from accounts.memberships import (
     active_memberships,
     has_perm,
@@ -38,9 +39,11 @@ from accounts.permissions import Perm
 from portal import decisions
 from studies.access import (
     StudyAccess,
+    access_ends,
     active_entries,
     granted_study_ids,
     organizable_worklist_ids,
+    search_decision_key,
     studies_access,
     user_studies_access,
     visible_studies,
@@ -453,6 +456,44 @@ def search_page(
     scope = search_scope(user, criteria)
     return paginate(
         scope.results, sort=sort, cursor=cursor, page_size=page_size, lookup=scope.visible
+    )
+
+
+def remembered_search_page(
+    request: AuthenticatedRequest,
+    criteria: SearchCriteria,
+    *,
+    sort: Sort,
+    cursor: str | None = None,
+    page_size: int = 50,
+) -> StudyPage:
+    """:func:`search_page` for the request's user, remembered (``portal.decisions``) for this
+    principal, the session's grants and these criteria, sort, cursor and size, as the API's
+    search is: a user goes back to the same list again and again. Only the studies' keys and
+    the cursors are kept; the studies are read again by key, so a page shows them as they are
+    now. Every change to a study, an entry, a folder or anything else access depends on moves
+    the generation on, and the first of the user's dated shares to end ends the answer.
+    Raises :class:`InvalidCursor` (never remembered)."""
+    user = request.user
+    computed: list[StudyPage] = []
+
+    def compute() -> tuple[tuple[list[int], str | None, str | None], datetime | None]:
+        page = search_page(user, criteria, sort=sort, cursor=cursor, page_size=page_size)
+        computed.append(page)
+        keys = [study.pk for study in page.studies]
+        return (keys, page.next_cursor, page.previous_cursor), access_ends(user)
+
+    key = search_decision_key(request, "search-page", criteria, sort.param, cursor, page_size)
+    keys, next_cursor, previous_cursor = decisions.remember(key, compute)
+    if computed:
+        return computed[0]
+    by_key = Study.objects.select_related("patient").in_bulk(keys)
+    # Deleting a study moves the generation on, so every key is found but for one deleted
+    # between the two reads: that row is left out rather than failing the page.
+    return StudyPage(
+        studies=[by_key[pk] for pk in keys if pk in by_key],
+        next_cursor=next_cursor,
+        previous_cursor=previous_cursor,
     )
 
 

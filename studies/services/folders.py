@@ -21,6 +21,7 @@ from accounts.models import User
 from accounts.permissions import Perm
 from audit.models import Action
 from audit.services import record
+from portal import decisions
 from studies.access import may_organize_folders
 from studies.models import Entry, Folder, Study, Worklist
 from studies.selectors import folder_ancestry, folder_and_descendants, folder_children
@@ -237,6 +238,7 @@ def delete_folder(
     summary = deletion_summary(folder)
     ids = set(folder_and_descendants(folder))
     Entry.objects.filter(folder_id__in=ids).update(folder=None)
+    decisions.changed()  # an update sends no post_save: remembered folder lists must go
     _audit(
         Action.FOLDER_DELETED,
         user=user,
@@ -275,6 +277,7 @@ def file_studies(
     if not moved:
         return 0
     Entry.objects.filter(pk__in=[e.pk for e in moved]).update(folder_id=target)
+    decisions.changed()  # an update sends no post_save: remembered folder lists must go
     for entry in moved:
         record(
             action=Action.STUDIES_FILED,

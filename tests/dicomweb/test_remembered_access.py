@@ -317,6 +317,25 @@ def test_a_change_within_the_request_is_seen_by_the_rest_of_it(counting_cache):
         assert decisions.remember("request-change", compute) == "after"
 
 
+def test_an_answer_for_one_request_is_computed_once_and_again_after_a_change():
+    computed = []
+
+    def compute():
+        computed.append(1)
+        return len(computed)
+
+    with decisions.kept_for_request():
+        assert decisions.once_per_request("page-test", compute) == 1
+        assert decisions.once_per_request("page-test", compute) == 1
+        decisions.changed()
+        assert decisions.once_per_request("page-test", compute) == 2
+    with decisions.kept_for_request():  # the next request works it out again
+        assert decisions.once_per_request("page-test", compute) == 3
+    # Outside a request nothing is kept.
+    assert decisions.once_per_request("page-test", compute) == 4
+    assert decisions.once_per_request("page-test", compute) == 5
+
+
 def test_the_directory_asks_for_the_users_memberships_once_a_page(alice, counting_cache, settings):
     from tests.accounts.helpers import plain_static_storage, sign_in
 

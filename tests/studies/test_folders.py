@@ -440,6 +440,40 @@ def test_folder_filter_shows_the_filed_studies_and_those_of_subfolders(
     assert "CT 0" in page and "CT 1" in page and "CT 2" not in page
 
 
+def test_remembered_folder_lists_follow_every_folder_change(client, alice, radiology, studies):
+    """The directory and the API remember a search's page (``portal.decisions``); filing
+    studies, moving a folder and deleting one must show at the very next request."""
+    board = make(alice, radiology, "Tumour board")
+    march = make(alice, radiology, "March")
+    board_id, march_id = board.pk, march.pk
+    sign_in(client, alice)
+
+    def listed(folder_id):
+        page = client.get(reverse("studies:directory"), {"folder": folder_id}).content.decode()
+        return {f"CT {n}" for n in range(3) if f"CT {n}" in page}
+
+    def api_listed(folder_id):
+        response = client.get(
+            "/api/v1/studies/",
+            {"folder": folder_id},
+            HTTP_AUTHORIZATION=f"Token {token}",
+        )
+        return {row["description"] for row in response.json()["results"]}
+
+    token = api_token(alice)
+    assert listed(board_id) == set() == api_listed(board_id)
+    folder_services.file_studies(user=alice, worklist=radiology, studies=studies[:1], folder=board)
+    folder_services.file_studies(user=alice, worklist=radiology, studies=studies[1:2], folder=march)
+    assert listed(board_id) == {"CT 0"} == api_listed(board_id)
+    assert listed(march_id) == {"CT 1"} == api_listed(march_id)
+
+    folder_services.move_folder(user=alice, folder=march, parent=board)
+    assert listed(board_id) == {"CT 0", "CT 1"} == api_listed(board_id)
+
+    folder_services.delete_folder(user=alice, folder=board)
+    assert listed(board_id) == set() == api_listed(board_id)
+
+
 # --- REST API ------------------------------------------------------------------------------------
 
 
