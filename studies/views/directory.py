@@ -39,7 +39,7 @@ from studies.selectors import (
     StudyRow,
     WorklistNode,
     can_use_directory,
-    search_page,
+    remembered_search_page,
     study_rows,
     visible_folder,
     visible_worklist,
@@ -230,7 +230,9 @@ def _render_directory(
     cursor = params.get("cursor") or None
     page_size = settings.DIRECTORY_PAGE_SIZE
     try:
-        page = search_page(user, criteria, sort=sort, cursor=cursor, page_size=page_size)
+        page = remembered_search_page(
+            request, criteria, sort=sort, cursor=cursor, page_size=page_size
+        )
     except InvalidCursor:
         return redirect(url())
 
