@@ -365,10 +365,7 @@ def _user_studies_access(user: User, studies: list[Study]) -> dict[int, StudyAcc
     found: dict[int, StudyAccess | None] = {study.pk: None for study in studies}
     memberships = list(active_memberships(user))
     org_wide = {m.organization_id for m in memberships if m.role.grants(Perm.VIEW_ALL_STUDIES)}
-    worklist_ids = visible_worklist_ids(user)
-    entries: dict[int, list[Entry]] = {}
-    for entry in active_entries().filter(study__in=list(found), worklist_id__in=worklist_ids):
-        entries.setdefault(entry.study_id, []).append(entry)
+    entries = entries_reaching(user, studies)
     for study in studies:
         candidates: list[StudyAccess | None] = []
         if study.organization_id in org_wide:
@@ -377,6 +374,32 @@ def _user_studies_access(user: User, studies: list[Study]) -> dict[int, StudyAcc
             candidates.append(_entry_access(user, entry, study, memberships))
         found[study.pk] = best_access(candidates)
     return found
+
+
+def entries_reaching(user: User, studies: Iterable[Study]) -> dict[int, list[Entry]]:
+    """The active entries of the user's worklists that hold these studies, by study, newest
+    first, with their worklist and who added them: what gives the user access to each study
+    besides a role, and what a listed row shows of how it arrived (``studies.selectors.
+    study_rows``). Read once per request for the same studies
+    (``portal.decisions.once_per_request``): a page's rows, then its menu items, ask them."""
+    keys = sorted({study.pk for study in studies})
+    if not keys:
+        return {}
+
+    def read() -> dict[int, list[Entry]]:
+        found: dict[int, list[Entry]] = {}
+        entries = (
+            active_entries()
+            .filter(study__in=keys, worklist_id__in=visible_worklist_ids(user))
+            .select_related("added_by", "worklist")
+            .order_by("-added_at", "-pk")
+        )
+        for entry in entries:
+            found.setdefault(entry.study_id, []).append(entry)
+        return found
+
+    question = ",".join(str(pk) for pk in keys)
+    return decisions.once_per_request(f"entries-reaching:{user.pk}:{question}", read)
 
 
 def study_access(request: HttpRequest, study: Study) -> StudyAccess | None:

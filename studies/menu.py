@@ -46,8 +46,7 @@ from accounts.http import AuthenticatedRequest
 from accounts.memberships import has_perm
 from accounts.models import User
 from accounts.permissions import Perm
-from studies.access import organizable_worklist_ids
-from studies.selectors import held_entries
+from studies.access import entries_reaching, organizable_worklist_ids
 
 TARGET_KINDS = frozenset({"study", "worklist", "folder"})
 TargetCheck = Callable[[AuthenticatedRequest, str, list[Any]], set[int]]
@@ -203,13 +202,18 @@ COPY_LINK = MenuItem(
 
 def organizable_targets(request: AuthenticatedRequest, kind: str, targets: list[Any]) -> set[int]:
     """The worklists and folders whose folders the user may organize, and the studies held in
-    such a worklist (``studies.access.organizable_worklist_ids``)."""
+    such a worklist (``studies.access.organizable_worklist_ids``) by an entry that reaches them:
+    where the directory lets the row be dragged to a folder too."""
     ids = organizable_worklist_ids(request.user)
     if kind == "worklist":
         return {worklist.pk for worklist in targets if worklist.pk in ids}
     if kind == "folder":
         return {folder.pk for folder in targets if folder.worklist_id in ids}
-    return {study_id for _worklist_id, study_id in held_entries(ids, targets)}
+    return {
+        study_id
+        for study_id, entries in entries_reaching(request.user, targets).items()
+        if any(entry.worklist_id in ids for entry in entries)
+    }
 
 
 # Folders: offered where the user may organize them; the views ask again.

@@ -41,6 +41,7 @@ from studies.access import (
     StudyAccess,
     access_ends,
     active_entries,
+    entries_reaching,
     granted_study_ids,
     organizable_worklist_ids,
     search_decision_key,
@@ -602,16 +603,7 @@ def study_rows(
     withheld when a two-factor share holds it, anonymized otherwise. ``StudyRow.access`` is
     filled for those rows only.
     """
-    worklist_ids = visible_worklist_ids(user)
-    entries = (
-        active_entries()
-        .filter(study__in=[s.pk for s in studies], worklist_id__in=worklist_ids)
-        .select_related("added_by", "worklist")
-        .order_by("-added_at", "-pk")
-    )
-    by_study: dict[int, list[Entry]] = defaultdict(list)
-    for entry in entries:
-        by_study[entry.study_id].append(entry)
+    by_study = entries_reaching(user, studies)
     # Without an anonymized or two-factor grant among the candidates the best one is plain:
     # only those rows need the authority's full answer, asked once for all of them.
     masked = [

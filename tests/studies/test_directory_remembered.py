@@ -109,7 +109,7 @@ def test_the_menu_items_of_a_page_ask_the_users_access_once(
     client, alice, org, location, peeters, monkeypatch
 ):
     """Share, Send Link and the rows' masking each need the user's access to the page's
-    studies; the page works it out once, and a change within the request is still seen."""
+    studies; the page works it out once."""
     make_study(org, location=location, patient_id="P-0002")
     worked_out = []
     real = access._user_studies_access
@@ -120,9 +120,17 @@ def test_the_menu_items_of_a_page_ask_the_users_access_once(
 
     monkeypatch.setattr(access, "_user_studies_access", counted)
     client.force_login(alice)
-    page = client.get(reverse("studies:directory")).content.decode()
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(reverse("studies:directory")).content.decode()
 
     assert len(worked_out) == 1 and len(worked_out[0]) == 2
+    # The rows, the access and Move to folder read the entries that reach the studies once.
+    entry_reads = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].startswith('SELECT "studies_entry"."id"')
+    ]
+    assert len(entry_reads) == 1, entry_reads
     # What the menu offers still rests on that answer: alice may share both and send links.
     allows = re.findall(r'data-menu-target="study"[^>]*data-allows="([^"]*)"', page)
     assert len(allows) == 2 and all({"share", "send_link"} <= set(a.split()) for a in allows)
