@@ -674,13 +674,22 @@ class WorklistNode(_TreeNode):
 
 
 def worklist_tree(user: User) -> list[WorklistNode]:
-    """The user's worklists (locations, groups, personal) with their folders as a tree."""
-    worklists = sorted(
-        visible_worklists(user).select_related("organization"),
-        key=lambda w: (_KIND_ORDER.get(w.kind, 9), w.name.casefold(), w.pk),
-    )
+    """The user's worklists (locations, groups, personal) with their folders as a tree. The
+    worklists and folders are remembered (``portal.decisions``) until a worklist, a folder, a
+    membership or a role changes; each call builds its own tree, which its caller annotates."""
+    if not user.is_authenticated or not user.is_active:
+        return []
+
+    def read() -> tuple[tuple[list[Worklist], list[Folder]], None]:
+        worklists = sorted(
+            visible_worklists(user).select_related("organization"),
+            key=lambda w: (_KIND_ORDER.get(w.kind, 9), w.name.casefold(), w.pk),
+        )
+        folders = Folder.objects.filter(worklist_id__in=[w.pk for w in worklists])
+        return (worklists, list(folders.order_by("name", "pk"))), None
+
+    worklists, folders = decisions.remember(f"worklist-tree:{user.pk}", read)
     nodes = {w.pk: WorklistNode(worklist=w) for w in worklists}
-    folders = Folder.objects.filter(worklist_id__in=nodes).order_by("name", "pk")
     folder_nodes = {f.pk: FolderNode(folder=f) for f in folders}
     for node in folder_nodes.values():
         parent = node.folder.parent_id

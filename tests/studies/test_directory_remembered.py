@@ -144,3 +144,32 @@ def test_a_bad_modality_is_named_next_to_its_box(client, alice):
     select = re.search(r'<select name="modality"[^>]*>', html).group(0)
     assert 'aria-invalid="true"' in select and 'aria-describedby="id_modality_error"' in select
     assert re.search(r'<div class="errors" id="id_modality_error">.*XX', html, re.S)
+
+
+def test_the_worklist_tree_follows_folders_and_memberships_at_once(client, alice, org, location):
+    """The tree's worklists and folders are remembered; a folder made, renamed or deleted and a
+    location joined show at the next page."""
+    from accounts.models import Location, Membership
+    from studies.services import folders
+    from studies.services.worklists import location_worklist
+
+    radiology = location_worklist(location)
+    client.force_login(alice)
+
+    def tree() -> str:
+        page = client.get(reverse("studies:directory")).content.decode()
+        return page.split('id="menu-data"')[0]
+
+    assert "Tumour board" not in tree()
+    board = folders.create_folder(user=alice, worklist=radiology, name="Tumour board")
+    assert "Tumour board" in tree()
+    folders.rename_folder(user=alice, folder=board, name="Chest board")
+    assert "Chest board" in tree() and "Tumour board" not in tree()
+    folders.delete_folder(user=alice, folder=board)
+    assert "Chest board" not in tree()
+
+    cardiology = Location.objects.create(organization=org, name="Cardiology")
+    location_worklist(cardiology)
+    assert "Cardiology" not in tree()
+    Membership.objects.get(user=alice, organization=org).locations.add(cardiology)
+    assert "Cardiology" in tree()
