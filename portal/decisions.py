@@ -186,6 +186,49 @@ def once_per_request(key: str, compute: Callable[[], T]) -> T:
     return answer
 
 
+def asked_in_request() -> list[str]:
+    """The keys of the remembered answers this request has had so far (none outside a
+    request), for :func:`note_asked`."""
+    kept = _request_answers.get()
+    if not kept:
+        return []
+    return [key for key in kept if not key.startswith("request:")]
+
+
+# By whom ("user:<pk>"): the keys their last request in this process asked, which their next
+# request asks for in one round trip (:func:`ask_as_last_time`). A guess, never an answer: an
+# answer prefetched under a key answers only a request that asks the same key, and every key
+# about what someone may reach names them.
+_asked_last: dict[str, tuple[str, ...]] = {}
+_REMEMBERED_PRINCIPALS = 10_000
+
+
+def note_asked(principal: str, keys: list[str]) -> None:
+    """Remember which answers ``principal``'s request asked for, for their next request. Asking
+    ahead for one answer saves nothing, and costs a round trip when the next request asks
+    another (a frame's decision is about its own instance): only two or more are remembered."""
+    if len(keys) < 2:
+        _asked_last.pop(principal, None)
+        return
+    if len(_asked_last) >= _REMEMBERED_PRINCIPALS:
+        _asked_last.clear()
+    _asked_last[principal] = tuple(keys)
+
+
+def forget_asked() -> None:
+    """Forget what everyone's last request asked (the cache they were asked of is gone)."""
+    _asked_last.clear()
+
+
+def ask_as_last_time(principal: str) -> None:
+    """Ask the cache in one round trip for every answer ``principal``'s last request asked for
+    (:func:`prefetch`): a user going from page to page asks for the same memberships, worklists
+    and tree each time, and a round trip each costs more than asking for one too many."""
+    keys = _asked_last.get(principal)
+    if keys:
+        prefetch(*keys)
+
+
 def prefetch(*keys: str) -> None:
     """Ask the cache in one round trip for the answers to questions this request is about to
     ask (a viewer's frame: who its token is, and whether its principal reaches the instance),

@@ -76,3 +76,23 @@ class DecisionsMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         with decisions.kept_for_request():
             return self.get_response(request)
+
+
+class DecisionsAheadMiddleware:
+    """A logged-in user's request asks the shared cache, in one round trip before anything else,
+    for the remembered answers the user's last request in this process asked for
+    (``decisions.ask_as_last_time``), rather than for each when it is first needed. Install after
+    ``AuthenticationMiddleware``. Requests with an API or viewer token are not logged in here
+    (their views authenticate them, and ``dicomweb.http`` asks ahead for them)."""
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        if not request.user.is_authenticated:
+            return self.get_response(request)
+        principal = f"user:{request.user.pk}"
+        decisions.ask_as_last_time(principal)
+        response = self.get_response(request)
+        decisions.note_asked(principal, decisions.asked_in_request())
+        return response

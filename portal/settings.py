@@ -97,6 +97,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    # Before the first remembered answer is asked (the two-factor check below).
+    "portal.middleware.DecisionsAheadMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "accounts.middleware.SessionLifetimeMiddleware",
     # Sessions that owe a one-time code (accounts.policy) reach only the two-factor pages.

@@ -19,6 +19,7 @@ import pytest
 
 from accounts.models import Group, Location, Membership, Organization, Role, User
 from accounts.permissions import ADMINISTRATOR, CLINICIAN
+from portal.decisions import forget_asked
 from portal.once import forget as forget_once
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -62,6 +63,7 @@ def _isolated_storage(settings, tmp_path):
         caches[alias].clear()
     # What this process remembers of the shared cache goes with it.
     forget_once()
+    forget_asked()
     yield
     storages._storages.pop("dicom", None)
 

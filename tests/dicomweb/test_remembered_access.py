@@ -353,6 +353,62 @@ def test_the_directory_asks_for_the_users_memberships_once_a_page(alice, countin
     assert len(asked) == len(set(asked)), asked
 
 
+def test_a_users_next_page_asks_the_cache_once(alice, carol, counting_cache, settings, monkeypatch):
+    """A logged-in user's next page asks for every answer the last one asked (two-factor,
+    memberships, worklists, the tree, the search's page...) in one round trip; another user's
+    request never takes them."""
+    from tests.accounts.helpers import plain_static_storage, sign_in
+
+    plain_static_storage(settings)
+    client = HttpsClient()
+    sign_in(client, alice)
+    assert client.get("/studies/").status_code == 200
+    first = set(counting_cache.answers_asked)
+    counting_cache.asked = 0
+    counting_cache.answers_asked.clear()
+
+    assert client.get("/studies/").status_code == 200
+
+    assert counting_cache.asked == 1
+    assert {f"decisions:memberships:{alice.pk}", f"decisions:worklists:{alice.pk}"} <= first
+    assert set(counting_cache.answers_asked) == first
+
+    other = HttpsClient()
+    sign_in(other, carol)
+    counting_cache.answers_asked.clear()
+    assert other.get("/studies/").status_code == 200
+    assert f"decisions:memberships:{carol.pk}" in counting_cache.answers_asked
+    assert f"decisions:memberships:{alice.pk}" not in counting_cache.answers_asked
+
+
+def test_an_answer_asked_ahead_answers_only_its_own_question(counting_cache):
+    computed = []
+
+    def compute():
+        computed.append(1)
+        return "computed", None
+
+    with decisions.kept_for_request():
+        decisions.remember("ahead:user:1", compute)
+        decisions.remember("ahead-too:user:1", compute)
+        decisions.note_asked("user:1", decisions.asked_in_request())
+        # One answer is not worth asking ahead for (nor is none).
+        decisions.note_asked("user:3", ["ahead:user:3"])
+    assert computed == [1, 1]
+    with decisions.kept_for_request():
+        counting_cache.asked = 0
+        decisions.ask_as_last_time("user:1")
+        assert counting_cache.asked == 1
+        # The question asked last time comes from the prefetch; another is asked and computed.
+        assert decisions.remember("ahead:user:1", compute) == "computed"
+        assert decisions.remember("ahead-too:user:1", compute) == "computed"
+        assert decisions.remember("ahead:user:2", compute) == "computed"
+        assert (counting_cache.asked, computed) == (2, [1, 1, 1])
+        # Nor for one whose last request asked for a single answer.
+        decisions.ask_as_last_time("user:3")
+        assert counting_cache.asked == 2
+
+
 def test_a_tokens_next_frames_ask_the_cache_once(ct_study, alice, counting_cache):
     """Who the token is and whether its user reaches the instance come back in one round trip:
     the token's earlier request told this process whom it stands for."""
