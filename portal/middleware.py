@@ -82,8 +82,9 @@ class DecisionsAheadMiddleware:
     """A logged-in user's request asks the shared cache, in one round trip before anything else,
     for the remembered answers the user's last request in this process asked for
     (``decisions.ask_as_last_time``), rather than for each when it is first needed. Install after
-    ``AuthenticationMiddleware``. Requests with an API or viewer token are not logged in here
-    (their views authenticate them, and ``dicomweb.http`` asks ahead for them)."""
+    ``AuthenticationMiddleware`` and before anything that asks (the two-factor check). Requests
+    with an API or viewer token are not logged in here (their views authenticate them, and
+    ``dicomweb.http`` asks ahead for them)."""
 
     def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response

@@ -379,8 +379,8 @@ def _user_studies_access(user: User, studies: list[Study]) -> dict[int, StudyAcc
 def entries_reaching(user: User, studies: Iterable[Study]) -> dict[int, list[Entry]]:
     """The active entries of the user's worklists that hold these studies, by study, newest
     first, with their worklist and who added them: what gives the user access to each study
-    besides a role, and what a listed row shows of how it arrived (``studies.selectors.
-    study_rows``). Read once per request for the same studies
+    besides a role, and what a listed row shows of how it arrived
+    (``studies.selectors.study_rows``). Read once per request for the same studies
     (``portal.decisions.once_per_request``): a page's rows, then its menu items, ask them."""
     keys = sorted({study.pk for study in studies})
     if not keys:
