@@ -390,13 +390,16 @@ def _check_renderable(ds: Dataset, frame: int) -> None:
 
 
 def _transfer_syntax(ds: Dataset) -> UID:
-    syntax = getattr(ds, "file_meta", Dataset()).get("TransferSyntaxUID")
+    # Asked a few times a frame: no empty Dataset made to stand for missing file meta, and the
+    # UID pydicom read is not made again.
+    file_meta = getattr(ds, "file_meta", None)
+    syntax = None if file_meta is None else file_meta.get("TransferSyntaxUID")
     if not syntax:
         raise RenderError(
             "the dataset has no Transfer Syntax UID (missing File Meta Information), "
             "so its pixel data cannot be interpreted"
         )
-    return UID(syntax)
+    return syntax if isinstance(syntax, UID) else UID(syntax)
 
 
 def _frame_after_header(header: Dataset, source: IO[bytes], index: int) -> np.ndarray:
@@ -444,12 +447,12 @@ def _pixel_element(source: IO[bytes], syntax: UID) -> dict[str, str]:
 
 def _decode(header: Dataset, frame: int, decode: Callable[[], np.ndarray]) -> np.ndarray:
     """``decode()``'s frame (it decodes that frame alone), or a RenderError saying why not."""
-    syntax = _transfer_syntax(header)
     try:
         return decode()
     except (AttributeError, KeyError) as exc:
         raise RenderError(f"the pixel data cannot be read: {exc}") from exc
     except Exception as exc:  # decoders raise RuntimeError/ValueError/codec errors alike
+        syntax = _transfer_syntax(header)  # checked before decoding: it is there
         raise RenderError(
             f"frame {frame} could not be decoded (transfer syntax {syntax}, {syntax.name}): "
             f"{str(exc).strip()}"
