@@ -147,7 +147,9 @@ def instance_target(
         }
         return targets, access.until
 
-    target = decisions.remember_with_neighbours(key(instance_uid), decide)
+    # A viewer asks for a series' first frames at once: one of them decides the whole series.
+    together = f"instances:{principal}:{decisions.digest(study_uid, series_uid)}"
+    target = decisions.remember_with_neighbours(key(instance_uid), decide, together=together)
     if isinstance(target, str):
         raise not_found(target)
     return target

@@ -150,19 +150,28 @@ def remember(
 
 
 def remember_with_neighbours(
-    key: str, compute: Callable[[], tuple[dict[str, T], datetime | None]], *, ttl: int | None = None
+    key: str,
+    compute: Callable[[], tuple[dict[str, T], datetime | None]],
+    *,
+    ttl: int | None = None,
+    together: str | None = None,
 ) -> T:
     """As :func:`remember`, for a question asked with many like it (each frame of a series):
     ``compute`` answers ``key`` and its neighbours' keys at once, with when they all stop being
     true, and every answer is remembered in one write, so the neighbours' requests find theirs.
-    ``compute``'s answers must hold ``key``."""
+    ``compute``'s answers must hold ``key``.
+
+    ``together`` names what ``compute`` decides for all of them (a principal's series): of the
+    requests that find no answer at the same moment (a viewer asks for a series' first frames
+    four at a time), one computes and the others wait for its answers (``_wait_for``) rather
+    than each computing the same ones."""
     seconds = settings.ACCESS_DECISION_SECONDS if ttl is None else ttl
     if seconds <= 0:
         return compute()[0][key]
     kept = _request_answers.get()
     if kept is not None and key in kept:
         return kept[key]
-    answer = _remembered(key, compute, seconds)
+    answer = _remembered(key, compute, seconds, together)
     if kept is not None:
         kept[key] = answer
     return answer
@@ -257,7 +266,10 @@ def _holds(stored: tuple[str, float, Any], generation: str, now: float) -> bool:
 
 
 def _remembered(
-    key: str, compute: Callable[[], tuple[dict[str, T], datetime | None]], seconds: int
+    key: str,
+    compute: Callable[[], tuple[dict[str, T], datetime | None]],
+    seconds: int,
+    together: str | None = None,
 ) -> T:
     cache = _cache()
     full_key = f"decisions:{key}"
@@ -269,17 +281,55 @@ def _remembered(
     if stored is not _MISSING and _holds(stored, generation, now):
         answer: T = stored[2]
         return answer
-    answers, until = compute()
-    valid_until = now + seconds
-    if until is not None:
-        valid_until = min(valid_until, until.timestamp())
-    # An answer that ends by the time it is known (a refusal says "now") is not kept.
-    if valid_until > time.time():
-        cache.set_many(
-            {
-                f"decisions:{name}": (generation, valid_until, value)
-                for name, value in answers.items()
-            },
-            timeout=max(1, int(seconds)),
-        )
+    computing = None
+    if together is not None:
+        computing = f"decisions:computing:{together}"
+        # Of concurrent requests, exactly one adds the mark and computes.
+        if not cache.add(computing, True, timeout=_COMPUTING_SECONDS):
+            waited: T = _wait_for(full_key, computing)
+            if waited is not _MISSING:
+                return waited
+            computing = None  # the other request is done without this answer: compute it
+    try:
+        answers, until = compute()
+        valid_until = now + seconds
+        if until is not None:
+            valid_until = min(valid_until, until.timestamp())
+        # An answer that ends by the time it is known (a refusal says "now") is not kept.
+        if valid_until > time.time():
+            cache.set_many(
+                {
+                    f"decisions:{name}": (generation, valid_until, value)
+                    for name, value in answers.items()
+                },
+                timeout=max(1, int(seconds)),
+            )
+    finally:
+        if computing is not None:
+            cache.delete(computing)
     return answers[key]
+
+
+# How long the request computing answers for others (``together``) holds its mark at most, and
+# how long the others wait for them: deciding a 200-slice series takes some 20 ms in one process.
+_COMPUTING_SECONDS = 2
+_WAIT_SECONDS = 0.5
+_WAIT_STEP_SECONDS = 0.005
+
+
+def _wait_for(full_key: str, computing: str) -> Any:
+    """The answer another request is computing, once it is remembered (and of the generation
+    current then); ``_MISSING`` when that request is done (or gone) without it: a refusal is not
+    remembered, and a series longer than its neighbours holds instances it did not decide."""
+    cache = _cache()
+    deadline = time.monotonic() + _WAIT_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(_WAIT_STEP_SECONDS)
+        found = cache.get_many([_GENERATION_KEY, full_key, computing])
+        stored = found.get(full_key, _MISSING)
+        generation = found.get(_GENERATION_KEY)
+        if stored is not _MISSING and generation and _holds(stored, generation, time.time()):
+            return stored[2]
+        if computing not in found:
+            return _MISSING
+    return _MISSING

@@ -21,6 +21,8 @@ import math
 import numbers
 import os
 import struct
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -388,13 +390,16 @@ def _check_renderable(ds: Dataset, frame: int) -> None:
 
 
 def _transfer_syntax(ds: Dataset) -> UID:
-    syntax = getattr(ds, "file_meta", Dataset()).get("TransferSyntaxUID")
+    # Asked a few times a frame: no empty Dataset made to stand for missing file meta, and the
+    # UID pydicom read is not made again.
+    file_meta = getattr(ds, "file_meta", None)
+    syntax = None if file_meta is None else file_meta.get("TransferSyntaxUID")
     if not syntax:
         raise RenderError(
             "the dataset has no Transfer Syntax UID (missing File Meta Information), "
             "so its pixel data cannot be interpreted"
         )
-    return UID(syntax)
+    return syntax if isinstance(syntax, UID) else UID(syntax)
 
 
 def _frame_after_header(header: Dataset, source: IO[bytes], index: int) -> np.ndarray:
@@ -442,12 +447,12 @@ def _pixel_element(source: IO[bytes], syntax: UID) -> dict[str, str]:
 
 def _decode(header: Dataset, frame: int, decode: Callable[[], np.ndarray]) -> np.ndarray:
     """``decode()``'s frame (it decodes that frame alone), or a RenderError saying why not."""
-    syntax = _transfer_syntax(header)
     try:
         return decode()
     except (AttributeError, KeyError) as exc:
         raise RenderError(f"the pixel data cannot be read: {exc}") from exc
     except Exception as exc:  # decoders raise RuntimeError/ValueError/codec errors alike
+        syntax = _transfer_syntax(header)  # checked before decoding: it is there
         raise RenderError(
             f"frame {frame} could not be decoded (transfer syntax {syntax}, {syntax.name}): "
             f"{str(exc).strip()}"
@@ -482,6 +487,14 @@ def _greyscale(
         # The window is the frame's own range of values: every pixel takes part.
         return _grey_levels(pixels, ds, index, None, invert=invert)
     if pixels.dtype.kind in "iu" and pixels.size:
+        if chosen is not None and pixels.dtype.itemsize <= 2:
+            table = _grey_table(pixels.dtype, ds, index, chosen, invert=invert)
+            if table is not None:
+                # Indexed by the bits of each pixel read as unsigned (the table says which
+                # value they stand for), in the pixels' own byte order.
+                by_bits = pixels.view(pixels.dtype.str.replace("i", "u"))
+                every_pixel: np.ndarray = table.take(by_bits)
+                return every_pixel
         # Each grey level depends on the stored value alone, so compute it once per value the
         # frame holds (a table of at most 65,536 entries) and look the pixels up: a quarter
         # of the time of computing every pixel in floating point, with the same bytes.
@@ -492,6 +505,93 @@ def _greyscale(
             looked_up: np.ndarray = levels.take(_distances_from(pixels, low))
             return looked_up
     return _grey_levels(pixels, ds, index, chosen, invert=invert)
+
+
+@dataclass(frozen=True)
+class _WindowedGrey:
+    """Everything the grey level of a stored value depends on when the modality LUT is a linear
+    rescale and the VOI a window (a CT's, most MR's): the stored values' type, the rescale, the
+    window with its VOI LUT function, and the polarity."""
+
+    dtype: str
+    slope: float
+    intercept: float
+    center: float
+    width: float
+    function: str
+    invert: bool
+
+    def table(self) -> np.ndarray:
+        """The grey level of every value the stored type holds, by the value's bits read as an
+        unsigned integer: 256 entries for 8-bit data, 65,536 for 16-bit."""
+        dtype = np.dtype(self.dtype)
+        every_bits = np.arange(2 ** (8 * dtype.itemsize), dtype=f"u{dtype.itemsize}")
+        every_value = every_bits.view(dtype.newbyteorder("="))
+        values = _rescaled(every_value, self.slope, self.intercept)
+        window = Window(self.center, self.width)
+        return _to_grey(_apply_window(values, window, self.function), invert=self.invert)
+
+
+class _GreyTables:
+    """Tables of grey levels (``_WindowedGrey.table``) kept in this process for the frames that
+    follow: a series' slices mostly share their rescale and window, so a viewer walking through
+    one looks each slice's pixels up in a table built once rather than computing one per slice
+    over the slice's values. A table of 16-bit data (0.5 ms) costs more than a CT slice's own
+    range of values, so it is built the second time its mapping is asked for: a series whose
+    every slice has its own window (some MR) is computed slice by slice, as it was before."""
+
+    def __init__(self, *, kept: int, remembered: int) -> None:
+        self._tables: OrderedDict[_WindowedGrey, np.ndarray] = OrderedDict()
+        self._asked_once: OrderedDict[_WindowedGrey, None] = OrderedDict()
+        self._kept, self._remembered = kept, remembered
+        # Django's development server and threaded workers render concurrently.
+        self._lock = threading.Lock()
+
+    def get(self, mapping: _WindowedGrey) -> np.ndarray | None:
+        """The table of ``mapping``, or None the first time it is asked for."""
+        with self._lock:
+            table = self._tables.get(mapping)
+            if table is not None:
+                self._tables.move_to_end(mapping)
+                return table
+            if mapping not in self._asked_once:
+                self._asked_once[mapping] = None
+                if len(self._asked_once) > self._remembered:
+                    self._asked_once.popitem(last=False)
+                return None
+        table = mapping.table()
+        table.flags.writeable = False  # shared by every frame that looks pixels up in it
+        with self._lock:
+            self._asked_once.pop(mapping, None)
+            self._tables[mapping] = table
+            if len(self._tables) > self._kept:
+                self._tables.popitem(last=False)
+        return table
+
+
+# 32 tables of 64 KB: the windows of the series a few viewers are walking through.
+_grey_tables = _GreyTables(kept=32, remembered=256)
+
+
+def _grey_table(
+    dtype: np.dtype, ds: Dataset, index: int, window: Window, *, invert: bool
+) -> np.ndarray | None:
+    """The kept table of grey levels of every value of ``dtype`` for this frame's rescale and
+    ``window``; None when the modality LUT is not a rescale (a Modality LUT Sequence) or the
+    table is not kept yet."""
+    rescale = _linear_rescale(ds, index)
+    if rescale is None:
+        return None
+    mapping = _WindowedGrey(
+        dtype=dtype.str,
+        slope=rescale[0],
+        intercept=rescale[1],
+        center=window.center,
+        width=window.width,
+        function=window.function or _voi_function(ds, index),
+        invert=invert,
+    )
+    return _grey_tables.get(mapping)
 
 
 def _distances_from(pixels: np.ndarray, low: int) -> np.ndarray:
@@ -517,9 +617,15 @@ def _grey_levels(
         unit = _apply_voi_lut_sequence(values, ds)
     else:
         unit = _apply_window(values, _data_window(values, pixels, ds), "LINEAR_EXACT")
+    return _to_grey(unit, invert=invert)
+
+
+def _to_grey(unit: np.ndarray, *, invert: bool) -> np.ndarray:
+    """Values in [0, 1] -> 8-bit grey, black to white, or white to black when ``invert``."""
     if invert:
         unit = 1.0 - unit
-    return np.rint(unit * 255.0).astype(np.uint8)
+    grey: np.ndarray = np.rint(unit * 255.0).astype(np.uint8)
+    return grey
 
 
 def _is_inverted(ds: Dataset, photometric: str) -> bool:
@@ -531,13 +637,39 @@ def _is_inverted(ds: Dataset, photometric: str) -> bool:
 
 def _modality_lut(pixels: np.ndarray, ds: Dataset, index: int) -> np.ndarray:
     """Stored values -> modality values (e.g. HU) as float64."""
+    rescale = _linear_rescale(ds, index)
+    if rescale is None:
+        return np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
+    return _rescaled(pixels, *rescale)
+
+
+def _linear_rescale(ds: Dataset, index: int) -> tuple[float, float] | None:
+    """The frame's modality LUT as (slope, intercept), (1, 0) when it has none; None when it is
+    a Modality LUT Sequence, or a rescale pydicom is left to refuse. Which one applies is
+    pydicom's ``apply_modality_lut``'s choice."""
     # Enhanced CT/MR/PET keep Rescale Slope/Intercept in functional groups,
     # possibly different per frame; the top-level ones don't exist there.
     item = _functional_group_item(ds, index, "PixelValueTransformationSequence")
     if item is not None and "RescaleSlope" in item and "RescaleIntercept" in item:
-        slope, intercept = float(item.RescaleSlope), float(item.RescaleIntercept)
-        return pixels.astype(np.float64) * slope + intercept
-    return np.asarray(apply_modality_lut(pixels, ds), dtype=np.float64)
+        return float(item.RescaleSlope), float(item.RescaleIntercept)
+    if ds.get("ModalityLUTSequence"):
+        return None
+    if "RescaleSlope" in ds and "RescaleIntercept" in ds:
+        try:
+            return float(ds.RescaleSlope), float(ds.RescaleIntercept)
+        except (TypeError, ValueError):
+            return None
+    return 1.0, 0.0
+
+
+def _rescaled(pixels: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    values = pixels.astype(np.float64)
+    if (slope, intercept) == (1.0, 0.0):
+        return values  # x * 1.0 + 0.0 is x for every stored value: skip two passes
+    # Two steps, as apply_modality_lut does them: the same values, bit for bit.
+    values *= slope
+    values += intercept
+    return values
 
 
 def _voi_function(ds: Dataset, index: int) -> str:

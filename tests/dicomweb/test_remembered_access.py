@@ -3,6 +3,9 @@ frames of the same instance run no SQL at all, and every change the decision res
 them at the very next request: a share removed, a guest link revoked, a token revoked, a
 membership ended, a share's validity reached."""
 
+import threading
+import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -473,3 +476,76 @@ def test_answers_asked_ahead_are_kept_for_the_request_only_while_true(counting_c
     # Outside a request nothing would be kept, so nothing is asked.
     decisions.prefetch("ahead-test")
     assert counting_cache.asked == 4
+
+
+# --- A series' first frames, asked at once -----------------------------------------------------
+
+
+def _series_decided_elsewhere(answers: dict[str, str], *, together: str, seconds: float):
+    """Another request (a thread, as another worker would be) deciding a series: it takes
+    ``seconds`` and answers ``answers``. Started once it holds the series' mark."""
+    started = threading.Event()
+
+    def compute():
+        started.set()
+        time.sleep(seconds)
+        return answers, None
+
+    first_key = next(iter(answers))
+    other = threading.Thread(
+        target=decisions.remember_with_neighbours,
+        args=(first_key, compute),
+        kwargs={"together": together},
+    )
+    other.start()
+    started.wait()
+    return other
+
+
+def test_a_frame_asked_while_another_decides_its_series_waits_for_that_answer():
+    series = f"series-{uuid.uuid4()}"
+    other = _series_decided_elsewhere(
+        {f"{series}-1": "first", f"{series}-2": "second"}, together=series, seconds=0.05
+    )
+    computed = []
+
+    def compute():
+        computed.append(1)
+        return {f"{series}-2": "computed again"}, None
+
+    answer = decisions.remember_with_neighbours(f"{series}-2", compute, together=series)
+    other.join()
+    assert (answer, computed) == ("second", [])
+
+
+def test_a_frame_the_other_request_did_not_decide_is_decided_once_that_one_is_done():
+    """A refusal is not remembered, and a long series' far instances are not neighbours: the
+    waiting request decides for itself as soon as the other is done, not after the longest
+    wait."""
+    series = f"series-{uuid.uuid4()}"
+    started = time.monotonic()
+    other = _series_decided_elsewhere({f"{series}-1": "first"}, together=series, seconds=0.03)
+
+    def compute():
+        return {f"{series}-400": "decided here"}, None
+
+    answer = decisions.remember_with_neighbours(f"{series}-400", compute, together=series)
+    other.join()
+    assert answer == "decided here"
+    assert time.monotonic() - started < decisions._WAIT_SECONDS
+
+
+def test_a_series_whose_deciding_failed_is_decided_by_the_next_request_at_once():
+    series = f"series-{uuid.uuid4()}"
+
+    def failing():
+        raise RuntimeError("the database went away")
+
+    with pytest.raises(RuntimeError):
+        decisions.remember_with_neighbours(f"{series}-1", failing, together=series)
+    started = time.monotonic()
+    answer = decisions.remember_with_neighbours(
+        f"{series}-1", lambda: ({f"{series}-1": "decided"}, None), together=series
+    )
+    assert answer == "decided"
+    assert time.monotonic() - started < decisions._WAIT_STEP_SECONDS * 4

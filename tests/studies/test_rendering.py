@@ -25,6 +25,7 @@ from pydicom.uid import (
     SecondaryCaptureImageStorage,
 )
 
+from studies import rendering
 from studies.rendering import (
     RenderError,
     Window,
@@ -673,3 +674,151 @@ def test_grey_levels_looked_up_per_value_are_those_computed_per_pixel(
     invert = photometric == "MONOCHROME1" or elements.get("PresentationLUTShape") == "INVERSE"
     per_pixel = _grey_levels(pixel_array(ds), ds, 0, chosen, invert=invert)
     np.testing.assert_array_equal(render(ds, image_format="png", window=window), per_pixel)
+
+
+# --------------------------------------------------------------------------- kept grey tables
+
+
+@pytest.fixture
+def fresh_grey_tables(monkeypatch):
+    """No table kept from other tests, and a count of the tables built."""
+    monkeypatch.setattr(rendering, "_grey_tables", rendering._GreyTables(kept=4, remembered=8))
+    built = []
+    original = rendering._WindowedGrey.table
+
+    def counted(mapping):
+        built.append(mapping)
+        return original(mapping)
+
+    monkeypatch.setattr(rendering._WindowedGrey, "table", counted)
+    return built
+
+
+def _reference_grey(ds: Dataset, window: Window, *, invert: bool) -> np.ndarray:
+    """Grey levels computed pixel by pixel, straight from PS3.3 C.11.2.1.2 on pydicom's decoded
+    values and its modality LUT: what the renderer's tables must give."""
+    values = np.asarray(apply_modality_lut(pixel_array(ds), ds), dtype=np.float64)
+    center, width = window.center, window.width
+    function = window.function or str(ds.get("VOILUTFunction") or "LINEAR").upper()
+    if function == "SIGMOID":
+        unit = 1.0 / (1.0 + np.exp(-4.0 * (values - center) / width))
+    elif function == "LINEAR_EXACT":
+        unit = np.clip((values - center) / width + 0.5, 0.0, 1.0)
+    elif width <= 1:
+        unit = (values > center - 0.5).astype(np.float64)
+    else:
+        unit = np.clip((values - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
+    if invert:
+        unit = 1.0 - unit
+    return np.rint(unit * 255.0).astype(np.uint8)
+
+
+def _bundled(name: str, **elements) -> Dataset:
+    ds = pydicom.dcmread(bundled_test_file(name))
+    for keyword, value in elements.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def _ct_stored_in_hu() -> Dataset:
+    """CT_small with its values stored as HU (intercept 0): signed, most of them below zero."""
+    ds = _bundled("CT_small.dcm")
+    hu = (pixel_array(ds).astype(np.int32) - 1024).astype(np.int16)
+    assert hu.min() < 0 < hu.max()
+    ds.PixelData, ds.RescaleIntercept = hu.tobytes(), 0
+    return ds
+
+
+@pytest.mark.parametrize(
+    ("ds", "window", "invert"),
+    [
+        # A CT: signed 16-bit, rescaled to HU (intercept -1024), windowed for soft tissue.
+        (_bundled("CT_small.dcm"), Window(40, 400), False),
+        # Values below zero stored (signed 16-bit), no rescale to speak of.
+        (_ct_stored_in_hu(), Window(-600, 1500), False),
+        # The same CT, MONOCHROME1 (white is the lowest value), and a lung window.
+        (
+            _bundled("CT_small.dcm", PhotometricInterpretation="MONOCHROME1"),
+            Window(-600, 1500),
+            True,
+        ),
+        # A fractional rescale and a sigmoid VOI LUT function.
+        (
+            _bundled("CT_small.dcm", RescaleSlope=0.37, RescaleIntercept=-12.5),
+            Window(300, 900, "SIGMOID"),
+            False,
+        ),
+        # An MR's own window (signed 16-bit, no rescale), big-endian as stored.
+        (_bundled("MR_small_bigendian.dcm"), None, False),
+        (_bundled("MR_small.dcm", VOILUTFunction="LINEAR_EXACT"), None, False),
+        # 12-bit unsigned with a multi-valued window (the first applies), inverted by the
+        # Presentation LUT Shape.
+        (_bundled("examples_overlay.dcm", PresentationLUTShape="INVERSE"), None, True),
+        # 8-bit, a window one value wide.
+        (_bundled("JPEGLSNearLossless_08.dcm"), Window(100, 1), False),
+    ],
+    ids=[
+        "ct",
+        "ct-negative-stored",
+        "ct-monochrome1",
+        "ct-fractional-sigmoid",
+        "mr-big-endian",
+        "mr-linear-exact",
+        "12-bit-inverse",
+        "8-bit-narrow",
+    ],
+)
+def test_grey_levels_from_a_kept_table_are_those_computed_per_pixel(
+    fresh_grey_tables, ds, window, invert
+):
+    """The second frame asked with the same rescale and window builds a table of every stored
+    value's grey level, which the frames after it are looked up in; every render is the
+    image a straightforward per-pixel windowing gives."""
+    expected = _reference_grey(ds, window or default_window(ds), invert=invert)
+    renders = [render(ds, image_format="png", window=window) for _ in range(3)]
+    assert len(fresh_grey_tables) == 1  # built for the second render, kept for the third
+    for grey in renders:
+        np.testing.assert_array_equal(grey, expected)
+
+
+def test_a_kept_table_serves_the_next_slices_of_a_series(fresh_grey_tables):
+    slices = make_series(
+        **PATIENT,
+        modality="CT",
+        series_number=3,
+        series_description="Axial",
+        slices=4,
+        rows=32,
+        columns=32,
+    )
+    for ds in slices:
+        np.testing.assert_array_equal(
+            render(ds, image_format="png"), _reference_grey(ds, Window(40, 400), invert=False)
+        )
+    assert len(fresh_grey_tables) == 1
+
+
+def test_slices_with_windows_of_their_own_build_no_table(fresh_grey_tables):
+    """An MR series whose every slice has its own window: each slice's levels are computed over
+    its own values, as no table would serve another slice."""
+    for center in range(500, 520):
+        ds = _bundled("MR_small.dcm", WindowCenter=center)
+        np.testing.assert_array_equal(
+            render(ds, image_format="png"), _reference_grey(ds, default_window(ds), invert=False)
+        )
+    assert fresh_grey_tables == []
+
+
+def test_a_modality_lut_sequence_is_never_looked_up_in_a_rescale_table(fresh_grey_tables):
+    ds = _bundled("CT_small.dcm")
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 16]
+    item.LUTData = [(value * 7) % 4096 for value in range(4096)]  # not monotonic
+    item.ModalityLUTType = "HU"
+    ds.ModalityLUTSequence = Sequence([item])
+    for _ in range(3):
+        np.testing.assert_array_equal(
+            render(ds, image_format="png", window=Window(2000, 4000)),
+            _reference_grey(ds, Window(2000, 4000), invert=False),
+        )
+    assert fresh_grey_tables == []
