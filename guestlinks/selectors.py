@@ -244,17 +244,17 @@ def linkable_target_ids(user: User, kind: str, targets: list[Any]) -> set[int]:
     visible = set(visible_worklist_ids(user))
     if kind == TargetKind.WORKLIST:
         # The page's worklists carry their organization.
-        worklist_of = {worklist.pk: worklist.pk for worklist in targets}
-        organization_of = {
-            worklist.pk: worklist.organization_id for worklist in targets if worklist.pk in visible
+        return {
+            worklist.pk
+            for worklist in targets
+            if worklist.pk in visible and worklist.organization_id in permitted
         }
-    else:
-        worklist_of = {folder.pk: folder.worklist_id for folder in targets}
-        organization_of = dict(
-            Worklist.objects.filter(pk__in=set(worklist_of.values()) & visible).values_list(
-                "pk", "organization_id"
-            )
+    worklist_of = {folder.pk: folder.worklist_id for folder in targets}
+    organization_of = dict(
+        Worklist.objects.filter(pk__in=set(worklist_of.values()) & visible).values_list(
+            "pk", "organization_id"
         )
+    )
     return {
         pk
         for pk, worklist_id in worklist_of.items()

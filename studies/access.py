@@ -353,9 +353,9 @@ def user_studies_access(
     studies = list(studies)
     if not user.is_authenticated or not user.is_active or not studies:
         return {study.pk: None for study in studies}
-    question = ",".join(str(pk) for pk in sorted({study.pk for study in studies}))
     found = decisions.once_per_request(
-        f"studies-access:{user.pk}:{question}", lambda: _user_studies_access(user, studies)
+        f"studies-access:{user.pk}:{_studies_question(studies)}",
+        lambda: _user_studies_access(user, studies),
     )
     # The caller's own copy: studies_access adds the session's grants to it.
     return dict(found)
@@ -382,15 +382,15 @@ def entries_reaching(user: User, studies: Iterable[Study]) -> dict[int, list[Ent
     besides a role, and what a listed row shows of how it arrived
     (``studies.selectors.study_rows``). Read once per request for the same studies
     (``portal.decisions.once_per_request``): a page's rows, then its menu items, ask them."""
-    keys = sorted({study.pk for study in studies})
-    if not keys:
+    studies = list(studies)
+    if not studies:
         return {}
 
     def read() -> dict[int, list[Entry]]:
         found: dict[int, list[Entry]] = {}
         entries = (
             active_entries()
-            .filter(study__in=keys, worklist_id__in=visible_worklist_ids(user))
+            .filter(study__in=studies, worklist_id__in=visible_worklist_ids(user))
             .select_related("added_by", "worklist")
             .order_by("-added_at", "-pk")
         )
@@ -398,8 +398,13 @@ def entries_reaching(user: User, studies: Iterable[Study]) -> dict[int, list[Ent
             found.setdefault(entry.study_id, []).append(entry)
         return found
 
-    question = ",".join(str(pk) for pk in keys)
+    question = _studies_question(studies)
     return decisions.once_per_request(f"entries-reaching:{user.pk}:{question}", read)
+
+
+def _studies_question(studies: list[Study]) -> str:
+    """Which studies a question of :func:`decisions.once_per_request` is about, in any order."""
+    return ",".join(str(pk) for pk in sorted({study.pk for study in studies}))
 
 
 def study_access(request: HttpRequest, study: Study) -> StudyAccess | None:
