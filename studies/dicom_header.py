@@ -22,7 +22,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_partial
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, MediaStorageDirectoryStorage
 
-from studies.rendering import frame_count
+from studies.rendering import PlainImage, frame_count
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +145,9 @@ class DicomHeader:
     rows: int | None
     columns: int | None
     has_pixels: bool
+    # How to render the image's frames without reading its header again (rendering.PlainImage,
+    # as JSON); None when its frames need the header (compressed, colour, LUTs...).
+    plain_image: dict | None = None
 
 
 _REQUIRED_UIDS = (
@@ -207,6 +210,7 @@ class _Scan:
 
     size: int
     pixel_at: tuple[int, int] | None = None  # (position, length) of the Pixel Data's value
+    pixel_tag: int | None = None  # which of the pixel data elements it is
     overruns: list[int] = field(default_factory=list)  # tags whose value runs past the end
     last_end: int | None = None  # where the last element's value ends (None: undefined length)
 
@@ -216,6 +220,7 @@ class _Scan:
         # and remember where the last one ends.
         if tag in _PIXEL_TAGS:
             self.pixel_at = (spool.tell(), length)
+            self.pixel_tag = tag
             return True
         if length == _UNDEFINED_LENGTH:
             self.last_end = None
@@ -231,8 +236,20 @@ def read_header(spool: IO[bytes], size: int) -> DicomHeader:
     ds = _read_until_pixels(spool, scan)
     transfer_syntax, media_class = _file_meta(ds)
     _check_complete(spool, ds, scan, transfer_syntax, media_class)
+    plain = None
+    if scan.pixel_at is not None and scan.pixel_tag is not None:
+        # A deflated file's positions are not positions in the stored file: never plain.
+        plain = PlainImage.of(
+            ds, pixel_tag=scan.pixel_tag, offset=scan.pixel_at[0], length=scan.pixel_at[1]
+        )
     try:
-        return _header_from(ds, transfer_syntax, media_class, has_pixels=scan.pixel_at is not None)
+        return _header_from(
+            ds,
+            transfer_syntax,
+            media_class,
+            has_pixels=scan.pixel_at is not None,
+            plain_image=None if plain is None else plain.as_json(),
+        )
     except (ValueError, TypeError, KeyError, LookupError) as exc:
         # Undecodable character sets or malformed values in the attributes we need.
         raise FileRejected(
@@ -430,7 +447,9 @@ def _check_pixel_data_complete(spool: IO[bytes], size: int, position: int, lengt
             raise truncated
 
 
-def _header_from(ds, transfer_syntax: str, media_class: str, *, has_pixels: bool) -> DicomHeader:
+def _header_from(
+    ds, transfer_syntax: str, media_class: str, *, has_pixels: bool, plain_image: dict | None
+) -> DicomHeader:
     missing = [label for keyword, label in _REQUIRED_UIDS if not _uid(ds, keyword)]
     if missing:
         raise FileRejected(
@@ -482,4 +501,5 @@ def _header_from(ds, transfer_syntax: str, media_class: str, *, has_pixels: bool
         rows=_integer(ds, "Rows"),
         columns=_integer(ds, "Columns"),
         has_pixels=has_pixels,
+        plain_image=plain_image,
     )

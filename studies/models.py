@@ -149,6 +149,11 @@ class Instance(models.Model):
     file = models.CharField(max_length=200, verbose_name=_("file"))
     sha256 = models.CharField(max_length=64, verbose_name=_("sha256"))
     size = models.PositiveBigIntegerField(default=0, verbose_name=_("size"))
+    # studies.rendering.PlainImage as JSON, read from the header when the file was stored: its
+    # frames render without reading the header again. Null: they need the header.
+    plain_image = models.JSONField(
+        null=True, blank=True, editable=False, verbose_name=_("plain image")
+    )
     received_at = models.DateTimeField(auto_now_add=True, verbose_name=_("received at"))
 
     class Meta:

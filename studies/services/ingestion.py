@@ -409,6 +409,7 @@ def _new_instance(header: DicomHeader, series: Series, received: _Received) -> I
         file=received.stored_as,
         sha256=received.sha256,
         size=received.size,
+        plain_image=header.plain_image,
     )
 
 

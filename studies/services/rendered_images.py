@@ -22,7 +22,7 @@ from audit.services import client_ip, record
 from portal.once import first_in_period
 from studies.access import StudyAccess
 from studies.models import Instance, Study
-from studies.rendering import JPEG_QUALITY, Viewport, Window, render_frame
+from studies.rendering import JPEG_QUALITY, PlainImage, Viewport, Window, render_frame
 
 RENDER_SESSION_SECONDS = 30 * 60
 _CACHE_VERSION = "v2"
@@ -99,6 +99,7 @@ def rendered_bytes(
                 max_size=max_size,
                 viewport=viewport,
                 quality=quality,
+                plain=PlainImage.from_json(instance.plain_image),
             )
         cache.set(key, body)
     return body

@@ -19,8 +19,9 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from audit.models import Action, AuditEvent
 from dicomweb.rendered import negotiate_format
+from studies import rendering
 from studies.models import Instance
-from studies.rendering import Viewport, Window, render_frame
+from studies.rendering import PlainImage, Viewport, Window, render_frame
 from studies.services.ingestion import ingest_files
 from studies.services.rendered_images import frame_cache_key
 from studies.synthetic import BUNDLED_RENDERABLE, bundled_test_file, to_bytes
@@ -511,6 +512,43 @@ def test_second_request_is_served_from_the_cache(ct, alice):
         client.get(
             frame_url(instance), {"window": "40,80", "viewport": "20,20"}, HTTP_ACCEPT="image/jpeg"
         )
+
+
+def test_a_plain_slice_is_rendered_from_what_its_storing_kept_of_its_header(monkeypatch, ct, alice):
+    client = login(alice)
+    instance = ct[1]
+    assert PlainImage.from_json(instance.plain_image) is not None
+    expected = stored_rendering(instance, frame=1, image_format="jpeg")
+
+    def no_header(*_args, **_kwargs):
+        raise AssertionError("the header was read")
+
+    monkeypatch.setattr(rendering, "_read_header", no_header)
+    response = client.get(frame_url(instance), HTTP_ACCEPT="image/jpeg")
+
+    assert response.status_code == 200
+    assert response.content == expected
+
+
+def test_an_instance_stored_without_a_plain_description_renders_from_its_header(
+    monkeypatch, ct, alice
+):
+    # As the instances stored before the description existed, and those that are not plain.
+    instance = ct[1]
+    Instance.objects.filter(pk=instance.pk).update(plain_image=None)
+    expected = stored_rendering(instance, frame=1, image_format="jpeg")
+    read_header, headers_read = rendering._read_header, []
+
+    def counted(source):
+        headers_read.append(source)
+        return read_header(source)
+
+    monkeypatch.setattr(rendering, "_read_header", counted)
+    response = login(alice).get(frame_url(instance), HTTP_ACCEPT="image/jpeg")
+
+    assert response.status_code == 200
+    assert response.content == expected
+    assert len(headers_read) == 1
 
 
 def test_cache_key_holds_every_parameter_and_no_patient_data(ct):
