@@ -1,0 +1,64 @@
+"""What the web process loads before gunicorn forks its workers (``portal.preload``), so that no
+worker's first request pays for it and the workers share its memory."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# A fresh interpreter with the test settings and a Redis cache at a port nothing listens on: if
+# preloading opened a connection, it would fail.
+_SCRIPT = """
+import json, os, sys
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+import django
+django.setup()
+from django.conf import settings
+settings.CACHES = {"default": {"BACKEND": "portal.cache.RedisCache",
+                               "LOCATION": "redis://127.0.0.1:9/0"}}
+before = set(sys.modules)
+from portal.preload import load_what_requests_use
+load_what_requests_use()
+print(json.dumps(sorted(set(sys.modules) - before)))
+"""
+
+
+def _loaded_by_preload() -> set[str]:
+    completed = subprocess.run(
+        [sys.executable, "-c", _SCRIPT], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return set(json.loads(completed.stdout.strip().splitlines()[-1]))
+
+
+def test_the_libraries_a_first_request_would_load_are_loaded_before_the_fork():
+    loaded = _loaded_by_preload()
+    assert {
+        "redis",
+        "PIL.JpegImagePlugin",
+        "PIL.PngImagePlugin",
+        "PIL.GifImagePlugin",
+        "django.contrib.messages.storage.fallback",
+        "django.contrib.sessions.serializers",
+    } <= loaded
+
+
+def test_the_web_process_preloads_them():
+    # Nothing else the web process loads at import brings these in: only the preload does.
+    script = (
+        "import os, sys; os.environ['DJANGO_SETTINGS_MODULE'] = 'tests.settings'; "
+        "import portal.wsgi; "
+        "print(all(name in sys.modules for name in ('PIL.JpegImagePlugin', "
+        "'django.contrib.messages.storage.fallback', 'django.contrib.sessions.serializers')))"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert completed.stdout.strip().splitlines()[-1] == "True"
