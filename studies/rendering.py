@@ -328,6 +328,8 @@ _BEYOND_PLAIN = (
     "ModalityLUTSequence",
     "VOILUTSequence",
 )
+# The stored values' NumPy types, by bits allocated and signedness (little endian).
+_PLAIN_TYPES = {(8, 0): "u1", (8, 1): "i1", (16, 0): "<u2", (16, 1): "<i2"}
 # Changed whenever what PlainImage keeps changes: an older description is then not used.
 _PLAIN_VERSION = 1
 
@@ -377,7 +379,8 @@ class PlainImage:
         signed = header.get("PixelRepresentation")
         if not all(isinstance(value, int) for value in (rows, columns, allocated, stored, signed)):
             return None
-        if allocated not in (8, 16) or not 1 <= stored <= allocated or signed not in (0, 1):
+        dtype = _PLAIN_TYPES.get((allocated, signed))
+        if dtype is None or not 1 <= stored <= allocated:
             return None
         if rows < 1 or columns < 1 or _linear_rescale(header, 0) is None:
             return None
@@ -393,7 +396,7 @@ class PlainImage:
             rows=rows,
             columns=columns,
             frames=frames,
-            dtype=("<" if allocated == 16 else "") + ("i" if signed else "u") + str(allocated // 8),
+            dtype=dtype,
             bits_stored=stored,
             display=elements.to_json_dict(),
         )
@@ -415,6 +418,8 @@ class PlainImage:
         """The image ``as_json`` described; None for nothing, or for what another version of
         this class wrote (the full path then renders the image)."""
         if not isinstance(value, dict) or value.get("version") != _PLAIN_VERSION:
+            return None
+        if value.get("dtype") not in _PLAIN_TYPES.values():
             return None
         try:
             return cls(

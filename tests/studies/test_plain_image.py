@@ -231,6 +231,7 @@ def test_a_description_of_another_version_or_damaged_is_not_used():
     assert PlainImage.from_json(described) == plain
     assert PlainImage.from_json({**described, "version": described["version"] + 1}) is None
     assert PlainImage.from_json({**described, "rows": "many"}) is None
+    assert PlainImage.from_json({**described, "dtype": "<f8"}) is None
     without_offset = {key: value for key, value in described.items() if key != "offset"}
     assert PlainImage.from_json(without_offset) is None
     assert PlainImage.from_json(None) is None
