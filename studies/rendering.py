@@ -341,7 +341,7 @@ class PlainImage:
 
     Read from the file's header once, when the file is stored, and kept with the instance, it
     renders the file's frames from their pixel bytes alone: the header is not read again for
-    each frame a viewer asks (a quarter of a cold CT frame's time). The frame decoded and the
+    each frame a viewer asks (a fifth of a cold CT frame's time). The frame decoded and the
     grey levels are the same as from the header (``render_frame`` without it).
     """
 
