@@ -23,16 +23,10 @@ from studies.selectors import SearchCriteria, search_studies
 from studies.services.ingestion import ingest_files
 from studies.services.worklists import group_worklist, location_worklist, personal_worklist
 from studies.synthetic import make_series, to_bytes
-from tests.accounts.helpers import HttpsAPIClient, HttpsClient, plain_static_storage, sign_in
+from tests.accounts.helpers import HttpsAPIClient, sign_in
 from tests.factories import make_study
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def client(settings):
-    plain_static_storage(settings)
-    return HttpsClient()
 
 
 @pytest.fixture

@@ -23,17 +23,11 @@ from studies.selectors import SearchCriteria, search_page, search_studies
 from studies.services.ingestion import ingest_files
 from studies.services.worklists import location_worklist, personal_worklist
 from studies.synthetic import make_series, to_bytes
-from tests.accounts.helpers import HttpsClient, plain_static_storage
+from tests.accounts.helpers import HttpsClient
 from tests.conftest import make_user
 from tests.factories import make_study, share_entry
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def client(settings):
-    plain_static_storage(settings)
-    return HttpsClient()
 
 
 def named_study(org, location, *, family, given, patient_id, **extra) -> Study:

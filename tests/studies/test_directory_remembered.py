@@ -18,7 +18,6 @@ from audit.models import Action, AuditEvent
 from sharing.services.shares import remove_share
 from studies import access
 from studies.models import Patient
-from tests.accounts.helpers import HttpsClient, plain_static_storage
 from tests.factories import make_study, share_entry
 from tests.sharing.conftest import share
 
@@ -26,12 +25,6 @@ pytestmark = pytest.mark.django_db
 
 # The search by name itself (reading the patient's name back with a study is not searching).
 NAME_SEARCH = re.compile(r'"name_search"\S*\s+LIKE', re.I)
-
-
-@pytest.fixture
-def client(settings):
-    plain_static_storage(settings)
-    return HttpsClient()
 
 
 @pytest.fixture

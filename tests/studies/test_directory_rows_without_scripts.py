@@ -11,16 +11,10 @@ from urllib.parse import urlencode
 import pytest
 from django.urls import reverse
 
-from tests.accounts.helpers import HttpsClient, plain_static_storage, sign_in
+from tests.accounts.helpers import sign_in
 from tests.factories import make_study, share_entry
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def client(settings):
-    plain_static_storage(settings)
-    return HttpsClient()
 
 
 def row_links(page: str, study_uid: str) -> dict[str, str]:

@@ -18,18 +18,12 @@ from studies.models import Entry, Folder
 from studies.services import folders as folder_services
 from studies.services.folders import FolderError, FolderPermissionDenied
 from studies.services.worklists import location_worklist, personal_worklist
-from tests.accounts.helpers import HttpsClient, api_token, plain_static_storage, sign_in
+from tests.accounts.helpers import api_token, sign_in
 from tests.factories import make_study, share_entry
 
 pytestmark = pytest.mark.django_db
 
 FRAGMENT = {"HTTP_X_REQUESTED_WITH": "XMLHttpRequest"}
-
-
-@pytest.fixture
-def client(settings):
-    plain_static_storage(settings)
-    return HttpsClient()
 
 
 @pytest.fixture

@@ -10,16 +10,10 @@ from accounts.models import Role
 from accounts.permissions import Perm
 from guestlinks.selectors import LinkTarget, may_create_links
 from studies.services.worklists import location_worklist, personal_worklist
-from tests.accounts.helpers import HttpsClient, plain_static_storage, sign_in
+from tests.accounts.helpers import sign_in
 from tests.factories import make_study, share_entry
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def client(settings):
-    plain_static_storage(settings)
-    return HttpsClient()
 
 
 def allows(page: str, kind: str, target_id) -> set[str]:

@@ -12,18 +12,11 @@ from audit.models import Action, AuditEvent
 from studies.access import StudyAccess, user_study_access
 from studies.models import AccessLevel, Report
 from studies.services.reports import ReportConflict, report_version, update_report
-from tests.accounts.helpers import HttpsClient, plain_static_storage
 from tests.factories import make_study, share_entry
 
 pytestmark = pytest.mark.django_db
 
 WRITE = StudyAccess(level=AccessLevel.REPORT_WRITE)
-
-
-@pytest.fixture
-def client(settings):
-    plain_static_storage(settings)
-    return HttpsClient()
 
 
 @pytest.fixture

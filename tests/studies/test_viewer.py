@@ -15,18 +15,11 @@ from audit.models import Action, AuditEvent
 from studies.models import AccessLevel, Entry, Report, Study
 from studies.services.ingestion import ingest_files
 from studies.synthetic import make_series, to_bytes
-from tests.accounts.helpers import HttpsClient, plain_static_storage
 from tests.factories import make_study, share_entry
 
 pytestmark = pytest.mark.django_db
 
 STUDY_UID = "1.2.826.0.1.3680043.10.777.1"
-
-
-@pytest.fixture
-def client(settings):
-    plain_static_storage(settings)
-    return HttpsClient()
 
 
 def ingest_ct(org, location, *, study_uid=STUDY_UID, slices=5, series=((1, "Axial 3mm"),)):
