@@ -441,10 +441,7 @@ class PlainImage:
     def frame(self, source: IO[bytes], frame: int) -> np.ndarray:
         """Frame ``frame`` (1-based) read from the file, as pydicom decodes it: the stored
         values, with the bits above Bits Stored cleared (or, signed, the sign extended)."""
-        if not 1 <= frame <= self.frames:
-            raise RenderError(
-                f"frame {frame} is out of range: the image has {self.frames} frame(s)"
-            )
+        _check_frame_number(frame, self.frames)
         dtype = np.dtype(self.dtype)
         size = self.rows * self.columns * dtype.itemsize
         source.seek(self.offset + (frame - 1) * size)
@@ -535,10 +532,7 @@ def _check_renderable(ds: Dataset, frame: int) -> None:
         sop = ds.get("SOPClassUID")
         what = f"{UID(sop).name} is not an image" if sop else "it has no Rows/Columns"
         raise RenderError(f"the dataset has no pixel data ({what})")
-    count = frame_count(ds)
-    is_integer = isinstance(frame, numbers.Integral) and not isinstance(frame, bool)
-    if not is_integer or not 1 <= frame <= count:
-        raise RenderError(f"frame {frame} is out of range: the image has {count} frame(s)")
+    _check_frame_number(frame, frame_count(ds))
     syntax = _transfer_syntax(ds)
     try:
         decoder = get_decoder(syntax)
@@ -554,6 +548,13 @@ def _check_renderable(ds: Dataset, frame: int) -> None:
             f"transfer syntax {syntax} ({syntax.name}) cannot be decoded here: "
             f"the decoding libraries are not installed ({missing})"
         )
+
+
+def _check_frame_number(frame: int, count: int) -> None:
+    """A RenderError unless ``frame`` is a whole number from 1 to ``count``."""
+    is_integer = isinstance(frame, numbers.Integral) and not isinstance(frame, bool)
+    if not is_integer or not 1 <= frame <= count:
+        raise RenderError(f"frame {frame} is out of range: the image has {count} frame(s)")
 
 
 def _transfer_syntax(ds: Dataset) -> UID:
