@@ -24,15 +24,9 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Token"
 
     def authenticate(self, request):
-        header = authentication.get_authorization_header(request).split()
-        if not header or header[0].lower() != self.keyword.lower().encode():
+        secret = self._secret(request)
+        if secret is None:
             return None
-        if len(header) != 2:
-            raise exceptions.AuthenticationFailed("Invalid token header.")
-        try:
-            secret = header[1].decode()
-        except UnicodeError as exc:
-            raise exceptions.AuthenticationFailed("Invalid token header.") from exc
         digests = candidate_digests(secret, purpose=TOKEN_PURPOSE)
         token, refusal = decisions.remember(
             _decision_key(digests[0]), lambda: _check_token(digests)
@@ -47,6 +41,27 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request):
         return self.keyword
+
+    def decision_key(self, request) -> str | None:
+        """The key the verdict on the request's token is remembered under (``portal.decisions``),
+        for a view that asks the cache for it ahead of authenticating; None without a token of
+        this scheme, or with a header that authenticating refuses."""
+        try:
+            secret = self._secret(request)
+        except exceptions.AuthenticationFailed:
+            return None
+        return None if secret is None else token_decision_key(secret)
+
+    def _secret(self, request) -> str | None:
+        header = authentication.get_authorization_header(request).split()
+        if not header or header[0].lower() != self.keyword.lower().encode():
+            return None
+        if len(header) != 2:
+            raise exceptions.AuthenticationFailed("Invalid token header.")
+        try:
+            return header[1].decode()
+        except UnicodeError as exc:
+            raise exceptions.AuthenticationFailed("Invalid token header.") from exc
 
 
 def token_decision_key(secret: str) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import enum
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from functools import wraps
 
 from django.conf import settings
@@ -83,46 +82,28 @@ class Credential(enum.Enum):
     VIEWER_TOKEN = enum.auto()
 
 
-# The decisions a view will ask for its principal (``decisions.prefetch``), given the principal
-# and the view's arguments: an instance-level view's access to its instance.
-DecisionsAhead = Callable[[str, dict[str, object]], list[str]]
-
-
-@dataclass(frozen=True)
-class _AskedBefore:
-    """What a token's last request in this process asked besides the token's verdict: whom the
-    token stood for, and the token's own other decisions (whether a viewer token's principal
-    still reaches its studies)."""
-
-    principal: str
-    own_keys: tuple[str, ...]
-
-
-# By the token's decision key (a digest of its digest): a token's next request asks the cache
-# for the token's verdict, its other decisions and its principal's in one round trip. A guess,
-# never an answer: a decision asked ahead answers only the request that asks it, under the same
-# key, so only if authenticating makes the request that principal.
-_asked_before: dict[str, _AskedBefore] = {}
-_REMEMBERED_TOKENS = 10_000
+# The decisions a view will ask for its principal (``decisions.ask_ahead_for_token``), given the
+# principal, the request and the view's arguments: an instance-level view's access to its
+# instance, a search's remembered answer.
+DecisionsAhead = Callable[[str, HttpRequest, dict[str, object]], list[str]]
 
 
 def _ask_ahead(
-    token_key: str | None, ahead: DecisionsAhead | None, kwargs: dict[str, object]
+    token_key: str | None,
+    ahead: DecisionsAhead | None,
+    request: HttpRequest,
+    kwargs: dict[str, object],
 ) -> None:
     """Ask the cache at once for what the token's last request asked, as this one will."""
-    if token_key is None or ahead is None:
-        return
-    before = _asked_before.get(token_key)
-    if before is not None:
-        decisions.prefetch(token_key, *before.own_keys, *ahead(before.principal, kwargs))
+    if token_key is not None and ahead is not None:
+        decisions.ask_ahead_for_token(
+            token_key, lambda principal: ahead(principal, request, kwargs)
+        )
 
 
 def _note_asked(token_key: str | None, request: HttpRequest, *own_keys: str) -> None:
-    if token_key is None:
-        return
-    if len(_asked_before) >= _REMEMBERED_TOKENS:
-        _asked_before.clear()
-    _asked_before[token_key] = _AskedBefore(decision_principal(request), own_keys)
+    if token_key is not None:
+        decisions.note_stood_for(token_key, decision_principal(request), *own_keys)
 
 
 def _authenticate_token(
@@ -135,7 +116,7 @@ def _authenticate_token(
     scheme, secret = scheme.lower(), secret.strip()
     if scheme == "bearer" and viewer_tokens.is_viewer_token(secret):
         token_key = viewer_tokens.token_decision_key(secret) if ahead is not None else None
-        _ask_ahead(token_key, ahead, kwargs)
+        _ask_ahead(token_key, ahead, request, kwargs)
         if not viewer_tokens.authenticate(request, secret):
             return error_response(
                 401,
@@ -148,7 +129,7 @@ def _authenticate_token(
     if scheme not in backends:
         return Credential.SESSION
     token_key = token_decision_key(secret) if ahead is not None else None
-    _ask_ahead(token_key, ahead, kwargs)
+    _ask_ahead(token_key, ahead, request, kwargs)
     try:
         authenticated = backends[scheme]().authenticate(request)
     except AuthenticationFailed as failed:

@@ -67,7 +67,13 @@ from django.utils import timezone
 
 from dicomweb import dicomjson
 from dicomweb.audit import record_query
-from dicomweb.http import DICOM_JSON, DicomwebError, bad_request, dicomweb_view
+from dicomweb.http import (
+    DICOM_JSON,
+    DecisionsAhead,
+    DicomwebError,
+    bad_request,
+    dicomweb_view,
+)
 from dicomweb.multipart import media_type_matches, parse_accept
 from dicomweb.scope import accesses_for, studies_for
 from portal import decisions
@@ -936,8 +942,32 @@ def _answer(
             until = timezone.now()  # not kept
         return (text, len(body), more), until
 
-    key = search_decision_key(request, "qido", level.name, path, sorted(request.GET.lists()))
-    return decisions.remember(key, compute)
+    return decisions.remember(_answer_key(request, level, path), compute)
+
+
+def _answer_key(
+    request: HttpRequest,
+    level: Level,
+    path: tuple[str | None, str | None],
+    principal: str | None = None,
+) -> str:
+    return search_decision_key(
+        request, "qido", level.name, path, sorted(request.GET.lists()), principal=principal
+    )
+
+
+def _answer_ahead(level: Level) -> DecisionsAhead:
+    """The remembered answer a search at ``level`` asks for (``dicomweb_view``'s ``ahead``)."""
+
+    def ahead(principal: str, request: HttpRequest, kwargs: dict[str, object]) -> list[str]:
+        study_uid, series_uid = kwargs.get("study_uid"), kwargs.get("series_uid")
+        path = (
+            study_uid if isinstance(study_uid, str) else None,
+            series_uid if isinstance(series_uid, str) else None,
+        )
+        return [_answer_key(request, level, path, principal)]
+
+    return ahead
 
 
 def search(
@@ -963,17 +993,17 @@ def search(
 # --- Views --------------------------------------------------------------------------------------
 
 
-@dicomweb_view("GET")
+@dicomweb_view("GET", ahead=_answer_ahead(Level.STUDY))
 def search_studies(request: HttpRequest) -> HttpResponse:
     return search(request, Level.STUDY)
 
 
-@dicomweb_view("GET")
+@dicomweb_view("GET", ahead=_answer_ahead(Level.SERIES))
 def search_series(request: HttpRequest, study_uid: str | None = None) -> HttpResponse:
     return search(request, Level.SERIES, study_uid=study_uid)
 
 
-@dicomweb_view("GET")
+@dicomweb_view("GET", ahead=_answer_ahead(Level.INSTANCE))
 def search_instances(
     request: HttpRequest, study_uid: str | None = None, series_uid: str | None = None
 ) -> HttpResponse:

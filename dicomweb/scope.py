@@ -160,7 +160,9 @@ def instance_decision_key(principal: str, study_uid: str, series_uid: str, uid: 
     return f"instance:{principal}:{decisions.digest(study_uid, series_uid, uid)}"
 
 
-def instance_decision_ahead(principal: str, kwargs: dict[str, object]) -> list[str]:
+def instance_decision_ahead(
+    principal: str, request: HttpRequest, kwargs: dict[str, object]
+) -> list[str]:
     """The decision an instance-level request (its frames, rendered, thumbnail) asks for, by
     its view's arguments; nothing for a study or series level one."""
     study_uid, series_uid, uid = (

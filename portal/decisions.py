@@ -30,8 +30,9 @@ import contextlib
 import hashlib
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -225,8 +226,10 @@ def note_asked(principal: str, keys: list[str]) -> None:
 
 
 def forget_asked() -> None:
-    """Forget what everyone's last request asked (the cache they were asked of is gone)."""
+    """Forget what everyone's last request asked, and whom every token stood for (the cache
+    they were asked of is gone)."""
     _asked_last.clear()
+    _stood_for.clear()
 
 
 def ask_as_last_time(principal: str) -> None:
@@ -236,6 +239,46 @@ def ask_as_last_time(principal: str) -> None:
     keys = _asked_last.get(principal)
     if keys:
         prefetch(*keys)
+
+
+@dataclass(frozen=True)
+class StoodFor:
+    """Whom a token's last request in this process stood for (a principal, as remembered
+    decisions name it), and the token's own other decisions that request asked (whether a
+    viewer token's principal still reaches its studies)."""
+
+    principal: str
+    own_keys: tuple[str, ...] = ()
+
+
+# By a token's decision key (the key its verdict is remembered under): a token's next request
+# asks the cache for the verdict, the token's other decisions and what its view will ask for the
+# principal in one round trip (:func:`ask_ahead_for_token`). A guess, never an answer, as above:
+# should the token stand for someone else now, what was asked ahead is another principal's and
+# answers nothing.
+_stood_for: dict[str, StoodFor] = {}
+_REMEMBERED_TOKENS = 10_000
+
+
+def note_stood_for(token_key: str, principal: str, *own_keys: str) -> None:
+    """Remember whom the token's request stood for, for its next request."""
+    if len(_stood_for) >= _REMEMBERED_TOKENS:
+        _stood_for.clear()
+    _stood_for[token_key] = StoodFor(principal, own_keys)
+
+
+def stood_for(token_key: str) -> StoodFor | None:
+    return _stood_for.get(token_key)
+
+
+def ask_ahead_for_token(token_key: str, ahead: Callable[[str], Iterable[str]]) -> None:
+    """Before the token is authenticated, ask the cache in one round trip (:func:`prefetch`)
+    for its verdict, its own other decisions and ``ahead(principal)``: the decisions the view
+    will ask for the principal the token stood for last time. Nothing when this process has not
+    seen the token (its verdict alone is asked as usual)."""
+    before = _stood_for.get(token_key)
+    if before is not None:
+        prefetch(token_key, *before.own_keys, *ahead(before.principal))
 
 
 def prefetch(*keys: str) -> None:

@@ -445,12 +445,15 @@ def decision_principal(request: HttpRequest) -> str:
     return ":".join(parts) or "anonymous"
 
 
-def search_decision_key(request: HttpRequest, kind: str, *parts: object) -> str:
+def search_decision_key(
+    request: HttpRequest, kind: str, *parts: object, principal: str | None = None
+) -> str:
     """The key a remembered answer about everything the request may see (a search) is kept
     under: the principal, the session's grants (an SMS code entered, a guest link opened) and
-    ``parts``, the exact question."""
+    ``parts``, the exact question. A request asking ahead, before its token is authenticated,
+    names the ``principal`` the token stood for last time."""
     question = decisions.digest(*parts, sorted(granted_study_ids(request)))
-    return f"{kind}:{decision_principal(request)}:{question}"
+    return f"{kind}:{principal or decision_principal(request)}:{question}"
 
 
 def get_study_for(request: HttpRequest, study_uid: str) -> tuple[Study, StudyAccess]:

@@ -237,3 +237,32 @@ def database_url(transactional_db, tmp_path) -> Iterator[str]:
         connection.close()
         settings_dict["NAME"] = in_memory_name
         connection.connection = in_memory_connection
+
+
+class CountingCache:
+    """The default cache as remembered decisions (``portal.decisions``) ask it, counting how
+    often it is asked (``get_many``: a round trip each) and for which answers."""
+
+    def __init__(self, cache):
+        self.cache = cache
+        self.asked = 0
+        self.answers_asked: list[str] = []
+
+    def get_many(self, keys):
+        self.asked += 1
+        self.answers_asked += [key for key in keys if key != "decisions:generation"]
+        return self.cache.get_many(keys)
+
+    def __getattr__(self, name):
+        return getattr(self.cache, name)
+
+
+@pytest.fixture
+def counting_cache(monkeypatch):
+    from django.core.cache import caches
+
+    from portal import decisions
+
+    counting = CountingCache(caches["default"])
+    monkeypatch.setattr(decisions, "_cache", lambda: counting)
+    return counting

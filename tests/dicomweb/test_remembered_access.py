@@ -19,7 +19,6 @@ from django.utils import timezone
 
 from accounts.authentication import token_decision_key
 from accounts.models import ApiToken
-from dicomweb import http as dicomweb_http
 from guestlinks.models import GuestLink
 from guestlinks.services.ending import revoke_link
 from portal import decisions
@@ -265,30 +264,6 @@ def test_principals_never_share_a_remembered_search(ct_study, alice, carol):
 # --- Within one request ----------------------------------------------------------------------
 
 
-class CountingCache:
-    """The default cache, counting how often it is asked."""
-
-    def __init__(self, cache):
-        self.cache = cache
-        self.asked = 0
-        self.answers_asked: list[str] = []
-
-    def get_many(self, keys):
-        self.asked += 1
-        self.answers_asked += [key for key in keys if key != "decisions:generation"]
-        return self.cache.get_many(keys)
-
-    def __getattr__(self, name):
-        return getattr(self.cache, name)
-
-
-@pytest.fixture
-def counting_cache(monkeypatch):
-    counting = CountingCache(caches["default"])
-    monkeypatch.setattr(decisions, "_cache", lambda: counting)
-    return counting
-
-
 def test_a_request_asks_the_cache_for_an_answer_once(counting_cache):
     computed = []
 
@@ -440,6 +415,19 @@ def test_a_viewer_tokens_next_frames_ask_the_cache_once(ct_study, alice, countin
     assert counting_cache.asked == 1
 
 
+def test_a_tokens_next_search_asks_the_cache_once(ct_study, alice, counting_cache):
+    """QIDO-RS: the token's verdict and the remembered answer in one round trip, for each search
+    the token made before."""
+    client = token_client(alice)
+    assert studies_found(client, PatientName="*") == [CT_STUDY_UID]
+    assert studies_found(client, ModalitiesInStudy="CT") == [CT_STUDY_UID]
+
+    for params in ({"PatientName": "*"}, {"ModalitiesInStudy": "CT"}):
+        counting_cache.asked = 0
+        assert studies_found(client, **params) == [CT_STUDY_UID]
+        assert counting_cache.asked == 1, params
+
+
 def test_a_wrong_guess_at_whom_a_token_stands_for_decides_nothing(ct_study, alice, carol):
     """A token's request asks ahead for the decisions of whom the token stood for last; should
     that guess be wrong, the answer asked ahead is another principal's and is not used."""
@@ -447,11 +435,11 @@ def test_a_wrong_guess_at_whom_a_token_stands_for_decides_nothing(ct_study, alic
     assert frame(token_client(alice), ct).status_code == 200  # alice's access, remembered
     secret = api_token(carol)  # carol reaches nothing of the study
     key = token_decision_key(secret)
-    dicomweb_http._asked_before[key] = dicomweb_http._AskedBefore(f"user:{alice.pk}", ())
+    decisions.note_stood_for(key, f"user:{alice.pk}")
 
     carols = HttpsClient(HTTP_AUTHORIZATION=f"Bearer {secret}")
     assert frame(carols, ct).status_code == 404
-    assert dicomweb_http._asked_before[key].principal == f"user:{carol.pk}"
+    assert decisions.stood_for(key) == decisions.StoodFor(f"user:{carol.pk}")
 
 
 def test_answers_asked_ahead_are_kept_for_the_request_only_while_true(counting_cache):
