@@ -13,8 +13,12 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django.utils.translation import override
 
+from accounts.authentication import token_decision_key
 from audit.models import Action, AuditEvent
+from portal import decisions
 from sharing.services.shares import remove_share
+from tests.accounts.helpers import HttpsClient
+from tests.dicomweb.conftest import api_token
 from tests.dicomweb.conftest import token_client as dicomweb_token_client
 from tests.factories import make_study, share_entry
 from tests.sharing.conftest import share
@@ -100,3 +104,72 @@ def test_an_answer_in_one_language_is_not_served_in_another(alice, carol, study)
 
     assert names["en"] == "Protected by SMS code"
     assert names["nl"] != names["en"]
+
+
+# --- One round trip to the cache ---------------------------------------------------------------
+
+
+def test_a_tokens_next_search_asks_the_cache_once(alice, study, counting_cache):
+    """Who the token is and the remembered page come back in one round trip: the token's earlier
+    request told this process whom it stands for."""
+    client = token_client(alice)
+    assert found(client, q="Peeters") == [study.study_uid]
+    assert found(client, modality="CT") == [study.study_uid]
+
+    for params in ({"q": "Peeters"}, {"modality": "CT"}):
+        counting_cache.asked = 0
+        assert found(client, **params) == [study.study_uid]
+        assert counting_cache.asked == 1, params
+
+
+def test_a_query_refused_after_asking_ahead_is_still_refused(alice, study, counting_cache):
+    client = token_client(alice)
+    assert found(client, q="Peeters") == [study.study_uid]
+
+    response = client.get(LIST, {"date_from": "2024-02-01", "date_to": "2024-01-01"})
+
+    assert response.status_code == 400
+    assert "date_to" in response.json()
+
+
+def test_a_wrong_guess_at_whom_a_token_stands_for_finds_nothing(alice, carol, study):
+    """Should the token stand for someone else than last time, the page asked ahead is that
+    other caller's and answers nothing."""
+    assert found(token_client(alice), q="Peeters") == [study.study_uid]  # alice's, remembered
+    secret = api_token(carol)  # carol reaches nothing of the study
+    key = token_decision_key(secret)
+    decisions.note_stood_for(key, f"user:{alice.pk}")
+
+    carols = HttpsClient(HTTP_AUTHORIZATION=f"Token {secret}")
+
+    assert found(carols, q="Peeters") == []
+    assert decisions.stood_for(key) == decisions.StoodFor(f"user:{carol.pk}")
+
+
+def test_a_query_is_validated_once_and_a_refusal_worded_each_time(alice, study, monkeypatch):
+    from studies.api import studies as api
+
+    validated = []
+    real_is_valid = api.StudyQuerySerializer.is_valid
+
+    def counting_is_valid(serializer, *args, **kwargs):
+        validated.append(dict(serializer.initial_data))
+        return real_is_valid(serializer, *args, **kwargs)
+
+    monkeypatch.setattr(api.StudyQuerySerializer, "is_valid", counting_is_valid)
+    api._valid_params.cache_clear()
+    client = token_client(alice)
+    for _ in range(3):
+        assert found(client, q="Peeters", sort="name") == [study.study_uid]
+    assert len(validated) == 1
+
+    refused = {"date_from": "2024-02-01", "date_to": "2024-01-01"}
+    answers = {
+        language: client.get(LIST, refused, HTTP_ACCEPT_LANGUAGE=language)
+        for language in ("nl", "en")
+    }
+    assert {answer.status_code for answer in answers.values()} == {400}
+    assert answers["nl"].json()["date_to"] == ["De einddatum ligt vóór de begindatum."]
+    assert answers["en"].json()["date_to"] == ["The end date is before the start date."]
+    # Found refused once; its errors found again for each refusal, in the caller's language.
+    assert len(validated) == 1 + 1 + 2
