@@ -14,9 +14,14 @@ class AccountsConfig(AppConfig):
         from audit.selectors import register_trail_organizations
         from portal import decisions
 
-        # Who a token is and what a user may reach depend on these (portal.decisions).
-        decisions.watch(User, Organization, Role, Membership, Location, Group, ApiToken, TOTPDevice)
-        decisions.watch_relation(Membership.locations.through)
-        decisions.watch_relation(Membership.groups.through)
+        # Who a token is and what a user may reach depend on these (portal.decisions); the
+        # answers about accounts alone (a token, memberships, devices) on nothing else.
+        accounts = decisions.ACCOUNTS
+        decisions.watch(
+            User, Organization, Role, Membership, Location, Group, ApiToken, TOTPDevice,
+            scope=accounts,
+        )  # fmt: skip
+        decisions.watch_relation(Membership.locations.through, scope=accounts)
+        decisions.watch_relation(Membership.groups.through, scope=accounts)
         # An organization's administrators read its audit trail.
         register_trail_organizations(administered_organization_ids)

@@ -29,7 +29,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
             return None
         digests = candidate_digests(secret, purpose=TOKEN_PURPOSE)
         token, refusal = decisions.remember(
-            _decision_key(digests[0]), lambda: _check_token(digests)
+            _decision_key(digests[0]), lambda: _check_token(digests), scope=decisions.ACCOUNTS
         )
         if token is None:
             # A token is answered without a refusal, and a refusal without a token.

@@ -28,7 +28,7 @@ def active_memberships(user: User | AnonymousUser) -> list[Membership]:
         )
         return list(memberships), None
 
-    return decisions.remember(f"memberships:{user.pk}", read)
+    return decisions.remember(f"memberships:{user.pk}", read, scope=decisions.ACCOUNTS)
 
 
 def member_organization_ids(user: User | AnonymousUser) -> set[int]:

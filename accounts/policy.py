@@ -21,7 +21,7 @@ def has_two_factor(user: User) -> bool:
     def read() -> tuple[bool, None]:
         return TOTPDevice.objects.devices_for_user(user, confirmed=True).exists(), None
 
-    return decisions.remember(f"has-two-factor:{user.pk}", read)
+    return decisions.remember(f"has-two-factor:{user.pk}", read, scope=decisions.ACCOUNTS)
 
 
 def two_factor_required(user: User) -> bool:

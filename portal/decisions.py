@@ -12,7 +12,13 @@ committed, and from then on no answer of an older generation is used: removing a
 revoking a link stops the frames it opened at the very next request. Answers also end after
 ``ACCESS_DECISION_SECONDS`` and never outlive the access they describe (``valid_until``).
 
-The generation lives in Django's default cache, which every web process must share for this to
+Answers about accounts alone (who an API token is, a user's memberships, whether they have a
+two-factor device) carry the accounts' own generation too (``scope=ACCOUNTS``), which only the
+accounts' models move on (``watch(..., scope=ACCOUNTS)``), besides everything's: a study
+arriving (ingestion moves everything's generation on, every few seconds in a busy hospital)
+leaves them standing, while a membership ended still ends every answer.
+
+The generations live in Django's default cache, which every web process must share for this to
 hold (``CACHE_URL``, Redis): ``ACCESS_DECISION_SECONDS`` defaults to 0, nothing remembered,
 without it.
 
@@ -43,6 +49,9 @@ from django.db.models import Model
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 _GENERATION_KEY = "decisions:generation"
+# The one scope of answers with a generation of its own (see the module's docstring).
+ACCOUNTS = "accounts"
+_SCOPES = (ACCOUNTS,)
 _MISSING = object()
 # The answers this request has already had (None outside a request): of every kind, as the
 # cache holds them.
@@ -61,32 +70,46 @@ def _cache() -> BaseCache:
     return caches["default"]
 
 
-def current_generation() -> str:
-    """The generation now. A cache that lost it (restarted, evicted) starts a new one, which no
-    remembered answer can carry."""
+def _generation_key(scope: str | None) -> str:
+    return _GENERATION_KEY if scope is None else f"{_GENERATION_KEY}:{scope}"
+
+
+def _carried(scope: str | None, generation: str) -> str:
+    """What an answer of ``scope`` carries of its generation: tagged with the scope, so that an
+    answer of one scope never matches another's generation."""
+    return generation if scope is None else f"{scope}:{generation}"
+
+
+def current_generation(scope: str | None = None) -> str:
+    """The generation now (of everything, or of ``scope``'s answers). A cache that lost it
+    (restarted, evicted) starts a new one, which no remembered answer can carry."""
     cache = _cache()
-    generation = cache.get(_GENERATION_KEY)
+    key = _generation_key(scope)
+    generation = cache.get(key)
     if generation is None:
-        cache.add(_GENERATION_KEY, secrets.token_hex(8), timeout=None)
-        generation = cache.get(_GENERATION_KEY)
+        cache.add(key, secrets.token_hex(8), timeout=None)
+        generation = cache.get(key)
     return generation
 
 
-def _advance() -> None:
+def _advance(scope: str | None = None) -> None:
     # A fresh random value rather than a count: nothing stored under an earlier one can match,
     # whichever of two concurrent changes writes last.
-    _cache().set(_GENERATION_KEY, secrets.token_hex(8), timeout=None)
+    scopes: list[str | None] = [None] if scope is None else [None, scope]
+    _cache().set_many(
+        {_generation_key(each): secrets.token_hex(8) for each in scopes}, timeout=None
+    )
 
 
-def changed() -> None:
-    """Something a remembered answer may depend on changed: forget every answer now, and again
-    once the current transaction commits. The second matters: a request that read the old rows
-    while the change was being made carries the generation of the first, so its answer is
-    never used either."""
-    _advance()
+def changed(*, scope: str | None = None) -> None:
+    """Something a remembered answer may depend on changed (with ``scope``: something that
+    answers of that scope depend on, too): forget every answer now, and again once the current
+    transaction commits. The second matters: a request that read the old rows while the change
+    was being made carries the generation of the first, so its answer is never used either."""
+    _advance(scope)
     _forget_request_answers()
     if transaction.get_connection().in_atomic_block:
-        transaction.on_commit(_advance, robust=True)
+        transaction.on_commit(lambda: _advance(scope), robust=True)
 
 
 def _forget_request_answers() -> None:
@@ -109,25 +132,44 @@ def _on_change(sender: object, **kwargs: object) -> None:
     changed()
 
 
+def _on_accounts_change(sender: object, **kwargs: object) -> None:
+    changed(scope=ACCOUNTS)
+
+
+_CHANGE_RECEIVERS = {None: _on_change, ACCOUNTS: _on_accounts_change}
+
+
 def _on_m2m_change(sender: object, action: str, **kwargs: object) -> None:
     if action in {"post_add", "post_remove", "post_clear"}:
         changed()
 
 
-def watch(*models: type[Model], saves: bool = True) -> None:
-    """Forget remembered answers whenever a row of these models is deleted and, with
-    ``saves``, saved. Called from the apps' ``ready()``; a model whose rows never change what
-    an answer says once written (an instance) is watched for deletion only."""
+def _on_accounts_m2m_change(sender: object, action: str, **kwargs: object) -> None:
+    if action in {"post_add", "post_remove", "post_clear"}:
+        changed(scope=ACCOUNTS)
+
+
+_M2M_RECEIVERS = {None: _on_m2m_change, ACCOUNTS: _on_accounts_m2m_change}
+
+
+def watch(*models: type[Model], saves: bool = True, scope: str | None = None) -> None:
+    """Forget remembered answers (with ``scope``, that scope's too) whenever a row of these
+    models is deleted and, with ``saves``, saved. Called from the apps' ``ready()``; a model
+    whose rows never change what an answer says once written (an instance) is watched for
+    deletion only."""
+    receiver = _CHANGE_RECEIVERS[scope]
     for model in models:
         if saves:
-            post_save.connect(_on_change, sender=model, dispatch_uid=f"decisions-save-{model}")
-        post_delete.connect(_on_change, sender=model, dispatch_uid=f"decisions-delete-{model}")
+            post_save.connect(receiver, sender=model, dispatch_uid=f"decisions-save-{model}")
+        post_delete.connect(receiver, sender=model, dispatch_uid=f"decisions-delete-{model}")
 
 
-def watch_relation(through: type[Model]) -> None:
-    """Forget remembered answers when a many-to-many relation (``Model.field.through``)
-    changes."""
-    m2m_changed.connect(_on_m2m_change, sender=through, dispatch_uid=f"decisions-m2m-{through}")
+def watch_relation(through: type[Model], *, scope: str | None = None) -> None:
+    """Forget remembered answers (with ``scope``, that scope's too) when a many-to-many
+    relation (``Model.field.through``) changes."""
+    m2m_changed.connect(
+        _M2M_RECEIVERS[scope], sender=through, dispatch_uid=f"decisions-m2m-{through}"
+    )
 
 
 def digest(*parts: object) -> str:
@@ -137,17 +179,22 @@ def digest(*parts: object) -> str:
 
 
 def remember(
-    key: str, compute: Callable[[], tuple[T, datetime | None]], *, ttl: int | None = None
+    key: str,
+    compute: Callable[[], tuple[T, datetime | None]],
+    *,
+    ttl: int | None = None,
+    scope: str | None = None,
 ) -> T:
     """The answer remembered under ``key``, or ``compute()``'s, remembered. ``compute`` returns
     the answer and when it stops being true (None: not by itself); an answer that is None (no
-    access) is remembered too."""
+    access) is remembered too. An answer that depends on ``scope``'s models alone (``ACCOUNTS``)
+    says so, and outlives changes to anything else."""
 
     def compute_alone() -> tuple[dict[str, T], datetime | None]:
         answer, until = compute()
         return {key: answer}, until
 
-    return remember_with_neighbours(key, compute_alone, ttl=ttl)
+    return remember_with_neighbours(key, compute_alone, ttl=ttl, scope=scope)
 
 
 def remember_with_neighbours(
@@ -156,6 +203,7 @@ def remember_with_neighbours(
     *,
     ttl: int | None = None,
     together: str | None = None,
+    scope: str | None = None,
 ) -> T:
     """As :func:`remember`, for a question asked with many like it (each frame of a series):
     ``compute`` answers ``key`` and its neighbours' keys at once, with when they all stop being
@@ -172,7 +220,7 @@ def remember_with_neighbours(
     kept = _request_answers.get()
     if kept is not None and key in kept:
         return kept[key]
-    answer = _remembered(key, compute, seconds, together)
+    answer = _remembered(key, compute, seconds, together, scope)
     if kept is not None:
         kept[key] = answer
     return answer
@@ -293,19 +341,23 @@ def prefetch(*keys: str) -> None:
     wanted = [key for key in keys if key not in kept]
     if not wanted:
         return
-    found = _cache().get_many([_GENERATION_KEY, *(f"decisions:{key}" for key in wanted)])
-    generation = found.get(_GENERATION_KEY)
+    generation_keys = {scope: _generation_key(scope) for scope in (None, *_SCOPES)}
+    found = _cache().get_many([*generation_keys.values(), *(f"decisions:{key}" for key in wanted)])
+    # Whatever its scope, an answer carrying a generation current now holds.
+    current = {
+        _carried(scope, found[key]) for scope, key in generation_keys.items() if key in found
+    }
     now = time.time()
     for key in wanted:
         stored = found.get(f"decisions:{key}", _MISSING)
-        if generation is not None and stored is not _MISSING and _holds(stored, generation, now):
+        if stored is not _MISSING and _holds(stored, current, now):
             kept[key] = stored[2]
 
 
-def _holds(stored: tuple[str, float, Any], generation: str, now: float) -> bool:
-    """Whether a remembered (generation, valid until, answer) is still the answer."""
-    stored_generation, valid_until, _answer = stored
-    return bool(stored_generation == generation and now < valid_until)
+def _holds(stored: tuple[str, float, Any], current: set[str], now: float) -> bool:
+    """Whether a remembered (generation carried, valid until, answer) is still the answer."""
+    carried, valid_until, _answer = stored
+    return bool(carried in current and now < valid_until)
 
 
 def _remembered(
@@ -313,15 +365,17 @@ def _remembered(
     compute: Callable[[], tuple[dict[str, T], datetime | None]],
     seconds: int,
     together: str | None = None,
+    scope: str | None = None,
 ) -> T:
     cache = _cache()
     full_key = f"decisions:{key}"
+    generation_key = _generation_key(scope)
     # One round trip to the cache for both.
-    found = cache.get_many([_GENERATION_KEY, full_key])
-    generation = found.get(_GENERATION_KEY) or current_generation()
+    found = cache.get_many([generation_key, full_key])
+    generation = _carried(scope, found.get(generation_key) or current_generation(scope))
     stored = found.get(full_key, _MISSING)
     now = time.time()
-    if stored is not _MISSING and _holds(stored, generation, now):
+    if stored is not _MISSING and _holds(stored, {generation}, now):
         answer: T = stored[2]
         return answer
     computing = None
@@ -329,7 +383,7 @@ def _remembered(
         computing = f"decisions:computing:{together}"
         # Of concurrent requests, exactly one adds the mark and computes.
         if not cache.add(computing, True, timeout=_COMPUTING_SECONDS):
-            waited: T = _wait_for(full_key, computing)
+            waited: T = _wait_for(full_key, computing, scope)
             if waited is not _MISSING:
                 return waited
             computing = None  # the other request is done without this answer: compute it
@@ -360,7 +414,7 @@ _WAIT_SECONDS = 0.5
 _WAIT_STEP_SECONDS = 0.005
 
 
-def _wait_for(full_key: str, computing: str) -> Any:
+def _wait_for(full_key: str, computing: str, scope: str | None) -> Any:
     """The answer another request is computing, once it is remembered (and of the generation
     current then); ``_MISSING`` when that request is done (or gone) without it: a refusal is not
     remembered, and a series longer than its neighbours holds instances it did not decide."""
@@ -368,10 +422,12 @@ def _wait_for(full_key: str, computing: str) -> Any:
     deadline = time.monotonic() + _WAIT_SECONDS
     while time.monotonic() < deadline:
         time.sleep(_WAIT_STEP_SECONDS)
-        found = cache.get_many([_GENERATION_KEY, full_key, computing])
+        generation_key = _generation_key(scope)
+        found = cache.get_many([generation_key, full_key, computing])
         stored = found.get(full_key, _MISSING)
-        generation = found.get(_GENERATION_KEY)
-        if stored is not _MISSING and generation and _holds(stored, generation, time.time()):
+        generation = found.get(generation_key)
+        current = {_carried(scope, generation)} if generation else set()
+        if stored is not _MISSING and _holds(stored, current, time.time()):
             return stored[2]
         if computing not in found:
             return _MISSING

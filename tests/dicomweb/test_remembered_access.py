@@ -146,6 +146,65 @@ def test_a_change_moves_the_generation_on_now_and_again_when_it_commits(
     assert len({start, during, decisions.current_generation()}) == 3
 
 
+def test_answers_about_accounts_alone_outlive_other_changes_but_not_their_own():
+    computed = []
+
+    def compute():
+        computed.append(1)
+        return len(computed), None
+
+    accounts = decisions.ACCOUNTS
+    assert decisions.remember("accounts-test", compute, scope=accounts) == 1
+    assert decisions.remember("everything-test", compute) == 2
+
+    decisions.changed()  # a study arrived
+    assert decisions.remember("accounts-test", compute, scope=accounts) == 1
+    assert decisions.remember("everything-test", compute) == 3
+    with decisions.kept_for_request():
+        decisions.prefetch("accounts-test", "everything-test")
+        assert decisions.remember("accounts-test", compute, scope=accounts) == 1
+        assert decisions.remember("everything-test", compute) == 3
+
+    decisions.changed(scope=accounts)  # a membership ended
+    assert decisions.remember("accounts-test", compute, scope=accounts) == 4
+    assert decisions.remember("everything-test", compute) == 5
+    # An answer is held only by the generation of its own scope.
+    assert decisions.remember("accounts-test", compute) == 6
+    assert decisions.remember("everything-test", compute, scope=accounts) == 7
+
+
+def test_a_study_arriving_leaves_who_a_token_is_standing(ct_study, alice, org, location):
+    """Ingestion moves every answer's generation on but the accounts': the next frame decides
+    the instance again, without reading the token, the memberships or the devices again."""
+    from tests.factories import make_study
+
+    client = token_client(alice)
+    ct = ct_study.instances[0]
+    assert frame(client, ct).status_code == 200
+
+    make_study(org, location=location)
+
+    with CaptureQueriesContext(connection) as captured:
+        assert frame(client, ct).status_code == 200
+    read = [query["sql"] for query in captured.captured_queries]
+    assert any('FROM "studies_instance"' in sql for sql in read), read
+    for table in ("accounts_apitoken", "accounts_membership", "otp_totp_totpdevice"):
+        assert not [sql for sql in read if f'FROM "{table}"' in sql], (table, read)
+
+
+def test_a_device_added_ends_a_tokens_remembered_verdict(ct_study, alice):
+    """A token issued without a code stops once its user sets up an authenticator app."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    client = token_client(alice)
+    ct = ct_study.instances[0]
+    assert frame(client, ct).status_code == 200
+
+    TOTPDevice.objects.create(user=alice, name="phone", confirmed=True)
+
+    assert frame(client, ct).status_code == 401
+
+
 def test_refused_tokens_are_not_remembered(ct_study, monkeypatch):
     cache = caches["default"]
     written = []
