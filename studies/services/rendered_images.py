@@ -133,7 +133,7 @@ def note_render_session(
         record(
             action=action,
             request=request,
-            study=Study.objects.select_related("organization").get(pk=study_pk),
+            study=Study.objects.select_related("patient").get(pk=study_pk),
             details={
                 "series_uid": series_uid,
                 "anonymized": access.anonymized,

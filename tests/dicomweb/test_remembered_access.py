@@ -61,6 +61,23 @@ def test_a_viewers_next_frames_run_no_sql(ct_study, alice):
     assert statements(client, other_series) == 0
 
 
+def test_a_viewings_audit_event_reads_the_study_with_its_patient(ct_study, alice):
+    """The first frame records the viewing (``note_render_session``): the study it names is
+    read with its patient in one statement, not the patient after it."""
+    from audit.models import Action, AuditEvent
+
+    client = token_client(alice)
+    ct = ct_study.instances[0]
+    url = instance_url(ct, "frames", "1", "rendered")
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(url, HTTP_ACCEPT="image/jpeg").status_code == 200
+
+    event = AuditEvent.objects.get(action=Action.FRAMES_RENDERED)
+    assert event.patient_id == ct_study.study.patient.patient_id
+    read = [query["sql"] for query in captured.captured_queries]
+    assert not [sql for sql in read if 'FROM "studies_patient"' in sql], read
+
+
 def test_a_removed_share_stops_the_series_remembered_with_its_first_frame(ct_study, alice, carol):
     made = share(alice, ct_study.study, ("user", carol.pk))
     client = token_client(carol)
