@@ -280,7 +280,8 @@ def _valid_search(query_params: QueryDict) -> _Search | None:
 # validating a query builds the serializer's ten fields anew each time: a twentieth of a
 # remembered search's time. Whether a query is valid, and its values, follow from its parameters
 # alone, so each process keeps the latest queries' answers; a refused query's errors are found
-# again each time, in the caller's language.
+# again each time, in the caller's language. What is kept (a searched name among it) stays in
+# this process's memory: never in the shared cache, whose keys are digests.
 @functools.lru_cache(maxsize=1024)
 def _valid_params(
     parameters: tuple[tuple[str, tuple[str, ...]], ...],
