@@ -128,28 +128,18 @@ def kept_for_request() -> Iterator[None]:
         _request_answers.reset(token)
 
 
+# Which scope's answers (``ACCOUNTS``, or None: none in particular) a change to each watched
+# model or relation ends, besides everyone's.
+_watched_scopes: dict[object, str | None] = {}
+
+
 def _on_change(sender: object, **kwargs: object) -> None:
-    changed()
-
-
-def _on_accounts_change(sender: object, **kwargs: object) -> None:
-    changed(scope=ACCOUNTS)
-
-
-_CHANGE_RECEIVERS = {None: _on_change, ACCOUNTS: _on_accounts_change}
+    changed(scope=_watched_scopes.get(sender))
 
 
 def _on_m2m_change(sender: object, action: str, **kwargs: object) -> None:
     if action in {"post_add", "post_remove", "post_clear"}:
-        changed()
-
-
-def _on_accounts_m2m_change(sender: object, action: str, **kwargs: object) -> None:
-    if action in {"post_add", "post_remove", "post_clear"}:
-        changed(scope=ACCOUNTS)
-
-
-_M2M_RECEIVERS = {None: _on_m2m_change, ACCOUNTS: _on_accounts_m2m_change}
+        changed(scope=_watched_scopes.get(sender))
 
 
 def watch(*models: type[Model], saves: bool = True, scope: str | None = None) -> None:
@@ -157,19 +147,18 @@ def watch(*models: type[Model], saves: bool = True, scope: str | None = None) ->
     models is deleted and, with ``saves``, saved. Called from the apps' ``ready()``; a model
     whose rows never change what an answer says once written (an instance) is watched for
     deletion only."""
-    receiver = _CHANGE_RECEIVERS[scope]
     for model in models:
+        _watched_scopes[model] = scope
         if saves:
-            post_save.connect(receiver, sender=model, dispatch_uid=f"decisions-save-{model}")
-        post_delete.connect(receiver, sender=model, dispatch_uid=f"decisions-delete-{model}")
+            post_save.connect(_on_change, sender=model, dispatch_uid=f"decisions-save-{model}")
+        post_delete.connect(_on_change, sender=model, dispatch_uid=f"decisions-delete-{model}")
 
 
 def watch_relation(through: type[Model], *, scope: str | None = None) -> None:
     """Forget remembered answers (with ``scope``, that scope's too) when a many-to-many
     relation (``Model.field.through``) changes."""
-    m2m_changed.connect(
-        _M2M_RECEIVERS[scope], sender=through, dispatch_uid=f"decisions-m2m-{through}"
-    )
+    _watched_scopes[through] = scope
+    m2m_changed.connect(_on_m2m_change, sender=through, dispatch_uid=f"decisions-m2m-{through}")
 
 
 def digest(*parts: object) -> str:
@@ -420,9 +409,9 @@ def _wait_for(full_key: str, computing: str, scope: str | None) -> Any:
     remembered, and a series longer than its neighbours holds instances it did not decide."""
     cache = _cache()
     deadline = time.monotonic() + _WAIT_SECONDS
+    generation_key = _generation_key(scope)
     while time.monotonic() < deadline:
         time.sleep(_WAIT_STEP_SECONDS)
-        generation_key = _generation_key(scope)
         found = cache.get_many([generation_key, full_key, computing])
         stored = found.get(full_key, _MISSING)
         generation = found.get(generation_key)
