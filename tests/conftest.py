@@ -21,6 +21,7 @@ from accounts.models import Group, Location, Membership, Organization, Role, Use
 from accounts.permissions import ADMINISTRATOR, CLINICIAN
 from portal.decisions import forget_asked
 from portal.once import forget as forget_once
+from studies.services.rendered_images import recent_renderings
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -64,6 +65,7 @@ def _isolated_storage(settings, tmp_path):
     # What this process remembers of the shared cache goes with it.
     forget_once()
     forget_asked()
+    recent_renderings.clear()
     yield
     storages._storages.pop("dicom", None)
 

@@ -5,6 +5,15 @@ Rendered bytes are cached by the file's content hash and every parameter that ch
 recipients of the same study (anonymized or not) share the cache, since the server never draws
 text on the pixels.
 
+A full-size frame joins the shared cache the second time a process renders it, not the first
+(:class:`RecentRenderings`). A viewer opening a series asks for each frame once, and its browser
+keeps what it got (a private response at a versioned address), so most frames are never asked
+for again: asking the cache for each of them and writing it there (some 30 kB a slice) cost an
+eighth of a cold frame's time, and a day's viewings (5 MB a 200-slice series) would have filled
+the cache with frames no one reads. A frame asked for again (another recipient, another
+window) is kept from then on. Thumbnails, small and shown on every visit to a list, are kept at
+once.
+
 Auditing every frame of a 500-slice scroll would bury the trail, so viewing is recorded as one
 FRAMES_RENDERED event per principal and study per 30 minutes (a "render session").
 """
@@ -66,6 +75,34 @@ def frame_cache_key(
     )
 
 
+class RecentRenderings:
+    """The cache keys this process rendered lately: two generations of at most ``limit`` keys'
+    hashes each (about 1.5 MB), the older dropped when the newer fills. A key forgotten, or two
+    keys sharing a hash, only moves when a frame joins the cache."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._newer: set[int] = set()
+        self._older: set[int] = set()
+
+    def seen_before(self, key: str) -> bool:
+        """Whether ``key`` was rendered lately; it is noted as rendered now either way."""
+        digest = hash(key)
+        if digest in self._newer or digest in self._older:
+            return True
+        if len(self._newer) >= self.limit:
+            self._older, self._newer = self._newer, set()
+        self._newer.add(digest)
+        return False
+
+    def clear(self) -> None:
+        self._newer.clear()
+        self._older.clear()
+
+
+recent_renderings = RecentRenderings(limit=10_000)
+
+
 def rendered_bytes(
     instance: Instance,
     *,
@@ -76,8 +113,9 @@ def rendered_bytes(
     viewport: Viewport | None = None,
     quality: int = JPEG_QUALITY,
 ) -> bytes:
-    """The frame rendered so, from the cache or from the stored file (then cached).
-    Raises RenderError when it cannot be rendered."""
+    """The frame rendered so, from the cache or from the stored file. A thumbnail (``max_size``)
+    is cached at once, a full-size frame once this process renders it again (see the module's
+    docstring). Raises RenderError when it cannot be rendered."""
     cache = caches["frames"]
     key = frame_cache_key(
         instance,
@@ -88,7 +126,8 @@ def rendered_bytes(
         viewport=viewport,
         quality=quality,
     )
-    body: bytes | None = cache.get(key)
+    cached = max_size is not None or recent_renderings.seen_before(key)
+    body: bytes | None = cache.get(key) if cached else None
     if body is None:
         with storages["dicom"].open(instance.file, "rb") as source:
             body = render_frame(
@@ -101,7 +140,8 @@ def rendered_bytes(
                 quality=quality,
                 plain=PlainImage.from_json(instance.plain_image),
             )
-        cache.set(key, body)
+        if cached:
+            cache.set(key, body)
     return body
 
 

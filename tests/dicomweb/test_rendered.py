@@ -10,6 +10,7 @@ from datetime import timedelta
 import pydicom
 import pytest
 import time_machine
+from django.core.cache import caches
 from django.core.files.storage import storages
 from django.urls import reverse
 from django.utils import timezone
@@ -23,7 +24,7 @@ from studies import rendering
 from studies.models import Instance
 from studies.rendering import PlainImage, Viewport, Window, render_frame
 from studies.services.ingestion import ingest_files
-from studies.services.rendered_images import frame_cache_key
+from studies.services.rendered_images import RecentRenderings, frame_cache_key
 from studies.synthetic import BUNDLED_RENDERABLE, bundled_test_file, to_bytes
 from tests.accounts.helpers import HttpsClient, sign_in
 from tests.dicomweb.conftest import CT_STUDY_UID, api_token, ct_datasets, token_client
@@ -494,16 +495,21 @@ def test_dicomweb_client_authenticates_with_an_api_token(ct, alice, scheme):
 # --- Caching ----------------------------------------------------------------------------------
 
 
-def test_second_request_is_served_from_the_cache(ct, alice):
+def test_a_frame_asked_again_is_served_from_the_cache(ct, alice):
     client = login(alice)
     instance = ct[0]
     first = client.get(frame_url(instance), {"window": "40,80"}, HTTP_ACCEPT="image/jpeg")
+    key = frame_cache_key(instance, frame=1, window=Window(40, 80), image_format="jpeg", size=None)
+    # A frame asked for once is not kept: a viewer's browser keeps it.
+    assert caches["frames"].get(key) is None
+    second = client.get(frame_url(instance), {"window": "40,80"}, HTTP_ACCEPT="image/jpeg")
+    assert caches["frames"].get(key) == first.content
     storages["dicom"].delete(instance.file)  # only the cache can answer now
 
-    second = client.get(frame_url(instance), {"window": "40,80"}, HTTP_ACCEPT="image/jpeg")
+    third = client.get(frame_url(instance), {"window": "40,80"}, HTTP_ACCEPT="image/jpeg")
 
-    assert first.status_code == second.status_code == 200
-    assert second.content == first.content
+    assert first.status_code == second.status_code == third.status_code == 200
+    assert third.content == second.content == first.content
     # Another rendering of the same frame is another key: it needs the (now missing) file.
     for other in ({"window": "40,400"}, {"window": "40,80,sigmoid"}, {"quality": "50"}):
         with pytest.raises(FileNotFoundError):
@@ -549,6 +555,37 @@ def test_an_instance_stored_without_a_plain_description_renders_from_its_header(
     assert response.status_code == 200
     assert response.content == expected
     assert len(headers_read) == 1
+
+
+def test_a_series_walked_once_leaves_nothing_in_the_cache_and_a_second_viewer_fills_it(
+    ct, alice, bob
+):
+    keys = [
+        frame_cache_key(instance, frame=1, window=None, image_format="jpeg", size=None)
+        for instance in ct
+    ]
+    first_viewer = login(alice)
+    for instance in ct:
+        assert first_viewer.get(frame_url(instance), HTTP_ACCEPT="image/jpeg").status_code == 200
+    assert caches["frames"].get_many(keys) == {}
+
+    share_entry(bob, ct[0].series.study)
+    second_viewer = login(bob)
+    seen = [second_viewer.get(frame_url(instance), HTTP_ACCEPT="image/jpeg") for instance in ct]
+
+    assert [response.status_code for response in seen] == [200] * len(ct)
+    assert list(caches["frames"].get_many(keys).values()) == [r.content for r in seen]
+
+
+def test_recent_renderings_forget_the_older_half_when_the_newer_fills():
+    recent = RecentRenderings(limit=2)
+    assert [recent.seen_before(key) for key in ("a", "b", "a")] == [False, False, True]
+    recent.seen_before("c")  # the newer generation (a, b) becomes the older one
+    recent.seen_before("d")
+    assert recent.seen_before("a") is True  # still in the older generation
+    recent.seen_before("e")  # (c, d) become the older one; (a, b) are forgotten
+    assert recent.seen_before("b") is False
+    assert recent.seen_before("c") is True
 
 
 def test_cache_key_holds_every_parameter_and_no_patient_data(ct):
