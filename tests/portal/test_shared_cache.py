@@ -1,5 +1,6 @@
-"""The shared cache's two speed-ups: one Redis client per connection pool (portal.cache), and
-"once per period" answered in the process after the shared cache decided (portal.once)."""
+"""The shared cache's speed-ups: one Redis client per connection pool and many expiring values
+written in one command (portal.cache), and "once per period" answered in the process after the
+shared cache decided (portal.once)."""
 
 import pytest
 import redis
@@ -31,6 +32,34 @@ def test_one_redis_client_per_pool(redis_url, monkeypatch):
     assert redis_cache.get_many(["key-1", "key-2"]) == {"key-1": 1, "key-2": 2}
     assert redis_cache.add("key-1", "other") is False
     assert len(built) == 1
+
+
+def test_many_values_are_written_with_their_expiry_in_one_command(redis_url, monkeypatch):
+    redis_cache = RedisCache(redis_url, {"KEY_PREFIX": "test-set-many"})
+    redis_cache.set("kept", "before")
+    redis_cache.set_many({"first": 1}, timeout=90)  # loads the script if the server lacks it
+    sent = []
+    original = redis.Redis.execute_command
+
+    def counting(self, *args, **options):
+        sent.append(args[0])
+        return original(self, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", counting)
+    values = {f"decision-{n}": ("generation", n, {"study": n}) for n in range(200)}
+    redis_cache.set_many(values, timeout=90)
+
+    assert sent == ["EVALSHA"]
+    assert redis_cache.get_many(list(values)) == values
+    client = redis.Redis.from_url(redis_url)
+    ttls = {client.ttl(redis_cache.make_key(key)) for key in values}
+    assert ttls and all(85 <= ttl <= 90 for ttl in ttls)
+
+    # Kept for good (no expiry) and deleted (a timeout of 0) keep Django's meaning.
+    redis_cache.set_many({"for-good": 1}, timeout=None)
+    assert client.ttl(redis_cache.make_key("for-good")) == -1
+    redis_cache.set_many({"kept": "after"}, timeout=0)
+    assert redis_cache.get("kept") is None
 
 
 class CountingCache:
