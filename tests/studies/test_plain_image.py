@@ -156,6 +156,28 @@ def test_a_plain_image_is_rendered_without_reading_its_header(monkeypatch, tmp_p
         render_frame(path, frame=1, image_format="jpeg")
 
 
+def test_a_series_slices_share_their_display_elements_and_render_as_alone(tmp_path):
+    slices = make_series(
+        **PATIENT, modality="CT", series_number=1, series_description="Axial", slices=3
+    )
+    stored = [_stored(ds) for ds in slices]
+    plains = [plain for _data, plain in stored]
+    assert all(plain is not None for plain in plains)
+    first, *others = [plain.display_elements() for plain in plains]
+    # Built once for the series, not once a frame.
+    assert all(other is first for other in others)
+    # A slice rendered after its neighbours gives the bytes it gives on its own.
+    for data, plain in stored:
+        from_header = render_frame(io.BytesIO(data), frame=1, image_format="jpeg")
+        assert render_frame(io.BytesIO(data), frame=1, image_format="jpeg", plain=plain) == (
+            from_header
+        )
+    # Another window or rescale is another dataset.
+    other_window = _stored(_series_slice("CT", WindowCenter=300, WindowWidth=1500))[1]
+    assert other_window.display_elements() is not first
+    assert other_window.display_elements().WindowCenter == 300
+
+
 def _palette() -> Dataset:
     ds = _grey(_noise(np.uint8, 0, 255), photometric="PALETTE COLOR")
     ds.SamplesPerPixel = 1
