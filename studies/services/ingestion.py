@@ -37,7 +37,7 @@ from accounts.memberships import active_memberships, has_perm
 from accounts.models import Location, Organization, User
 from accounts.permissions import Perm
 from audit.models import Action, Outcome
-from audit.services import record
+from audit.services import record_many
 from portal import decisions
 from studies.access import may_upload_to
 from studies.dicom_header import DicomHeader, FileRejected, normalize_name, read_header
@@ -1070,34 +1070,39 @@ def _audit(
     )
     if transfer is not None:
         location_details.update(transfer.audit_details())
-    # One transaction for the batch's events: one commit, not one per study.
-    with transaction.atomic():
-        for tally in tallies.values():
-            record(
-                action=Action.INSTANCES_RECEIVED if transfer is not None else Action.STUDY_UPLOADED,
-                actor=uploaded_by,
-                actor_label=label,
-                request=request,
-                study=tally.study,
-                details={
-                    "stored": tally.stored,
-                    "duplicates": tally.duplicates,
-                    **location_details,
-                },
-            )
-        for rejection in result.rejected:
-            record(
-                action=Action.UPLOAD_REJECTED,
-                actor=uploaded_by,
-                actor_label=label,
-                request=request,
-                outcome=Outcome.MINOR_FAILURE,
-                organization_id=organization.pk,
-                target_type="file",
-                details={
-                    "file": rejection.name,
-                    "reason": rejection.reason,
-                    "kind": rejection.code,
-                    **location_details,
-                },
-            )
+    action = Action.INSTANCES_RECEIVED if transfer is not None else Action.STUDY_UPLOADED
+    who = {"actor": uploaded_by, "actor_label": label, "request": request}
+    # Appended together, in one transaction: one commit and one lock of the chain's head.
+    record_many(
+        [
+            *(
+                {
+                    **who,
+                    "action": action,
+                    "study": tally.study,
+                    "details": {
+                        "stored": tally.stored,
+                        "duplicates": tally.duplicates,
+                        **location_details,
+                    },
+                }
+                for tally in tallies.values()
+            ),
+            *(
+                {
+                    **who,
+                    "action": Action.UPLOAD_REJECTED,
+                    "outcome": Outcome.MINOR_FAILURE,
+                    "organization_id": organization.pk,
+                    "target_type": "file",
+                    "details": {
+                        "file": rejection.name,
+                        "reason": rejection.reason,
+                        "kind": rejection.code,
+                        **location_details,
+                    },
+                }
+                for rejection in result.rejected
+            ),
+        ]
+    )

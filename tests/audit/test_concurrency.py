@@ -12,7 +12,7 @@ from psycopg.pq import TransactionStatus
 
 from audit.models import NO_ORGANIZATION_CHAIN, Action, AuditEvent, ChainHead
 from audit.selectors import verify_chain
-from audit.services import record
+from audit.services import record, record_many
 
 THREADS = 8
 EVENTS_PER_THREAD = 25
@@ -253,3 +253,33 @@ def test_failed_append_outside_a_transaction_writes_nothing_and_ends_its_transac
     result = verify_chain()
     assert result.ok, [str(b) for b in result.breaks]
     assert result.count == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_hundred_events_appended_together_take_three_round_trips(require_postgres, org):
+    record(action=Action.LOGIN, actor_label="alice", organization_id=org.pk)
+    batch = [
+        {
+            "action": Action.INSTANCES_RECEIVED,
+            "actor_label": "PACS",
+            "organization_id": org.pk,
+            "target_type": "study",
+            "target_id": f"1.2.3.{n}",
+        }
+        for n in range(100)
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        events = record_many(batch)
+    statements = [q["sql"][:40] for q in queries.captured_queries]
+    # Begin and lock the head, insert the hundred, move the head, commit.
+    assert len([s for s in statements if s not in ("BEGIN", "COMMIT")]) == 3, statements
+    assert [AuditEvent.objects.get(pk=e.pk).target_id for e in events[::25]] == [
+        "1.2.3.0",
+        "1.2.3.25",
+        "1.2.3.50",
+        "1.2.3.75",
+    ]
+    result = verify_chain()
+    assert result.ok, [str(b) for b in result.breaks]
+    assert result.count == 101

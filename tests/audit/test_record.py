@@ -16,7 +16,14 @@ from accounts.models import Location
 from audit.codes import codes_for
 from audit.models import NO_ORGANIZATION_CHAIN, Action, AuditEvent, ChainHead
 from audit.selectors import verify_chain
-from audit.services import ANONYMOUS_RECIPIENT, event_mac, hashed_fields, record, redact
+from audit.services import (
+    ANONYMOUS_RECIPIENT,
+    event_mac,
+    hashed_fields,
+    record,
+    record_many,
+    redact,
+)
 from audit.signing import current_key
 
 # --- Secrets ---------------------------------------------------------------------------------
@@ -176,4 +183,63 @@ def test_action_whose_event_cannot_be_written_is_rolled_back(org, alice, monkeyp
     assert chain.values_list("last_hash", "count").first() == before
     monkeypatch.undo()
     assert not AuditEvent.objects.exists()
+    assert verify_chain().ok
+
+
+# --- Several events at once -------------------------------------------------------------------
+
+
+def test_events_appended_together_chain_as_if_appended_one_by_one(alice, org, other_org):
+    record(action=Action.LOGIN, actor=alice)  # the chain of no organization has a head already
+    events = record_many(
+        [
+            {
+                "action": Action.STUDY_UPLOADED,
+                "actor": alice,
+                "organization_id": org.pk,
+                "target_type": "study",
+                "target_id": f"1.2.3.{n}",
+                "details": {"stored": n},
+            }
+            for n in range(3)
+        ]
+        + [
+            {
+                "action": Action.UPLOAD_REJECTED,
+                "actor_label": "PACS",
+                "organization_id": other_org.pk,
+                "details": {"file": "bad.dcm", "password": "hunter2"},
+            },
+            {"action": Action.LOGIN, "actor": alice},
+        ]
+    )
+
+    stored = {event.pk: event for event in AuditEvent.objects.all()}
+    assert [stored[event.pk].hash for event in events] == [event.hash for event in events]
+    ours = [event for event in events if event.organization_id == org.pk]
+    assert [event.target_id for event in ours] == ["1.2.3.0", "1.2.3.1", "1.2.3.2"]
+    # In the order given, each onto the one before it, later in time and by id.
+    assert [e.prev_hash for e in ours[1:]] == [e.hash for e in ours[:-1]]
+    assert [e.pk for e in ours] == sorted(e.pk for e in ours)
+    assert [e.at for e in ours] == sorted(e.at for e in ours)
+    assert stored[events[3].pk].details == {"file": "bad.dcm", "password": "[redacted]"}
+    heads = {head.chain: head for head in ChainHead.objects.all()}
+    assert (heads[org.pk].last_hash, heads[org.pk].count) == (ours[-1].hash, 3)
+    assert (heads[other_org.pk].last_hash, heads[other_org.pk].count) == (events[3].hash, 1)
+    assert heads[NO_ORGANIZATION_CHAIN].count == 2
+    result = verify_chain()
+    assert result.ok, [str(b) for b in result.breaks]
+    assert result.count == 6
+    assert record_many([]) == []
+
+
+def test_events_appended_together_are_written_with_the_action_or_not_at_all(alice, org):
+    record(action=Action.LOGIN, actor=alice, organization_id=org.pk)
+    with pytest.raises(RuntimeError), transaction.atomic():
+        record_many(
+            [{"action": Action.STUDY_UPLOADED, "actor": alice, "organization_id": org.pk}] * 4
+        )
+        raise RuntimeError("the batch fails after its events were appended")
+    assert AuditEvent.objects.count() == 1
+    assert ChainHead.objects.get(chain=org.pk).count == 1
     assert verify_chain().ok
