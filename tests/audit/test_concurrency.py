@@ -283,3 +283,23 @@ def test_a_hundred_events_appended_together_take_three_round_trips(require_postg
     result = verify_chain()
     assert result.ok, [str(b) for b in result.breaks]
     assert result.count == 101
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_larger_than_one_insert_keeps_the_chain_order(require_postgres, org, monkeypatch):
+    from audit import services
+
+    monkeypatch.setattr(services, "_EVENTS_PER_INSERT", 40)
+    record(action=Action.LOGIN, actor_label="alice", organization_id=org.pk)
+    with CaptureQueriesContext(connection) as queries:
+        events = record_many(
+            {"action": Action.INSTANCES_RECEIVED, "actor_label": "PACS", "organization_id": org.pk}
+            for _ in range(100)
+        )
+    inserts = [q for q in queries.captured_queries if q["sql"].startswith("INSERT")]
+    assert len(inserts) == 3
+    stored = list(AuditEvent.objects.filter(organization_id=org.pk).order_by("id"))
+    assert [event.hash for event in stored[1:]] == [event.hash for event in events]
+    assert [event.prev_hash for event in stored[1:]] == [event.hash for event in stored[:-1]]
+    assert verify_chain().ok
