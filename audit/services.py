@@ -182,10 +182,10 @@ def record(
 
 
 def record_many(events: Iterable[Mapping[str, Any]]) -> list[AuditEvent]:
-    """Append several events in one transaction, in order: each as :func:`record` appends one
-    with those arguments. On PostgreSQL each chain's head is locked and moved once for all of
-    its events, which are inserted together: a batch of 100 received studies took 200 round
-    trips to audit one by one, and takes three."""
+    """Append several events, in order, in the caller's transaction or one of their own: each
+    as :func:`record` appends one with those arguments. On PostgreSQL each chain's head is
+    locked and moved once for all of its events, which are inserted together: a batch of 100
+    received studies took 200 round trips to audit one by one, and takes three."""
     built = [_new_event(**arguments) for arguments in events]
     if not built:
         return []
@@ -193,7 +193,8 @@ def record_many(events: Iterable[Mapping[str, Any]]) -> list[AuditEvent]:
     for event in built:
         by_chain.setdefault(chain_for(event.organization_id), []).append(event)
     key = current_key()
-    with transaction.atomic():
+    # Within the caller's transaction, if any (no savepoint: the events go with the action).
+    with transaction.atomic(savepoint=False):
         # Heads locked in one order: two batches never each wait for a head the other holds.
         for chain in sorted(by_chain):
             if not _appended_together(by_chain[chain], chain, key):
@@ -249,20 +250,11 @@ def _new_event(
 
 
 def _appended_with_orm(events: list[AuditEvent], chain: int, key: SigningKey) -> None:
-    """Append ``events`` to ``chain`` through the ORM: on SQLite, and for a chain's first
-    events (its head is created here)."""
+    """Append ``events`` to ``chain`` through the ORM: on SQLite, and for a chain's first event
+    on PostgreSQL (its head is made here)."""
     with transaction.atomic():
         # Only this chain's head is locked, until the caller's transaction ends.
-        head = _locked_head(chain)
-        if head is None:
-            ChainHead.objects.get_or_create(
-                chain=chain,
-                defaults={"last_hash": GENESIS_HASH, "seal": seal_head(chain, 0, GENESIS_HASH)},
-            )
-            head = _locked_head(chain)
-            if head is None:
-                raise RuntimeError(f"The head of audit chain {chain} was created but is missing.")
-        last_hash, count = head
+        last_hash, count = _locked_or_new_head(chain)
         for event in events:
             event.key_id = key.id
             _chain_onto(event, last_hash, key)
@@ -376,16 +368,12 @@ def _appended_together(events: list[AuditEvent], chain: int, key: SigningKey) ->
     ``_EVENTS_PER_INSERT``), move the head once. PostgreSQL returns the new ids in the order
     the rows were given, which is the chain's order.
 
-    Returns False, having written nothing, on SQLite and for a chain without a head yet."""
+    Returns False, having written nothing, on SQLite."""
     if connection.vendor != "postgresql":
         return False
     operations = cast("PostgresOperations", connection.ops)
+    last_hash, count = _locked_or_new_head(chain)
     with connection.cursor() as cursor:
-        cursor.execute(_LOCK, [chain])
-        head = cursor.fetchone()
-        if head is None:
-            return False
-        last_hash, count = head[0], int(head[1])
         rows = []
         for event in events:
             event.key_id = key.id
@@ -413,6 +401,20 @@ def _appended_together(events: list[AuditEvent], chain: int, key: SigningKey) ->
         seal = seal_head(chain, count, last_hash, key)
         cursor.execute(_MOVE_HEAD, [last_hash, count, seal, chain])
     return True
+
+
+def _locked_or_new_head(chain: int) -> tuple[str, int]:
+    """:func:`_locked_head`, the head made first for a chain's first event."""
+    head = _locked_head(chain)
+    if head is None:
+        ChainHead.objects.get_or_create(
+            chain=chain,
+            defaults={"last_hash": GENESIS_HASH, "seal": seal_head(chain, 0, GENESIS_HASH)},
+        )
+        head = _locked_head(chain)
+        if head is None:
+            raise RuntimeError(f"The head of audit chain {chain} was created but is missing.")
+    return head
 
 
 def _locked_head(chain: int) -> tuple[str, int] | None:

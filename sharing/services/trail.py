@@ -10,7 +10,7 @@ from django.http import HttpRequest
 
 from accounts.models import User
 from audit.models import Outcome
-from audit.services import record
+from audit.services import record_many
 from sharing.models import Share
 from studies.models import Study
 
@@ -28,15 +28,17 @@ def record_share_event(
     """Record ``action`` for each of ``studies`` (by default all the share's studies)."""
     if studies is None:
         studies = share.studies.select_related("patient").order_by("pk")
-    for study in studies:
-        record(
-            action=action,
-            actor=actor,
-            request=request,
-            outcome=Outcome.MINOR_FAILURE if failed else Outcome.SUCCESS,
-            organization_id=share.organization_id,
-            target_type="share",
-            target_id=share.pk,
-            study=study,
-            details=details,
-        )
+    record_many(
+        {
+            "action": action,
+            "actor": actor,
+            "request": request,
+            "outcome": Outcome.MINOR_FAILURE if failed else Outcome.SUCCESS,
+            "organization_id": share.organization_id,
+            "target_type": "share",
+            "target_id": share.pk,
+            "study": study,
+            "details": details,
+        }
+        for study in studies
+    )

@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from accounts.models import User
 from accounts.permissions import Perm
 from audit.models import Action
-from audit.services import record
+from audit.services import record, record_many
 from portal import decisions
 from studies.access import may_organize_folders
 from studies.models import Entry, Folder, Study, Worklist
@@ -278,17 +278,19 @@ def file_studies(
         return 0
     Entry.objects.filter(pk__in=[e.pk for e in moved]).update(folder_id=target)
     decisions.changed()  # an update sends no post_save: remembered folder lists must go
-    for entry in moved:
-        record(
-            action=Action.STUDIES_FILED,
-            actor=user,
-            request=request,
-            organization_id=worklist.organization_id,
-            study=entry.study,
-            details={
+    record_many(
+        {
+            "action": Action.STUDIES_FILED,
+            "actor": user,
+            "request": request,
+            "organization_id": worklist.organization_id,
+            "study": entry.study,
+            "details": {
                 "worklist": worklist.pk,
                 "folder": folder.name if folder else None,
                 "previous_folder": entry.folder_id,
             },
-        )
+        }
+        for entry in moved
+    )
     return len({entry.study_id for entry in moved})

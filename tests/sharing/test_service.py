@@ -5,11 +5,14 @@ from datetime import date, datetime, timedelta
 import pytest
 import time_machine
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import Location
 from accounts.permissions import Perm
 from audit.models import Action, AuditEvent
+from audit.selectors import verify_chain
 from notifications.models import Message
 from sharing.models import Share, ShareRecipient
 from sharing.services.entries import end_of_day
@@ -439,3 +442,22 @@ def test_an_entry_requiring_two_factor_opens_nothing_without_a_verified_session(
 
     assert user_study_access(bob, study) is None
     assert study_access(request, study) is None
+
+
+def test_a_share_of_many_studies_writes_their_events_together(org, location, alice, bob):
+    studies = [
+        make_study(org, location=location, patient_id=f"P-{n}", accession=f"ACC-{n}")
+        for n in range(6)
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        created = share(alice, studies, ("user", bob.pk))
+    inserts = [q["sql"] for q in queries.captured_queries if "INSERT INTO" in q["sql"]]
+    audit_inserts = [sql for sql in inserts if '"audit_auditevent"' in sql]
+    events = AuditEvent.objects.filter(action=Action.SHARE_CREATED, target_id=str(created.pk))
+    assert sorted(events.values_list("study_uid", flat=True)) == sorted(
+        study.study_uid for study in studies
+    )
+    if connection.vendor == "postgresql":
+        # One statement for the share's six events (SQLite writes them one by one).
+        assert len(audit_inserts) == 1, audit_inserts
+    assert verify_chain().ok
