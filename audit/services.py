@@ -12,9 +12,9 @@ an HMAC under ``AUDIT_KEY`` (audit.signing) of its content and its predecessor's
 import contextlib
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, Required, TypedDict, Unpack, cast
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.serializers.json import DjangoJSONEncoder
@@ -147,33 +147,26 @@ class AuditedStudy(Protocol):
     def patient(self) -> _AuditedPatient: ...
 
 
-def record(
-    *,
-    action: str,
-    actor: AbstractBaseUser | None = None,
-    actor_label: str | None = None,
-    request: HttpRequest | None = None,
-    outcome: str = Outcome.SUCCESS,
-    organization_id: int | None = None,
-    target_type: str = "",
-    target_id: str | int = "",
-    study: AuditedStudy | None = None,
-    details: dict[str, Any] | None = None,
-) -> AuditEvent:
-    """Append one event. ``actor`` defaults to the request's user; with neither, the event is
-    by an anonymous recipient. ``study`` fills the study UID, patient ID and organization."""
-    event = _new_event(
-        action=action,
-        actor=actor,
-        actor_label=actor_label,
-        request=request,
-        outcome=outcome,
-        organization_id=organization_id,
-        target_type=target_type,
-        target_id=target_id,
-        study=study,
-        details=details,
-    )
+class EventArguments(TypedDict, total=False):
+    """What an event is made of (:func:`record`, :func:`record_many`): only ``action`` is
+    required. ``actor`` defaults to the request's user; with neither, the event is by an
+    anonymous recipient. ``study`` fills the study UID, patient ID and organization."""
+
+    action: Required[str]
+    actor: AbstractBaseUser | None
+    actor_label: str | None
+    request: HttpRequest | None
+    outcome: str
+    organization_id: int | None
+    target_type: str
+    target_id: str | int
+    study: AuditedStudy | None
+    details: dict[str, Any] | None
+
+
+def record(**arguments: Unpack[EventArguments]) -> AuditEvent:
+    """Append one event (see :class:`EventArguments`)."""
+    event = _new_event(**arguments)
     chain = chain_for(event.organization_id)
     key = current_key()
     if not _appended_in_two_round_trips(event, chain, key):
@@ -181,7 +174,7 @@ def record(
     return event
 
 
-def record_many(events: Iterable[Mapping[str, Any]]) -> list[AuditEvent]:
+def record_many(events: Iterable[EventArguments]) -> list[AuditEvent]:
     """Append several events, in order, in the caller's transaction or one of their own: each
     as :func:`record` appends one with those arguments. On PostgreSQL each chain's head is
     locked and moved once for all of its events, which are inserted together: a batch of 100
@@ -215,7 +208,8 @@ def _new_event(
     study: AuditedStudy | None = None,
     details: dict[str, Any] | None = None,
 ) -> AuditEvent:
-    """The event :func:`record` appends, not yet chained nor saved."""
+    """The event :func:`record` appends (its defaults are :class:`EventArguments`'), not yet
+    chained nor saved."""
     if actor is None and request is not None and request.user.is_authenticated:
         actor = request.user
     if actor_label is None:

@@ -37,7 +37,7 @@ from accounts.memberships import active_memberships, has_perm
 from accounts.models import Location, Organization, User
 from accounts.permissions import Perm
 from audit.models import Action, Outcome
-from audit.services import record_many
+from audit.services import EventArguments, record_many
 from portal import decisions
 from studies.access import may_upload_to
 from studies.dicom_header import DicomHeader, FileRejected, normalize_name, read_header
@@ -1071,38 +1071,38 @@ def _audit(
     if transfer is not None:
         location_details.update(transfer.audit_details())
     action = Action.INSTANCES_RECEIVED if transfer is not None else Action.STUDY_UPLOADED
-    who = {"actor": uploaded_by, "actor_label": label, "request": request}
+    events: list[EventArguments] = [
+        {
+            "action": action,
+            "actor": uploaded_by,
+            "actor_label": label,
+            "request": request,
+            "study": tally.study,
+            "details": {
+                "stored": tally.stored,
+                "duplicates": tally.duplicates,
+                **location_details,
+            },
+        }
+        for tally in tallies.values()
+    ]
+    events += [
+        {
+            "action": Action.UPLOAD_REJECTED,
+            "actor": uploaded_by,
+            "actor_label": label,
+            "request": request,
+            "outcome": Outcome.MINOR_FAILURE,
+            "organization_id": organization.pk,
+            "target_type": "file",
+            "details": {
+                "file": rejection.name,
+                "reason": rejection.reason,
+                "kind": rejection.code,
+                **location_details,
+            },
+        }
+        for rejection in result.rejected
+    ]
     # Appended together, in one transaction: one commit and one lock of the chain's head.
-    record_many(
-        [
-            *(
-                {
-                    **who,
-                    "action": action,
-                    "study": tally.study,
-                    "details": {
-                        "stored": tally.stored,
-                        "duplicates": tally.duplicates,
-                        **location_details,
-                    },
-                }
-                for tally in tallies.values()
-            ),
-            *(
-                {
-                    **who,
-                    "action": Action.UPLOAD_REJECTED,
-                    "outcome": Outcome.MINOR_FAILURE,
-                    "organization_id": organization.pk,
-                    "target_type": "file",
-                    "details": {
-                        "file": rejection.name,
-                        "reason": rejection.reason,
-                        "kind": rejection.code,
-                        **location_details,
-                    },
-                }
-                for rejection in result.rejected
-            ),
-        ]
-    )
+    record_many(events)
