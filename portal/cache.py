@@ -30,7 +30,7 @@ class RedisCacheClient(DjangoRedisCacheClient):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._clients = {}
-        self._set_many_scripts = {}
+        self._set_many_script = None
 
     def get_client(self, key=None, *, write=False):
         pool = self._get_connection_pool(write)
@@ -44,12 +44,12 @@ class RedisCacheClient(DjangoRedisCacheClient):
             super().set_many(data, timeout)
             return
         client = self.get_client(None, write=True)
-        script = self._set_many_scripts.get(id(client))
-        if script is None:
-            # Sent by its digest (EVALSHA), and in full only when the server lacks it.
-            script = self._set_many_scripts[id(client)] = client.register_script(_SET_MANY_EXPIRING)
+        if self._set_many_script is None:
+            # Sent by its digest (EVALSHA), and in full only when a server lacks it.
+            self._set_many_script = client.register_script(_SET_MANY_EXPIRING)
         dumps = self._serializer.dumps
-        script(keys=list(data), args=[*(dumps(value) for value in data.values()), int(timeout)])
+        values = [dumps(value) for value in data.values()]
+        self._set_many_script(keys=list(data), args=[*values, int(timeout)], client=client)
 
 
 class RedisCache(DjangoRedisCache):
