@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from audit.models import Action
 from audit.services import record
+from portal import decisions
 from studies.access import StudyAccess, active_entries, visible_worklists
 from studies.models import Study
 
@@ -24,11 +25,19 @@ def record_study_view(
     entries of it as opened (their "Message" badge turns from unread to read)."""
     user = request.user if request.user.is_authenticated else None
     if mark_opened and user is not None:
-        active_entries().filter(
-            study=study,
-            worklist__in=visible_worklists(user),
-            opened_at__isnull=True,
-        ).update(opened_at=timezone.now())
+        opened = (
+            active_entries()
+            .filter(
+                study=study,
+                worklist__in=visible_worklists(user),
+                opened_at__isnull=True,
+            )
+            .update(opened_at=timezone.now())
+        )
+        if opened:
+            # An update sends no post_save: the remembered directory pages showing these
+            # entries' unread "Message" badges must go, as after a save.
+            decisions.changed()
     record(
         action=Action.STUDY_VIEWED,
         request=request,

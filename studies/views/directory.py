@@ -19,17 +19,19 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.http import AuthenticatedRequest
+from portal import decisions
 from portal.forms import DateField, DateInput
 from portal.http import MAX_ID
+from portal.remembered_pages import RememberedPage, page_question, render_page, shows_messages
 from studies import menu
-from studies.access import organizable_worklist_ids
+from studies.access import access_ends, organizable_worklist_ids, search_decision_key
 from studies.models import Study
 from studies.pagination import InvalidCursor, Sort
 from studies.selectors import (
@@ -209,39 +211,91 @@ def _render_directory(
     params=None,
     status: int = 200,
 ) -> HttpResponse:
-    user = request.user
+    """The directory page: remembered for the session (``portal.remembered_pages``) unless it
+    shows a form's errors or a one-time message, which are this request's alone."""
     params = request.GET if params is None else params
-    sort = Sort.parse(params.get("sort"))
-    worklist_id = _int_param(params.get("worklist"))
-    folder_id = _int_param(params.get("folder"))
-    criteria.worklist_id = worklist_id
-    criteria.folder_id = folder_id
+    listing = _Listing(request, criteria, search_key, params)
 
-    def url(**changes) -> str:
+    def page() -> RememberedPage:
+        return _directory_page(request, listing, form)
+
+    try:
+        if form is not None or shows_messages(request):
+            rendered = page()
+        else:
+            rendered = decisions.remember(
+                search_decision_key(
+                    request, "directory-page", *listing.question(), *page_question(request)
+                ),
+                lambda: (page(), access_ends(request.user)),
+            )
+    except InvalidCursor:
+        return redirect(listing.url())
+    record_studies_listed(
+        request=request,
+        via="directory",
+        keys=criteria.keys_used(),
+        rows=rendered.facts["rows"],
+    )
+    return rendered.response(request, status=status)
+
+
+class _Listing:
+    """What the directory lists, as the address (and the session's saved search) asks: the
+    criteria, the worklist or folder, the sort and the page."""
+
+    def __init__(
+        self,
+        request: AuthenticatedRequest,
+        criteria: SearchCriteria,
+        search_key: str | None,
+        params,
+    ) -> None:
+        self.criteria = criteria
+        self.search_key = search_key
+        self.sort = Sort.parse(params.get("sort"))
+        self.worklist_id = _int_param(params.get("worklist"))
+        self.folder_id = _int_param(params.get("folder"))
+        criteria.worklist_id = self.worklist_id
+        criteria.folder_id = self.folder_id
+        self.cursor = params.get("cursor") or None
+        self.page_size = settings.DIRECTORY_PAGE_SIZE
+
+    def url(self, **changes) -> str:
         params = {
-            "s": search_key,
-            "worklist": worklist_id,
-            "folder": folder_id,
-            "sort": None if sort == Sort() else sort.param,
+            "s": self.search_key,
+            "worklist": self.worklist_id,
+            "folder": self.folder_id,
+            "sort": None if self.sort == Sort() else self.sort.param,
         }
         params.update(changes)
         return _directory_url(**params)
 
-    cursor = params.get("cursor") or None
-    page_size = settings.DIRECTORY_PAGE_SIZE
-    try:
-        page = remembered_search_page(
-            request, criteria, sort=sort, cursor=cursor, page_size=page_size
+    def question(self) -> tuple[object, ...]:
+        """Everything of the listing that a remembered page answers for."""
+        return (
+            self.criteria.to_session(),
+            self.worklist_id,
+            self.folder_id,
+            self.sort.param,
+            self.cursor,
+            self.page_size,
         )
-    except InvalidCursor:
-        return redirect(url())
 
+
+def _directory_page(
+    request: AuthenticatedRequest, listing: _Listing, form: SearchForm | None
+) -> RememberedPage:
+    """The page rendered. Raises :class:`InvalidCursor`."""
+    user = request.user
+    criteria, sort, url = listing.criteria, listing.sort, listing.url
+    worklist_id, folder_id, cursor = listing.worklist_id, listing.folder_id, listing.cursor
+    page = remembered_search_page(
+        request, criteria, sort=sort, cursor=cursor, page_size=listing.page_size
+    )
     # Where the user may file studies in folders: the menu's folder items and drag and drop.
     organizable = organizable_worklist_ids(user)
     rows = _rows(request, page.studies, organizable)
-    record_studies_listed(
-        request=request, via="directory", keys=criteria.keys_used(), rows=len(rows)
-    )
 
     if form is None:
         form = SearchForm(
@@ -256,7 +310,7 @@ def _render_directory(
     context = {
         "form": form,
         "criteria": criteria,
-        "search_key": search_key,
+        "search_key": listing.search_key,
         "searching": criteria.has_search,
         "rows": rows,
         "columns": _columns(sort, url),
@@ -270,11 +324,11 @@ def _render_directory(
         "first_page_url": url(cursor=None) if cursor else None,
         "next_url": url(cursor=page.next_cursor) if page.next_cursor else None,
         "previous_url": url(cursor=page.previous_cursor) if page.previous_cursor else None,
-        "page_size": page_size,
+        "page_size": listing.page_size,
         "menu_data": {"items": menu.menu_for_client(user)},
         "file_studies_url": reverse("studies:folder_file") if organizable else None,
     }
-    return render(request, "studies/directory.html", context, status=status)
+    return render_page(request, "studies/directory.html", context, rows=len(rows))
 
 
 def _rows(

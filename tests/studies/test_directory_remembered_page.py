@@ -1,0 +1,128 @@
+"""The directory page itself is remembered for the session that asked for it
+(``portal.remembered_pages``, issue 13): the same page again is not rendered again, yet each
+answer carries its own CSRF token and its own audit event; another session renders its own; a
+page with a one-time message is its request's alone; and what a page shows changes at the next
+request after anything it rests on changes (the tests of ``test_directory_remembered`` hold for
+the remembered page too)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.urls import reverse
+
+from audit.models import Action, AuditEvent
+from studies.models import AccessLevel
+from studies.views import directory as directory_views
+from tests.accounts.helpers import HttpsClient
+from tests.factories import make_study, share_entry
+
+pytestmark = pytest.mark.django_db
+
+TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+@pytest.fixture
+def renders(monkeypatch) -> list[str]:
+    """The directory pages rendered (not answered from memory), by the user they were for."""
+    rendered: list[str] = []
+    real = directory_views._directory_page
+
+    def counted(request, listing, form):
+        rendered.append(request.user.username)
+        return real(request, listing, form)
+
+    monkeypatch.setattr(directory_views, "_directory_page", counted)
+    return rendered
+
+
+def queried_rows() -> list[int]:
+    return [
+        event.details["rows"]
+        for event in AuditEvent.objects.filter(action=Action.STUDIES_QUERIED).order_by("pk")
+    ]
+
+
+def test_the_same_page_again_is_answered_from_memory_with_its_own_token_and_audit_event(
+    alice, org, location, renders
+):
+    make_study(org, location=location, family_name="Peeters")
+    # A browser's client, whose forms must carry a valid token.
+    client = HttpsClient(enforce_csrf_checks=True, HTTP_ORIGIN="https://testserver")
+    client.force_login(alice)
+    directory = reverse("studies:directory")
+
+    first = client.get(directory)
+    again = client.get(directory)
+
+    assert first.status_code == again.status_code == 200
+    assert renders == ["alice"]
+    assert again.content.count(b'data-menu-target="study"') == 1
+    assert b"Peeters" in again.content
+    # Every answer is audited with the rows it listed.
+    assert queried_rows() == [1, 1]
+    # Each answer has a token of its own (masked afresh), and the remembered page's works.
+    tokens = set(TOKEN.findall(first.content.decode())) | set(TOKEN.findall(again.content.decode()))
+    assert len(tokens) == 2
+    (remembered_token,) = set(TOKEN.findall(again.content.decode()))
+    searched = client.post(
+        reverse("studies:search"), {"q": "peeters", "csrfmiddlewaretoken": remembered_token}
+    )
+    assert searched.status_code == 302
+
+
+def test_another_session_of_the_same_user_renders_its_own_page(alice, org, location, renders):
+    make_study(org, location=location)
+    one, other = HttpsClient(), HttpsClient()
+    one.force_login(alice)
+    other.force_login(alice)
+    directory = reverse("studies:directory")
+
+    one.get(directory)
+    other.get(directory)
+    one.get(directory)
+
+    assert renders == ["alice", "alice"]
+
+
+def test_a_page_with_a_message_is_rendered_for_its_request_alone(client, alice, renders):
+    client.force_login(alice)
+    expired = f"{reverse('studies:directory')}?s=forgotten"
+
+    for _ in range(2):
+        page = client.get(expired).content.decode()
+        assert "That search has expired" in page
+
+    assert renders == ["alice", "alice"]
+    # The plain page after it neither shows the message nor was it answered from memory.
+    plain = client.get(reverse("studies:directory")).content.decode()
+    assert "That search has expired" not in plain
+    assert renders == ["alice", "alice", "alice"]
+
+
+def test_opening_a_shared_study_turns_its_message_badge_read_at_the_next_page(
+    client, carol, org, location
+):
+    study = make_study(org, location=location)
+    share_entry(carol, study, level=AccessLevel.REPORT_READ, message="Please review")
+    client.force_login(carol)
+    directory = reverse("studies:directory")
+    assert 'class="badge unread"' in client.get(directory).content.decode()
+
+    assert client.get(reverse("studies:study", args=[study.study_uid])).status_code == 200
+
+    page = client.get(directory).content.decode()
+    assert 'class="badge read"' in page and 'class="badge unread"' not in page
+
+
+def test_the_page_follows_the_users_language_at_once(client, alice, renders):
+    client.force_login(alice)
+    directory = reverse("studies:directory")
+    assert "Patient Study Directory" in client.get(directory).content.decode()
+
+    alice.language = "nl"
+    alice.save(update_fields=["language"])
+
+    assert "Overzicht patiëntonderzoeken" in client.get(directory).content.decode()
+    assert renders == ["alice", "alice"]
