@@ -1,6 +1,7 @@
 from collections.abc import Callable
 
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY
 from django.http import HttpRequest, HttpResponseBase
 
 from portal import decisions
@@ -81,7 +82,9 @@ class DecisionsMiddleware:
 class DecisionsAheadMiddleware:
     """A logged-in user's request asks the shared cache, in one round trip before anything else,
     for the remembered answers the user's last request in this process asked for
-    (``decisions.ask_as_last_time``), rather than for each when it is first needed. Install after
+    (``decisions.ask_as_last_time``), rather than for each when it is first needed: who the
+    session's user is (``accounts.backends``) among them, so the user named by the session is
+    asked ahead and authenticated afterwards, as Django does, from what was asked. Install after
     ``AuthenticationMiddleware`` and before anything that asks (the two-factor check). Requests
     with an API or viewer token are not logged in here (their views authenticate them, and
     ``dicomweb.http`` asks ahead for them)."""
@@ -90,10 +93,13 @@ class DecisionsAheadMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        if not request.user.is_authenticated:
+        session = getattr(request, "session", None)
+        user_id = session.get(SESSION_KEY) if session is not None else None
+        if user_id is None:
             return self.get_response(request)
-        principal = f"user:{request.user.pk}"
+        principal = f"user:{user_id}"
         decisions.ask_as_last_time(principal)
         response = self.get_response(request)
-        decisions.note_asked(principal, decisions.asked_in_request())
+        if request.user.is_authenticated and f"user:{request.user.pk}" == principal:
+            decisions.note_asked(principal, decisions.asked_in_request())
         return response

@@ -182,6 +182,8 @@ ACCESS_DECISION_SECONDS = env_int("ACCESS_DECISION_SECONDS", 120 if CACHE_URL el
 
 # --- Accounts, passwords, sessions ----------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
+# Django's ModelBackend, with a session's user remembered (accounts.backends).
+AUTHENTICATION_BACKENDS = ["accounts.backends.PortalBackend"]
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "studies:directory"
 LOGOUT_REDIRECT_URL = "accounts:login"

@@ -37,6 +37,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from accounts.backends import PORTAL_BACKEND
 from accounts.models import User
 from accounts.services import (
     AccountExists,
@@ -63,7 +64,6 @@ INVITATION_PURPOSE = "share-invitation"
 _SPENT_PURPOSE = "share-invitation-spent"
 # secrets.token_urlsafe(32): 43 characters of URL-safe base64. Anything else is only counted.
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
-_LOGIN_BACKEND = "django.contrib.auth.backends.ModelBackend"
 
 
 # --- Refusals ----------------------------------------------------------------------------------
@@ -448,7 +448,7 @@ def register(
             raise InvitedAddressHasAccount() from exc
         activated = _activate(user=user, recipients=recipients, request=request)
     # A fresh account has no second factor: the password it just chose is its login.
-    complete_login(request=request, user=user, backend=_LOGIN_BACKEND)
+    complete_login(request=request, user=user, backend=PORTAL_BACKEND)
     return user, activated
 
 
