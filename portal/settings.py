@@ -203,8 +203,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 # Any session ends after 12 hours; an idle one after 30 minutes (accounts.middleware).
-# Database sessions, without Django's lookup of each new random key (portal/sessions.py).
-SESSION_ENGINE = "portal.sessions"
+# Database sessions, without Django's lookup of each new random key (portal/sessions.py), read
+# through the shared cache when there is one (portal/cached_sessions.py); never through a cache
+# of each process's own, which would keep a session another process ended.
+SESSION_ENGINE = "portal.cached_sessions" if CACHE_URL else "portal.sessions"
 SESSION_COOKIE_AGE = int(timedelta(hours=12).total_seconds())
 SESSION_IDLE_TIMEOUT = int(timedelta(minutes=30).total_seconds())
 SESSION_COOKIE_HTTPONLY = True

@@ -1,0 +1,138 @@
+"""Sessions read through the shared cache (``portal.cached_sessions``, issue 13), against the real
+Redis: a logged-in page reads no session row, the cache never holds a session key, logging out
+ends the session for every process, and a session the cache lost is read from the database.
+Without a shared cache, sessions are the database's alone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import redis
+from django.conf import settings as django_settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from portal.cached_sessions import SessionStore
+from portal.decisions import digest
+from tests.accounts.helpers import PASSWORD, HttpsClient
+
+pytestmark = pytest.mark.django_db
+
+SESSION_READ = 'FROM "django_session"'
+KEY_PREFIX = "test-cached-sessions"
+
+
+@pytest.fixture
+def shared_cache(require_redis, settings):
+    url = require_redis.rsplit("/", 1)[0] + "/12"
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {
+            "BACKEND": "portal.cache.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": KEY_PREFIX,
+        },
+    }
+    settings.SESSION_ENGINE = "portal.cached_sessions"
+    server = redis.Redis.from_url(url)
+    yield server
+    for key in server.scan_iter(f"{KEY_PREFIX}:*"):
+        server.delete(key)
+
+
+def logged_in(user) -> HttpsClient:
+    client = HttpsClient()
+    response = client.post(
+        reverse("accounts:login"), {"username": user.username, "password": PASSWORD}
+    )
+    assert response.status_code == 302, response.content
+    return client
+
+
+def session_reads(client, path: str) -> tuple[int, list[str]]:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(path)
+    return response.status_code, [q["sql"] for q in queries if SESSION_READ in q["sql"]]
+
+
+def test_a_logged_in_page_reads_no_session_row(shared_cache, alice):
+    client = logged_in(alice)
+    directory = reverse("studies:directory")
+    assert client.get(directory).status_code == 200
+
+    status, reads = session_reads(client, directory)
+
+    assert status == 200
+    assert reads == []
+
+
+def test_the_cache_never_holds_a_session_key(shared_cache, alice):
+    client = logged_in(alice)
+    client.get(reverse("studies:directory"))
+    session_key = client.cookies[django_settings.SESSION_COOKIE_NAME].value
+
+    keys = [key.decode() for key in shared_cache.scan_iter(f"{KEY_PREFIX}:*")]
+
+    assert keys
+    assert not [key for key in keys if session_key in key]
+    assert [key for key in keys if digest(session_key) in key]
+
+
+def test_logging_out_ends_the_session_for_every_process(shared_cache, alice):
+    client = logged_in(alice)
+    directory = reverse("studies:directory")
+    assert client.get(directory).status_code == 200
+    session_key = client.cookies[django_settings.SESSION_COOKIE_NAME].value
+    # Another web process finds the session in the shared cache.
+    assert SessionStore(session_key).load()
+
+    assert client.post(reverse("accounts:logout")).status_code == 302
+
+    assert SessionStore(session_key).load() == {}
+    stolen = HttpsClient()
+    stolen.cookies[django_settings.SESSION_COOKIE_NAME] = session_key
+    response = stolen.get(directory)
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("accounts:login"))
+
+
+def test_a_session_the_cache_lost_is_read_from_the_database(shared_cache, alice):
+    client = logged_in(alice)
+    directory = reverse("studies:directory")
+    assert client.get(directory).status_code == 200
+    for key in shared_cache.scan_iter(f"{KEY_PREFIX}:*"):
+        shared_cache.delete(key)
+
+    status, reads = session_reads(client, directory)
+    assert status == 200 and len(reads) == 1
+    # And the cache has it again.
+    status, reads = session_reads(client, directory)
+    assert status == 200 and reads == []
+
+
+@pytest.mark.parametrize(
+    ("cache_url", "engine"),
+    [("redis://127.0.0.1:6379/12", "portal.cached_sessions"), ("", "portal.sessions")],
+)
+def test_sessions_go_through_the_cache_only_when_every_process_shares_it(cache_url, engine):
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings"}
+    environment.pop("CACHE_URL", None)
+    if cache_url:
+        environment["CACHE_URL"] = cache_url
+    printed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from django.conf import settings; print(settings.SESSION_ENGINE)",
+        ],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=django_settings.BASE_DIR,
+    )
+    assert printed.stdout.strip() == engine
