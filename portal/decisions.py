@@ -58,6 +58,12 @@ _MISSING = object()
 _request_answers: ContextVar[dict[str, Any] | None] = ContextVar(
     "decisions_request_answers", default=None
 )
+# The remembered answers this request asked for (None outside a request), in the order asked:
+# what its user's next request asks ahead (:func:`note_asked`). Answers asked ahead and never
+# asked for are not among them, or every request would go on asking ahead for them.
+_request_asked: ContextVar[dict[str, None] | None] = ContextVar(
+    "decisions_request_asked", default=None
+)
 
 T = TypeVar("T")
 
@@ -122,9 +128,11 @@ def _forget_request_answers() -> None:
 def kept_for_request() -> Iterator[None]:
     """Within this block each remembered answer is asked of the cache once."""
     token = _request_answers.set({})
+    asked = _request_asked.set({})
     try:
         yield
     finally:
+        _request_asked.reset(asked)
         _request_answers.reset(token)
 
 
@@ -206,6 +214,9 @@ def remember_with_neighbours(
     seconds = settings.ACCESS_DECISION_SECONDS if ttl is None else ttl
     if seconds <= 0:
         return compute()[0][key]
+    asked = _request_asked.get()
+    if asked is not None:
+        asked[key] = None
     kept = _request_answers.get()
     if kept is not None and key in kept:
         return kept[key]
@@ -234,12 +245,10 @@ def once_per_request(key: str, compute: Callable[[], T]) -> T:
 
 
 def asked_in_request() -> list[str]:
-    """The keys of the remembered answers this request has had so far (none outside a
+    """The keys of the remembered answers this request has asked for so far (none outside a
     request), for :func:`note_asked`."""
-    kept = _request_answers.get()
-    if not kept:
-        return []
-    return [key for key in kept if not key.startswith("request:")]
+    asked = _request_asked.get()
+    return list(asked) if asked else []
 
 
 # By whom ("user:<pk>"): the keys their last request in this process asked, which their next

@@ -613,3 +613,23 @@ def test_a_series_whose_deciding_failed_is_decided_by_the_next_request_at_once()
     )
     assert answer == "decided"
     assert time.monotonic() - started < decisions._WAIT_STEP_SECONDS * 4
+
+
+def test_an_answer_asked_ahead_and_not_asked_for_is_not_asked_ahead_again(counting_cache):
+    """What a request asks ahead is what the last one asked for: an answer the next page did not
+    need (the worklist tree, under a remembered directory page) is not fetched for ever after."""
+
+    def compute():
+        return "computed", None
+
+    with decisions.kept_for_request():
+        decisions.remember("first:user:1", compute)
+        decisions.remember("second:user:1", compute)
+        decisions.note_asked("user:1", decisions.asked_in_request())
+    with decisions.kept_for_request():
+        decisions.ask_as_last_time("user:1")
+        decisions.remember("first:user:1", compute)
+        decisions.remember("third:user:1", compute)
+        asked = decisions.asked_in_request()
+
+    assert asked == ["first:user:1", "third:user:1"]
