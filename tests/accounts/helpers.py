@@ -2,7 +2,10 @@
 
 import time
 
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.oath import TOTP
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -62,6 +65,24 @@ def verified_login(client: Client, user, device: TOTPDevice) -> None:
     session = client.session
     session[DEVICE_ID_SESSION_KEY] = device.persistent_id
     session.save()
+
+
+def password_login(user) -> HttpsClient:
+    """A browser logged in as ``user`` through the login page, with the password (the
+    authentication backend and the session as a real login makes them)."""
+    client = HttpsClient()
+    response = client.post(
+        reverse("accounts:login"), {"username": user.username, "password": PASSWORD}
+    )
+    assert response.status_code == 302, response.content
+    return client
+
+
+def statements_of_get(client: Client, path: str, fragment: str) -> tuple[int, list[str]]:
+    """The status of ``GET path`` and the SQL statements it ran that contain ``fragment``."""
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(path)
+    return response.status_code, [q["sql"] for q in queries if fragment in q["sql"]]
 
 
 def sign_in(client: Client, user) -> Client:

@@ -6,46 +6,28 @@ does."""
 from __future__ import annotations
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from tests.accounts.helpers import PASSWORD, HttpsClient
+from tests.accounts.helpers import HttpsClient, password_login, statements_of_get
 
 pytestmark = pytest.mark.django_db
 
 USER_READ = 'FROM "accounts_user" WHERE "accounts_user"."id" ='
 
 
-def logged_in(user) -> HttpsClient:
-    """A browser logged in with the password, through the login page."""
-    client = HttpsClient()
-    response = client.post(
-        reverse("accounts:login"), {"username": user.username, "password": PASSWORD}
-    )
-    assert response.status_code == 302, response.content
-    return client
-
-
-def user_reads(client, path: str) -> tuple[int, list[str]]:
-    with CaptureQueriesContext(connection) as queries:
-        response = client.get(path)
-    return response.status_code, [q["sql"] for q in queries if USER_READ in q["sql"]]
-
-
 def test_the_next_pages_do_not_read_the_user_again(alice):
-    client = logged_in(alice)
+    client = password_login(alice)
     directory = reverse("studies:directory")
     client.get(directory)
 
-    status, reads = user_reads(client, directory)
+    status, reads = statements_of_get(client, directory, USER_READ)
 
     assert status == 200
     assert reads == []
 
 
 def test_a_deactivated_user_is_logged_out_at_the_next_request(alice):
-    client = logged_in(alice)
+    client = password_login(alice)
     directory = reverse("studies:directory")
     assert client.get(directory).status_code == 200
 
@@ -58,7 +40,7 @@ def test_a_deactivated_user_is_logged_out_at_the_next_request(alice):
 
 
 def test_a_password_changed_elsewhere_ends_the_session_at_the_next_request(alice):
-    client = logged_in(alice)
+    client = password_login(alice)
     directory = reverse("studies:directory")
     assert client.get(directory).status_code == 200
 

@@ -12,13 +12,11 @@ import sys
 import pytest
 import redis
 from django.conf import settings as django_settings
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from portal.cached_sessions import SessionStore
 from portal.decisions import digest
-from tests.accounts.helpers import PASSWORD, HttpsClient
+from tests.accounts.helpers import HttpsClient, password_login, statements_of_get
 
 pytestmark = pytest.mark.django_db
 
@@ -44,34 +42,19 @@ def shared_cache(require_redis, settings):
         server.delete(key)
 
 
-def logged_in(user) -> HttpsClient:
-    client = HttpsClient()
-    response = client.post(
-        reverse("accounts:login"), {"username": user.username, "password": PASSWORD}
-    )
-    assert response.status_code == 302, response.content
-    return client
-
-
-def session_reads(client, path: str) -> tuple[int, list[str]]:
-    with CaptureQueriesContext(connection) as queries:
-        response = client.get(path)
-    return response.status_code, [q["sql"] for q in queries if SESSION_READ in q["sql"]]
-
-
 def test_a_logged_in_page_reads_no_session_row(shared_cache, alice):
-    client = logged_in(alice)
+    client = password_login(alice)
     directory = reverse("studies:directory")
     assert client.get(directory).status_code == 200
 
-    status, reads = session_reads(client, directory)
+    status, reads = statements_of_get(client, directory, SESSION_READ)
 
     assert status == 200
     assert reads == []
 
 
 def test_the_cache_never_holds_a_session_key(shared_cache, alice):
-    client = logged_in(alice)
+    client = password_login(alice)
     client.get(reverse("studies:directory"))
     session_key = client.cookies[django_settings.SESSION_COOKIE_NAME].value
 
@@ -83,7 +66,7 @@ def test_the_cache_never_holds_a_session_key(shared_cache, alice):
 
 
 def test_logging_out_ends_the_session_for_every_process(shared_cache, alice):
-    client = logged_in(alice)
+    client = password_login(alice)
     directory = reverse("studies:directory")
     assert client.get(directory).status_code == 200
     session_key = client.cookies[django_settings.SESSION_COOKIE_NAME].value
@@ -101,16 +84,16 @@ def test_logging_out_ends_the_session_for_every_process(shared_cache, alice):
 
 
 def test_a_session_the_cache_lost_is_read_from_the_database(shared_cache, alice):
-    client = logged_in(alice)
+    client = password_login(alice)
     directory = reverse("studies:directory")
     assert client.get(directory).status_code == 200
     for key in shared_cache.scan_iter(f"{KEY_PREFIX}:*"):
         shared_cache.delete(key)
 
-    status, reads = session_reads(client, directory)
+    status, reads = statements_of_get(client, directory, SESSION_READ)
     assert status == 200 and len(reads) == 1
     # And the cache has it again.
-    status, reads = session_reads(client, directory)
+    status, reads = statements_of_get(client, directory, SESSION_READ)
     assert status == 200 and reads == []
 
 
