@@ -214,7 +214,7 @@ def _render_directory(
     """The directory page: remembered for the session (``portal.remembered_pages``) unless it
     shows a form's errors or a one-time message, which are this request's alone."""
     params = request.GET if params is None else params
-    listing = _Listing(request, criteria, search_key, params)
+    listing = _Listing(criteria, search_key, params)
 
     def page() -> RememberedPage:
         return _directory_page(request, listing, form)
@@ -244,13 +244,7 @@ class _Listing:
     """What the directory lists, as the address (and the session's saved search) asks: the
     criteria, the worklist or folder, the sort and the page."""
 
-    def __init__(
-        self,
-        request: AuthenticatedRequest,
-        criteria: SearchCriteria,
-        search_key: str | None,
-        params,
-    ) -> None:
+    def __init__(self, criteria: SearchCriteria, search_key: str | None, params) -> None:
         self.criteria = criteria
         self.search_key = search_key
         self.sort = Sort.parse(params.get("sort"))
