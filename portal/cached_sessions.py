@@ -64,3 +64,11 @@ class SessionStore(NewKeyUnasked, CachedDatabaseSessionStore):
         super().__init__(session_key)
         cache = caches[settings.SESSION_CACHE_ALIAS]
         self._cache = _SessionKeysDigested(cache, self.cache_key_prefix)
+
+    def save(self, must_create: bool = False) -> None:
+        if self.session_key is None:
+            # A new session (a login, a guest link opened): create() saves it, to the database
+            # and the cache. Django's cached save would then write the cache a second time.
+            self.create()
+            return
+        super().save(must_create)

@@ -12,6 +12,8 @@ import sys
 import pytest
 import redis
 from django.conf import settings as django_settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from portal.cached_sessions import SessionStore
@@ -20,7 +22,8 @@ from tests.accounts.helpers import HttpsClient, password_login, statements_of_ge
 
 pytestmark = pytest.mark.django_db
 
-SESSION_READ = 'FROM "django_session"'
+SESSION_TABLE = '"django_session"'
+SESSION_READ = f"FROM {SESSION_TABLE}"
 KEY_PREFIX = "test-cached-sessions"
 
 
@@ -119,3 +122,23 @@ def test_sessions_go_through_the_cache_only_when_every_process_shares_it(cache_u
         cwd=django_settings.BASE_DIR,
     )
     assert printed.stdout.strip() == engine
+
+
+def test_a_new_session_is_written_once_to_each_store(shared_cache, monkeypatch):
+    """Creating a session (a login, a guest link opened) is one INSERT and one cache write."""
+    sent: list[bytes | str] = []
+    real = redis.Redis.execute_command
+
+    def counting(self, *args, **options):
+        sent.append(args[0])
+        return real(self, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", counting)
+    store = SessionStore()
+    store["grant"] = "study"
+    with CaptureQueriesContext(connection) as queries:
+        store.save()
+
+    assert [q["sql"].split()[0] for q in queries if SESSION_TABLE in q["sql"]] == ["INSERT"]
+    assert sent == ["SET"]
+    assert SessionStore(store.session_key).load() == {"grant": "study"}
