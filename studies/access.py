@@ -215,12 +215,17 @@ def access_ends(user: User | AnonymousUser) -> datetime | None:
     (a search) keeps it no longer."""
     if not user.is_authenticated:
         return None
-    first: datetime | None = (
-        active_entries()
-        .filter(worklist_id__in=visible_worklist_ids(user), valid_until__isnull=False)
-        .aggregate(first=Min("valid_until"))["first"]
-    )
-    return first
+
+    def read() -> datetime | None:
+        first: datetime | None = (
+            active_entries()
+            .filter(worklist_id__in=visible_worklist_ids(user), valid_until__isnull=False)
+            .aggregate(first=Min("valid_until"))["first"]
+        )
+        return first
+
+    # Once a request: a directory page rendered afresh asks it for its search and for itself.
+    return decisions.once_per_request(f"access-ends:{user.pk}", read)
 
 
 def active_entries(now: datetime | None = None) -> QuerySet[Entry]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from audit.models import Action, AuditEvent
@@ -126,3 +128,16 @@ def test_the_page_follows_the_users_language_at_once(client, alice, renders):
 
     assert "Overzicht patiëntonderzoeken" in client.get(directory).content.decode()
     assert renders == ["alice", "alice"]
+
+
+def test_a_page_rendered_afresh_asks_when_the_users_access_ends_once(client, alice, org, location):
+    """The page and its search are both remembered until the first of the user's dated shares
+    ends; rendering the page afresh (its search too) reads that once."""
+    make_study(org, location=location)
+    client.force_login(alice)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(reverse("studies:directory")).status_code == 200
+
+    ends = [q["sql"] for q in queries if 'MIN("studies_entry"."valid_until")' in q["sql"]]
+    assert len(ends) == 1, ends
