@@ -415,10 +415,9 @@ def _check_pixel_data_complete(spool: IO[bytes], size: int, position: int, lengt
     """Reject files cut short (an interrupted copy) before they are stored and fail to render.
     Returns the number of fragments of encapsulated (compressed) pixel data, after the basic
     offset table; 0 for native pixel data."""
-    truncated = _truncated()
     if length != _UNDEFINED_LENGTH:
         if position + length > size:
-            raise truncated
+            raise _truncated()
         return 0
     # Encapsulated (compressed) pixel data: walk the fragment items to the sequence delimiter.
     # Encapsulated data is always little endian; only the 8-byte item headers are read.
@@ -428,7 +427,7 @@ def _check_pixel_data_complete(spool: IO[bytes], size: int, position: int, lengt
         spool.seek(offset)
         header = spool.read(8)
         if len(header) < 8:
-            raise truncated
+            raise _truncated()
         group, element, item_length = struct.unpack("<HHI", header)
         tag = group << 16 | element
         if tag == _SEQUENCE_DELIMITER:
@@ -444,7 +443,7 @@ def _check_pixel_data_complete(spool: IO[bytes], size: int, position: int, lengt
         offset += 8 + item_length
         items += 1
         if offset > size:
-            raise truncated
+            raise _truncated()
 
 
 def _header_from(
