@@ -20,3 +20,11 @@ logger_class = "portal.gunicorn_logging.MaskingLogger"
 # HTTPS. Gunicorn never takes REMOTE_ADDR from X-Forwarded-For; the portal reads that header
 # itself, from trusted proxies only (portal.clients).
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", os.environ.get("TRUSTED_PROXIES", ""))
+
+
+def post_fork(server, worker):
+    # A sync worker reports to the master only between requests: a streamed answer reports as
+    # it goes (portal.worker_heartbeat), or one longer than the timeout would be cut off.
+    from portal import worker_heartbeat
+
+    worker_heartbeat.reports_with(worker.notify)

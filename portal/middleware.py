@@ -1,10 +1,11 @@
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import cast
 
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
-from django.http import HttpRequest, HttpResponseBase
+from django.http import FileResponse, HttpRequest, HttpResponseBase, StreamingHttpResponse
 
-from portal import decisions
+from portal import decisions, worker_heartbeat
 from portal.http import is_error_page, may_be_cached_privately
 
 GetResponse = Callable[[HttpRequest], HttpResponseBase]
@@ -42,6 +43,28 @@ class SecurityHeadersMiddleware:
         ):
             response.headers["Cache-Control"] = _NO_STORE
             response.headers.setdefault("Pragma", "no-cache")
+        return response
+
+
+class StreamingHeartbeatMiddleware:
+    """A streamed answer (a study's ZIP, a WADO-RS retrieve) reports to gunicorn's master while
+    its chunks go out (``portal.worker_heartbeat``), so that one longer than the worker timeout
+    is not cut off. A file answer is left to the server's own file sending, an asynchronous
+    stream to an asynchronous server."""
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.get_response(request)
+        if (
+            isinstance(response, StreamingHttpResponse)
+            and not isinstance(response, FileResponse)
+            and not response.is_async
+            and worker_heartbeat.is_watched()
+        ):
+            chunks = cast("Iterator[bytes]", response.streaming_content)  # not async: checked
+            response.streaming_content = worker_heartbeat.reporting(chunks)
         return response
 
 

@@ -14,6 +14,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from audit.models import Action, AuditEvent
+from portal import worker_heartbeat
 from studies.anonymize import deidentify_dataset, pseudonym
 from studies.models import Study
 from studies.services.ingestion import ingest_files
@@ -110,6 +111,25 @@ def test_post_streams_a_zip_of_the_studys_files(study, alice):
     event = AuditEvent.objects.get(action=Action.STUDY_DOWNLOADED)
     assert (event.actor, event.study_uid, event.event_code) == (alice, STUDY_UID, "110106")
     assert event.details == {"files": 5, "series": 2, "anonymized": False, "via": "worklist"}
+
+
+def test_a_zip_streamed_by_a_watched_worker_reports_as_its_chunks_go_out(study, alice, monkeypatch):
+    # Under gunicorn (portal.worker_heartbeat): a download longer than the worker timeout must
+    # tell the master the worker is alive; tests/portal/test_long_answers_under_gunicorn.py
+    # serves one through gunicorn itself.
+    reports = []
+    monkeypatch.setattr(worker_heartbeat, "_report", lambda: reports.append(len(chunks)))
+    monkeypatch.setattr(worker_heartbeat, "_EVERY_SECONDS", 0.0)
+    chunks: list[bytes] = []
+
+    response = login(alice).post(download_url(study))
+    for chunk in response.streaming_content:
+        chunks.append(chunk)
+
+    assert len(chunks) > 1
+    assert reports == list(range(1, len(chunks) + 1))  # after each chunk has gone out
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(chunks)))
+    assert archive.testzip() is None and len(archive.namelist()) == 5
 
 
 def test_anonymized_recipient_downloads_de_identified_files(study, carol):
