@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pytest
 from dotenv import dotenv_values
 
 from portal import demo_env
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = {
@@ -32,12 +32,6 @@ DEMO = {
     "PORTAL_VAR_DIR": "/tmp/demo",
     "SITE_URL": "http://127.0.0.1:8001",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def plain_environment(**extra: str) -> dict[str, str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,16 +15,11 @@ from audit.models import Action, AuditEvent
 from studies.models import Instance, Study
 from tests.dimse.conftest import STUDY_UID, Scu, ct_files, received_events
 from tests.integration.helpers import wait_until
+from tests.ports import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class ListenerProcess:

@@ -8,7 +8,6 @@ import email
 import email.policy
 import logging
 import re
-import socket
 import threading
 from collections.abc import Iterator
 from datetime import timedelta
@@ -27,6 +26,7 @@ from portal.digests import secret_digest
 from portal.logging import mask_secrets
 from tests.accounts.helpers import HttpsClient
 from tests.guestlinks.conftest import link_path
+from tests.ports import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -56,17 +56,11 @@ class Mailbox:
             return list(self.received)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def mailbox(settings, tasks_in_process) -> Iterator[Mailbox]:
     """A real SMTP server, and the portal's email settings pointing at it."""
     box = Mailbox()
-    port = _free_port()
+    port = free_port()
     # aiosmtpd logs every SMTP command at INFO: a failing test's output should show ours.
     mail_log = logging.getLogger("mail.log")
     previous_level = mail_log.level

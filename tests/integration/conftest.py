@@ -28,7 +28,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -43,6 +42,7 @@ from aiosmtpd.controller import Controller
 
 from tests.conftest import require_service
 from tests.integration.helpers import wait_until
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # Delays short enough that retries, leases and the re-queue play out within seconds. Workers get
@@ -58,12 +58,6 @@ EMAIL_TIMEOUT = 10
 
 
 # --- Helpers ---------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 # --- SMTP ------------------------------------------------------------------------------------

@@ -24,16 +24,11 @@ from guestlinks.tokens import digest_for, new_salt, token_for
 from tests.accounts.helpers import PASSWORD
 from tests.conftest import require_service
 from tests.factories import make_study
+from tests.ports import free_port
 
 MALLORY = "127.0.0.2"
 ALICE = "127.0.0.3"
 CADDY = shutil.which("caddy")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 15) -> None:
@@ -61,7 +56,7 @@ def proxy(live_server, tmp_path):
         CADDY is not None, "Caddy is needed for the reverse-proxy test (apt-get install caddy)"
     )
     upstream = urlsplit(live_server.url)
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "Caddyfile"
     config.write_text(
         "{\n"
