@@ -61,7 +61,6 @@ class StreamingHeartbeatMiddleware:
             isinstance(response, StreamingHttpResponse)
             and not isinstance(response, FileResponse)
             and not response.is_async
-            and worker_heartbeat.is_watched()
         ):
             chunks = cast("Iterator[bytes]", response.streaming_content)  # not async: checked
             response.streaming_content = worker_heartbeat.reporting(chunks)

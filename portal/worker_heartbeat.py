@@ -29,13 +29,10 @@ def reports_with(report: Callable[[], None]) -> None:
     _report = report
 
 
-def is_watched() -> bool:
-    return _report is not None
-
-
 def reporting(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """``chunks``, reporting to the master once a second while they go out: a chunk is asked
-    for only once the one before has been written to the client."""
+    for only once the one before has been written to the client. Outside a gunicorn worker,
+    ``chunks`` as they are."""
     report = _report
     if report is None:
         yield from chunks
