@@ -19,7 +19,7 @@ import pytest
 from dotenv import dotenv_values
 
 from portal import demo_env
-from tests.ports import free_port
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = {

@@ -15,7 +15,7 @@ from audit.models import Action, AuditEvent
 from studies.models import Instance, Study
 from tests.dimse.conftest import STUDY_UID, Scu, ct_files, received_events
 from tests.integration.helpers import wait_until
-from tests.ports import free_port
+from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -26,7 +26,7 @@ from portal.digests import secret_digest
 from portal.logging import mask_secrets
 from tests.accounts.helpers import HttpsClient
 from tests.guestlinks.conftest import link_path
-from tests.ports import free_port
+from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db
 

@@ -42,7 +42,7 @@ from aiosmtpd.controller import Controller
 
 from tests.conftest import require_service
 from tests.integration.helpers import wait_until
-from tests.ports import free_port
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # Delays short enough that retries, leases and the re-queue play out within seconds. Workers get

@@ -1,6 +1,7 @@
 """The client's address: REMOTE_ADDR, or behind a trusted proxy the address it forwards, read
 from the right of X-Forwarded-For so that nothing a client writes there is believed."""
 
+import os
 import runpy
 from pathlib import Path
 
@@ -9,6 +10,7 @@ from django.test import RequestFactory
 
 from audit.services import client_ip as audit_client_ip
 from portal.clients import client_ip, client_ip_from, parse_networks
+from tests.servers import gunicorn_serving
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PROXY = "10.0.0.5"
@@ -116,17 +118,6 @@ def test_gunicorn_loads_the_application_once_for_all_its_workers(monkeypatch):
 def test_preloaded_gunicorn_serves_from_workers_sharing_the_masters_application(tmp_path):
     """The master holds the loaded application (its memory is large) and the workers it forks
     answer: nothing in loading opened a connection they would share."""
-    import http.client
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))},
         "DJANGO_SETTINGS_MODULE": "portal.settings",
@@ -137,40 +128,10 @@ def test_preloaded_gunicorn_serves_from_workers_sharing_the_masters_application(
         "PORTAL_VAR_DIR": str(tmp_path / "var"),
         "GUNICORN_WORKERS": "2",
     }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            str(ROOT / "gunicorn.conf.py"),
-            "--bind",
-            f"127.0.0.1:{port}",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        status = None
-        while time.monotonic() < deadline and status != 200:
-            try:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                connection.request("GET", "/healthz", headers={"Host": "127.0.0.1"})
-                status = connection.getresponse().status
-                connection.close()
-            except OSError:
-                time.sleep(0.3)
-        assert status == 200, server.stderr.read1().decode() if server.poll() is not None else ""
+    with gunicorn_serving(env, tmp_path / "gunicorn.log") as (_port, master_pid):
         master_kb = next(
             int(line.split()[1])
-            for line in Path(f"/proc/{server.pid}/status").read_text().splitlines()
+            for line in Path(f"/proc/{master_pid}/status").read_text().splitlines()
             if line.startswith("VmRSS")
         )
         assert master_kb > 60 * 1024, f"the master holds {master_kb} kB: the app was not loaded"
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)

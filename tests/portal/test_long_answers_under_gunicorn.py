@@ -9,13 +9,11 @@ here as production serves it (``gunicorn.conf.py``, sync workers), with a timeou
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
 import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 
@@ -23,11 +21,10 @@ from studies.models import Study
 from studies.synthetic import make_series, to_bytes
 from tests.accounts.helpers import api_token
 from tests.dicomweb.conftest import ingest
-from tests.ports import free_port
+from tests.servers import gunicorn_serving
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-ROOT = Path(__file__).resolve().parents[2]
 STUDY_UID = "1.2.826.0.1.3680043.8.498.9301"
 SLICES = 36  # 512 x 512 x 16 bits: 18 MB, four times what loopback buffers hold at most
 # Above the 2 s gunicorn lingers after an answer for the client to close (util.close_graceful),
@@ -59,10 +56,8 @@ def long_study(org, location) -> Study:
 
 @pytest.fixture
 def gunicorn(database_url, settings, tmp_path):
-    """The portal under gunicorn, on this test's database and DICOM storage; its log is read
-    back for the master's verdicts on its worker."""
-    port = free_port()
-    log_path = tmp_path / "gunicorn.log"
+    """The portal under gunicorn, on this test's database and DICOM storage: its port, and its
+    log, read back for the master's verdicts on its worker."""
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_"))},
         "DJANGO_SETTINGS_MODULE": "tests.settings",
@@ -74,51 +69,43 @@ def gunicorn(database_url, settings, tmp_path):
         "GUNICORN_WORKERS": "1",
         "GUNICORN_TIMEOUT": str(TIMEOUT_SECONDS),
     }
-    command = [
-        sys.executable, "-m", "gunicorn",
-        "-c", str(ROOT / "gunicorn.conf.py"),
-        "--bind", f"127.0.0.1:{port}",
-    ]  # fmt: skip
-    with open(log_path, "wb") as log:
-        server = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while b" 200 " not in _exchange(port, "GET /healthz", read_every=0)[:20]:
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"gunicorn did not start:\n{log_path.read_text()}")
-            time.sleep(0.3)
+    log_path = tmp_path / "gunicorn.log"
+    with gunicorn_serving(env, log_path) as (port, _master_pid):
         yield port, log_path
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def _slow_line(port: int, request_line: str, headers: str = "") -> Iterator[socket.socket]:
+    """A connection with a 32 kB receive buffer, the request sent on it."""
+    with socket.socket() as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
+        client.connect(("127.0.0.1", port))
+        head = f"{request_line} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}"
+        client.sendall(f"{head}\r\n".encode())
+        yield client
+
+
+def _retrieve(user) -> tuple[str, str]:
+    """The request line and headers of a WADO-RS retrieve of the study, with ``user``'s token."""
+    return (
+        f"GET /dicomweb/studies/{STUDY_UID}",
+        f"Authorization: Bearer {api_token(user)}\r\n"
+        'Accept: multipart/related; type="application/dicom"\r\n',
+    )
 
 
 def _exchange(port: int, request_line: str, *, read_every: float, headers: str = "") -> bytes:
     """Send one request and read the answer to its end, ``read_every`` seconds between reads of
-    32 kB into a 32 kB receive buffer (a slow line); b"" when nothing answers."""
-    with socket.socket() as client:
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
-        try:
-            client.connect(("127.0.0.1", port))
-        except ConnectionRefusedError:
-            return b""
-        head = f"{request_line} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}"
-        client.sendall(f"{head}\r\n".encode())
-        received = bytearray()
+    32 kB (a slow line)."""
+    received = bytearray()
+    with _slow_line(port, request_line, headers) as client:
         try:
             while chunk := client.recv(32 * 1024):
                 received += chunk
                 time.sleep(read_every)
         except ConnectionResetError:
             pass
-        return bytes(received)
+    return bytes(received)
 
 
 def _dechunked(data: bytes) -> bytes:
@@ -139,13 +126,8 @@ def _dechunked(data: bytes) -> bytes:
 def test_a_retrieve_longer_than_the_worker_timeout_arrives_whole(alice, long_study, gunicorn):
     port, log_path = gunicorn
     started = time.monotonic()
-    answer = _exchange(
-        port,
-        f"GET /dicomweb/studies/{STUDY_UID}",
-        read_every=0.02,  # at most 1.6 MB a second
-        headers=f"Authorization: Bearer {api_token(alice)}\r\n"
-        'Accept: multipart/related; type="application/dicom"\r\n',
-    )
+    request_line, headers = _retrieve(alice)
+    answer = _exchange(port, request_line, headers=headers, read_every=0.02)  # <= 1.6 MB/s
     seconds = time.monotonic() - started
 
     head, _, chunked = answer.partition(b"\r\n\r\n")
@@ -170,14 +152,8 @@ def test_a_client_that_stops_reading_holds_the_worker_no_longer_than_the_timeout
     alice, long_study, gunicorn
 ):
     port, log_path = gunicorn
-    with socket.socket() as client:
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 * 1024)
-        client.connect(("127.0.0.1", port))
-        client.sendall(
-            f"GET /dicomweb/studies/{STUDY_UID} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Authorization: Bearer {api_token(alice)}\r\n"
-            'Accept: multipart/related; type="application/dicom"\r\n\r\n'.encode()
-        )
+    request_line, headers = _retrieve(alice)
+    with _slow_line(port, request_line, headers) as client:
         client.recv(1024)  # the answer has begun; nothing more is read
         deadline = time.monotonic() + 6 * TIMEOUT_SECONDS
         while "WORKER TIMEOUT" not in log_path.read_text():

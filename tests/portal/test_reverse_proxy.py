@@ -24,7 +24,7 @@ from guestlinks.tokens import digest_for, new_salt, token_for
 from tests.accounts.helpers import PASSWORD
 from tests.conftest import require_service
 from tests.factories import make_study
-from tests.ports import free_port
+from tests.servers import free_port
 
 MALLORY = "127.0.0.2"
 ALICE = "127.0.0.3"
