@@ -140,6 +140,10 @@ class AuditEvent(models.Model):
     # events recorded before the chain was keyed: those carry a plain SHA-256 and form one
     # chain of their own (LEGACY_CHAIN), older than every keyed event.
     key_id = models.CharField(max_length=16, null=True, blank=True, verbose_name=_("key id"))
+    # The chain the event was appended to: its organization's, or one of that chain's lanes
+    # (lane_of). Not hashed: an event moved to another chain breaks the links of both. Empty
+    # (NULL) on events recorded before lanes, which are all in their organization's chain.
+    chain = models.BigIntegerField(null=True, blank=True, editable=False, verbose_name=_("chain"))
 
     objects = AuditEventQuerySet.as_manager()
 
@@ -174,6 +178,29 @@ LEGACY_CHAIN = -1
 def chain_for(organization_id: int | None) -> int:
     """The chain an event of this organization is appended to."""
     return organization_id if organization_id is not None and organization_id > 0 else 0
+
+
+# An organization's chain has lanes: chains of their own, each appended to by one database
+# connection at a time (audit.lanes), so that appends outside a transaction (a search, a view)
+# never queue on one head. Lane n of chain c is the chain c + n * LANE_SPAN; lane 0 is c itself.
+LANE_SPAN = 1 << 40
+
+
+def lane_chain(chain: int, lane: int) -> int:
+    return chain + lane * LANE_SPAN
+
+
+def lane_of(chain: int) -> tuple[int, int]:
+    """The organization's chain and the lane number of ``chain`` (0 for the chain itself)."""
+    if chain < LANE_SPAN:
+        return chain, 0
+    return chain % LANE_SPAN, chain // LANE_SPAN
+
+
+def chain_of(event: "AuditEvent") -> int:
+    """The chain an event was appended to: as stored, or for an event recorded before lanes,
+    its organization's."""
+    return event.chain if event.chain is not None else chain_for(event.organization_id)
 
 
 class ChainHead(models.Model):

@@ -16,7 +16,14 @@ from django.db.models import Q, QuerySet
 from django.utils.translation import gettext as _
 
 from audit.checkpoints import Checkpoint
-from audit.models import LEGACY_CHAIN, NO_ORGANIZATION_CHAIN, AuditEvent, ChainHead, chain_for
+from audit.models import (
+    LEGACY_CHAIN,
+    NO_ORGANIZATION_CHAIN,
+    AuditEvent,
+    ChainHead,
+    chain_of,
+    lane_of,
+)
 from audit.services import GENESIS_HASH, event_digest, event_mac, hashed_fields
 from audit.signing import SigningKey, head_seal_valid, verification_keys
 
@@ -192,9 +199,14 @@ def _short(digest: str) -> str:
 def chain_label(chain: int) -> str:
     if chain == LEGACY_CHAIN:
         return _("the unkeyed chain of earlier versions")
+    chain, lane = lane_of(chain)
     if chain == NO_ORGANIZATION_CHAIN:
-        return _("the chain of events of no organization")
-    return _("the chain of organization #%(id)s") % {"id": chain}
+        label = _("the chain of events of no organization")
+    else:
+        label = _("the chain of organization #%(id)s") % {"id": chain}
+    if lane:
+        return _("lane %(lane)s of %(chain)s") % {"lane": lane, "chain": label}
+    return label
 
 
 def verify_chain(
@@ -272,7 +284,7 @@ def _check_event(
         intact = _matches(digest, event.hash)
         chain = LEGACY_CHAIN
     else:
-        chain = chain_for(event.organization_id)
+        chain = chain_of(event)
         key = keys.get(event.key_id)
         if key is None:
             result.add(

@@ -5,8 +5,10 @@ or neither does. If the event cannot be written the exception propagates and the
 (fail closed). ``record_many`` appends several events at once (a batch of received studies).
 
 Each organization has its own chain (and events of no organization one more): an append locks
-only its chain's head, so unrelated organizations never wait for each other. Each event's hash is
-an HMAC under ``AUDIT_KEY`` (audit.signing) of its content and its predecessor's hash.
+only its chain's head, so unrelated organizations never wait for each other. Outside a
+transaction on PostgreSQL an event goes to the lane of that chain its connection holds
+(audit.lanes), where it waits for nobody. Each event's hash is an HMAC under ``AUDIT_KEY``
+(audit.signing) of its content and its predecessor's hash.
 """
 
 import contextlib
@@ -23,6 +25,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from audit.codes import codes_for
+from audit.lanes import claimed_lane
 from audit.models import AuditEvent, ChainHead, Outcome, chain_for
 from audit.signing import SigningKey, current_key, seal_head
 
@@ -165,11 +168,14 @@ class EventArguments(TypedDict, total=False):
 
 
 def record(**arguments: Unpack[EventArguments]) -> AuditEvent:
-    """Append one event (see :class:`EventArguments`)."""
+    """Append one event (see :class:`EventArguments`): outside a transaction on PostgreSQL, to
+    this connection's lane of its organization's chain (audit.lanes); otherwise to that chain."""
     event = _new_event(**arguments)
     chain = chain_for(event.organization_id)
     key = current_key()
-    if not _appended_in_two_round_trips(event, chain, key):
+    if _appended_in_lane(event, chain, key):
+        return event
+    if _appended_in_two_round_trips(event, chain, key) is None:
         _appended_with_orm([event], chain, key)
     return event
 
@@ -243,18 +249,19 @@ def _new_event(
     )
 
 
-def _appended_with_orm(events: list[AuditEvent], chain: int, key: SigningKey) -> None:
+def _appended_with_orm(events: list[AuditEvent], chain: int, key: SigningKey) -> int:
     """Append ``events`` to ``chain`` through the ORM: on SQLite, and for a chain's first event
-    on PostgreSQL (its head is made here)."""
+    on PostgreSQL (its head is made here). Returns the chain's new count."""
     with transaction.atomic():
         # Only this chain's head is locked, until the caller's transaction ends.
         last_hash, count = _locked_or_new_head(chain)
         for event in events:
             event.key_id = key.id
-            _chain_onto(event, last_hash, key)
+            _chain_onto(event, chain, last_hash, key)
             event.save(force_insert=True)
             last_hash, count = event.hash, count + 1
         _move_head(chain, last_hash, count, seal_head(chain, count, last_hash, key))
+    return count
 
 
 # Every audited request appends an event, so the head's statements are written out rather than
@@ -264,7 +271,7 @@ _HEAD_TABLE = ChainHead._meta.db_table
 _EVENT_TABLE = AuditEvent._meta.db_table
 _EVENT_FIELDS = [field for field in AuditEvent._meta.concrete_fields if not field.primary_key]
 # Set under the chain head's lock; every other column is known before.
-_CHAINING = frozenset({"at", "prev_hash", "hash"})
+_CHAINING = frozenset({"chain", "at", "prev_hash", "hash"})
 _EVENT_COLUMNS = ", ".join(f'"{field.column}"' for field in _EVENT_FIELDS)
 # Two round trips, each several statements sent at once: the lock is held only while the event is
 # hashed and the second one runs, so concurrent appenders queue for less time.
@@ -280,15 +287,17 @@ _APPEND = (
 )
 
 
-def _chain_onto(event: AuditEvent, last_hash: str, key: SigningKey) -> None:
-    """Make ``event`` the successor of the head's event, under the head's lock. Timestamped
-    there, so that times never go backwards along the chain."""
+def _chain_onto(event: AuditEvent, chain: int, last_hash: str, key: SigningKey) -> None:
+    """Make ``event`` the successor of the head's event in ``chain``, under the head's lock (or
+    in the lane its connection holds). Timestamped there, so that times never go backwards
+    along the chain."""
+    event.chain = chain
     event.at = timezone.now()
     event.prev_hash = last_hash
     event.hash = event_mac(hashed_fields(event), last_hash, key)
 
 
-def _appended_in_two_round_trips(event: AuditEvent, chain: int, key: SigningKey) -> bool:
+def _appended_in_two_round_trips(event: AuditEvent, chain: int, key: SigningKey) -> int | None:
     """Append ``event`` on PostgreSQL in two round trips: lock the chain's head; then move it
     and insert the event. Outside a transaction (a search, a retrieve: the event is the
     request's only write) the first also begins one and the second commits it, where the ORM
@@ -300,10 +309,10 @@ def _appended_in_two_round_trips(event: AuditEvent, chain: int, key: SigningKey)
     client (``compose_sql``, the driver's own quoting), since a connection that binds them on the
     server (``portal.settings``, for prepared statements) takes one statement per round trip.
 
-    Returns False, having written nothing, on SQLite and for a chain without a head yet: the
-    ORM's path runs then."""
+    Returns the chain's new count; None, having written nothing, on SQLite and for a chain
+    without a head yet: the ORM's path runs then."""
     if connection.vendor != "postgresql":
-        return False
+        return None
     # The vendor was just checked: these are PostgreSQL's operations, which compose_sql is.
     operations = cast("PostgresOperations", connection.ops)
     own_transaction = not connection.in_atomic_block
@@ -325,9 +334,9 @@ def _appended_in_two_round_trips(event: AuditEvent, chain: int, key: SigningKey)
             if head is None:
                 if own_transaction:
                     cursor.execute("ROLLBACK")
-                return False
+                return None
             last_hash, count = head[0], int(head[1])
-            _chain_onto(event, last_hash, key)
+            _chain_onto(event, chain, last_hash, key)
             seal = seal_head(chain, count + 1, event.hash, key)
             values = [
                 prepared[field.attname]
@@ -348,6 +357,55 @@ def _appended_in_two_round_trips(event: AuditEvent, chain: int, key: SigningKey)
             raise
     event._state.adding = False
     event._state.db = connection.alias
+    return count + 1
+
+
+# The lane's head moves only from the hash its owner expects, and the event is inserted only if
+# it moved: one statement, so one round trip and its own transaction.
+_APPEND_IN_LANE = (
+    f'WITH moved AS ({_MOVE_HEAD} AND "last_hash" = %s RETURNING 1) '  # noqa: S608
+    f'INSERT INTO "{_EVENT_TABLE}" ({_EVENT_COLUMNS}) '
+    f'SELECT {", ".join(["%s"] * len(_EVENT_FIELDS))} FROM moved RETURNING "id"'
+)
+
+
+def _appended_in_lane(event: AuditEvent, chain: int, key: SigningKey) -> bool:
+    """Append ``event`` to this connection's lane of ``chain`` (audit.lanes), outside a
+    transaction on PostgreSQL: in one statement when the lane's head is the one this connection
+    left, else (the lane's first event here, or a head moved by someone else) the locking way.
+
+    Returns False, having written nothing, inside a transaction (the event must commit with the
+    caller's action, and on the chain its other events lock), on SQLite, and when no lane is
+    free."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return False
+    lane = claimed_lane(chain)
+    if lane is None:
+        return False
+    event.key_id = key.id
+    expected, lane.last_hash = lane.last_hash, None  # known again only once this append holds
+    if expected is not None:
+        _chain_onto(event, lane.chain, expected, key)
+        seal = seal_head(lane.chain, lane.count + 1, event.hash, key)
+        values = [
+            field.get_db_prep_save(getattr(event, field.attname), connection)
+            for field in _EVENT_FIELDS
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _APPEND_IN_LANE, [event.hash, lane.count + 1, seal, lane.chain, expected, *values]
+            )
+            row = cursor.fetchone()
+        if row is not None:
+            event.pk = row[0]
+            event._state.adding = False
+            event._state.db = connection.alias
+            lane.last_hash, lane.count = event.hash, lane.count + 1
+            return True
+    count = _appended_in_two_round_trips(event, lane.chain, key)
+    if count is None:
+        count = _appended_with_orm([event], lane.chain, key)
+    lane.last_hash, lane.count = event.hash, count
     return True
 
 
@@ -371,7 +429,7 @@ def _appended_together(events: list[AuditEvent], chain: int, key: SigningKey) ->
         rows = []
         for event in events:
             event.key_id = key.id
-            _chain_onto(event, last_hash, key)
+            _chain_onto(event, chain, last_hash, key)
             last_hash, count = event.hash, count + 1
             rows.append(
                 [

@@ -10,7 +10,7 @@ from django.db.models import Count
 from django.test.utils import CaptureQueriesContext
 from psycopg.pq import TransactionStatus
 
-from audit.models import NO_ORGANIZATION_CHAIN, Action, AuditEvent, ChainHead
+from audit.models import NO_ORGANIZATION_CHAIN, Action, AuditEvent, ChainHead, lane_of
 from audit.selectors import verify_chain
 from audit.services import record, record_many
 
@@ -39,6 +39,13 @@ def run_in_threads(work, count: int) -> list[BaseException]:
     for thread in workers:
         thread.join(timeout=120)
     return errors
+
+
+def start_chain(**arguments) -> None:
+    """Make the chain's head with a first event, in a transaction: outside one the event would
+    go to a lane of the chain (audit.lanes), which has a head of its own."""
+    with transaction.atomic():
+        record(**arguments)
 
 
 def shared_predecessors() -> int:
@@ -172,11 +179,16 @@ def test_audit_chain_unrelated_organizations_append_in_parallel(require_postgres
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_appends_outside_transactions_form_one_unbroken_chain(require_postgres):
+@pytest.mark.parametrize("lanes", [0, 32])
+def test_concurrent_appends_outside_transactions_form_unbroken_chains(
+    require_postgres, settings, lanes
+):
     """A search or a retrieve audits in no transaction of its own: on PostgreSQL its event is
-    appended in two round trips (audit.services._appended_in_two_round_trips). Many workers
-    doing so at once still chain every event onto the one before it, in id order, and times
-    never go backwards along the chain."""
+    appended to the lane its connection holds (audit.lanes), or with lanes off to the chain
+    itself in two round trips (audit.services._appended_in_two_round_trips). Many workers
+    doing so at once still chain every event onto the one before it in its chain, in id order,
+    and times never go backwards along a chain."""
+    settings.AUDIT_LANES = lanes
     record(action=Action.LOGIN, actor_label="alice")  # the chain's head exists from here on
 
     def searcher(number: int) -> None:
@@ -193,17 +205,28 @@ def test_concurrent_appends_outside_transactions_form_one_unbroken_chain(require
     assert not errors, errors
     total = THREADS * EVENTS_PER_THREAD + 1
     assert shared_predecessors() == 0
-    assert ChainHead.objects.get(chain=NO_ORGANIZATION_CHAIN).count == total
+    heads = dict(ChainHead.objects.values_list("chain", "count"))
+    assert sum(heads.values()) == total
+    # Each thread its own connection, and so its own lane.
+    assert len(heads) == (1 + THREADS if lanes else 1)
+    assert {lane_of(chain)[0] for chain in heads} == {NO_ORGANIZATION_CHAIN}
     result = verify_chain()
     assert result.ok, [str(b) for b in result.breaks]
     assert result.count == total
-    times = list(AuditEvent.objects.order_by("id").values_list("at", flat=True))
-    assert times == sorted(times)
+    for chain in heads:
+        times = list(
+            AuditEvent.objects.filter(chain=chain).order_by("id").values_list("at", flat=True)
+        )
+        assert len(times) == heads[chain]
+        assert times == sorted(times)
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_append_outside_a_transaction_takes_two_round_trips(require_postgres):
+def test_append_outside_a_transaction_without_lanes_takes_two_round_trips(
+    require_postgres, settings
+):
+    settings.AUDIT_LANES = 0
     record(action=Action.LOGIN, actor_label="alice")
     with CaptureQueriesContext(connection) as queries:
         event = record(action=Action.STUDIES_QUERIED, actor_label="alice", details={"rows": 3})
@@ -219,7 +242,7 @@ def test_append_outside_a_transaction_takes_two_round_trips(require_postgres):
 def test_append_inside_a_transaction_takes_two_round_trips_and_commits_with_it(
     require_postgres,
 ):
-    record(action=Action.LOGIN, actor_label="alice")
+    start_chain(action=Action.LOGIN, actor_label="alice")
     with pytest.raises(RuntimeError), transaction.atomic():
         with CaptureQueriesContext(connection) as queries:
             record(action=Action.SHARE_CREATED, actor_label="alice")
@@ -238,27 +261,34 @@ def test_append_inside_a_transaction_takes_two_round_trips_and_commits_with_it(
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("lanes", [0, 32])
+@pytest.mark.parametrize("earlier", [1, 2])
 def test_failed_append_outside_a_transaction_writes_nothing_and_ends_its_transaction(
-    require_postgres,
+    require_postgres, settings, lanes, earlier
 ):
-    first = record(action=Action.LOGIN, actor_label="alice")
+    """With lanes, the first event of a connection's lane is appended the locking way and the
+    next in one statement: a failure in either leaves the lane as it was."""
+    settings.AUDIT_LANES = lanes
+    for _ in range(earlier):
+        last = record(action=Action.LOGIN, actor_label="alice")
     with pytest.raises(DataError):
         # Longer than the column: the database refuses the insert after the head was locked.
         record(action=Action.STUDIES_QUERIED, actor_label="alice", target_id="x" * 500)
     assert connection.connection.info.transaction_status == TransactionStatus.IDLE
-    head = ChainHead.objects.get(chain=NO_ORGANIZATION_CHAIN)
-    assert (head.count, head.last_hash) == (1, first.hash)
-    assert AuditEvent.objects.count() == 1
-    record(action=Action.LOGOUT, actor_label="alice")
+    head = ChainHead.objects.get(chain=last.chain)
+    assert (head.count, head.last_hash) == (earlier, last.hash)
+    assert AuditEvent.objects.count() == earlier
+    after = record(action=Action.LOGOUT, actor_label="alice")
+    assert after.chain == last.chain
     result = verify_chain()
     assert result.ok, [str(b) for b in result.breaks]
-    assert result.count == 2
+    assert result.count == earlier + 1
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_hundred_events_appended_together_take_three_round_trips(require_postgres, org):
-    record(action=Action.LOGIN, actor_label="alice", organization_id=org.pk)
+    start_chain(action=Action.LOGIN, actor_label="alice", organization_id=org.pk)
     batch = [
         {
             "action": Action.INSTANCES_RECEIVED,
@@ -291,7 +321,7 @@ def test_a_batch_larger_than_one_insert_keeps_the_chain_order(require_postgres, 
     from audit import services
 
     monkeypatch.setattr(services, "_EVENTS_PER_INSERT", 40)
-    record(action=Action.LOGIN, actor_label="alice", organization_id=org.pk)
+    start_chain(action=Action.LOGIN, actor_label="alice", organization_id=org.pk)
     with CaptureQueriesContext(connection) as queries:
         events = record_many(
             {"action": Action.INSTANCES_RECEIVED, "actor_label": "PACS", "organization_id": org.pk}

@@ -1,0 +1,164 @@
+"""Lanes (audit.lanes): on PostgreSQL each database connection appends the events it records
+outside a transaction to a lane of the organization's chain that it alone holds, in one
+statement, and every lane verifies as a chain of its own."""
+
+import threading
+
+import psycopg
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from audit import lanes
+from audit.models import LANE_SPAN, Action, AuditEvent, ChainHead, chain_for, lane_of
+from audit.selectors import chain_label, verify_chain
+from audit.services import _appended_in_two_round_trips, _new_event, record
+from audit.signing import current_key
+from tests.audit.helpers import drop_triggers, raw_execute
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+ORGANIZATION = 7
+
+
+def search(**arguments) -> AuditEvent:
+    return record(
+        action=Action.STUDIES_QUERIED,
+        actor_label="alice",
+        organization_id=ORGANIZATION,
+        **arguments,
+    )
+
+
+def lane_lock(database_url: str, lane: int):
+    """Another connection (another worker) holding lane ``lane`` of the organization's chain."""
+    holder = psycopg.connect(database_url, autocommit=True)
+    key = lanes._LOCK_TAG | (ORGANIZATION + lane * LANE_SPAN)
+    assert holder.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]
+    return holder
+
+
+def test_a_connection_appends_to_its_lane_in_one_statement(require_postgres):
+    first = search()
+    chain, lane = lane_of(first.chain)
+    assert (chain, lane) == (chain_for(ORGANIZATION), 1)
+    with CaptureQueriesContext(connection) as queries:
+        events = [search(details={"rows": n}) for n in range(3)]
+    assert len(queries.captured_queries) == 3, [q["sql"][:60] for q in queries]
+    assert {event.chain for event in events} == {first.chain}
+    assert [event.prev_hash for event in events] == [first.hash] + [e.hash for e in events[:2]]
+    head = ChainHead.objects.get(chain=first.chain)
+    assert (head.count, head.last_hash) == (4, events[-1].hash)
+    stored = AuditEvent.objects.get(pk=events[1].pk)
+    assert (stored.hash, stored.at, stored.chain, stored.details) == (
+        events[1].hash,
+        events[1].at,
+        first.chain,
+        {"rows": 1},
+    )
+    result = verify_chain()
+    assert result.ok, [str(b) for b in result.breaks]
+    assert result.count == 4
+    assert chain_label(first.chain) == "lane 1 of the chain of organization #7"
+
+
+def test_events_inside_a_transaction_go_to_the_organizations_chain(require_postgres):
+    search()
+    with transaction.atomic():
+        shared = record(
+            action=Action.SHARE_CREATED, actor_label="alice", organization_id=ORGANIZATION
+        )
+    assert shared.chain == chain_for(ORGANIZATION)
+    assert verify_chain().ok
+
+
+def test_a_lane_whose_head_moved_under_it_is_appended_to_the_locking_way(require_postgres):
+    """The statement moves the head only from the hash its connection left: if anything else
+    appended there (a pooler that handed the session to another client), it writes nothing
+    and the event is chained onto the real head."""
+    first = search()
+    foreign = _new_event(action=Action.LOGIN, actor_label="bob", organization_id=ORGANIZATION)
+    assert _appended_in_two_round_trips(foreign, first.chain, current_key()) == 2
+    after = search()
+    assert (after.chain, after.prev_hash) == (first.chain, foreign.hash)
+    assert ChainHead.objects.get(chain=first.chain).count == 3
+    following = search()
+    assert following.prev_hash == after.hash
+    result = verify_chain()
+    assert result.ok, [str(b) for b in result.breaks]
+    assert result.count == 4
+
+
+def test_workers_each_hold_their_own_lane(require_postgres):
+    start = threading.Barrier(3)
+    chains: dict[int, set[int]] = {}
+    errors: list[BaseException] = []
+
+    def worker(number: int) -> None:
+        try:
+            start.wait(timeout=30)
+            chains[number] = {search(details={"n": n}).chain for n in range(20)}
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors, errors
+    assert all(len(held) == 1 for held in chains.values()), chains
+    assert len(set.union(*chains.values())) == 3
+    result = verify_chain()
+    assert result.ok, [str(b) for b in result.breaks]
+    assert result.count == 60
+
+
+def test_with_every_lane_held_events_go_to_the_organizations_chain(
+    require_postgres, settings, database_url
+):
+    settings.AUDIT_LANES = 2
+    holders = [lane_lock(database_url, lane) for lane in (1, 2)]
+    try:
+        event = search()
+    finally:
+        for holder in holders:
+            holder.close()
+    assert event.chain == chain_for(ORGANIZATION)
+    assert verify_chain().ok
+
+
+def test_a_closed_connection_releases_its_lane(require_postgres, database_url):
+    held = search().chain
+    connection.close()
+    other = lane_lock(database_url, lane_of(held)[1])
+    try:
+        # This connection, opened again, claims the next lane.
+        assert lane_of(search().chain)[1] == lane_of(held)[1] + 1
+    finally:
+        other.close()
+
+
+def test_an_event_moved_to_another_lane_breaks_both(require_postgres, database_url):
+    first = search()
+    moved = search()
+    search()
+    connection.close()
+    holder = lane_lock(database_url, 1)
+    try:
+        search()  # lane 2
+    finally:
+        holder.close()
+    assert verify_chain().ok
+    with transaction.atomic():
+        drop_triggers()
+        raw_execute(
+            "UPDATE audit_auditevent SET chain = %s WHERE id = %s",
+            [first.chain + LANE_SPAN, moved.pk],
+        )
+        result = verify_chain()
+        transaction.set_rollback(True)
+    assert not result.ok
+    assert {b.event_id for b in result.breaks} & {moved.pk}
