@@ -9,6 +9,10 @@ The cache never holds a session key. A session key is a bearer credential (it is
 and a cache may be listed: each key the cache sees names the session by its digest
 (``decisions.digest``) instead, whichever of Django's methods builds it. A new session's key is
 drawn as ``portal.sessions`` draws it.
+
+A logged-in request asks the cache for its session together with its user's remembered answers,
+in one round trip (``portal.middleware.DecisionsAheadMiddleware``, :meth:`SessionStore.entry`):
+the session read takes what was asked ahead (``decisions.taken_ahead``).
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from django.conf import settings
 from django.contrib.sessions.backends.cached_db import SessionStore as CachedDatabaseSessionStore
 from django.core.cache import BaseCache, caches
 
-from portal.decisions import digest
+from portal.decisions import digest, taken_ahead
 from portal.sessions import NewKeyUnasked
+
+_NOT_AHEAD = object()
 
 
 class _SessionKeysDigested:
@@ -35,7 +41,11 @@ class _SessionKeysDigested:
         return f"{self._prefix}:{digest(key.removeprefix(self._prefix))}"
 
     def get(self, key: str, default: Any = None) -> Any:
-        return self._cache.get(self._key(key), default)
+        entry = self._key(key)
+        ahead = taken_ahead(entry, default=_NOT_AHEAD)
+        if ahead is not _NOT_AHEAD:
+            return ahead
+        return self._cache.get(entry, default)
 
     def set(self, key: str, value: Any, timeout: Any) -> None:
         self._cache.set(self._key(key), value, timeout)
@@ -64,6 +74,13 @@ class SessionStore(NewKeyUnasked, CachedDatabaseSessionStore):
         super().__init__(session_key)
         cache = caches[settings.SESSION_CACHE_ALIAS]
         self._cache = _SessionKeysDigested(cache, self.cache_key_prefix)
+
+    def entry(self) -> str | None:
+        """The session's key in the cache, for asking it ahead with the remembered answers: None
+        for a new session, and where sessions are kept in another cache than the answers."""
+        if self.session_key is None or settings.SESSION_CACHE_ALIAS != "default":
+            return None
+        return self._cache._key(self.cache_key)
 
     def save(self, must_create: bool = False) -> None:
         if self.session_key is None:

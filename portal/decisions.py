@@ -65,6 +65,12 @@ _request_asked: ContextVar[dict[str, None] | None] = ContextVar(
     "decisions_request_asked", default=None
 )
 
+# Plain cache entries asked for ahead with the answers (a session, :func:`taken_ahead`), by their
+# full cache key, for the request to take once (None outside a request).
+_request_taken_ahead: ContextVar[dict[str, Any] | None] = ContextVar(
+    "decisions_request_taken_ahead", default=None
+)
+
 T = TypeVar("T")
 
 
@@ -129,9 +135,11 @@ def kept_for_request() -> Iterator[None]:
     """Within this block each remembered answer is asked of the cache once."""
     token = _request_answers.set({})
     asked = _request_asked.set({})
+    ahead = _request_taken_ahead.set({})
     try:
         yield
     finally:
+        _request_taken_ahead.reset(ahead)
         _request_asked.reset(asked)
         _request_answers.reset(token)
 
@@ -278,13 +286,40 @@ def forget_asked() -> None:
     _stood_for.clear()
 
 
-def ask_as_last_time(principal: str) -> None:
+def ask_as_last_time(principal: str, *entries: str) -> None:
     """Ask the cache in one round trip for every answer ``principal``'s last request asked for
-    (:func:`prefetch`): a user going from page to page asks for the same memberships, worklists
-    and tree each time, and a round trip each costs more than asking for one too many."""
-    keys = _asked_last.get(principal)
-    if keys:
-        prefetch(*keys)
+    (:func:`prefetch`), and for the plain ``entries`` (the session): a user going from page to
+    page asks for the same memberships, worklists and tree each time, and a round trip each
+    costs more than asking for one too many."""
+    keys = _asked_last.get(principal, ())
+    if keys or entries:
+        prefetch(*keys, entries=entries)
+
+
+# By a session's entry in the cache (its key names the session by a digest, never by its key):
+# whom its last request in this process was logged in as, so that its next request asks for the
+# session and that user's answers in one round trip. A guess, as above: should the session name
+# someone else now, what was asked ahead for the guess answers nothing.
+_session_stood_for: dict[str, str] = {}
+_REMEMBERED_SESSIONS = 10_000
+
+
+def note_session_stood_for(entry: str, principal: str) -> None:
+    if len(_session_stood_for) >= _REMEMBERED_SESSIONS:
+        _session_stood_for.clear()
+    _session_stood_for[entry] = principal
+
+
+def session_stood_for(entry: str) -> str | None:
+    return _session_stood_for.get(entry)
+
+
+def taken_ahead(entry: str, default: Any = None) -> Any:
+    """The plain cache entry asked for ahead in this request (:func:`prefetch`), once; else
+    ``default``: it was not asked ahead, not found, or taken already (a session read again after
+    a change is read from the cache again)."""
+    ahead = _request_taken_ahead.get()
+    return default if ahead is None else ahead.pop(entry, default)
 
 
 @dataclass(frozen=True)
@@ -327,20 +362,28 @@ def ask_ahead_for_token(token_key: str, ahead: Callable[[str], Iterable[str]]) -
         prefetch(token_key, *before.own_keys, *ahead(before.principal))
 
 
-def prefetch(*keys: str) -> None:
+def prefetch(*keys: str, entries: Iterable[str] = ()) -> None:
     """Ask the cache in one round trip for the answers to questions this request is about to
     ask (a viewer's frame: who its token is, and whether its principal reaches the instance),
     rather than in one round trip each. The answers found still true are kept for the request
-    and answer those questions there; any other is asked and computed as usual. Outside a
-    request, nothing is kept, so nothing is asked."""
+    and answer those questions there; any other is asked and computed as usual. The plain
+    ``entries`` found (full cache keys) are kept for the request to take once
+    (:func:`taken_ahead`). Outside a request, nothing is kept, so nothing is asked."""
     kept = _request_answers.get()
-    if kept is None or not enabled():
+    ahead = _request_taken_ahead.get()
+    if kept is None or ahead is None or not enabled():
         return
     wanted = [key for key in keys if key not in kept]
-    if not wanted:
+    entries = list(entries)
+    if not wanted and not entries:
         return
     generation_keys = {scope: _generation_key(scope) for scope in (None, *_SCOPES)}
-    found = _cache().get_many([*generation_keys.values(), *(f"decisions:{key}" for key in wanted)])
+    found = _cache().get_many(
+        [*generation_keys.values(), *(f"decisions:{key}" for key in wanted), *entries]
+    )
+    for entry in entries:
+        if entry in found:
+            ahead[entry] = found[entry]
     # Whatever its scope, an answer carrying a generation current now holds.
     current = {
         _carried(scope, found[key]) for scope, key in generation_keys.items() if key in found

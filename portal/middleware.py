@@ -106,7 +106,8 @@ class DecisionsAheadMiddleware:
     for the remembered answers the user's last request in this process asked for
     (``decisions.ask_as_last_time``), rather than for each when it is first needed: who the
     session's user is (``accounts.backends``) among them, so the user named by the session is
-    asked ahead and authenticated afterwards, as Django does, from what was asked. Install after
+    asked ahead and authenticated afterwards, as Django does, from what was asked; and the
+    session, when this process saw it logged in before (``portal.cached_sessions``). Install after
     ``AuthenticationMiddleware`` and before anything that asks (the two-factor check). Requests
     with an API or viewer token are not logged in here (their views authenticate them, and
     ``dicomweb.http`` asks ahead for them)."""
@@ -116,12 +117,26 @@ class DecisionsAheadMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         session = getattr(request, "session", None)
-        user_id = session.get(SESSION_KEY) if session is not None else None
+        if session is None:
+            return self.get_response(request)
+        # With the session in the shared cache (portal.cached_sessions), the session itself is
+        # asked in the same round trip, for the user it was logged in as last time here.
+        entry_of = getattr(session, "entry", None)
+        entry: str | None = entry_of() if entry_of is not None else None
+        guess = None
+        if entry is not None:
+            guess = decisions.session_stood_for(entry)
+            if guess is not None:
+                decisions.ask_as_last_time(guess, entry)
+        user_id = session.get(SESSION_KEY)
         if user_id is None:
             return self.get_response(request)
         principal = f"user:{user_id}"
-        decisions.ask_as_last_time(principal)
+        if principal != guess:
+            decisions.ask_as_last_time(principal)
         response = self.get_response(request)
         if request.user.is_authenticated and f"user:{request.user.pk}" == principal:
             decisions.note_asked(principal, decisions.asked_in_request())
+            if entry is not None:
+                decisions.note_session_stood_for(entry, principal)
         return response

@@ -142,3 +142,72 @@ def test_a_new_session_is_written_once_to_each_store(shared_cache, monkeypatch):
     assert [q["sql"].split()[0] for q in queries if SESSION_TABLE in q["sql"]] == ["INSERT"]
     assert sent == ["SET"]
     assert SessionStore(store.session_key).load() == {"grant": "study"}
+
+
+@pytest.fixture
+def redis_commands(monkeypatch):
+    """The commands this process sends to Redis (one round trip each), by name."""
+    sent: list[str] = []
+    send = redis.Redis.execute_command
+
+    def counting(self, *args, **options):
+        sent.append(str(args[0]))
+        return send(self, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", counting)
+    return sent
+
+
+def test_a_logged_in_page_asks_the_cache_once(shared_cache, alice, redis_commands):
+    """The session comes in the round trip that asks for its user's remembered answers (who the
+    user is, their memberships, the remembered page), for the user this process saw it logged
+    in as."""
+    client = password_login(alice)
+    directory = reverse("studies:directory")
+    for _ in range(2):
+        assert client.get(directory).status_code == 200
+    redis_commands.clear()
+
+    response = client.get(directory)
+
+    assert response.status_code == 200
+    assert response.wsgi_request.user == alice
+    assert str(alice) in response.content.decode()
+    assert redis_commands == ["MGET"]
+
+
+def test_a_session_ended_since_is_not_taken_from_the_last_guess(shared_cache, alice):
+    client = password_login(alice)
+    directory = reverse("studies:directory")
+    assert client.get(directory).status_code == 200
+    session_key = client.cookies[django_settings.SESSION_COOKIE_NAME].value
+    # Ended by another process (a logout there, an administrator).
+    SessionStore(session_key).delete()
+
+    response = client.get(directory)
+
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("accounts:login"))
+
+
+def test_a_wrong_guess_of_the_sessions_user_answers_nothing(shared_cache, alice, carol):
+    """What was asked ahead for another user is never taken as the session's user's answers:
+    the page is the session's user's, from their own answers."""
+    from portal import decisions
+
+    client = password_login(alice)
+    directory = reverse("studies:directory")
+    other = password_login(carol)
+    assert other.get(directory).status_code == 200
+    assert client.get(directory).status_code == 200
+    entry = SessionStore(client.cookies[django_settings.SESSION_COOKIE_NAME].value).entry()
+    assert decisions.session_stood_for(entry) == f"user:{alice.pk}"
+    decisions.note_session_stood_for(entry, f"user:{carol.pk}")
+
+    response = client.get(directory)
+
+    assert response.status_code == 200
+    assert response.wsgi_request.user == alice
+    page = response.content.decode()
+    assert str(alice) in page and str(carol) not in page
+    assert decisions.session_stood_for(entry) == f"user:{alice.pk}"
