@@ -21,6 +21,12 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 ORGANIZATION = 7
 
 
+@pytest.fixture(autouse=True)
+def new_connection():
+    """Each test starts on a connection of its own, holding no lane yet."""
+    connection.close()
+
+
 def search(**arguments) -> AuditEvent:
     return record(
         action=Action.STUDIES_QUERIED,
