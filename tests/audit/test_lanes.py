@@ -9,12 +9,12 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from audit import lanes
+from audit import checkpoints, lanes
 from audit.models import LANE_SPAN, Action, AuditEvent, ChainHead, chain_for, lane_of
-from audit.selectors import chain_label, verify_chain
+from audit.selectors import HEAD_ALTERED, chain_label, verify_chain
 from audit.services import _appended_in_two_round_trips, _new_event, record
-from audit.signing import current_key
-from tests.audit.helpers import drop_triggers, raw_execute
+from audit.signing import current_key, seal_head
+from tests.audit.helpers import drop_triggers, raw_execute, run_verify
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -168,3 +168,41 @@ def test_an_event_moved_to_another_lane_breaks_both(require_postgres, database_u
         transaction.set_rollback(True)
     assert not result.ok
     assert {b.event_id for b in result.breaks} & {moved.pk}
+
+
+def test_a_lane_cut_short_is_detected_by_its_seal_and_by_checkpoints(
+    require_postgres, settings, tmp_path
+):
+    """A lane is a chain like any other: its newest events deleted and its head moved back
+    break its seal; with the key to re-seal it too, or with the whole lane deleted with its
+    head, the checkpoints published before still know."""
+    settings.AUDIT_CHECKPOINT_FILE = tmp_path / "audit-checkpoints.jsonl"
+    events = [search(details={"n": n}) for n in range(4)]
+    lane = events[0].chain
+    checkpoints.write_checkpoints()
+    published = settings.AUDIT_CHECKPOINT_FILE.read_text().splitlines()
+    assert any(f'"chain":{lane},' in line.replace(" ", "") for line in published), published
+
+    with transaction.atomic():
+        drop_triggers()
+        raw_execute("DELETE FROM audit_auditevent WHERE id = %s", [events[-1].pk])
+        ChainHead.objects.filter(chain=lane).update(count=3, last_hash=events[2].hash)
+        assert {b.kind for b in verify_chain().breaks} == {HEAD_ALTERED}
+        ChainHead.objects.filter(chain=lane).update(
+            seal=seal_head(lane, 3, events[2].hash, current_key())
+        )
+        assert verify_chain().ok
+        status, _out, err = run_verify("--checkpoints")
+        assert status == 1
+        assert f"counted 4 events in {chain_label(lane)}, which now holds 3" in err
+        transaction.set_rollback(True)
+
+    with transaction.atomic():
+        drop_triggers()
+        raw_execute("DELETE FROM audit_auditevent WHERE chain = %s", [lane])
+        ChainHead.objects.filter(chain=lane).delete()
+        assert verify_chain().ok
+        status, _out, err = run_verify("--checkpoints")
+        assert status == 1
+        assert f"counted 4 events in {chain_label(lane)}, which now holds 0" in err
+        transaction.set_rollback(True)
