@@ -11,8 +11,8 @@ the one expected (audit.services): about 1.3x the searches a second with five wo
 
 The advisory lock is what keeps the expected head right, not what keeps the chain whole: the
 statement checks the head under its row lock, so an append that finds another one there (a
-transaction of this connection rolled back, a connection pooler that handed the session to
-someone else) writes nothing and is made again the locking way.
+connection pooler that handed the session to someone else, an append of this connection that
+failed half-way) writes nothing and is made again the locking way.
 """
 
 import weakref
@@ -24,8 +24,9 @@ from django.db import connection
 from audit.models import lane_chain
 
 # Advisory lock keys are one 64-bit space shared by everything on the database: the lanes' keys
-# carry this tag above the chain ids (which stay below 2**48).
+# carry this tag above the chain ids, which stay below 2**48 with at most MAX_LANES lanes.
 _LOCK_TAG = 0x4155 << 48
+MAX_LANES = 255
 
 
 @dataclass
@@ -56,7 +57,7 @@ def claimed_lane(chain: int) -> Lane | None:
 
 def _claim(chain: int) -> Lane | None:
     with connection.cursor() as cursor:
-        for lane in range(1, settings.AUDIT_LANES + 1):
+        for lane in range(1, min(settings.AUDIT_LANES, MAX_LANES) + 1):
             candidate = lane_chain(chain, lane)
             cursor.execute("SELECT pg_try_advisory_lock(%s)", [_LOCK_TAG | candidate])
             if cursor.fetchone()[0]:

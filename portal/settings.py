@@ -56,7 +56,8 @@ elif not DEBUG and (len(AUDIT_KEY) < 32 or AUDIT_KEY == SECRET_KEY):
 AUDIT_KEY_FALLBACKS = env_list("AUDIT_KEY_FALLBACKS")
 # On PostgreSQL, how many lanes (chains of their own, audit.lanes) each organization's audit chain
 # may have, one per database connection appending outside a transaction; 0 appends every event to
-# the organization's chain itself. Above the number of gunicorn workers and Celery processes.
+# the organization's chain itself. Above the number of gunicorn workers and Celery processes (at
+# most 255 are used).
 AUDIT_LANES = env_int("AUDIT_LANES", 32)
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
