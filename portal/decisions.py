@@ -66,7 +66,7 @@ _request_asked: ContextVar[dict[str, None] | None] = ContextVar(
 )
 
 # Plain cache entries asked for ahead with the answers (a session, :func:`taken_ahead`), by their
-# full cache key, for the request to take once (None outside a request).
+# key in the default cache, for the request to take once (None outside a request).
 _request_taken_ahead: ContextVar[dict[str, Any] | None] = ContextVar(
     "decisions_request_taken_ahead", default=None
 )
@@ -367,7 +367,7 @@ def prefetch(*keys: str, entries: Iterable[str] = ()) -> None:
     ask (a viewer's frame: who its token is, and whether its principal reaches the instance),
     rather than in one round trip each. The answers found still true are kept for the request
     and answer those questions there; any other is asked and computed as usual. The plain
-    ``entries`` found (full cache keys) are kept for the request to take once
+    ``entries`` found (keys of the default cache) are kept for the request to take once
     (:func:`taken_ahead`). Outside a request, nothing is kept, so nothing is asked."""
     kept = _request_answers.get()
     ahead = _request_taken_ahead.get()
