@@ -10,7 +10,14 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from audit import checkpoints, lanes
-from audit.models import LANE_SPAN, Action, AuditEvent, ChainHead, chain_for, lane_of
+from audit.models import (
+    Action,
+    AuditEvent,
+    ChainHead,
+    chain_for,
+    lane_chain,
+    lane_of,
+)
 from audit.selectors import HEAD_ALTERED, chain_label, verify_chain
 from audit.services import _appended_in_two_round_trips, _new_event, record
 from audit.signing import current_key, seal_head
@@ -39,7 +46,7 @@ def search(**arguments) -> AuditEvent:
 def lane_lock(database_url: str, lane: int):
     """Another connection (another worker) holding lane ``lane`` of the organization's chain."""
     holder = psycopg.connect(database_url, autocommit=True)
-    key = lanes._LOCK_TAG | (ORGANIZATION + lane * LANE_SPAN)
+    key = lanes._LOCK_TAG | lane_chain(chain_for(ORGANIZATION), lane)
     assert holder.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()[0]
     return holder
 
@@ -151,6 +158,7 @@ def test_an_event_moved_to_another_lane_breaks_both(require_postgres, database_u
     first = search()
     moved = search()
     search()
+    assert lane_of(first.chain)[1] == 1
     connection.close()
     holder = lane_lock(database_url, 1)
     try:
@@ -162,7 +170,7 @@ def test_an_event_moved_to_another_lane_breaks_both(require_postgres, database_u
         drop_triggers()
         raw_execute(
             "UPDATE audit_auditevent SET chain = %s WHERE id = %s",
-            [first.chain + LANE_SPAN, moved.pk],
+            [lane_chain(chain_for(ORGANIZATION), 2), moved.pk],
         )
         result = verify_chain()
         transaction.set_rollback(True)
