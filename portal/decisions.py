@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from django.conf import settings
 from django.core.cache import BaseCache, caches
@@ -72,6 +72,7 @@ _request_taken_ahead: ContextVar[dict[str, Any] | None] = ContextVar(
 )
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 
 def enabled() -> bool:
@@ -259,12 +260,40 @@ def asked_in_request() -> list[str]:
     return list(asked) if asked else []
 
 
+class _Guesses(Generic[V]):
+    """What this process guessed from a principal's, token's or session's last request, by its
+    key, at most ``_REMEMBERED_GUESSES`` at once: when full, all are forgotten together (cheaper
+    than knowing which is oldest, and a guess lost costs one round trip). A guess decides only
+    what is asked of the cache ahead, never an answer. Every one is cleared by
+    :func:`forget_asked`."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, V] = {}
+        _all_guesses.append(self)
+
+    def note(self, key: str, value: V) -> None:
+        if len(self._by_key) >= _REMEMBERED_GUESSES:
+            self._by_key.clear()
+        self._by_key[key] = value
+
+    def get(self, key: str) -> V | None:
+        return self._by_key.get(key)
+
+    def drop(self, key: str) -> None:
+        self._by_key.pop(key, None)
+
+    def clear(self) -> None:
+        self._by_key.clear()
+
+
+_all_guesses: list[_Guesses[Any]] = []
+_REMEMBERED_GUESSES = 10_000
+
 # By whom ("user:<pk>"): the keys their last request in this process asked, which their next
-# request asks for in one round trip (:func:`ask_as_last_time`). A guess, never an answer: an
-# answer prefetched under a key answers only a request that asks the same key, and every key
-# about what someone may reach names them.
-_asked_last: dict[str, tuple[str, ...]] = {}
-_REMEMBERED_PRINCIPALS = 10_000
+# request asks for in one round trip (:func:`ask_as_last_time`). An answer prefetched under a
+# key answers only a request that asks the same key, and every key about what someone may reach
+# names them.
+_asked_last: _Guesses[tuple[str, ...]] = _Guesses()
 
 
 def note_asked(principal: str, keys: list[str]) -> None:
@@ -272,18 +301,16 @@ def note_asked(principal: str, keys: list[str]) -> None:
     ahead for one answer saves nothing, and costs a round trip when the next request asks
     another (a frame's decision is about its own instance): only two or more are remembered."""
     if len(keys) < 2:
-        _asked_last.pop(principal, None)
+        _asked_last.drop(principal)
         return
-    if len(_asked_last) >= _REMEMBERED_PRINCIPALS:
-        _asked_last.clear()
-    _asked_last[principal] = tuple(keys)
+    _asked_last.note(principal, tuple(keys))
 
 
 def forget_asked() -> None:
-    """Forget what everyone's last request asked, and whom every token stood for (the cache
-    they were asked of is gone)."""
-    _asked_last.clear()
-    _stood_for.clear()
+    """Forget every guess: what everyone's last request asked, and whom every token and session
+    stood for (the cache they were asked of is gone)."""
+    for guesses in _all_guesses:
+        guesses.clear()
 
 
 def ask_as_last_time(principal: str, *entries: str) -> None:
@@ -291,23 +318,20 @@ def ask_as_last_time(principal: str, *entries: str) -> None:
     (:func:`prefetch`), and for the plain ``entries`` (the session): a user going from page to
     page asks for the same memberships, worklists and tree each time, and a round trip each
     costs more than asking for one too many."""
-    keys = _asked_last.get(principal, ())
+    keys = _asked_last.get(principal) or ()
     if keys or entries:
         prefetch(*keys, entries=entries)
 
 
 # By a session's entry in the cache (its key names the session by a digest, never by its key):
 # whom its last request in this process was logged in as, so that its next request asks for the
-# session and that user's answers in one round trip. A guess, as above: should the session name
-# someone else now, what was asked ahead for the guess answers nothing.
-_session_stood_for: dict[str, str] = {}
-_REMEMBERED_SESSIONS = 10_000
+# session and that user's answers in one round trip. Should the session name someone else now,
+# what was asked ahead for the guess answers nothing.
+_session_stood_for: _Guesses[str] = _Guesses()
 
 
 def note_session_stood_for(entry: str, principal: str) -> None:
-    if len(_session_stood_for) >= _REMEMBERED_SESSIONS:
-        _session_stood_for.clear()
-    _session_stood_for[entry] = principal
+    _session_stood_for.note(entry, principal)
 
 
 def session_stood_for(entry: str) -> str | None:
@@ -334,18 +358,14 @@ class StoodFor:
 
 # By a token's decision key (the key its verdict is remembered under): a token's next request
 # asks the cache for the verdict, the token's other decisions and what its view will ask for the
-# principal in one round trip (:func:`ask_ahead_for_token`). A guess, never an answer, as above:
-# should the token stand for someone else now, what was asked ahead is another principal's and
-# answers nothing.
-_stood_for: dict[str, StoodFor] = {}
-_REMEMBERED_TOKENS = 10_000
+# principal in one round trip (:func:`ask_ahead_for_token`). Should the token stand for someone
+# else now, what was asked ahead is another principal's and answers nothing.
+_stood_for: _Guesses[StoodFor] = _Guesses()
 
 
 def note_stood_for(token_key: str, principal: str, *own_keys: str) -> None:
     """Remember whom the token's request stood for, for its next request."""
-    if len(_stood_for) >= _REMEMBERED_TOKENS:
-        _stood_for.clear()
-    _stood_for[token_key] = StoodFor(principal, own_keys)
+    _stood_for.note(token_key, StoodFor(principal, own_keys))
 
 
 def stood_for(token_key: str) -> StoodFor | None:

@@ -211,3 +211,20 @@ def test_a_wrong_guess_of_the_sessions_user_answers_nothing(shared_cache, alice,
     page = response.content.decode()
     assert str(alice) in page and str(carol) not in page
     assert decisions.session_stood_for(entry) == f"user:{alice.pk}"
+
+
+def test_forgetting_the_guesses_forgets_whom_each_session_stood_for(shared_cache, alice):
+    """A cache that is gone takes every guess made from it: the sessions' users too, not only
+    the users' and tokens' last questions."""
+    from portal import decisions
+
+    client = password_login(alice)
+    assert client.get(reverse("studies:directory")).status_code == 200
+    entry = SessionStore(client.cookies[django_settings.SESSION_COOKIE_NAME].value).entry()
+    decisions.note_stood_for("token-key", f"user:{alice.pk}")
+    assert decisions.session_stood_for(entry) == f"user:{alice.pk}"
+
+    decisions.forget_asked()
+
+    assert decisions.session_stood_for(entry) is None
+    assert decisions.stood_for("token-key") is None
