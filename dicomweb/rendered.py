@@ -40,7 +40,13 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
 
 from dicomweb.http import DicomwebError, bad_request, dicomweb_view, not_found
-from dicomweb.scope import instance_decision_ahead, instance_target, instances_for, study_for
+from dicomweb.scope import (
+    FrameSource,
+    instance_decision_ahead,
+    instance_target,
+    instances_for,
+    study_for,
+)
 from portal.http import allow_private_caching
 from studies.access import StudyAccess
 from studies.models import Instance, Study
@@ -160,7 +166,7 @@ def _rendering(request: HttpRequest) -> _Rendering:
 # --- What to render ---------------------------------------------------------------------------
 
 
-def _middle_frame(instance: Instance) -> int:
+def _middle_frame(instance: Instance | FrameSource) -> int:
     return (max(instance.frames, 1) + 1) // 2
 
 
@@ -172,7 +178,7 @@ def _instance_target(
     instance_uid: str,
     frame: int | None,
     thumbnail: bool,
-) -> tuple[int, StudyAccess, Instance, int]:
+) -> tuple[int, StudyAccess, FrameSource, int]:
     """An instance or frame level request: the study's key, the access, the instance and the
     frame, from the decision remembered for the viewer's frames (``scope.instance_target``)."""
     target = instance_target(request, study_uid, series_uid, instance_uid)
@@ -222,6 +228,7 @@ def _answer(
     thumbnail: bool,
 ) -> HttpResponse:
     rendering = _rendering(request)
+    instance: Instance | FrameSource
     # An instance's address always names its series too (urls.py).
     if instance_uid is not None and series_uid is not None:
         study_pk, access, instance, number = _instance_target(
@@ -236,6 +243,7 @@ def _answer(
         study, access = study_for(request, study_uid)
         study_pk = study.pk
         instance, number = _target(study, access, series_uid=series_uid, thumbnail=thumbnail)
+        series_uid = instance.series.series_uid
     try:
         body = rendered_bytes(
             instance,
@@ -255,7 +263,7 @@ def _answer(
         # The only argument render_frame can refuse at this point: a viewport's source region
         # outside this image, which the request could not know before.
         raise bad_request(str(error)) from None
-    note_render_session(request, study_pk, access, series_uid=instance.series.series_uid)
+    note_render_session(request, study_pk, access, series_uid=series_uid)
     response = HttpResponse(body, content_type=_CONTENT_TYPES[rendering.image_format])
     response.headers["Vary"] = "Accept, Cookie, Authorization"
     response.headers["Content-Length"] = str(len(body))

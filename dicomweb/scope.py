@@ -11,8 +11,8 @@ when it is anonymized, and no report or other object without pixel data when it 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, NamedTuple
 
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
@@ -92,15 +92,38 @@ def series_for(study: Study, access: StudyAccess, series_uid: str) -> Series:
     return series
 
 
-@dataclass(frozen=True)
-class InstanceTarget:
-    """One instance the caller reaches, and the access it reaches it with: what serving its
-    frames needs. The study is named by its key only: a remembered target holds no patient
-    data."""
+class FrameSource(NamedTuple):
+    """What serving an instance's frames needs of it, as plain values: a viewer's first frame of
+    a series remembers one for each of the series' instances, and reading them as values and
+    pickling tuples rather than models (with their series) halves the time that frame takes."""
+
+    pk: int
+    sop_instance_uid: str
+    file: str
+    sha256: str
+    frames: int
+    has_pixels: bool
+    transfer_syntax: str
+    plain_image: dict[str, Any] | None
+
+    @property
+    def content_version(self) -> str:
+        # As Instance.content_version: the stored bytes never change under a UID.
+        return self.sha256[:16]
+
+
+_FRAME_SOURCE_FIELDS = FrameSource._fields
+
+
+class InstanceTarget(NamedTuple):
+    """One instance the caller reaches, in the series the request named, and the access it
+    reaches it with: what serving its frames needs. The study is named by its key only: a
+    remembered target holds no patient data."""
 
     study_pk: int
     access: StudyAccess
-    instance: Instance
+    instance: FrameSource
+    series_uid: str
 
 
 # The most instances of a series remembered with the one asked for: a viewer walks on from it.
@@ -131,7 +154,7 @@ def instance_target(
         instances = instances_for(study_pk, access, series_uid=series_uid)
         if not decisions.enabled():  # nothing is remembered: read the one asked for
             instances = instances.filter(sop_instance_uid=instance_uid)
-        series = list(instances)
+        series = [FrameSource(*values) for values in instances.values_list(*_FRAME_SOURCE_FIELDS)]
         position = next(
             (n for n, instance in enumerate(series) if instance.sop_instance_uid == instance_uid),
             None,
@@ -141,7 +164,7 @@ def instance_target(
         start = max(0, min(position - SERIES_NEIGHBOURS // 2, len(series) - SERIES_NEIGHBOURS))
         targets: dict[str, InstanceTarget | str] = {
             key(instance.sop_instance_uid): InstanceTarget(
-                study_pk=study_pk, access=access, instance=instance
+                study_pk=study_pk, access=access, instance=instance, series_uid=series_uid
             )
             for instance in series[start : start + SERIES_NEIGHBOURS]
         }

@@ -55,6 +55,7 @@ from dicomweb.multipart import (
     parse_accept,
 )
 from dicomweb.scope import (
+    FrameSource,
     InstanceTarget,
     instance_decision_ahead,
     instance_target,
@@ -596,7 +597,7 @@ def _record_frames(request: HttpRequest, target: InstanceTarget, resource: str) 
         request,
         study_pk=target.study_pk,
         access=target.access,
-        series_uid=target.instance.series.series_uid,
+        series_uid=target.series_uid,
         resource=resource,
     )
 
@@ -632,7 +633,7 @@ def _frames_response(
     return response
 
 
-def _frame_layout_key(instance: Instance) -> str:
+def _frame_layout_key(instance: FrameSource) -> str:
     # By content: the same file stored twice has the same layout.
     return f"frame-layout:v1:{instance.sha256}"
 
@@ -659,7 +660,7 @@ def _keep_layout(key: str, layout: tuple[int, int]) -> None:
         _layouts.popitem(last=False)
 
 
-def _frame_parts(instance: Instance, numbers: Iterable[int], *, syntax: str) -> Iterator[Part]:
+def _frame_parts(instance: FrameSource, numbers: Iterable[int], *, syntax: str) -> Iterator[Part]:
     """The frames as parts. Uncompressed frames asked for as Explicit VR Little Endian are read
     straight from the file once their place in it is known (kept in the frames cache by content
     hash): a viewer's next frame then costs a seek and a read, no header parsing."""

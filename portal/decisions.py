@@ -13,10 +13,11 @@ revoking a link stops the frames it opened at the very next request. Answers als
 ``ACCESS_DECISION_SECONDS`` and never outlive the access they describe (``valid_until``).
 
 Answers about accounts alone (who an API token is, a user's memberships, whether they have a
-two-factor device) carry the accounts' own generation too (``scope=ACCOUNTS``), which only the
-accounts' models move on (``watch(..., scope=ACCOUNTS)``), besides everything's: a study
-arriving (ingestion moves everything's generation on, every few seconds in a busy hospital)
-leaves them standing, while a membership ended still ends every answer.
+two-factor device, which worklists they see) carry the accounts' own generation too
+(``scope=ACCOUNTS``), which only the accounts' models and the worklists move on
+(``watch(..., scope=ACCOUNTS)``), besides everything's: a study arriving (ingestion moves
+everything's generation on, every few seconds in a busy hospital) leaves them standing, while a
+membership ended still ends every answer.
 
 The generations live in Django's default cache, which every web process must share for this to
 hold (``CACHE_URL``, Redis): ``ACCESS_DECISION_SECONDS`` defaults to 0, nothing remembered,

@@ -190,8 +190,9 @@ def visible_worklists(user: User) -> QuerySet[Worklist]:
 
 
 def visible_worklist_ids(user: User) -> list[int]:
-    """The keys of :func:`visible_worklists`, remembered (``portal.decisions``) until a
-    worklist, membership or role changes."""
+    """The keys of :func:`visible_worklists`, remembered (``portal.decisions``, in the
+    accounts' scope) until a worklist, membership or role changes: a study arriving, which
+    moves every other answer on, leaves them standing."""
     if not user.is_authenticated or not user.is_active:
         return []
 
@@ -206,7 +207,7 @@ def visible_worklist_ids(user: User) -> list[int]:
         ids = Worklist.objects.filter(condition).distinct().values_list("pk", flat=True)
         return sorted(ids), None
 
-    return decisions.remember(f"worklists:{user.pk}", read)
+    return decisions.remember(f"worklists:{user.pk}", read, scope=decisions.ACCOUNTS)
 
 
 def access_ends(user: User | AnonymousUser) -> datetime | None:

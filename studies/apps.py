@@ -16,6 +16,9 @@ class StudiesConfig(AppConfig):
         # on these (portal.decisions): a search within a folder takes its subfolders' studies.
         # A stored series or instance never changes what it is, it can only go (a new one
         # changes its study's counts, which saves the study).
-        decisions.watch(Study, Worklist, Entry, Patient, Folder)
+        decisions.watch(Study, Entry, Patient, Folder)
+        # Which worklists a user sees is an answer of the accounts' scope (it rests on
+        # memberships, roles and worklists alone): a study arriving leaves it standing.
+        decisions.watch(Worklist, scope=decisions.ACCOUNTS)
         decisions.watch(Series, Instance, saves=False)
         register_study_labels(study_labels)

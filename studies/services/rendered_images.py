@@ -21,6 +21,7 @@ FRAMES_RENDERED event per principal and study per 30 minutes (a "render session"
 from __future__ import annotations
 
 import hashlib
+from typing import Any, Protocol
 
 from django.core.cache import caches
 from django.core.files.storage import storages
@@ -30,15 +31,31 @@ from audit.models import Action
 from audit.services import client_ip, record
 from portal.once import first_in_period
 from studies.access import StudyAccess
-from studies.models import Instance, Study
+from studies.models import Study
 from studies.rendering import JPEG_QUALITY, PlainImage, Viewport, Window, render_frame
 
 RENDER_SESSION_SECONDS = 30 * 60
+
+
+class StoredImage(Protocol):
+    """What rendering needs of an instance: an Instance, or the values a viewer's remembered
+    decision holds of one (``dicomweb.scope.FrameSource``)."""
+
+    @property
+    def file(self) -> str: ...
+
+    @property
+    def sha256(self) -> str: ...
+
+    @property
+    def plain_image(self) -> Any: ...
+
+
 _CACHE_VERSION = "v2"
 
 
 def frame_cache_key(
-    instance: Instance,
+    instance: StoredImage,
     *,
     frame: int,
     window: Window | None,
@@ -104,7 +121,7 @@ recent_renderings = RecentRenderings(limit=10_000)
 
 
 def rendered_bytes(
-    instance: Instance,
+    instance: StoredImage,
     *,
     frame: int,
     window: Window | None,
