@@ -4,9 +4,13 @@ import os
 wsgi_app = "portal.wsgi:application"
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 # Sync workers: for this Django app several times faster than ASGI on the same machine. By
-# default two per core this process may run on (a container's CPU set, not the host's), plus
-# one: a worker waiting on the database leaves its core to another.
-workers = int(os.environ.get("GUNICORN_WORKERS", 2 * len(os.sched_getaffinity(0)) + 1))
+# default one per core this process may run on (a container's CPU set, not the host's), plus
+# one, so that a worker waiting on the database or the cache leaves its core to another. Two per
+# core and one, gunicorn's usual advice, served every workload of bench/ 5 to 25 % slower, on
+# three machines: the workers' requests take turns on the cores instead of running through.
+# A worker is held for the whole of a streamed download (a study's ZIP over a slow line): an
+# installation serving many at once raises GUNICORN_WORKERS (README).
+workers = int(os.environ.get("GUNICORN_WORKERS", len(os.sched_getaffinity(0)) + 1))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 # The application (Django, pydicom, numpy, the image codecs: about 100 MB) is loaded once in
 # the master and its pages shared by every worker it forks, instead of once per worker. Nothing

@@ -106,8 +106,8 @@ def test_gunicorn_trusts_the_portals_proxies_or_what_forwarded_allow_ips_says(mo
 
 def test_gunicorn_workers_follow_the_cores_this_process_may_use(monkeypatch):
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2})
-    assert gunicorn_config(monkeypatch)["workers"] == 7
-    assert gunicorn_config(monkeypatch, GUNICORN_WORKERS="3")["workers"] == 3
+    assert gunicorn_config(monkeypatch)["workers"] == 4
+    assert gunicorn_config(monkeypatch, GUNICORN_WORKERS="7")["workers"] == 7
 
 
 def test_gunicorn_loads_the_application_once_for_all_its_workers(monkeypatch):
