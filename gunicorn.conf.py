@@ -6,7 +6,7 @@ bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 # Sync workers: for this Django app several times faster than ASGI on the same machine. By
 # default one per core this process may run on (a container's CPU set, not the host's), plus
 # one, so that a worker waiting on the database or the cache leaves its core to another. Two per
-# core and one, gunicorn's usual advice, served every workload of bench/ 5 to 25 % slower, on
+# core and one, gunicorn's usual advice, served every workload of bench/ 5 to 30 % slower, on
 # three machines: the workers' requests take turns on the cores instead of running through.
 # A worker is held for the whole of a streamed download (a study's ZIP over a slow line): an
 # installation serving many at once raises GUNICORN_WORKERS (README).
