@@ -30,7 +30,7 @@ from studies.access import (
     studies_access,
     visible_studies,
 )
-from studies.models import Instance, Series, Study
+from studies.models import Instance, Series, Study, content_version
 
 
 def studies_for(request: HttpRequest) -> QuerySet[Study]:
@@ -108,8 +108,7 @@ class FrameSource(NamedTuple):
 
     @property
     def content_version(self) -> str:
-        # As Instance.content_version: the stored bytes never change under a UID.
-        return self.sha256[:16]
+        return content_version(self.sha256)
 
 
 _FRAME_SOURCE_FIELDS = FrameSource._fields

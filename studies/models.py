@@ -132,6 +132,12 @@ class Series(models.Model):
         return f"Series {self.series_uid}"
 
 
+def content_version(sha256: str) -> str:
+    """A short name of an instance's stored bytes (by their hash), which never change under its
+    UID (they are stored by content): what a cacheable image address carries (``?v=``)."""
+    return sha256[:16]
+
+
 class Instance(models.Model):
     series = models.ForeignKey(
         Series, on_delete=models.CASCADE, related_name="instances", verbose_name=_("series")
@@ -166,9 +172,7 @@ class Instance(models.Model):
 
     @property
     def content_version(self) -> str:
-        """A short name of the stored bytes, which never change under this instance's UID (they
-        are stored by content): what a cacheable image address carries (``?v=``)."""
-        return self.sha256[:16]
+        return content_version(self.sha256)
 
 
 class Report(models.Model):
