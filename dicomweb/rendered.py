@@ -41,7 +41,6 @@ from django.utils.translation import gettext as _
 
 from dicomweb.http import DicomwebError, bad_request, dicomweb_view, not_found
 from dicomweb.scope import (
-    FrameSource,
     instance_decision_ahead,
     instance_target,
     instances_for,
@@ -49,6 +48,7 @@ from dicomweb.scope import (
 )
 from portal.http import allow_private_caching
 from studies.access import StudyAccess
+from studies.frame_sources import FrameSource
 from studies.models import Instance, Study
 from studies.rendering import JPEG_QUALITY, RenderError, Viewport, Window
 from studies.services.rendered_images import note_render_session, rendered_bytes

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
@@ -30,7 +30,8 @@ from studies.access import (
     studies_access,
     visible_studies,
 )
-from studies.models import Instance, Series, Study, content_version
+from studies.frame_sources import FrameSource, frame_source, frame_source_key
+from studies.models import Instance, Series, Study
 
 
 def studies_for(request: HttpRequest) -> QuerySet[Study]:
@@ -92,28 +93,6 @@ def series_for(study: Study, access: StudyAccess, series_uid: str) -> Series:
     return series
 
 
-class FrameSource(NamedTuple):
-    """What serving an instance's frames needs of it, as plain values: a viewer's first frame of
-    a series remembers one for each of the series' instances, and reading them as values and
-    pickling tuples rather than models (with their series) halves the time that frame takes."""
-
-    pk: int
-    sop_instance_uid: str
-    file: str
-    sha256: str
-    frames: int
-    has_pixels: bool
-    transfer_syntax: str
-    plain_image: dict[str, Any] | None
-
-    @property
-    def content_version(self) -> str:
-        return content_version(self.sha256)
-
-
-_FRAME_SOURCE_FIELDS = FrameSource._fields
-
-
 class InstanceTarget(NamedTuple):
     """One instance the caller reaches, in the series the request named, and the access it
     reaches it with: what serving its frames needs. The study is named by its key only: a
@@ -125,75 +104,49 @@ class InstanceTarget(NamedTuple):
     series_uid: str
 
 
-# The most instances of a series remembered with the one asked for: a viewer walks on from it.
-SERIES_NEIGHBOURS = 500
-
-
 def instance_target(
     request: HttpRequest, study_uid: str, series_uid: str, instance_uid: str
 ) -> InstanceTarget:
     """The instance at these UIDs that the caller's access reaches, or a DICOMweb 404.
 
-    A viewer asks for every frame of a series one request at a time, so the decisions are
-    remembered for the principal (``portal.decisions``): the access to the study, asked of the
-    authority once for the whole viewing, and with the first instance of a series asked for,
-    the others around it (up to ``SERIES_NEIGHBOURS``), so the frames that follow cost no SQL.
-    They hold until anything they rest on changes (a share removed, a link revoked) or the
-    access ends. A refusal is not remembered."""
-    principal = decision_principal(request)
-
-    def key(uid: str) -> str:
-        return instance_decision_key(principal, study_uid, series_uid, uid)
-
-    def decide() -> tuple[dict[str, InstanceTarget | str], datetime | None]:
-        reached = _study_reached(request, study_uid)
-        if isinstance(reached, str):
-            return {key(instance_uid): reached}, timezone.now()
-        study_pk, access = reached
-        instances = instances_for(study_pk, access, series_uid=series_uid)
-        if not decisions.enabled():  # nothing is remembered: read the one asked for
-            instances = instances.filter(sop_instance_uid=instance_uid)
-        series = [FrameSource(*values) for values in instances.values_list(*_FRAME_SOURCE_FIELDS)]
-        position = next(
-            (n for n, instance in enumerate(series) if instance.sop_instance_uid == instance_uid),
-            None,
-        )
-        if position is None:
-            return {key(instance_uid): _("No such instance.")}, timezone.now()
-        start = max(0, min(position - SERIES_NEIGHBOURS // 2, len(series) - SERIES_NEIGHBOURS))
-        targets: dict[str, InstanceTarget | str] = {
-            key(instance.sop_instance_uid): InstanceTarget(
-                study_pk=study_pk, access=access, instance=instance, series_uid=series_uid
-            )
-            for instance in series[start : start + SERIES_NEIGHBOURS]
-        }
-        return targets, access.until
-
-    # A viewer asks for a series' first frames at once: one of them decides the whole series.
-    together = f"instances:{principal}:{decisions.digest(study_uid, series_uid)}"
-    target = decisions.remember_with_neighbours(key(instance_uid), decide, together=together)
-    if isinstance(target, str):
-        raise not_found(target)
-    return target
+    A viewer asks for every frame of a series one request at a time, so both halves of the
+    answer are remembered (``portal.decisions``): the caller's access to the study, asked of the
+    authority once for the whole viewing, and the instance's stored facts, the same for every
+    viewer (``studies.frame_sources``, remembered as it is stored). The frames that follow cost
+    no SQL. The access holds until anything it rests on changes (a share removed, a link
+    revoked) or it ends. A refusal is not remembered."""
+    reached = _study_reached(request, study_uid)
+    if isinstance(reached, str):
+        raise not_found(reached)
+    study_pk, access = reached
+    source = frame_source(study_uid, series_uid, instance_uid)
+    # Images-only access (no report) reaches no object without pixel data (``instances_for``).
+    if source is None or not (source.has_pixels or access.can_read_report):
+        raise not_found(_("No such instance."))
+    return InstanceTarget(study_pk=study_pk, access=access, instance=source, series_uid=series_uid)
 
 
-def instance_decision_key(principal: str, study_uid: str, series_uid: str, uid: str) -> str:
-    """The key whether ``principal`` reaches the instance at these UIDs is remembered under."""
-    return f"instance:{principal}:{decisions.digest(study_uid, series_uid, uid)}"
+def study_decision_key(principal: str, study_uid: str) -> str:
+    """The key whether ``principal`` reaches the study at this UID is remembered under."""
+    return f"study:{principal}:{decisions.digest(study_uid)}"
 
 
 def instance_decision_ahead(
     principal: str, request: HttpRequest, kwargs: dict[str, object]
 ) -> list[str]:
-    """The decision an instance-level request (its frames, rendered, thumbnail) asks for, by
-    its view's arguments; nothing for a study or series level one."""
+    """What an instance-level request (its frames, rendered, thumbnail) asks for, by its view's
+    arguments: the access to the study and the instance's facts; nothing for a study or series
+    level one."""
     study_uid, series_uid, uid = (
         kwargs.get("study_uid"),
         kwargs.get("series_uid"),
         kwargs.get("instance_uid"),
     )
     if isinstance(study_uid, str) and isinstance(series_uid, str) and isinstance(uid, str):
-        return [instance_decision_key(principal, study_uid, series_uid, uid)]
+        return [
+            study_decision_key(principal, study_uid),
+            frame_source_key(study_uid, series_uid, uid),
+        ]
     return []
 
 
@@ -208,6 +161,6 @@ def _study_reached(request: HttpRequest, study_uid: str) -> tuple[int, StudyAcce
             return _("No such study."), timezone.now()
         return (study.pk, access), access.until
 
-    return decisions.remember(
-        f"study:{decision_principal(request)}:{decisions.digest(study_uid)}", decide
-    )
+    key = study_decision_key(decision_principal(request), study_uid)
+    # A viewer asks for a study's first frames at once: one of them asks the authority.
+    return decisions.remember(key, decide, together=key)

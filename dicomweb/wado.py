@@ -55,7 +55,6 @@ from dicomweb.multipart import (
     parse_accept,
 )
 from dicomweb.scope import (
-    FrameSource,
     InstanceTarget,
     instance_decision_ahead,
     instance_target,
@@ -84,6 +83,7 @@ from dicomweb.transcode import (
 )
 from studies.access import StudyAccess
 from studies.anonymize import deidentify_dataset, pseudonym
+from studies.frame_sources import FrameSource
 from studies.models import Instance, Study
 
 logger = logging.getLogger(__name__)

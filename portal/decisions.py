@@ -19,6 +19,11 @@ two-factor device, which worklists they see) carry the accounts' own generation 
 everything's generation on, every few seconds in a busy hospital) leaves them standing, while a
 membership ended still ends every answer.
 
+Answers about what is stored, the same for everybody (which file an instance is, its frame
+count: ``studies.frame_sources``), carry the stored objects' generation alone
+(``scope=STORED``), which only their deletion moves on (``watch(..., saves=False,
+scope=STORED)``): they never say who may see anything, and nothing but a deletion changes them.
+
 The generations live in Django's default cache, which every web process must share for this to
 hold (``CACHE_URL``, Redis): ``ACCESS_DECISION_SECONDS`` defaults to 0, nothing remembered,
 without it.
@@ -50,9 +55,10 @@ from django.db.models import Model
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
 _GENERATION_KEY = "decisions:generation"
-# The one scope of answers with a generation of its own (see the module's docstring).
+# The scopes of answers with a generation of their own (see the module's docstring).
 ACCOUNTS = "accounts"
-_SCOPES = (ACCOUNTS,)
+STORED = "stored"
+_SCOPES = (ACCOUNTS, STORED)
 _MISSING = object()
 # The answers this request has already had (None outside a request): of every kind, as the
 # cache holds them.
@@ -191,17 +197,35 @@ def remember(
     *,
     ttl: int | None = None,
     scope: str | None = None,
+    together: str | None = None,
 ) -> T:
     """The answer remembered under ``key``, or ``compute()``'s, remembered. ``compute`` returns
     the answer and when it stops being true (None: not by itself); an answer that is None (no
     access) is remembered too. An answer that depends on ``scope``'s models alone (``ACCOUNTS``)
-    says so, and outlives changes to anything else."""
+    says so, and outlives changes to anything else. With ``together``, of the requests that find
+    no answer at the same moment one computes it and the others wait for it
+    (:func:`remember_with_neighbours`)."""
 
     def compute_alone() -> tuple[dict[str, T], datetime | None]:
         answer, until = compute()
         return {key: answer}, until
 
-    return remember_with_neighbours(key, compute_alone, ttl=ttl, scope=scope)
+    return remember_with_neighbours(key, compute_alone, ttl=ttl, scope=scope, together=together)
+
+
+def remember_when_committed(answers: dict[str, Any], *, scope: str | None = None) -> None:
+    """Remember ``answers`` (by key) once the current transaction commits, as if computed now:
+    they carry the generation current now, so that a change made before they are written (a
+    deletion of what they describe) still ends them. For answers known as the rows they describe
+    are written (the facts of an instance being stored)."""
+    seconds = settings.ACCESS_DECISION_SECONDS
+    if seconds <= 0 or not answers:
+        return
+    stored = (_carried(scope, current_generation(scope)), time.time() + seconds)
+    entries = {f"decisions:{key}": (*stored, answer) for key, answer in answers.items()}
+    transaction.on_commit(
+        lambda: _cache().set_many(entries, timeout=max(1, int(seconds))), robust=True
+    )
 
 
 def remember_with_neighbours(

@@ -20,5 +20,8 @@ class StudiesConfig(AppConfig):
         # Which worklists a user sees is an answer of the accounts' scope (it rests on
         # memberships, roles and worklists alone): a study arriving leaves it standing.
         decisions.watch(Worklist, scope=decisions.ACCOUNTS)
-        decisions.watch(Series, Instance, saves=False)
+        # The facts remembered of what is stored (studies.frame_sources) end with its deletion
+        # alone; a study's deletion deletes its series and instances one by one, so it ends them
+        # too.
+        decisions.watch(Series, Instance, saves=False, scope=decisions.STORED)
         register_study_labels(study_labels)

@@ -41,6 +41,7 @@ from audit.services import EventArguments, record_many
 from portal import decisions
 from studies.access import may_upload_to
 from studies.dicom_header import DicomHeader, FileRejected, normalize_name, read_header
+from studies.frame_sources import remember_when_stored
 from studies.models import Instance, Patient, Series, Study
 from studies.services.worklists import file_received_studies
 
@@ -437,15 +438,17 @@ def _file_instance(
         if same is not None:
             return study, same
         series, series_created = _series_for(header, study)
+        instance = _new_instance(header, series, received)
         try:
             with transaction.atomic():
-                _new_instance(header, series, received).save(force_insert=True)
+                instance.save(force_insert=True)
         except IntegrityError:
             # Same SOP Instance UID committed by a concurrent upload into another study.
             same = _existing_instance(header, organization, received.sha256)
             if same is None:
                 raise
             return study, same
+        remember_when_stored([(header.study_uid, header.series_uid, instance)])
         Series.objects.filter(pk=series.pk).update(instance_count=F("instance_count") + 1)
         study.instance_count += 1
         update = ["instance_count"]
@@ -655,11 +658,16 @@ def _write_together(
         )
         new_series.append(series[uid])
     Series.objects.bulk_create(sorted(new_series, key=lambda item: item.series_uid))
-    Instance.objects.bulk_create(
-        sorted(
-            (_new_instance(r.header, series[r.header.series_uid], r) for r in files),
-            key=lambda instance: instance.sop_instance_uid,
+    instances = {
+        received.header.sop_uid: _new_instance(
+            received.header, series[received.header.series_uid], received
         )
+        for received in files
+    }
+    Instance.objects.bulk_create([instances[uid] for uid in sorted(instances)])
+    remember_when_stored(
+        (received.header.study_uid, received.header.series_uid, instances[received.header.sop_uid])
+        for received in files
     )
 
     # Studies already stored: their counts, and what the new files fill in.

@@ -38,8 +38,8 @@ RENDER_SESSION_SECONDS = 30 * 60
 
 
 class StoredImage(Protocol):
-    """What rendering needs of an instance: an Instance, or the values a viewer's remembered
-    decision holds of one (``dicomweb.scope.FrameSource``)."""
+    """What rendering needs of an instance: an Instance, or the values remembered of one for
+    its viewers (``studies.frame_sources.FrameSource``)."""
 
     @property
     def file(self) -> str: ...

@@ -191,9 +191,9 @@ def test_answers_about_accounts_alone_outlive_other_changes_but_not_their_own():
 
 
 def test_a_study_arriving_leaves_who_a_token_is_standing(ct_study, alice, org, location):
-    """Ingestion moves every answer's generation on but the accounts': the next frame decides
-    the instance again, without reading the token, the memberships, the devices or the user's
-    worklists again."""
+    """Ingestion moves every answer's generation on but the accounts' and the stored objects':
+    the next frame decides the access to the study again, without reading the token, the
+    memberships, the devices, the user's worklists or the instance again."""
     from tests.factories import make_study
 
     client = token_client(alice)
@@ -205,8 +205,9 @@ def test_a_study_arriving_leaves_who_a_token_is_standing(ct_study, alice, org, l
     with CaptureQueriesContext(connection) as captured:
         assert frame(client, ct).status_code == 200
     read = [query["sql"] for query in captured.captured_queries]
-    assert any('FROM "studies_instance"' in sql for sql in read), read
+    assert any('FROM "studies_study"' in sql for sql in read), read
     for table in (
+        "studies_instance",
         "accounts_apitoken",
         "accounts_membership",
         "otp_totp_totpdevice",
@@ -660,32 +661,3 @@ def test_an_answer_asked_ahead_and_not_asked_for_is_not_asked_ahead_again(counti
         asked = decisions.asked_in_request()
 
     assert asked == ["first:user:1", "third:user:1"]
-
-
-def test_a_remembered_series_holds_the_frames_facts_and_no_patient_data(ct_study, alice):
-    """What a viewer's first frame remembers for each instance of its series is the few plain
-    values serving a frame needs: no model, nothing of the patient."""
-    import pickle
-
-    from dicomweb.scope import FrameSource, instance_decision_key
-
-    client = token_client(alice)
-    first, second = ct_study.instances[:2]
-    assert frame(client, first).status_code == 200
-    key = instance_decision_key(
-        f"user:{alice.pk}",
-        ct_study.study.study_uid,
-        second.series.series_uid,
-        second.sop_instance_uid,
-    )
-
-    _generation, _until, target = caches["default"].get(f"decisions:{key}")
-
-    assert type(target.instance) is FrameSource
-    assert target.instance.sop_instance_uid == second.sop_instance_uid
-    assert target.instance.sha256 == second.sha256
-    assert target.series_uid == second.series.series_uid
-    stored = pickle.dumps(target)
-    patient = ct_study.study.patient
-    for value in (patient.patient_id, patient.family_name):
-        assert value and value.encode() not in stored

@@ -13,6 +13,7 @@ from __future__ import annotations
 from django.core.files.storage import storages
 from django.core.management.base import BaseCommand, CommandError
 
+from portal import decisions
 from studies.dicom_header import FileRejected, read_header
 from studies.models import Instance
 
@@ -55,6 +56,8 @@ class Command(BaseCommand):
                 instance.plain_image = header.plain_image
                 plain.append(instance)
             Instance.objects.bulk_update(plain, ["plain_image"])
+            # A bulk update sends no signal: the facts remembered for viewers must be read again.
+            decisions.changed(scope=decisions.STORED)
             described += len(plain)
             if verbosity > 1:
                 self.stdout.write(f"{described + other + failed} instances read")
