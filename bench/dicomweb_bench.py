@@ -4,7 +4,7 @@
     .venv/bin/python bench/dicomweb_bench.py --duration 3 --rounds 1 --store-instances 20
     .venv/bin/python bench/dicomweb_bench.py --database sqlite --json var/dicomweb.json
 
-Seven measurements, each answered by both servers holding the same DICOM files:
+Eight measurements, each answered by both servers holding the same DICOM files:
 
 - **QIDO-RS study search**: ``GET /studies?PatientName=<family name>*`` over 1,000 studies (50
   family names, 20 studies each, so each search answers 20 studies; the clients cycle through
@@ -32,7 +32,12 @@ Seven measurements, each answered by both servers holding the same DICOM files:
   ``--store-instances`` 512 x 512 CT slices (explicit VR little endian) to the portal's listener
   (``manage.py dicom_listener``) and, the same files, to Orthanc's DICOM server; instances per
   second from the association request to its release, every instance answered "success" and
-  then found stored by each server.
+  then found stored by each server. Issue 13's goal: at least Orthanc's instances per second.
+- **STOW-RS ingestion**: the same kind of new series sent to each server's ``POST /studies``
+  (``multipart/related; type="application/dicom"``), ``STOW_FILES_PER_REQUEST`` files a request,
+  one request after the other, as an uploader or a PACS forwarding over DICOMweb sends them;
+  instances per second from the first request to the last answer, every answer 200 and every
+  instance then found stored. Issue 13's goal: at least Orthanc's instances per second.
 
 How the servers run: the portal as in production, gunicorn from ``gunicorn.conf.py`` (sync
 workers) with ``DEBUG`` off, on PostgreSQL when it answers at ``--postgres-url`` (else SQLite),
@@ -119,7 +124,7 @@ FAMILY_NAMES = [
     "Wouters", "Lemaire", "Mercier", "Nowak", "Rossi", "Silva",
 ]  # fmt: skip
 GIVEN_NAMES = ["Anna", "Marc", "Sofia", "Luc", "Emma", "Noah", "Lea", "Tom", "Ines", "Sam"]
-# Issue 9's goals for search and raw frames, issue 13's for cached rendered frames.
+# Issue 9's goals for search and raw frames, issue 13's for rendered frames and ingestion.
 GOALS = {
     "qido": 5.0,
     "rest": 5.0,
@@ -127,8 +132,11 @@ GOALS = {
     "frames": 1.0,
     "rendered": 1.3,
     "cold": 1.0,
-    "store": None,
+    "store": 1.0,
+    "stow": 1.0,
 }
+# STOW-RS: files sent in one request, as an uploader sends a series in a few requests.
+STOW_FILES_PER_REQUEST = 10
 # A search matching more studies than a page (the REST API's and the directory's: 50) asks both
 # servers for a page, as a viewer's study list does: at 100,000 studies a name matches 2,000,
 # and Orthanc answered no search for all of them within 8 s.
@@ -288,8 +296,8 @@ def make_round_files(
     folder: Path, purpose: str, round_number: int, instances: int
 ) -> tuple[str, list[Path]]:
     """A new study of one series of ``instances`` 512 x 512 CT slices for one round of the
-    ``purpose`` ("store" or "cold") measurement."""
-    arc = {"store": 3, "cold": 4}[purpose]
+    ``purpose`` ("store", "cold" or "stow") measurement."""
+    arc = {"store": 3, "cold": 4, "stow": 5}[purpose]
     study_uid = f"{UID_ROOT}.{arc}.{round_number}"
     paths = write_files(
         folder / f"{purpose}-{round_number}",
@@ -695,6 +703,8 @@ def main(argv: list[str] | None = None) -> int:
             results["store"] = measure_store(
                 args, folder, listener_port, contenders, namespace, orthanc
             )
+        if "stow" in args.measure:
+            results["stow"] = measure_stow(args, folder, contenders, orthanc)
         after = load_average()
 
         context = {
@@ -709,6 +719,7 @@ def main(argv: list[str] | None = None) -> int:
             "per_name": args.studies // len(FAMILY_NAMES),
             "per_page": min(args.studies // len(FAMILY_NAMES), QIDO_LIMIT),
             "store_instances": args.store_instances,
+            "stow_files_per_request": STOW_FILES_PER_REQUEST,
             "cold_slices": COLD_SLICES,
             "workers": len(portal.worker_pids()),
             "worker_memory_mb": portal.worker_memory_mb(),
@@ -915,6 +926,91 @@ def check_rest_answers(rest: Contender, paths: list[str], studies: int) -> None:
             raise RuntimeError(f"{path}: expected {min(per_name, 50)} studies, got {found}")
 
 
+def stow_series(
+    host: str, port: int, path: str, headers: dict[str, str], files: list[Path]
+) -> tuple[float, list[int]]:
+    """POST ``files`` to the STOW-RS resource at ``path``, ``STOW_FILES_PER_REQUEST`` a request,
+    one after the other on one connection; (seconds from the first request to the last answer,
+    the answers' statuses). The bodies are built before the clock starts."""
+    bodies = []
+    for start in range(0, len(files), STOW_FILES_PER_REQUEST):
+        boundary = secrets.token_hex(16)
+        parts = [
+            b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n"
+            + file.read_bytes() + b"\r\n"
+            for file in files[start : start + STOW_FILES_PER_REQUEST]
+        ]  # fmt: skip
+        bodies.append((boundary, b"".join(parts) + b"--" + boundary.encode() + b"--\r\n"))
+    statuses = []
+    connection = http.client.HTTPConnection(host, port, timeout=120)
+    started = time.perf_counter()
+    try:
+        for boundary, body in bodies:
+            connection.request(
+                "POST",
+                path,
+                body=body,
+                headers={
+                    **headers,
+                    "Content-Type": (
+                        f'multipart/related; type="application/dicom"; boundary={boundary}'
+                    ),
+                },
+            )
+            response = connection.getresponse()
+            response.read()
+            statuses.append(response.status)
+            if response.getheader("Connection", "").lower() == "close":
+                connection.close()  # gunicorn's sync workers close after each answer
+    finally:
+        connection.close()
+    return time.perf_counter() - started, statuses
+
+
+def measure_stow(args, folder: Path, contenders, orthanc):
+    """STOW-RS of one new series per round, ``STOW_FILES_PER_REQUEST`` files a request,
+    interleaved."""
+    say(
+        f"Measuring STOW-RS ({args.store_instances} instances, {STOW_FILES_PER_REQUEST} a request)…"
+    )
+    stow_rounds: dict[str, list] = {"portal": [], "Orthanc": []}
+    for number in range(1, args.rounds + 1):
+        study_uid, paths = make_round_files(folder, "stow", number, args.store_instances)
+        order = ["portal", "Orthanc"] if number % 2 else ["Orthanc", "portal"]
+        for name in order:
+            contender = contenders[name]
+            call = (
+                stow_series,
+                "127.0.0.1",
+                contender.port,
+                f"{contender.root}/studies",
+                contender.headers("application/dicom+json"),
+                paths,
+            )
+            if contender.namespace is None:
+                seconds, statuses = call[0](*call[1:])
+                held = portal_instances(contender, study_uid)
+            else:
+                seconds, statuses = contender.namespace.run(*call)
+                held = orthanc_instances(orthanc, study_uid)
+            if any(status != 200 for status in statuses) or held != len(paths):
+                raise RuntimeError(
+                    f"{name}: STOW-RS answered {sorted(set(statuses))}; it holds {held} of "
+                    f"{len(paths)} instances"
+                )
+            stow_rounds[name].append(
+                {
+                    "seconds": seconds,
+                    "instances": len(paths),
+                    "instances_per_s": len(paths) / seconds,
+                    "megabytes_per_s": sum(p.stat().st_size for p in paths) / seconds / 1e6,
+                }
+            )
+            say(f"  round {number}, stow, {name}: {len(paths) / seconds:.1f} instances/s")
+        shutil.rmtree(paths[0].parent, ignore_errors=True)
+    return stow_rounds
+
+
 def portal_instances(contender: Contender, study_uid: str) -> int:
     status, _headers, body = contender.get(
         f"/studies?StudyInstanceUID={study_uid}", "application/dicom+json"
@@ -969,6 +1065,12 @@ MEASUREMENTS = {
     ),
     "store": (
         "C-STORE, {store_instances} x 512x512 CT over one association",
+        "instances_per_s",
+        "instances/s",
+    ),
+    "stow": (
+        "STOW-RS, {store_instances} x 512x512 CT, {stow_files_per_request} a request, one "
+        "request at a time",
         "instances_per_s",
         "instances/s",
     ),

@@ -3,10 +3,11 @@ instances of a ``multipart/related; type="application/dicom"`` body.
 
 The rules are the REST upload's: the caller needs the upload permission (403 without it), and the
 studies are filed at the caller's upload location, or at ``?location=<id>`` for a caller with
-several. Every instance goes through the upload's ingestion service (``IngestionBatch``, what
-``ingest_files`` runs): same checks, content-addressed and idempotent storage, the worklist
-entry, one "DICOM Instances Transferred" audit event per study with the protocol, and one
-"Upload rejected" event per refused part.
+several. Every instance goes through the upload's ingestion service, as an upload's files do
+(``IngestionBatch.add_all``, what ``ingest_files`` runs): same checks, content-addressed and
+idempotent storage, the new instances of a chunk filed in one transaction, the worklist entry,
+one "DICOM Instances Transferred" audit event per study with the protocol, and one "Upload
+rejected" event per refused part.
 
 The body is read as a stream into one spooled temporary file (memory holds at most a few
 megabytes, the rest is on disk), and its multipart framing is checked in full before anything is
@@ -61,6 +62,7 @@ from dicomweb.multipart import parse_accept
 from studies.dicom_header import DicomHeader, FileRejected
 from studies.models import Instance
 from studies.services.ingestion import (
+    FileOutcome,
     FileStatus,
     IngestionBatch,
     Transfer,
@@ -378,9 +380,28 @@ def _store(
     location: Location,
     study_uid: str | None,
 ) -> list[_Outcome]:
-    """Each part through ingestion, in order; one audit event per study when all are done."""
+    """The parts through ingestion, a chunk at a time as an upload's files (the new instances
+    of a chunk filed in one transaction); one audit event per study when all are done."""
     check = _in_study(study_uid) if study_uid is not None else None
     outcomes: list[_Outcome] = []
+
+    def on_file(filed: FileOutcome) -> None:
+        part = parts[len(outcomes)]  # ingestion answers for each file, in order
+        if filed.status == FileStatus.REJECTED:
+            outcome = _Outcome(
+                part,
+                identity=_identify(_PartReader(spool, part)),
+                failure=_FAILURE_REASONS.get(filed.code, CANNOT_UNDERSTAND),
+                reason=filed.message,
+            )
+        elif filed.code == "different_content":
+            outcome = _Outcome(
+                part, stored_uid=filed.sop_instance_uid, warning=COERCED, reason=filed.message
+            )
+        else:
+            outcome = _Outcome(part, stored_uid=filed.sop_instance_uid)
+        outcomes.append(outcome)
+
     with IngestionBatch(
         organization=location.organization,
         location=location,
@@ -388,22 +409,11 @@ def _store(
         request=request,
         transfer=Transfer(protocol="STOW-RS", details={"parts": len(parts)}),
     ) as batch:
-        for part in parts:
-            filed = batch.add(f"part {part.number}", _part_file(spool, part), check=check)
-            if filed.status == FileStatus.REJECTED:
-                outcome = _Outcome(
-                    part,
-                    identity=_identify(_PartReader(spool, part)),
-                    failure=_FAILURE_REASONS.get(filed.code, CANNOT_UNDERSTAND),
-                    reason=filed.message,
-                )
-            elif filed.code == "different_content":
-                outcome = _Outcome(
-                    part, stored_uid=filed.sop_instance_uid, warning=COERCED, reason=filed.message
-                )
-            else:
-                outcome = _Outcome(part, stored_uid=filed.sop_instance_uid)
-            outcomes.append(outcome)
+        batch.add_all(
+            ((f"part {part.number}", _part_file(spool, part)) for part in parts),
+            on_file=on_file,
+            check=check,
+        )
     return outcomes
 
 

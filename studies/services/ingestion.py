@@ -840,19 +840,21 @@ class IngestionBatch:
         files: Iterable[tuple[str, IO[bytes]]],
         *,
         on_file: Callable[[FileOutcome], None] | None = None,
+        check: Check | None = None,
     ) -> None:
         """Store many files, ``INGESTION_CHUNK_FILES`` at a time (fewer when their bytes pass
         ``INGESTION_CHUNK_BYTES``): each chunk's new instances are filed in one transaction, and
         whatever needs a closer look (a duplicate, a conflict) one file at a time, as
         :meth:`add` does. A chunk commits before the next is read, so a failure loses at most
-        the chunk it happened in. ``on_file`` is called for each file, in order."""
+        the chunk it happened in. ``on_file`` is called for each file, in order; ``check`` as
+        for :meth:`add`."""
         self._check_open()
         chunk: list[_Received | FileOutcome] = []
         spooled = 0
         for name, stream in files:
             name = _display_name(name)
             try:
-                received = _receive(name, stream, limit=self._limit)
+                received = _receive(name, stream, limit=self._limit, check=check)
             except FileRejected as rejected:
                 chunk.append(self._rejected(name, rejected, keep=False))
                 continue

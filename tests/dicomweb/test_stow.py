@@ -11,7 +11,9 @@ import pydicom
 import pytest
 from django.conf import settings as django_settings
 from django.core.files.storage import storages
+from django.db import connection
 from django.test import RequestFactory
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from accounts.models import Location, Membership, Role
@@ -132,6 +134,23 @@ def test_a_study_is_stored_and_the_answer_references_every_instance(alice, locat
     study = Study.objects.get(study_uid=CT_STUDY_UID)
     assert study.received_location == location
     assert study.instance_count == 4
+
+
+def test_a_requests_new_instances_are_filed_together(alice):
+    """As an upload's files: one INSERT for the request's instances, not one each."""
+    files = study_files() + other_study()
+
+    with CaptureQueriesContext(connection) as captured:
+        response = store(token_client(alice), *files)
+
+    assert response.status_code == 200
+    inserts = [
+        query["sql"]
+        for query in captured.captured_queries
+        if query["sql"].startswith('INSERT INTO "studies_instance"')
+    ]
+    assert len(inserts) == 1
+    assert Instance.objects.count() == 5
 
 
 def test_stored_files_are_the_bytes_sent_and_can_be_viewed(alice):
