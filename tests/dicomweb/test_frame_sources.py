@@ -197,3 +197,20 @@ def test_describing_plain_images_again_forgets_the_facts_read_before(ct_study, a
     call_command("describe_plain_images", stdout=io.StringIO())
 
     assert reads_instances(read_tables(client, instance_url(second, "frames", "1")))
+
+
+def test_without_remembered_decisions_each_frame_reads_its_own_instance_alone(
+    org, location, alice, settings, django_capture_on_commit_callbacks
+):
+    """``make run``'s set-up: no shared cache, nothing remembered, nothing written to a cache."""
+    settings.ACCESS_DECISION_SECONDS = 0
+    datasets = ct_datasets(study_uid=ARRIVING_STUDY_UID)
+    with django_capture_on_commit_callbacks(execute=True):
+        ingest(org, location, {f"IM{n}": to_bytes(ds) for n, ds in enumerate(datasets)})
+    client = token_client(alice)
+
+    for instance in Instance.objects.filter(series__study__study_uid=ARRIVING_STUDY_UID):
+        statements = read_tables(client, instance_url(instance, "frames", "1"))
+        read = [sql for sql in statements if 'FROM "studies_instance"' in sql]
+        assert len(read) == 1 and instance.sop_instance_uid in read[0], statements
+        assert remembered(instance) is None
