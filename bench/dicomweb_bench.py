@@ -34,7 +34,7 @@ Eight measurements, each answered by both servers holding the same DICOM files:
   second from the association request to its release, every instance answered "success" and
   then found stored by each server. Issue 13's goal: at least Orthanc's instances per second.
 - **STOW-RS ingestion**: the same kind of new series sent to each server's ``POST /studies``
-  (``multipart/related; type="application/dicom"``), ``STOW_FILES_PER_REQUEST`` files a request,
+  (``multipart/related; type="application/dicom"``), ``--stow-files`` files a request (10),
   one request after the other, as an uploader or a PACS forwarding over DICOMweb sends them;
   instances per second from the first request to the last answer, every answer 200 and every
   instance then found stored. Issue 13's goal: at least Orthanc's instances per second.
@@ -135,8 +135,6 @@ GOALS = {
     "store": 1.0,
     "stow": 1.0,
 }
-# STOW-RS: files sent in one request, as an uploader sends a series in a few requests.
-STOW_FILES_PER_REQUEST = 10
 # A search matching more studies than a page (the REST API's and the directory's: 50) asks both
 # servers for a page, as a viewer's study list does: at 100,000 studies a name matches 2,000,
 # and Orthanc answered no search for all of them within 8 s.
@@ -186,6 +184,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--store-instances", type=int, default=100, help="instances per C-STORE association (100)"
     )
     parser.add_argument(
+        "--stow-files",
+        type=int,
+        default=10,
+        help="files a STOW-RS request, of the --store-instances a round (10)",
+    )
+    parser.add_argument(
         "--workers", type=int, help="gunicorn sync workers (default: gunicorn.conf.py's)"
     )
     parser.add_argument(
@@ -220,8 +224,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = sorted(set(args.measure) - set(MEASUREMENTS))
     if unknown or not args.measure:
         parser.error(f"--measure takes names among {', '.join(MEASUREMENTS)}, not {unknown}")
-    if min(args.store_instances, args.connections, args.rounds) < 1 or args.duration <= 0:
-        parser.error("--store-instances, --connections, --rounds and --duration must be positive")
+    if (
+        min(args.store_instances, args.stow_files, args.connections, args.rounds) < 1
+        or args.duration <= 0
+    ):
+        parser.error(
+            "--store-instances, --stow-files, --connections, --rounds and --duration must be "
+            "positive"
+        )
     return args
 
 
@@ -719,7 +729,7 @@ def main(argv: list[str] | None = None) -> int:
             "per_name": args.studies // len(FAMILY_NAMES),
             "per_page": min(args.studies // len(FAMILY_NAMES), QIDO_LIMIT),
             "store_instances": args.store_instances,
-            "stow_files_per_request": STOW_FILES_PER_REQUEST,
+            "stow_files_per_request": args.stow_files,
             "cold_slices": COLD_SLICES,
             "workers": len(portal.worker_pids()),
             "worker_memory_mb": portal.worker_memory_mb(),
@@ -927,18 +937,18 @@ def check_rest_answers(rest: Contender, paths: list[str], studies: int) -> None:
 
 
 def stow_series(
-    host: str, port: int, path: str, headers: dict[str, str], files: list[Path]
+    host: str, port: int, path: str, headers: dict[str, str], files: list[Path], per_request: int
 ) -> tuple[float, list[int]]:
-    """POST ``files`` to the STOW-RS resource at ``path``, ``STOW_FILES_PER_REQUEST`` a request,
+    """POST ``files`` to the STOW-RS resource at ``path``, ``per_request`` a request,
     one after the other on one connection; (seconds from the first request to the last answer,
     the answers' statuses). The bodies are built before the clock starts."""
     bodies = []
-    for start in range(0, len(files), STOW_FILES_PER_REQUEST):
+    for start in range(0, len(files), per_request):
         boundary = secrets.token_hex(16)
         parts = [
             b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n"
             + file.read_bytes() + b"\r\n"
-            for file in files[start : start + STOW_FILES_PER_REQUEST]
+            for file in files[start : start + per_request]
         ]  # fmt: skip
         bodies.append((boundary, b"".join(parts) + b"--" + boundary.encode() + b"--\r\n"))
     statuses = []
@@ -968,11 +978,9 @@ def stow_series(
 
 
 def measure_stow(args, folder: Path, contenders, orthanc):
-    """STOW-RS of one new series per round, ``STOW_FILES_PER_REQUEST`` files a request,
+    """STOW-RS of one new series per round, ``--stow-files`` files a request,
     interleaved."""
-    say(
-        f"Measuring STOW-RS ({args.store_instances} instances, {STOW_FILES_PER_REQUEST} a request)…"
-    )
+    say(f"Measuring STOW-RS ({args.store_instances} instances, {args.stow_files} a request)…")
     stow_rounds: dict[str, list] = {"portal": [], "Orthanc": []}
     for number in range(1, args.rounds + 1):
         study_uid, paths = make_round_files(folder, "stow", number, args.store_instances)
@@ -986,6 +994,7 @@ def measure_stow(args, folder: Path, contenders, orthanc):
                 f"{contender.root}/studies",
                 contender.headers("application/dicom+json"),
                 paths,
+                args.stow_files,
             )
             if contender.namespace is None:
                 seconds, statuses = call[0](*call[1:])
