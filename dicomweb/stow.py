@@ -344,6 +344,8 @@ class _Outcome:
 
     part: _Part
     stored_uid: str = ""
+    stored_in: tuple[str, str] = ("", "")  # the study's and the series' UIDs
+    sop_class_uid: str = ""
     identity: _Identity = _Identity()
     failure: int | None = None
     warning: int | None = None
@@ -394,12 +396,16 @@ def _store(
                 failure=_FAILURE_REASONS.get(filed.code, CANNOT_UNDERSTAND),
                 reason=filed.message,
             )
-        elif filed.code == "different_content":
-            outcome = _Outcome(
-                part, stored_uid=filed.sop_instance_uid, warning=COERCED, reason=filed.message
-            )
         else:
-            outcome = _Outcome(part, stored_uid=filed.sop_instance_uid)
+            different = filed.code == "different_content"
+            outcome = _Outcome(
+                part,
+                stored_uid=filed.sop_instance_uid,
+                stored_in=(filed.study_uid, filed.series_uid),
+                sop_class_uid=filed.sop_class_uid,
+                warning=COERCED if different else None,
+                reason=filed.message if different else "",
+            )
         outcomes.append(outcome)
 
     with IngestionBatch(
@@ -433,12 +439,16 @@ def _study_url(study_uid: str) -> str:
 
 
 def _response_body(outcomes: list[_Outcome], study_uid: str | None) -> JsonDataset:
-    stored = {
-        instance.sop_instance_uid: instance
-        for instance in Instance.objects.filter(
-            sop_instance_uid__in=[outcome.stored_uid for outcome in outcomes if outcome.stored_uid]
-        ).select_related("series__study")
-    }
+    # Each instance is named as ingestion filed it, except the copy kept in place of different
+    # bytes, whose SOP class is the stored one's.
+    kept = [outcome.stored_uid for outcome in outcomes if outcome.warning is not None]
+    kept_classes = dict(
+        Instance.objects.filter(sop_instance_uid__in=kept).values_list(
+            "sop_instance_uid", "sop_class_uid"
+        )
+        if kept
+        else ()
+    )
     referenced, failed = [], []
     for outcome in outcomes:
         if outcome.failure is not None:
@@ -450,25 +460,25 @@ def _response_body(outcomes: list[_Outcome], study_uid: str | None) -> JsonDatas
             item["00081197"] = _element("US", outcome.failure)
             failed.append(item)
             continue
-        instance = stored[outcome.stored_uid]
-        series = instance.series
+        in_study, in_series = outcome.stored_in
         url = reverse(
             "dicomweb:instance",
             kwargs={
-                "study_uid": series.study.study_uid,
-                "series_uid": series.series_uid,
-                "instance_uid": instance.sop_instance_uid,
+                "study_uid": in_study,
+                "series_uid": in_series,
+                "instance_uid": outcome.stored_uid,
             },
         )
+        sop_class = kept_classes.get(outcome.stored_uid, outcome.sop_class_uid)
         item = {
-            "00081150": _element("UI", instance.sop_class_uid),
-            "00081155": _element("UI", instance.sop_instance_uid),
+            "00081150": _element("UI", sop_class),
+            "00081155": _element("UI", outcome.stored_uid),
             "00081190": _element("UR", _absolute(url)),
         }
         if outcome.warning is not None:
             item["00081196"] = _element("US", outcome.warning)
         referenced.append(item)
-    studies = {instance.series.study.study_uid for instance in stored.values()}
+    studies = {outcome.stored_in[0] for outcome in outcomes if outcome.stored_uid}
     target = study_uid or (studies.pop() if len(studies) == 1 else None)
     body = {"00081190": _element("UR", _study_url(target)) if target else _element("UR")}
     if failed:

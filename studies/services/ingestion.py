@@ -80,6 +80,11 @@ class FileOutcome:
     # whose bytes differ from the stored copy, "different_content". What a program answering a
     # sender (a C-STORE status) decides on; ``message`` is for people.
     code: str = ""
+    # Where a stored file (or the copy of a duplicate) is filed, and its SOP class as the file
+    # says: what a STOW-RS answer names it by.
+    study_uid: str = ""
+    series_uid: str = ""
+    sop_class_uid: str = ""
 
 
 @dataclass
@@ -721,13 +726,26 @@ def _patients_for(
 
 
 def upload_locations(user: User) -> list[Location]:
-    """The locations a user may upload into: those of memberships whose role grants upload."""
-    locations: dict[int, Location] = {}
-    for membership in active_memberships(user):
-        if membership.role.grants(Perm.UPLOAD_STUDIES):
-            for location in membership.locations.select_related("organization"):
-                locations[location.pk] = location
-    return sorted(locations.values(), key=lambda loc: (loc.organization.name, loc.name))
+    """The locations a user may upload into: those of memberships whose role grants upload.
+    Remembered with the user's other account answers (``portal.decisions``): an uploader or a
+    STOW-RS client asks it for every request, and any change to a membership, its locations, a
+    role or a location forgets it."""
+
+    def read() -> tuple[list[Location], None]:
+        uploading = [
+            membership.pk
+            for membership in active_memberships(user)
+            if membership.role.grants(Perm.UPLOAD_STUDIES)
+        ]
+        locations = (
+            Location.objects.filter(memberships__in=uploading).select_related("organization")
+            if uploading
+            else Location.objects.none()
+        )
+        unique = {location.pk: location for location in locations}
+        return sorted(unique.values(), key=lambda loc: (loc.organization.name, loc.name)), None
+
+    return decisions.remember(f"upload-locations:{user.pk}", read, scope=decisions.ACCOUNTS)
 
 
 def resolve_upload_location(user: User, location_id: object = None) -> Location:
@@ -940,14 +958,16 @@ class IngestionBatch:
         if tally is None:
             tally = self._tallies[study.study_uid] = _StudyTally(study=study)
             result.studies.append(study.study_uid)
+        filed_as = {
+            "sop_instance_uid": header.sop_uid,
+            "study_uid": header.study_uid,
+            "series_uid": header.series_uid,
+            "sop_class_uid": header.sop_class_uid,
+        }
         if same is None:
             tally.stored += 1
             result.stored.append(header.sop_uid)
-            return self._keep(
-                FileOutcome(
-                    name=received.name, status=FileStatus.STORED, sop_instance_uid=header.sop_uid
-                )
-            )
+            return self._keep(FileOutcome(name=received.name, status=FileStatus.STORED, **filed_as))
         tally.duplicates += 1
         result.duplicates.append(header.sop_uid)
         code = ""
@@ -964,9 +984,9 @@ class IngestionBatch:
             FileOutcome(
                 name=received.name,
                 status=FileStatus.DUPLICATE,
-                sop_instance_uid=header.sop_uid,
                 message=message,
                 code=code,
+                **filed_as,
             )
         )
 

@@ -15,6 +15,7 @@ from django.db import connection
 from django.test import RequestFactory
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from pydicom.uid import CTImageStorage, SecondaryCaptureImageStorage
 
 from accounts.models import Location, Membership, Role
 from accounts.permissions import Perm
@@ -153,6 +154,49 @@ def test_a_requests_new_instances_are_filed_together(alice):
     assert Instance.objects.count() == 5
 
 
+def test_the_answer_names_what_was_filed_without_reading_it_back(alice):
+    files = study_files()
+    client = token_client(alice)
+    assert store(client, files[0]).status_code == 200
+
+    with CaptureQueriesContext(connection) as captured:
+        response = store(client, *files[1:])
+
+    assert response.status_code == 200
+    read = [query["sql"] for query in captured.captured_queries]
+    inserted = next(
+        n for n, sql in enumerate(read) if sql.startswith('INSERT INTO "studies_instance"')
+    )
+    assert not [sql for sql in read[inserted:] if 'FROM "studies_instance"' in sql]
+    for data, item in zip(files[1:], answer(response).ReferencedSOPSequence, strict=True):
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        assert (item.ReferencedSOPInstanceUID, item.ReferencedSOPClassUID) == (
+            ds.SOPInstanceUID,
+            ds.SOPClassUID,
+        )
+        assert item.RetrieveURL.endswith(
+            f"/studies/{CT_STUDY_UID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+        )
+
+
+def test_the_upload_location_is_remembered_until_the_membership_changes(alice, location):
+    client = token_client(alice)
+    files = study_files()
+    # The first store also makes the location's worklist, which is an account answer's change.
+    assert store(client, files[0]).status_code == 200
+    assert store(client, files[1]).status_code == 200
+    with CaptureQueriesContext(connection) as captured:
+        assert store(client, files[2]).status_code == 200
+    assert not [q for q in captured.captured_queries if 'FROM "accounts_location"' in q["sql"]]
+
+    Membership.objects.get(user=alice).locations.remove(location)
+
+    refused = store(client, files[3])
+    assert refused.status_code == 400
+    assert "works from no location" in refused.json()["detail"]
+    assert Instance.objects.count() == 3
+
+
 def test_stored_files_are_the_bytes_sent_and_can_be_viewed(alice):
     files = study_files()
     store(token_client(alice), *files)
@@ -253,6 +297,7 @@ def test_storing_again_is_harmless_and_changed_bytes_keep_the_stored_copy(alice)
     again = store(client, *files)
     changed = ct_datasets()[0]
     changed.ImageComments = "re-sent with other bytes"
+    changed.SOPClassUID = changed.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
     different = store(client, to_bytes(changed))
 
     assert first.status_code == again.status_code == 200
@@ -261,6 +306,8 @@ def test_storing_again_is_harmless_and_changed_bytes_keep_the_stored_copy(alice)
     assert different.status_code == 202
     [item] = answer(different).ReferencedSOPSequence
     assert item.WarningReason == COERCED
+    # Named as the copy kept, not as the bytes sent.
+    assert item.ReferencedSOPClassUID == CTImageStorage
     assert "different content" in different["Warning"]
     instance = Instance.objects.get(sop_instance_uid=changed.SOPInstanceUID)
     with storages["dicom"].open(instance.file, "rb") as stored:
