@@ -132,6 +132,13 @@ def changed(*, scope: str | None = None) -> None:
         transaction.on_commit(lambda: _advance(scope), robust=True)
 
 
+def everything_changed() -> None:
+    """Every table was emptied (``manage.py flush``): no remembered answer of any scope holds,
+    not even those that only a deletion ends, since emptying a table deletes without signals."""
+    for scope in _SCOPES:
+        changed(scope=scope)
+
+
 def _forget_request_answers() -> None:
     kept = _request_answers.get()
     if kept:

@@ -661,3 +661,20 @@ def test_an_answer_asked_ahead_and_not_asked_for_is_not_asked_ahead_again(counti
         asked = decisions.asked_in_request()
 
     assert asked == ["first:user:1", "third:user:1"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_emptying_the_tables_ends_every_remembered_answer():
+    """``manage.py flush`` deletes without signals: even the answers only a deletion ends (the
+    stored instances' facts) must not outlive it."""
+    scopes = (None, decisions.ACCOUNTS, decisions.STORED)
+    for scope in scopes:
+        decisions.remember(f"flush-test:{scope}", lambda: ("before", None), scope=scope)
+
+    call_command("flush", interactive=False, verbosity=0)
+
+    answers = [
+        decisions.remember(f"flush-test:{scope}", lambda: ("after", None), scope=scope)
+        for scope in scopes
+    ]
+    assert answers == ["after", "after", "after"]

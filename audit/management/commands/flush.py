@@ -5,7 +5,8 @@ with TRUNCATE, which the row triggers do not see. On SQLite it runs ``DELETE FRO
 which the delete trigger refuses, so the command (and with it every transactional test's clean-up,
 live-server browser tests included) would fail. Here the SQLite triggers are lifted for the flush
 and put back in the same transaction, so the database never stays unprotected, even if the flush
-fails.
+fails. Emptied tables also end every remembered answer (``portal.decisions``): the rows they
+rest on are gone, and emptying a table sends no signal.
 """
 
 import importlib
@@ -15,6 +16,7 @@ from django.core.management.commands import flush
 from django.db import connections, transaction
 
 from audit.models import AuditEvent
+from portal import decisions
 
 # The migration owns the trigger SQL, so that what is put back is exactly what it installed.
 _append_only = importlib.import_module("audit.migrations.0002_append_only")
@@ -22,6 +24,11 @@ _append_only = importlib.import_module("audit.migrations.0002_append_only")
 
 class Command(flush.Command):
     def handle(self, **options: Any) -> None:
+        self._flush(**options)
+        # The rows remembered answers rest on are gone, and emptying a table sends no signal.
+        decisions.everything_changed()
+
+    def _flush(self, **options: Any) -> None:
         connection = connections[options["database"]]
         if connection.vendor != "sqlite":
             return super().handle(**options)
