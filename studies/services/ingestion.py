@@ -598,9 +598,11 @@ def _write_together(
         files_of_study.setdefault(received.header.study_uid, []).append(received)
         files_of_series.setdefault(received.header.series_uid, []).append(received)
     # Locked in one order, so that two chunks touching the same studies cannot deadlock.
+    # With their patients, whom the batch's audit events name; only the studies are locked.
     studies = {
         study.study_uid: study
-        for study in Study.objects.select_for_update()
+        for study in Study.objects.select_for_update(of=("self",))
+        .select_related("patient")
         .filter(study_uid__in=files_of_study)
         .order_by("pk")
     }

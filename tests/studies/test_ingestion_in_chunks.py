@@ -99,6 +99,21 @@ def test_new_studies_are_filed_with_one_insert_per_table_whatever_the_file_count
     assert AuditEvent.objects.filter(action=Action.STUDY_UPLOADED).count() == 4
 
 
+def test_more_slices_of_a_stored_study_read_its_patient_once_for_their_audit_event(org, location):
+    """The locked study comes with its patient, whom the chunk's audit event names."""
+    files = series(1, slices=4)
+    upload(org, location, files[:2])
+
+    with CaptureQueriesContext(connection) as captured:
+        result = upload(org, location, files[2:])
+
+    assert len(result.stored) == 2
+    read = [query["sql"] for query in captured.captured_queries]
+    assert not [sql for sql in read if sql.startswith('SELECT "studies_patient"')], read
+    event = AuditEvent.objects.filter(action=Action.STUDY_UPLOADED).latest("pk")
+    assert event.patient_id == "PAT-7701"
+
+
 def test_a_chunk_files_what_it_can_together_and_the_rest_as_single_files_would(
     org, location, alice
 ):
