@@ -170,7 +170,10 @@ class EventArguments(TypedDict, total=False):
 def record(**arguments: Unpack[EventArguments]) -> AuditEvent:
     """Append one event (see :class:`EventArguments`): outside a transaction on PostgreSQL, to
     this connection's lane of its organization's chain (audit.lanes); otherwise to that chain."""
-    event = _new_event(**arguments)
+    return _appended(_new_event(**arguments))
+
+
+def _appended(event: AuditEvent) -> AuditEvent:
     chain = chain_for(event.organization_id)
     key = current_key()
     if _appended_in_lane(event, chain, key):
@@ -184,10 +187,14 @@ def record_many(events: Iterable[EventArguments]) -> list[AuditEvent]:
     """Append several events, in order, in the caller's transaction or one of their own: each
     as :func:`record` appends one with those arguments. On PostgreSQL each chain's head is
     locked and moved once for all of its events, which are inserted together: a batch of 100
-    received studies took 200 round trips to audit one by one, and takes three."""
+    received studies took 200 round trips to audit one by one, and takes three. A single event
+    goes as :func:`record` takes it (outside a transaction, its lane: one statement), as most
+    batches of a STOW-RS request or an upload of one study have."""
     built = [_new_event(**arguments) for arguments in events]
     if not built:
         return []
+    if len(built) == 1:
+        return [_appended(built[0])]
     by_chain: dict[int, list[AuditEvent]] = {}
     for event in built:
         by_chain.setdefault(chain_for(event.organization_id), []).append(event)

@@ -214,3 +214,24 @@ def test_a_lane_cut_short_is_detected_by_its_seal_and_by_checkpoints(
         assert status == 1
         assert f"counted 4 events in {chain_label(lane)}, which now holds 0" in err
         transaction.set_rollback(True)
+
+
+def test_a_batch_of_one_event_takes_its_lane_too(require_postgres):
+    """An upload or a STOW-RS request of one study records one event (``record_many``): like
+    ``record``, outside a transaction it goes to the connection's lane, in one statement."""
+    from audit.services import record_many
+
+    first = search()
+    with CaptureQueriesContext(connection) as queries:
+        [event] = record_many(
+            [
+                {
+                    "action": Action.STUDIES_QUERIED,
+                    "actor_label": "alice",
+                    "organization_id": ORGANIZATION,
+                }
+            ]
+        )
+    assert len(queries.captured_queries) == 1, [q["sql"][:60] for q in queries]
+    assert event.chain == first.chain
+    assert run_verify()[0] == 0
