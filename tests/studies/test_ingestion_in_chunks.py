@@ -5,6 +5,7 @@ needs a closer look goes through the one-file path, with the same outcome a file
 from __future__ import annotations
 
 import io
+import itertools
 
 import pydicom
 import pytest
@@ -99,8 +100,9 @@ def test_new_studies_are_filed_with_one_insert_per_table_whatever_the_file_count
     assert AuditEvent.objects.filter(action=Action.STUDY_UPLOADED).count() == 4
 
 
-def test_more_slices_of_a_stored_study_read_its_patient_once_for_their_audit_event(org, location):
-    """The locked study comes with its patient, whom the chunk's audit event names."""
+def test_more_slices_of_a_stored_study_take_the_fewest_statements(org, location):
+    """The locked study comes with its patient, whom the chunk's audit event names, and no
+    worklist is touched."""
     files = series(1, slices=4)
     upload(org, location, files[:2])
 
@@ -112,6 +114,14 @@ def test_more_slices_of_a_stored_study_read_its_patient_once_for_their_audit_eve
     assert not [sql for sql in read if sql.startswith('SELECT "studies_patient"')], read
     event = AuditEvent.objects.filter(action=Action.STUDY_UPLOADED).latest("pk")
     assert event.patient_id == "PAT-7701"
+    # No new study to put in a worklist, so no transaction for that: none opened empty (here a
+    # savepoint released at once, inside the test's transaction).
+    opened_empty = [
+        sql
+        for sql, after in itertools.pairwise(read)
+        if sql.startswith("SAVEPOINT") and after.startswith("RELEASE SAVEPOINT")
+    ]
+    assert not opened_empty, read
 
 
 def test_a_chunk_files_what_it_can_together_and_the_rest_as_single_files_would(
