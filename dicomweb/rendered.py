@@ -40,12 +40,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
 
 from dicomweb.http import DicomwebError, bad_request, dicomweb_view, not_found
-from dicomweb.scope import (
-    instance_decision_ahead,
-    instance_target,
-    instances_for,
-    study_for,
-)
+from dicomweb.scope import instance_decision_ahead, instance_target, instances_for, study_for
 from portal.http import allow_private_caching
 from studies.access import StudyAccess
 from studies.frame_sources import FrameSource

@@ -228,10 +228,16 @@ def remember_when_committed(answers: dict[str, Any], *, scope: str | None = None
     seconds = settings.ACCESS_DECISION_SECONDS
     if seconds <= 0 or not answers:
         return
-    stored = (_carried(scope, current_generation(scope)), time.time() + seconds)
-    entries = {f"decisions:{key}": (*stored, answer) for key, answer in answers.items()}
-    transaction.on_commit(
-        lambda: _cache().set_many(entries, timeout=max(1, int(seconds))), robust=True
+    generation = _carried(scope, current_generation(scope))
+    valid_until = time.time() + seconds
+    transaction.on_commit(lambda: _store(answers, generation, valid_until, seconds), robust=True)
+
+
+def _store(answers: dict[str, Any], generation: str, valid_until: float, seconds: int) -> None:
+    """Write remembered answers as :func:`_holds` reads them, in one round trip."""
+    _cache().set_many(
+        {f"decisions:{key}": (generation, valid_until, answer) for key, answer in answers.items()},
+        timeout=max(1, int(seconds)),
     )
 
 
@@ -487,13 +493,7 @@ def _remembered(
             valid_until = min(valid_until, until.timestamp())
         # An answer that ends by the time it is known (a refusal says "now") is not kept.
         if valid_until > time.time():
-            cache.set_many(
-                {
-                    f"decisions:{name}": (generation, valid_until, value)
-                    for name, value in answers.items()
-                },
-                timeout=max(1, int(seconds)),
-            )
+            _store(answers, generation, valid_until, seconds)
     finally:
         if computing is not None:
             cache.delete(computing)

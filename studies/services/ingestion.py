@@ -739,10 +739,9 @@ def upload_locations(user: User) -> list[Location]:
             for membership in active_memberships(user)
             if membership.role.grants(Perm.UPLOAD_STUDIES)
         ]
-        locations = (
-            Location.objects.filter(memberships__in=uploading).select_related("organization")
-            if uploading
-            else Location.objects.none()
+        # No membership uploads: an empty IN runs no query.
+        locations = Location.objects.filter(memberships__in=uploading).select_related(
+            "organization"
         )
         unique = {location.pk: location for location in locations}
         return sorted(unique.values(), key=lambda loc: (loc.organization.name, loc.name)), None
