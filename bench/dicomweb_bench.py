@@ -776,25 +776,40 @@ def main(argv: list[str] | None = None) -> int:
 def measure_store(args, folder: Path, listener_port: int, contenders, namespace, orthanc):
     """C-STORE of one new series per round over one association, interleaved."""
     say(f"Measuring C-STORE ({args.store_instances} instances per association)…")
-    store_rounds: dict[str, list] = {"portal": [], "Orthanc": []}
+
+    def send(name: str, paths: list[Path]) -> tuple[float, str]:
+        if name == "portal":
+            seconds, statuses = store_series("127.0.0.1", listener_port, PORTAL_AE, paths)
+        else:
+            seconds, statuses = namespace.run(
+                store_series, "127.0.0.1", orthanc.dicom_port, orthanc.aet, paths
+            )
+        failures = sum(status != 0 for status in statuses)
+        return seconds, f"{failures} C-STORE failure(s)" if failures else ""
+
+    return ingestion_rounds(args, folder, "store", contenders, orthanc, send)
+
+
+def ingestion_rounds(args, folder: Path, purpose: str, contenders, orthanc, send) -> dict:
+    """Interleaved rounds of ``purpose`` ("store", "stow"): each a new series of
+    ``--store-instances`` slices that ``send(name, paths)`` sends to one server, returning the
+    seconds it took and what failed ("" when nothing did); every instance must then be held."""
+    rounds: dict[str, list] = {"portal": [], "Orthanc": []}
     for number in range(1, args.rounds + 1):
-        study_uid, paths = make_round_files(folder, "store", number, args.store_instances)
+        study_uid, paths = make_round_files(folder, purpose, number, args.store_instances)
         order = ["portal", "Orthanc"] if number % 2 else ["Orthanc", "portal"]
         for name in order:
+            seconds, failed = send(name, paths)
             if name == "portal":
-                seconds, statuses = store_series("127.0.0.1", listener_port, PORTAL_AE, paths)
                 held = portal_instances(contenders["portal"], study_uid)
             else:
-                seconds, statuses = namespace.run(
-                    store_series, "127.0.0.1", orthanc.dicom_port, orthanc.aet, paths
-                )
                 held = orthanc_instances(orthanc, study_uid)
-            if any(status != 0 for status in statuses) or held != len(paths):
+            if failed or held != len(paths):
                 raise RuntimeError(
-                    f"{name}: {sum(s != 0 for s in statuses)} C-STORE failure(s); it holds "
-                    f"{held} of {len(paths)} instances"
+                    f"{name}: {failed or 'no failure answered'}; it holds {held} of "
+                    f"{len(paths)} instances"
                 )
-            store_rounds[name].append(
+            rounds[name].append(
                 {
                     "seconds": seconds,
                     "instances": len(paths),
@@ -802,9 +817,9 @@ def measure_store(args, folder: Path, listener_port: int, contenders, namespace,
                     "megabytes_per_s": sum(p.stat().st_size for p in paths) / seconds / 1e6,
                 }
             )
-            say(f"  round {number}, store, {name}: {len(paths) / seconds:.1f} instances/s")
+            say(f"  round {number}, {purpose}, {name}: {len(paths) / seconds:.1f} instances/s")
         shutil.rmtree(paths[0].parent, ignore_errors=True)
-    return store_rounds
+    return rounds
 
 
 def measure_cold(args, folder: Path, listener_port: int, contenders, namespace, orthanc):
@@ -981,43 +996,26 @@ def measure_stow(args, folder: Path, contenders, orthanc):
     """STOW-RS of one new series per round, ``--stow-files`` files a request,
     interleaved."""
     say(f"Measuring STOW-RS ({args.store_instances} instances, {args.stow_files} a request)…")
-    stow_rounds: dict[str, list] = {"portal": [], "Orthanc": []}
-    for number in range(1, args.rounds + 1):
-        study_uid, paths = make_round_files(folder, "stow", number, args.store_instances)
-        order = ["portal", "Orthanc"] if number % 2 else ["Orthanc", "portal"]
-        for name in order:
-            contender = contenders[name]
-            call = (
-                stow_series,
-                "127.0.0.1",
-                contender.port,
-                f"{contender.root}/studies",
-                contender.headers("application/dicom+json"),
-                paths,
-                args.stow_files,
-            )
-            if contender.namespace is None:
-                seconds, statuses = call[0](*call[1:])
-                held = portal_instances(contender, study_uid)
-            else:
-                seconds, statuses = contender.namespace.run(*call)
-                held = orthanc_instances(orthanc, study_uid)
-            if any(status != 200 for status in statuses) or held != len(paths):
-                raise RuntimeError(
-                    f"{name}: STOW-RS answered {sorted(set(statuses))}; it holds {held} of "
-                    f"{len(paths)} instances"
-                )
-            stow_rounds[name].append(
-                {
-                    "seconds": seconds,
-                    "instances": len(paths),
-                    "instances_per_s": len(paths) / seconds,
-                    "megabytes_per_s": sum(p.stat().st_size for p in paths) / seconds / 1e6,
-                }
-            )
-            say(f"  round {number}, stow, {name}: {len(paths) / seconds:.1f} instances/s")
-        shutil.rmtree(paths[0].parent, ignore_errors=True)
-    return stow_rounds
+
+    def send(name: str, paths: list[Path]) -> tuple[float, str]:
+        contender = contenders[name]
+        call = (
+            stow_series,
+            "127.0.0.1",
+            contender.port,
+            f"{contender.root}/studies",
+            contender.headers("application/dicom+json"),
+            paths,
+            args.stow_files,
+        )
+        if contender.namespace is None:
+            seconds, statuses = call[0](*call[1:])
+        else:
+            seconds, statuses = contender.namespace.run(*call)
+        failed = any(status != 200 for status in statuses)
+        return seconds, f"STOW-RS answered {sorted(set(statuses))}" if failed else ""
+
+    return ingestion_rounds(args, folder, "stow", contenders, orthanc, send)
 
 
 def portal_instances(contender: Contender, study_uid: str) -> int:
