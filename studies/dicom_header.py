@@ -22,6 +22,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.filereader import read_partial
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian, MediaStorageDirectoryStorage
 
+from studies.dicom_values import HeaderValues
 from studies.rendering import PlainImage, frame_count
 
 logger = logging.getLogger(__name__)
@@ -157,8 +158,8 @@ _REQUIRED_UIDS = (
 )
 
 
-def _text(ds, keyword: str, limit: int) -> str:
-    value = ds.get(keyword)
+def _text(values: HeaderValues, keyword: str, limit: int) -> str:
+    value = values.get(keyword)
     if value is None:
         return ""
     if not isinstance(value, str | bytes) and hasattr(value, "__iter__"):
@@ -166,9 +167,9 @@ def _text(ds, keyword: str, limit: int) -> str:
     return str(value).strip().replace("\x00", "")[:limit]
 
 
-def _integer(ds, keyword: str) -> int | None:
+def _integer(values: HeaderValues, keyword: str) -> int | None:
     try:
-        value = ds.get(keyword)
+        value = values.get(keyword)
         return int(str(value).strip()) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
@@ -196,8 +197,8 @@ def _parse_time(value: str) -> time | None:
         return None
 
 
-def _uid(ds, keyword: str) -> str:
-    return str(ds.get(keyword) or "").strip().rstrip("\x00").strip()
+def _uid(values: HeaderValues, keyword: str) -> str:
+    return str(values.get(keyword) or "").strip().rstrip("\x00").strip()
 
 
 def _valid_uid(uid: str) -> bool:
@@ -235,16 +236,17 @@ def read_header(spool: IO[bytes], size: int) -> DicomHeader:
     scan = _Scan(size=size)
     ds = _read_until_pixels(spool, scan)
     transfer_syntax, media_class = _file_meta(ds)
-    _check_complete(spool, ds, scan, transfer_syntax, media_class)
+    values = HeaderValues(ds)
+    _check_complete(spool, values, scan, transfer_syntax, media_class)
     plain = None
     if scan.pixel_at is not None and scan.pixel_tag is not None:
         # A deflated file's positions are not positions in the stored file: never plain.
         plain = PlainImage.of(
-            ds, pixel_tag=scan.pixel_tag, offset=scan.pixel_at[0], length=scan.pixel_at[1]
+            values, pixel_tag=scan.pixel_tag, offset=scan.pixel_at[0], length=scan.pixel_at[1]
         )
     try:
         return _header_from(
-            ds,
+            values,
             transfer_syntax,
             media_class,
             has_pixels=scan.pixel_at is not None,
@@ -318,7 +320,7 @@ def _file_meta(ds: Dataset) -> tuple[str, str]:
 
 
 def _check_complete(
-    spool: IO[bytes], ds: Dataset, scan: _Scan, transfer_syntax: str, media_class: str
+    spool: IO[bytes], values: HeaderValues, scan: _Scan, transfer_syntax: str, media_class: str
 ) -> None:
     """Refuse a file cut short, or one that describes an image without its pixels."""
     # A deflated file is inflated in memory first (a cut one fails to inflate), so positions
@@ -331,10 +333,10 @@ def _check_complete(
             raise _truncated()
         if scan.pixel_at is not None:
             fragments = _check_pixel_data_complete(spool, scan.size, *scan.pixel_at)
-            _check_pixel_geometry(ds, scan.pixel_at, fragments)
-    if len(ds) == 0:
+            _check_pixel_geometry(values, scan.pixel_at, fragments)
+    if len(values.dataset) == 0:
         raise _truncated()  # nothing after the file header
-    if scan.pixel_at is None and ("Rows" in ds or _is_image_class(ds, media_class)):
+    if scan.pixel_at is None and ("Rows" in values or _is_image_class(values, media_class)):
         # Cut exactly between two elements before the Pixel Data, or stripped of it: either
         # way there is nothing to show.
         raise FileRejected(
@@ -357,14 +359,14 @@ def _impossible(reason: str) -> FileRejected:
     )
 
 
-def _check_pixel_geometry(ds, pixel_at: tuple[int, int], fragments: int) -> None:
+def _check_pixel_geometry(values: HeaderValues, pixel_at: tuple[int, int], fragments: int) -> None:
     """Refuse a file whose header promises more pixels than it holds (65535 x 65535 pixels, or
     10,000 frames over a few bytes): stored, it would only fail in the viewer, or make the
     renderer allocate gigabytes for nothing."""
-    rows, columns = _integer(ds, "Rows"), _integer(ds, "Columns")
+    rows, columns = _integer(values, "Rows"), _integer(values, "Columns")
     if not rows or not columns:
         raise _impossible(_("it declares no image size (Rows and Columns)"))
-    frames = frame_count(ds)
+    frames = frame_count(values)
     _position, length = pixel_at
     if length == _UNDEFINED_LENGTH:
         # Compressed: every frame needs at least one fragment of its own.
@@ -374,10 +376,10 @@ def _check_pixel_geometry(ds, pixel_at: tuple[int, int], fragments: int) -> None
                 % {"frames": frames, "fragments": fragments}
             )
         return
-    samples = _integer(ds, "SamplesPerPixel") or 1
-    if _text(ds, "PhotometricInterpretation", 16).upper() == "YBR_FULL_422":
+    samples = _integer(values, "SamplesPerPixel") or 1
+    if _text(values, "PhotometricInterpretation", 16).upper() == "YBR_FULL_422":
         samples = 2  # chroma shared by each pair of pixels: two values per pixel, not three
-    bits = _integer(ds, "BitsAllocated") or 8
+    bits = _integer(values, "BitsAllocated") or 8
     expected_bits = rows * columns * frames * samples * bits
     expected = (expected_bits + 7) // 8
     if length < expected:
@@ -396,8 +398,8 @@ def _check_pixel_geometry(ds, pixel_at: tuple[int, int], fragments: int) -> None
         )
 
 
-def _is_image_class(ds, media_class: str) -> bool:
-    sop_class = _uid(ds, "SOPClassUID") or media_class
+def _is_image_class(values: HeaderValues, media_class: str) -> bool:
+    sop_class = _uid(values, "SOPClassUID") or media_class
     return bool(sop_class) and "Image Storage" in UID(sop_class).name
 
 
@@ -447,9 +449,14 @@ def _check_pixel_data_complete(spool: IO[bytes], size: int, position: int, lengt
 
 
 def _header_from(
-    ds, transfer_syntax: str, media_class: str, *, has_pixels: bool, plain_image: dict | None
+    values: HeaderValues,
+    transfer_syntax: str,
+    media_class: str,
+    *,
+    has_pixels: bool,
+    plain_image: dict | None,
 ) -> DicomHeader:
-    missing = [label for keyword, label in _REQUIRED_UIDS if not _uid(ds, keyword)]
+    missing = [label for keyword, label in _REQUIRED_UIDS if not _uid(values, keyword)]
     if missing:
         raise FileRejected(
             "missing_uid",
@@ -459,46 +466,46 @@ def _header_from(
             )
             % {"attributes": ", ".join(missing)},
         )
-    invalid = [label for keyword, label in _REQUIRED_UIDS if not _valid_uid(_uid(ds, keyword))]
+    invalid = [label for keyword, label in _REQUIRED_UIDS if not _valid_uid(_uid(values, keyword))]
     if invalid:
         raise FileRejected(
             "invalid_uid",
             _("The file's %(attributes)s is not a valid DICOM UID.")
             % {"attributes": ", ".join(invalid)},
         )
-    study_uid = _uid(ds, "StudyInstanceUID")
-    patient_id = _text(ds, "PatientID", 64)
+    study_uid = _uid(values, "StudyInstanceUID")
+    patient_id = _text(values, "PatientID", 64)
     if not patient_id:
         # No Patient ID (secondary captures, some disc exports). Filing such files under one
         # shared empty ID would merge different people's images, so each study gets its own
         # patient record, keyed by the study; a later file with a real ID is filed normally.
         patient_id = "NOID-" + hashlib.sha256(study_uid.encode()).hexdigest()[:12].upper()
-    sex = _text(ds, "PatientSex", 16).upper()[:1]
+    sex = _text(values, "PatientSex", 16).upper()[:1]
     return DicomHeader(
         study_uid=study_uid,
-        series_uid=_uid(ds, "SeriesInstanceUID"),
-        sop_uid=_uid(ds, "SOPInstanceUID"),
-        sop_class_uid=(_uid(ds, "SOPClassUID") or media_class)[:64],
+        series_uid=_uid(values, "SeriesInstanceUID"),
+        sop_uid=_uid(values, "SOPInstanceUID"),
+        sop_class_uid=(_uid(values, "SOPClassUID") or media_class)[:64],
         transfer_syntax=transfer_syntax[:64],
         patient_id=patient_id,
-        issuer=_text(ds, "IssuerOfPatientID", 64),
-        name=split_person_name(ds.get("PatientName", "")),
-        birth_date=_parse_date(_text(ds, "PatientBirthDate", 32)),
+        issuer=_text(values, "IssuerOfPatientID", 64),
+        name=split_person_name(values.get("PatientName", "")),
+        birth_date=_parse_date(_text(values, "PatientBirthDate", 32)),
         sex=sex if sex in ("M", "F", "O") else "",
-        study_date=_parse_date(_text(ds, "StudyDate", 32)),
-        study_time=_parse_time(_text(ds, "StudyTime", 32)),
-        description=_text(ds, "StudyDescription", 200),
-        accession=_text(ds, "AccessionNumber", 64),
-        referring_physician=readable_name(ds.get("ReferringPhysicianName", "")),
-        institution=_text(ds, "InstitutionName", 200),
-        modality=_text(ds, "Modality", 16).upper(),
-        series_number=_integer(ds, "SeriesNumber"),
-        series_description=_text(ds, "SeriesDescription", 200),
-        body_part=_text(ds, "BodyPartExamined", 64),
-        instance_number=_integer(ds, "InstanceNumber"),
-        frames=frame_count(ds),
-        rows=_integer(ds, "Rows"),
-        columns=_integer(ds, "Columns"),
+        study_date=_parse_date(_text(values, "StudyDate", 32)),
+        study_time=_parse_time(_text(values, "StudyTime", 32)),
+        description=_text(values, "StudyDescription", 200),
+        accession=_text(values, "AccessionNumber", 64),
+        referring_physician=readable_name(values.get("ReferringPhysicianName", "")),
+        institution=_text(values, "InstitutionName", 200),
+        modality=_text(values, "Modality", 16).upper(),
+        series_number=_integer(values, "SeriesNumber"),
+        series_description=_text(values, "SeriesDescription", 200),
+        body_part=_text(values, "BodyPartExamined", 64),
+        instance_number=_integer(values, "InstanceNumber"),
+        frames=frame_count(values),
+        rows=_integer(values, "Rows"),
+        columns=_integer(values, "Columns"),
         has_pixels=has_pixels,
         plain_image=plain_image,
     )

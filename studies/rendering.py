@@ -33,6 +33,7 @@ import numpy as np
 import pydicom
 from django.utils.translation import gettext_lazy as _
 from PIL import Image
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import (
@@ -49,6 +50,8 @@ from pydicom.uid import (
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
 )
+
+from studies.dicom_values import HeaderValues
 
 __all__ = [
     "JPEG_QUALITY",
@@ -235,7 +238,7 @@ def window_presets(modality: str) -> list[tuple[Any, Window]]:
     return []
 
 
-def frame_count(ds: Dataset) -> int:
+def frame_count(ds: Dataset | HeaderValues) -> int:
     """Number of frames in ``ds``: NumberOfFrames, or 1 when absent or unusable."""
     try:
         count = int(ds.get("NumberOfFrames") or 1)
@@ -356,7 +359,9 @@ class PlainImage:
     display: dict[str, Any]  # the header's _DISPLAY_KEYWORDS that it holds, as DICOM JSON
 
     @classmethod
-    def of(cls, header: Dataset, *, pixel_tag: int, offset: int, length: int) -> PlainImage | None:
+    def of(
+        cls, header: HeaderValues, *, pixel_tag: int, offset: int, length: int
+    ) -> PlainImage | None:
         """The plain image ``header`` describes, whose pixel data element (``pixel_tag``) has
         its value of ``length`` bytes at ``offset`` in the file; None when the image is not
         plain (the full path renders it) or its header is inconsistent."""
@@ -366,7 +371,9 @@ class PlainImage:
             return None
 
     @classmethod
-    def _of(cls, header: Dataset, *, pixel_tag: int, offset: int, length: int) -> PlainImage | None:
+    def _of(
+        cls, header: HeaderValues, *, pixel_tag: int, offset: int, length: int
+    ) -> PlainImage | None:
         if pixel_tag != 0x7FE00010 or _transfer_syntax(header) not in _PLAIN_SYNTAXES:
             return None
         if any(keyword in header for keyword in _BEYOND_PLAIN):
@@ -389,10 +396,6 @@ class PlainImage:
         frames = frame_count(header)
         if length < rows * columns * frames * allocated // 8:
             return None
-        elements = Dataset()
-        for keyword in _DISPLAY_KEYWORDS:
-            if keyword in header:
-                elements[keyword] = header[keyword]
         return cls(
             offset=offset,
             rows=rows,
@@ -400,7 +403,11 @@ class PlainImage:
             frames=frames,
             dtype=dtype,
             bits_stored=stored,
-            display=elements.to_json_dict(),
+            display={
+                f"{tag_for_keyword(keyword):08X}": header.json(keyword)
+                for keyword in _DISPLAY_KEYWORDS
+                if keyword in header
+            },
         )
 
     def as_json(self) -> dict[str, Any]:
@@ -567,7 +574,7 @@ def _check_frame_number(frame: int, count: int) -> None:
         raise RenderError(f"frame {frame} is out of range: the image has {count} frame(s)")
 
 
-def _transfer_syntax(ds: Dataset) -> UID:
+def _transfer_syntax(ds: Dataset | HeaderValues) -> UID:
     # Asked a few times a frame: no empty Dataset made to stand for missing file meta, and the
     # UID pydicom read is not made again.
     file_meta = getattr(ds, "file_meta", None)
@@ -821,7 +828,7 @@ def _modality_lut(pixels: np.ndarray, ds: Dataset, index: int) -> np.ndarray:
     return _rescaled(pixels, *rescale)
 
 
-def _linear_rescale(ds: Dataset, index: int) -> tuple[float, float] | None:
+def _linear_rescale(ds: Dataset | HeaderValues, index: int) -> tuple[float, float] | None:
     """The frame's modality LUT as (slope, intercept), (1, 0) when it has none; None when it is
     a Modality LUT Sequence, or a rescale pydicom is left to refuse. Which one applies is
     pydicom's ``apply_modality_lut``'s choice."""
@@ -834,7 +841,7 @@ def _linear_rescale(ds: Dataset, index: int) -> tuple[float, float] | None:
         return None
     if "RescaleSlope" in ds and "RescaleIntercept" in ds:
         try:
-            return float(ds.RescaleSlope), float(ds.RescaleIntercept)
+            return float(ds.get("RescaleSlope")), float(ds.get("RescaleIntercept"))
         except (TypeError, ValueError):
             return None
     return 1.0, 0.0
@@ -931,7 +938,7 @@ def _encode(image: Image.Image, pil_format: str, *, quality: int) -> bytes:
 # --------------------------------------------------------------------------- helpers
 
 
-def _functional_group_item(ds: Dataset, index: int, keyword: str) -> Dataset | None:
+def _functional_group_item(ds: Dataset | HeaderValues, index: int, keyword: str) -> Dataset | None:
     """First item of ``keyword`` in the per-frame, else shared, functional groups."""
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     groups = []
