@@ -498,7 +498,7 @@ def _file_one(
 
 
 class _FileOneByOne(Exception):
-    """The rows changed between the look and the lock: file the chunk one file at a time."""
+    """A concurrent upload wrote some of the chunk's rows first: file it one file at a time."""
 
 
 def _file_together(
@@ -512,116 +512,117 @@ def _file_together(
     table rather than a dozen per file. Returns the study of each file stored (by position in
     the chunk) and the positions of the others, which need the one-by-one path: duplicates,
     conflicts, a patient or series that disagrees with what is stored or with an earlier file
-    of the chunk. Raises _FileOneByOne, having written no row, when a concurrent upload changed
-    what was looked at; the bytes already stored are content-addressed and harmless."""
-    headers = [received.header for received in chunk]
-    known_instances = set(
-        Instance.objects.filter(sop_instance_uid__in=[h.sop_uid for h in headers]).values_list(
-            "sop_instance_uid", flat=True
-        )
-    )
-    known_studies = {
-        study.study_uid: study
-        for study in Study.objects.select_related("patient").filter(
-            study_uid__in={h.study_uid for h in headers}
-        )
-    }
-    stored_series = dict(
-        Series.objects.filter(series_uid__in={h.series_uid for h in headers}).values_list(
-            "series_uid", "study__study_uid"
-        )
-    )
-    study_of_series = dict(stored_series)
+    of the chunk. Raises _FileOneByOne, having written no row, when a concurrent upload
+    inserted one of the same studies, series or instances first (or the database ended the
+    transaction to break a deadlock); the bytes already stored are content-addressed and
+    harmless."""
+    try:
+        with transaction.atomic():
+            # What is stored is read once, under the lock of the chunk's stored studies, so it
+            # cannot change before the chunk's rows are written. Locked in one order, so that
+            # two chunks touching the same studies cannot deadlock; with their patients, whom
+            # the batch's audit events name (only the studies are locked).
+            studies = {
+                study.study_uid: study
+                for study in Study.objects.select_for_update(of=("self",))
+                .select_related("patient")
+                .filter(study_uid__in={received.header.study_uid for received in chunk})
+                .order_by("pk")
+            }
+            series = {
+                item.series_uid: item
+                for item in Series.objects.filter(
+                    series_uid__in={received.header.series_uid for received in chunk}
+                )
+            }
+            known_instances = set(
+                Instance.objects.filter(
+                    sop_instance_uid__in=[received.header.sop_uid for received in chunk]
+                ).values_list("sop_instance_uid", flat=True)
+            )
+            together, one_by_one = _sorted_out(
+                chunk, studies, series, known_instances, organization=organization
+            )
+            together, not_stored = _stored_bytes(chunk, together)
+            filed: list[Study] = []
+            if together:
+                filed = _write_together(
+                    [chunk[position] for position in together],
+                    studies=studies,
+                    series=series,
+                    organization=organization,
+                    location=location,
+                    uploaded_by=uploaded_by,
+                )
+    except (IntegrityError, OperationalError) as error:
+        raise _FileOneByOne from error
+    return dict(zip(together, filed, strict=True)), not_stored + one_by_one
+
+
+def _sorted_out(
+    chunk: list[_Received],
+    studies: dict[str, Study],
+    series: dict[str, Series],
+    known_instances: set[str],
+    *,
+    organization: Organization,
+) -> tuple[list[int], list[int]]:
+    """The positions of the chunk's plainly new instances, and of those for the one-by-one
+    path, given the stored ``studies``, ``series`` and instances the chunk names."""
     patient_of_study = {
-        uid: (study.patient.patient_id, study.patient.issuer)
-        for uid, study in known_studies.items()
+        uid: (study.patient.patient_id, study.patient.issuer) for uid, study in studies.items()
     }
+    study_of_series: dict[str, object] = {uid: item.study_id for uid, item in series.items()}
     together: list[int] = []
     one_by_one: list[int] = []
     seen: set[str] = set()
-    for position, header in enumerate(headers):
-        study = known_studies.get(header.study_uid)
+    for position, received in enumerate(chunk):
+        header = received.header
+        study = studies.get(header.study_uid)
         plain = (
             header.sop_uid not in known_instances
             and header.sop_uid not in seen
             and (study is None or study.organization_id == organization.pk)
             and patient_of_study.setdefault(header.study_uid, (header.patient_id, header.issuer))
             == (header.patient_id, header.issuer)
-            and study_of_series.setdefault(header.series_uid, header.study_uid) == header.study_uid
+            # A stored series is known by its study's row, a new one by the chunk's study UID.
+            and study_of_series.setdefault(header.series_uid, header.study_uid)
+            in (header.study_uid, getattr(study, "pk", None))
         )
         (together if plain else one_by_one).append(position)
         seen.add(header.sop_uid)
-    if not together:
-        return {}, one_by_one
+    return together, one_by_one
 
+
+def _stored_bytes(chunk: list[_Received], together: list[int]) -> tuple[list[int], list[int]]:
+    """Store the bytes of the files at ``together``; the positions stored, and those left for
+    the one-by-one path after storage failed (a full disk), where the same failure ends the
+    batch with what was filed accounted for."""
     for index, position in enumerate(together):
         try:
             chunk[position].stored_as = _store_bytes(chunk[position].spool, chunk[position].sha256)
         except Exception:
-            # Storage failing (a full disk): what was stored is filed; the rest goes one by one,
-            # where the same failure ends the batch with what is filed accounted for.
-            together, one_by_one = together[:index], together[index:] + one_by_one
-            break
-    if not together:
-        return {}, one_by_one
-    try:
-        with transaction.atomic():
-            studies = _write_together(
-                [chunk[position] for position in together],
-                known_studies=set(known_studies),
-                known_series=set(stored_series),
-                organization=organization,
-                location=location,
-                uploaded_by=uploaded_by,
-            )
-    except (IntegrityError, OperationalError) as error:
-        # A concurrent upload inserted one of the same studies, series or instances, or the
-        # database broke a deadlock by ending this transaction: nothing of it was written.
-        raise _FileOneByOne from error
-    return dict(zip(together, studies, strict=True)), one_by_one
+            return together[:index], together[index:]
+    return together, []
 
 
 def _write_together(
     files: list[_Received],
     *,
-    known_studies: set[str],
-    known_series: set[str],
+    studies: dict[str, Study],
+    series: dict[str, Series],
     organization: Organization,
     location: Location | None,
     uploaded_by: User | None,
 ) -> list[Study]:
-    """The rows of ``files`` (sorted out by _file_together), in the caller's transaction; the
-    study of each file, in order."""
+    """The rows of ``files`` (sorted out by _file_together, under the lock of the stored
+    ``studies``), in the caller's transaction; the study of each file, in order. ``studies``
+    and ``series`` gain the rows created."""
     files_of_study: dict[str, list[_Received]] = {}
     files_of_series: dict[str, list[_Received]] = {}
     for received in files:
         files_of_study.setdefault(received.header.study_uid, []).append(received)
         files_of_series.setdefault(received.header.series_uid, []).append(received)
-    # Locked in one order, so that two chunks touching the same studies cannot deadlock.
-    # With their patients, whom the batch's audit events name; only the studies are locked.
-    studies = {
-        study.study_uid: study
-        for study in Study.objects.select_for_update(of=("self",))
-        .select_related("patient")
-        .filter(study_uid__in=files_of_study)
-        .order_by("pk")
-    }
-    series = {
-        item.series_uid: item for item in Series.objects.filter(series_uid__in=files_of_series)
-    }
-    if (
-        set(studies) != known_studies & set(files_of_study)
-        or set(series) != known_series & set(files_of_series)
-        or any(study.organization_id != organization.pk for study in studies.values())
-        or any(
-            item.study_id != getattr(studies.get(files_of_series[uid][0].header.study_uid), "pk", 0)
-            for uid, item in series.items()
-        )
-        or Instance.objects.filter(
-            sop_instance_uid__in=[received.header.sop_uid for received in files]
-        ).exists()
-    ):
-        raise _FileOneByOne
 
     # Studies new to the portal, with their patients, created with their counts.
     new_study_uids = [uid for uid in files_of_study if uid not in studies]
@@ -679,13 +680,13 @@ def _write_together(
 
     # Studies already stored: their counts, and what the new files fill in.
     created = set(new_study_uids)
-    for uid, study in studies.items():
+    for uid, study_files in files_of_study.items():
         if uid in created:
             continue
         changed = ["instance_count", "series_count", "modalities"]
-        for received in files_of_study[uid]:
-            changed += _fill_study_blanks(study, received.header)
-        study.save(update_fields=changed)
+        for received in study_files:
+            changed += _fill_study_blanks(studies[uid], received.header)
+        studies[uid].save(update_fields=changed)
     file_received_studies(new_studies, location=location, added_by=uploaded_by)
     # Rows written in bulk send no signals: forget remembered answers here, as a save would.
     decisions.changed()

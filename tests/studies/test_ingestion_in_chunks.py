@@ -168,7 +168,7 @@ def test_a_chunk_files_what_it_can_together_and_the_rest_as_single_files_would(
     assert result.studies == [one.study_uid, two.study_uid]
 
 
-def test_a_change_between_the_look_and_the_lock_files_the_chunk_one_file_at_a_time(
+def test_rows_a_concurrent_upload_wrote_first_file_the_chunk_one_file_at_a_time(
     org, location, monkeypatch
 ):
     files = series(1, slices=2) + series(2, slices=2)
@@ -177,7 +177,8 @@ def test_a_change_between_the_look_and_the_lock_files_the_chunk_one_file_at_a_ti
     filed_alone = ingestion._file_one
 
     def concurrent_upload_first(chunk, **kwargs):
-        # Another upload stores the same first slice between this chunk's look and its lock.
+        # Another upload stores the same first slice (its new study, series and instance)
+        # after this chunk read what is stored and before it writes.
         monkeypatch.setattr(ingestion, "_write_together", written_together)
         upload(org, location, files[:1])
         return written_together(chunk, **kwargs)
@@ -191,8 +192,8 @@ def test_a_change_between_the_look_and_the_lock_files_the_chunk_one_file_at_a_ti
 
     result = upload(org, location, files)
 
-    # The chunk noticed, wrote nothing, and went one file at a time (the concurrent upload's
-    # rows were rolled back with the chunk's transaction, so each file is new again).
+    # The chunk's insert failed, it wrote nothing, and went one file at a time (the concurrent
+    # upload's rows were rolled back with the chunk's transaction, so each file is new again).
     assert singles[-4:] == [f"file{n}.dcm" for n in range(4)]
     assert len(result.stored) == 4 and not result.duplicates
     assert Instance.objects.count() == 4
