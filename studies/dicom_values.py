@@ -18,6 +18,7 @@ from typing import Any
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.tag import BaseTag
 
 # What ingestion and the plain-image description read, decoded here when plain.
 _KEYWORDS = (
@@ -56,8 +57,8 @@ _KEYWORDS = (
     "VOILUTFunction",
     "PresentationLUTShape",
 )
-_TAGS: dict[str, tuple[int, str]] = {
-    keyword: (tag, dictionary_VR(tag))
+_TAGS: dict[str, tuple[BaseTag, str]] = {
+    keyword: (BaseTag(tag), dictionary_VR(tag))
     for keyword in _KEYWORDS
     if (tag := tag_for_keyword(keyword)) is not None
 }
@@ -81,11 +82,14 @@ class HeaderValues:
     def __init__(self, ds: Dataset) -> None:
         self.dataset = ds
         self.file_meta = getattr(ds, "file_meta", None)
+        # The elements as read, by tag: asked by tag here, without pydicom's keyword lookups.
+        self._elements = dict(ds.items())
         self._values: dict[str, Any] = {}
         self._codec: str | None = _codec_of(ds)
 
     def __contains__(self, keyword: str) -> bool:
-        return keyword in self.dataset
+        plain = _TAGS.get(keyword)
+        return keyword in self.dataset if plain is None else plain[0] in self._elements
 
     def get(self, keyword: str, default: Any = None) -> Any:
         value = self._values.get(keyword, _MISSING)
@@ -110,7 +114,7 @@ class HeaderValues:
         plain = _TAGS.get(keyword)
         if plain is not None:
             tag, kind = plain
-            raw = self.dataset.get_item(tag)
+            raw = self._elements.get(tag)
             if raw is None:
                 return None
             if isinstance(raw, RawDataElement):

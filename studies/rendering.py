@@ -326,6 +326,8 @@ _DISPLAY_KEYWORDS = (
     "PresentationLUTShape",
     "PixelPaddingValue",
 )
+# Their tags as DICOM JSON names them.
+_DISPLAY_TAGS = {keyword: f"{tag_for_keyword(keyword):08X}" for keyword in _DISPLAY_KEYWORDS}
 # Elements that make the display read more of the header: such images take the full path.
 _BEYOND_PLAIN = (
     "PerFrameFunctionalGroupsSequence",
@@ -404,8 +406,8 @@ class PlainImage:
             dtype=dtype,
             bits_stored=stored,
             display={
-                f"{tag_for_keyword(keyword):08X}": header.json(keyword)
-                for keyword in _DISPLAY_KEYWORDS
+                tag: header.json(keyword)
+                for keyword, tag in _DISPLAY_TAGS.items()
                 if keyword in header
             },
         )
