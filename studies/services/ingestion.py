@@ -683,10 +683,14 @@ def _write_together(
     for uid, study_files in files_of_study.items():
         if uid in created:
             continue
+        study = studies[uid]
         changed = ["instance_count", "series_count", "modalities"]
         for received in study_files:
-            changed += _fill_study_blanks(studies[uid], received.header)
-        studies[uid].save(update_fields=changed)
+            changed += _fill_study_blanks(study, received.header)
+        # An update rather than a save: the one change of remembered answers below covers it.
+        Study.objects.filter(pk=study.pk).update(
+            **{field: getattr(study, field) for field in changed}
+        )
     file_received_studies(new_studies, location=location, added_by=uploaded_by)
     # Rows written in bulk send no signals: forget remembered answers here, as a save would.
     decisions.changed()

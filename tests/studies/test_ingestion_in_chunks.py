@@ -237,3 +237,21 @@ def test_studies_filed_together_show_at_once_in_a_remembered_search(org, locatio
     upload(org, location, series(2) + series(3))
 
     assert found() == [f"{UID_ROOT}.1", f"{UID_ROOT}.2", f"{UID_ROOT}.3"]
+
+
+def test_more_files_of_a_stored_study_show_at_once_in_a_remembered_search(org, location, alice):
+    client = token_client(alice, scheme="Token")
+
+    def counts():
+        response = client.get("/api/v1/studies/")
+        assert response.status_code == 200
+        return [(row["study_uid"], row["instance_count"]) for row in response.json()["results"]]
+
+    files = series(1, slices=4)
+    upload(org, location, files[:2])
+    assert counts() == counts() == [(f"{UID_ROOT}.1", 2)]
+
+    # The chunk updates the stored study's row without saving it: the answer must still go.
+    upload(org, location, files[2:])
+
+    assert counts() == [(f"{UID_ROOT}.1", 4)]
