@@ -28,7 +28,12 @@ def active_memberships(user: User | AnonymousUser) -> list[Membership]:
         )
         return list(memberships), None
 
-    return decisions.remember(f"memberships:{user.pk}", read, scope=decisions.ACCOUNTS)
+    return decisions.remember(memberships_key(user.pk), read, scope=decisions.ACCOUNTS)
+
+
+def memberships_key(user_id: int) -> str:
+    """The remembered answer of :func:`active_memberships` for the user (for asking ahead)."""
+    return f"memberships:{user_id}"
 
 
 def member_organization_ids(user: User | AnonymousUser) -> set[int]:

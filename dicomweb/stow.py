@@ -53,7 +53,7 @@ from django.urls import reverse
 from django.utils.http import parse_header_parameters
 from django.utils.translation import gettext as _
 
-from accounts.memberships import has_perm
+from accounts.memberships import has_perm, memberships_key
 from accounts.models import Location, User
 from accounts.permissions import Perm
 from dicomweb.dicomjson import JsonAttribute, JsonDataset
@@ -67,6 +67,7 @@ from studies.services.ingestion import (
     IngestionBatch,
     Transfer,
     resolve_upload_location,
+    upload_locations_key,
 )
 
 if TYPE_CHECKING:
@@ -500,7 +501,17 @@ def _warning_header(outcomes: list[_Outcome]) -> str:
     return ", ".join(warnings)
 
 
-@dicomweb_view("POST")
+def _upload_ahead(principal: str, request: HttpRequest, kwargs: dict[str, object]) -> list[str]:
+    """What storing asks for the token's user (``dicomweb_view``'s ``ahead``): whether the user
+    may upload (the memberships) and where to."""
+    kind, _colon, rest = principal.partition(":")
+    user_id = rest.partition(":")[0]
+    if kind != "user" or not user_id.isdigit():
+        return []
+    return [memberships_key(int(user_id)), upload_locations_key(int(user_id))]
+
+
+@dicomweb_view("POST", ahead=_upload_ahead)
 def store(request: HttpRequest, study_uid: str | None = None) -> HttpResponse:
     """Store the instances of a multipart/related body (see the module docstring)."""
     _check_accept(request)

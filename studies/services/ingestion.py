@@ -751,7 +751,12 @@ def upload_locations(user: User) -> list[Location]:
         unique = {location.pk: location for location in locations}
         return sorted(unique.values(), key=lambda loc: (loc.organization.name, loc.name)), None
 
-    return decisions.remember(f"upload-locations:{user.pk}", read, scope=decisions.ACCOUNTS)
+    return decisions.remember(upload_locations_key(user.pk), read, scope=decisions.ACCOUNTS)
+
+
+def upload_locations_key(user_id: int) -> str:
+    """The remembered answer of :func:`upload_locations` for the user (for asking ahead)."""
+    return f"upload-locations:{user_id}"
 
 
 def resolve_upload_location(user: User, location_id: object = None) -> Location:

@@ -197,6 +197,25 @@ def test_the_upload_location_is_remembered_until_the_membership_changes(alice, l
     assert Instance.objects.count() == 3
 
 
+def test_a_tokens_next_store_asks_the_cache_once(alice, counting_cache):
+    """Who the token is, whether its user may upload and where to: one round trip, asked
+    before the token is checked, for whom it stood for last time."""
+    client = token_client(alice)
+    files = study_files()
+    assert store(client, files[0]).status_code == 200
+    assert store(client, files[1]).status_code == 200
+    counting_cache.asked = 0
+    counting_cache.answers_asked = []
+
+    assert store(client, files[2]).status_code == 200
+
+    assert counting_cache.asked == 1
+    assert {
+        f"decisions:memberships:{alice.pk}",
+        f"decisions:upload-locations:{alice.pk}",
+    } <= set(counting_cache.answers_asked)
+
+
 def test_stored_files_are_the_bytes_sent_and_can_be_viewed(alice):
     files = study_files()
     store(token_client(alice), *files)
