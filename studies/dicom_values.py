@@ -12,6 +12,7 @@ converted element) is asked of pydicom, so a header reads the same whichever pat
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -20,48 +21,6 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
-# What ingestion and the plain-image description read, decoded here when plain.
-_KEYWORDS = (
-    "StudyInstanceUID",
-    "SeriesInstanceUID",
-    "SOPInstanceUID",
-    "SOPClassUID",
-    "PatientID",
-    "IssuerOfPatientID",
-    "PatientName",
-    "PatientBirthDate",
-    "PatientSex",
-    "StudyDate",
-    "StudyTime",
-    "StudyDescription",
-    "AccessionNumber",
-    "ReferringPhysicianName",
-    "InstitutionName",
-    "Modality",
-    "SeriesNumber",
-    "SeriesDescription",
-    "BodyPartExamined",
-    "InstanceNumber",
-    "NumberOfFrames",
-    "Rows",
-    "Columns",
-    "SamplesPerPixel",
-    "BitsAllocated",
-    "BitsStored",
-    "PixelRepresentation",
-    "PhotometricInterpretation",
-    "RescaleSlope",
-    "RescaleIntercept",
-    "WindowCenter",
-    "WindowWidth",
-    "VOILUTFunction",
-    "PresentationLUTShape",
-)
-_TAGS: dict[str, tuple[BaseTag, str]] = {
-    keyword: (BaseTag(tag), dictionary_VR(tag))
-    for keyword in _KEYWORDS
-    if (tag := tag_for_keyword(keyword)) is not None
-}
 # Text whose repertoire is fixed (PS3.5 6.2): never touched by the Specific Character Set.
 _ASCII_VRS = frozenset({"UI", "CS", "DA", "TM", "IS", "DS"})
 # Text in the Specific Character Set.
@@ -69,6 +28,7 @@ _CHARSET_VRS = frozenset({"LO", "SH", "PN"})
 # The character sets whose text is one Python codec away (PS3.3 C.12.1.1.2); pydicom reads the
 # default repertoire as ISO 8859-1, as it does no Specific Character Set at all.
 _CODECS = {"": "latin-1", "ISO_IR 6": "latin-1", "ISO_IR 100": "latin-1", "ISO_IR 192": "utf-8"}
+_PLAIN_VRS = _ASCII_VRS | _CHARSET_VRS | {"US"}
 _SPECIFIC_CHARACTER_SET = 0x00080005
 _ESC = 0x1B
 _MISSING = object()
@@ -88,7 +48,7 @@ class HeaderValues:
         self._codec: str | None = _codec_of(ds)
 
     def __contains__(self, keyword: str) -> bool:
-        plain = _TAGS.get(keyword)
+        plain = _plain_element(keyword)
         return keyword in self.dataset if plain is None else plain[0] in self._elements
 
     def get(self, keyword: str, default: Any = None) -> Any:
@@ -99,7 +59,7 @@ class HeaderValues:
 
     def json(self, keyword: str) -> dict[str, Any]:
         """The present element ``keyword`` as DICOM JSON, in ``Dataset.to_json_dict``'s form."""
-        kind = _TAGS.get(keyword, (0, ""))[1]
+        kind = (_plain_element(keyword) or (0, ""))[1]
         value = self.get(keyword)
         plain = (kind == "US" and (value is None or isinstance(value, int))) or (
             kind in ("CS", "DS") and isinstance(value, str)
@@ -111,7 +71,7 @@ class HeaderValues:
         return {"vr": kind, "Value": [float(value) if kind == "DS" else value]}
 
     def _read(self, keyword: str) -> Any:
-        plain = _TAGS.get(keyword)
+        plain = _plain_element(keyword)
         if plain is not None:
             tag, kind = plain
             raw = self._elements.get(tag)
@@ -122,6 +82,16 @@ class HeaderValues:
                 if value is not _MISSING:
                     return value
         return self.dataset.get(keyword)
+
+
+@functools.cache
+def _plain_element(keyword: str) -> tuple[BaseTag, str] | None:
+    """The tag and VR of the element ``keyword`` names, when its VR is one decoded here."""
+    tag = tag_for_keyword(keyword)
+    if tag is None:
+        return None
+    kind = dictionary_VR(tag)
+    return (BaseTag(tag), kind) if kind in _PLAIN_VRS else None
 
 
 def _codec_of(ds: Dataset) -> str | None:
