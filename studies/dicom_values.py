@@ -32,6 +32,7 @@ _PLAIN_VRS = _ASCII_VRS | _CHARSET_VRS | {"US"}
 _SPECIFIC_CHARACTER_SET = 0x00080005
 _ESC = 0x1B
 _MISSING = object()
+_ABSENT = object()
 
 
 class HeaderValues:
@@ -55,7 +56,7 @@ class HeaderValues:
         value = self._values.get(keyword, _MISSING)
         if value is _MISSING:
             value = self._values[keyword] = self._read(keyword)
-        return default if value is None else value
+        return default if value is _ABSENT else value
 
     def json(self, keyword: str) -> dict[str, Any]:
         """The present element ``keyword`` as DICOM JSON, in ``Dataset.to_json_dict``'s form."""
@@ -76,12 +77,12 @@ class HeaderValues:
             tag, kind = plain
             raw = self._elements.get(tag)
             if raw is None:
-                return None
+                return _ABSENT
             if isinstance(raw, RawDataElement):
                 value = _decoded(raw, kind, self._codec)
                 if value is not _MISSING:
                     return value
-        return self.dataset.get(keyword)
+        return self.dataset.get(keyword, _ABSENT)
 
 
 @functools.cache

@@ -141,6 +141,11 @@ def test_values_are_decoded_once_and_absent_ones_are_none():
     assert values.get("AccessionNumber") is None
     assert values.get("AccessionNumber", "") == ""
     assert "Rows" in values and "Columns" not in values
+    # Present but empty is not absent: the default is for what the header lacks.
+    empty = HeaderValues(_read(_file(_header(Rows=None, PatientID=""))))
+    reference = _read(_file(_header(Rows=None, PatientID="")))
+    for keyword in ("Rows", "PatientID", "Columns"):
+        assert empty.get(keyword, "default") == reference.get(keyword, "default"), keyword
     values.dataset.PatientID = "changed after reading"
     assert values.get("PatientID") == "P-1"
 
