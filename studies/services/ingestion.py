@@ -572,7 +572,9 @@ def _sorted_out(
     patient_of_study = {
         uid: (study.patient.patient_id, study.patient.issuer) for uid, study in studies.items()
     }
-    study_of_series: dict[str, object] = {uid: item.study_id for uid, item in series.items()}
+    uid_of_study = {study.pk: uid for uid, study in studies.items()}
+    # None for a stored series of a study the chunk does not name: never filed together.
+    study_of_series = {uid: uid_of_study.get(item.study_id) for uid, item in series.items()}
     together: list[int] = []
     one_by_one: list[int] = []
     seen: set[str] = set()
@@ -585,9 +587,7 @@ def _sorted_out(
             and (study is None or study.organization_id == organization.pk)
             and patient_of_study.setdefault(header.study_uid, (header.patient_id, header.issuer))
             == (header.patient_id, header.issuer)
-            # A stored series is known by its study's row, a new one by the chunk's study UID.
-            and study_of_series.setdefault(header.series_uid, header.study_uid)
-            in (header.study_uid, getattr(study, "pk", None))
+            and study_of_series.setdefault(header.series_uid, header.study_uid) == header.study_uid
         )
         (together if plain else one_by_one).append(position)
         seen.add(header.sop_uid)

@@ -34,7 +34,7 @@ def _as_read(value: object) -> object:
         return ""
     if isinstance(value, MultiValue | list):
         return [_as_read(item) for item in value]
-    if isinstance(value, int) and not isinstance(value, bool) and type(value) is int:
+    if type(value) is int:  # a US; an IS (an int subclass) reads as written
         return value
     return str(value).strip()
 
