@@ -101,6 +101,12 @@ from bench.harness import (  # noqa: E402
     say,
     wrk_available,
 )
+from dicomweb.multipart import (  # noqa: E402
+    Part,
+    multipart_content_type,
+    multipart_stream,
+    new_boundary,
+)
 
 BENCH_DATABASE = "portal_dicomweb_bench"
 USERNAME = "bench-reader"
@@ -959,13 +965,12 @@ def stow_series(
     the answers' statuses). The bodies are built before the clock starts."""
     bodies = []
     for start in range(0, len(files), per_request):
-        boundary = secrets.token_hex(16)
+        boundary = new_boundary()
         parts = [
-            b"--" + boundary.encode() + b"\r\nContent-Type: application/dicom\r\n\r\n"
-            + file.read_bytes() + b"\r\n"
+            Part("application/dicom", [file.read_bytes()])
             for file in files[start : start + per_request]
-        ]  # fmt: skip
-        bodies.append((boundary, b"".join(parts) + b"--" + boundary.encode() + b"--\r\n"))
+        ]
+        bodies.append((boundary, b"".join(multipart_stream(parts, boundary))))
     statuses = []
     connection = http.client.HTTPConnection(host, port, timeout=120)
     started = time.perf_counter()
@@ -977,9 +982,7 @@ def stow_series(
                 body=body,
                 headers={
                     **headers,
-                    "Content-Type": (
-                        f'multipart/related; type="application/dicom"; boundary={boundary}'
-                    ),
+                    "Content-Type": multipart_content_type("application/dicom", boundary),
                 },
             )
             response = connection.getresponse()
