@@ -61,9 +61,11 @@ run: ohif demo
 	trap 'exit 130' INT TERM; \
 	$(RUN_ENV) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
+# The suite runs in one process per core (pytest-xdist), at most four: the tests that flush a
+# Redis database have one each, 12 to 15 (tests/conftest.py).
 test: $(STAMP) ohif axe
 	$(BIN)/python manage.py makemigrations --check --dry-run --settings=tests.settings > /dev/null
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --maxprocesses 4
 
 # The static checks CI runs before the suite: ruff, mypy, Django's system checks, and migrations
 # in step with the models.

@@ -191,6 +191,20 @@ def require_redis():
     return url
 
 
+# `make test` runs the suite in up to four processes (pytest-xdist); each has its own Redis
+# database for the tests that write to and flush one: 12 for the first, 13 to 15 for the others.
+SCRATCH_REDIS_DATABASES = 4
+
+
+@pytest.fixture
+def scratch_redis_url(require_redis) -> str:
+    """A Redis database this test process alone writes to and flushes, on the server of
+    ``CELERY_BROKER_URL``."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    database = 12 + int(worker.removeprefix("gw")) % SCRATCH_REDIS_DATABASES
+    return f"{require_redis.rsplit('/', 1)[0]}/{database}"
+
+
 @pytest.fixture
 def require_chromium():
     path = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")

@@ -28,18 +28,17 @@ KEY_PREFIX = "test-cached-sessions"
 
 
 @pytest.fixture
-def shared_cache(require_redis, settings):
-    url = require_redis.rsplit("/", 1)[0] + "/12"
+def shared_cache(scratch_redis_url, settings):
     settings.CACHES = {
         **settings.CACHES,
         "default": {
             "BACKEND": "portal.cache.RedisCache",
-            "LOCATION": url,
+            "LOCATION": scratch_redis_url,
             "KEY_PREFIX": KEY_PREFIX,
         },
     }
     settings.SESSION_ENGINE = "portal.cached_sessions"
-    server = redis.Redis.from_url(url)
+    server = redis.Redis.from_url(scratch_redis_url)
     yield server
     for key in server.scan_iter(f"{KEY_PREFIX}:*"):
         server.delete(key)

@@ -10,10 +10,9 @@ from portal.cache import RedisCache
 
 
 @pytest.fixture
-def redis_url(require_redis):
-    url = require_redis.rsplit("/", 1)[0] + "/12"
-    yield url
-    RedisCache(url, {}).clear()
+def redis_url(scratch_redis_url):
+    yield scratch_redis_url
+    RedisCache(scratch_redis_url, {}).clear()
 
 
 def test_one_redis_client_per_pool(redis_url, monkeypatch):
