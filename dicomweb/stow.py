@@ -9,10 +9,11 @@ idempotent storage, the new instances of a chunk filed in one transaction, the w
 one "DICOM Instances Transferred" audit event per study with the protocol, and one "Upload
 rejected" event per refused part.
 
-The body is read as a stream into one spooled temporary file (memory holds at most a few
-megabytes, the rest is on disk), and its multipart framing is checked in full before anything is
-stored: a malformed body is 400 and a part of another media type 415, with nothing stored. Then
-each part is stored or refused on its own. At ``/studies/{study}``, a part of another study is
+A body of up to 8 MB with a Content-Length is read in one go and held in memory; a larger or
+chunked one is read as a stream into one spooled temporary file (memory holds at most 8 MB, the
+rest is on disk). Its multipart framing is checked in full before anything is stored: a
+malformed body is 400 and a part of another media type 415, with nothing stored. Then each part
+is stored or refused on its own. At ``/studies/{study}``, a part of another study is
 refused and the others stored.
 
 The answer is the Store Instances Response Module (PS3.18 Annex I) in ``application/dicom+json``:
@@ -95,6 +96,8 @@ _FAILURE_REASONS = {
 }
 
 _SPOOL_MEMORY = 8 * 1024 * 1024
+# The largest body read in one go and held in memory as it came.
+_MEMORY_BODY = _SPOOL_MEMORY
 _CHUNK = 1024 * 1024
 _MAX_PART_HEADERS = 16 * 1024
 
@@ -170,6 +173,15 @@ def _body(request: HttpRequest) -> _Body:
     return request
 
 
+def _length(request: HttpRequest) -> int | None:
+    """The body's length as its Content-Length declares it; None for a body without one."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or "")
+    except ValueError:
+        return None
+    return length if length >= 0 else None
+
+
 # --- The multipart body -----------------------------------------------------------------------
 
 
@@ -218,35 +230,66 @@ class _PartReader(io.RawIOBase):
 
 def _part_file(spool: IO[bytes], part: _Part) -> BinaryIO:
     """The part as the stream ingestion files."""
+    if isinstance(spool, io.BytesIO):
+        # A body held in memory: the part as a file in memory of its own, which ingestion
+        # hashes and reads where it is instead of copying it once more.
+        return io.BytesIO(spool.getvalue()[part.start : part.end])
     # Ingestion annotates its streams as BinaryIO but reads them through read and seek alone,
     # which this raw file has. (A BufferedReader around it would be a BinaryIO, but one that
     # pydicom cannot read: it asks for the name the part does not have.)
     return cast(BinaryIO, _PartReader(spool, part))
 
 
-def _spool_body(stream: _Body, delimiter: bytes) -> tuple[IO[bytes], list[int]]:
-    """Copy the body to a spooled file, noting where each ``CRLF--boundary`` starts. The body
-    is read as if it began with a CRLF, so that a first delimiter at its very start (no
-    preamble) is found like the others, at offset -2."""
+def _spool_body(stream: _Body, delimiter: bytes, length: int | None) -> tuple[IO[bytes], list[int]]:
+    """The body, noting where each ``CRLF--boundary`` starts. The body is read as if it began
+    with a CRLF, so that a first delimiter at its very start (no preamble) is found like the
+    others, at offset -2. A body of known ``length`` that fits in memory is read in one call
+    and kept as it came (the server's reader copies it least so); any other is copied to a
+    spooled file as it arrives."""
+    if length is not None and length <= _MEMORY_BODY:
+        data = stream.read(length)
+        found, _carry = _delimiters(b"\r\n", data, delimiter, base=0)
+        return io.BytesIO(data), found
     spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY)  # noqa: SIM115 - caller closes
-    found: list[int] = []
+    found = []
     carry, size = b"\r\n", 0
     try:
         while chunk := stream.read(_CHUNK):
             spool.write(chunk)
-            data = carry + chunk
-            base = size - len(carry)
-            position = 0
-            while (index := data.find(delimiter, position)) != -1:
-                found.append(base + index)
-                position = index + len(delimiter)
-            # Keep enough to find a delimiter split across two chunks, never part of a found one.
-            carry = data[max(len(data) - len(delimiter) + 1, position) :]
+            more, carry = _delimiters(carry, chunk, delimiter, base=size)
+            found += more
             size += len(chunk)
     except BaseException:
         spool.close()
         raise
     return spool, found
+
+
+def _delimiters(
+    carry: bytes, chunk: bytes, delimiter: bytes, *, base: int
+) -> tuple[list[int], bytes]:
+    """Where ``delimiter`` starts in ``carry + chunk``, as offsets in the body whose ``chunk``
+    starts at ``base``; and what to carry into the next chunk: enough to find a delimiter split
+    across the two, never part of one found. The chunk is searched where it is, not copied."""
+    width = len(delimiter)
+    found: list[int] = []
+    # A delimiter that begins in the carry ends within the chunk's first width - 1 bytes.
+    seam = carry + chunk[: width - 1]
+    end = 0
+    while (index := seam.find(delimiter, end)) != -1:
+        found.append(index)
+        end = index + width
+    position = max(0, end - len(carry))
+    while (index := chunk.find(delimiter, position)) != -1:
+        found.append(len(carry) + index)
+        position = index + width
+        end = len(carry) + position
+    kept_from = max(len(carry) + len(chunk) - width + 1, end)
+    if kept_from >= len(carry):
+        next_carry = chunk[kept_from - len(carry) :]
+    else:
+        next_carry = carry[kept_from:] + chunk
+    return [base - len(carry) + index for index in found], next_carry
 
 
 def _read_at(spool: IO[bytes], offset: int, size: int) -> bytes:
@@ -519,7 +562,7 @@ def store(request: HttpRequest, study_uid: str | None = None) -> HttpResponse:
     location = _upload_location(request, uploader)
     boundary = _boundary(request)
     delimiter = b"\r\n--" + boundary
-    spool, delimiters = _spool_body(_body(request), delimiter)
+    spool, delimiters = _spool_body(_body(request), delimiter, _length(request))
     with contextlib.closing(spool):
         parts = _parts(spool, delimiters, delimiter)
         outcomes = _store(

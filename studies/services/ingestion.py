@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import logging
 import tempfile
 from collections.abc import Callable, Iterable
@@ -155,7 +156,7 @@ class _Received:
     """A file read and checked, not yet filed: its bytes spooled, its header parsed."""
 
     name: str
-    spool: tempfile.SpooledTemporaryFile[bytes]
+    spool: IO[bytes]
     sha256: str
     size: int
     header: DicomHeader
@@ -165,8 +166,12 @@ class _Received:
 # --- Spooling and storage ---------------------------------------------------------------------
 
 
-def _spool(stream: IO[bytes], limit: int) -> tuple[tempfile.SpooledTemporaryFile[bytes], str, int]:
-    """Copy the upload to a spooled file, hashing as it goes; stop as soon as it is too large."""
+def _spool(stream: IO[bytes], limit: int) -> tuple[IO[bytes], str, int]:
+    """Copy the upload to a spooled file, hashing as it goes; stop as soon as it is too large.
+    A file already in memory (a STOW-RS part, a C-STORE data set held in memory) is its own
+    spool: hashed where it is, not copied."""
+    if isinstance(stream, io.BytesIO):
+        return _in_memory(stream, limit)
     spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY)  # noqa: SIM115 - caller closes
     digest = hashlib.sha256()
     size = 0
@@ -177,21 +182,41 @@ def _spool(stream: IO[bytes], limit: int) -> tuple[tempfile.SpooledTemporaryFile
         size += len(chunk)
         if size > limit:
             spool.close()
-            raise FileRejected(
-                "too_large",
-                _(
-                    "The file is larger than the upload limit of %(limit)s. Ask your administrator "
-                    "to import it."
-                )
-                % {"limit": filesizeformat(limit)},
-            )
+            raise _too_large(limit)
         digest.update(chunk)
         spool.write(chunk)
     if size == 0:
         spool.close()
-        raise FileRejected("empty", _("The file is empty."))
+        raise _empty()
     spool.seek(0)
     return spool, digest.hexdigest(), size
+
+
+def _in_memory(stream: io.BytesIO, limit: int) -> tuple[io.BytesIO, str, int]:
+    with stream.getbuffer() as content:
+        size = content.nbytes
+        if size > limit:
+            raise _too_large(limit)
+        if size == 0:
+            raise _empty()
+        sha256 = hashlib.sha256(content).hexdigest()
+    stream.seek(0)
+    return stream, sha256, size
+
+
+def _too_large(limit: int) -> FileRejected:
+    return FileRejected(
+        "too_large",
+        _(
+            "The file is larger than the upload limit of %(limit)s. Ask your administrator "
+            "to import it."
+        )
+        % {"limit": filesizeformat(limit)},
+    )
+
+
+def _empty() -> FileRejected:
+    return FileRejected("empty", _("The file is empty."))
 
 
 def _read_chunk(stream: IO[bytes], spool: IO[bytes]) -> bytes:

@@ -45,14 +45,24 @@ def ct_series(*, slices: int = 3, series_number: int = 2, modality: str = "CT", 
     return make_series(**args)
 
 
-def upload(org, location, files, **kwargs) -> IngestResult:
-    """Ingest (name, bytes) pairs the way the views do."""
+def upload(org, location, files, *, opened=io.BytesIO, **kwargs) -> IngestResult:
+    """Ingest (name, bytes) pairs the way the views do, each opened by ``opened``."""
     return ingest_files(
-        files=[(name, io.BytesIO(data)) for name, data in files],
+        files=[(name, opened(data)) for name, data in files],
         organization=org,
         location=location,
         **kwargs,
     )
+
+
+@pytest.fixture(params=["in memory", "read as a stream"])
+def opened(request):
+    """Both ways ingestion takes a file: one already in memory (a STOW-RS part, a C-STORE
+    data set) is hashed and read where it is; any other stream (a form upload, a file on disk)
+    is copied to a spooled file as it is read."""
+    if request.param == "in memory":
+        return io.BytesIO
+    return lambda data: io.BufferedReader(io.BytesIO(data))
 
 
 def named(datasets, prefix="slice"):
@@ -72,10 +82,12 @@ def without(ds, keyword):
 # --- Good files -------------------------------------------------------------------------------
 
 
-def test_synthetic_ct_series_becomes_patient_study_series_and_instances(org, location, alice):
+def test_synthetic_ct_series_becomes_patient_study_series_and_instances(
+    org, location, alice, opened
+):
     slices = ct_series(slices=4)
 
-    result = upload(org, location, named(slices), uploaded_by=alice)
+    result = upload(org, location, named(slices), uploaded_by=alice, opened=opened)
 
     assert result.stored == [ds.SOPInstanceUID for ds in slices]
     assert result.duplicates == [] and result.rejected == []
@@ -178,11 +190,11 @@ def test_file_without_patient_id_gets_a_patient_of_its_own_study(org, location):
 # --- Storage ----------------------------------------------------------------------------------
 
 
-def test_files_are_stored_under_content_derived_names(org, location):
+def test_files_are_stored_under_content_derived_names(org, location, opened):
     ds = ct_series(slices=1)[0]
     data = to_bytes(ds)
 
-    upload(org, location, [("a.dcm", data)])
+    upload(org, location, [("a.dcm", data)], opened=opened)
 
     instance = Instance.objects.get(sop_instance_uid=ds.SOPInstanceUID)
     import hashlib
@@ -243,7 +255,7 @@ def test_duplicate_within_one_batch(org, location):
 # --- Bad files --------------------------------------------------------------------------------
 
 
-def test_bad_files_are_reported_by_name_while_good_files_are_stored(org, location, alice):
+def test_bad_files_are_reported_by_name_while_good_files_are_stored(org, location, alice, opened):
     good = ct_series(slices=3)
     truncated_source = to_bytes(ct_series(slices=1, series_number=9)[0])
     bad = [
@@ -256,7 +268,7 @@ def test_bad_files_are_reported_by_name_while_good_files_are_stored(org, locatio
     ]
     files = named(good[:1]) + bad[:3] + named(good[1:], "more") + bad[3:]
 
-    result = upload(org, location, files, uploaded_by=alice)
+    result = upload(org, location, files, uploaded_by=alice, opened=opened)
 
     assert result.stored == [ds.SOPInstanceUID for ds in good]
     reasons = {r.name: r.reason for r in result.rejected}
@@ -275,10 +287,10 @@ def test_bad_files_are_reported_by_name_while_good_files_are_stored(org, locatio
 
 
 @pytest.mark.parametrize("keep", [300, 541, 700, 940, 1500])
-def test_file_cut_anywhere_in_its_header_is_rejected_as_incomplete(org, location, keep):
+def test_file_cut_anywhere_in_its_header_is_rejected_as_incomplete(org, location, keep, opened):
     data = to_bytes(ct_series(slices=1)[0])
 
-    result = upload(org, location, [("head.dcm", cut(data, keep))])
+    result = upload(org, location, [("head.dcm", cut(data, keep))], opened=opened)
 
     [rejection] = result.rejected
     assert rejection.code == "truncated"
@@ -329,11 +341,11 @@ def test_compressed_file_cut_short_is_rejected(org, location):
     assert rejection.code == "truncated"
 
 
-def test_too_large_file_is_rejected_with_the_limit(org, location, settings):
+def test_too_large_file_is_rejected_with_the_limit(org, location, settings, opened):
     settings.UPLOAD_MAX_FILE_SIZE = 1000
     data = to_bytes(ct_series(slices=1)[0])
 
-    result = upload(org, location, [("big.dcm", data)])
+    result = upload(org, location, [("big.dcm", data)], opened=opened)
 
     [rejection] = result.rejected
     assert rejection.code == "too_large"
