@@ -138,6 +138,17 @@ def content_version(sha256: str) -> str:
     return sha256[:16]
 
 
+class ValuesInsertedJSONField(models.JSONField):
+    """A JSONField that a bulk insert writes as VALUES. Django inserts many rows on PostgreSQL
+    as one array per column (UNNEST), and psycopg escapes each quote of each JSON text in such
+    an array with a regular expression in Python: 2 ms a STOW-RS request of ten instances,
+    where VALUES leave the quoting to libpq. A field with a placeholder of its own is never
+    put in an array."""
+
+    def get_placeholder(self, value: object, compiler: object, connection: object) -> str:
+        return "%s"
+
+
 class Instance(models.Model):
     series = models.ForeignKey(
         Series, on_delete=models.CASCADE, related_name="instances", verbose_name=_("series")
@@ -157,7 +168,7 @@ class Instance(models.Model):
     size = models.PositiveBigIntegerField(default=0, verbose_name=_("size"))
     # studies.rendering.PlainImage as JSON, read from the header when the file was stored: its
     # frames render without reading the header again. Null: they need the header.
-    plain_image = models.JSONField(
+    plain_image = ValuesInsertedJSONField(
         null=True, blank=True, editable=False, verbose_name=_("plain image")
     )
     received_at = models.DateTimeField(auto_now_add=True, verbose_name=_("received at"))

@@ -193,15 +193,14 @@ def _spool(stream: IO[bytes], limit: int) -> tuple[IO[bytes], str, int]:
 
 
 def _in_memory(stream: io.BytesIO, limit: int) -> tuple[io.BytesIO, str, int]:
-    with stream.getbuffer() as content:
-        size = content.nbytes
-        if size > limit:
-            raise _too_large(limit)
-        if size == 0:
-            raise _empty()
-        sha256 = hashlib.sha256(content).hexdigest()
+    # A BytesIO made from bytes gives them back as they are, without a copy.
+    content = stream.getvalue()
+    if len(content) > limit:
+        raise _too_large(limit)
+    if not content:
+        raise _empty()
     stream.seek(0)
-    return stream, sha256, size
+    return stream, hashlib.sha256(content).hexdigest(), len(content)
 
 
 def _too_large(limit: int) -> FileRejected:

@@ -10,6 +10,8 @@ import pydicom
 import pytest
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import storages
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from pydicom.uid import generate_uid
 
 from audit.models import Action, AuditEvent, Outcome
@@ -203,6 +205,23 @@ def test_files_are_stored_under_content_derived_names(org, location, opened):
     assert instance.sha256 == sha
     assert instance.file == storage_name(sha) == f"{sha[:2]}/{sha[2:4]}/{sha}.dcm"
     assert storages["dicom"].exists(instance.file)
+
+
+def test_a_chunks_image_descriptions_are_written_as_values_not_as_an_array(
+    require_postgres, org, location
+):
+    # Django writes many rows as one array per column (UNNEST) on PostgreSQL, and psycopg
+    # escapes each quote of a JSON text in an array in Python: the descriptions go as VALUES.
+    slices = ct_series(slices=3)
+
+    with CaptureQueriesContext(connection) as queries:
+        result = upload(org, location, named(slices))
+
+    assert result.stored == [ds.SOPInstanceUID for ds in slices]
+    [insert] = [q["sql"] for q in queries if q["sql"].startswith('INSERT INTO "studies_instance"')]
+    assert "jsonb[]" not in insert
+    described = Instance.objects.values_list("plain_image", flat=True)
+    assert [image["rows"] for image in described] == [32, 32, 32]
 
 
 def test_identical_bytes_are_stored_once(org, location, tmp_path):
