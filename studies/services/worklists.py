@@ -40,28 +40,24 @@ def personal_worklist(user: User) -> Worklist:
 def file_received_studies(
     studies: list[Study], *, location: Location | None, added_by=None
 ) -> list[Entry]:
-    """Put newly received studies in the worklist of the location they arrived at (once each):
-    their entries, in order."""
+    """Put studies received just now in the worklist of the location they arrived at: their
+    entries, in order. The caller created the studies in its transaction, so none has an entry
+    yet, and none is looked for."""
     if location is None or not studies:
-        # Before the transaction: most chunks of a series bring no new study, and an empty
-        # savepoint still costs two round trips.
+        # Before the transaction: most chunks of a series bring no new study.
         return []
-    with transaction.atomic():
+    # Part of the caller's transaction, without a savepoint of its own (two round trips): a
+    # failure here fails the filing of the studies too.
+    with transaction.atomic(savepoint=False):
         worklist = location_worklist(location)
-        entries = {
-            entry.study_id: entry
-            for entry in Entry.objects.filter(
-                worklist=worklist, study__in=studies, origin=EntryOrigin.INGESTION
-            )
-        }
-        new = [
-            Entry(worklist=worklist, study=study, origin=EntryOrigin.INGESTION, added_by=added_by)
-            for study in studies
-            if study.pk not in entries
-        ]
-        if new:
-            Entry.objects.bulk_create(new)
-            # Rows written in bulk send no signals: forget remembered answers, as a save would.
-            decisions.changed()
-    entries.update((entry.study_id, entry) for entry in new)
-    return [entries[study.pk] for study in studies]
+        entries = Entry.objects.bulk_create(
+            [
+                Entry(
+                    worklist=worklist, study=study, origin=EntryOrigin.INGESTION, added_by=added_by
+                )
+                for study in studies
+            ]
+        )
+        # Rows written in bulk send no signals: forget remembered answers, as a save would.
+        decisions.changed()
+    return entries

@@ -155,6 +155,22 @@ def test_new_study_is_filed_once_in_the_location_worklist(org, location, alice):
     assert entry.added_by == alice
 
 
+def test_a_chunks_new_studies_are_filed_without_looking_for_entries(org, location, alice):
+    studies = [ct_series(slices=1, study_uid=f"{STUDY_UID}.{n}")[0] for n in range(3)]
+
+    with CaptureQueriesContext(connection) as queries:
+        result = upload(org, location, named(studies), uploaded_by=alice)
+
+    assert len(result.stored) == 3
+    assert not [
+        q for q in queries if q["sql"].startswith("SELECT") and '"studies_entry"' in q["sql"]
+    ]
+    entries = Entry.objects.filter(worklist=location_worklist(location))
+    assert sorted(entries.values_list("study__study_uid", flat=True)) == sorted(
+        ds.StudyInstanceUID for ds in studies
+    )
+
+
 @pytest.mark.parametrize("name", BUNDLED_RENDERABLE)
 def test_each_bundled_renderable_file_is_stored_or_rejected_for_a_missing_uid(org, location, name):
     data = bundled_test_file(name).read_bytes()
