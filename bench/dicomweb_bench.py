@@ -35,7 +35,9 @@ Eight measurements, each answered by both servers holding the same DICOM files:
   then found stored by each server. Issue 13's goal: at least Orthanc's instances per second.
 - **STOW-RS ingestion**: the same kind of new series sent to each server's ``POST /studies``
   (``multipart/related; type="application/dicom"``), ``--stow-files`` files a request (10),
-  one request after the other, as an uploader or a PACS forwarding over DICOMweb sends them;
+  one request after the other, as an uploader or a PACS forwarding over DICOMweb sends them
+  (``--stow-senders N``: N connections at once, each sending its share, as a browser's upload
+  of one file a request does);
   instances per second from the first request to the last answer, every answer 200 and every
   instance then found stored. Issue 13's goal: at least Orthanc's instances per second.
 
@@ -73,6 +75,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -196,6 +199,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="files a STOW-RS request, of the --store-instances a round (10)",
     )
     parser.add_argument(
+        "--stow-senders",
+        type=int,
+        default=1,
+        help="STOW-RS requests in flight at once, each on its own connection, as a browser's "
+        "upload sends several (1)",
+    )
+    parser.add_argument(
         "--workers", type=int, help="gunicorn sync workers (default: gunicorn.conf.py's)"
     )
     parser.add_argument(
@@ -231,12 +241,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown or not args.measure:
         parser.error(f"--measure takes names among {', '.join(MEASUREMENTS)}, not {unknown}")
     if (
-        min(args.store_instances, args.stow_files, args.connections, args.rounds) < 1
+        min(args.store_instances, args.stow_files, args.stow_senders, args.connections, args.rounds)
+        < 1
         or args.duration <= 0
     ):
         parser.error(
-            "--store-instances, --stow-files, --connections, --rounds and --duration must be "
-            "positive"
+            "--store-instances, --stow-files, --stow-senders, --connections, --rounds and "
+            "--duration must be positive"
         )
     return args
 
@@ -736,6 +747,12 @@ def main(argv: list[str] | None = None) -> int:
             "per_page": min(args.studies // len(FAMILY_NAMES), QIDO_LIMIT),
             "store_instances": args.store_instances,
             "stow_files_per_request": args.stow_files,
+            "stow_senders": args.stow_senders,
+            "stow_at_a_time": (
+                "one request at a time"
+                if args.stow_senders == 1
+                else f"{args.stow_senders} requests at a time"
+            ),
             "cold_slices": COLD_SLICES,
             "workers": len(portal.worker_pids()),
             "worker_memory_mb": portal.worker_memory_mb(),
@@ -958,11 +975,18 @@ def check_rest_answers(rest: Contender, paths: list[str], studies: int) -> None:
 
 
 def stow_series(
-    host: str, port: int, path: str, headers: dict[str, str], files: list[Path], per_request: int
+    host: str,
+    port: int,
+    path: str,
+    headers: dict[str, str],
+    files: list[Path],
+    per_request: int,
+    senders: int = 1,
 ) -> tuple[float, list[int]]:
-    """POST ``files`` to the STOW-RS resource at ``path``, ``per_request`` a request,
-    one after the other on one connection; (seconds from the first request to the last answer,
-    the answers' statuses). The bodies are built before the clock starts."""
+    """POST ``files`` to the STOW-RS resource at ``path``, ``per_request`` a request, from
+    ``senders`` connections at once (each sends its share of the requests one after the other);
+    (seconds from the first request to the last answer, the answers' statuses). The bodies are
+    built before the clock starts."""
     bodies = []
     for start in range(0, len(files), per_request):
         boundary = new_boundary()
@@ -971,34 +995,58 @@ def stow_series(
             for file in files[start : start + per_request]
         ]
         bodies.append((boundary, b"".join(multipart_stream(parts, boundary))))
-    statuses = []
-    connection = http.client.HTTPConnection(host, port, timeout=120)
+    statuses: list[int] = []
+    errors: list[BaseException] = []
+    ready = threading.Barrier(senders + 1)
+
+    def send(share: list[tuple[str, bytes]]) -> None:
+        ready.wait()
+        connection = http.client.HTTPConnection(host, port, timeout=120)
+        try:
+            for boundary, body in share:
+                connection.request(
+                    "POST",
+                    path,
+                    body=body,
+                    headers={
+                        **headers,
+                        "Content-Type": multipart_content_type("application/dicom", boundary),
+                    },
+                )
+                response = connection.getresponse()
+                response.read()
+                statuses.append(response.status)
+                if response.getheader("Connection", "").lower() == "close":
+                    connection.close()  # gunicorn's sync workers close after each answer
+        except BaseException as error:  # reported by the caller's thread
+            errors.append(error)
+        finally:
+            connection.close()
+
+    # Threads started from this one share its network namespace (the Orthanc contender's).
+    threads = [
+        threading.Thread(target=send, args=(bodies[number::senders],), daemon=True)
+        for number in range(senders)
+    ]
+    for thread in threads:
+        thread.start()
+    ready.wait()
     started = time.perf_counter()
-    try:
-        for boundary, body in bodies:
-            connection.request(
-                "POST",
-                path,
-                body=body,
-                headers={
-                    **headers,
-                    "Content-Type": multipart_content_type("application/dicom", boundary),
-                },
-            )
-            response = connection.getresponse()
-            response.read()
-            statuses.append(response.status)
-            if response.getheader("Connection", "").lower() == "close":
-                connection.close()  # gunicorn's sync workers close after each answer
-    finally:
-        connection.close()
-    return time.perf_counter() - started, statuses
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return seconds, statuses
 
 
 def measure_stow(args, folder: Path, contenders, orthanc):
     """STOW-RS of one new series per round, ``--stow-files`` files a request,
     interleaved."""
-    say(f"Measuring STOW-RS ({args.store_instances} instances, {args.stow_files} a request)…")
+    say(
+        f"Measuring STOW-RS ({args.store_instances} instances, {args.stow_files} a request, "
+        f"{args.stow_senders} at a time)…"
+    )
 
     def send(name: str, paths: list[Path]) -> tuple[float, str]:
         contender = contenders[name]
@@ -1010,6 +1058,7 @@ def measure_stow(args, folder: Path, contenders, orthanc):
             contender.headers("application/dicom+json"),
             paths,
             args.stow_files,
+            args.stow_senders,
         )
         if contender.namespace is None:
             seconds, statuses = call[0](*call[1:])
@@ -1079,8 +1128,8 @@ MEASUREMENTS = {
         "instances/s",
     ),
     "stow": (
-        "STOW-RS, {store_instances} x 512x512 CT, {stow_files_per_request} a request, one "
-        "request at a time",
+        "STOW-RS, {store_instances} x 512x512 CT, {stow_files_per_request} a request, "
+        "{stow_at_a_time}",
         "instances_per_s",
         "instances/s",
     ),
