@@ -28,6 +28,7 @@ password or a code.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 from dataclasses import dataclass
@@ -319,6 +320,12 @@ class LinkPage:
     code_active: bool
     mobile_hint: str
     attempts_left: int | None
+
+    def shown(self) -> tuple[object, ...]:
+        """Everything the page shows, which is everything of it but the link itself."""
+        return tuple(
+            getattr(self, each.name) for each in dataclasses.fields(self) if each.name != "link"
+        )
 
 
 def describe_link(link: GuestLink, request: HttpRequest) -> LinkPage:

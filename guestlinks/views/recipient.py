@@ -28,8 +28,10 @@ from guestlinks.models import GuestLink
 from guestlinks.services import opening
 from guestlinks.services.messages import sender_name
 from notifications.languages import speak
+from portal import decisions
 from portal.csrf import accepts_opaque_origin, no_referrer
 from portal.http import SeeOther
+from portal.remembered_pages import page_question, render_page, shows_messages
 from studies.models import Study
 
 _LINK_PAGE = "guestlinks/recipient/link.html"
@@ -63,16 +65,46 @@ def _link_page(
     status: int = 200,
 ) -> HttpResponse:
     page = page or opening.describe_link(link, request)
-    return render(
-        request,
-        _LINK_PAGE,
-        {
-            "page": page,
-            "form": form if form is not None else OpenLinkForm(page=page),
-            "notice": notice,
-            "code_error": code_error,
-        },
-        status=status,
+    context = {
+        "page": page,
+        "form": form if form is not None else OpenLinkForm(page=page),
+        "notice": notice,
+        "code_error": code_error,
+        # The page's own address (the language menu and the login link lead back to it).
+        "page_address": request.get_full_path(),
+        "page_path": request.path,
+    }
+    if form is None and not notice and not code_error and _same_for_every_visitor(request):
+        remembered = decisions.remember(
+            _link_page_key(request, page),
+            lambda: (render_page(request, _LINK_PAGE, context, holes=_ADDRESS_HOLES), None),
+        )
+        return remembered.response(
+            request, status=status, **dict.fromkeys(_ADDRESS_HOLES, request.path)
+        )
+    return render(request, _LINK_PAGE, context, status=status)
+
+
+# A link page before its gates is the same for every link with the same gates, organization and
+# language, but for its address, which holds the link's token: remembered once for all of them
+# (portal.remembered_pages), with the address filled in by each answer and never cached.
+_ADDRESS_HOLES = ("page_address", "page_path")
+
+
+def _same_for_every_visitor(request: HttpRequest) -> bool:
+    """Whether this visitor's link page is the one every visitor of such a link sees: not a
+    logged-in user's (the page then names them), not one with one-time messages, and at an
+    address without a query (so that its two ways of naming the address agree)."""
+    return (
+        not request.user.is_authenticated
+        and request.get_full_path() == request.path
+        and not shows_messages(request)
+    )
+
+
+def _link_page_key(request: HttpRequest, page: opening.LinkPage) -> str:
+    return "guest-link-page:" + decisions.digest(
+        *page.shown(), *page_question(request, address=False)
     )
 
 
