@@ -43,6 +43,10 @@ from django.utils import timezone, translation
 # escaping is owed when it is put in.
 _PLAIN_FILL = re.compile(r"[A-Za-z0-9/_.~-]*")
 _CSRF_TOKEN = "csrf_token"  # noqa: S105 - the context variable, not a secret
+# The shape of RememberedPage, part of every page's question: moved on when the class changes,
+# so that a release never reads the pages the one before it remembered (during a deploy both
+# share the cache).
+_SHAPE = "pieces-holes-facts"
 
 
 @dataclass(frozen=True)
@@ -102,8 +106,10 @@ def page_question(request: HttpRequest, *, address: bool = True) -> tuple[str, .
     """What a page's HTML depends on besides its view's own criteria and the principal: its
     address (the language menu leads back to it; ``address=False`` for a page that has it
     filled in, as a hole), the host its absolute links name, the language and time zone it is
-    written in, and the static files it links to (a release with other files asks again)."""
+    written in, and the static files it links to (a release with other files asks again), and
+    the shape the page is remembered in."""
     return (
+        _SHAPE,
         request.scheme or "",
         request.get_host(),
         request.get_full_path() if address else "",

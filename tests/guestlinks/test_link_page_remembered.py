@@ -13,6 +13,7 @@ import pytest
 from django.core.cache import caches
 
 from guestlinks.models import GuestLink
+from portal import remembered_pages
 from portal.remembered_pages import RememberedPage, render_page
 from tests.accounts.helpers import HttpsClient
 from tests.conftest import make_user
@@ -145,3 +146,17 @@ def test_a_rendered_page_has_a_hole_wherever_its_context_names_one(rf):
     assert page.holes == ("csrf_token",)
     filled = page.response(request).content.decode()
     assert CSRF_VALUE.search(filled)[1] not in ("", "NOTPROVIDED")
+
+
+def test_a_release_that_remembers_pages_in_another_shape_renders_them_again(
+    guest, study, make_link, monkeypatch
+):
+    """During a deploy two releases share the cache: a page remembered in the shape of one is
+    never read by the other."""
+    _, token = make_link(study)
+    guest.get(link_path(token))
+    assert guest.get(link_path(token)).templates == []
+
+    monkeypatch.setattr(remembered_pages, "_SHAPE", "another-shape")
+
+    assert guest.get(link_path(token)).templates
