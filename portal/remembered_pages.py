@@ -65,7 +65,7 @@ class RememberedPage:
         each hole the page was rendered with (see :func:`render_page`)."""
         values = dict(fills)
         for name, value in values.items():
-            if not _PLAIN_FILL.fullmatch(value):
+            if not fills_as_is(value):
                 raise ValueError(f"{name} would need escaping: render the page instead")
         if _CSRF_TOKEN in self.holes:
             values[_CSRF_TOKEN] = get_token(request)
@@ -73,6 +73,12 @@ class RememberedPage:
         for hole, piece in zip(self.holes, self.pieces[1:], strict=True):
             html += [values[hole], piece]
         return HttpResponse("".join(html), status=status)
+
+
+def fills_as_is(value: str) -> bool:
+    """Whether ``value`` may fill a remembered page's hole: it reads the same escaped for HTML
+    and encoded in a URL."""
+    return _PLAIN_FILL.fullmatch(value) is not None
 
 
 def render_page(

@@ -31,7 +31,7 @@ from notifications.languages import speak
 from portal import decisions
 from portal.csrf import accepts_opaque_origin, no_referrer
 from portal.http import SeeOther
-from portal.remembered_pages import page_question, render_page, shows_messages
+from portal.remembered_pages import fills_as_is, page_question, render_page, shows_messages
 from studies.models import Study
 
 _LINK_PAGE = "guestlinks/recipient/link.html"
@@ -94,10 +94,12 @@ _ADDRESS_HOLES = ("page_address", "page_path")
 def _same_for_every_visitor(request: HttpRequest) -> bool:
     """Whether this visitor's link page is the one every visitor of such a link sees: not a
     logged-in user's (the page then names them), not one with one-time messages, and at an
-    address without a query (so that its two ways of naming the address agree)."""
+    address without a query (so that its two ways of naming the address agree) that fills the
+    page as it is (a token always does; a deployment's prefix might not)."""
     return (
         not request.user.is_authenticated
         and request.get_full_path() == request.path
+        and fills_as_is(request.path)
         and not shows_messages(request)
     )
 

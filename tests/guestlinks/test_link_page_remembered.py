@@ -127,6 +127,18 @@ def test_a_page_with_a_query_or_in_another_language_is_its_own(guest, study, mak
     assert NEXT_VALUE.findall(in_dutch.content.decode()) == [link_path(dutch)]
 
 
+def test_an_address_that_would_need_escaping_is_rendered_for_its_request(guest, study, make_link):
+    """Under a deployment's prefix that is not plain text, the page is rendered every time,
+    with its address escaped as the template escapes it."""
+    _, token = make_link(study)
+    guest.get(link_path(token))
+
+    prefixed = guest.get(link_path(token), SCRIPT_NAME="/a&b")
+
+    assert prefixed.status_code == 200 and prefixed.templates
+    assert NEXT_VALUE.findall(prefixed.content.decode()) == [f"/a&amp;b{link_path(token)}"]
+
+
 def test_a_remembered_page_takes_only_values_that_need_no_escaping(rf):
     request = rf.get("/l/x")
     page = RememberedPage(pieces=("<a href='", "'>"), holes=("page_path",))
