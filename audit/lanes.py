@@ -7,7 +7,10 @@ trips, with every other worker of the organization queueing on the head meanwhil
 chain of its own that one connection claims for as long as it lives (a session-level advisory
 lock, released by PostgreSQL when the connection ends). Its owner knows the lane's head, since
 nobody else appends there, and appends in one statement that moves the head only if it is still
-the one expected (audit.services): about 1.3x the searches a second with five workers.
+the one expected (audit.services): about 1.3x the searches a second with five workers. An action's
+own transaction (a link opened, a share made) appends to the lane too: the lane's head stays
+locked until the action commits, which holds up nobody, where the organization's head would hold
+up every other action of the organization meanwhile.
 
 The advisory lock is what keeps the expected head right, not what keeps the chain whole: the
 statement checks the head under its row lock, so an append that finds another one there (a

@@ -181,8 +181,8 @@ def chain_for(organization_id: int | None) -> int:
 
 
 # An organization's chain has lanes: chains of their own, each appended to by one database
-# connection at a time (audit.lanes), so that appends outside a transaction (a search, a view)
-# never queue on one head. Lane n of chain c is the chain c + n * LANE_SPAN; lane 0 is c itself.
+# connection at a time (audit.lanes), so that the workers' appends never queue on one head.
+# Lane n of chain c is the chain c + n * LANE_SPAN; lane 0 is c itself.
 LANE_SPAN = 1 << 40
 
 

@@ -5,10 +5,10 @@ or neither does. If the event cannot be written the exception propagates and the
 (fail closed). ``record_many`` appends several events at once (a batch of received studies).
 
 Each organization has its own chain (and events of no organization one more): an append locks
-only its chain's head, so unrelated organizations never wait for each other. Outside a
-transaction on PostgreSQL an event goes to the lane of that chain its connection holds
-(audit.lanes), where it waits for nobody. Each event's hash is an HMAC under ``AUDIT_KEY``
-(audit.signing) of its content and its predecessor's hash.
+only its chain's head, so unrelated organizations never wait for each other. On PostgreSQL an
+event goes to the lane of that chain its connection holds (audit.lanes), where it waits for
+nobody, in the caller's transaction or, outside one, in a transaction of its own. Each event's
+hash is an HMAC under ``AUDIT_KEY`` (audit.signing) of its content and its predecessor's hash.
 """
 
 import contextlib
@@ -168,8 +168,8 @@ class EventArguments(TypedDict, total=False):
 
 
 def record(**arguments: Unpack[EventArguments]) -> AuditEvent:
-    """Append one event (see :class:`EventArguments`): outside a transaction on PostgreSQL, to
-    this connection's lane of its organization's chain (audit.lanes); otherwise to that chain."""
+    """Append one event (see :class:`EventArguments`): on PostgreSQL to this connection's lane of
+    its organization's chain (audit.lanes); otherwise, or with no lane free, to that chain."""
     return _appended(_new_event(**arguments))
 
 
@@ -188,8 +188,8 @@ def record_many(events: Iterable[EventArguments]) -> list[AuditEvent]:
     as :func:`record` appends one with those arguments. On PostgreSQL each chain's head is
     locked and moved once for all of its events, which are inserted together: a batch of 100
     received studies took 200 round trips to audit one by one, and takes three. A single event
-    goes as :func:`record` takes it (outside a transaction, its lane: one statement), as most
-    batches of a STOW-RS request or an upload of one study have."""
+    goes as :func:`record` takes it (to its lane: one statement), as most batches of a STOW-RS
+    request or an upload of one study have."""
     built = [_new_event(**arguments) for arguments in events]
     if not built:
         return []
@@ -377,14 +377,17 @@ _APPEND_IN_LANE = (
 
 
 def _appended_in_lane(event: AuditEvent, chain: int, key: SigningKey) -> bool:
-    """Append ``event`` to this connection's lane of ``chain`` (audit.lanes), outside a
-    transaction on PostgreSQL: in one statement when the lane's head is the one this connection
-    left, else (the lane's first event here, or a head moved by someone else) the locking way.
+    """Append ``event`` to this connection's lane of ``chain`` (audit.lanes) on PostgreSQL: in
+    one statement when the lane's head is the one this connection left, else (the lane's first
+    event here, or a head moved by someone else) the locking way.
 
-    Returns False, having written nothing, inside a transaction (the event must commit with the
-    caller's action, and on the chain its other events lock), on SQLite, and when no lane is
-    free."""
-    if connection.vendor != "postgresql" or connection.in_atomic_block:
+    Outside a transaction the statement is its own. Inside the caller's, the event commits or
+    rolls back with the action, and the lane's head stays locked until then, which holds up
+    nobody: no other connection appends to the lane. After a rollback the head is not the one
+    this connection left, so its next event is appended the locking way, onto the real head.
+
+    Returns False, having written nothing, on SQLite and when no lane is free."""
+    if connection.vendor != "postgresql":
         return False
     lane = claimed_lane(chain)
     if lane is None:

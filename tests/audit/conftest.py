@@ -15,6 +15,15 @@ from tests.accounts.helpers import (
 from tests.factories import make_study
 
 
+@pytest.fixture(autouse=True)
+def organization_chains(settings):
+    """The stories of the chains themselves (appending, tampering, verifying, checkpoints) read
+    the organization's chain: lanes off, as on SQLite, behind a pooler in transaction mode or
+    with every lane held, every event goes there. Lanes have stories of their own (test_lanes),
+    and a test that asks for lanes sets ``AUDIT_LANES`` itself."""
+    settings.AUDIT_LANES = 0
+
+
 @pytest.fixture
 def trail(org, other_org, alice, carol, dana):
     """A morning at St. Elsewhere and Riverside: logins, a study viewed and downloaded, a failed

@@ -42,10 +42,9 @@ def run_in_threads(work, count: int) -> list[BaseException]:
 
 
 def start_chain(**arguments) -> None:
-    """Make the chain's head with a first event, in a transaction: outside one the event would
-    go to a lane of the chain (audit.lanes), which has a head of its own."""
-    with transaction.atomic():
-        record(**arguments)
+    """Make the chain's head with a first event (these stories turn lanes off: the
+    organization's chain itself takes every event)."""
+    record(**arguments)
 
 
 def shared_predecessors() -> int:
@@ -123,8 +122,8 @@ def test_concurrent_appends_of_several_organizations_form_one_unbroken_chain_eac
 def test_audit_chain_unrelated_organizations_append_in_parallel(require_postgres):
     """Issue 10, finding 3: every audited transaction of every organization used to wait on one
     chain-head row lock. A transaction of St. Elsewhere that audited and has not committed yet
-    (a share still writing its entries) must not hold up Riverside, while a second transaction
-    of St. Elsewhere still waits its turn."""
+    (a share still writing its entries) must not hold up Riverside, while without lanes a second
+    transaction of St. Elsewhere still waits its turn (with lanes it does not: test_lanes)."""
     record(action=Action.LOGIN, actor_label="alice", organization_id=ST_ELSEWHERE)
     record(action=Action.LOGIN, actor_label="carol", organization_id=RIVERSIDE)
     holding = threading.Event()

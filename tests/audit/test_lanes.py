@@ -1,6 +1,6 @@
-"""Lanes (audit.lanes): on PostgreSQL each database connection appends the events it records
-outside a transaction to a lane of the organization's chain that it alone holds, in one
-statement, and every lane verifies as a chain of its own."""
+"""Lanes (audit.lanes): on PostgreSQL each database connection appends the events it records to a
+lane of the organization's chain that it alone holds, in one statement, outside a transaction
+and in an action's own; every lane verifies as a chain of its own."""
 
 import threading
 import time
@@ -30,6 +30,12 @@ ORGANIZATION = 7
 
 
 @pytest.fixture(autouse=True)
+def organization_chains(settings):
+    """Lanes on, as in production (the audit stories' own fixture turns them off)."""
+    settings.AUDIT_LANES = 32
+
+
+@pytest.fixture(autouse=True)
 def new_connection():
     """Each test starts on a connection of its own, holding no lane yet."""
     connection.close()
@@ -42,6 +48,10 @@ def search(**arguments) -> AuditEvent:
         organization_id=ORGANIZATION,
         **arguments,
     )
+
+
+def share() -> AuditEvent:
+    return record(action=Action.SHARE_CREATED, actor_label="alice", organization_id=ORGANIZATION)
 
 
 def lane_lock(database_url: str, lane: int, *, within: float = 0.0):
@@ -80,14 +90,90 @@ def test_a_connection_appends_to_its_lane_in_one_statement(require_postgres):
     assert chain_label(first.chain) == "lane 1 of the chain of organization #7"
 
 
-def test_events_inside_a_transaction_go_to_the_organizations_chain(require_postgres):
-    search()
+def test_an_actions_event_goes_to_its_lane_in_one_statement_and_commits_with_it(
+    require_postgres,
+):
+    first = search()
     with transaction.atomic():
-        shared = record(
-            action=Action.SHARE_CREATED, actor_label="alice", organization_id=ORGANIZATION
-        )
-    assert shared.chain == chain_for(ORGANIZATION)
-    assert verify_chain().ok
+        with CaptureQueriesContext(connection) as queries:
+            shared = share()
+        assert len(queries.captured_queries) == 1, [q["sql"][:80] for q in queries]
+    assert (shared.chain, shared.prev_hash) == (first.chain, first.hash)
+    assert AuditEvent.objects.get(pk=shared.pk).hash == shared.hash
+    assert ChainHead.objects.get(chain=first.chain).last_hash == shared.hash
+    result = verify_chain()
+    assert result.ok, [str(b) for b in result.breaks]
+    assert result.count == 2
+
+
+def test_an_event_rolled_back_with_its_action_leaves_its_lane_whole(require_postgres):
+    """The connection expects its lane's head to be the event it wrote; after the rollback it
+    is not, so the next event is chained onto the head as it really is."""
+    first = search()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        share()
+        raise RuntimeError("the action fails after its event was appended")
+    assert list(AuditEvent.objects.values_list("pk", flat=True)) == [first.pk]
+    assert ChainHead.objects.get(chain=first.chain).last_hash == first.hash
+    following = search()
+    assert (following.chain, following.prev_hash) == (first.chain, first.hash)
+    with transaction.atomic():
+        last = share()
+    assert last.prev_hash == following.hash
+    assert ChainHead.objects.get(chain=first.chain).count == 3
+    result = verify_chain()
+    assert result.ok, [str(b) for b in result.breaks]
+    assert result.count == 3
+
+
+def test_an_action_not_yet_committed_holds_up_no_other_action_of_its_organization(
+    require_postgres,
+):
+    """Without lanes, a transaction that audited holds its organization's head until it
+    commits, and the organization's next action waits (test_concurrency); with them, each
+    worker's action appends to its own lane."""
+    search()
+    holding = threading.Event()
+    release = threading.Event()
+    outcome: dict[str, object] = {}
+
+    def open_transaction() -> None:
+        try:
+            with transaction.atomic():
+                outcome["held"] = share().chain
+                holding.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    def another_action() -> None:
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    # Waiting longer than this on a lock is an error, not a hang.
+                    cursor.execute("SET LOCAL lock_timeout = '2s'")
+                outcome["other"] = share().chain
+        except BaseException as exc:  # reported below
+            outcome["other"] = exc
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=open_transaction)
+    holder.start()
+    try:
+        assert holding.wait(timeout=30)
+        other = threading.Thread(target=another_action)
+        other.start()
+        other.join(timeout=30)
+    finally:
+        release.set()
+        holder.join(timeout=30)
+    assert isinstance(outcome["other"], int), outcome["other"]
+    assert outcome["other"] != outcome["held"]
+    assert {lane_of(outcome[key])[0] for key in ("held", "other")} == {chain_for(ORGANIZATION)}
+    result = verify_chain()
+    assert result.ok, [str(b) for b in result.breaks]
+    assert result.count == 3
 
 
 def test_a_lane_whose_head_moved_under_it_is_appended_to_the_locking_way(require_postgres):
@@ -225,7 +311,7 @@ def test_a_lane_cut_short_is_detected_by_its_seal_and_by_checkpoints(
 
 def test_a_batch_of_one_event_takes_its_lane_too(require_postgres):
     """An upload or a STOW-RS request of one study records one event (``record_many``): like
-    ``record``, outside a transaction it goes to the connection's lane, in one statement."""
+    ``record``, it goes to the connection's lane, in one statement."""
     from audit.services import record_many
 
     first = search()
