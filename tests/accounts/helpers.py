@@ -1,5 +1,6 @@
 """Clients and two-factor helpers for the accounts and portal tests."""
 
+import re
 import time
 
 from django.db import connection
@@ -112,3 +113,15 @@ def api_token(user) -> str:
         user=user, digest=secret_digest(secret, purpose=TOKEN_PURPOSE), prefix=secret[:8]
     )
     return secret
+
+
+_CSRF_VALUE = re.compile(r'name="csrfmiddlewaretoken" value="[^"]*"')
+
+
+def without_random_values(html: str, *tokens: str) -> str:
+    """A page without its random values (its CSRF token, and ``tokens``: the link or invitation
+    in its own address), which may spell anything, a patient's name included: what is left is
+    what the page says."""
+    for token in tokens:
+        html = html.replace(token, "<token>")
+    return _CSRF_VALUE.sub('name="csrfmiddlewaretoken" value=""', html)
