@@ -148,11 +148,16 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several gunicorn workers or a Celery worker may write at once: wait instead of failing.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
     DATABASES["default"]["CONN_MAX_AGE"] = 0
-elif env_bool("DB_PREPARED_STATEMENTS", True):
-    # PostgreSQL keeps the plan of a statement its connection has run twice: planning is most
-    # of a short lookup's cost (a guest link's five-table lookup: 0.4 ms planning, 0.2 running).
-    # Off behind a connection pooler in transaction mode (PgBouncer), which shares connections.
-    DATABASES["default"]["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 2}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, with a check of a reused connection that asks the server nothing while
+    # the server has said nothing (portal.postgresql.base).
+    DATABASES["default"]["ENGINE"] = "portal.postgresql"
+    if env_bool("DB_PREPARED_STATEMENTS", True):
+        # PostgreSQL keeps the plan of a statement its connection has run twice: planning is
+        # most of a short lookup's cost (a guest link's five-table lookup: 0.4 ms planning, 0.2
+        # running). Off behind a connection pooler in transaction mode (PgBouncer), which shares
+        # connections.
+        DATABASES["default"]["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 2}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Caches: rendered frames and throttling counters ----------------------------------------
