@@ -34,6 +34,13 @@ user's memberships twenty times. Answers too particular to be shared (a page's a
 studies) are kept for the request alone (:func:`once_per_request`). The request's copy is
 dropped by :func:`changed`, so a request that changes access and then reads it sees the
 change.
+
+A logged-in user's request asks the cache first, in one round trip, for the answers their last
+request asked for and for the generations (:func:`ask_as_last_time`). A page remembered whole
+(``near=True``: the directory at one search) is seldom the one the last request asked for, so
+each process keeps its own copy of the pages it answered, as the cache holds them: a request
+that has read the generations ahead takes a page from there when it carries a current one, and
+asks the cache only for a page this process has not answered, or not since it changed.
 """
 
 from __future__ import annotations
@@ -71,6 +78,18 @@ _request_answers: ContextVar[dict[str, Any] | None] = ContextVar(
 _request_asked: ContextVar[dict[str, None] | None] = ContextVar(
     "decisions_request_asked", default=None
 )
+
+# The generations this request's ask-ahead found current (:func:`prefetch`; None before it, and
+# again after a change in the request): what a page kept in this process must carry to be used.
+_request_generations: ContextVar[set[str] | None] = ContextVar(
+    "decisions_request_generations", default=None
+)
+
+# The pages (answers remembered with ``near=True``) this process answered, by key, as the cache
+# holds them: (generation carried, valid until, page). At most _NEAR_ANSWERS at once: when full,
+# all are forgotten together, as guesses are.
+_near_answers: dict[str, tuple[str, float, Any]] = {}
+_NEAR_ANSWERS = 64
 
 # Plain cache entries asked for ahead with the answers (a session, :func:`taken_ahead`), by their
 # key in the default cache, for the request to take once (None outside a request).
@@ -143,6 +162,8 @@ def _forget_request_answers() -> None:
     kept = _request_answers.get()
     if kept:
         kept.clear()
+    # The generations read ahead are no longer current: pages are asked of the cache again.
+    _request_generations.set(None)
 
 
 @contextlib.contextmanager
@@ -151,9 +172,11 @@ def kept_for_request() -> Iterator[None]:
     token = _request_answers.set({})
     asked = _request_asked.set({})
     ahead = _request_taken_ahead.set({})
+    generations = _request_generations.set(None)
     try:
         yield
     finally:
+        _request_generations.reset(generations)
         _request_taken_ahead.reset(ahead)
         _request_asked.reset(asked)
         _request_answers.reset(token)
@@ -205,19 +228,23 @@ def remember(
     ttl: int | None = None,
     scope: str | None = None,
     together: str | None = None,
+    near: bool = False,
 ) -> T:
     """The answer remembered under ``key``, or ``compute()``'s, remembered. ``compute`` returns
     the answer and when it stops being true (None: not by itself); an answer that is None (no
     access) is remembered too. An answer that depends on ``scope``'s models alone (``ACCOUNTS``)
     says so, and outlives changes to anything else. With ``together``, of the requests that find
     no answer at the same moment one computes it and the others wait for it
-    (:func:`remember_with_neighbours`)."""
+    (:func:`remember_with_neighbours`). A page remembered whole says ``near``: this process
+    keeps a copy of its own too (see the module's docstring)."""
 
     def compute_alone() -> tuple[dict[str, T], datetime | None]:
         answer, until = compute()
         return {key: answer}, until
 
-    return remember_with_neighbours(key, compute_alone, ttl=ttl, scope=scope, together=together)
+    return remember_with_neighbours(
+        key, compute_alone, ttl=ttl, scope=scope, together=together, near=near
+    )
 
 
 def remember_when_committed(answers: dict[str, Any], *, scope: str | None = None) -> None:
@@ -248,6 +275,7 @@ def remember_with_neighbours(
     ttl: int | None = None,
     together: str | None = None,
     scope: str | None = None,
+    near: bool = False,
 ) -> T:
     """As :func:`remember`, for a question asked with many like it (each frame of a series):
     ``compute`` answers ``key`` and its neighbours' keys at once, with when they all stop being
@@ -267,7 +295,7 @@ def remember_with_neighbours(
     kept = _request_answers.get()
     if kept is not None and key in kept:
         return kept[key]
-    answer = _remembered(key, compute, seconds, together, scope)
+    answer = _remembered(key, compute, seconds, together, scope, near)
     if kept is not None:
         kept[key] = answer
     return answer
@@ -349,6 +377,7 @@ def forget_asked() -> None:
     stood for (the cache they were asked of is gone)."""
     for guesses in _all_guesses:
         guesses.clear()
+    _near_answers.clear()
 
 
 def ask_as_last_time(principal: str, *entries: str) -> None:
@@ -446,6 +475,7 @@ def prefetch(*keys: str, entries: Iterable[str] = ()) -> None:
     current = {
         _carried(scope, found[key]) for scope, key in generation_keys.items() if key in found
     }
+    _request_generations.set(current)
     now = time.time()
     for key in wanted:
         stored = found.get(f"decisions:{key}", _MISSING)
@@ -465,7 +495,12 @@ def _remembered(
     seconds: int,
     together: str | None = None,
     scope: str | None = None,
+    near: bool = False,
 ) -> T:
+    if near:
+        nearby = _near_answer(key)
+        if nearby is not _MISSING:
+            return nearby
     cache = _cache()
     full_key = f"decisions:{key}"
     generation_key = _generation_key(scope)
@@ -475,6 +510,8 @@ def _remembered(
     stored = found.get(full_key, _MISSING)
     now = time.time()
     if stored is not _MISSING and _holds(stored, {generation}, now):
+        if near:
+            _keep_near(key, stored)
         answer: T = stored[2]
         return answer
     computing = None
@@ -494,10 +531,28 @@ def _remembered(
         # An answer that ends by the time it is known (a refusal says "now") is not kept.
         if valid_until > time.time():
             _store(answers, generation, valid_until, seconds)
+            if near:
+                _keep_near(key, (generation, valid_until, answers[key]))
     finally:
         if computing is not None:
             cache.delete(computing)
     return answers[key]
+
+
+def _near_answer(key: str) -> Any:
+    """The page this process keeps under ``key``, if it carries a generation this request's
+    ask-ahead found current and has not ended; else ``_MISSING``."""
+    generations = _request_generations.get()
+    stored = _near_answers.get(key)
+    if generations is None or stored is None or not _holds(stored, generations, time.time()):
+        return _MISSING
+    return stored[2]
+
+
+def _keep_near(key: str, stored: tuple[str, float, Any]) -> None:
+    if len(_near_answers) >= _NEAR_ANSWERS:
+        _near_answers.clear()
+    _near_answers[key] = stored
 
 
 # How long the request computing answers for others (``together``) holds its mark at most, and

@@ -228,6 +228,7 @@ def _render_directory(
                     request, "directory-page", *listing.question(), *page_question(request)
                 ),
                 lambda: (page(), access_ends(request.user)),
+                near=True,
             )
     except InvalidCursor:
         return redirect(listing.url())

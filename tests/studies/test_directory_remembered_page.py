@@ -15,6 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from audit.models import Action, AuditEvent
+from portal import decisions
 from studies.models import AccessLevel
 from studies.views import directory as directory_views
 from tests.accounts.helpers import HttpsClient
@@ -141,3 +142,63 @@ def test_a_page_rendered_afresh_asks_when_the_users_access_ends_once(client, ali
 
     ends = [q["sql"] for q in queries if 'MIN("studies_entry"."valid_until")' in q["sql"]]
     assert len(ends) == 1, ends
+
+
+def test_a_page_this_process_answered_is_taken_from_it_with_the_ask_ahead_alone(
+    client, alice, org, location, renders, counting_cache
+):
+    """Going from one search's page to another and back: the ask-ahead (one round trip) reads
+    the generations, and the page this process answered before carries a current one, so the
+    cache is not asked for it again."""
+    make_study(org, location=location, family_name="Peeters")
+    client.force_login(alice)
+    directory = reverse("studies:directory")
+    first = client.get(directory)
+    client.get(f"{directory}?sort=name")
+    counting_cache.asked = 0
+
+    again = client.get(directory)
+
+    assert again.status_code == 200
+    assert counting_cache.asked == 1
+    assert renders == ["alice", "alice"]
+    assert TOKEN.sub("", again.content.decode()) == TOKEN.sub("", first.content.decode())
+    assert queried_rows() == [1, 1, 1]
+
+
+def test_a_page_this_process_answered_is_not_taken_once_what_it_shows_changed(
+    client, alice, org, location, renders, counting_cache
+):
+    make_study(org, location=location, family_name="Peeters")
+    client.force_login(alice)
+    directory = reverse("studies:directory")
+    client.get(directory)
+    client.get(f"{directory}?sort=name")
+
+    make_study(org, location=location, patient_id="P-0002", family_name="Janssens")
+    page = client.get(directory).content.decode()
+
+    assert "Janssens" in page and "Peeters" in page
+    assert renders == ["alice", "alice", "alice"]
+
+
+def test_a_page_is_taken_from_the_process_only_after_the_generations_were_read_ahead(
+    counting_cache, monkeypatch
+):
+    """Without an ask-ahead in the request (no generations read yet), the page is asked of the
+    cache, which knows whether it still holds; the pages kept are bounded."""
+    monkeypatch.setattr(decisions, "_NEAR_ANSWERS", 2)
+
+    def page(number):
+        return lambda: (f"page {number}", None)
+
+    for _ in range(2):
+        with decisions.kept_for_request():
+            assert decisions.remember("page:user:1:a", page(1), near=True) == "page 1"
+    assert counting_cache.asked == 2
+
+    with decisions.kept_for_request():
+        decisions.remember("page:user:1:b", page(2), near=True)
+        decisions.remember("page:user:1:c", page(3), near=True)
+    # Full at the third: every page kept was forgotten, and the third kept.
+    assert set(decisions._near_answers) == {"page:user:1:c"}
