@@ -85,12 +85,6 @@ _request_generations: ContextVar[set[str] | None] = ContextVar(
     "decisions_request_generations", default=None
 )
 
-# The pages (answers remembered with ``near=True``) this process answered, by key, as the cache
-# holds them: (generation carried, valid until, page). At most _NEAR_ANSWERS at once: when full,
-# all are forgotten together, as guesses are.
-_near_answers: dict[str, tuple[str, float, Any]] = {}
-_NEAR_ANSWERS = 64
-
 # Plain cache entries asked for ahead with the answers (a session, :func:`taken_ahead`), by their
 # key in the default cache, for the request to take once (None outside a request).
 _request_taken_ahead: ContextVar[dict[str, Any] | None] = ContextVar(
@@ -326,19 +320,20 @@ def asked_in_request() -> list[str]:
     return list(asked) if asked else []
 
 
-class _Guesses(Generic[V]):
-    """What this process guessed from a principal's, token's or session's last request, by its
-    key, at most ``_REMEMBERED_GUESSES`` at once: when full, all are forgotten together (cheaper
-    than knowing which is oldest, and a guess lost costs one round trip). A guess decides only
-    what is asked of the cache ahead, never an answer. Every one is cleared by
-    :func:`forget_asked`."""
+class _KeptInProcess(Generic[V]):
+    """What this process keeps by key, at most ``limit`` entries at once: when full, all are
+    forgotten together (cheaper than knowing which is oldest, and an entry lost costs one round
+    trip to the cache). Guesses from a principal's, token's or session's last request decide
+    only what is asked of the cache ahead, never an answer; pages kept answer only with a
+    generation the request read. Every one is cleared by :func:`forget_asked`."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = 10_000) -> None:
+        self.limit = limit
         self._by_key: dict[str, V] = {}
-        _all_guesses.append(self)
+        _all_kept.append(self)
 
     def note(self, key: str, value: V) -> None:
-        if len(self._by_key) >= _REMEMBERED_GUESSES:
+        if len(self._by_key) >= self.limit:
             self._by_key.clear()
         self._by_key[key] = value
 
@@ -352,14 +347,13 @@ class _Guesses(Generic[V]):
         self._by_key.clear()
 
 
-_all_guesses: list[_Guesses[Any]] = []
-_REMEMBERED_GUESSES = 10_000
+_all_kept: list[_KeptInProcess[Any]] = []
 
 # By whom ("user:<pk>"): the keys their last request in this process asked, which their next
 # request asks for in one round trip (:func:`ask_as_last_time`). An answer prefetched under a
 # key answers only a request that asks the same key, and every key about what someone may reach
 # names them.
-_asked_last: _Guesses[tuple[str, ...]] = _Guesses()
+_asked_last: _KeptInProcess[tuple[str, ...]] = _KeptInProcess()
 
 
 def note_asked(principal: str, keys: list[str]) -> None:
@@ -375,9 +369,8 @@ def note_asked(principal: str, keys: list[str]) -> None:
 def forget_asked() -> None:
     """Forget every guess: what everyone's last request asked, and whom every token and session
     stood for (the cache they were asked of is gone)."""
-    for guesses in _all_guesses:
-        guesses.clear()
-    _near_answers.clear()
+    for kept in _all_kept:
+        kept.clear()
 
 
 def ask_as_last_time(principal: str, *entries: str) -> None:
@@ -394,7 +387,7 @@ def ask_as_last_time(principal: str, *entries: str) -> None:
 # whom its last request in this process was logged in as, so that its next request asks for the
 # session and that user's answers in one round trip. Should the session name someone else now,
 # what was asked ahead for the guess answers nothing.
-_session_stood_for: _Guesses[str] = _Guesses()
+_session_stood_for: _KeptInProcess[str] = _KeptInProcess()
 
 
 def note_session_stood_for(entry: str, principal: str) -> None:
@@ -427,7 +420,7 @@ class StoodFor:
 # asks the cache for the verdict, the token's other decisions and what its view will ask for the
 # principal in one round trip (:func:`ask_ahead_for_token`). Should the token stand for someone
 # else now, what was asked ahead is another principal's and answers nothing.
-_stood_for: _Guesses[StoodFor] = _Guesses()
+_stood_for: _KeptInProcess[StoodFor] = _KeptInProcess()
 
 
 def note_stood_for(token_key: str, principal: str, *own_keys: str) -> None:
@@ -511,7 +504,7 @@ def _remembered(
     now = time.time()
     if stored is not _MISSING and _holds(stored, {generation}, now):
         if near:
-            _keep_near(key, stored)
+            _near_answers.note(key, stored)
         answer: T = stored[2]
         return answer
     computing = None
@@ -532,11 +525,16 @@ def _remembered(
         if valid_until > time.time():
             _store(answers, generation, valid_until, seconds)
             if near:
-                _keep_near(key, (generation, valid_until, answers[key]))
+                _near_answers.note(key, (generation, valid_until, answers[key]))
     finally:
         if computing is not None:
             cache.delete(computing)
     return answers[key]
+
+
+# The pages (answers remembered with ``near=True``) this process answered, by key, as the cache
+# holds them: (generation carried, valid until, page).
+_near_answers: _KeptInProcess[tuple[str, float, Any]] = _KeptInProcess(limit=64)
 
 
 def _near_answer(key: str) -> Any:
@@ -547,12 +545,6 @@ def _near_answer(key: str) -> Any:
     if generations is None or stored is None or not _holds(stored, generations, time.time()):
         return _MISSING
     return stored[2]
-
-
-def _keep_near(key: str, stored: tuple[str, float, Any]) -> None:
-    if len(_near_answers) >= _NEAR_ANSWERS:
-        _near_answers.clear()
-    _near_answers[key] = stored
 
 
 # How long the request computing answers for others (``together``) holds its mark at most, and
