@@ -2,10 +2,12 @@
 
 import importlib
 import json
+import threading
+from collections.abc import Callable
 from io import StringIO
 
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, transaction
 
 from audit.models import AuditEvent, ChainHead
 
@@ -72,3 +74,50 @@ def run_verify(*args: str) -> tuple[int, str, str]:
         err.write(str(exc))
         return exc.returncode, out.getvalue(), err.getvalue()
     return 0, out.getvalue(), err.getvalue()
+
+
+def appends_while_a_transaction_holds(
+    hold: Callable[[], AuditEvent], *appends: Callable[[], AuditEvent]
+) -> tuple[AuditEvent, list[AuditEvent | BaseException]]:
+    """Run ``hold`` (an append) in a transaction of a worker of its own and keep that
+    transaction open while each of ``appends`` runs in turn, each in a transaction of another
+    worker that waits at most two seconds for a lock. Returns what ``hold`` appended and, for
+    each of ``appends``, what it appended or what it raised (a lock timeout: it had to wait)."""
+    holding = threading.Event()
+    release = threading.Event()
+    held: list[AuditEvent] = []
+    outcomes: list[AuditEvent | BaseException] = []
+
+    def hold_open() -> None:
+        try:
+            with transaction.atomic():
+                held.append(hold())
+                holding.set()
+                release.wait(timeout=30)
+        finally:
+            connection.close()
+
+    def run(append: Callable[[], AuditEvent]) -> None:
+        try:
+            with transaction.atomic():
+                with connection.cursor() as cursor:
+                    # Waiting longer than this on a lock is an error, not a hang.
+                    cursor.execute("SET LOCAL lock_timeout = '2s'")
+                outcomes.append(append())
+        except BaseException as exc:  # the caller's to judge
+            outcomes.append(exc)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_open)
+    holder.start()
+    try:
+        assert holding.wait(timeout=30), "the holding transaction did not start"
+        for append in appends:
+            thread = threading.Thread(target=run, args=(append,))
+            thread.start()
+            thread.join(timeout=30)
+    finally:
+        release.set()
+        holder.join(timeout=30)
+    return held[0], outcomes

@@ -13,6 +13,7 @@ from psycopg.pq import TransactionStatus
 from audit.models import NO_ORGANIZATION_CHAIN, Action, AuditEvent, ChainHead, lane_of
 from audit.selectors import verify_chain
 from audit.services import record, record_many
+from tests.audit.helpers import appends_while_a_transaction_holds
 
 THREADS = 8
 EVENTS_PER_THREAD = 25
@@ -126,51 +127,23 @@ def test_audit_chain_unrelated_organizations_append_in_parallel(require_postgres
     transaction of St. Elsewhere still waits its turn (with lanes it does not: test_lanes)."""
     record(action=Action.LOGIN, actor_label="alice", organization_id=ST_ELSEWHERE)
     record(action=Action.LOGIN, actor_label="carol", organization_id=RIVERSIDE)
-    holding = threading.Event()
-    release = threading.Event()
-    outcome: dict[str, object] = {}
 
-    def open_transaction_at_st_elsewhere() -> None:
-        try:
-            with transaction.atomic():
-                record(
-                    action=Action.SHARE_CREATED, actor_label="alice", organization_id=ST_ELSEWHERE
-                )
-                holding.set()
-                release.wait(timeout=30)
-        finally:
-            connection.close()
+    def viewed(label: str, organization_id: int):
+        return lambda: record(
+            action=Action.STUDY_VIEWED, actor_label=label, organization_id=organization_id
+        )
 
-    def append(label: str, organization_id: int) -> None:
-        try:
-            with transaction.atomic():
-                with connection.cursor() as cursor:
-                    # Waiting longer than this on a lock is an error, not a hang.
-                    cursor.execute("SET LOCAL lock_timeout = '2s'")
-                record(
-                    action=Action.STUDY_VIEWED, actor_label=label, organization_id=organization_id
-                )
-            outcome[label] = "appended"
-        except OperationalError as exc:
-            outcome[label] = f"waited: {exc}"
-        finally:
-            connection.close()
+    _held, [carol, bob] = appends_while_a_transaction_holds(
+        lambda: record(
+            action=Action.SHARE_CREATED, actor_label="alice", organization_id=ST_ELSEWHERE
+        ),
+        viewed("carol", RIVERSIDE),
+        viewed("bob", ST_ELSEWHERE),
+    )
 
-    holder = threading.Thread(target=open_transaction_at_st_elsewhere)
-    holder.start()
-    try:
-        assert holding.wait(timeout=30)
-        for label, organization_id in (("carol", RIVERSIDE), ("bob", ST_ELSEWHERE)):
-            thread = threading.Thread(target=append, args=(label, organization_id))
-            thread.start()
-            thread.join(timeout=30)
-    finally:
-        release.set()
-        holder.join(timeout=30)
-
-    assert outcome["carol"] == "appended", outcome["carol"]
-    assert str(outcome["bob"]).startswith("waited: "), outcome["bob"]
-    assert "lock timeout" in str(outcome["bob"])
+    assert isinstance(carol, AuditEvent), carol
+    assert isinstance(bob, OperationalError), bob
+    assert "lock timeout" in str(bob)
     result = verify_chain()
     assert result.ok, [str(b) for b in result.breaks]
     assert result.count == 4

@@ -22,7 +22,12 @@ from audit.models import (
 from audit.selectors import HEAD_ALTERED, chain_label, verify_chain
 from audit.services import _appended_in_two_round_trips, _new_event, record
 from audit.signing import current_key, seal_head
-from tests.audit.helpers import drop_triggers, raw_execute, run_verify
+from tests.audit.helpers import (
+    appends_while_a_transaction_holds,
+    drop_triggers,
+    raw_execute,
+    run_verify,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -133,44 +138,12 @@ def test_an_action_not_yet_committed_holds_up_no_other_action_of_its_organizatio
     commits, and the organization's next action waits (test_concurrency); with them, each
     worker's action appends to its own lane."""
     search()
-    holding = threading.Event()
-    release = threading.Event()
-    outcome: dict[str, object] = {}
 
-    def open_transaction() -> None:
-        try:
-            with transaction.atomic():
-                outcome["held"] = share().chain
-                holding.set()
-                release.wait(timeout=30)
-        finally:
-            connection.close()
+    held, [other] = appends_while_a_transaction_holds(share, share)
 
-    def another_action() -> None:
-        try:
-            with transaction.atomic():
-                with connection.cursor() as cursor:
-                    # Waiting longer than this on a lock is an error, not a hang.
-                    cursor.execute("SET LOCAL lock_timeout = '2s'")
-                outcome["other"] = share().chain
-        except BaseException as exc:  # reported below
-            outcome["other"] = exc
-        finally:
-            connection.close()
-
-    holder = threading.Thread(target=open_transaction)
-    holder.start()
-    try:
-        assert holding.wait(timeout=30)
-        other = threading.Thread(target=another_action)
-        other.start()
-        other.join(timeout=30)
-    finally:
-        release.set()
-        holder.join(timeout=30)
-    assert isinstance(outcome["other"], int), outcome["other"]
-    assert outcome["other"] != outcome["held"]
-    assert {lane_of(outcome[key])[0] for key in ("held", "other")} == {chain_for(ORGANIZATION)}
+    assert isinstance(other, AuditEvent), other
+    assert other.chain != held.chain
+    assert {lane_of(event.chain)[0] for event in (held, other)} == {chain_for(ORGANIZATION)}
     result = verify_chain()
     assert result.ok, [str(b) for b in result.breaks]
     assert result.count == 3
