@@ -184,6 +184,75 @@ def test_a_page_this_process_answered_is_not_taken_once_what_it_shows_changed(
     assert renders == ["alice", "alice", "alice"]
 
 
+def pages_asked(cache) -> list[str]:
+    return [key for key in cache.answers_asked if "directory-page" in key]
+
+
+def test_a_reload_takes_the_page_this_process_keeps_without_carrying_it_from_the_cache(
+    client, alice, org, location, renders, counting_cache
+):
+    """The last page answered is among what the ask-ahead asks for, since the last request asked
+    for it; this process keeps a copy of it, so the ask-ahead leaves it out and the reload is
+    answered from that copy."""
+    make_study(org, location=location, family_name="Peeters")
+    client.force_login(alice)
+    directory = reverse("studies:directory")
+    first = client.get(directory)
+    counting_cache.asked, counting_cache.answers_asked = 0, []
+
+    again = client.get(directory)
+
+    assert counting_cache.asked == 1
+    assert pages_asked(counting_cache) == []
+    assert renders == ["alice"]
+    assert without_random_values(again.content.decode()) == without_random_values(
+        first.content.decode()
+    )
+
+
+def test_a_page_another_process_answered_comes_with_the_ask_ahead(
+    client, alice, org, location, renders, counting_cache
+):
+    make_study(org, location=location, family_name="Peeters")
+    client.force_login(alice)
+    directory = reverse("studies:directory")
+    client.get(directory)
+    # As in another process, which never answered this page.
+    decisions._near_answers.clear()
+    counting_cache.asked, counting_cache.answers_asked = 0, []
+
+    assert b"Peeters" in client.get(directory).content
+
+    assert counting_cache.asked == 1
+    assert len(pages_asked(counting_cache)) == 1
+    assert renders == ["alice"]
+
+
+def test_a_page_kept_from_before_a_change_is_asked_of_the_cache_which_holds_it_anew(
+    client, alice, org, location, renders, counting_cache
+):
+    """This process keeps the page as it was before a new study; another process has answered
+    it since, the new study listed. The copy here is not used: the cache is asked for the page
+    and answers the current one, not rendered again."""
+    make_study(org, location=location, family_name="Peeters")
+    client.force_login(alice)
+    directory = reverse("studies:directory")
+    client.get(directory)
+    before = dict(decisions._near_answers._by_key)
+    make_study(org, location=location, patient_id="P-0002", family_name="Janssens")
+    client.get(directory)
+    for key, page in before.items():
+        decisions._near_answers.note(key, page)
+    counting_cache.asked, counting_cache.answers_asked = 0, []
+
+    page = client.get(directory).content.decode()
+
+    assert "Janssens" in page and "Peeters" in page
+    assert renders == ["alice", "alice"]
+    assert counting_cache.asked == 2
+    assert len(pages_asked(counting_cache)) == 1
+
+
 def test_a_page_is_taken_from_the_process_only_after_the_generations_were_read_ahead(
     counting_cache, monkeypatch
 ):
