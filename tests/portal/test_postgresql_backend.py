@@ -2,6 +2,8 @@
 server has said nothing, and a connection the server ended is found unusable and replaced before
 a request's first query, as Django's ``SELECT 1`` would find it."""
 
+import select
+
 import psycopg
 import pytest
 from django.db import close_old_connections, connection, connections
@@ -89,6 +91,9 @@ def test_a_connection_with_something_to_read_is_asked_djangos_way(
     close_old_connections()
     with psycopg.connect(database_url, autocommit=True) as other:
         other.execute("NOTIFY portal_health_check")
+    # The listening server process sends the notification on its own time, after the commit.
+    readable, _, _ = select.select([reused_connection.fileno()], [], [], 5)
+    assert readable, "the notification never reached the socket"
     before = reused_connection.info.backend_pid
     assert backend_pid() == before
     assert checks_asked_of_the_server == [True]
