@@ -726,6 +726,9 @@ def _patients_for(
 ) -> dict[tuple[str, str], Patient]:
     """The organization's patients these headers name, created where new (from the first
     header naming each), blanks filled where known."""
+    if not headers:
+        # Files of stored studies alone, as most of a study's files are: no query to build.
+        return {}
     wanted: dict[tuple[str, str], DicomHeader] = {}
     for header in headers:
         wanted.setdefault((header.patient_id, header.issuer), header)
