@@ -1,7 +1,7 @@
 """Pieces for benchmarks that measure servers side by side on a shared, noisy machine.
 
 - :class:`ThrowawayDatabase`: PostgreSQL (a database dropped and re-created, dropped again at
-  the end) or an SQLite file, as ``DATABASE_URL``.
+  the end; refused while another run uses it) or an SQLite file, as ``DATABASE_URL``.
 - :class:`Gunicorn`: the portal served as in production, from ``gunicorn.conf.py`` with sync
   workers, on a port of 127.0.0.1, in its own process group.
 - :func:`http_load`: requests per second for a list of GET paths, from ``wrk`` (preferred: a C
@@ -105,16 +105,28 @@ class ThrowawayDatabase:
         self.folder = folder
         self.postgres_url = postgres_url.rstrip("/")
 
-    def _postgres(self, statement: str) -> None:
+    def _postgres(self, statement: str, *params: object) -> Any:
         import psycopg
 
         with psycopg.connect(f"{self.postgres_url}/postgres", autocommit=True) as connection:
-            connection.execute(statement)
+            cursor = connection.execute(statement, params or None)
+            return cursor.fetchall() if cursor.description else []
 
     def create(self) -> str:
-        """The new, empty database's URL."""
+        """The new, empty database's URL. One that a stopped run left behind is dropped first;
+        one that another run still uses is not (RuntimeError): a benchmark started while
+        another runs would otherwise pull the other's database from under its servers."""
         if self.engine == "sqlite":
             return f"sqlite:///{self.folder / f'{self.name}.sqlite3'}"
+        [(sessions,)] = self._postgres(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", self.name
+        )
+        if sessions:
+            raise RuntimeError(
+                f"The database {self.name} is in use ({sessions} connection(s)): another "
+                "benchmark is running, or a stopped one left its servers behind. Let it end, "
+                "or stop it, then start again."
+            )
         self._postgres(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
         self._postgres(f"CREATE DATABASE {self.name}")
         return f"{self.postgres_url}/{self.name}"
