@@ -40,6 +40,15 @@ def renders(monkeypatch) -> list[str]:
     return rendered
 
 
+def directory_answered_once(client, user, org, location):
+    """The user's directory, listing one study (of Peeters), answered once: its address and the
+    answer."""
+    make_study(org, location=location, family_name="Peeters")
+    client.force_login(user)
+    directory = reverse("studies:directory")
+    return directory, client.get(directory)
+
+
 def queried_rows() -> list[int]:
     return [
         event.details["rows"]
@@ -150,10 +159,7 @@ def test_a_page_this_process_answered_is_taken_from_it_with_the_ask_ahead_alone(
     """Going from one search's page to another and back: the ask-ahead (one round trip) reads
     the generations, and the page this process answered before carries a current one, so the
     cache is not asked for it again."""
-    make_study(org, location=location, family_name="Peeters")
-    client.force_login(alice)
-    directory = reverse("studies:directory")
-    first = client.get(directory)
+    directory, first = directory_answered_once(client, alice, org, location)
     client.get(f"{directory}?sort=name")
     counting_cache.asked = 0
 
@@ -171,10 +177,7 @@ def test_a_page_this_process_answered_is_taken_from_it_with_the_ask_ahead_alone(
 def test_a_page_this_process_answered_is_not_taken_once_what_it_shows_changed(
     client, alice, org, location, renders, counting_cache
 ):
-    make_study(org, location=location, family_name="Peeters")
-    client.force_login(alice)
-    directory = reverse("studies:directory")
-    client.get(directory)
+    directory, _first = directory_answered_once(client, alice, org, location)
     client.get(f"{directory}?sort=name")
 
     make_study(org, location=location, patient_id="P-0002", family_name="Janssens")
@@ -194,10 +197,7 @@ def test_a_reload_takes_the_page_this_process_keeps_without_carrying_it_from_the
     """The last page answered is among what the ask-ahead asks for, since the last request asked
     for it; this process keeps a copy of it, so the ask-ahead leaves it out and the reload is
     answered from that copy."""
-    make_study(org, location=location, family_name="Peeters")
-    client.force_login(alice)
-    directory = reverse("studies:directory")
-    first = client.get(directory)
+    directory, first = directory_answered_once(client, alice, org, location)
     counting_cache.asked, counting_cache.answers_asked = 0, []
 
     again = client.get(directory)
@@ -213,10 +213,7 @@ def test_a_reload_takes_the_page_this_process_keeps_without_carrying_it_from_the
 def test_a_page_another_process_answered_comes_with_the_ask_ahead(
     client, alice, org, location, renders, counting_cache
 ):
-    make_study(org, location=location, family_name="Peeters")
-    client.force_login(alice)
-    directory = reverse("studies:directory")
-    client.get(directory)
+    directory, _first = directory_answered_once(client, alice, org, location)
     # As in another process, which never answered this page.
     decisions._near_answers.clear()
     counting_cache.asked, counting_cache.answers_asked = 0, []
@@ -234,10 +231,7 @@ def test_a_page_kept_from_before_a_change_is_asked_of_the_cache_which_holds_it_a
     """This process keeps the page as it was before a new study; another process has answered
     it since, the new study listed. The copy here is not used: the cache is asked for the page
     and answers the current one, not rendered again."""
-    make_study(org, location=location, family_name="Peeters")
-    client.force_login(alice)
-    directory = reverse("studies:directory")
-    client.get(directory)
+    directory, _first = directory_answered_once(client, alice, org, location)
     before = dict(decisions._near_answers._by_key)
     make_study(org, location=location, patient_id="P-0002", family_name="Janssens")
     client.get(directory)
