@@ -162,6 +162,9 @@ def test_concurrent_appends_outside_transactions_form_unbroken_chains(
     and times never go backwards along a chain."""
     settings.AUDIT_LANES = lanes
     record(action=Action.LOGIN, actor_label="alice")  # the chain's head exists from here on
+    # A worker that is done closes its connection, which frees its lane for the next one: all
+    # hold theirs from their first event on, as web workers do, before any goes on.
+    all_appending = threading.Barrier(THREADS)
 
     def searcher(number: int) -> None:
         for i in range(EVENTS_PER_THREAD):
@@ -171,6 +174,8 @@ def test_concurrent_appends_outside_transactions_form_unbroken_chains(
                 actor_label=f"searcher-{number}",
                 details={"rows": i},
             )
+            if i == 0:
+                all_appending.wait(timeout=30)
 
     errors = run_in_threads(searcher, THREADS)
 
