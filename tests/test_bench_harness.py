@@ -5,7 +5,6 @@ import secrets
 
 import psycopg
 import pytest
-from django.db import connection
 
 from bench.harness import ThrowawayDatabase
 
@@ -13,10 +12,9 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
 
 @pytest.fixture
-def server_url(require_postgres) -> str:
-    settings = connection.settings_dict
-    host, port = settings.get("HOST") or "127.0.0.1", settings.get("PORT") or 5432
-    return f"postgres://{settings.get('USER') or 'postgres'}@{host}:{port}"
+def server_url(require_postgres, database_url) -> str:
+    """The test database's server, as the benchmarks take it (``--postgres-url``)."""
+    return database_url.rsplit("/", 1)[0]
 
 
 def test_a_database_another_run_uses_is_left_alone_and_taken_once_it_ends(server_url, tmp_path):
