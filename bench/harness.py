@@ -104,6 +104,9 @@ class ThrowawayDatabase:
         self.name = name
         self.folder = folder
         self.postgres_url = postgres_url.rstrip("/")
+        # Only a database this run created is dropped at its end: a run that refused to start
+        # (another run's database in use) cleans up after itself without touching the other's.
+        self._created = False
 
     def _postgres(self, statement: str, *params: object) -> Any:
         import psycopg
@@ -129,10 +132,13 @@ class ThrowawayDatabase:
             )
         self._postgres(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
         self._postgres(f"CREATE DATABASE {self.name}")
+        self._created = True
         return f"{self.postgres_url}/{self.name}"
 
     def drop(self) -> None:
-        if self.engine == "postgres":
+        """Drop the database this run created; nothing when it created none."""
+        if self.engine == "postgres" and self._created:
+            self._created = False
             with contextlib.suppress(Exception):
                 self._postgres(f"DROP DATABASE IF EXISTS {self.name} WITH (FORCE)")
 

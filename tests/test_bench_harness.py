@@ -28,6 +28,9 @@ def test_a_database_another_run_uses_is_left_alone_and_taken_once_it_ends(server
 
             with pytest.raises(RuntimeError, match="is in use"):
                 starting.create()
+            # The refused run cleans up as every run does at its end, and leaves the other's
+            # database where it is.
+            starting.drop()
 
             assert server.execute("SELECT count(*) FROM seeded").fetchone() == (0,)
         # The run is over and left its database behind: the next run starts afresh.
