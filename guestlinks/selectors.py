@@ -8,14 +8,12 @@ here, and a study held only through a narrower share is never one a link may han
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
 from django.core.exceptions import PermissionDenied
-from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models.query import get_related_populators  # type: ignore[attr-defined] # not in the stubs
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -25,6 +23,7 @@ from accounts.permissions import Perm
 from guestlinks.models import GuestLink, LinkState, TargetKind
 from guestlinks.services.state import LinkStatus, link_status
 from guestlinks.tokens import recovered_link_url
+from portal.prepared_queries import prepared
 from studies.access import (
     passes_on_in_full,
     user_studies_access,
@@ -41,65 +40,23 @@ from studies.models import Folder, Study, Worklist
 _LINK_PAGE_RELATIONS = ("organization", "study__patient")
 
 
-class _PreparedLinkLookup:
-    """The query of :func:`link_by_token_digests`, built by the ORM once per thread, database and
-    number of digests, then only run. The link page is the busiest address anyone may fetch
-    without logging in (recipients, mail scanners, chat previews), and building this one query
-    took four times as long as running it. The rows become models exactly as a queryset's do:
-    the same converters, ``from_db`` and ``select_related`` populators (the link has no composite
-    fields, the one other step of a queryset's rows)."""
-
-    def __init__(self, alias: str, digest_count: int) -> None:
-        placeholders = [f"digest-{index}" for index in range(digest_count)]
-        queryset = (
-            GuestLink.objects.using(alias)
-            .select_related(*_LINK_PAGE_RELATIONS)
-            .filter(token_digest__in=placeholders)
-            # Digests are unique: no order is needed to take the one match.
-            .order_by()[:1]
-        )
-        self.compiler = queryset.query.get_compiler(using=alias)
-        self.sql, params = self.compiler.as_sql()
-        if list(params) != placeholders:
-            raise RuntimeError(f"The link lookup takes other parameters than digests: {params}")
-        select, klass_info = self.compiler.select, self.compiler.klass_info
-        assert klass_info is not None
-        columns = klass_info["select_fields"]
-        self.link_columns = slice(columns[0], columns[-1] + 1)
-        self.link_attnames = [column.target.attname for column, _, _ in select[self.link_columns]]
-        self.populators = get_related_populators(klass_info, select, alias)
-        # Which columns need a Python conversion (SQLite's dates, for one): asked once too.
-        self.converters = self.compiler.get_converters([column for column, _, _ in select])
-        self.alias = alias
-
-    def run(self, digests: Sequence[str]) -> GuestLink | None:
-        with connections[self.alias].cursor() as cursor:
-            cursor.execute(self.sql, list(digests))
-            rows = cursor.fetchall()
-        for row in self.compiler.apply_converters(rows, self.converters):
-            link = GuestLink.from_db(self.alias, self.link_attnames, row[self.link_columns])
-            for populator in self.populators:
-                populator.populate(row, link)
-            return link
-        return None
-
-
-_prepared_lookups = threading.local()
+def _links_with_digests(digests: list[str]) -> QuerySet[GuestLink]:
+    # Digests are unique: no order is needed to take the one match.
+    return (
+        GuestLink.objects.select_related(*_LINK_PAGE_RELATIONS)
+        .filter(token_digest__in=digests)
+        .order_by()[:1]
+    )
 
 
 def link_by_token_digests(digests: Sequence[str]) -> GuestLink | None:
     """The link whose token has one of these keyed digests (``guestlinks.tokens``), whatever its
-    state, with its organization, study and patient; None if there is none."""
-    alias = DEFAULT_DB_ALIAS
-    lookups: dict[tuple[str, int], _PreparedLinkLookup] = _prepared_lookups.__dict__.setdefault(
-        "lookups", {}
-    )
-    lookup = lookups.get((alias, len(digests)))
-    # A thread's connection object lives as long as the thread; a new one (tests swap them) gets
-    # its query built again.
-    if lookup is None or lookup.compiler.connection is not connections[alias]:
-        lookup = lookups[(alias, len(digests))] = _PreparedLinkLookup(alias, len(digests))
-    return lookup.run(digests)
+    state, with its organization, study and patient; None if there is none. The link page is
+    the busiest address anyone may fetch without logging in (recipients, mail scanners, chat
+    previews), and building this one query took four times as long as running it: it is built
+    once (``portal.prepared_queries``)."""
+    found = prepared(_links_with_digests, len(digests)).models(digests)
+    return found[0] if found else None
 
 
 # --- Targets -----------------------------------------------------------------------------------
