@@ -28,8 +28,8 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files import File
 from django.core.files.storage import storages
-from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import F
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.template.defaultfilters import filesizeformat
 from django.utils.translation import gettext as _
@@ -40,6 +40,7 @@ from accounts.permissions import Perm
 from audit.models import Action, Outcome
 from audit.services import EventArguments, record_many
 from portal import decisions
+from portal.prepared_queries import prepared
 from studies.access import may_upload_to
 from studies.dicom_header import DicomHeader, FileRejected, normalize_name, read_header
 from studies.frame_sources import remember_when_stored
@@ -540,30 +541,26 @@ def _file_together(
     inserted one of the same studies, series or instances first (or the database ended the
     transaction to break a deadlock); the bytes already stored are content-addressed and
     harmless."""
+    if not chunk:
+        return {}, []  # every file of the chunk was refused on arrival
     try:
         with transaction.atomic():
             # What is stored is read once, under the lock of the chunk's stored studies, so it
-            # cannot change before the chunk's rows are written. Locked in one order, so that
-            # two chunks touching the same studies cannot deadlock; with their patients, whom
-            # the batch's audit events name (only the studies are locked).
+            # cannot change before the chunk's rows are written. The three queries are built
+            # once (portal.prepared_queries): a chunk is read for every STOW-RS request, and
+            # building them cost more than running them.
+            study_uids = sorted({received.header.study_uid for received in chunk})
             studies = {
                 study.study_uid: study
-                for study in Study.objects.select_for_update(of=("self",))
-                .select_related("patient")
-                .filter(study_uid__in={received.header.study_uid for received in chunk})
-                .order_by("pk")
+                for study in prepared(_locked_studies, len(study_uids)).models(study_uids)
             }
+            series_uids = sorted({received.header.series_uid for received in chunk})
             series = {
                 item.series_uid: item
-                for item in Series.objects.filter(
-                    series_uid__in={received.header.series_uid for received in chunk}
-                )
+                for item in prepared(_series_named, len(series_uids)).models(series_uids)
             }
-            known_instances = set(
-                Instance.objects.filter(
-                    sop_instance_uid__in=[received.header.sop_uid for received in chunk]
-                ).values_list("sop_instance_uid", flat=True)
-            )
+            sop_uids = sorted({received.header.sop_uid for received in chunk})
+            known_instances = set(prepared(_instance_uids, len(sop_uids)).values(sop_uids))
             together, one_by_one = _sorted_out(
                 chunk, studies, series, known_instances, organization=organization
             )
@@ -581,6 +578,28 @@ def _file_together(
     except (IntegrityError, OperationalError) as error:
         raise _FileOneByOne from error
     return dict(zip(together, filed, strict=True)), not_stored + one_by_one
+
+
+def _locked_studies(uids: list[str]) -> QuerySet[Study]:
+    """The stored studies of ``uids``, locked in one order so that two chunks touching the same
+    studies cannot deadlock; with their patients, whom the batch's audit events name (only the
+    studies are locked)."""
+    return (
+        Study.objects.select_for_update(of=("self",))
+        .select_related("patient")
+        .filter(study_uid__in=uids)
+        .order_by("pk")
+    )
+
+
+def _series_named(uids: list[str]) -> QuerySet[Series]:
+    return Series.objects.filter(series_uid__in=uids)
+
+
+def _instance_uids(uids: list[str]) -> QuerySet:
+    return Instance.objects.filter(sop_instance_uid__in=uids).values_list(
+        "sop_instance_uid", flat=True
+    )
 
 
 def _sorted_out(
@@ -678,9 +697,7 @@ def _write_together(
     new_series = []
     for uid, series_files in files_of_series.items():
         if uid in series:
-            Series.objects.filter(pk=series[uid].pk).update(
-                instance_count=F("instance_count") + len(series_files)
-            )
+            _count_up(series[uid], len(series_files))
             continue
         header = series_files[0].header
         series[uid] = Series(
@@ -712,13 +729,47 @@ def _write_together(
         for received in study_files:
             changed += _fill_study_blanks(study, received.header)
         # An update rather than a save: the one change of remembered answers below covers it.
-        Study.objects.filter(pk=study.pk).update(
-            **{field: getattr(study, field) for field in changed}
-        )
+        _update_columns(study, changed)
     file_received_studies(new_studies, location=location, added_by=uploaded_by)
     # Rows written in bulk send no signals: forget remembered answers here, as a save would.
     decisions.changed()
     return [studies[received.header.study_uid] for received in files]
+
+
+# A chunk's writes to rows it read are written out here rather than built by a queryset for each
+# chunk, as its reads are prepared (_file_together): one of each per STOW-RS request.
+
+
+def _count_up(series: Series, files: int) -> None:
+    """Add ``files`` to the stored ``series``' instance count."""
+    quote = connection.ops.quote_name
+    table, count, key = (
+        quote(Series._meta.db_table),
+        quote(Series._meta.get_field("instance_count").column),
+        quote(Series._meta.pk.column),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {count} = {count} + %s WHERE {key} = %s",  # noqa: S608
+            [files, series.pk],
+        )
+
+
+_STUDY_FIELDS = {field.name: field for field in Study._meta.concrete_fields}
+
+
+def _update_columns(study: Study, names: list[str]) -> None:
+    """Write the stored ``study``'s fields ``names`` as they are on the model."""
+    quote = connection.ops.quote_name
+    fields = [_STUDY_FIELDS[name] for name in dict.fromkeys(names)]
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    values = [field.get_db_prep_save(getattr(study, field.attname), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote(Study._meta.db_table)} SET {assignments} "  # noqa: S608
+            f"WHERE {quote(Study._meta.pk.column)} = %s",
+            [*values, study.pk],
+        )
 
 
 def _patients_for(
