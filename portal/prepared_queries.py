@@ -62,7 +62,8 @@ class PreparedQuery:
     def _rows(self, values: Sequence[Any]) -> list[Any]:
         connection = connections[self.alias]
         if self.locks and connection.get_autocommit():
-            # As the queryset would: a lock outside a transaction ends at once.
+            # A lock outside a transaction would end at once. The queryset refuses it where the
+            # database has locks; this refuses it everywhere, so SQLite's tests find the mistake.
             raise TransactionManagementError(
                 "select_for_update cannot be used outside of a transaction."
             )

@@ -117,6 +117,6 @@ def test_a_lock_is_taken_inside_a_transaction_only(org):
     assert [item.pk for item in locked] == [study.pk]
 
     # Built already, the query still refuses to run where its lock would end at once, as the
-    # queryset does.
+    # queryset does on PostgreSQL (on SQLite too, where the queryset lets it pass unlocked).
     with pytest.raises(TransactionManagementError):
         prepared(locked_studies, 1).models([study.study_uid])
