@@ -33,6 +33,7 @@ from accounts.memberships import active_memberships, has_perm, organizations_wit
 from accounts.models import Membership, Organization, User
 from accounts.permissions import Perm
 from portal import decisions
+from portal.prepared_queries import prepared
 from studies.models import ACCESS_RANK, AccessLevel, Entry, EntryOrigin, Study, Worklist
 
 
@@ -464,14 +465,21 @@ def search_decision_key(
 
 def get_study_for(request: HttpRequest, study_uid: str) -> tuple[Study, StudyAccess]:
     """The study and the caller's access to it, or 404: a study the caller may not see answers
-    exactly like one that does not exist."""
-    study = (
-        Study.objects.select_related("patient", "organization").filter(study_uid=study_uid).first()
-    )
+    exactly like one that does not exist. The study's query is built once
+    (``portal.prepared_queries``): every study a viewer, a download or a DICOMweb client opens
+    starts here, the first frame of a new study among them."""
+    found = prepared(_study_with_uid, 1).models([study_uid])
+    study = found[0] if found else None
     access = study_access(request, study) if study is not None else None
     if study is None or access is None:
         raise Http404("No such study.")
     return study, access
+
+
+def _study_with_uid(uids: list[str]) -> QuerySet[Study]:
+    [uid] = uids
+    studies = Study.objects.select_related("patient", "organization").filter(study_uid=uid)
+    return studies.order_by("pk")[:1]
 
 
 def may_upload_to(user: User, organization: Organization) -> bool:

@@ -423,6 +423,36 @@ def test_get_study_for_is_the_single_gate(rf, alice, carol, radiology_study):
         get_study_for(request, radiology_study.study_uid)
 
 
+def test_the_gates_study_lookup_is_built_once(rf, alice, org, location, monkeypatch):
+    """Every study a viewer, a download or a DICOMweb client opens starts at get_study_for: its
+    query is built once and only run after (``portal.prepared_queries``), the same study with
+    its patient and organization, and 404 for a UID that names none."""
+    from django.db.models.sql.compiler import SQLCompiler
+    from django.http import Http404
+
+    first, second = make_study(org, location=location), make_study(org, location=location)
+    request = rf.get("/")
+    request.user = alice
+    request.session = {}
+    built = []
+    as_sql = SQLCompiler.as_sql
+
+    def counted(compiler, *args, **kwargs):
+        built.append(compiler.query.model)
+        return as_sql(compiler, *args, **kwargs)
+
+    get_study_for(request, first.study_uid)
+    monkeypatch.setattr(SQLCompiler, "as_sql", counted)
+
+    study, _access = get_study_for(request, second.study_uid)
+    with pytest.raises(Http404):
+        get_study_for(request, "1.2.3.4.5.6")
+
+    assert Study not in built, built
+    assert study == second and study.patient == second.patient
+    assert study.organization == org
+
+
 def test_search_criteria_cannot_widen_what_is_visible(carol, radiology_study, location):
     worklist = location_worklist(location)
     criteria = SearchCriteria(worklist_id=worklist.pk, q="muller", modality="CT")
