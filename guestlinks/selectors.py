@@ -23,7 +23,7 @@ from accounts.permissions import Perm
 from guestlinks.models import GuestLink, LinkState, TargetKind
 from guestlinks.services.state import LinkStatus, link_status
 from guestlinks.tokens import recovered_link_url
-from portal.prepared_queries import prepared
+from portal.prepared_queries import prepared_models
 from studies.access import (
     passes_on_in_full,
     user_studies_access,
@@ -55,7 +55,7 @@ def link_by_token_digests(digests: Sequence[str]) -> GuestLink | None:
     the busiest address anyone may fetch without logging in (recipients, mail scanners, chat
     previews), and building this one query took four times as long as running it: it is built
     once (``portal.prepared_queries``)."""
-    found = prepared(_links_with_digests, len(digests)).models(digests)
+    found = prepared_models(_links_with_digests, digests)
     return found[0] if found else None
 
 

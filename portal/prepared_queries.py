@@ -10,7 +10,9 @@ converters (SQLite's dates, for one), ``from_db`` and ``select_related`` populat
 no composite fields, the one other step of a queryset's rows.
 
 Kept per thread (a connection belongs to its thread), per query and per number of values; a
-thread's new connection object (tests swap them) gets its queries built again.
+thread's new connection object (tests swap them) gets its queries built again. Callers ask
+:func:`prepared_models` or :func:`prepared_values` with the values themselves, so the query
+taken is always the one for that many values.
 """
 
 from __future__ import annotations
@@ -110,3 +112,18 @@ def prepared(build: Build, count: int, *, alias: str = DEFAULT_DB_ALIAS) -> Prep
         stand_ins = [f"value-{index}" for index in range(count)]
         query = queries[key] = PreparedQuery(build(stand_ins).using(alias), stand_ins)
     return query
+
+
+def prepared_models(
+    build: Build, values: Sequence[Any], *, alias: str = DEFAULT_DB_ALIAS
+) -> list[Any]:
+    """The models ``build(values)`` gives, its query built once for that many values."""
+    return prepared(build, len(values), alias=alias).models(values)
+
+
+def prepared_values(
+    build: Build, values: Sequence[Any], *, alias: str = DEFAULT_DB_ALIAS
+) -> list[Any]:
+    """The rows of the ``values_list`` query ``build(values)``, built once for that many
+    values."""
+    return prepared(build, len(values), alias=alias).values(values)

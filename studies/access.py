@@ -33,7 +33,7 @@ from accounts.memberships import active_memberships, has_perm, organizations_wit
 from accounts.models import Membership, Organization, User
 from accounts.permissions import Perm
 from portal import decisions
-from portal.prepared_queries import prepared
+from portal.prepared_queries import prepared_models
 from studies.models import ACCESS_RANK, AccessLevel, Entry, EntryOrigin, Study, Worklist
 
 
@@ -468,7 +468,7 @@ def get_study_for(request: HttpRequest, study_uid: str) -> tuple[Study, StudyAcc
     exactly like one that does not exist. The study's query is built once
     (``portal.prepared_queries``): every study a viewer, a download or a DICOMweb client opens
     starts here, the first frame of a new study among them."""
-    found = prepared(_study_with_uid, 1).models([study_uid])
+    found = prepared_models(_study_with_uid, [study_uid])
     study = found[0] if found else None
     access = study_access(request, study) if study is not None else None
     if study is None or access is None:

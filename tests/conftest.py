@@ -282,3 +282,21 @@ def counting_cache(monkeypatch):
     counting = CountingCache(caches["default"])
     monkeypatch.setattr(decisions, "_cache", lambda: counting)
     return counting
+
+
+@pytest.fixture
+def built_queries(monkeypatch) -> list:
+    """The models of the queries the ORM compiles from here on, one per compilation
+    (``SQLCompiler.as_sql``): what a query built once (``portal.prepared_queries``) no longer
+    adds to."""
+    from django.db.models.sql.compiler import SQLCompiler
+
+    built: list = []
+    as_sql = SQLCompiler.as_sql
+
+    def counted(compiler, *args, **kwargs):
+        built.append(compiler.query.model)
+        return as_sql(compiler, *args, **kwargs)
+
+    monkeypatch.setattr(SQLCompiler, "as_sql", counted)
+    return built

@@ -40,7 +40,7 @@ from accounts.permissions import Perm
 from audit.models import Action, Outcome
 from audit.services import EventArguments, record_many
 from portal import decisions
-from portal.prepared_queries import prepared
+from portal.prepared_queries import prepared_models, prepared_values
 from studies.access import may_upload_to
 from studies.dicom_header import DicomHeader, FileRejected, normalize_name, read_header
 from studies.frame_sources import remember_when_stored
@@ -551,16 +551,12 @@ def _file_together(
             # building them cost more than running them.
             study_uids = sorted({received.header.study_uid for received in chunk})
             studies = {
-                study.study_uid: study
-                for study in prepared(_locked_studies, len(study_uids)).models(study_uids)
+                study.study_uid: study for study in prepared_models(_locked_studies, study_uids)
             }
             series_uids = sorted({received.header.series_uid for received in chunk})
-            series = {
-                item.series_uid: item
-                for item in prepared(_series_named, len(series_uids)).models(series_uids)
-            }
+            series = {item.series_uid: item for item in prepared_models(_series_named, series_uids)}
             sop_uids = sorted({received.header.sop_uid for received in chunk})
-            known_instances = set(prepared(_instance_uids, len(sop_uids)).values(sop_uids))
+            known_instances = set(prepared_values(_instance_uids, sop_uids))
             together, one_by_one = _sorted_out(
                 chunk, studies, series, known_instances, organization=organization
             )

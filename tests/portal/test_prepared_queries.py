@@ -9,11 +9,10 @@ from datetime import date
 
 import pytest
 from django.db import connection, transaction
-from django.db.models.sql.compiler import SQLCompiler
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
-from portal.prepared_queries import prepared
+from portal.prepared_queries import prepared, prepared_models, prepared_values
 from studies.models import Series, Study
 from tests.factories import make_study
 
@@ -43,7 +42,7 @@ def test_a_prepared_query_gives_the_models_its_queryset_gives(org):
     uids = [second.study_uid, first.study_uid, "1.2.3.not.stored"]
 
     with CaptureQueriesContext(connection) as captured:
-        found = prepared(studies_with_patients, 3).models(uids)
+        found = prepared_models(studies_with_patients, uids)
         names = [study.patient.family_name for study in found]
 
     assert len(captured.captured_queries) == 1  # the patients came with the studies
@@ -62,29 +61,20 @@ def test_value_lists_come_as_tuples_or_flat(org):
     study = make_study(org)
     stored = study.series.get()
 
-    assert prepared(series_uids_and_counts, 1).values([stored.series_uid]) == [
-        (stored.series_uid, 1)
-    ]
-    assert prepared(series_uids, 2).values([stored.series_uid, "1.2.3"]) == [stored.series_uid]
-    assert prepared(series_uids, 1).values(["1.2.3"]) == []
+    assert prepared_values(series_uids_and_counts, [stored.series_uid]) == [(stored.series_uid, 1)]
+    assert prepared_values(series_uids, [stored.series_uid, "1.2.3"]) == [stored.series_uid]
+    assert prepared_values(series_uids, ["1.2.3"]) == []
 
 
-def test_a_query_is_built_once_per_thread_and_number_of_values(org, monkeypatch):
+def test_a_query_is_built_once_per_thread_and_number_of_values(org, built_queries):
     study = make_study(org)
-    built = []
-    as_sql = SQLCompiler.as_sql
-
-    def counted(compiler, *args, **kwargs):
-        built.append(compiler.query.model)
-        return as_sql(compiler, *args, **kwargs)
-
-    monkeypatch.setattr(SQLCompiler, "as_sql", counted)
+    built_queries.clear()  # the study's own rows were written through the ORM
 
     for _ in range(3):
         assert [item.pk for item in prepared(studies_with_patients, 1).models([study.study_uid])]
-    assert len(built) == 1
+    assert len(built_queries) == 1
     prepared(studies_with_patients, 2).models([study.study_uid, "1.2.3"])
-    assert len(built) == 2
+    assert len(built_queries) == 2
 
     # Another thread has a connection of its own, and builds its own query for it.
     elsewhere = []
@@ -96,9 +86,9 @@ def test_a_query_is_built_once_per_thread_and_number_of_values(org, monkeypatch)
     thread = threading.Thread(target=other_thread)
     thread.start()
     thread.join()
-    assert len(built) == 3
+    assert len(built_queries) == 3
     assert elsewhere[0] is not prepared(studies_with_patients, 1)
-    assert len(built) == 3
+    assert len(built_queries) == 3
 
 
 def test_a_query_taking_other_values_than_its_own_is_refused(org):
