@@ -9,10 +9,12 @@ converters (SQLite's dates, for one), ``from_db`` and ``select_related`` populat
 ``values_list`` query's tuples (its flat values when ``flat``). The models read this way have
 no composite fields, the one other step of a queryset's rows.
 
-Kept per thread (a connection belongs to its thread), per query and per number of values; a
-thread's new connection object (tests swap them) gets its queries built again. Callers ask
-:func:`prepared_models` or :func:`prepared_values` with the values themselves, so the query
-taken is always the one for that many values.
+Kept per thread (a connection belongs to its thread), per query and per number and kind of
+values; a thread's new connection object (tests swap them) gets its queries built again.
+Callers ask :func:`prepared_models` or :func:`prepared_values` with the values themselves, so
+the query taken is always the one for that many values of that kind. The values are strings
+(UIDs, digests) or whole numbers (keys): each kind has stand-ins that the fields' own
+conversions leave as they are, so that the compiled parameters are exactly the stand-ins.
 """
 
 from __future__ import annotations
@@ -32,13 +34,25 @@ from django.db.models.query import (  # type: ignore[attr-defined] # not in the 
 from django.db.transaction import TransactionManagementError
 
 # What a queryset of the query is built from: the stand-ins for its values, in their order.
-Build = Callable[[list[str]], QuerySet[Any]]
+Build = Callable[[list[Any]], QuerySet[Any]]
+
+# Whole-number stand-ins: far below any key a table gives out, so that no constant of a query
+# is mistaken for one.
+_FIRST_NUMBER_STAND_IN = -(2**62)
+
+
+def _stand_ins(kind: type, count: int) -> list[Any]:
+    if kind is str:
+        return [f"value-{index}" for index in range(count)]
+    if kind is int:
+        return [_FIRST_NUMBER_STAND_IN - index for index in range(count)]
+    raise TypeError(f"A prepared query takes strings or whole numbers, not {kind.__name__}")
 
 
 class PreparedQuery:
     """``queryset``'s SQL, compiled once; its parameters must be exactly ``stand_ins``."""
 
-    def __init__(self, queryset: QuerySet[Any], stand_ins: list[str]) -> None:
+    def __init__(self, queryset: QuerySet[Any], stand_ins: list[Any]) -> None:
         self.alias = queryset.db
         self.compiler = queryset.query.get_compiler(using=self.alias)
         self.sql, params = self.compiler.as_sql()
@@ -97,19 +111,23 @@ class PreparedQuery:
 _built = threading.local()
 
 
-def prepared(build: Build, count: int, *, alias: str = DEFAULT_DB_ALIAS) -> PreparedQuery:
-    """The query ``build`` makes, for ``count`` values, on database ``alias``: compiled on this
-    thread's first call (and for each new connection), then only run. Counts are few per query
-    (a token's digests, a chunk's studies, series and instances up to its file count), so what
-    a thread keeps stays small. At least one value: a query for none finds nothing, and is not
-    sent."""
+def prepared(
+    build: Build, count: int, *, kind: type = str, alias: str = DEFAULT_DB_ALIAS
+) -> PreparedQuery:
+    """The query ``build`` makes, for ``count`` values of ``kind`` (``str`` or ``int``), on
+    database ``alias``: compiled on this thread's first call (and for each new connection), then
+    only run. Counts are few per query (a token's digests, a chunk's studies, series and
+    instances up to its file count), so what a thread keeps stays small. At least one value: a
+    query for none finds nothing, and is not sent."""
     if count < 1:
         raise ValueError("A prepared query takes at least one value; with none, find nothing.")
-    queries: dict[tuple[Build, str, int], PreparedQuery] = _built.__dict__.setdefault("queries", {})
-    key = (build, alias, count)
+    queries: dict[tuple[Build, str, int, type], PreparedQuery] = _built.__dict__.setdefault(
+        "queries", {}
+    )
+    key = (build, alias, count, kind)
     query = queries.get(key)
     if query is None or query.compiler.connection is not connections[alias]:
-        stand_ins = [f"value-{index}" for index in range(count)]
+        stand_ins = _stand_ins(kind, count)
         query = queries[key] = PreparedQuery(build(stand_ins).using(alias), stand_ins)
     return query
 
@@ -117,13 +135,23 @@ def prepared(build: Build, count: int, *, alias: str = DEFAULT_DB_ALIAS) -> Prep
 def prepared_models(
     build: Build, values: Sequence[Any], *, alias: str = DEFAULT_DB_ALIAS
 ) -> list[Any]:
-    """The models ``build(values)`` gives, its query built once for that many values."""
-    return prepared(build, len(values), alias=alias).models(values)
+    """The models ``build(values)`` gives, its query built once for that many values of
+    their kind."""
+    return prepared(build, len(values), kind=_kind_of(values), alias=alias).models(values)
 
 
 def prepared_values(
     build: Build, values: Sequence[Any], *, alias: str = DEFAULT_DB_ALIAS
 ) -> list[Any]:
     """The rows of the ``values_list`` query ``build(values)``, built once for that many
-    values."""
-    return prepared(build, len(values), alias=alias).values(values)
+    values of their kind."""
+    return prepared(build, len(values), kind=_kind_of(values), alias=alias).values(values)
+
+
+def _kind_of(values: Sequence[Any]) -> type:
+    """``str`` or ``int``, the kind all of ``values`` are (a query for none is refused by
+    :func:`prepared`)."""
+    kinds = {type(value) for value in values}
+    if len(kinds) > 1:
+        raise TypeError(f"A prepared query's values are of one kind, not {sorted(map(str, kinds))}")
+    return kinds.pop() if kinds else str

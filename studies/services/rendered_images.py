@@ -25,11 +25,13 @@ from typing import Any, Protocol
 
 from django.core.cache import caches
 from django.core.files.storage import storages
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from audit.models import Action
 from audit.services import client_ip, record
 from portal.once import first_in_period
+from portal.prepared_queries import prepared_models
 from studies.access import StudyAccess
 from studies.models import Study
 from studies.rendering import JPEG_QUALITY, PlainImage, Viewport, Window, render_frame
@@ -183,14 +185,19 @@ def note_render_session(
 ) -> None:
     """Record ``action`` (FRAMES_RENDERED, or INSTANCES_RETRIEVED for DICOMweb frames) at most
     once per principal, study and action per render session: a viewer fetches one frame per
-    request as it scrolls. The study is read only for the request that records."""
+    request as it scrolls. The study is read only for the request that records, the first
+    frame of a viewing, which others wait for (its query built once:
+    ``portal.prepared_queries``)."""
     key = f"frames-audit:{action}:{_principal(request)}:{study_pk}"
     # Of concurrent first frames, exactly one records the event.
     if first_in_period(key, RENDER_SESSION_SECONDS):
+        found = prepared_models(_study_with_patient, [study_pk])
+        if not found:
+            raise Study.DoesNotExist(f"No study has the key {study_pk}.")
         record(
             action=action,
             request=request,
-            study=Study.objects.select_related("patient").get(pk=study_pk),
+            study=found[0],
             details={
                 "series_uid": series_uid,
                 "anonymized": access.anonymized,
@@ -198,3 +205,8 @@ def note_render_session(
                 **(details or {}),
             },
         )
+
+
+def _study_with_patient(keys: list[int]) -> QuerySet[Study]:
+    [key] = keys
+    return Study.objects.select_related("patient").filter(pk=key)

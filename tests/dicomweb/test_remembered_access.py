@@ -78,6 +78,28 @@ def test_a_viewings_audit_event_reads_the_study_with_its_patient(ct_study, alice
     assert not [sql for sql in read if 'FROM "studies_patient"' in sql], read
 
 
+def test_a_viewings_audit_event_reads_its_study_by_a_query_built_once(
+    ct_study, alice, built_queries
+):
+    """The request recording a viewing is the first frame, which the viewer's other first
+    frames wait for: its read of the study is built once (``portal.prepared_queries``)."""
+    from audit.models import Action, AuditEvent
+
+    client = token_client(alice)
+    ct = ct_study.instances[0]
+    rendered = instance_url(ct, "frames", "1", "rendered")
+    assert client.get(rendered, HTTP_ACCEPT="image/jpeg").status_code == 200
+    built_queries.clear()
+
+    # The same study's raw frames are another action, recorded once too.
+    assert frame(client, ct).status_code == 200
+
+    retrieved = AuditEvent.objects.get(action=Action.INSTANCES_RETRIEVED)
+    assert retrieved.study_uid == CT_STUDY_UID
+    assert retrieved.patient_id == ct_study.study.patient.patient_id
+    assert Study not in built_queries
+
+
 def test_a_removed_share_stops_the_series_remembered_with_its_first_frame(ct_study, alice, carol):
     made = share(alice, ct_study.study, ("user", carol.pk))
     client = token_client(carol)

@@ -1,6 +1,6 @@
 """Queries the ORM builds once and the portal then only runs (``portal.prepared_queries``): the
-same rows as the queryset's, built once per thread and number of values, and no way around the
-queryset's own refusals."""
+same rows as the queryset's, built once per thread and number and kind of values, and no way
+around the queryset's own refusals."""
 
 from __future__ import annotations
 
@@ -29,6 +29,10 @@ def series_uids_and_counts(uids: list[str]):
 
 def series_uids(uids: list[str]):
     return Series.objects.filter(series_uid__in=uids).values_list("series_uid", flat=True)
+
+
+def studies_by_key(keys: list[int]):
+    return Study.objects.select_related("patient").filter(pk__in=keys).order_by("pk")
 
 
 def locked_studies(uids: list[str]):
@@ -64,6 +68,24 @@ def test_value_lists_come_as_tuples_or_flat(org):
     assert prepared_values(series_uids_and_counts, [stored.series_uid]) == [(stored.series_uid, 1)]
     assert prepared_values(series_uids, [stored.series_uid, "1.2.3"]) == [stored.series_uid]
     assert prepared_values(series_uids, ["1.2.3"]) == []
+
+
+def test_keys_are_asked_as_whole_numbers_in_a_query_of_their_own(org, built_queries):
+    first, second = make_study(org, patient_id="P-1"), make_study(org, patient_id="P-2")
+    built_queries.clear()
+
+    found = prepared_models(studies_by_key, [second.pk, first.pk, first.pk + second.pk])
+    assert [study.pk for study in found] == [first.pk, second.pk]
+    assert found[1].patient.patient_id == "P-2"
+    assert prepared_models(studies_by_key, [second.pk])[0].pk == second.pk
+    assert prepared_models(studies_by_key, [second.pk + first.pk + 1]) == []
+    assert len(built_queries) == 2  # three keys, then one
+    # A mix of kinds, or another kind, is refused before anything is built.
+    with pytest.raises(TypeError, match="of one kind"):
+        prepared_models(studies_by_key, [first.pk, str(second.pk)])
+    with pytest.raises(TypeError, match="strings or whole numbers"):
+        prepared_models(studies_by_key, [1.5])
+    assert len(built_queries) == 2
 
 
 def test_a_query_is_built_once_per_thread_and_number_of_values(org, built_queries):
