@@ -1,5 +1,4 @@
 # Read by gunicorn from the working directory: `gunicorn` alone serves the portal.
-import gc
 import os
 
 wsgi_app = "portal.wsgi:application"
@@ -36,9 +35,8 @@ def post_fork(server, worker):
 
 
 def post_worker_init(worker):
-    # What the worker holds once loaded (the application, some 130,000 objects the collector
-    # tracks) lives as long as the worker. Python's full collections scanned all of it, 100 to
-    # 120 ms here, in the middle of whichever request crossed the threshold, and the marks they
-    # write on each object copied the master's shared pages into the worker. Frozen, the
-    # collector leaves them alone and scans only what the worker's requests made.
-    gc.freeze()
+    # Loaded (here or in the master), the worker leaves what it holds out of Python's
+    # collections: a full one scanned it all mid-request (portal.preload).
+    from portal.preload import freeze_what_is_loaded
+
+    freeze_what_is_loaded()

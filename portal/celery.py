@@ -4,7 +4,7 @@ tasks run eagerly in the web process, which is the embedded set-up of ``make run
 import os
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import worker_init, worker_process_init
 from django.core.exceptions import ImproperlyConfigured
 
 from portal.startup import refuse_to_start_on_check_errors
@@ -25,3 +25,12 @@ def _refuse_to_start_on_check_errors(**kwargs: object) -> None:
         refuse_to_start_on_check_errors("Celery worker")
     except ImproperlyConfigured as exc:
         raise SystemExit(str(exc)) from exc
+
+
+@worker_process_init.connect
+def _freeze_what_is_loaded(**kwargs: object) -> None:
+    # Each process of the worker's pool, forked once the worker has loaded Django and the
+    # tasks, leaves what it holds out of Python's collections (portal.preload).
+    from portal.preload import freeze_what_is_loaded
+
+    freeze_what_is_loaded()

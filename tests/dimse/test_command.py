@@ -3,6 +3,8 @@ and killed outright without losing what it acknowledged."""
 
 from __future__ import annotations
 
+import gc
+import io
 import os
 import signal
 import subprocess
@@ -10,8 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 
 from audit.models import Action, AuditEvent
+from dimse import listener
 from studies.models import Instance, Study
 from tests.dimse.conftest import STUDY_UID, Scu, ct_files, received_events
 from tests.integration.helpers import wait_until
@@ -108,3 +112,25 @@ def test_a_killed_listener_loses_nothing_it_acknowledged_and_stops_cleanly_on_si
 
     assert listener_process.signal(signal.SIGTERM) == 0
     assert "DICOM listener stopped." in listener_process.log()
+
+
+def test_the_listener_freezes_what_it_loaded_before_it_serves(monkeypatch):
+    """Loaded, the listener leaves what it holds out of Python's collections
+    (``portal.preload.freeze_what_is_loaded``) before the first association."""
+    start = listener.start_in_thread
+    frozen_when_serving = []
+
+    def start_then_stop(server):
+        frozen_when_serving.append(gc.get_freeze_count())
+        thread = start(server)
+        os.kill(os.getpid(), signal.SIGTERM)  # the command's own handler: it stops
+        return thread
+
+    monkeypatch.setattr(listener, "start_in_thread", start_then_stop)
+    before = gc.get_freeze_count()
+    try:
+        call_command("dicom_listener", "--port", "0", stdout=io.StringIO())
+    finally:
+        gc.unfreeze()
+    assert len(frozen_when_serving) == 1
+    assert frozen_when_serving[0] > before

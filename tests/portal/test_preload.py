@@ -1,8 +1,10 @@
 """What the web process loads before gunicorn forks its workers (``portal.preload``), so that no
-worker's first request pays for it and the workers share its memory."""
+worker's first request pays for it and the workers share its memory; and how a long-running
+process leaves what it loaded out of Python's collections."""
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -62,3 +64,32 @@ def test_the_web_process_preloads_them():
         check=True,
     )
     assert completed.stdout.strip().splitlines()[-1] == "True"
+
+
+def test_what_is_loaded_is_left_out_of_the_collectors_scans():
+    from portal.preload import freeze_what_is_loaded
+
+    loaded = {"a route": ["a view"]}
+    before = gc.get_freeze_count()
+    try:
+        freeze_what_is_loaded()
+        assert gc.get_freeze_count() > before
+        # Frozen objects are in no generation a collection scans.
+        assert not any(loaded is tracked for tracked in gc.get_objects())
+    finally:
+        gc.unfreeze()
+    assert any(loaded is tracked for tracked in gc.get_objects())
+
+
+def test_each_process_of_a_celery_worker_freezes_what_it_loaded():
+    from celery.signals import worker_process_init
+
+    import portal.celery
+
+    before = gc.get_freeze_count()
+    try:
+        answered = [receiver for receiver, _ in worker_process_init.send(sender=None)]
+        assert portal.celery._freeze_what_is_loaded in answered
+        assert gc.get_freeze_count() > before
+    finally:
+        gc.unfreeze()
