@@ -153,5 +153,6 @@ def _kind_of(values: Sequence[Any]) -> type:
     :func:`prepared`)."""
     kinds = {type(value) for value in values}
     if len(kinds) > 1:
-        raise TypeError(f"A prepared query's values are of one kind, not {sorted(map(str, kinds))}")
+        names = ", ".join(sorted(kind.__name__ for kind in kinds))
+        raise TypeError(f"A prepared query's values are of one kind, not {names}")
     return kinds.pop() if kinds else str
