@@ -36,10 +36,16 @@ Eight measurements, each answered by both servers holding the same DICOM files:
 - **STOW-RS ingestion**: the same kind of new series sent to each server's ``POST /studies``
   (``multipart/related; type="application/dicom"``), ``--stow-files`` files a request (10),
   one request after the other, as an uploader or a PACS forwarding over DICOMweb sends them
-  (``--stow-senders N``: N connections at once, each sending its share, as a browser's upload
-  of one file a request does);
+  (``--senders N``: N connections at once, each sending its share, as OHIF's upload of one
+  file a request does);
   instances per second from the first request to the last answer, every answer 200 and every
   instance then found stored. Issue 13's goal: at least Orthanc's instances per second.
+- **Upload API ingestion**: the same kind of new series sent to each server's own upload API:
+  the portal's ``POST /api/v1/studies/upload/`` (``multipart/form-data``, field ``files``),
+  ``--upload-files`` files a request (10, the batch the browser's upload sends), and Orthanc's
+  REST ``POST /instances``, which takes one file a request; every answer 201 (200 from
+  Orthanc) and every instance then found stored. Issue 13's goal: at least Orthanc's instances
+  per second.
 
 How the servers run: the portal as in production, gunicorn from ``gunicorn.conf.py`` (sync
 workers) with ``DEBUG`` off, on PostgreSQL when it answers at ``--postgres-url`` (else SQLite),
@@ -143,6 +149,7 @@ GOALS = {
     "cold": 1.0,
     "store": 1.0,
     "stow": 1.0,
+    "upload": 1.0,
 }
 # A search matching more studies than a page (the REST API's and the directory's: 50) asks both
 # servers for a page, as a viewer's study list does: at 100,000 studies a name matches 2,000,
@@ -199,11 +206,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="files a STOW-RS request, of the --store-instances a round (10)",
     )
     parser.add_argument(
+        "--upload-files",
+        type=int,
+        default=10,
+        help="files a request to the portal's upload API, of the --store-instances a round "
+        "(10, the browser's upload's batch)",
+    )
+    parser.add_argument(
+        "--senders",
         "--stow-senders",
         type=int,
         default=1,
-        help="STOW-RS requests in flight at once, each on its own connection, as a browser's "
-        "upload sends several (1)",
+        help="STOW-RS and upload requests in flight at once, each on its own connection, as "
+        "OHIF's upload sends several (1)",
     )
     parser.add_argument(
         "--workers", type=int, help="gunicorn sync workers (default: gunicorn.conf.py's)"
@@ -241,12 +256,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown or not args.measure:
         parser.error(f"--measure takes names among {', '.join(MEASUREMENTS)}, not {unknown}")
     if (
-        min(args.store_instances, args.stow_files, args.stow_senders, args.connections, args.rounds)
+        min(
+            args.store_instances,
+            args.stow_files,
+            args.upload_files,
+            args.senders,
+            args.connections,
+            args.rounds,
+        )
         < 1
         or args.duration <= 0
     ):
         parser.error(
-            "--store-instances, --stow-files, --stow-senders, --connections, --rounds and "
+            "--store-instances, --stow-files, --upload-files, --senders, --connections, "
+            "--rounds and "
             "--duration must be positive"
         )
     return args
@@ -323,8 +346,8 @@ def make_round_files(
     folder: Path, purpose: str, round_number: int, instances: int
 ) -> tuple[str, list[Path]]:
     """A new study of one series of ``instances`` 512 x 512 CT slices for one round of the
-    ``purpose`` ("store", "cold" or "stow") measurement."""
-    arc = {"store": 3, "cold": 4, "stow": 5}[purpose]
+    ``purpose`` ("store", "cold", "stow" or "upload") measurement."""
+    arc = {"store": 3, "cold": 4, "stow": 5, "upload": 6}[purpose]
     study_uid = f"{UID_ROOT}.{arc}.{round_number}"
     paths = write_files(
         folder / f"{purpose}-{round_number}",
@@ -732,6 +755,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "stow" in args.measure:
             results["stow"] = measure_stow(args, folder, contenders, orthanc)
+        if "upload" in args.measure:
+            results["upload"] = measure_upload(args, folder, contenders, orthanc, rest)
         after = load_average()
 
         context = {
@@ -747,11 +772,12 @@ def main(argv: list[str] | None = None) -> int:
             "per_page": min(args.studies // len(FAMILY_NAMES), QIDO_LIMIT),
             "store_instances": args.store_instances,
             "stow_files_per_request": args.stow_files,
-            "stow_senders": args.stow_senders,
-            "stow_at_a_time": (
+            "upload_files_per_request": args.upload_files,
+            "senders": args.senders,
+            "at_a_time": (
                 "one request at a time"
-                if args.stow_senders == 1
-                else f"{args.stow_senders} requests at a time"
+                if args.senders == 1
+                else f"{args.senders} requests at a time"
             ),
             "cold_slices": COLD_SLICES,
             "workers": len(portal.worker_pids()),
@@ -814,7 +840,7 @@ def measure_store(args, folder: Path, listener_port: int, contenders, namespace,
 
 
 def ingestion_rounds(args, folder: Path, purpose: str, contenders, orthanc, send) -> dict:
-    """Interleaved rounds of ``purpose`` ("store", "stow"): each a new series of
+    """Interleaved rounds of ``purpose`` ("store", "stow", "upload"): each a new series of
     ``--store-instances`` slices that ``send(name, paths)`` sends to one server, returning the
     seconds it took and what failed ("" when nothing did); every instance must then be held."""
     rounds: dict[str, list] = {"portal": [], "Orthanc": []}
@@ -974,19 +1000,9 @@ def check_rest_answers(rest: Contender, paths: list[str], studies: int) -> None:
             raise RuntimeError(f"{path}: expected {min(per_name, 50)} studies, got {found}")
 
 
-def stow_series(
-    host: str,
-    port: int,
-    path: str,
-    headers: dict[str, str],
-    files: list[Path],
-    per_request: int,
-    senders: int = 1,
-) -> tuple[float, list[int]]:
-    """POST ``files`` to the STOW-RS resource at ``path``, ``per_request`` a request, from
-    ``senders`` connections at once (each sends its share of the requests one after the other);
-    (seconds from the first request to the last answer, the answers' statuses). The bodies are
-    built before the clock starts."""
+def stow_bodies(files: list[Path], per_request: int) -> list[tuple[str, bytes]]:
+    """STOW-RS bodies (``multipart/related`` of ``application/dicom``), ``per_request`` files
+    each, with their content types."""
     bodies = []
     for start in range(0, len(files), per_request):
         boundary = new_boundary()
@@ -994,7 +1010,45 @@ def stow_series(
             Part("application/dicom", [file.read_bytes()])
             for file in files[start : start + per_request]
         ]
-        bodies.append((boundary, b"".join(multipart_stream(parts, boundary))))
+        content_type = multipart_content_type("application/dicom", boundary)
+        bodies.append((content_type, b"".join(multipart_stream(parts, boundary))))
+    return bodies
+
+
+def form_bodies(files: list[Path], per_request: int) -> list[tuple[str, bytes]]:
+    """Upload bodies as the browser's upload and a script send them (``multipart/form-data``,
+    the files in the field ``files``), ``per_request`` files each."""
+    bodies = []
+    for start in range(0, len(files), per_request):
+        boundary = new_boundary()
+        body = bytearray()
+        for file in files[start : start + per_request]:
+            body += (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+                f'filename="{file.name}"\r\nContent-Type: application/dicom\r\n\r\n'
+            ).encode()
+            body += file.read_bytes() + b"\r\n"
+        body += f"--{boundary}--\r\n".encode()
+        bodies.append((f"multipart/form-data; boundary={boundary}", bytes(body)))
+    return bodies
+
+
+def file_bodies(files: list[Path]) -> list[tuple[str, bytes]]:
+    """One file a body, as Orthanc's REST upload (``POST /instances``) takes them."""
+    return [("application/dicom", file.read_bytes()) for file in files]
+
+
+def post_bodies(
+    host: str,
+    port: int,
+    path: str,
+    headers: dict[str, str],
+    bodies: list[tuple[str, bytes]],
+    senders: int = 1,
+) -> tuple[float, list[int]]:
+    """POST each of ``bodies`` (content type, bytes) to ``path`` from ``senders`` connections
+    at once (each sends its share of the requests one after the other); (seconds from the first
+    request to the last answer, the answers' statuses)."""
     statuses: list[int] = []
     errors: list[BaseException] = []
     ready = threading.Barrier(senders + 1)
@@ -1003,15 +1057,9 @@ def stow_series(
         ready.wait()
         connection = http.client.HTTPConnection(host, port, timeout=120)
         try:
-            for boundary, body in share:
+            for content_type, body in share:
                 connection.request(
-                    "POST",
-                    path,
-                    body=body,
-                    headers={
-                        **headers,
-                        "Content-Type": multipart_content_type("application/dicom", boundary),
-                    },
+                    "POST", path, body=body, headers={**headers, "Content-Type": content_type}
                 )
                 response = connection.getresponse()
                 response.read()
@@ -1045,20 +1093,20 @@ def measure_stow(args, folder: Path, contenders, orthanc):
     interleaved."""
     say(
         f"Measuring STOW-RS ({args.store_instances} instances, {args.stow_files} a request, "
-        f"{args.stow_senders} at a time)…"
+        f"{args.senders} at a time)…"
     )
 
     def send(name: str, paths: list[Path]) -> tuple[float, str]:
         contender = contenders[name]
+        bodies = stow_bodies(paths, args.stow_files)  # built before the clock starts
         call = (
-            stow_series,
+            post_bodies,
             "127.0.0.1",
             contender.port,
             f"{contender.root}/studies",
             contender.headers("application/dicom+json"),
-            paths,
-            args.stow_files,
-            args.stow_senders,
+            bodies,
+            args.senders,
         )
         if contender.namespace is None:
             seconds, statuses = call[0](*call[1:])
@@ -1068,6 +1116,46 @@ def measure_stow(args, folder: Path, contenders, orthanc):
         return seconds, f"STOW-RS answered {sorted(set(statuses))}" if failed else ""
 
     return ingestion_rounds(args, folder, "stow", contenders, orthanc, send)
+
+
+def measure_upload(args, folder: Path, contenders, orthanc, rest: Contender):
+    """Each server's own upload API, one new series per round, interleaved: the portal's
+    ``POST /api/v1/studies/upload/``, ``--upload-files`` files a request, and Orthanc's REST
+    ``POST /instances``, which takes one file a request."""
+    say(
+        f"Measuring the upload APIs ({args.store_instances} instances; the portal "
+        f"{args.upload_files} a request, Orthanc one; {args.senders} at a time)…"
+    )
+
+    def send(name: str, paths: list[Path]) -> tuple[float, str]:
+        if name == "portal":
+            bodies = form_bodies(paths, args.upload_files)
+            seconds, statuses = post_bodies(
+                "127.0.0.1",
+                rest.port,
+                f"{rest.root}/studies/upload/",
+                rest.headers("application/json"),
+                bodies,
+                args.senders,
+            )
+            expected = {201}
+        else:
+            orthanc_contender = contenders["Orthanc"]
+            seconds, statuses = orthanc_contender.namespace.run(
+                post_bodies,
+                "127.0.0.1",
+                orthanc.http_port,
+                "/instances",
+                # Orthanc's REST API answers JSON under the same credentials as its DICOMweb.
+                orthanc_contender.headers("application/json"),
+                file_bodies(paths),
+                args.senders,
+            )
+            expected = {200}
+        failed = set(statuses) - expected
+        return seconds, f"the upload answered {sorted(set(statuses))}" if failed else ""
+
+    return ingestion_rounds(args, folder, "upload", contenders, orthanc, send)
 
 
 def portal_instances(contender: Contender, study_uid: str) -> int:
@@ -1128,8 +1216,14 @@ MEASUREMENTS = {
         "instances/s",
     ),
     "stow": (
-        "STOW-RS, {store_instances} x 512x512 CT, {stow_files_per_request} a request, "
-        "{stow_at_a_time}",
+        "STOW-RS, {store_instances} x 512x512 CT, {stow_files_per_request} a request, {at_a_time}",
+        "instances_per_s",
+        "instances/s",
+    ),
+    "upload": (
+        "Upload API, {store_instances} x 512x512 CT: the portal's `POST /api/v1/studies/upload/` "
+        "({upload_files_per_request} files a request, multipart/form-data) vs Orthanc's REST "
+        "`POST /instances` (one a request), {at_a_time}",
         "instances_per_s",
         "instances/s",
     ),
