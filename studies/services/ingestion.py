@@ -22,12 +22,13 @@ import logging
 import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, cast
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files import File
 from django.core.files.storage import storages
+from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F, QuerySet
 from django.http import HttpRequest
@@ -169,10 +170,14 @@ class _Received:
 
 def _spool(stream: IO[bytes], limit: int) -> tuple[IO[bytes], str, int]:
     """Copy the upload to a spooled file, hashing as it goes; stop as soon as it is too large.
-    A file already in memory (a STOW-RS part, a C-STORE data set held in memory) is its own
-    spool: hashed where it is, not copied."""
-    if isinstance(stream, io.BytesIO):
-        return _in_memory(stream, limit)
+    A file already in memory (a STOW-RS part, a C-STORE data set held in memory, an upload's
+    file Django's form parser kept in memory) or in a temporary file of Django's parser is its
+    own spool: hashed where it is, not copied."""
+    held = _held_in_memory(stream)
+    if held is not None:
+        return _in_memory(held, limit)
+    if isinstance(stream, TemporaryUploadedFile):
+        return _on_disk(stream, limit)
     spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY)  # noqa: SIM115 - caller closes
     digest = hashlib.sha256()
     size = 0
@@ -193,6 +198,14 @@ def _spool(stream: IO[bytes], limit: int) -> tuple[IO[bytes], str, int]:
     return spool, digest.hexdigest(), size
 
 
+def _held_in_memory(stream: IO[bytes]) -> io.BytesIO | None:
+    if isinstance(stream, io.BytesIO):
+        return stream
+    if isinstance(stream, File) and isinstance(stream.file, io.BytesIO):
+        return stream.file  # an InMemoryUploadedFile
+    return None
+
+
 def _in_memory(stream: io.BytesIO, limit: int) -> tuple[io.BytesIO, str, int]:
     # A BytesIO made from bytes gives them back as they are, without a copy.
     content = stream.getvalue()
@@ -202,6 +215,24 @@ def _in_memory(stream: io.BytesIO, limit: int) -> tuple[io.BytesIO, str, int]:
         raise _empty()
     stream.seek(0)
     return stream, hashlib.sha256(content).hexdigest(), len(content)
+
+
+def _on_disk(upload: TemporaryUploadedFile, limit: int) -> tuple[IO[bytes], str, int]:
+    size = upload.size or 0  # what Django's handler wrote to it
+    if size > limit:
+        raise _too_large(limit)
+    if not size:
+        raise _empty()
+    # A NamedTemporaryFile opened "w+b": its wrapper hands read, seek and readinto to the
+    # buffered file, which Django's annotation (IO | None) does not say.
+    spool = cast(io.BufferedRandom, upload.file)
+    spool.seek(0)
+    try:
+        digest = hashlib.file_digest(spool, "sha256")
+    except OSError as error:
+        raise _unreadable(error) from error
+    spool.seek(0)
+    return spool, digest.hexdigest(), size
 
 
 def _too_large(limit: int) -> FileRejected:
@@ -224,11 +255,15 @@ def _read_chunk(stream: IO[bytes], spool: IO[bytes]) -> bytes:
         return stream.read(_CHUNK)
     except OSError as error:
         spool.close()
-        raise FileRejected(
-            "unreadable",
-            _("The file could not be read (%(error)s). Check the disc or folder and try again.")
-            % {"error": error.strerror or error},
-        ) from error
+        raise _unreadable(error) from error
+
+
+def _unreadable(error: OSError) -> FileRejected:
+    return FileRejected(
+        "unreadable",
+        _("The file could not be read (%(error)s). Check the disc or folder and try again.")
+        % {"error": error.strerror or error},
+    )
 
 
 def storage_name(sha256: str) -> str:

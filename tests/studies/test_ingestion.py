@@ -10,6 +10,7 @@ import pydicom
 import pytest
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import storages
+from django.core.files.uploadedfile import InMemoryUploadedFile, TemporaryUploadedFile
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from pydicom.uid import generate_uid
@@ -57,14 +58,33 @@ def upload(org, location, files, *, opened=io.BytesIO, **kwargs) -> IngestResult
     )
 
 
-@pytest.fixture(params=["in memory", "read as a stream"])
+@pytest.fixture(
+    params=["in memory", "read as a stream", "an upload held in memory", "an upload on disk"]
+)
 def opened(request):
-    """Both ways ingestion takes a file: one already in memory (a STOW-RS part, a C-STORE
-    data set) is hashed and read where it is; any other stream (a form upload, a file on disk)
-    is copied to a spooled file as it is read."""
+    """Every way ingestion takes a file: one already in memory (a STOW-RS part, a C-STORE data
+    set, an upload Django's form parser kept in memory) or in a temporary file of that parser
+    is hashed and read where it is; any other stream (a file on disk being imported) is copied
+    to a spooled file as it is read."""
     if request.param == "in memory":
         return io.BytesIO
+    if request.param == "an upload held in memory":
+        return lambda data: InMemoryUploadedFile(
+            io.BytesIO(data), "files", "upload.dcm", "application/dicom", len(data), None
+        )
+    if request.param == "an upload on disk":
+        return _temporary_upload
     return lambda data: io.BufferedReader(io.BytesIO(data))
+
+
+def _temporary_upload(data: bytes) -> TemporaryUploadedFile:
+    # As Django's TemporaryFileUploadHandler leaves it once the request is parsed.
+    upload = TemporaryUploadedFile("upload.dcm", "application/dicom", 0, None)
+    upload.write(data)
+    upload.flush()
+    upload.size = len(data)
+    upload.seek(0)
+    return upload
 
 
 def named(datasets, prefix="slice"):
