@@ -209,20 +209,14 @@ def _held_in_memory(stream: IO[bytes]) -> io.BytesIO | None:
 def _in_memory(stream: io.BytesIO, limit: int) -> tuple[io.BytesIO, str, int]:
     # A BytesIO made from bytes gives them back as they are, without a copy.
     content = stream.getvalue()
-    if len(content) > limit:
-        raise _too_large(limit)
-    if not content:
-        raise _empty()
+    _check_size(len(content), limit)
     stream.seek(0)
     return stream, hashlib.sha256(content).hexdigest(), len(content)
 
 
 def _on_disk(upload: TemporaryUploadedFile, limit: int) -> tuple[IO[bytes], str, int]:
     size = upload.size or 0  # what Django's handler wrote to it
-    if size > limit:
-        raise _too_large(limit)
-    if not size:
-        raise _empty()
+    _check_size(size, limit)
     # A NamedTemporaryFile opened "w+b": its wrapper hands read, seek and readinto to the
     # buffered file, which Django's annotation (IO | None) does not say.
     spool = cast(io.BufferedRandom, upload.file)
@@ -233,6 +227,14 @@ def _on_disk(upload: TemporaryUploadedFile, limit: int) -> tuple[IO[bytes], str,
         raise _unreadable(error) from error
     spool.seek(0)
     return spool, digest.hexdigest(), size
+
+
+def _check_size(size: int, limit: int) -> None:
+    """Refuse a file held whole (in memory or in a temporary file) that is too large or empty."""
+    if size > limit:
+        raise _too_large(limit)
+    if not size:
+        raise _empty()
 
 
 def _too_large(limit: int) -> FileRejected:

@@ -381,7 +381,11 @@ def stored_bytes(sop_uids) -> list[bytes]:
 
     dicom = storages["dicom"]
     by_uid = {i.sop_instance_uid: i for i in Instance.objects.filter(sop_instance_uid__in=sop_uids)}
-    return [dicom.open(by_uid[uid].file).read() for uid in sop_uids]
+    stored = []
+    for uid in sop_uids:
+        with dicom.open(by_uid[uid].file) as handle:
+            stored.append(handle.read())
+    return stored
 
 
 def test_the_browsers_batch_of_ten_ct_slices_is_read_into_memory_once(alice, location, copies):
