@@ -41,6 +41,7 @@ import io
 import json
 import logging
 import tempfile
+import threading
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -193,11 +194,14 @@ class _Part:
 
 
 class _PartReader(io.RawIOBase):
-    """One part of the spooled body, read as a file of its own."""
+    """One part of the spooled body, read as a file of its own. The parts share the spool,
+    which ingestion's threads read at once when they store a request's files: each read holds
+    the spool's ``lock`` from its seek to its read."""
 
-    def __init__(self, spool: IO[bytes], part: _Part):
+    def __init__(self, spool: IO[bytes], part: _Part, lock: threading.Lock):
         super().__init__()
         self._spool = spool
+        self._lock = lock
         self._start = part.start
         self._size = part.end - part.start
         self._position = 0
@@ -221,14 +225,15 @@ class _PartReader(io.RawIOBase):
         wanted = min(len(view), self._size - self._position)
         if wanted <= 0:
             return 0
-        self._spool.seek(self._start + self._position)
-        data = self._spool.read(wanted)
+        with self._lock:
+            self._spool.seek(self._start + self._position)
+            data = self._spool.read(wanted)
         view[: len(data)] = data
         self._position += len(data)
         return len(data)
 
 
-def _part_file(spool: IO[bytes], part: _Part) -> BinaryIO:
+def _part_file(spool: IO[bytes], part: _Part, lock: threading.Lock) -> BinaryIO:
     """The part as the stream ingestion files."""
     if isinstance(spool, io.BytesIO):
         # A body held in memory: the part as a file in memory of its own, which ingestion
@@ -237,7 +242,7 @@ def _part_file(spool: IO[bytes], part: _Part) -> BinaryIO:
     # Ingestion annotates its streams as BinaryIO but reads them through read and seek alone,
     # which this raw file has. (A BufferedReader around it would be a BinaryIO, but one that
     # pydicom cannot read: it asks for the name the part does not have.)
-    return cast(BinaryIO, _PartReader(spool, part))
+    return cast(BinaryIO, _PartReader(spool, part, lock))
 
 
 def _spool_body(stream: _Body, delimiter: bytes, length: int | None) -> tuple[IO[bytes], list[int]]:
@@ -430,13 +435,14 @@ def _store(
     of a chunk filed in one transaction); one audit event per study when all are done."""
     check = _in_study(study_uid) if study_uid is not None else None
     outcomes: list[_Outcome] = []
+    spool_lock = threading.Lock()
 
     def on_file(filed: FileOutcome) -> None:
         part = parts[len(outcomes)]  # ingestion answers for each file, in order
         if filed.status == FileStatus.REJECTED:
             outcome = _Outcome(
                 part,
-                identity=_identify(_PartReader(spool, part)),
+                identity=_identify(_PartReader(spool, part, spool_lock)),
                 failure=_FAILURE_REASONS.get(filed.code, CANNOT_UNDERSTAND),
                 reason=filed.message,
             )
@@ -460,7 +466,7 @@ def _store(
         transfer=Transfer(protocol="STOW-RS", details={"parts": len(parts)}),
     ) as batch:
         batch.add_all(
-            ((f"part {part.number}", _part_file(spool, part)) for part in parts),
+            ((f"part {part.number}", _part_file(spool, part, spool_lock)) for part in parts),
             on_file=on_file,
             check=check,
         )

@@ -41,7 +41,7 @@ def _isolated_storage(settings, tmp_path):
     settings.STORAGES = {
         **settings.STORAGES,
         "dicom": {
-            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "BACKEND": "studies.storage.DicomFileStorage",
             "OPTIONS": {"location": str(tmp_path / "dicom")},
         },
     }

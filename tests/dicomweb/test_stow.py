@@ -3,8 +3,10 @@ refused and why, who may store, and the PS3.18 answer a client reads back."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import threading
 import tracemalloc
 
 import pydicom
@@ -385,6 +387,44 @@ def body_reading(request, monkeypatch):
         monkeypatch.setattr("dicomweb.stow._MEMORY_BODY", -1)
         monkeypatch.setattr("dicomweb.stow._CHUNK", 5)
     return request.param
+
+
+class InterleavingSpool:
+    """A spooled body on which a reader that has sought waits (briefly) for another to seek too
+    before it reads: the interleaving that parts read from several threads at once could meet."""
+
+    def __init__(self, data: bytes):
+        self._file = io.BytesIO(data)
+        self._both_sought = threading.Barrier(2, timeout=0.5)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        position = self._file.seek(offset, whence)
+        with contextlib.suppress(threading.BrokenBarrierError):  # the other could not seek
+            self._both_sought.wait()
+        return position
+
+    def read(self, size: int = -1) -> bytes:
+        return self._file.read(size)
+
+
+def test_parts_of_one_spooled_body_read_by_two_threads_at_once_are_each_their_own_bytes():
+    # Ingestion stores a request's parts from several threads; the parts share the spool.
+    first, second = b"1" * 1000, b"2" * 1000
+    spool = InterleavingSpool(first + second)
+    parts = [stow._Part(1, 0, 1000), stow._Part(2, 1000, 2000)]
+    lock = threading.Lock()
+    read_back = {}
+
+    def read(part):
+        read_back[part.number] = stow._part_file(spool, part, lock).read(1000)
+
+    readers = [threading.Thread(target=read, args=(part,)) for part in parts]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+
+    assert read_back == {1: first, 2: second}
 
 
 def test_delimiters_are_found_wherever_the_reads_split_the_body():

@@ -3,7 +3,9 @@ cannot be filed."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import threading
 from datetime import date, time
 
 import pydicom
@@ -18,6 +20,7 @@ from pydicom.uid import generate_uid
 from audit.models import Action, AuditEvent, Outcome
 from studies.dicom_header import normalize_name
 from studies.models import Entry, EntryOrigin, Instance, Patient, Series, Study
+from studies.services import ingestion
 from studies.services.ingestion import IngestResult, ingest_files, storage_name
 from studies.services.worklists import location_worklist
 from studies.synthetic import BUNDLED_RENDERABLE, bundled_test_file, make_series, to_bytes
@@ -235,8 +238,6 @@ def test_files_are_stored_under_content_derived_names(org, location, opened):
     upload(org, location, [("a.dcm", data)], opened=opened)
 
     instance = Instance.objects.get(sop_instance_uid=ds.SOPInstanceUID)
-    import hashlib
-
     sha = hashlib.sha256(data).hexdigest()
     assert instance.sha256 == sha
     assert instance.file == storage_name(sha) == f"{sha[:2]}/{sha[2:4]}/{sha}.dcm"
@@ -556,6 +557,45 @@ def test_storage_failure_mid_batch_keeps_and_audits_what_was_stored(org, locatio
     assert study.instance_count == 2
     event = AuditEvent.objects.get(action=Action.STUDY_UPLOADED)
     assert event.details["stored"] == 2
+
+
+@pytest.mark.parametrize(
+    ("backend", "threads"),
+    [
+        ("studies.storage.DicomFileStorage", "several"),
+        ("django.core.files.storage.FileSystemStorage", "the caller's"),
+    ],
+)
+def test_a_chunks_files_are_stored_at_once_only_in_the_portals_own_storage(
+    org, location, settings, tmp_path, monkeypatch, backend, threads
+):
+    # Each file waits for its flush to disk: the portal's storage lets a chunk's flushes overlap.
+    # Another backend may not be safe to write from several threads; it is written in turn.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "dicom": {"BACKEND": backend, "OPTIONS": {"location": str(tmp_path / "store")}},
+    }
+    writers = set()
+    real_store = ingestion._store_bytes
+
+    def store_bytes(spool, sha256):
+        writers.add(threading.current_thread().name)
+        return real_store(spool, sha256)
+
+    monkeypatch.setattr(ingestion, "_store_bytes", store_bytes)
+    files = named(ct_series(slices=6))
+
+    result = upload(org, location, files)
+
+    assert len(result.stored) == 6
+    if threads == "several":
+        assert writers and all(name.startswith("dicom-store") for name in writers)
+    else:
+        assert writers == {threading.current_thread().name}
+    sent = {hashlib.sha256(data).hexdigest(): data for _name, data in files}
+    for instance in Instance.objects.all():
+        with storages["dicom"].open(instance.file) as stored:
+            assert stored.read() == sent[instance.sha256]
 
 
 # --- Names ------------------------------------------------------------------------------------

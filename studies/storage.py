@@ -1,0 +1,85 @@
+"""Where DICOM files are kept: a folder of files named by the SHA-256 of their bytes.
+
+Ingestion files an instance's row only once its bytes are stored, and a name that exists is
+taken to hold those bytes (storing the same bytes again is skipped). So a file must appear under
+its name whole, and stay there through a power cut once the database has committed the row that
+names it. Django's FileSystemStorage gives neither: it writes in place, so a full disk or a
+killed worker leaves part of a file under the real name, which the next upload of the same
+bytes would then trust; and it leaves the bytes in the page cache, where a crash loses them
+after PostgreSQL has made the row durable. Orthanc syncs its storage for the same reason
+(``SyncStorageArea``, on by default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+from django.core.files import File
+from django.core.files.storage import FileSystemStorage
+
+# Unfinished writes live beside their folder's files under this prefix, which no stored name has
+# (stored names are hexadecimal digests); a worker killed mid-write leaves one behind, harmless.
+INCOMING_PREFIX = ".incoming-"
+_WRITE_SIZE = 1024 * 1024
+
+
+class DicomFileStorage(FileSystemStorage):
+    """Content-addressed files, each written to a temporary file in its folder, flushed to disk
+    and then linked under its name: a name either is absent or holds the whole, durable file.
+
+    Writing the same name twice is not an error and keeps the first file: the bytes are the
+    same. Safe to write from several threads at once (ingestion stores a chunk's files in
+    parallel, so that their flushes to disk overlap)."""
+
+    def get_available_name(self, name: str, max_length: int | None = None) -> str:
+        # The name is the content's digest: an existing file of that name is the same file.
+        return name
+
+    def _save(self, name: str, content: File) -> str:
+        full_path = self.path(name)
+        folder = os.path.dirname(full_path)
+        self._make_folders(folder)
+        descriptor, incoming = tempfile.mkstemp(dir=folder, prefix=INCOMING_PREFIX)
+        try:
+            with open(descriptor, "wb", closefd=True) as out:
+                for chunk in content.chunks(_WRITE_SIZE):
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            # mkstemp makes the file private; stored files get the storage's mode, as Django's.
+            mode = self.file_permissions_mode
+            os.chmod(incoming, 0o644 if mode is None else mode)
+            with contextlib.suppress(FileExistsError):  # stored meanwhile by another upload
+                os.link(incoming, full_path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(incoming)
+        _sync_folder(folder)
+        return name
+
+    def _make_folders(self, folder: str) -> None:
+        """Create ``folder`` and the missing folders above it, each made durable in its
+        parent, with the storage's folder permissions."""
+        missing = []
+        while not os.path.isdir(folder):
+            missing.append(folder)
+            folder = os.path.dirname(folder)
+        for path in reversed(missing):
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                continue  # made meanwhile by another writer, who syncs its parent
+            if self.directory_permissions_mode is not None:
+                os.chmod(path, self.directory_permissions_mode)
+            _sync_folder(os.path.dirname(path))
+
+
+def _sync_folder(folder: str) -> None:
+    """Make the folder's entries (a file linked or a folder made in it) durable."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
