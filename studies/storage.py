@@ -27,11 +27,12 @@ _WRITE_SIZE = 1024 * 1024
 
 class DicomFileStorage(FileSystemStorage):
     """Content-addressed files, each written to a temporary file in its folder, flushed to disk
-    and then linked under its name: a name either is absent or holds the whole, durable file.
+    and then renamed to its name: a name either is absent or holds the whole, durable file.
 
-    Writing the same name twice is not an error and keeps the first file: the bytes are the
-    same. Safe to write from several threads at once (ingestion stores a chunk's files in
-    parallel, so that their flushes to disk overlap)."""
+    Writing the same name twice is not an error: the bytes are the same, and a reader of the
+    first file keeps reading it. (A rename, unlike a hard link, is supported by the network
+    shares a store may be mounted from too.) Safe to write from several threads at once
+    (ingestion stores a chunk's files in parallel, so that their flushes to disk overlap)."""
 
     def get_available_name(self, name: str, max_length: int | None = None) -> str:
         # The name is the content's digest: an existing file of that name is the same file.
@@ -51,9 +52,8 @@ class DicomFileStorage(FileSystemStorage):
             # mkstemp makes the file private; stored files get the storage's mode, as Django's.
             mode = self.file_permissions_mode
             os.chmod(incoming, 0o644 if mode is None else mode)
-            with contextlib.suppress(FileExistsError):  # stored meanwhile by another upload
-                os.link(incoming, full_path)
-        finally:
+            os.replace(incoming, full_path)
+        finally:  # nothing to remove once renamed; what a failed write left, else
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(incoming)
         _sync_folder(folder)
@@ -77,7 +77,7 @@ class DicomFileStorage(FileSystemStorage):
 
 
 def _sync_folder(folder: str) -> None:
-    """Make the folder's entries (a file linked or a folder made in it) durable."""
+    """Make the folder's entries (a file renamed or a folder made in it) durable."""
     descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(descriptor)

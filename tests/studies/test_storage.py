@@ -78,34 +78,34 @@ def test_the_same_bytes_stored_twice_keep_one_file_under_their_name(storage):
 def test_a_file_is_flushed_to_disk_before_its_name_appears(storage, monkeypatch):
     name = name_of(DATA)
     events = []
-    real_fsync, real_link = os.fsync, os.link
+    real_fsync, real_replace = os.fsync, os.replace
 
     def fsync(descriptor):
         events.append(("flushed", os.readlink(f"/proc/self/fd/{descriptor}")))
         return real_fsync(descriptor)
 
-    def link(source, target):
+    def replace(source, target):
         with open(source, "rb") as written:
-            events.append(("linked", target, written.read() == DATA))
-        return real_link(source, target)
+            events.append(("named", target, written.read() == DATA))
+        return real_replace(source, target)
 
     monkeypatch.setattr(os, "fsync", fsync)
-    monkeypatch.setattr(os, "link", link)
+    monkeypatch.setattr(os, "replace", replace)
 
     storage.save(name, File(io.BytesIO(DATA), name=name))
 
     full_path = storage.path(name)
     folder = os.path.dirname(full_path)
-    linked = events.index(("linked", full_path, True))
-    flushed_before = [path for kind, path, *_ in events[:linked] if kind == "flushed"]
+    named = events.index(("named", full_path, True))
+    flushed_before = [path for kind, path, *_ in events[:named] if kind == "flushed"]
     # The file's bytes, under a temporary name in its folder; then the folder's new entry.
     assert os.path.dirname(flushed_before[-1]) == folder
     assert os.path.basename(flushed_before[-1]).startswith(INCOMING_PREFIX)
-    assert events[linked + 1 :] == [("flushed", folder)]
+    assert events[named + 1 :] == [("flushed", folder)]
     # The two folders made for it were each made durable in their parent first.
     root = Path(storage.location)
-    assert ("flushed", str(root / name.split("/")[0])) in events[:linked]
-    assert ("flushed", str(root)) in events[:linked]
+    assert ("flushed", str(root / name.split("/")[0])) in events[:named]
+    assert ("flushed", str(root)) in events[:named]
 
 
 def test_files_and_folders_get_the_storages_modes(tmp_path):
