@@ -48,6 +48,42 @@ def test_the_libraries_a_first_request_would_load_are_loaded_before_the_fork():
     } <= loaded
 
 
+_URLS_SCRIPT = """
+import json, os
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+import django
+django.setup()
+from django.db import connection
+from django.urls import get_resolver
+from django.utils.translation import trans_real
+from portal.preload import load_what_requests_use
+load_what_requests_use()
+root = get_resolver()
+namespaces = next(iter(root._namespace_dict.values()), {})
+dicomweb = namespaces["dicomweb"][1]._reverse_dict if "dicomweb" in namespaces else {}
+print(json.dumps({
+    "root": sorted(root._reverse_dict),
+    "dicomweb": sorted(dicomweb),
+    "translations": sorted(trans_real._translations),
+    "connected": connection.connection is not None,
+}))
+"""
+
+
+def test_urls_and_translations_are_built_for_every_language_before_the_fork(settings):
+    completed = subprocess.run(
+        [sys.executable, "-c", _URLS_SCRIPT], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    built = json.loads(completed.stdout.strip().splitlines()[-1])
+
+    languages = sorted(code for code, _name in settings.LANGUAGES)
+    # reverse("study-detail") and reverse("dicomweb:study") in any language find a built table.
+    assert built["root"] == languages
+    assert built["dicomweb"] == languages
+    assert set(languages) <= set(built["translations"])
+    assert built["connected"] is False
+
+
 def test_the_web_process_preloads_them():
     # Nothing else the web process loads at import brings these in: only the preload does.
     script = (
