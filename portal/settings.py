@@ -305,7 +305,7 @@ MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "dicom": {
-        # Content-addressed files, each linked under its name once whole and flushed to disk.
+        # Content-addressed files, each renamed to its name once whole and flushed to disk.
         "BACKEND": env_str("DICOM_STORAGE_BACKEND", "studies.storage.DicomFileStorage"),
         "OPTIONS": {"location": env_str("DICOM_STORAGE_ROOT", str(VAR_DIR / "dicom"))},
     },

@@ -49,7 +49,7 @@ class DicomFileStorage(FileSystemStorage):
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-            # mkstemp makes the file private; stored files get the storage's mode, as Django's.
+            # mkstemp makes the file private; stored files get the storage's mode (0o644 unset).
             mode = self.file_permissions_mode
             os.chmod(incoming, 0o644 if mode is None else mode)
             os.replace(incoming, full_path)
@@ -70,9 +70,10 @@ class DicomFileStorage(FileSystemStorage):
             try:
                 os.mkdir(path)
             except FileExistsError:
-                continue  # made meanwhile by another writer, who syncs its parent
-            if self.directory_permissions_mode is not None:
-                os.chmod(path, self.directory_permissions_mode)
+                pass  # made meanwhile by another writer, whose sync this one may not wait for
+            else:
+                if self.directory_permissions_mode is not None:
+                    os.chmod(path, self.directory_permissions_mode)
             _sync_folder(os.path.dirname(path))
 
 
