@@ -840,10 +840,21 @@ def measure_store(args, folder: Path, listener_port: int, contenders, namespace,
 
 
 def ingestion_rounds(args, folder: Path, purpose: str, contenders, orthanc, send) -> dict:
-    """Interleaved rounds of ``purpose`` ("store", "stow", "upload"): each a new series of
-    ``--store-instances`` slices that ``send(name, paths)`` sends to one server, returning the
-    seconds it took and what failed ("" when nothing did); every instance must then be held."""
+    """Interleaved rounds of ``purpose`` ("store", "stow", "upload"), after a warm-up round:
+    each a new series of ``--store-instances`` slices that ``send(name, paths)`` sends to one
+    server, returning the seconds it took and what failed ("" when nothing did); every instance
+    must then be held."""
     rounds: dict[str, list] = {"portal": [], "Orthanc": []}
+    # A warm-up round first, not counted, as the other measurements warm up: each of the
+    # portal's workers has then served such a request (a worker's first costs about twice a
+    # later one: the statements PostgreSQL sees first, Python's caches), and Orthanc its own.
+    _study_uid, paths = make_round_files(folder, purpose, 0, args.store_instances)
+    for name in ("portal", "Orthanc"):
+        seconds, failed = send(name, paths)
+        if failed:
+            raise RuntimeError(f"{name}, warming up: {failed}")
+        say(f"  warm-up, {purpose}, {name}: {len(paths) / seconds:.1f} instances/s, not counted")
+    shutil.rmtree(paths[0].parent, ignore_errors=True)
     for number in range(1, args.rounds + 1):
         study_uid, paths = make_round_files(folder, purpose, number, args.store_instances)
         order = ["portal", "Orthanc"] if number % 2 else ["Orthanc", "portal"]
