@@ -557,6 +557,10 @@ def _file_one(
         raise _conflict_elsewhere()
     same = _existing_instance(header, organization, received.sha256)
     if same is not None:
+        if same:
+            # Stored with these very bytes: if its file went missing (lost with a disk, left out
+            # of a restored backup, removed as damaged), sending the instance again restores it.
+            _store_bytes(received.spool, received.sha256)
         return Study.objects.select_related("patient").get(study_uid=header.study_uid), same
     received.stored_as = _store_bytes(received.spool, received.sha256)
     return _file_instance(

@@ -83,3 +83,20 @@ def test_unfinished_writes_are_removed_only_when_asked_and_old_enough(stored):
     assert "1 unfinished write(s) removed." in out
     assert not old.exists() and young.exists()
     assert "OK: 4 files verified." in out
+
+
+def test_an_instance_whose_file_was_lost_is_stored_again_when_it_is_sent_again(
+    org, location, stored
+):
+    lost = stored[1]
+    path_of(lost).unlink()
+    with pytest.raises(CommandError):
+        verify()
+
+    files = named(ct_series(slices=4))
+    result = upload(org, location, files)
+
+    assert len(result.duplicates) == 4 and not result.stored  # nothing new is filed
+    out, _err = verify()
+    assert out.strip() == "OK: 4 files verified."
+    assert Instance.objects.count() == 4

@@ -8,7 +8,9 @@ was killed mid-write (later uploads of the same bytes then took it as stored); a
 have been lost to the disk, or left out of a restored backup.
 
 Exit status 0 and ``OK: N files verified`` when every file checks out, 1 and one line per
-instance otherwise, so that cron or monitoring can alert on it. A line names the instance's id
+instance otherwise, so that cron or monitoring can alert on it. A missing file comes back when
+its sender sends the instance again (ingestion stores the bytes of a duplicate whose file is
+gone); a damaged one once it is removed, or from a backup. A line names the instance's id
 and its storage name (a digest), never the patient. Run it at a quiet hour: it reads the whole
 store. It changes nothing, except that ``--remove-incoming-older-than HOURS`` removes the
 unfinished writes (``.incoming-…``) a killed worker left behind, once older than that (a younger
@@ -76,8 +78,9 @@ class Command(BaseCommand):
         if problems:
             raise CommandError(
                 f"{len(problems)} stored file(s) missing or not what was stored; "
-                f"{verified} verified. Restore them from a backup, or have the sender send "
-                "those instances again.",
+                f"{verified} verified. Restore them from a backup, or remove the damaged files "
+                "and have the sender send those instances again: an instance whose file is "
+                "missing is stored again when it arrives again.",
                 returncode=1,
             )
         self.stdout.write(f"OK: {verified} files verified.")
