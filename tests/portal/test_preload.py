@@ -77,7 +77,8 @@ def test_urls_and_translations_are_built_for_every_language_before_the_fork(sett
     built = json.loads(completed.stdout.strip().splitlines()[-1])
 
     languages = sorted(code for code, _name in settings.LANGUAGES)
-    # reverse("study-detail") and reverse("dicomweb:study") in any language find a built table.
+    # reverse("studies:study") or reverse("dicomweb:study"), in any language, finds its tables
+    # built: the root's, and the namespace's (dicomweb's checked here).
     assert built["root"] == languages
     assert built["dicomweb"] == languages
     assert set(languages) <= set(built["translations"])
