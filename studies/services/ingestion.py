@@ -19,11 +19,13 @@ import contextlib
 import hashlib
 import io
 import logging
+import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import IO, cast
+from typing import IO, TypeVar, cast
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -48,16 +50,18 @@ from studies.dicom_header import DicomHeader, FileRejected, normalize_name, read
 from studies.frame_sources import remember_when_stored
 from studies.models import Instance, Patient, Series, Study
 from studies.services.worklists import file_received_studies
-from studies.storage import DicomFileStorage
+from studies.storage import DicomFileStorage, Incoming
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Spool uploads in memory up to this size, then on disk: a 1 GB cine never sits in RAM.
 _SPOOL_MEMORY = 8 * 1024 * 1024
 _CHUNK = 1024 * 1024
-# Threads storing a chunk's files at once: enough for the flushes of a STOW-RS request's or an
-# upload batch's ten files to overlap.
+# Threads writing files (each process keeps its own): enough for the flushes of a STOW-RS
+# request's or an upload batch's ten files to overlap.
 _STORE_THREADS = 8
+
 # --- Results ----------------------------------------------------------------------------------
 
 
@@ -168,6 +172,8 @@ class _Received:
     size: int
     header: DicomHeader
     stored_as: str = ""
+    # Its bytes being written to the portal's storage ahead of its rows (_write_ahead).
+    incoming: Future[Incoming | None] | None = None
 
 
 # --- Spooling and storage ---------------------------------------------------------------------
@@ -578,15 +584,17 @@ def _file_together(
     organization: Organization,
     location: Location | None,
     uploaded_by: User | None,
+    unstorable: frozenset[int] = frozenset(),
 ) -> tuple[dict[int, Study], list[int]]:
     """File the plainly new instances of ``chunk`` in one transaction, with one statement per
     table rather than a dozen per file. Returns the study of each file stored (by position in
     the chunk) and the positions of the others, which need the one-by-one path: duplicates,
     conflicts, a patient or series that disagrees with what is stored or with an earlier file
-    of the chunk. Raises _FileOneByOne, having written no row, when a concurrent upload
-    inserted one of the same studies, series or instances first (or the database ended the
-    transaction to break a deadlock); the bytes already stored are content-addressed and
-    harmless."""
+    of the chunk, and the files at ``unstorable``, whose bytes could not be stored (there the
+    same failure ends the batch, with what was filed accounted for). Raises _FileOneByOne,
+    having written no row, when a concurrent upload inserted one of the same studies, series
+    or instances first (or the database ended the transaction to break a deadlock); the bytes
+    already stored are content-addressed and harmless."""
     if not chunk:
         return {}, []  # every file of the chunk was refused on arrival
     try:
@@ -603,10 +611,14 @@ def _file_together(
             series = {item.series_uid: item for item in prepared_models(_series_named, series_uids)}
             sop_uids = sorted({received.header.sop_uid for received in chunk})
             known_instances = set(prepared_values(_instance_uids, sop_uids))
-            together, one_by_one = _sorted_out(
+            plain, one_by_one = _sorted_out(
                 chunk, studies, series, known_instances, organization=organization
             )
-            together, not_stored = _stored_bytes(chunk, together)
+            together = [position for position in plain if position not in unstorable]
+            not_stored = [position for position in plain if position in unstorable]
+            for position in together:
+                chunk[position].stored_as = storage_name(chunk[position].sha256)
+            # The rows are written while the files are: the rows commit after the files.
             filed: list[Study] = []
             if together:
                 filed = _write_together(
@@ -617,6 +629,17 @@ def _file_together(
                     location=location,
                     uploaded_by=uploaded_by,
                 )
+            failed = _put_in_place(chunk, together)
+            if failed:
+                raise _NotStored(failed)
+    except _NotStored as failure:
+        return _file_together(
+            chunk,
+            organization=organization,
+            location=location,
+            uploaded_by=uploaded_by,
+            unstorable=unstorable | frozenset(failure.positions),
+        )
     except (IntegrityError, OperationalError) as error:
         raise _FileOneByOne from error
     return dict(zip(together, filed, strict=True)), not_stored + one_by_one
@@ -679,35 +702,105 @@ def _sorted_out(
     return together, one_by_one
 
 
-def _stored_bytes(chunk: list[_Received], together: list[int]) -> tuple[list[int], list[int]]:
-    """Store the bytes of the files at ``together``; the positions stored, and those left for
-    the one-by-one path after storage failed (a full disk), where the same failure ends the
-    batch with what was filed accounted for.
+class _StoreThreads:
+    """This process's threads that write files, started on first use and kept: a STOW-RS
+    request's or an upload batch's files are then written as soon as each is read. A process
+    forked from one that had them (a gunicorn or Celery worker) starts its own."""
 
-    The portal's own storage is written by several threads at once: each file waits for its
-    flush to disk, and flushes made together cost about what one does. Another storage
-    backend, whose thread safety this cannot know, is written one file at a time."""
-    files = [chunk[position] for position in together]
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        os.register_at_fork(after_in_child=self._forget)
+
+    def submit(self, function: Callable[..., T], /, *args: object) -> Future[T]:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=_STORE_THREADS, thread_name_prefix="dicom-store"
+                )
+            return self._pool.submit(function, *args)
+
+    def _forget(self) -> None:
+        # The parent's threads do not exist in the child, and its lock may be held by one.
+        self._lock = threading.Lock()
+        self._pool = None
+
+
+_store_threads = _StoreThreads()
+
+
+def _write_ahead(received: _Received) -> None:
+    """Start writing a received file to the portal's own storage, under a temporary name, while
+    the next files are read and the chunk's rows written: the flushes to disk, the slow part of
+    storing, then overlap each other and the rest of the work, and only the renames wait for
+    the rows (:func:`_put_in_place`). Another storage backend, whose thread safety this cannot
+    know, is written one file at a time once the chunk is sorted out."""
+    if isinstance(storages["dicom"], DicomFileStorage):
+        received.incoming = _store_threads.submit(_write_incoming, received.spool, received.sha256)
+
+
+def _write_incoming(spool: IO[bytes], sha256: str) -> Incoming | None:
+    """The bytes written under a temporary name beside their name; None if already stored."""
+    storage = cast(DicomFileStorage, storages["dicom"])
+    name = storage_name(sha256)
+    if storage.exists(name):
+        return None
+    spool.seek(0)
+    return storage.write_incoming(name, File(spool, name=name))
+
+
+def _put_in_place(chunk: list[_Received], together: list[int]) -> list[int]:
+    """Store the bytes of the files at ``together``: each file written ahead is renamed to its
+    name (several at once, so that their folders' flushes overlap), and any other is stored
+    now unless its bytes are there already. The positions whose bytes could not be stored (a
+    full disk), having waited for every write."""
     storage = storages["dicom"]
-    if len(files) > 1 and isinstance(storage, DicomFileStorage):
-        with ThreadPoolExecutor(
-            max_workers=min(len(files), _STORE_THREADS), thread_name_prefix="dicom-store"
-        ) as writers:
-            writes = [writers.submit(_store_bytes, item.spool, item.sha256) for item in files]
-        stored, failed = [], []
-        for position, write in zip(together, writes, strict=True):
-            if write.exception() is None:
-                chunk[position].stored_as = write.result()
-                stored.append(position)
-            else:
-                failed.append(position)
-        return stored, failed
-    for index, position in enumerate(together):
+    if not isinstance(storage, DicomFileStorage):
+        for index, position in enumerate(together):
+            try:
+                _store_bytes(chunk[position].spool, chunk[position].sha256)
+            except Exception:
+                return together[index:]
+        return []
+    failed: list[int] = []
+    placing: list[tuple[int, Future[str]]] = []
+    for position in together:
+        received = chunk[position]
+        written, received.incoming = received.incoming, None
         try:
-            chunk[position].stored_as = _store_bytes(chunk[position].spool, chunk[position].sha256)
+            incoming = written.result() if written is not None else None
         except Exception:
-            return together[:index], together[index:]
-    return together, []
+            failed.append(position)  # the write removed what it had written
+            continue
+        if incoming is None:
+            place = _store_threads.submit(_store_bytes, received.spool, received.sha256)
+        else:
+            place = _store_threads.submit(storage.put_in_place, incoming)
+        placing.append((position, place))
+    wait([place for _position, place in placing])
+    return failed + [position for position, place in placing if place.exception() is not None]
+
+
+def _settle(received: list[_Received]) -> None:
+    """Wait for the files' writes ahead and remove what none of them put in place: before the
+    one-by-one path reads their spools, and before the spools are closed."""
+    storage = storages["dicom"]
+    for item in received:
+        written, item.incoming = item.incoming, None
+        if written is None or written.exception() is not None:
+            continue  # a failed write removed what it had written
+        incoming = written.result()
+        if incoming is not None:
+            cast(DicomFileStorage, storage).discard(incoming)
+
+
+class _NotStored(Exception):
+    """Some of a chunk's files could not be stored (a full disk): the chunk's rows are rolled
+    back and it is filed again without them."""
+
+    def __init__(self, positions: list[int]):
+        super().__init__(positions)
+        self.positions = positions
 
 
 def _write_together(
@@ -1019,21 +1112,31 @@ class IngestionBatch:
         self._check_open()
         chunk: list[_Received | FileOutcome] = []
         spooled = 0
-        for name, stream in files:
-            name = _display_name(name)
-            try:
-                received = _receive(name, stream, limit=self._limit, check=check)
-            except FileRejected as rejected:
-                chunk.append(self._rejected(name, rejected, keep=False))
-                continue
-            chunk.append(received)
-            spooled += received.size
-            if (
-                len(chunk) >= settings.INGESTION_CHUNK_FILES
-                or spooled >= settings.INGESTION_CHUNK_BYTES
-            ):
-                self._file_chunk(chunk, on_file)
-                chunk, spooled = [], 0
+        try:
+            for name, stream in files:
+                name = _display_name(name)
+                try:
+                    received = _receive(name, stream, limit=self._limit, check=check)
+                except FileRejected as rejected:
+                    chunk.append(self._rejected(name, rejected, keep=False))
+                    continue
+                chunk.append(received)
+                _write_ahead(received)
+                spooled += received.size
+                if (
+                    len(chunk) >= settings.INGESTION_CHUNK_FILES
+                    or spooled >= settings.INGESTION_CHUNK_BYTES
+                ):
+                    self._file_chunk(chunk, on_file)
+                    chunk, spooled = [], 0
+        except BaseException:
+            # The files read so far are not filed (reading the next one failed): nothing of
+            # theirs is left behind.
+            unfiled = [item for item in chunk if isinstance(item, _Received)]
+            _settle(unfiled)
+            for item in unfiled:
+                item.spool.close()
+            raise
         self._file_chunk(chunk, on_file)
 
     def _file_chunk(
@@ -1050,12 +1153,14 @@ class IngestionBatch:
                 together, one_by_one = {}, list(range(len(received)))
             for position, study in together.items():
                 filed[position] = (study, None)
+            _settle(received)  # the one-by-one path stores from the spools itself
             for position in one_by_one:
                 try:
                     filed[position] = _file_one(received[position], **self._filing)
                 except FileRejected as rejected:
                     filed[position] = rejected
         finally:
+            _settle(received)
             for spooled in received:
                 spooled.spool.close()
             # What was filed is accounted for, also when a later file's failure propagates.

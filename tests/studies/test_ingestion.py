@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import threading
 from datetime import date, time
+from pathlib import Path
 
 import pydicom
 import pytest
 from django.core.exceptions import PermissionDenied
+from django.core.files import File
 from django.core.files.storage import storages
 from django.core.files.uploadedfile import InMemoryUploadedFile, TemporaryUploadedFile
 from django.db import connection
@@ -540,16 +543,19 @@ def test_parser_crash_on_one_file_rejects_that_file_only(org, location, monkeypa
 
 def test_storage_failure_mid_batch_keeps_and_audits_what_was_stored(org, location, alice):
     storage = storages["dicom"]
-    real_save = storage.save
-    saves = []
+    real_write = storage.write_incoming
+    writes = []
+    counting = threading.Lock()
 
-    def failing_save(name, content, **kwargs):
-        saves.append(name)
-        if len(saves) >= 3:  # the disk is full from the third file on
+    def failing_write(name, content):
+        with counting:  # the chunk's files are written from several threads
+            writes.append(name)
+            full = len(writes) >= 3  # the disk is full from the third file on
+        if full:
             raise OSError("disk full")
-        return real_save(name, content, **kwargs)
+        return real_write(name, content)
 
-    storage.save = failing_save
+    storage.write_incoming = failing_write
     with pytest.raises(OSError, match="disk full"):
         upload(org, location, named(ct_series(slices=4)), uploaded_by=alice)
 
@@ -576,13 +582,13 @@ def test_a_chunks_files_are_stored_at_once_only_in_the_portals_own_storage(
         "dicom": {"BACKEND": backend, "OPTIONS": {"location": str(tmp_path / "store")}},
     }
     writers = set()
-    real_store = ingestion._store_bytes
+    real_chunks = File.chunks
 
-    def store_bytes(spool, sha256):
-        writers.add(threading.current_thread().name)
-        return real_store(spool, sha256)
+    def chunks(self, chunk_size=None):
+        writers.add(threading.current_thread().name)  # both storages write a file's chunks
+        return real_chunks(self, chunk_size)
 
-    monkeypatch.setattr(ingestion, "_store_bytes", store_bytes)
+    monkeypatch.setattr(File, "chunks", chunks)
     files = named(ct_series(slices=6))
 
     result = upload(org, location, files)
@@ -596,6 +602,106 @@ def test_a_chunks_files_are_stored_at_once_only_in_the_portals_own_storage(
     for instance in Instance.objects.all():
         with storages["dicom"].open(instance.file) as stored:
             assert stored.read() == sent[instance.sha256]
+
+
+def store_contents(tmp_path) -> list[Path]:
+    return sorted(path for path in (tmp_path / "dicom").rglob("*") if path.is_file())
+
+
+def test_files_not_filed_leave_none_of_their_bytes_in_the_store(
+    org, location, other_org, carol, tmp_path
+):
+    # A chunk's files are written to the store as they are read, before the chunk is sorted
+    # out: a file refused, or a duplicate whose bytes differ, must not stay there.
+    original = ct_series(slices=1)[0]
+    upload(org, location, [("original.dcm", to_bytes(original))])
+    held_elsewhere = ct_series(slices=1, study_uid="1.2.826.0.1.3680043.8.498.7002")
+    other_location = carol.memberships.get().locations.get()
+    upload(other_org, other_location, named(held_elsewhere), uploaded_by=carol)
+    original.SeriesDescription = "edited elsewhere"
+    conflicting = ct_series(slices=1, study_uid="1.2.826.0.1.3680043.8.498.7002", series_number=9)
+    new = ct_series(slices=1, series_number=3)
+
+    result = upload(
+        org,
+        location,
+        [
+            ("edited.dcm", to_bytes(original)),
+            *named(conflicting, prefix="conflicting"),
+            *named(new, prefix="new"),
+        ],
+    )
+
+    assert result.stored == [new[0].SOPInstanceUID]
+    assert result.differing_duplicates == [original.SOPInstanceUID]
+    assert [rejected.code for rejected in result.rejected] == ["conflict"]
+    stored_names = {str(tmp_path / "dicom" / instance.file) for instance in Instance.objects.all()}
+    assert {str(path) for path in store_contents(tmp_path)} == stored_names
+    assert len(stored_names) == 3
+
+
+def test_a_batch_cut_short_while_reading_leaves_no_bytes_in_the_store(org, location, tmp_path):
+    files = named(ct_series(slices=3))
+
+    def two_files_then_a_dropped_connection():
+        for name, data in files[:2]:
+            yield name, io.BytesIO(data)
+        raise ConnectionResetError("the client went away")
+
+    with pytest.raises(ConnectionResetError):
+        ingest_files(
+            files=two_files_then_a_dropped_connection(), organization=org, location=location
+        )
+
+    assert Instance.objects.count() == 0
+    assert store_contents(tmp_path) == []
+
+
+def test_files_get_their_names_after_their_rows_and_before_the_rows_commit(
+    org, location, monkeypatch
+):
+    storage = storages["dicom"]
+    outside = len(connection.atomic_blocks)
+    seen = []
+    real_put_in_place = ingestion._put_in_place
+
+    def put_in_place(chunk, together):
+        names = [chunk[position].stored_as for position in together]
+        seen.append(
+            (
+                len(connection.atomic_blocks) > outside,
+                Instance.objects.filter(file__in=names).count(),
+                [storage.exists(name) for name in names],
+            )
+        )
+        failed = real_put_in_place(chunk, together)
+        seen.append([storage.exists(name) for name in names])
+        return failed
+
+    monkeypatch.setattr(ingestion, "_put_in_place", put_in_place)
+
+    result = upload(org, location, named(ct_series(slices=4)))
+
+    assert len(result.stored) == 4
+    # In the chunk's transaction, its rows written, the files not yet under their names...
+    assert seen[0] == (True, 4, [False] * 4)
+    # ...and then all of them.
+    assert seen[1] == [True] * 4
+
+
+def test_the_threads_writing_files_are_started_afresh_in_a_forked_process(org, location):
+    upload(org, location, named(ct_series(slices=2)))  # this process's writers are running
+    data = b"written from the child"
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through its exit status
+        try:
+            written = ingestion._store_threads.submit(len, data).result(timeout=10)
+            os._exit(0 if written == len(data) else 1)
+        except BaseException:
+            os._exit(2)
+    _pid, status = os.waitpid(child, 0)
+
+    assert os.waitstatus_to_exitcode(status) == 0
 
 
 # --- Names ------------------------------------------------------------------------------------

@@ -148,3 +148,54 @@ def test_many_writers_storing_the_same_files_at_once_leave_each_whole(storage, t
             assert stored.read() == data
     assert leftovers(tmp_path) == []
     assert len([path for path in tmp_path.rglob("*") if path.is_file()]) == len(contents)
+
+
+def test_a_file_written_ahead_has_no_name_until_put_in_place(storage, tmp_path):
+    name = name_of(DATA)
+
+    incoming = storage.write_incoming(name, File(io.BytesIO(DATA), name=name))
+
+    # Whole and flushed beside its name, which nothing finds yet.
+    assert not storage.exists(name)
+    assert os.path.dirname(incoming.path) == os.path.dirname(storage.path(name))
+    assert Path(incoming.path).read_bytes() == DATA
+    assert storage.put_in_place(incoming) == name
+    with storage.open(name) as stored:
+        assert stored.read() == DATA
+    assert leftovers(tmp_path) == []
+
+
+def test_a_file_written_ahead_and_discarded_leaves_nothing(storage, tmp_path):
+    name = name_of(DATA)
+
+    incoming = storage.write_incoming(name, File(io.BytesIO(DATA), name=name))
+    storage.discard(incoming)
+    storage.discard(incoming)  # a second time: nothing to do, no error
+
+    assert not storage.exists(name)
+    assert leftovers(tmp_path) == []
+
+
+def test_a_write_ahead_that_fails_partway_leaves_nothing(storage, tmp_path):
+    name = name_of(DATA)
+    half = io.BufferedReader(FailingStream(DATA, good=len(DATA) // 2))
+
+    with pytest.raises(OSError, match="No space left"):
+        storage.write_incoming(name, File(half, name=name))
+
+    assert leftovers(tmp_path) == []
+
+
+def test_a_file_that_cannot_be_put_in_place_is_removed(storage, tmp_path, monkeypatch):
+    name = name_of(DATA)
+    incoming = storage.write_incoming(name, File(io.BytesIO(DATA), name=name))
+
+    def replace(source, target):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="Input/output error"):
+        storage.put_in_place(incoming)
+
+    assert not storage.exists(name)
+    assert leftovers(tmp_path) == []
