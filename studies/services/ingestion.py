@@ -1127,11 +1127,11 @@ class IngestionBatch:
                     len(chunk) >= settings.INGESTION_CHUNK_FILES
                     or spooled >= settings.INGESTION_CHUNK_BYTES
                 ):
-                    self._file_chunk(chunk, on_file)
-                    chunk, spooled = [], 0
+                    filing, chunk, spooled = chunk, [], 0
+                    self._file_chunk(filing, on_file)  # which cleans up after itself
         except BaseException:
-            # The files read so far are not filed (reading the next one failed): nothing of
-            # theirs is left behind.
+            # The files read since the last chunk are not filed (reading the next one failed):
+            # nothing of theirs is left behind.
             unfiled = [item for item in chunk if isinstance(item, _Received)]
             _settle(unfiled)
             for item in unfiled:
